@@ -1,0 +1,179 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// Strategy is one way of bringing a node through maintenance.
+// +kubebuilder:validation:Enum=reboot
+type Strategy string
+
+const (
+	// StrategyReboot drains the node and reboots it in place through the agent.
+	StrategyReboot Strategy = "reboot"
+)
+
+// Phase is a step of the NodeCycle state machine.
+type Phase string
+
+// Phases in the order a successful reboot walks through them. Succeeded,
+// Failed and Skipped are terminal.
+const (
+	PhasePending             Phase = "Pending"
+	PhaseCordoning           Phase = "Cordoning"
+	PhaseDraining            Phase = "Draining"
+	PhaseRebooting           Phase = "Rebooting"
+	PhaseWaitingForNodeReady Phase = "WaitingForNodeReady"
+	PhaseUncordoning         Phase = "Uncordoning"
+	PhaseSucceeded           Phase = "Succeeded"
+	PhaseFailed              Phase = "Failed"
+	PhaseSkipped             Phase = "Skipped"
+)
+
+// Terminal reports whether no more work is done for a NodeCycle in phase p.
+func (p Phase) Terminal() bool {
+	return p == PhaseSucceeded || p == PhaseFailed || p == PhaseSkipped
+}
+
+// Active reports whether a NodeCycle in phase p holds one of its cluster's
+// maintenance slots.
+func (p Phase) Active() bool {
+	return p != "" && p != PhasePending && !p.Terminal()
+}
+
+// NodeCycleSpec says which node is cycled and with which settings. The
+// settings are copied from the manager's configuration when the NodeCycle is
+// created, so an operation keeps its settings across manager restarts.
+type NodeCycleSpec struct {
+	// NodeName is the Node this operation is about.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="nodeName is immutable"
+	NodeName string `json:"nodeName"`
+
+	// ClusterName names the workload cluster of the node; empty means the
+	// cluster the manager runs in.
+	// +optional
+	ClusterName string `json:"clusterName,omitempty"`
+
+	// Strategy is how the node is brought through maintenance.
+	// +kubebuilder:default=reboot
+	Strategy Strategy `json:"strategy"`
+
+	// Attempt counts the operations for the same boot of this node, from 1.
+	// +kubebuilder:validation:Minimum=1
+	Attempt int32 `json:"attempt"`
+
+	// Drain holds how pods are evicted.
+	Drain DrainSpec `json:"drain"`
+
+	// RebootTimeout bounds the wait from the reboot request until the node
+	// runs a new boot and is Ready.
+	RebootTimeout metav1.Duration `json:"rebootTimeout"`
+}
+
+// DrainSpec holds how pods are evicted from a node.
+type DrainSpec struct {
+	// Timeout bounds the whole drain. When it passes, the operation fails and
+	// the node is uncordoned if nodecycle cordoned it.
+	Timeout metav1.Duration `json:"timeout"`
+
+	// GracePeriodSeconds is given to each evicted pod; -1 keeps the pod's own.
+	// +kubebuilder:default=-1
+	// +kubebuilder:validation:Minimum=-1
+	GracePeriodSeconds int64 `json:"gracePeriodSeconds"`
+
+	// DeleteEmptyDirData allows evicting pods that use emptyDir volumes.
+	DeleteEmptyDirData bool `json:"deleteEmptyDirData"`
+
+	// EvictUnmanagedPods allows evicting pods no controller recreates.
+	EvictUnmanagedPods bool `json:"evictUnmanagedPods"`
+}
+
+// NodeCycleStatus is the durable state of the operation. A restarted manager
+// resumes from it.
+type NodeCycleStatus struct {
+	// Phase is the current step.
+	// +optional
+	Phase Phase `json:"phase,omitempty"`
+
+	// Message says, for a person, what is happening or what went wrong.
+	// +optional
+	Message string `json:"message,omitempty"`
+
+	// Reason is a CamelCase word for why the operation failed or was skipped.
+	// +optional
+	Reason string `json:"reason,omitempty"`
+
+	// StartTime is when the operation took its maintenance slot.
+	// +optional
+	StartTime *metav1.Time `json:"startTime,omitempty"`
+
+	// PhaseStartTime is when the current phase began; timeouts count from it.
+	// +optional
+	PhaseStartTime *metav1.Time `json:"phaseStartTime,omitempty"`
+
+	// CompletionTime is when the operation reached a terminal phase.
+	// +optional
+	CompletionTime *metav1.Time `json:"completionTime,omitempty"`
+
+	// BootIDBefore is the node's boot ID recorded before the reboot request.
+	// +optional
+	BootIDBefore string `json:"bootIDBefore,omitempty"`
+
+	// RebootRequestTime is when the reboot was requested from the agent.
+	// +optional
+	RebootRequestTime *metav1.Time `json:"rebootRequestTime,omitempty"`
+
+	// BootIDAfter is the boot ID that proved the reboot.
+	// +optional
+	BootIDAfter string `json:"bootIDAfter,omitempty"`
+
+	// RebootRequestID is the value written to the node's reboot-request annotation.
+	// +optional
+	RebootRequestID string `json:"rebootRequestID,omitempty"`
+
+	// Outcome is the terminal phase decided before cleanup (uncordon) ran.
+	// +optional
+	Outcome Phase `json:"outcome,omitempty"`
+
+	// PhaseDurations records how long each finished phase took, in phase order.
+	// +optional
+	PhaseDurations []PhaseDuration `json:"phaseDurations,omitempty"`
+}
+
+// PhaseDuration is how long one phase took.
+type PhaseDuration struct {
+	Phase    Phase           `json:"phase"`
+	Duration metav1.Duration `json:"duration"`
+}
+
+// NodeCycle is one maintenance operation on one node: the record, the lock
+// that keeps the cluster to one node at a time, and the state machine.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=nc;ncs,categories=nodecycle
+// +kubebuilder:printcolumn:name="Node",type=string,JSONPath=`.spec.nodeName`
+// +kubebuilder:printcolumn:name="Cluster",type=string,JSONPath=`.spec.clusterName`,priority=1
+// +kubebuilder:printcolumn:name="Strategy",type=string,JSONPath=`.spec.strategy`
+// +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
+// +kubebuilder:printcolumn:name="Message",type=string,JSONPath=`.status.message`,priority=1
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type NodeCycle struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   NodeCycleSpec   `json:"spec,omitempty"`
+	Status NodeCycleStatus `json:"status,omitempty"`
+}
+
+// NodeCycleList is a list of NodeCycles.
+// +kubebuilder:object:root=true
+type NodeCycleList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []NodeCycle `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&NodeCycle{}, &NodeCycleList{})
+}

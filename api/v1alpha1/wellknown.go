@@ -1,0 +1,35 @@
+package v1alpha1
+
+// Names shared by the agent and the manager. They are the contract written
+// down in docs/contract.md; changing one is a breaking change.
+const (
+	// ConditionRebootRequired is the Node condition written only by the agent.
+	ConditionRebootRequired = "RebootRequired"
+	// ConditionMaintenanceInProgress is the Node condition written only by the manager.
+	ConditionMaintenanceInProgress = "MaintenanceInProgress"
+
+	// Reasons of the RebootRequired condition.
+	ReasonSentinelFilePresent      = "SentinelFilePresent"
+	ReasonSentinelCommandSucceeded = "SentinelCommandSucceeded"
+	ReasonNoRebootRequired         = "NoRebootRequired"
+	ReasonSentinelCheckFailed      = "SentinelCheckFailed"
+
+	// Reasons of the MaintenanceInProgress condition when it is False.
+	ReasonMaintenanceCompleted = "MaintenanceCompleted"
+	ReasonMaintenanceFailed    = "MaintenanceFailed"
+	ReasonMaintenanceSkipped   = "MaintenanceSkipped"
+
+	// AnnotationRebootRequest is set by the manager on a Node to ask its agent
+	// for an in-place reboot; the value is an id unique to one request.
+	AnnotationRebootRequest = "nodecycle.io/reboot-request"
+	// AnnotationRebootAck is set by the agent to the id of the request it is
+	// carrying out, before it reboots. It never reboots twice for one id.
+	AnnotationRebootAck = "nodecycle.io/reboot-ack"
+	// AnnotationCordonedBy marks a cordon made by nodecycle; its value is the
+	// NodeCycle (namespace/name) that made it. A cordon without it belongs to
+	// someone else and is left alone.
+	AnnotationCordonedBy = "nodecycle.io/cordoned-by"
+
+	// LabelExclude opts a Node out when its value is "true".
+	LabelExclude = "nodecycle.io/exclude"
+)

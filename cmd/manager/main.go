@@ -1,0 +1,44 @@
+// Command manager is the nodecycle manager: it takes nodes that need a reboot
+// through drain, reboot, verification and uncordon, one at a time per cluster.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+
+	"k8s.io/klog/v2/textlogger"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+
+	"github.com/nodecycle/nodecycle/internal/kubeconfig"
+	"github.com/nodecycle/nodecycle/internal/manager"
+)
+
+func main() {
+	if err := run(); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "nodecycle-manager:", err)
+		}
+		os.Exit(2)
+	}
+}
+
+func run() error {
+	opts, err := manager.ParseOptions(os.Args[1:], os.LookupEnv, os.Stderr)
+	if err != nil {
+		return err
+	}
+	ctrl.SetLogger(textlogger.NewLogger(textlogger.NewConfig(textlogger.Verbosity(opts.Verbosity))))
+	cfg, err := kubeconfig.Load(opts.Kubeconfig)
+	if err != nil {
+		return err
+	}
+	ctx := ctrl.SetupSignalHandler()
+	mgr, err := manager.New(ctx, cfg, opts, clock.RealClock{})
+	if err != nil {
+		return err
+	}
+	return mgr.Start(ctx)
+}

@@ -1,0 +1,168 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime/pkg/client"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/nodecycle/nodecycle/api/v1alpha1"
+	"github.com/nodecycle/nodecycle/internal/nodes"
+)
+
+// NodeReconciler opens a NodeCycle for every eligible node whose
+// RebootRequired condition is True, retries failed ones with backoff, and
+// undoes what a finished or vanished NodeCycle left on the node (a cordon,
+// a reboot request), which is how a crash mid-operation is recovered.
+type NodeReconciler struct {
+	Client    ctrl.Client
+	APIReader ctrl.Reader
+	Recorder  events.EventRecorder
+	Clock     clock.PassiveClock
+	Config    Config
+}
+
+// Reconcile implements reconcile.Reconciler.
+func (r *NodeReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+	node := &corev1.Node{}
+	if err := r.Client.Get(ctx, req.NamespacedName, node); err != nil {
+		return reconcile.Result{}, ctrl.IgnoreNotFound(err)
+	}
+	cycles, err := cyclesOfNode(ctx, r.Client, r.Config.Namespace, node.Name)
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+	if open := openCycle(cycles); open != nil {
+		return reconcile.Result{}, nil // the NodeCycleReconciler owns the node now
+	}
+	if err := r.cleanUpLeftovers(ctx, node); err != nil {
+		return reconcile.Result{}, err
+	}
+	if err := r.pruneHistory(ctx, cycles); err != nil {
+		return reconcile.Result{}, err
+	}
+	if !nodes.IsConditionTrue(node, v1alpha1.ConditionRebootRequired) {
+		return reconcile.Result{}, nil
+	}
+	if ok, _, _ := r.Config.Eligibility(node); !ok {
+		return reconcile.Result{}, nil
+	}
+	return r.openCycle(ctx, node, cycles)
+}
+
+// openCycle creates the next NodeCycle of the node, unless the last one
+// failed too recently or just finished and the agent has not yet spoken
+// since the reboot.
+func (r *NodeReconciler) openCycle(ctx context.Context, node *corev1.Node, cycles []v1alpha1.NodeCycle) (reconcile.Result, error) {
+	attempt := int32(1)
+	if len(cycles) > 0 {
+		last := &cycles[0]
+		wait, blocked := r.waitAfter(node, last)
+		if blocked {
+			return reconcile.Result{}, nil
+		}
+		if wait > 0 {
+			return reconcile.Result{RequeueAfter: wait}, nil
+		}
+		if last.Status.Phase == v1alpha1.PhaseFailed && last.Status.BootIDBefore == bootID(node) {
+			attempt = last.Spec.Attempt + 1
+		}
+	}
+	nc := &v1alpha1.NodeCycle{
+		ObjectMeta: metav1.ObjectMeta{Name: nodeCycleName(node.Name, bootID(node), attempt), Namespace: r.Config.Namespace},
+		Spec: v1alpha1.NodeCycleSpec{
+			NodeName:      node.Name,
+			Strategy:      v1alpha1.StrategyReboot,
+			Attempt:       attempt,
+			Drain:         r.Config.Drain,
+			RebootTimeout: durationOf(r.Config.RebootTimeout),
+		},
+	}
+	if err := r.Client.Create(ctx, nc); err != nil {
+		if apierrors.IsAlreadyExists(err) {
+			return reconcile.Result{}, nil
+		}
+		return reconcile.Result{}, fmt.Errorf("creating NodeCycle for node %s: %w", node.Name, err)
+	}
+	logf.FromContext(ctx).Info("NodeCycle created", "NodeCycle", ctrl.ObjectKeyFromObject(nc), "attempt", attempt)
+	r.Recorder.Eventf(node, nc, corev1.EventTypeNormal, "NodeCycleCreated", "Queued",
+		"Reboot required; NodeCycle %s/%s created (attempt %d)", nc.Namespace, nc.Name, attempt)
+	return reconcile.Result{}, nil
+}
+
+// waitAfter says how long to wait after the node's last NodeCycle before a
+// new one; blocked means wait for the node to change.
+func (r *NodeReconciler) waitAfter(node *corev1.Node, last *v1alpha1.NodeCycle) (wait time.Duration, blocked bool) {
+	st := last.Status
+	switch st.Phase {
+	case v1alpha1.PhaseFailed:
+		if st.CompletionTime == nil || st.BootIDBefore != bootID(node) {
+			return 0, false // the node rebooted meanwhile: a new boot starts afresh
+		}
+		return st.CompletionTime.Add(r.Config.backoff(last.Spec.Attempt + 1)).Sub(r.Clock.Now()), false
+	case v1alpha1.PhaseSucceeded:
+		// The condition still says True from before the reboot until the
+		// agent on the new boot has checked again; it writes the condition
+		// when it starts, so a write after the reboot request is that check.
+		c := nodes.Condition(node, v1alpha1.ConditionRebootRequired)
+		if st.RebootRequestTime != nil && c != nil && c.LastHeartbeatTime.Before(st.RebootRequestTime) {
+			return 0, true
+		}
+	}
+	return 0, false
+}
+
+// cleanUpLeftovers undoes what nodecycle left on a node that no NodeCycle is
+// working on: a reboot request nobody waits for, and nodecycle's cordon once
+// the node is Ready. It reads the NodeCycles from the API server first: the
+// cache may not show one created a moment ago.
+func (r *NodeReconciler) cleanUpLeftovers(ctx context.Context, node *corev1.Node) error {
+	_, request := node.Annotations[v1alpha1.AnnotationRebootRequest]
+	_, cordoned := node.Annotations[v1alpha1.AnnotationCordonedBy]
+	if !request && !(cordoned && nodes.IsReady(node)) {
+		return nil
+	}
+	var list v1alpha1.NodeCycleList
+	if err := r.APIReader.List(ctx, &list, ctrl.InNamespace(r.Config.Namespace)); err != nil {
+		return fmt.Errorf("listing NodeCycles: %w", err)
+	}
+	for _, nc := range list.Items {
+		if nc.Spec.NodeName == node.Name && !nc.Status.Phase.Terminal() {
+			return nil
+		}
+	}
+	log := logf.FromContext(ctx)
+	if request {
+		if err := setAnnotations(ctx, r.Client, node, map[string]*string{v1alpha1.AnnotationRebootRequest: nil}); err != nil {
+			return fmt.Errorf("removing stale reboot request from node %s: %w", node.Name, err)
+		}
+		log.Info("Removed a reboot request no NodeCycle waits for")
+	}
+	if cordoned && nodes.IsReady(node) {
+		if err := uncordon(ctx, r.Client, node); err != nil {
+			return fmt.Errorf("uncordoning node %s: %w", node.Name, ctrl.IgnoreNotFound(err))
+		}
+		log.Info("Lifted a cordon left by nodecycle")
+		r.Recorder.Eventf(node, nil, corev1.EventTypeNormal, "Uncordoned", "Recover",
+			"Node is Ready and no NodeCycle works on it; lifted the cordon nodecycle left (%s)", node.Annotations[v1alpha1.AnnotationCordonedBy])
+	}
+	return nil
+}
+
+// pruneHistory deletes the node's oldest finished NodeCycles beyond the history limit.
+func (r *NodeReconciler) pruneHistory(ctx context.Context, cycles []v1alpha1.NodeCycle) error {
+	for i := r.Config.HistoryLimit; i < len(cycles); i++ {
+		if err := r.Client.Delete(ctx, &cycles[i]); ctrl.IgnoreNotFound(err) != nil {
+			return fmt.Errorf("pruning NodeCycle %s: %w", cycles[i].Name, err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,458 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/nodecycle/nodecycle/api/v1alpha1"
+	"github.com/nodecycle/nodecycle/internal/drain"
+	"github.com/nodecycle/nodecycle/internal/nodes"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+)
+
+// Requeue intervals of the waits that no watch event ends.
+const (
+	drainPollInterval = 2 * time.Second
+	slotPollInterval  = 30 * time.Second
+)
+
+// NodeCycleReconciler drives NodeCycles: Pending -> Cordoning -> Draining ->
+// Rebooting -> WaitingForNodeReady -> Uncordoning -> Succeeded | Failed.
+// Every step is persisted in the NodeCycle's status before the next one, so
+// a restarted manager resumes where the last one stopped.
+type NodeCycleReconciler struct {
+	Client    ctrl.Client
+	APIReader ctrl.Reader
+	Recorder  events.EventRecorder
+	Clock     clock.PassiveClock
+	Config    Config
+	Metrics   *Metrics
+
+	// admission serialises the decision to take a maintenance slot, which
+	// reads from the API server (not the cache) so two NodeCycles never both
+	// see a free slot.
+	admission sync.Mutex
+}
+
+// step is the work of one reconcile on one NodeCycle.
+type step struct {
+	nc     *v1alpha1.NodeCycle
+	node   *corev1.Node
+	now    time.Time
+	events []pendingEvent
+	// saved is set when the step already persisted the status itself.
+	saved bool
+}
+
+type pendingEvent struct{ eventType, reason, message string }
+
+func (s *step) event(eventType, reason, format string, args ...any) {
+	s.events = append(s.events, pendingEvent{eventType, reason, fmt.Sprintf(format, args...)})
+}
+
+// Reconcile implements reconcile.Reconciler.
+func (r *NodeCycleReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+	nc := &v1alpha1.NodeCycle{}
+	if err := r.Client.Get(ctx, req.NamespacedName, nc); err != nil {
+		return reconcile.Result{}, ctrl.IgnoreNotFound(err)
+	}
+	if nc.Status.Phase.Terminal() {
+		return reconcile.Result{}, nil
+	}
+	log := logf.FromContext(ctx).WithValues("Node", klog.KRef("", nc.Spec.NodeName), "phase", nc.Status.Phase)
+	ctx = logf.IntoContext(ctx, log)
+
+	s := &step{nc: nc, now: r.Clock.Now()}
+	s.node = &corev1.Node{}
+	if err := r.Client.Get(ctx, types.NamespacedName{Name: nc.Spec.NodeName}, s.node); err != nil {
+		if !apierrors.IsNotFound(err) {
+			return reconcile.Result{}, err
+		}
+		s.node = nil
+	}
+
+	before := nc.DeepCopy()
+	result, err := r.reconcilePhase(ctx, s)
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+	if !s.saved && !equality.Semantic.DeepEqual(before.Status, nc.Status) {
+		patch := ctrl.MergeFromWithOptions(before, ctrl.MergeFromWithOptimisticLock{})
+		if err := r.Client.Status().Patch(ctx, nc, patch); err != nil {
+			if apierrors.IsConflict(err) {
+				return reconcile.Result{Requeue: true}, nil
+			}
+			return reconcile.Result{}, fmt.Errorf("saving status of NodeCycle %s: %w", req, err)
+		}
+		if before.Status.Phase != nc.Status.Phase {
+			log.Info("Phase changed", "from", before.Status.Phase, "to", nc.Status.Phase, "message", nc.Status.Message)
+		}
+	}
+	r.publish(ctx, s)
+	return result, nil
+}
+
+// publish tells the operator, after the step is saved: Events on the Node
+// and its MaintenanceInProgress condition.
+func (r *NodeCycleReconciler) publish(ctx context.Context, s *step) {
+	if s.node == nil {
+		return
+	}
+	for _, e := range s.events {
+		r.Recorder.Eventf(s.node, s.nc, e.eventType, e.reason, string(s.nc.Status.Phase), "%s", e.message)
+	}
+	var status corev1.ConditionStatus
+	reason := ""
+	switch p := s.nc.Status.Phase; {
+	case p.Active():
+		status, reason = corev1.ConditionTrue, conditionReason(p)
+	case p == v1alpha1.PhaseSucceeded:
+		status, reason = corev1.ConditionFalse, v1alpha1.ReasonMaintenanceCompleted
+	case p == v1alpha1.PhaseFailed:
+		status, reason = corev1.ConditionFalse, v1alpha1.ReasonMaintenanceFailed
+	case p == v1alpha1.PhaseSkipped:
+		status, reason = corev1.ConditionFalse, v1alpha1.ReasonMaintenanceSkipped
+	default:
+		status, reason = corev1.ConditionFalse, "MaintenancePending"
+	}
+	if err := setMaintenanceCondition(ctx, r.Client, s.node, status, reason, s.nc.Status.Message, s.now); err != nil {
+		logf.FromContext(ctx).Error(err, "Updating node condition")
+	}
+}
+
+func conditionReason(p v1alpha1.Phase) string {
+	if p == v1alpha1.PhaseRebooting {
+		return "RebootRequested"
+	}
+	return string(p)
+}
+
+func (r *NodeCycleReconciler) reconcilePhase(ctx context.Context, s *step) (reconcile.Result, error) {
+	if s.node == nil {
+		r.finish(s, v1alpha1.PhaseFailed, "NodeDeleted", fmt.Sprintf("Node %s no longer exists", s.nc.Spec.NodeName))
+		return reconcile.Result{}, nil
+	}
+	switch s.nc.Status.Phase {
+	case "", v1alpha1.PhasePending:
+		return r.admit(ctx, s)
+	case v1alpha1.PhaseCordoning:
+		return r.cordon(ctx, s)
+	case v1alpha1.PhaseDraining:
+		return r.drain(ctx, s)
+	case v1alpha1.PhaseRebooting:
+		return r.requestReboot(ctx, s)
+	case v1alpha1.PhaseWaitingForNodeReady:
+		return r.waitForReboot(ctx, s)
+	case v1alpha1.PhaseUncordoning:
+		return r.uncordon(ctx, s)
+	default:
+		r.finish(s, v1alpha1.PhaseFailed, "UnknownPhase", fmt.Sprintf("Unknown phase %q", s.nc.Status.Phase))
+		return reconcile.Result{}, nil
+	}
+}
+
+// moveTo enters phase p: it records how long the previous phase took.
+func (r *NodeCycleReconciler) moveTo(s *step, p v1alpha1.Phase, message string) {
+	st := &s.nc.Status
+	if st.PhaseStartTime != nil && st.Phase.Active() {
+		st.PhaseDurations = append(st.PhaseDurations, v1alpha1.PhaseDuration{
+			Phase: st.Phase, Duration: metav1.Duration{Duration: s.now.Sub(st.PhaseStartTime.Time).Round(time.Millisecond)},
+		})
+	}
+	st.Phase = p
+	st.Message = message
+	now := metav1.NewTime(s.now)
+	st.PhaseStartTime = &now
+}
+
+// fail records why the operation failed and sends it to Uncordoning, which
+// undoes nodecycle's cordon before the NodeCycle ends as Failed.
+func (r *NodeCycleReconciler) fail(s *step, reason, message string) {
+	s.nc.Status.Outcome = v1alpha1.PhaseFailed
+	s.nc.Status.Reason = reason
+	s.event(corev1.EventTypeWarning, reason, "%s", message)
+	r.moveTo(s, v1alpha1.PhaseUncordoning, message)
+}
+
+// finish ends the NodeCycle in a terminal phase.
+func (r *NodeCycleReconciler) finish(s *step, p v1alpha1.Phase, reason, message string) {
+	st := &s.nc.Status
+	startedActive := st.StartTime != nil
+	r.moveTo(s, p, message)
+	if reason != "" {
+		st.Reason = reason
+	}
+	now := metav1.NewTime(s.now)
+	st.CompletionTime = &now
+	strategy := string(s.nc.Spec.Strategy)
+	r.Metrics.operations.WithLabelValues(strategy, string(p)).Inc()
+	if startedActive {
+		r.Metrics.duration.WithLabelValues(strategy, string(p)).Observe(s.now.Sub(st.StartTime.Time).Seconds())
+	}
+	switch p {
+	case v1alpha1.PhaseSucceeded:
+		s.event(corev1.EventTypeNormal, v1alpha1.ReasonMaintenanceCompleted, "%s", message)
+	case v1alpha1.PhaseFailed:
+		s.event(corev1.EventTypeWarning, v1alpha1.ReasonMaintenanceFailed, "%s", message)
+	default:
+		s.event(corev1.EventTypeNormal, v1alpha1.ReasonMaintenanceSkipped, "%s", message)
+	}
+}
+
+// admit takes a maintenance slot of the cluster for the NodeCycle, or waits.
+func (r *NodeCycleReconciler) admit(ctx context.Context, s *step) (reconcile.Result, error) {
+	if ok, reason, msg := r.Config.Eligibility(s.node); !ok {
+		r.finish(s, v1alpha1.PhaseSkipped, reason, msg)
+		return reconcile.Result{}, nil
+	}
+	if !nodes.IsConditionTrue(s.node, v1alpha1.ConditionRebootRequired) {
+		r.finish(s, v1alpha1.PhaseSkipped, "RebootNoLongerRequired", fmt.Sprintf("Node no longer has %s=True", v1alpha1.ConditionRebootRequired))
+		return reconcile.Result{}, nil
+	}
+	if s.nc.Status.Phase == "" {
+		s.nc.Status.Phase = v1alpha1.PhasePending
+	}
+	if !nodes.IsReady(s.node) {
+		s.nc.Status.Message = "Waiting for the node to be Ready before starting"
+		return reconcile.Result{RequeueAfter: slotPollInterval}, nil
+	}
+
+	r.admission.Lock()
+	defer r.admission.Unlock()
+	busy, err := r.nodesInMaintenance(ctx, s.nc)
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+	if len(busy) >= r.Config.MaxConcurrent {
+		s.nc.Status.Message = fmt.Sprintf("Waiting for a maintenance slot (%d of %d taken): %s", len(busy), r.Config.MaxConcurrent, strings.Join(busy, ", "))
+		return reconcile.Result{RequeueAfter: slotPollInterval}, nil
+	}
+	now := metav1.NewTime(s.now)
+	s.nc.Status.StartTime = &now
+	r.moveTo(s, v1alpha1.PhaseCordoning, "Cordoning the node")
+	s.event(corev1.EventTypeNormal, "MaintenanceStarted", "Maintenance started (strategy %s, attempt %d)", s.nc.Spec.Strategy, s.nc.Spec.Attempt)
+	return reconcile.Result{Requeue: true}, r.saveNow(ctx, s)
+}
+
+// saveNow persists the status while the admission lock is held, so the next
+// admission's live read sees the slot taken.
+func (r *NodeCycleReconciler) saveNow(ctx context.Context, s *step) error {
+	latest := &v1alpha1.NodeCycle{}
+	if err := r.APIReader.Get(ctx, ctrl.ObjectKeyFromObject(s.nc), latest); err != nil {
+		return err
+	}
+	if latest.Status.Phase.Active() || latest.Status.Phase.Terminal() {
+		return fmt.Errorf("NodeCycle %s moved to %s meanwhile", s.nc.Name, latest.Status.Phase)
+	}
+	before := latest.DeepCopy()
+	latest.Status = s.nc.Status
+	if err := r.Client.Status().Patch(ctx, latest, ctrl.MergeFromWithOptions(before, ctrl.MergeFromWithOptimisticLock{})); err != nil {
+		return fmt.Errorf("taking maintenance slot for NodeCycle %s: %w", s.nc.Name, err)
+	}
+	s.nc.ObjectMeta = latest.ObjectMeta
+	s.saved = true
+	return nil
+}
+
+// nodesInMaintenance names the nodes of the NodeCycle's cluster that hold a
+// maintenance slot: those of active NodeCycles (read from the API server)
+// and those still cordoned by nodecycle after a failure.
+func (r *NodeCycleReconciler) nodesInMaintenance(ctx context.Context, nc *v1alpha1.NodeCycle) ([]string, error) {
+	var list v1alpha1.NodeCycleList
+	if err := r.APIReader.List(ctx, &list, ctrl.InNamespace(nc.Namespace)); err != nil {
+		return nil, fmt.Errorf("listing NodeCycles: %w", err)
+	}
+	seen := map[string]bool{}
+	var busy []string
+	for _, other := range list.Items {
+		if other.Spec.ClusterName != nc.Spec.ClusterName || !other.Status.Phase.Active() || seen[other.Spec.NodeName] {
+			continue
+		}
+		seen[other.Spec.NodeName] = true
+		busy = append(busy, fmt.Sprintf("%s (%s)", other.Spec.NodeName, other.Status.Phase))
+	}
+	var cordoned corev1.NodeList
+	if err := r.Client.List(ctx, &cordoned, ctrl.MatchingFields{indexCordonedBy: indexYes}); err != nil {
+		return nil, fmt.Errorf("listing nodes cordoned by nodecycle: %w", err)
+	}
+	for _, n := range cordoned.Items {
+		if seen[n.Name] || n.Name == nc.Spec.NodeName {
+			continue
+		}
+		seen[n.Name] = true
+		busy = append(busy, fmt.Sprintf("%s (left cordoned by a failed operation until it is Ready)", n.Name))
+	}
+	return busy, nil
+}
+
+// cordon marks the node unschedulable, and marks the cordon as nodecycle's
+// so that only nodecycle's own cordons are ever lifted.
+func (r *NodeCycleReconciler) cordon(ctx context.Context, s *step) (reconcile.Result, error) {
+	owner := s.nc.Namespace + "/" + s.nc.Name
+	switch {
+	case s.node.Annotations[v1alpha1.AnnotationCordonedBy] == owner:
+		// done before a restart
+	case s.node.Spec.Unschedulable && s.node.Annotations[v1alpha1.AnnotationCordonedBy] == "":
+		s.event(corev1.EventTypeNormal, "AlreadyCordoned", "Node was already cordoned by someone else; it will stay cordoned afterwards")
+	default:
+		patch := fmt.Sprintf(`{"metadata":{"resourceVersion":%q,"annotations":{%q:%q}},"spec":{"unschedulable":true}}`,
+			s.node.ResourceVersion, v1alpha1.AnnotationCordonedBy, owner)
+		if err := r.Client.Patch(ctx, s.node, ctrl.RawPatch(types.MergePatchType, []byte(patch))); err != nil {
+			if apierrors.IsConflict(err) {
+				return reconcile.Result{Requeue: true}, nil
+			}
+			return reconcile.Result{}, fmt.Errorf("cordoning node %s: %w", s.node.Name, err)
+		}
+		s.event(corev1.EventTypeNormal, "Cordoned", "Node cordoned by nodecycle")
+	}
+	r.moveTo(s, v1alpha1.PhaseDraining, "Draining the node")
+	s.event(corev1.EventTypeNormal, "Draining", "Draining the node (timeout %s)", s.nc.Spec.Drain.Timeout.Duration)
+	return reconcile.Result{Requeue: true}, nil
+}
+
+// drain makes one non-blocking drain step and requeues until the node is
+// empty or the drain timeout passes.
+func (r *NodeCycleReconciler) drain(ctx context.Context, s *step) (reconcile.Result, error) {
+	d := drain.Drainer{Reader: r.APIReader, Writer: r.Client}
+	res, err := d.Step(ctx, s.node.Name, s.nc.Spec.Drain)
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+	for _, p := range res.Waiting {
+		if p.Reason == drain.ReasonEvicted {
+			s.event(corev1.EventTypeNormal, "Evicted", "Evicted pod %s", p.Pod)
+		}
+	}
+	elapsed := s.now.Sub(s.nc.Status.PhaseStartTime.Time)
+	if len(res.Refused) > 0 {
+		r.fail(s, "DrainRefused", fmt.Sprintf("Drain cannot finish, pods that the drain settings forbid evicting: %s", res.Summary(5)))
+		return reconcile.Result{Requeue: true}, nil
+	}
+	if res.Done() {
+		r.Metrics.drainDuration.Observe(elapsed.Seconds())
+		r.moveTo(s, v1alpha1.PhaseRebooting, "Requesting a reboot from the agent")
+		s.event(corev1.EventTypeNormal, "Drained", "Node drained in %s", elapsed.Round(time.Second))
+		return reconcile.Result{Requeue: true}, nil
+	}
+	timeout := s.nc.Spec.Drain.Timeout.Duration
+	if elapsed >= timeout {
+		r.fail(s, "DrainTimeout", fmt.Sprintf("Drain did not finish within %s; %d pods still on the node: %s", timeout, len(res.Waiting), res.Summary(5)))
+		return reconcile.Result{Requeue: true}, nil
+	}
+	s.nc.Status.Message = fmt.Sprintf("Draining: %d pods still on the node: %s", len(res.Waiting), res.Summary(5))
+	return reconcile.Result{RequeueAfter: min(drainPollInterval, timeout-elapsed)}, nil
+}
+
+// requestReboot records the boot ID, then asks the agent for a reboot. The
+// boot ID is saved before the request is made, so the proof of reboot never
+// compares against a boot ID read after the reboot.
+func (r *NodeCycleReconciler) requestReboot(ctx context.Context, s *step) (reconcile.Result, error) {
+	st := &s.nc.Status
+	if st.RebootRequestID == "" {
+		st.BootIDBefore = bootID(s.node)
+		st.RebootRequestID = string(s.nc.UID)
+		return reconcile.Result{Requeue: true}, nil
+	}
+	if s.node.Annotations[v1alpha1.AnnotationRebootRequest] != st.RebootRequestID {
+		if err := setAnnotations(ctx, r.Client, s.node, map[string]*string{v1alpha1.AnnotationRebootRequest: nodes.Ptr(st.RebootRequestID)}); err != nil {
+			return reconcile.Result{}, fmt.Errorf("requesting reboot of node %s: %w", s.node.Name, err)
+		}
+	}
+	requested := metav1.NewTime(s.now)
+	st.RebootRequestTime = &requested
+	r.moveTo(s, v1alpha1.PhaseWaitingForNodeReady, fmt.Sprintf("Reboot requested; waiting for a boot ID other than %q and Ready=True", st.BootIDBefore))
+	s.event(corev1.EventTypeNormal, "RebootRequested", "Reboot requested from the agent (request %s, boot ID %q)", st.RebootRequestID, st.BootIDBefore)
+	return reconcile.Result{RequeueAfter: s.nc.Spec.RebootTimeout.Duration}, nil
+}
+
+// waitForReboot finishes when the node runs a new boot and is Ready.
+func (r *NodeCycleReconciler) waitForReboot(ctx context.Context, s *step) (reconcile.Result, error) {
+	st := &s.nc.Status
+	current := bootID(s.node)
+	ready := nodes.IsReady(s.node)
+	rebooted := current != "" && current != st.BootIDBefore
+	if rebooted && ready {
+		if err := r.clearRebootRequest(ctx, s); err != nil {
+			return reconcile.Result{}, err
+		}
+		st.BootIDAfter = current
+		r.moveTo(s, v1alpha1.PhaseUncordoning, "Node rebooted and Ready; uncordoning")
+		s.event(corev1.EventTypeNormal, "RebootVerified", "Node rebooted: boot ID %q -> %q, Ready", st.BootIDBefore, current)
+		return reconcile.Result{Requeue: true}, nil
+	}
+	acked := s.node.Annotations[v1alpha1.AnnotationRebootAck] == st.RebootRequestID
+	waited := s.now.Sub(st.PhaseStartTime.Time)
+	timeout := s.nc.Spec.RebootTimeout.Duration
+	if waited >= timeout {
+		if err := r.clearRebootRequest(ctx, s); err != nil {
+			return reconcile.Result{}, err
+		}
+		r.fail(s, "RebootTimeout", fmt.Sprintf("Node did not come back within %s: boot ID %s, Ready=%t, agent acknowledged the request: %t",
+			timeout, describeBoot(st.BootIDBefore, current), ready, acked))
+		return reconcile.Result{Requeue: true}, nil
+	}
+	st.Message = fmt.Sprintf("Waiting for the reboot: boot ID %s, Ready=%t, agent acknowledged: %t", describeBoot(st.BootIDBefore, current), ready, acked)
+	return reconcile.Result{RequeueAfter: timeout - waited}, nil
+}
+
+func describeBoot(before, current string) string {
+	if before == current {
+		return fmt.Sprintf("still %q", current)
+	}
+	return fmt.Sprintf("%q -> %q", before, current)
+}
+
+func (r *NodeCycleReconciler) clearRebootRequest(ctx context.Context, s *step) error {
+	if _, ok := s.node.Annotations[v1alpha1.AnnotationRebootRequest]; !ok {
+		return nil
+	}
+	if err := setAnnotations(ctx, r.Client, s.node, map[string]*string{v1alpha1.AnnotationRebootRequest: nil}); err != nil {
+		return fmt.Errorf("removing reboot request from node %s: %w", s.node.Name, err)
+	}
+	return nil
+}
+
+// uncordon lifts nodecycle's cordon when the node is Ready, then ends the
+// NodeCycle. A node that is not Ready after a failure stays cordoned; the
+// NodeReconciler lifts the cordon once it is Ready again.
+func (r *NodeCycleReconciler) uncordon(ctx context.Context, s *step) (reconcile.Result, error) {
+	outcome := s.nc.Status.Outcome
+	if outcome == "" {
+		outcome = v1alpha1.PhaseSucceeded
+	}
+	message := s.nc.Status.Message
+	if outcome == v1alpha1.PhaseSucceeded {
+		message = fmt.Sprintf("Node rebooted (boot ID %q -> %q) and returned to service", s.nc.Status.BootIDBefore, s.nc.Status.BootIDAfter)
+	}
+	_, ours := s.node.Annotations[v1alpha1.AnnotationCordonedBy]
+	switch {
+	case ours && nodes.IsReady(s.node):
+		if err := uncordon(ctx, r.Client, s.node); err != nil {
+			if apierrors.IsConflict(err) {
+				return reconcile.Result{Requeue: true}, nil
+			}
+			return reconcile.Result{}, fmt.Errorf("uncordoning node %s: %w", s.node.Name, err)
+		}
+		s.event(corev1.EventTypeNormal, "Uncordoned", "Node uncordoned")
+	case ours:
+		message += "; the node is not Ready and stays cordoned until it is"
+	case s.node.Spec.Unschedulable:
+		message += "; the node was cordoned before maintenance and stays cordoned"
+	}
+	r.finish(s, outcome, "", message)
+	return reconcile.Result{}, nil
+}

@@ -1,0 +1,225 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/utils/clock"
+
+	"github.com/nodecycle/nodecycle/api/v1alpha1"
+	"github.com/nodecycle/nodecycle/internal/nodes"
+)
+
+// Agent watches one node: its sentinel and its Node object.
+type Agent struct {
+	NodeName string
+	Client   kubernetes.Interface
+	Checker  Checker
+	Rebooter Rebooter
+	// SentinelFile, when set, is watched with inotify (its directory, so
+	// create, delete and rename are all seen) for an immediate re-check.
+	SentinelFile string
+	// RecheckPeriod re-runs the check in case an event was missed, and is the
+	// only clock of a command checker.
+	RecheckPeriod time.Duration
+	// HeartbeatPeriod, when not zero, rewrites an unchanged condition this often.
+	HeartbeatPeriod time.Duration
+	Clock           clock.WithTicker
+	Metrics         *Metrics
+	Log             logr.Logger
+
+	lister  func() (*corev1.Node, error)
+	desired *corev1.NodeCondition
+	written time.Time
+	ready   chan struct{}
+}
+
+// Ready is closed once the agent watches its Node and has published its
+// first condition.
+func (a *Agent) Ready() <-chan struct{} {
+	if a.ready == nil {
+		a.ready = make(chan struct{})
+	}
+	return a.ready
+}
+
+// Run works until ctx is done. It returns an error when the agent cannot do
+// its job at all (its Node does not exist, the API server refuses it).
+func (a *Agent) Run(ctx context.Context) error {
+	if a.Clock == nil {
+		a.Clock = clock.RealClock{}
+	}
+	if a.Metrics == nil {
+		a.Metrics = NewMetrics(nil)
+	}
+	a.Ready()
+	log := a.Log.WithValues("Node", a.NodeName)
+
+	if _, err := a.Client.CoreV1().Nodes().Get(ctx, a.NodeName, metav1.GetOptions{}); err != nil {
+		if apierrors.IsNotFound(err) {
+			return fmt.Errorf("node %q does not exist: set --node-name (or NODE_NAME from the downward API) to this pod's spec.nodeName", a.NodeName)
+		}
+		return fmt.Errorf("reading node %q: %w", a.NodeName, err)
+	}
+
+	// Watch only this Node: an idle agent costs the API server one watch.
+	factory := informers.NewSharedInformerFactoryWithOptions(a.Client, 0,
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+			o.FieldSelector = fields.OneTermEqualSelector("metadata.name", a.NodeName).String()
+		}))
+	informer := factory.Core().V1().Nodes()
+	nodeChanged := make(chan struct{}, 1)
+	poke := func() {
+		select {
+		case nodeChanged <- struct{}{}:
+		default:
+		}
+	}
+	if _, err := informer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { poke() },
+		UpdateFunc: func(any, any) { poke() },
+		DeleteFunc: func(any) { poke() },
+	}); err != nil {
+		return fmt.Errorf("watching node %q: %w", a.NodeName, err)
+	}
+	lister := informer.Lister()
+	a.lister = func() (*corev1.Node, error) { return lister.Get(a.NodeName) }
+	factory.Start(ctx.Done())
+	defer factory.Shutdown()
+	if !cache.WaitForCacheSync(ctx.Done(), informer.Informer().HasSynced) {
+		return ctx.Err()
+	}
+
+	events, closeWatch := a.watchSentinel(log)
+	defer closeWatch()
+
+	recheck := a.Clock.NewTicker(a.RecheckPeriod)
+	defer recheck.Stop()
+
+	a.check(ctx, log)
+	a.handleRebootRequest(ctx, log)
+	close(a.ready)
+	log.Info("Agent started", "sentinel", a.SentinelFile, "recheckPeriod", a.RecheckPeriod)
+
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case ev := <-events:
+			if filepath.Clean(ev.Name) == filepath.Clean(a.SentinelFile) {
+				log.V(4).Info("Sentinel event", "op", ev.Op.String())
+				a.check(ctx, log)
+			}
+		case <-recheck.C():
+			a.check(ctx, log)
+		case <-nodeChanged:
+			// Someone else may have removed or rewritten our condition.
+			if a.desired != nil {
+				a.publish(ctx, log, *a.desired)
+			}
+			a.handleRebootRequest(ctx, log)
+		}
+	}
+}
+
+// watchSentinel watches the sentinel's directory. Without a sentinel file,
+// or when the directory cannot be watched, only the periodic re-check runs.
+func (a *Agent) watchSentinel(log logr.Logger) (<-chan fsnotify.Event, func()) {
+	if a.SentinelFile == "" {
+		return nil, func() {}
+	}
+	w, err := fsnotify.NewWatcher()
+	if err == nil {
+		err = w.Add(filepath.Dir(a.SentinelFile))
+	}
+	if err != nil {
+		log.Error(err, "Cannot watch the sentinel directory; relying on the periodic re-check", "directory", filepath.Dir(a.SentinelFile))
+		if w != nil {
+			_ = w.Close()
+		}
+		return nil, func() {}
+	}
+	go func() {
+		for err := range w.Errors {
+			log.Error(err, "Sentinel watch error")
+		}
+	}()
+	return w.Events, func() { _ = w.Close() }
+}
+
+func (a *Agent) check(ctx context.Context, log logr.Logger) {
+	cond := a.Checker.Check(ctx)
+	a.Metrics.observe(cond)
+	a.desired = &cond
+	a.publish(ctx, log, cond)
+}
+
+// publish writes the condition when the Node does not already show it, when
+// the heartbeat is due, and once at start: that first write tells the
+// manager the agent has checked since the node (re)booted.
+func (a *Agent) publish(ctx context.Context, log logr.Logger, want corev1.NodeCondition) {
+	node, err := a.lister()
+	if err != nil {
+		log.Error(err, "Reading own Node from cache")
+		return
+	}
+	current := nodes.Condition(node, v1alpha1.ConditionRebootRequired)
+	now := a.Clock.Now()
+	heartbeatDue := a.written.IsZero() || (a.HeartbeatPeriod > 0 && now.Sub(a.written) >= a.HeartbeatPeriod)
+	if nodes.SameCondition(current, want) && !heartbeatDue {
+		return
+	}
+	patch := nodes.ConditionPatch(current, want, now)
+	if _, err := a.Client.CoreV1().Nodes().PatchStatus(ctx, a.NodeName, patch); err != nil {
+		a.Metrics.apiErrors.Inc()
+		log.Error(err, "Publishing RebootRequired condition", "status", want.Status)
+		return
+	}
+	a.written = now
+	log.Info("Published RebootRequired condition", "status", want.Status, "reason", want.Reason)
+}
+
+// handleRebootRequest acknowledges and carries out a new reboot request. The
+// ack is written before the reboot starts; a request whose id is already
+// acknowledged is never carried out again, also after this agent restarts.
+func (a *Agent) handleRebootRequest(ctx context.Context, log logr.Logger) {
+	node, err := a.lister()
+	if err != nil {
+		return
+	}
+	id := node.Annotations[v1alpha1.AnnotationRebootRequest]
+	if id == "" || node.Annotations[v1alpha1.AnnotationRebootAck] == id {
+		return
+	}
+	log = log.WithValues("requestID", id)
+	// The resourceVersion precondition makes the ack fail if the request
+	// changed since we read it.
+	patch := fmt.Sprintf(`{"metadata":{"resourceVersion":%q,"annotations":{%q:%q}}}`,
+		node.ResourceVersion, v1alpha1.AnnotationRebootAck, id)
+	if _, err := a.Client.CoreV1().Nodes().Patch(ctx, a.NodeName, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+		if !apierrors.IsConflict(err) {
+			a.Metrics.apiErrors.Inc()
+			log.Error(err, "Acknowledging reboot request")
+		}
+		return // the next Node event retries
+	}
+	log.Info("Reboot request acknowledged; rebooting")
+	if err := a.Rebooter.Reboot(ctx); err != nil {
+		a.Metrics.reboots.WithLabelValues("error").Inc()
+		log.Error(err, "Reboot failed; the manager's reboot timeout will report it")
+		return
+	}
+	a.Metrics.reboots.WithLabelValues("started").Inc()
+}

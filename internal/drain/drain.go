@@ -1,0 +1,174 @@
+package drain
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/nodecycle/nodecycle/api/v1alpha1"
+)
+
+// mirrorPodAnnotation marks static pods the kubelet mirrors into the API.
+const mirrorPodAnnotation = "kubernetes.io/config.mirror"
+
+// Drainer evicts pods. Reader should read from the API server directly (not
+// a cache): a drain step needs the pods as they are now, and caching every
+// pod of a cluster would cost the manager memory for nodes that need nothing.
+type Drainer struct {
+	Reader client.Reader
+	Writer client.Client
+}
+
+// PodState is one pod still on the node and why.
+type PodState struct {
+	Pod    string // namespace/name
+	Reason string
+}
+
+// Result is what one step saw and did.
+type Result struct {
+	// Evictable counts the pods the drain has to remove that are still on the node.
+	Evictable int
+	// Waiting lists the pods still on the node, sorted, with why.
+	Waiting []PodState
+	// Refused lists pods the options forbid evicting; the drain cannot finish.
+	Refused []PodState
+}
+
+// Done reports whether no pod is left to wait for.
+func (r Result) Done() bool { return len(r.Waiting) == 0 && len(r.Refused) == 0 }
+
+// Summary is a stable, human message: the same pods give the same text.
+func (r Result) Summary(limit int) string {
+	list := r.Waiting
+	if len(r.Refused) > 0 {
+		list = r.Refused
+	}
+	parts := make([]string, 0, limit)
+	for i, p := range list {
+		if i == limit {
+			parts = append(parts, fmt.Sprintf("and %d more", len(list)-limit))
+			break
+		}
+		parts = append(parts, p.Pod+" ("+p.Reason+")")
+	}
+	return strings.Join(parts, ", ")
+}
+
+// Step evicts every evictable pod on the node that is not already going
+// away, and reports what is left. It never waits.
+func (d *Drainer) Step(ctx context.Context, nodeName string, opts v1alpha1.DrainSpec) (Result, error) {
+	var pods corev1.PodList
+	if err := d.Reader.List(ctx, &pods, client.MatchingFields{"spec.nodeName": nodeName}); err != nil {
+		return Result{}, fmt.Errorf("listing pods on node %s: %w", nodeName, err)
+	}
+	sort.Slice(pods.Items, func(i, j int) bool {
+		return client.ObjectKeyFromObject(&pods.Items[i]).String() < client.ObjectKeyFromObject(&pods.Items[j]).String()
+	})
+	var res Result
+	for i := range pods.Items {
+		pod := &pods.Items[i]
+		key := client.ObjectKeyFromObject(pod).String()
+		if skip(pod) {
+			continue
+		}
+		if why := refuse(pod, opts); why != "" {
+			res.Refused = append(res.Refused, PodState{Pod: key, Reason: why})
+			continue
+		}
+		res.Evictable++
+		if pod.DeletionTimestamp != nil {
+			res.Waiting = append(res.Waiting, PodState{Pod: key, Reason: "terminating"})
+			continue
+		}
+		why, err := d.evict(ctx, pod, opts)
+		if err != nil {
+			return res, err
+		}
+		if why != "" {
+			res.Waiting = append(res.Waiting, PodState{Pod: key, Reason: why})
+		}
+	}
+	return res, nil
+}
+
+// skip reports pods a drain leaves alone: mirror pods (the kubelet owns
+// them), DaemonSet pods (the DaemonSet would put them right back) and pods
+// that already finished.
+func skip(pod *corev1.Pod) bool {
+	if _, ok := pod.Annotations[mirrorPodAnnotation]; ok {
+		return true
+	}
+	if ref := metav1.GetControllerOf(pod); ref != nil && ref.Kind == "DaemonSet" {
+		return true
+	}
+	return pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed
+}
+
+func refuse(pod *corev1.Pod, opts v1alpha1.DrainSpec) string {
+	if !opts.EvictUnmanagedPods && metav1.GetControllerOf(pod) == nil {
+		return "not managed by a controller; set evictUnmanagedPods to evict it"
+	}
+	if !opts.DeleteEmptyDirData {
+		for _, v := range pod.Spec.Volumes {
+			if v.EmptyDir != nil {
+				return "uses emptyDir volume " + v.Name + "; set deleteEmptyDirData to evict it"
+			}
+		}
+	}
+	return ""
+}
+
+// evict asks for the pod's eviction. It returns why the pod is still there
+// ("" when the eviction was accepted or the pod is gone).
+func (d *Drainer) evict(ctx context.Context, pod *corev1.Pod, opts v1alpha1.DrainSpec) (string, error) {
+	ev := &policyv1.Eviction{ObjectMeta: metav1.ObjectMeta{Name: pod.Name, Namespace: pod.Namespace}}
+	if opts.GracePeriodSeconds >= 0 {
+		grace := opts.GracePeriodSeconds
+		ev.DeleteOptions = &metav1.DeleteOptions{GracePeriodSeconds: &grace}
+	}
+	err := d.Writer.SubResource("eviction").Create(ctx, pod, ev)
+	switch {
+	case err == nil:
+		return ReasonEvicted, nil
+	case apierrors.IsNotFound(err):
+		return "", nil
+	case apierrors.IsTooManyRequests(err):
+		// The API server refuses evictions that would violate a PDB with 429.
+		return d.blockingPDBs(ctx, pod), nil
+	default:
+		return "", fmt.Errorf("evicting pod %s/%s: %w", pod.Namespace, pod.Name, err)
+	}
+}
+
+// blockingPDBs names the PodDisruptionBudgets that select the pod.
+func (d *Drainer) blockingPDBs(ctx context.Context, pod *corev1.Pod) string {
+	var pdbs policyv1.PodDisruptionBudgetList
+	if err := d.Reader.List(ctx, &pdbs, client.InNamespace(pod.Namespace)); err != nil {
+		return "eviction refused by a PodDisruptionBudget"
+	}
+	var names []string
+	for _, pdb := range pdbs.Items {
+		sel, err := metav1.LabelSelectorAsSelector(pdb.Spec.Selector)
+		if err != nil || sel.Empty() || !sel.Matches(labels.Set(pod.Labels)) {
+			continue
+		}
+		names = append(names, fmt.Sprintf("PDB %s/%s allows %d disruptions", pdb.Namespace, pdb.Name, pdb.Status.DisruptionsAllowed))
+	}
+	if len(names) == 0 {
+		return "eviction refused by a PodDisruptionBudget"
+	}
+	sort.Strings(names)
+	return "blocked by " + strings.Join(names, ", ")
+}
+
+// ReasonEvicted is the Waiting reason of a pod whose eviction this step accepted.
+const ReasonEvicted = "evicted, terminating"

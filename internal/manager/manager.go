@@ -1,0 +1,150 @@
+package manager
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/nodecycle/nodecycle/api/v1alpha1"
+	"github.com/nodecycle/nodecycle/controllers"
+	"github.com/nodecycle/nodecycle/internal/flagenv"
+)
+
+// Options are the manager's settings.
+type Options struct {
+	Kubeconfig     string
+	MetricsAddr    string
+	ProbeAddr      string
+	LeaderElect    bool
+	LeaderElectNS  string
+	Verbosity      int
+	Controllers    controllers.Config
+	nodeSelector   string
+	drainTimeout   time.Duration
+	rebootTimeout  time.Duration
+	retryBackoff   time.Duration
+	maxRetryBackof time.Duration
+}
+
+// ParseOptions reads the manager's flags, then the NODECYCLE_* environment
+// for flags not given. Every value is checked; errors name the flag.
+func ParseOptions(args []string, lookupEnv func(string) (string, bool), usage io.Writer) (*Options, error) {
+	def := controllers.DefaultConfig()
+	o := &Options{Controllers: def}
+	c := &o.Controllers
+	fs := flag.NewFlagSet("nodecycle-manager", flag.ContinueOnError)
+	fs.SetOutput(usage)
+	fs.StringVar(&o.Kubeconfig, "kubeconfig", "", "Path to a kubeconfig; empty means in-cluster configuration.")
+	fs.StringVar(&o.MetricsAddr, "metrics-bind-address", ":8080", "Address of the Prometheus /metrics endpoint; 0 disables it.")
+	fs.StringVar(&o.ProbeAddr, "health-probe-bind-address", ":8081", "Address of /healthz and /readyz; 0 disables it.")
+	fs.BoolVar(&o.LeaderElect, "leader-elect", true, "Elect a leader so that only one manager acts at a time.")
+	fs.StringVar(&o.LeaderElectNS, "leader-election-namespace", "", "Namespace of the leader election Lease; defaults to --namespace.")
+	fs.IntVar(&o.Verbosity, "v", 0, "Log verbosity.")
+	fs.StringVar(&c.Namespace, "namespace", def.Namespace, "Namespace of the NodeCycles of this cluster.")
+	fs.StringVar(&o.nodeSelector, "node-selector", "", "Label selector of the nodes to handle (kubectl syntax); empty selects all nodes. Nodes labelled nodecycle.io/exclude=true are always left alone.")
+	fs.IntVar(&c.MaxConcurrent, "max-concurrent", def.MaxConcurrent, "Nodes of the cluster in maintenance at the same time.")
+	fs.DurationVar(&o.drainTimeout, "drain-timeout", def.Drain.Timeout.Duration, "Time limit of a drain; then the operation fails and the node is uncordoned.")
+	fs.Int64Var(&c.Drain.GracePeriodSeconds, "pod-grace-period", def.Drain.GracePeriodSeconds, "Grace period in seconds given to evicted pods; -1 keeps each pod's own.")
+	fs.BoolVar(&c.Drain.DeleteEmptyDirData, "delete-emptydir-data", def.Drain.DeleteEmptyDirData, "Evict pods that use emptyDir volumes (their data is lost).")
+	fs.BoolVar(&c.Drain.EvictUnmanagedPods, "evict-unmanaged-pods", def.Drain.EvictUnmanagedPods, "Evict pods that no controller recreates.")
+	fs.DurationVar(&o.rebootTimeout, "reboot-timeout", def.RebootTimeout, "Time limit from the reboot request to a new boot ID and Ready=True.")
+	fs.DurationVar(&o.retryBackoff, "retry-backoff", def.RetryBackoff, "Wait after a failed operation before the node is tried again; doubles with each failure.")
+	fs.DurationVar(&o.maxRetryBackof, "max-retry-backoff", def.MaxRetryBackoff, "Longest wait between retries.")
+	fs.IntVar(&c.HistoryLimit, "history-limit", def.HistoryLimit, "Finished NodeCycles kept per node.")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	if err := flagenv.Apply(fs, lookupEnv, nil); err != nil {
+		return nil, err
+	}
+	sel, err := labels.Parse(o.nodeSelector)
+	if err != nil {
+		return nil, fmt.Errorf("invalid --node-selector %q: %w", o.nodeSelector, err)
+	}
+	c.NodeSelector = sel
+	c.Drain.Timeout.Duration = o.drainTimeout
+	c.RebootTimeout = o.rebootTimeout
+	c.RetryBackoff = o.retryBackoff
+	c.MaxRetryBackoff = o.maxRetryBackof
+	if o.LeaderElectNS == "" {
+		o.LeaderElectNS = c.Namespace
+	}
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("invalid flags: %w", err)
+	}
+	return o, nil
+}
+
+// Scheme holds the types the manager reads and writes.
+func Scheme() *runtime.Scheme {
+	s := runtime.NewScheme()
+	_ = clientgoscheme.AddToScheme(s)
+	_ = v1alpha1.AddToScheme(s)
+	return s
+}
+
+// New builds the manager with its reconcilers. clk is the clock of the
+// reconcilers (a fake one in tests).
+func New(ctx context.Context, cfg *rest.Config, o *Options, clk clock.PassiveClock) (ctrl.Manager, error) {
+	if cfg.UserAgent == "" {
+		cfg = rest.CopyConfig(cfg)
+		cfg.UserAgent = "nodecycle-manager"
+	}
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                  Scheme(),
+		Metrics:                 metricsserver.Options{BindAddress: o.MetricsAddr},
+		HealthProbeBindAddress:  o.ProbeAddr,
+		LeaderElection:          o.LeaderElect,
+		LeaderElectionID:        "nodecycle-manager.nodecycle.io",
+		LeaderElectionNamespace: o.LeaderElectNS,
+		// A new leader must not act on a cache older than the old leader's writes.
+		LeaderElectionReleaseOnCancel: true,
+		Cache: cache.Options{
+			ByObject: map[client.Object]cache.ByObject{
+				&corev1.Node{}:        {Transform: controllers.StripNode},
+				&v1alpha1.NodeCycle{}: {Namespaces: map[string]cache.Config{o.Controllers.Namespace: {}}},
+			},
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("creating manager: %w", err)
+	}
+	if err := controllers.SetupIndexes(ctx, mgr); err != nil {
+		return nil, err
+	}
+	recorder := mgr.GetEventRecorder("nodecycle-manager")
+	m := controllers.NewMetrics(metrics.Registry, mgr.GetCache())
+	if err := (&controllers.NodeReconciler{
+		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: recorder, Clock: clk, Config: o.Controllers,
+	}).SetupWithManager(mgr); err != nil {
+		return nil, fmt.Errorf("setting up node controller: %w", err)
+	}
+	if err := (&controllers.NodeCycleReconciler{
+		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: recorder, Clock: clk, Config: o.Controllers, Metrics: m,
+	}).SetupWithManager(mgr); err != nil {
+		return nil, fmt.Errorf("setting up nodecycle controller: %w", err)
+	}
+	if err := errors.Join(mgr.AddHealthzCheck("healthz", healthz.Ping), mgr.AddReadyzCheck("readyz", healthz.Ping)); err != nil {
+		return nil, fmt.Errorf("adding health checks: %w", err)
+	}
+	return mgr, nil
+}

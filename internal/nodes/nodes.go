@@ -1,0 +1,61 @@
+package nodes
+
+import (
+	"encoding/json"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// Condition returns the Node's condition of type t, or nil.
+func Condition(node *corev1.Node, t corev1.NodeConditionType) *corev1.NodeCondition {
+	for i := range node.Status.Conditions {
+		if node.Status.Conditions[i].Type == t {
+			return &node.Status.Conditions[i]
+		}
+	}
+	return nil
+}
+
+// IsConditionTrue reports whether the Node's condition of type t is True.
+func IsConditionTrue(node *corev1.Node, t corev1.NodeConditionType) bool {
+	c := Condition(node, t)
+	return c != nil && c.Status == corev1.ConditionTrue
+}
+
+// IsReady reports whether the Node is Ready=True.
+func IsReady(node *corev1.Node) bool {
+	return IsConditionTrue(node, corev1.NodeReady)
+}
+
+// SameCondition reports whether c already says what want says (status, reason
+// and message), so writing want would change nothing a person can see.
+func SameCondition(c *corev1.NodeCondition, want corev1.NodeCondition) bool {
+	return c != nil && c.Status == want.Status && c.Reason == want.Reason && c.Message == want.Message
+}
+
+// ConditionPatch builds a strategic merge patch for the nodes/status
+// subresource that sets exactly one condition. Node conditions merge on their
+// type, so the other conditions (kubelet's, other controllers') are untouched.
+// The transition time moves only when the status changes.
+func ConditionPatch(current *corev1.NodeCondition, want corev1.NodeCondition, now time.Time) []byte {
+	want.LastHeartbeatTime = metav1.NewTime(now)
+	want.LastTransitionTime = metav1.NewTime(now)
+	if current != nil && current.Status == want.Status && !current.LastTransitionTime.IsZero() {
+		want.LastTransitionTime = current.LastTransitionTime
+	}
+	patch := map[string]any{"status": map[string]any{"conditions": []corev1.NodeCondition{want}}}
+	b, _ := json.Marshal(patch) // a map of API types always marshals
+	return b
+}
+
+// AnnotationsPatch builds a JSON merge patch that sets (non-nil value) or
+// removes (nil value) annotations, and nothing else.
+func AnnotationsPatch(set map[string]*string) []byte {
+	b, _ := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": set}})
+	return b
+}
+
+// Ptr returns a pointer to s, for AnnotationsPatch.
+func Ptr(s string) *string { return &s }
