@@ -35,7 +35,11 @@ generate: $(CONTROLLER_GEN)
 	$(CONTROLLER_GEN) crd rbac:roleName=nodecycle-manager paths=./api/... paths=./controllers/... \
 		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
 
-tools: $(ASSETS)/kube-apiserver $(ASSETS)/etcd $(ASSETS)/kubectl
+KUBE_TOOLS := kube-apiserver kube-controller-manager kube-scheduler kubectl
+# The built binaries are kept, never treated as intermediate files.
+.PRECIOUS: $(addprefix $(KUBE_DIR)/,$(KUBE_TOOLS)) $(ETCD_DIR)/etcd
+
+tools: $(ASSETS)/kube-apiserver $(ASSETS)/etcd $(ASSETS)/kubectl $(ASSETS)/kube-controller-manager $(ASSETS)/kube-scheduler
 
 $(KUBE_DIR)/%:
 	@echo "Building $* $(KUBE_VERSION) into $(KUBE_DIR) (kube-apiserver takes about 10 minutes, once)"

@@ -8,6 +8,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -17,6 +18,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -28,18 +30,23 @@ import (
 
 // Options are the manager's settings.
 type Options struct {
-	Kubeconfig     string
-	MetricsAddr    string
-	ProbeAddr      string
-	LeaderElect    bool
-	LeaderElectNS  string
-	Verbosity      int
-	Controllers    controllers.Config
-	nodeSelector   string
-	drainTimeout   time.Duration
-	rebootTimeout  time.Duration
-	retryBackoff   time.Duration
-	maxRetryBackof time.Duration
+	Kubeconfig    string
+	MetricsAddr   string
+	ProbeAddr     string
+	LeaderElect   bool
+	LeaderElectNS string
+	Verbosity     int
+	Controllers   controllers.Config
+	// Registry receives the manager's own metrics; nil means the registry
+	// controller-runtime serves on --metrics-bind-address.
+	Registry prometheus.Registerer
+	// SkipNameValidation lets one process run several managers (tests, sandbox).
+	SkipNameValidation bool
+	nodeSelector       string
+	drainTimeout       time.Duration
+	rebootTimeout      time.Duration
+	retryBackoff       time.Duration
+	maxRetryBackof     time.Duration
 }
 
 // ParseOptions reads the manager's flags, then the NODECYCLE_* environment
@@ -118,6 +125,7 @@ func New(ctx context.Context, cfg *rest.Config, o *Options, clk clock.PassiveClo
 		LeaderElectionNamespace: o.LeaderElectNS,
 		// A new leader must not act on a cache older than the old leader's writes.
 		LeaderElectionReleaseOnCancel: true,
+		Controller:                    config.Controller{SkipNameValidation: &o.SkipNameValidation},
 		Cache: cache.Options{
 			ByObject: map[client.Object]cache.ByObject{
 				&corev1.Node{}:        {Transform: controllers.StripNode},
@@ -132,7 +140,11 @@ func New(ctx context.Context, cfg *rest.Config, o *Options, clk clock.PassiveClo
 		return nil, err
 	}
 	recorder := mgr.GetEventRecorder("nodecycle-manager")
-	m := controllers.NewMetrics(metrics.Registry, mgr.GetCache())
+	reg := o.Registry
+	if reg == nil {
+		reg = metrics.Registry
+	}
+	m := controllers.NewMetrics(reg, mgr.GetCache())
 	if err := (&controllers.NodeReconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: recorder, Clock: clk, Config: o.Controllers,
 	}).SetupWithManager(mgr); err != nil {

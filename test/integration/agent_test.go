@@ -1,0 +1,127 @@
+package integration
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/nodecycle/nodecycle/api/v1alpha1"
+	"github.com/nodecycle/nodecycle/internal/agent"
+	"github.com/nodecycle/nodecycle/internal/nodes"
+	"github.com/nodecycle/nodecycle/test/framework"
+)
+
+var _ = Describe("Agent", func() {
+	var ctx context.Context
+	BeforeEach(func() { ctx = context.Background() })
+
+	It("publishes RebootRequired from the sentinel file, touching only its own condition", func() {
+		Expect(framework.CreateNode(ctx, env.Clientset, "agent-file", nil)).To(Succeed())
+		// Another controller's condition must survive the agent's writes.
+		other := nodes.ConditionPatch(nil, corev1.NodeCondition{Type: "OtherCondition", Status: corev1.ConditionTrue, Reason: "Other"}, time.Now())
+		_, err := env.Clientset.CoreV1().Nodes().PatchStatus(ctx, "agent-file", other)
+		Expect(err).NotTo(HaveOccurred())
+
+		a := newTestAgent("agent-file")
+		a.start()
+		defer a.stop()
+		Eventually(conditionStatus("agent-file", v1alpha1.ConditionRebootRequired)).Should(Equal(corev1.ConditionFalse))
+
+		a.requireReboot()
+		Eventually(conditionStatus("agent-file", v1alpha1.ConditionRebootRequired)).Should(Equal(corev1.ConditionTrue))
+		n, err := env.Clientset.CoreV1().Nodes().Get(ctx, "agent-file", metav1.GetOptions{})
+		Expect(err).NotTo(HaveOccurred())
+		c := nodes.Condition(n, v1alpha1.ConditionRebootRequired)
+		Expect(c.Reason).To(Equal(v1alpha1.ReasonSentinelFilePresent))
+		Expect(c.Message).To(ContainSubstring(a.sentinel()))
+		Expect(nodes.IsConditionTrue(n, "OtherCondition")).To(BeTrue())
+		Expect(nodes.IsReady(n)).To(BeTrue())
+
+		Expect(os.Remove(a.sentinel())).To(Succeed())
+		Eventually(conditionStatus("agent-file", v1alpha1.ConditionRebootRequired)).Should(Equal(corev1.ConditionFalse))
+
+		// Someone removes the condition: the agent puts it back.
+		By("restoring its condition after someone else rewrote it")
+		rewrite := nodes.ConditionPatch(nil, corev1.NodeCondition{Type: v1alpha1.ConditionRebootRequired, Status: corev1.ConditionUnknown, Reason: "Tampered"}, time.Now())
+		_, err = env.Clientset.CoreV1().Nodes().PatchStatus(ctx, "agent-file", rewrite)
+		Expect(err).NotTo(HaveOccurred())
+		Eventually(conditionStatus("agent-file", v1alpha1.ConditionRebootRequired)).Should(Equal(corev1.ConditionFalse))
+	})
+
+	It("acknowledges a reboot request, reboots exactly once, and never again for the same id after a restart", func() {
+		Expect(framework.CreateNode(ctx, env.Clientset, "agent-reboot", nil)).To(Succeed())
+		a := newTestAgent("agent-reboot")
+		a.start()
+
+		patch := nodes.AnnotationsPatch(map[string]*string{v1alpha1.AnnotationRebootRequest: nodes.Ptr("req-1")})
+		_, err := env.Clientset.CoreV1().Nodes().Patch(ctx, "agent-reboot", types.MergePatchType, patch, metav1.PatchOptions{})
+		Expect(err).NotTo(HaveOccurred())
+		Eventually(func() string {
+			n, _ := env.Clientset.CoreV1().Nodes().Get(ctx, "agent-reboot", metav1.GetOptions{})
+			return n.Annotations[v1alpha1.AnnotationRebootAck]
+		}).Should(Equal("req-1"))
+		Eventually(a.reboots).Should(Equal(1))
+		// More node updates must not run the command again.
+		_, err = env.Clientset.CoreV1().Nodes().Patch(ctx, "agent-reboot", types.MergePatchType, []byte(`{"metadata":{"labels":{"touched":"yes"}}}`), metav1.PatchOptions{})
+		Expect(err).NotTo(HaveOccurred())
+		Consistently(a.reboots, 2*time.Second).Should(Equal(1))
+		a.stop()
+
+		By("restarting the agent with the request already acknowledged")
+		a.start()
+		Consistently(a.reboots, 3*time.Second).Should(Equal(1))
+
+		By("a new request id reboots again")
+		patch = nodes.AnnotationsPatch(map[string]*string{v1alpha1.AnnotationRebootRequest: nodes.Ptr("req-2")})
+		_, err = env.Clientset.CoreV1().Nodes().Patch(ctx, "agent-reboot", types.MergePatchType, patch, metav1.PatchOptions{})
+		Expect(err).NotTo(HaveOccurred())
+		Eventually(a.reboots).Should(Equal(2))
+		a.stop()
+	})
+
+	It("publishes RebootRequired from a sentinel command", func() {
+		Expect(framework.CreateNode(ctx, env.Clientset, "agent-command", nil)).To(Succeed())
+		dir := GinkgoT().TempDir()
+		flag := filepath.Join(dir, "needs-reboot")
+		opts, err := agent.ParseOptions([]string{"--node-name=agent-command", "--sentinel-command=test -e " + flag, "--recheck-period=1s"}, noEnv, GinkgoWriter)
+		Expect(err).NotTo(HaveOccurred())
+		a := &agent.Agent{NodeName: opts.NodeName, Client: env.Clientset, Checker: opts.Checker(), Rebooter: opts.Rebooter(),
+			SentinelFile: opts.WatchedFile(), RecheckPeriod: opts.RecheckPeriod}
+		runCtx, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- a.Run(runCtx) }()
+		defer func() { cancel(); Eventually(done).Should(Receive(BeNil())) }()
+
+		Eventually(conditionStatus("agent-command", v1alpha1.ConditionRebootRequired)).Should(Equal(corev1.ConditionFalse))
+		Expect(os.WriteFile(flag, nil, 0o644)).To(Succeed())
+		Eventually(conditionStatus("agent-command", v1alpha1.ConditionRebootRequired), 10*time.Second).Should(Equal(corev1.ConditionTrue))
+		n, err := env.Clientset.CoreV1().Nodes().Get(ctx, "agent-command", metav1.GetOptions{})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(nodes.Condition(n, v1alpha1.ConditionRebootRequired).Reason).To(Equal(v1alpha1.ReasonSentinelCommandSucceeded))
+	})
+
+	It("reports a sentinel command that hangs as Unknown", func() {
+		c := agent.CommandChecker{Argv: agent.HostCommand("sleep 10", false), Timeout: 200 * time.Millisecond}
+		cond := c.Check(context.Background())
+		Expect(cond.Status).To(Equal(corev1.ConditionUnknown))
+		Expect(cond.Reason).To(Equal(v1alpha1.ReasonSentinelCheckFailed))
+		Expect(cond.Message).To(ContainSubstring("did not finish within 200ms"))
+	})
+
+	It("refuses to run for a node that does not exist, and says so", func() {
+		a := &agent.Agent{NodeName: "no-such-node", Client: env.Clientset, Checker: agent.FileChecker{Path: "/nonexistent"},
+			Rebooter: agent.SignalRebooter{}, RecheckPeriod: time.Minute}
+		err := a.Run(ctx)
+		Expect(err).To(MatchError(ContainSubstring(`node "no-such-node" does not exist`)))
+		Expect(err).To(MatchError(ContainSubstring("--node-name")))
+	})
+})
+
+func noEnv(string) (string, bool) { return "", false }

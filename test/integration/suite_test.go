@@ -1,0 +1,228 @@
+// Package integration tests the agent and the manager against a real
+// kube-apiserver, with kube-controller-manager and kube-scheduler running
+// and simulated kubelets.
+package integration
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/klog/v2"
+	"k8s.io/klog/v2/textlogger"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/nodecycle/nodecycle/api/v1alpha1"
+	"github.com/nodecycle/nodecycle/internal/agent"
+	"github.com/nodecycle/nodecycle/internal/manager"
+	"github.com/nodecycle/nodecycle/internal/nodes"
+	"github.com/nodecycle/nodecycle/test/framework"
+)
+
+func TestIntegration(t *testing.T) {
+	RegisterFailHandler(Fail)
+	RunSpecs(t, "Integration")
+}
+
+var env *framework.Env
+
+var _ = BeforeSuite(func() {
+	logger := textlogger.NewLogger(textlogger.NewConfig(textlogger.Output(GinkgoWriter), textlogger.Verbosity(0)))
+	ctrl.SetLogger(logger)
+	klog.SetLogger(logger)
+	SetDefaultEventuallyTimeout(60 * time.Second)
+	SetDefaultEventuallyPollingInterval(100 * time.Millisecond)
+	var err error
+	env, err = framework.Start()
+	Expect(err).NotTo(HaveOccurred())
+	Expect(env.StartControllers()).To(Succeed())
+})
+
+var _ = AfterSuite(func() {
+	if env != nil {
+		Expect(env.Stop()).To(Succeed())
+	}
+})
+
+// startManager runs the real manager with the given flags (plus test
+// defaults) until the returned stop function is called.
+func startManager(args ...string) (stop func()) {
+	GinkgoHelper()
+	all := append([]string{"--metrics-bind-address=0", "--health-probe-bind-address=0", "--leader-elect=false"}, args...)
+	opts, err := manager.ParseOptions(all, func(string) (string, bool) { return "", false }, GinkgoWriter)
+	Expect(err).NotTo(HaveOccurred())
+	opts.Registry = prometheus.NewRegistry()
+	opts.SkipNameValidation = true
+	ctx, cancel := context.WithCancel(context.Background())
+	mgr, err := manager.New(ctx, env.Config, opts, clock.RealClock{})
+	Expect(err).NotTo(HaveOccurred())
+	done := make(chan struct{})
+	go func() {
+		defer GinkgoRecover()
+		defer close(done)
+		Expect(mgr.Start(ctx)).To(Succeed())
+	}()
+	return func() { cancel(); <-done }
+}
+
+// testAgent is a real agent with a sentinel file in a temp dir and a reboot
+// command that appends to a marker file and removes the sentinel, as a real
+// reboot clears /var/run.
+type testAgent struct {
+	node, dir string
+	cancel    context.CancelFunc
+	done      chan error
+	agent     *agent.Agent
+}
+
+func (a *testAgent) sentinel() string { return filepath.Join(a.dir, "reboot-required") }
+func (a *testAgent) marker() string   { return filepath.Join(a.dir, "reboots") }
+
+// reboots counts the reboot commands the agent ran.
+func (a *testAgent) reboots() int {
+	b, err := os.ReadFile(a.marker())
+	if err != nil {
+		return 0
+	}
+	return strings.Count(string(b), "\n")
+}
+
+func (a *testAgent) requireReboot() {
+	GinkgoHelper()
+	Expect(os.WriteFile(a.sentinel(), []byte("*** System restart required ***\n"), 0o644)).To(Succeed())
+}
+
+func newTestAgent(node string) *testAgent {
+	return &testAgent{node: node, dir: GinkgoT().TempDir()}
+}
+
+func (a *testAgent) start() {
+	GinkgoHelper()
+	ctx, cancel := context.WithCancel(context.Background())
+	a.cancel, a.done = cancel, make(chan error, 1)
+	cmd := fmt.Sprintf("echo rebooted >> %s && rm -f %s", a.marker(), a.sentinel())
+	a.agent = &agent.Agent{
+		NodeName:      a.node,
+		Client:        env.Clientset,
+		Checker:       agent.FileChecker{Path: a.sentinel()},
+		Rebooter:      agent.CommandRebooter{Argv: agent.HostCommand(cmd, false), Timeout: 10 * time.Second},
+		SentinelFile:  a.sentinel(),
+		RecheckPeriod: time.Hour, // detection must come from the file watch
+		Log:           ctrl.Log.WithName("agent"),
+	}
+	ready := a.agent.Ready()
+	go func() { a.done <- a.agent.Run(ctx) }()
+	Eventually(ready).Should(BeClosed())
+}
+
+func (a *testAgent) stop() {
+	GinkgoHelper()
+	a.cancel()
+	Eventually(a.done).Should(Receive(BeNil()))
+}
+
+func conditionStatus(name, condType string) func() corev1.ConditionStatus {
+	return func() corev1.ConditionStatus {
+		n, err := env.Clientset.CoreV1().Nodes().Get(context.Background(), name, metav1.GetOptions{})
+		if err != nil {
+			return "error: " + corev1.ConditionStatus(err.Error())
+		}
+		if c := nodes.Condition(n, corev1.NodeConditionType(condType)); c != nil {
+			return c.Status
+		}
+		return ""
+	}
+}
+
+// invariant follows every update of a set of nodes through one watch and
+// remembers the most nodes that were cordoned, or in maintenance, at once.
+type invariant struct {
+	mu             sync.Mutex
+	cordoned       map[string]bool
+	maintenance    map[string]bool
+	maxCordoned    int
+	maxMaintenance int
+	requested      map[string]bool
+	events         int
+}
+
+func watchInvariant(ctx context.Context, selector labels.Selector) *invariant {
+	GinkgoHelper()
+	inv := &invariant{cordoned: map[string]bool{}, maintenance: map[string]bool{}, requested: map[string]bool{}}
+	list, err := env.Clientset.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: selector.String()})
+	Expect(err).NotTo(HaveOccurred())
+	for i := range list.Items {
+		inv.observe(&list.Items[i])
+	}
+	w, err := env.Clientset.CoreV1().Nodes().Watch(ctx, metav1.ListOptions{LabelSelector: selector.String(), ResourceVersion: list.ResourceVersion})
+	Expect(err).NotTo(HaveOccurred())
+	go func() {
+		defer w.Stop()
+		for ev := range w.ResultChan() {
+			if n, ok := ev.Object.(*corev1.Node); ok && ev.Type != watch.Error {
+				inv.observe(n)
+			}
+		}
+	}()
+	return inv
+}
+
+func (inv *invariant) observe(n *corev1.Node) {
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	inv.events++
+	inv.cordoned[n.Name] = n.Spec.Unschedulable
+	inv.maintenance[n.Name] = nodes.IsConditionTrue(n, v1alpha1.ConditionMaintenanceInProgress)
+	if n.Annotations[v1alpha1.AnnotationRebootRequest] != "" {
+		inv.requested[n.Name] = true
+	}
+	inv.maxCordoned = max(inv.maxCordoned, count(inv.cordoned))
+	inv.maxMaintenance = max(inv.maxMaintenance, count(inv.maintenance))
+}
+
+func (inv *invariant) snapshot() (maxCordoned, maxMaintenance int, requested map[string]bool) {
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	r := map[string]bool{}
+	for k, v := range inv.requested {
+		r[k] = v
+	}
+	return inv.maxCordoned, inv.maxMaintenance, r
+}
+
+func count(m map[string]bool) int {
+	n := 0
+	for _, v := range m {
+		if v {
+			n++
+		}
+	}
+	return n
+}
+
+// nodeCycles lists the NodeCycles of a namespace.
+func nodeCycles(ns string) []v1alpha1.NodeCycle {
+	GinkgoHelper()
+	var list v1alpha1.NodeCycleList
+	Expect(env.Client.List(context.Background(), &list, client.InNamespace(ns))).To(Succeed())
+	return list.Items
+}
+
+func createNamespace(name string) {
+	GinkgoHelper()
+	Expect(env.Client.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}})).To(Succeed())
+}
