@@ -44,6 +44,7 @@ type Agent struct {
 	desired *corev1.NodeCondition
 	written time.Time
 	ready   chan struct{}
+
 }
 
 // Ready is closed once the agent watches its Node and has published its
@@ -180,6 +181,9 @@ func (a *Agent) publish(ctx context.Context, log logr.Logger, want corev1.NodeCo
 	heartbeatDue := a.written.IsZero() || (a.HeartbeatPeriod > 0 && now.Sub(a.written) >= a.HeartbeatPeriod)
 	if nodes.SameCondition(current, want) && !heartbeatDue {
 		return
+	}
+	if current != nil && current.LastHeartbeatTime.Before(&metav1.Time{Time: a.written.Truncate(time.Second)}) && !heartbeatDue {
+		return // the cache has not caught up with our own last write yet; its event will come
 	}
 	patch := nodes.ConditionPatch(current, want, now)
 	if _, err := a.Client.CoreV1().Nodes().PatchStatus(ctx, a.NodeName, patch); err != nil {

@@ -1,0 +1,333 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/nodecycle/nodecycle/api/v1alpha1"
+	"github.com/nodecycle/nodecycle/test/framework"
+)
+
+const runLabel = "nodecycle.test/run"
+
+// cluster is one test's slice of the shared API server: its nodes (labelled
+// with the run), their agents and kubelet, its namespace for NodeCycles and
+// workloads, and the flags its manager runs with.
+type cluster struct {
+	name    string
+	ctx     context.Context
+	cancel  context.CancelFunc
+	agents  map[string]*testAgent
+	kubelet *framework.Kubelet
+	inv     *invariant
+}
+
+func newCluster(name string, nodeCount int, broken ...string) *cluster {
+	GinkgoHelper()
+	c := &cluster{name: name, agents: map[string]*testAgent{}}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	DeferCleanup(func() {
+		for _, a := range c.agents {
+			a.stop()
+		}
+		c.cancel()
+	})
+	createNamespace(name)
+	sel := labels.SelectorFromSet(labels.Set{runLabel: name})
+	c.kubelet = &framework.Kubelet{Client: env.Clientset, Selector: sel, DownTime: time.Second, Broken: map[string]bool{}}
+	for _, b := range broken {
+		c.kubelet.Broken[b] = true
+	}
+	go c.kubelet.Run(c.ctx)
+	for i := 1; i <= nodeCount; i++ {
+		n := c.node(i)
+		Expect(framework.CreateNode(c.ctx, env.Clientset, n, map[string]string{runLabel: name})).To(Succeed())
+		a := newTestAgent(n)
+		a.start()
+		c.agents[n] = a
+	}
+	c.inv = watchInvariant(c.ctx, sel)
+	return c
+}
+
+func (c *cluster) node(i int) string { return fmt.Sprintf("%s-%d", c.name, i) }
+
+func (c *cluster) managerFlags(extra ...string) []string {
+	return append([]string{"--namespace=" + c.name, "--node-selector=" + runLabel + "=" + c.name}, extra...)
+}
+
+// deploy runs a Deployment spread over the nodes with a PDB allowing
+// maxUnavailable disruptions, and waits until every replica is available.
+func (c *cluster) deploy(name string, replicas int32, maxUnavailable int) {
+	GinkgoHelper()
+	podLabels := map[string]string{"app": name}
+	dep := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: c.name},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: ptr.To(replicas),
+			Selector: &metav1.LabelSelector{MatchLabels: podLabels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: podLabels},
+				Spec: corev1.PodSpec{
+					NodeSelector: map[string]string{runLabel: c.name},
+					// Nodes registered through the API carry the not-ready
+					// taint until a node lifecycle controller lifts it.
+					Tolerations: []corev1.Toleration{{Key: corev1.TaintNodeNotReady, Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule}},
+					TopologySpreadConstraints: []corev1.TopologySpreadConstraint{{
+						MaxSkew: 1, TopologyKey: corev1.LabelHostname, WhenUnsatisfiable: corev1.ScheduleAnyway,
+						LabelSelector: &metav1.LabelSelector{MatchLabels: podLabels},
+					}},
+					TerminationGracePeriodSeconds: ptr.To(int64(1)),
+					Containers:                    []corev1.Container{{Name: "web", Image: "nginx:1.27"}},
+				},
+			},
+		},
+	}
+	Expect(env.Client.Create(c.ctx, dep)).To(Succeed())
+	pdb := &policyv1.PodDisruptionBudget{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: c.name},
+		Spec: policyv1.PodDisruptionBudgetSpec{
+			MaxUnavailable: ptr.To(intstr.FromInt32(int32(maxUnavailable))),
+			Selector:       &metav1.LabelSelector{MatchLabels: podLabels},
+		},
+	}
+	Expect(env.Client.Create(c.ctx, pdb)).To(Succeed())
+	Eventually(func(g Gomega) {
+		g.Expect(env.Client.Get(c.ctx, client.ObjectKeyFromObject(dep), dep)).To(Succeed())
+		g.Expect(dep.Status.AvailableReplicas).To(Equal(replicas))
+		g.Expect(env.Client.Get(c.ctx, client.ObjectKeyFromObject(pdb), pdb)).To(Succeed())
+		g.Expect(pdb.Status.ObservedGeneration).To(Equal(pdb.Generation))
+		g.Expect(pdb.Status.DisruptionsAllowed).To(Equal(int32(maxUnavailable)))
+	}).Should(Succeed())
+}
+
+// phases maps node name to the phases of its NodeCycles.
+func (c *cluster) phases() map[string][]v1alpha1.Phase {
+	out := map[string][]v1alpha1.Phase{}
+	for _, nc := range nodeCycles(c.name) {
+		out[nc.Spec.NodeName] = append(out[nc.Spec.NodeName], nc.Status.Phase)
+	}
+	return out
+}
+
+func (c *cluster) cycleOf(node string) v1alpha1.NodeCycle {
+	GinkgoHelper()
+	for _, nc := range nodeCycles(c.name) {
+		if nc.Spec.NodeName == node {
+			return nc
+		}
+	}
+	Fail("no NodeCycle for node " + node)
+	return v1alpha1.NodeCycle{}
+}
+
+func (c *cluster) getNode(name string) *corev1.Node {
+	GinkgoHelper()
+	n := &corev1.Node{}
+	Expect(env.Client.Get(c.ctx, client.ObjectKey{Name: name}, n)).To(Succeed())
+	return n
+}
+
+// eventReasons lists the reasons of the Events about a node.
+func eventReasons(node string) []string {
+	GinkgoHelper()
+	list, err := env.Clientset.CoreV1().Events("").List(context.Background(), metav1.ListOptions{
+		FieldSelector: fields.Set{"involvedObject.kind": "Node", "involvedObject.name": node}.String(),
+	})
+	Expect(err).NotTo(HaveOccurred())
+	var reasons []string
+	for _, e := range list.Items {
+		reasons = append(reasons, e.Reason)
+	}
+	return reasons
+}
+
+func (c *cluster) expectOneAtATime() {
+	GinkgoHelper()
+	maxCordoned, maxMaintenance, _ := c.inv.snapshot()
+	Expect(maxCordoned).To(BeNumerically("<=", 1), "nodes cordoned at the same time")
+	Expect(maxMaintenance).To(BeNumerically("<=", 1), "nodes in maintenance at the same time")
+}
+
+func (c *cluster) expectNothingCordoned() {
+	GinkgoHelper()
+	for n := range c.agents {
+		node := c.getNode(n)
+		Expect(node.Spec.Unschedulable).To(BeFalse(), "node %s left cordoned", n)
+		Expect(node.Annotations).NotTo(HaveKey(v1alpha1.AnnotationCordonedBy))
+		Expect(node.Annotations).NotTo(HaveKey(v1alpha1.AnnotationRebootRequest))
+	}
+}
+
+var _ = Describe("Manager", func() {
+	It("drains and reboots every node that needs it exactly once, one node at a time", func() {
+		c := newCluster("roll", 3)
+		c.deploy("web", 4, 1)
+		// A node that opted out keeps its sentinel and is never touched.
+		Expect(framework.CreateNode(c.ctx, env.Clientset, "roll-excluded", map[string]string{runLabel: c.name, v1alpha1.LabelExclude: "true"})).To(Succeed())
+		excluded := newTestAgent("roll-excluded")
+		excluded.start()
+		c.agents["roll-excluded"] = excluded
+		for _, a := range c.agents {
+			a.requireReboot()
+		}
+		stop := startManager(c.managerFlags("--drain-timeout=2m", "--reboot-timeout=2m")...)
+		defer stop()
+
+		Eventually(c.phases, 3*time.Minute).Should(Equal(map[string][]v1alpha1.Phase{
+			c.node(1): {v1alpha1.PhaseSucceeded}, c.node(2): {v1alpha1.PhaseSucceeded}, c.node(3): {v1alpha1.PhaseSucceeded},
+		}))
+		Consistently(c.phases, 2*time.Second).Should(HaveLen(3), "no second round")
+		c.expectOneAtATime()
+		c.expectNothingCordoned()
+		for i := 1; i <= 3; i++ {
+			n := c.node(i)
+			Expect(c.agents[n].reboots()).To(Equal(1), "reboot commands run on %s", n)
+			Expect(c.kubelet.Reboots(n)).To(Equal(1), "reboots of %s", n)
+			nc := c.cycleOf(n)
+			Expect(nc.Status.BootIDAfter).NotTo(BeEmpty())
+			Expect(nc.Status.BootIDAfter).NotTo(Equal(nc.Status.BootIDBefore))
+			Expect(c.getNode(n).Status.NodeInfo.BootID).To(Equal(nc.Status.BootIDAfter))
+			Expect(eventReasons(n)).To(ContainElements("NodeCycleCreated", "MaintenanceStarted", "Cordoned", "Draining", "Drained",
+				"RebootRequested", "RebootVerified", "Uncordoned", v1alpha1.ReasonMaintenanceCompleted))
+			node := c.getNode(n)
+			Expect(node.Status.Conditions).To(ContainElement(And(
+				HaveField("Type", corev1.NodeConditionType(v1alpha1.ConditionMaintenanceInProgress)),
+				HaveField("Status", corev1.ConditionFalse),
+				HaveField("Reason", v1alpha1.ReasonMaintenanceCompleted))))
+		}
+		Expect(excluded.reboots()).To(Equal(0))
+		Expect(c.getNode("roll-excluded").Spec.Unschedulable).To(BeFalse())
+		_, _, requested := c.inv.snapshot()
+		Expect(requested).NotTo(HaveKey("roll-excluded"))
+
+		By("the workload is whole again")
+		Eventually(func(g Gomega) {
+			dep := &appsv1.Deployment{}
+			g.Expect(env.Client.Get(c.ctx, client.ObjectKey{Namespace: c.name, Name: "web"}, dep)).To(Succeed())
+			g.Expect(dep.Status.AvailableReplicas).To(Equal(int32(4)))
+		}).Should(Succeed())
+	})
+
+	It("fails a drain that a PDB blocks, names the PDB, uncordons the node and never requests a reboot", func() {
+		c := newCluster("blocked", 1)
+		c.deploy("db", 1, 0)
+		c.agents[c.node(1)].requireReboot()
+		stop := startManager(c.managerFlags("--drain-timeout=3s", "--retry-backoff=1h")...)
+		defer stop()
+
+		Eventually(c.phases).Should(Equal(map[string][]v1alpha1.Phase{c.node(1): {v1alpha1.PhaseFailed}}))
+		nc := c.cycleOf(c.node(1))
+		Expect(nc.Status.Reason).To(Equal("DrainTimeout"))
+		Expect(nc.Status.Message).To(ContainSubstring("PDB blocked/db"))
+		Expect(nc.Status.Message).To(ContainSubstring("within 3s"))
+		c.expectNothingCordoned()
+		_, _, requested := c.inv.snapshot()
+		Expect(requested).To(BeEmpty())
+		Expect(c.agents[c.node(1)].reboots()).To(Equal(0))
+		Expect(eventReasons(c.node(1))).To(ContainElements("DrainTimeout", v1alpha1.ReasonMaintenanceFailed, "Uncordoned"))
+		node := c.getNode(c.node(1))
+		Expect(node.Status.Conditions).To(ContainElement(And(
+			HaveField("Type", corev1.NodeConditionType(v1alpha1.ConditionMaintenanceInProgress)),
+			HaveField("Reason", v1alpha1.ReasonMaintenanceFailed),
+			HaveField("Message", ContainSubstring("PDB blocked/db")))))
+		Consistently(c.phases, 2*time.Second).Should(HaveLen(1), "no retry before the backoff")
+	})
+
+	It("fails a node that never comes back after the reboot timeout, and goes on with the next", func() {
+		c := newCluster("stuck", 2, "stuck-1")
+		for _, a := range c.agents {
+			a.requireReboot()
+		}
+		stop := startManager(c.managerFlags("--reboot-timeout=3s", "--retry-backoff=1h")...)
+		defer stop()
+
+		Eventually(c.phases).Should(Equal(map[string][]v1alpha1.Phase{
+			c.node(1): {v1alpha1.PhaseFailed}, c.node(2): {v1alpha1.PhaseSucceeded},
+		}))
+		nc := c.cycleOf(c.node(1))
+		Expect(nc.Status.Reason).To(Equal("RebootTimeout"))
+		Expect(nc.Status.Message).To(ContainSubstring("did not come back within 3s"))
+		Expect(nc.Status.Message).To(ContainSubstring(fmt.Sprintf("boot ID still %q", nc.Status.BootIDBefore)))
+		c.expectOneAtATime()
+		c.expectNothingCordoned()
+	})
+
+	It("admits an admin's cordon and leaves it in place", func() {
+		c := newCluster("admin", 1)
+		Expect(env.Client.Patch(c.ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: c.node(1)}},
+			client.RawPatch("application/merge-patch+json", []byte(`{"spec":{"unschedulable":true}}`)))).To(Succeed())
+		c.agents[c.node(1)].requireReboot()
+		stop := startManager(c.managerFlags()...)
+		defer stop()
+		Eventually(c.phases).Should(Equal(map[string][]v1alpha1.Phase{c.node(1): {v1alpha1.PhaseSucceeded}}))
+		Expect(c.getNode(c.node(1)).Spec.Unschedulable).To(BeTrue())
+		Expect(c.cycleOf(c.node(1)).Status.Message).To(ContainSubstring("stays cordoned"))
+	})
+
+	DescribeTable("finishes the operation of a manager stopped mid-way, one node at a time",
+		func(stopIn v1alpha1.Phase) {
+			c := newCluster("restart-"+map[v1alpha1.Phase]string{v1alpha1.PhaseDraining: "drain", v1alpha1.PhaseWaitingForNodeReady: "reboot"}[stopIn], 2)
+			c.kubelet.DownTime = 3 * time.Second
+			c.deploy("web", 2, 0) // blocks the drain until the PDB is relaxed
+			for _, a := range c.agents {
+				a.requireReboot()
+			}
+			if stopIn == v1alpha1.PhaseWaitingForNodeReady {
+				relaxPDB(c, "web")
+			}
+			stop := startManager(c.managerFlags("--leader-elect=true", "--drain-timeout=2m")...)
+			Eventually(func() []v1alpha1.Phase {
+				var all []v1alpha1.Phase
+				for _, p := range c.phases() {
+					all = append(all, p...)
+				}
+				return all
+			}).Should(ContainElement(stopIn))
+			stop()
+
+			if stopIn == v1alpha1.PhaseDraining {
+				cordoned := 0
+				for n := range c.agents {
+					if c.getNode(n).Spec.Unschedulable {
+						cordoned++
+					}
+				}
+				Expect(cordoned).To(Equal(1), "the stopped manager had cordoned one node")
+				relaxPDB(c, "web")
+			}
+			stop = startManager(c.managerFlags("--leader-elect=true", "--drain-timeout=2m")...)
+			defer stop()
+			Eventually(c.phases, 2*time.Minute).Should(Equal(map[string][]v1alpha1.Phase{
+				c.node(1): {v1alpha1.PhaseSucceeded}, c.node(2): {v1alpha1.PhaseSucceeded},
+			}))
+			c.expectOneAtATime()
+			c.expectNothingCordoned()
+			for n, a := range c.agents {
+				Expect(a.reboots()).To(Equal(1), "reboot commands run on %s", n)
+				Expect(c.kubelet.Reboots(n)).To(Equal(1), "reboots of %s", n)
+			}
+		},
+		Entry("after the cordon", v1alpha1.PhaseDraining),
+		Entry("after the reboot request", v1alpha1.PhaseWaitingForNodeReady),
+	)
+})
+
+func relaxPDB(c *cluster, name string) {
+	GinkgoHelper()
+	pdb := &policyv1.PodDisruptionBudget{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: c.name}}
+	Expect(env.Client.Patch(c.ctx, pdb, client.RawPatch("application/merge-patch+json", []byte(`{"spec":{"maxUnavailable":1}}`)))).To(Succeed())
+}
