@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -43,8 +44,9 @@ type Agent struct {
 	lister  func() (*corev1.Node, error)
 	desired *corev1.NodeCondition
 	written time.Time
-	ready   chan struct{}
-
+	// writtenRV is the resourceVersion our last write produced.
+	writtenRV string
+	ready     chan struct{}
 }
 
 // Ready is closed once the agent watches its Node and has published its
@@ -182,16 +184,18 @@ func (a *Agent) publish(ctx context.Context, log logr.Logger, want corev1.NodeCo
 	if nodes.SameCondition(current, want) && !heartbeatDue {
 		return
 	}
-	if current != nil && current.LastHeartbeatTime.Before(&metav1.Time{Time: a.written.Truncate(time.Second)}) && !heartbeatDue {
+	if olderThan(node.ResourceVersion, a.writtenRV) && !heartbeatDue {
 		return // the cache has not caught up with our own last write yet; its event will come
 	}
 	patch := nodes.ConditionPatch(current, want, now)
-	if _, err := a.Client.CoreV1().Nodes().PatchStatus(ctx, a.NodeName, patch); err != nil {
+	updated, err := a.Client.CoreV1().Nodes().PatchStatus(ctx, a.NodeName, patch)
+	if err != nil {
 		a.Metrics.apiErrors.Inc()
 		log.Error(err, "Publishing RebootRequired condition", "status", want.Status)
 		return
 	}
 	a.written = now
+	a.writtenRV = updated.ResourceVersion
 	log.Info("Published RebootRequired condition", "status", want.Status, "reason", want.Reason)
 }
 
@@ -226,4 +230,13 @@ func (a *Agent) handleRebootRequest(ctx context.Context, log logr.Logger) {
 		return
 	}
 	a.Metrics.reboots.WithLabelValues("started").Inc()
+}
+
+// olderThan reports whether resourceVersion rv is older than ref. The API
+// server's resourceVersions are etcd revisions; anything that does not parse
+// as one is never called older.
+func olderThan(rv, ref string) bool {
+	a, errA := strconv.ParseUint(rv, 10, 64)
+	b, errB := strconv.ParseUint(ref, 10, 64)
+	return errA == nil && errB == nil && a < b
 }

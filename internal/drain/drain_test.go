@@ -1,0 +1,60 @@
+package drain
+
+import (
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	"github.com/nodecycle/nodecycle/api/v1alpha1"
+)
+
+func owned(kind string) []metav1.OwnerReference {
+	return []metav1.OwnerReference{{Kind: kind, Name: "x", Controller: ptr.To(true)}}
+}
+
+func TestSkipAndRefuse(t *testing.T) {
+	emptyDir := []corev1.Volume{{Name: "scratch", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}
+	cases := []struct {
+		name       string
+		pod        corev1.Pod
+		opts       v1alpha1.DrainSpec
+		wantSkip   bool
+		wantRefuse string
+	}{
+		{"mirror pod", corev1.Pod{ObjectMeta: metav1.ObjectMeta{Annotations: map[string]string{mirrorPodAnnotation: "x"}}}, v1alpha1.DrainSpec{}, true, ""},
+		{"daemonset pod", corev1.Pod{ObjectMeta: metav1.ObjectMeta{OwnerReferences: owned("DaemonSet")}}, v1alpha1.DrainSpec{}, true, ""},
+		{"finished pod", corev1.Pod{Status: corev1.PodStatus{Phase: corev1.PodSucceeded}}, v1alpha1.DrainSpec{}, true, ""},
+		{"replicaset pod", corev1.Pod{ObjectMeta: metav1.ObjectMeta{OwnerReferences: owned("ReplicaSet")}}, v1alpha1.DrainSpec{}, false, ""},
+		{"bare pod refused", corev1.Pod{}, v1alpha1.DrainSpec{}, false, "not managed by a controller"},
+		{"bare pod allowed", corev1.Pod{}, v1alpha1.DrainSpec{EvictUnmanagedPods: true}, false, ""},
+		{"emptyDir refused", corev1.Pod{ObjectMeta: metav1.ObjectMeta{OwnerReferences: owned("ReplicaSet")}, Spec: corev1.PodSpec{Volumes: emptyDir}}, v1alpha1.DrainSpec{}, false, "emptyDir volume scratch"},
+		{"emptyDir allowed", corev1.Pod{ObjectMeta: metav1.ObjectMeta{OwnerReferences: owned("ReplicaSet")}, Spec: corev1.PodSpec{Volumes: emptyDir}}, v1alpha1.DrainSpec{DeleteEmptyDirData: true}, false, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := skip(&tc.pod); got != tc.wantSkip {
+				t.Fatalf("skip = %t, want %t", got, tc.wantSkip)
+			}
+			if tc.wantSkip {
+				return
+			}
+			got := refuse(&tc.pod, tc.opts)
+			if (tc.wantRefuse == "") != (got == "") || (tc.wantRefuse != "" && !strings.Contains(got, tc.wantRefuse)) {
+				t.Fatalf("refuse = %q, want %q", got, tc.wantRefuse)
+			}
+		})
+	}
+}
+
+func TestSummaryIsStableAndBounded(t *testing.T) {
+	r := Result{Waiting: []PodState{{"a/1", "terminating"}, {"a/2", "blocked by PDB a/pdb allows 0 disruptions"}, {"a/3", "terminating"}}}
+	if got, want := r.Summary(2), "a/1 (terminating), a/2 (blocked by PDB a/pdb allows 0 disruptions), and 1 more"; got != want {
+		t.Fatalf("Summary = %q, want %q", got, want)
+	}
+	if r.Done() {
+		t.Fatal("a result with waiting pods is not done")
+	}
+}
