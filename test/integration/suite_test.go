@@ -20,11 +20,13 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/klog/v2"
 	"k8s.io/klog/v2/textlogger"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
 	"github.com/nodecycle/nodecycle/internal/agent"
@@ -87,6 +89,8 @@ type testAgent struct {
 	cancel    context.CancelFunc
 	done      chan error
 	agent     *agent.Agent
+	// client is the agent's API client; the test's admin client when nil.
+	client kubernetes.Interface
 }
 
 func (a *testAgent) sentinel() string { return filepath.Join(a.dir, "reboot-required") }
@@ -115,9 +119,13 @@ func (a *testAgent) start() {
 	ctx, cancel := context.WithCancel(context.Background())
 	a.cancel, a.done = cancel, make(chan error, 1)
 	cmd := fmt.Sprintf("echo rebooted >> %s && rm -f %s", a.marker(), a.sentinel())
+	cs := a.client
+	if cs == nil {
+		cs = env.Clientset
+	}
 	a.agent = &agent.Agent{
 		NodeName:      a.node,
-		Client:        env.Clientset,
+		Client:        cs,
 		Checker:       agent.FileChecker{Path: a.sentinel()},
 		Rebooter:      agent.CommandRebooter{Argv: agent.HostCommand(cmd, false), Timeout: 10 * time.Second},
 		SentinelFile:  a.sentinel(),
@@ -225,4 +233,8 @@ func nodeCycles(ns string) []v1alpha1.NodeCycle {
 func createNamespace(name string) {
 	GinkgoHelper()
 	Expect(env.Client.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}})).To(Succeed())
+}
+
+func envtestAdmin() envtest.User {
+	return envtest.User{Name: "test-admin", Groups: []string{"system:masters"}}
 }

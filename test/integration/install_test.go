@@ -1,0 +1,121 @@
+package integration
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/nodecycle/nodecycle/api/v1alpha1"
+	"github.com/nodecycle/nodecycle/internal/nodes"
+	"github.com/nodecycle/nodecycle/test/framework"
+)
+
+// agentClient is what the agent's pod on node would be: its service
+// account, with the node name its bound token carries.
+func agentClient(node string) kubernetes.Interface {
+	GinkgoHelper()
+	cfg := rest.CopyConfig(env.Config)
+	cfg.Impersonate = rest.ImpersonationConfig{
+		UserName: "system:serviceaccount:nodecycle-system:nodecycle-agent",
+		Groups:   []string{"system:serviceaccounts", "system:serviceaccounts:nodecycle-system", "system:authenticated"},
+		Extra:    map[string][]string{"authentication.kubernetes.io/node-name": {node}},
+	}
+	return kubernetes.NewForConfigOrDie(cfg)
+}
+
+var _ = Describe("Installation with kubectl apply -k config/default", Ordered, func() {
+	ctx := context.Background()
+
+	BeforeAll(func() {
+		user, err := env.Env.AddUser(envtestAdmin(), nil)
+		Expect(err).NotTo(HaveOccurred())
+		kc, err := user.KubeConfig()
+		Expect(err).NotTo(HaveOccurred())
+		path := filepath.Join(GinkgoT().TempDir(), "kubeconfig")
+		Expect(os.WriteFile(path, kc, 0o600)).To(Succeed())
+		kubectl := filepath.Join(os.Getenv("KUBEBUILDER_ASSETS"), "kubectl")
+		out, err := exec.Command(kubectl, "--kubeconfig", path, "apply", "--server-side", "--force-conflicts",
+			"-k", filepath.Join(framework.RepoRoot(), "config", "default")).CombinedOutput()
+		Expect(err).NotTo(HaveOccurred(), string(out))
+		Expect(string(out)).To(ContainSubstring("daemonset.apps/nodecycle-agent serverside-applied"))
+		Expect(string(out)).To(ContainSubstring("deployment.apps/nodecycle-manager serverside-applied"))
+		for _, n := range []string{"vap-1", "vap-2"} {
+			Expect(framework.CreateNode(ctx, env.Clientset, n, nil)).To(Succeed())
+		}
+	})
+
+	It("lets the agent write its own condition and ack, and nothing else", func() {
+		own := agentClient("vap-1")
+		// The policy is loaded asynchronously after it is created.
+		Eventually(func() error {
+			_, err := own.CoreV1().Nodes().PatchStatus(ctx, "vap-2", conditionPatch(v1alpha1.ConditionRebootRequired, corev1.ConditionTrue))
+			return err
+		}, 30*time.Second).Should(MatchError(ContainSubstring("only the Node its pod runs on")))
+
+		By("its own node: condition and ack are allowed")
+		_, err := own.CoreV1().Nodes().PatchStatus(ctx, "vap-1", conditionPatch(v1alpha1.ConditionRebootRequired, corev1.ConditionTrue))
+		Expect(err).NotTo(HaveOccurred())
+		ack := nodes.AnnotationsPatch(map[string]*string{v1alpha1.AnnotationRebootAck: nodes.Ptr("r1")})
+		_, err = own.CoreV1().Nodes().Patch(ctx, "vap-1", types.MergePatchType, ack, metav1.PatchOptions{})
+		Expect(err).NotTo(HaveOccurred())
+
+		By("its own node: anything else is denied")
+		denied := map[string]func() error{
+			"Ready condition": func() error {
+				_, err := own.CoreV1().Nodes().PatchStatus(ctx, "vap-1", conditionPatch(string(corev1.NodeReady), corev1.ConditionFalse))
+				return err
+			},
+			"cordon": func() error {
+				_, err := own.CoreV1().Nodes().Patch(ctx, "vap-1", types.MergePatchType, []byte(`{"spec":{"unschedulable":true}}`), metav1.PatchOptions{})
+				return err
+			},
+			"reboot request": func() error {
+				p := nodes.AnnotationsPatch(map[string]*string{v1alpha1.AnnotationRebootRequest: nodes.Ptr("x")})
+				_, err := own.CoreV1().Nodes().Patch(ctx, "vap-1", types.MergePatchType, p, metav1.PatchOptions{})
+				return err
+			},
+			"label": func() error {
+				_, err := own.CoreV1().Nodes().Patch(ctx, "vap-1", types.MergePatchType, []byte(`{"metadata":{"labels":{"x":"y"}}}`), metav1.PatchOptions{})
+				return err
+			},
+			"delete": func() error { return own.CoreV1().Nodes().Delete(ctx, "vap-1", metav1.DeleteOptions{}) },
+			"pods": func() error {
+				_, err := own.CoreV1().Pods("default").List(ctx, metav1.ListOptions{})
+				return err
+			},
+		}
+		for what, try := range denied {
+			err := try()
+			Expect(apierrors.IsForbidden(err) || apierrors.IsInvalid(err)).To(BeTrue(), "%s: got %v", what, err)
+		}
+	})
+
+	It("runs the real agent under that identity", func() {
+		a := newTestAgent("vap-2")
+		a.client = agentClient("vap-2")
+		a.start()
+		defer a.stop()
+		a.requireReboot()
+		Eventually(conditionStatus("vap-2", v1alpha1.ConditionRebootRequired)).Should(Equal(corev1.ConditionTrue))
+		p := nodes.AnnotationsPatch(map[string]*string{v1alpha1.AnnotationRebootRequest: nodes.Ptr("req-vap")})
+		_, err := env.Clientset.CoreV1().Nodes().Patch(ctx, "vap-2", types.MergePatchType, p, metav1.PatchOptions{})
+		Expect(err).NotTo(HaveOccurred())
+		Eventually(a.reboots).Should(Equal(1))
+		Eventually(conditionStatus("vap-2", v1alpha1.ConditionRebootRequired)).Should(Equal(corev1.ConditionFalse))
+	})
+})
+
+func conditionPatch(t string, s corev1.ConditionStatus) []byte {
+	return nodes.ConditionPatch(nil, corev1.NodeCondition{Type: corev1.NodeConditionType(t), Status: s, Reason: "Test"}, time.Now())
+}
