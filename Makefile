@@ -14,12 +14,16 @@ ASSETS := $(CACHE)/assets-kube-$(KUBE_VERSION)-etcd-$(ETCD_VERSION)
 
 export KUBEBUILDER_ASSETS := $(ASSETS)
 
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -ec
+
 .PHONY: all build test bench generate manifests tools verify-generated clean-tools
 
 all: build
 
 build: generate
-	go build -o bin/ ./cmd/...
+	go build -o bin/nodecycle-agent ./cmd/agent
+	go build -o bin/nodecycle-manager ./cmd/manager
 
 # Test: unit tests and envtest suites on a real kube-apiserver and etcd.
 test: tools generate
@@ -28,7 +32,8 @@ test: tools generate
 
 # Benchmarks: prints a table and writes it to bin/bench.txt.
 bench: tools generate
-	go test -count=1 -timeout 20m -run '^$$' -bench . -benchtime 1x ./test/bench/... | tee bin/bench.txt
+	mkdir -p bin
+	go test -count=1 -timeout 20m -run "^$$" -bench . -benchtime 1x ./test/bench/ | grep -E "^(Benchmark|goos|cpu|PASS|FAIL|ok)" | tee bin/bench.txt
 
 generate: $(CONTROLLER_GEN)
 	$(CONTROLLER_GEN) object paths=./api/...

@@ -1,0 +1,301 @@
+// Package bench measures nodecycle against a real API server: detection
+// latency, the manager's dead time between nodes, and the agent's idle cost.
+// Run with `make bench`; results are copied into docs/benchmarks.md.
+package bench
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/utils/clock"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/nodecycle/nodecycle/api/v1alpha1"
+	"github.com/nodecycle/nodecycle/internal/agent"
+	"github.com/nodecycle/nodecycle/internal/manager"
+	"github.com/nodecycle/nodecycle/internal/nodes"
+	"github.com/nodecycle/nodecycle/test/framework"
+)
+
+var env *framework.Env
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	if f := flag.Lookup("test.bench"); f == nil || f.Value.String() == "" {
+		os.Exit(m.Run()) // no benchmark asked for: no control plane needed
+	}
+	logf.SetLogger(logr.Discard())
+	var err error
+	env, err = framework.Start()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	_ = env.Stop()
+	os.Exit(code)
+}
+
+func percentile(d []time.Duration, p float64) time.Duration {
+	s := append([]time.Duration(nil), d...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	i := int(float64(len(s)-1) * p)
+	return s[i]
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// startAgent runs a real agent in-process on node with a sentinel in dir.
+func startAgent(b *testing.B, node, dir string, reboot string) context.CancelFunc {
+	b.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	sentinel := filepath.Join(dir, "reboot-required")
+	a := &agent.Agent{
+		NodeName: node, Client: env.Clientset,
+		Checker:      agent.FileChecker{Path: sentinel},
+		Rebooter:     agent.CommandRebooter{Argv: agent.HostCommand(reboot, false), Timeout: 10 * time.Second},
+		SentinelFile: sentinel, RecheckPeriod: time.Minute,
+	}
+	ready := a.Ready()
+	go func() { _ = a.Run(ctx) }()
+	<-ready
+	return cancel
+}
+
+// BenchmarkDetectionLatency: sentinel file created -> RebootRequired=True
+// seen through a watch on the API server, 100 trials.
+func BenchmarkDetectionLatency(b *testing.B) {
+	ctx := context.Background()
+	const node, trials = "bench-detect", 100
+	if err := framework.CreateNode(ctx, env.Clientset, node, nil); err != nil {
+		b.Fatal(err)
+	}
+	dir := b.TempDir()
+	defer startAgent(b, node, dir, "true")()
+	sentinel := filepath.Join(dir, "reboot-required")
+
+	w, err := env.Clientset.CoreV1().Nodes().Watch(ctx, metav1.ListOptions{FieldSelector: fields.OneTermEqualSelector("metadata.name", node).String()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer w.Stop()
+	waitFor := func(want corev1.ConditionStatus) {
+		for ev := range w.ResultChan() {
+			if n, ok := ev.Object.(*corev1.Node); ok {
+				if c := nodes.Condition(n, v1alpha1.ConditionRebootRequired); c != nil && c.Status == want {
+					return
+				}
+			}
+		}
+	}
+	waitFor(corev1.ConditionFalse)
+	var lat []time.Duration
+	b.ResetTimer()
+	for range b.N {
+		lat = lat[:0]
+		for range trials {
+			start := time.Now()
+			if err := os.WriteFile(sentinel, nil, 0o644); err != nil {
+				b.Fatal(err)
+			}
+			waitFor(corev1.ConditionTrue)
+			lat = append(lat, time.Since(start))
+			if err := os.Remove(sentinel); err != nil {
+				b.Fatal(err)
+			}
+			waitFor(corev1.ConditionFalse)
+		}
+	}
+	b.ReportMetric(ms(percentile(lat, 0.5)), "p50-ms")
+	b.ReportMetric(ms(percentile(lat, 0.99)), "p99-ms")
+	b.ReportMetric(ms(percentile(lat, 1)), "max-ms")
+}
+
+// BenchmarkManagerDeadTime: a 10-node roll with real agents and the
+// simulated kubelet; dead time is from node N uncordoned to node N+1
+// cordoned, read from one watch of every Node update.
+func BenchmarkManagerDeadTime(b *testing.B) {
+	const nodeCount = 10
+	var dead []time.Duration
+	var total time.Duration
+	for i := range b.N {
+		d, t := roll(b, fmt.Sprintf("bench-roll-%d", i), nodeCount)
+		dead, total = append(dead, d...), t
+	}
+	b.ReportMetric(ms(percentile(dead, 0.5)), "dead-p50-ms")
+	b.ReportMetric(ms(percentile(dead, 1)), "dead-max-ms")
+	b.ReportMetric(total.Seconds(), "roll-s")
+}
+
+func roll(b *testing.B, run string, count int) ([]time.Duration, time.Duration) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sel := labels.SelectorFromSet(labels.Set{"bench": run})
+	if _, err := env.Clientset.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: run}}, metav1.CreateOptions{}); err != nil {
+		b.Fatal(err)
+	}
+	kubelet := &framework.Kubelet{Client: env.Clientset, Selector: sel, DownTime: 500 * time.Millisecond}
+	go kubelet.Run(ctx)
+	var sentinels []string
+	for i := range count {
+		n := fmt.Sprintf("%s-%d", run, i)
+		if err := framework.CreateNode(ctx, env.Clientset, n, map[string]string{"bench": run}); err != nil {
+			b.Fatal(err)
+		}
+		dir := b.TempDir()
+		s := filepath.Join(dir, "reboot-required")
+		defer startAgent(b, n, dir, "rm -f "+s)()
+		sentinels = append(sentinels, s)
+	}
+	list, err := env.Clientset.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	w, err := env.Clientset.CoreV1().Nodes().Watch(ctx, metav1.ListOptions{LabelSelector: sel.String(), ResourceVersion: list.ResourceVersion})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, s := range sentinels {
+		if err := os.WriteFile(s, nil, 0o644); err != nil {
+			b.Fatal(err)
+		}
+	}
+	opts, err := manager.ParseOptions([]string{"--metrics-bind-address=0", "--health-probe-bind-address=0", "--leader-elect=false",
+		"--namespace=" + run, "--node-selector=bench=" + run}, func(string) (string, bool) { return "", false }, os.Stderr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	opts.Registry, opts.SkipNameValidation = prometheus.NewRegistry(), true
+	mgr, err := manager.New(ctx, env.Config, opts, clock.RealClock{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	start := time.Now()
+	go func() { _ = mgr.Start(ctx) }()
+
+	cordoned := map[string]bool{}
+	var lastUncordon time.Time
+	var dead []time.Duration
+	done := 0
+	timeout := time.After(5 * time.Minute)
+	for done < count {
+		select {
+		case <-timeout:
+			b.Fatalf("roll did not finish: %d of %d nodes done", done, count)
+		case ev := <-w.ResultChan():
+			n, ok := ev.Object.(*corev1.Node)
+			if !ok || ev.Type != watch.Modified {
+				continue
+			}
+			now := time.Now()
+			switch was := cordoned[n.Name]; {
+			case n.Spec.Unschedulable && !was:
+				if !lastUncordon.IsZero() {
+					dead = append(dead, now.Sub(lastUncordon))
+				}
+			case !n.Spec.Unschedulable && was:
+				lastUncordon = now
+				done++
+			}
+			cordoned[n.Name] = n.Spec.Unschedulable
+		}
+	}
+	return dead, time.Since(start)
+}
+
+// BenchmarkAgentIdle runs the agent binary against the API server for 60 s
+// with nothing to do and reports its RSS, CPU time and API writes.
+func BenchmarkAgentIdle(b *testing.B) {
+	ctx := context.Background()
+	bin := filepath.Join(b.TempDir(), "nodecycle-agent")
+	if out, err := exec.Command("go", "build", "-o", bin, filepath.Join(framework.RepoRoot(), "cmd", "agent")).CombinedOutput(); err != nil {
+		b.Fatalf("building agent: %v\n%s", err, out)
+	}
+	user, err := env.Env.AddUser(envtest.User{Name: "bench-agent", Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	kc, _ := user.KubeConfig()
+	kubeconfig := filepath.Join(b.TempDir(), "kubeconfig")
+	if err := os.WriteFile(kubeconfig, kc, 0o600); err != nil {
+		b.Fatal(err)
+	}
+	const node = "bench-idle"
+	if err := framework.CreateNode(ctx, env.Clientset, node, nil); err != nil {
+		b.Fatal(err)
+	}
+	idle := 60 * time.Second
+	if s := os.Getenv("BENCH_IDLE"); s != "" {
+		idle, _ = time.ParseDuration(s)
+	}
+	for range b.N {
+		cmd := exec.Command(bin, "--kubeconfig="+kubeconfig, "--node-name="+node,
+			"--sentinel-file="+filepath.Join(b.TempDir(), "reboot-required"),
+			"--metrics-bind-address=0", "--health-probe-bind-address=0")
+		if err := cmd.Start(); err != nil {
+			b.Fatal(err)
+		}
+		// Settle: the start-up write, then idle.
+		time.Sleep(3 * time.Second)
+		before, _ := env.Clientset.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
+		cpu0 := cpuTime(b, cmd.Process.Pid)
+		time.Sleep(idle)
+		cpu1 := cpuTime(b, cmd.Process.Pid)
+		rss := rssKiB(b, cmd.Process.Pid)
+		after, _ := env.Clientset.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		writes := 0.0
+		if before.ResourceVersion != after.ResourceVersion {
+			writes = 1 // something wrote the Node while the agent idled
+		}
+		b.ReportMetric(float64(rss)/1024, "rss-MiB")
+		b.ReportMetric(ms(cpu1-cpu0)/idle.Minutes(), "cpu-ms/min")
+		b.ReportMetric(writes, "node-writes")
+		b.ReportMetric(idle.Seconds(), "idle-s")
+	}
+}
+
+func rssKiB(b *testing.B, pid int) int {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if strings.HasPrefix(line, "VmRSS:") {
+			v, _ := strconv.Atoi(strings.Fields(line)[1])
+			return v
+		}
+	}
+	return 0
+}
+
+// cpuTime is user+system time of a process from /proc/<pid>/stat (in clock ticks of 10 ms).
+func cpuTime(b *testing.B, pid int) time.Duration {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	f := strings.Fields(string(data)[strings.LastIndex(string(data), ")")+2:])
+	u, _ := strconv.Atoi(f[11])
+	s, _ := strconv.Atoi(f[12])
+	return time.Duration(u+s) * 10 * time.Millisecond
+}
+
