@@ -298,4 +298,3 @@ func cpuTime(b *testing.B, pid int) time.Duration {
 	s, _ := strconv.Atoi(f[12])
 	return time.Duration(u+s) * 10 * time.Millisecond
 }
-
