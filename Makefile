@@ -5,10 +5,12 @@
 CACHE ?= $(HOME)/.cache/nodecycle
 KUBE_VERSION := v1.37.2
 ETCD_VERSION := v3.6.16
+KWOK_VERSION := v0.8.0
 CONTROLLER_GEN_VERSION := v0.23.0
 
 KUBE_DIR := $(CACHE)/kube-$(KUBE_VERSION)
 ETCD_DIR := $(CACHE)/etcd-$(ETCD_VERSION)
+KWOK := $(CACHE)/kwok-$(KWOK_VERSION)/kwok
 CONTROLLER_GEN := $(CACHE)/controller-gen-$(CONTROLLER_GEN_VERSION)/controller-gen
 ASSETS := $(CACHE)/assets-kube-$(KUBE_VERSION)-etcd-$(ETCD_VERSION)
 
@@ -42,9 +44,9 @@ generate: $(CONTROLLER_GEN)
 
 KUBE_TOOLS := kube-apiserver kube-controller-manager kube-scheduler kubectl
 # The built binaries are kept, never treated as intermediate files.
-.PRECIOUS: $(addprefix $(KUBE_DIR)/,$(KUBE_TOOLS)) $(ETCD_DIR)/etcd
+.PRECIOUS: $(addprefix $(KUBE_DIR)/,$(KUBE_TOOLS)) $(ETCD_DIR)/etcd $(KWOK)
 
-tools: $(ASSETS)/kube-apiserver $(ASSETS)/etcd $(ASSETS)/kubectl $(ASSETS)/kube-controller-manager $(ASSETS)/kube-scheduler
+tools: $(ASSETS)/kube-apiserver $(ASSETS)/etcd $(ASSETS)/kubectl $(ASSETS)/kube-controller-manager $(ASSETS)/kube-scheduler $(ASSETS)/kwok
 
 $(KUBE_DIR)/%:
 	@echo "Building $* $(KUBE_VERSION) into $(KUBE_DIR) (kube-apiserver takes about 10 minutes, once)"
@@ -53,6 +55,13 @@ $(KUBE_DIR)/%:
 $(ETCD_DIR)/etcd:
 	@echo "Building etcd $(ETCD_VERSION) into $(ETCD_DIR) (about 1 minute, once)"
 	cd hack/tools/etcd && go build -o $@ go.etcd.io/etcd/server/v3
+
+$(KWOK):
+	@echo "Building kwok $(KWOK_VERSION) into $(dir $(KWOK)) (about 3 minutes, once)"
+	cd hack/tools/kwok && go build -o $@ sigs.k8s.io/kwok/cmd/kwok
+
+$(ASSETS)/kwok: $(KWOK)
+	mkdir -p $(ASSETS) && ln -sf $< $@
 
 $(ASSETS)/%: $(KUBE_DIR)/%
 	mkdir -p $(ASSETS) && ln -sf $< $@
