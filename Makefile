@@ -19,13 +19,18 @@ export KUBEBUILDER_ASSETS := $(ASSETS)
 SHELL := /bin/bash
 .SHELLFLAGS := -o pipefail -ec
 
-.PHONY: all build test bench generate manifests tools verify-generated clean-tools
+.PHONY: all build test bench bench-scale sandbox generate manifests tools verify-generated clean-tools
 
 all: build
 
 build: generate
 	go build -o bin/nodecycle-agent ./cmd/agent
 	go build -o bin/nodecycle-manager ./cmd/manager
+
+# Sandbox: a local control plane with kwok nodes, the real manager and
+# agents, and a demo reboot. Extra flags: make sandbox ARGS="--reboot-all".
+sandbox: tools generate
+	go run ./cmd/sandbox $(ARGS)
 
 # Test: unit tests and envtest suites on a real kube-apiserver and etcd.
 test: tools generate

@@ -113,7 +113,7 @@ func (r *NodeReconciler) waitAfter(node *corev1.Node, last *v1alpha1.NodeCycle) 
 		// agent on the new boot has checked again; it writes the condition
 		// when it starts, so a write after the reboot request is that check.
 		c := nodes.Condition(node, v1alpha1.ConditionRebootRequired)
-		if st.RebootRequestTime != nil && c != nil && c.LastHeartbeatTime.Before(st.RebootRequestTime) {
+		if st.RebootRequestTime != nil && c != nil && c.LastHeartbeatTime.Time.Before(st.RebootRequestTime.Time) {
 			return 0, true
 		}
 	}

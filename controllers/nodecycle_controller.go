@@ -175,7 +175,7 @@ func (r *NodeCycleReconciler) moveTo(s *step, p v1alpha1.Phase, message string) 
 	}
 	st.Phase = p
 	st.Message = message
-	now := metav1.NewTime(s.now)
+	now := metav1.NewMicroTime(s.now)
 	st.PhaseStartTime = &now
 }
 
@@ -196,7 +196,7 @@ func (r *NodeCycleReconciler) finish(s *step, p v1alpha1.Phase, reason, message 
 	if reason != "" {
 		st.Reason = reason
 	}
-	now := metav1.NewTime(s.now)
+	now := metav1.NewMicroTime(s.now)
 	st.CompletionTime = &now
 	strategy := string(s.nc.Spec.Strategy)
 	r.Metrics.operations.WithLabelValues(strategy, string(p)).Inc()
@@ -241,7 +241,7 @@ func (r *NodeCycleReconciler) admit(ctx context.Context, s *step) (reconcile.Res
 		s.nc.Status.Message = fmt.Sprintf("Waiting for a maintenance slot (%d of %d taken): %s", len(busy), r.Config.MaxConcurrent, strings.Join(busy, ", "))
 		return reconcile.Result{RequeueAfter: slotPollInterval}, nil
 	}
-	now := metav1.NewTime(s.now)
+	now := metav1.NewMicroTime(s.now)
 	s.nc.Status.StartTime = &now
 	r.moveTo(s, v1alpha1.PhaseCordoning, "Cordoning the node")
 	s.event(corev1.EventTypeNormal, "MaintenanceStarted", "Maintenance started (strategy %s, attempt %d)", s.nc.Spec.Strategy, s.nc.Spec.Attempt)
@@ -372,7 +372,7 @@ func (r *NodeCycleReconciler) requestReboot(ctx context.Context, s *step) (recon
 			return reconcile.Result{}, fmt.Errorf("requesting reboot of node %s: %w", s.node.Name, err)
 		}
 	}
-	requested := metav1.NewTime(s.now)
+	requested := metav1.NewMicroTime(s.now)
 	st.RebootRequestTime = &requested
 	r.moveTo(s, v1alpha1.PhaseWaitingForNodeReady, fmt.Sprintf("Reboot requested; waiting for a boot ID other than %q and Ready=True", st.BootIDBefore))
 	s.event(corev1.EventTypeNormal, "RebootRequested", "Reboot requested from the agent (request %s, boot ID %q)", st.RebootRequestID, st.BootIDBefore)

@@ -106,15 +106,15 @@ type NodeCycleStatus struct {
 
 	// StartTime is when the operation took its maintenance slot.
 	// +optional
-	StartTime *metav1.Time `json:"startTime,omitempty"`
+	StartTime *metav1.MicroTime `json:"startTime,omitempty"`
 
 	// PhaseStartTime is when the current phase began; timeouts count from it.
 	// +optional
-	PhaseStartTime *metav1.Time `json:"phaseStartTime,omitempty"`
+	PhaseStartTime *metav1.MicroTime `json:"phaseStartTime,omitempty"`
 
 	// CompletionTime is when the operation reached a terminal phase.
 	// +optional
-	CompletionTime *metav1.Time `json:"completionTime,omitempty"`
+	CompletionTime *metav1.MicroTime `json:"completionTime,omitempty"`
 
 	// BootIDBefore is the node's boot ID recorded before the reboot request.
 	// +optional
@@ -122,7 +122,7 @@ type NodeCycleStatus struct {
 
 	// RebootRequestTime is when the reboot was requested from the agent.
 	// +optional
-	RebootRequestTime *metav1.Time `json:"rebootRequestTime,omitempty"`
+	RebootRequestTime *metav1.MicroTime `json:"rebootRequestTime,omitempty"`
 
 	// BootIDAfter is the boot ID that proved the reboot.
 	// +optional

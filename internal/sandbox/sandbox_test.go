@@ -1,0 +1,96 @@
+package sandbox
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nodecycle/nodecycle/api/v1alpha1"
+)
+
+// TestSandboxDemo is the smoke test of `make sandbox`: three nodes, one
+// reboot, then everything is torn down.
+func TestSandboxDemo(t *testing.T) {
+	var out bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	rep, err := Run(ctx, Options{Workers: 2, ExitAfterDemo: true, DownTime: time.Second, Out: &out})
+	t.Log("\n" + out.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Cycles) != 1 {
+		t.Fatalf("want one finished NodeCycle, got %d", len(rep.Cycles))
+	}
+	nc := rep.Cycles[0]
+	if nc.Spec.NodeName != "worker-1" || nc.Status.Phase != v1alpha1.PhaseSucceeded {
+		t.Fatalf("NodeCycle %s on %s ended %s: %s", nc.Name, nc.Spec.NodeName, nc.Status.Phase, nc.Status.Message)
+	}
+	if nc.Status.BootIDBefore == "" || nc.Status.BootIDAfter == "" || nc.Status.BootIDBefore == nc.Status.BootIDAfter {
+		t.Fatalf("boot ID did not change: %q -> %q", nc.Status.BootIDBefore, nc.Status.BootIDAfter)
+	}
+	if rep.RunningOn["worker-2"] == 0 {
+		t.Fatalf("the evicted pods did not start on worker-2: %v", rep.RunningOn)
+	}
+
+	// The timeline printed every step of worker-1, in order.
+	steps := []string{
+		`worker-1 +sentinel file created`,
+		`worker-1 +condition RebootRequired=True`,
+		`worker-1 +NodeCycle nodecycle-system/worker-1-\S+ created`,
+		`worker-1 +cordoned`,
+		`worker-1 +evicted pod demo/nginx-`,
+		`worker-2 +pod demo/nginx-\S+ Running`,
+		`worker-1 +reboot requested`,
+		`worker-1 +NotReady`,
+		`worker-1 +new boot ID`,
+		`worker-1 +Ready`,
+		`worker-1 +uncordoned`,
+		`worker-1 +\[6/6\] NodeCycle phase Succeeded`,
+		`Summary`,
+		`kubectl describe node worker-1`,
+	}
+	rest := out.String()
+	for _, s := range steps {
+		loc := regexp.MustCompile(s).FindStringIndex(rest)
+		if loc == nil {
+			t.Fatalf("timeline lacks %q (in order)", s)
+		}
+		rest = rest[loc[1]:]
+	}
+
+	// Nothing is left behind.
+	if _, err := os.Stat(rep.Dir); !os.IsNotExist(err) {
+		t.Fatalf("sandbox directory %s still exists (%v)", rep.Dir, err)
+	}
+	if kids := children(t); len(kids) > 0 {
+		t.Fatalf("processes left running: %v", kids)
+	}
+}
+
+// children lists the live child processes of this test process.
+func children(t *testing.T) []string {
+	t.Helper()
+	me := strconv.Itoa(os.Getpid())
+	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
+	var out []string
+	for _, p := range stats {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		i := strings.LastIndex(s, ")")
+		f := strings.Fields(s[i+2:])
+		if len(f) > 1 && f[1] == me && f[0] != "Z" {
+			out = append(out, s[:i+1])
+		}
+	}
+	return out
+}
