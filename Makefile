@@ -42,6 +42,11 @@ bench: tools generate
 	mkdir -p bin
 	go test -count=1 -timeout 20m -run "^$$" -bench . -benchtime 1x ./test/bench/ | grep -E "^(Benchmark|goos|cpu|PASS|FAIL|ok)" | tee bin/bench.txt
 
+# Scale benchmark on kwok nodes: SCALE_NODES (default 1000), SCALE_REBOOT (default 20).
+bench-scale: tools generate
+	mkdir -p bin
+	go test -count=1 -timeout 60m -run "^$$" -bench Scale -benchtime 1x -v ./internal/sandbox/ | grep -E "^(Benchmark|goos|cpu|PASS|FAIL|ok)|scale_test.go" | tee bin/bench-scale.txt
+
 generate: $(CONTROLLER_GEN)
 	$(CONTROLLER_GEN) object paths=./api/...
 	$(CONTROLLER_GEN) crd rbac:roleName=nodecycle-manager paths=./api/... paths=./controllers/... \

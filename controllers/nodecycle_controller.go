@@ -283,7 +283,9 @@ func (r *NodeCycleReconciler) nodesInMaintenance(ctx context.Context, nc *v1alph
 			continue
 		}
 		seen[other.Spec.NodeName] = true
-		busy = append(busy, fmt.Sprintf("%s (%s)", other.Spec.NodeName, other.Status.Phase))
+		// No phase here: the message of every waiting node would change,
+		// and be written, with each step of the active one.
+		busy = append(busy, other.Spec.NodeName)
 	}
 	var cordoned corev1.NodeList
 	if err := r.Client.List(ctx, &cordoned, ctrl.MatchingFields{indexCordonedBy: indexYes}); err != nil {

@@ -63,7 +63,10 @@ type process struct {
 
 // Start runs kube-apiserver and etcd, bound to loopback, with the
 // nodecycle CRDs installed.
-func Start() (*Env, error) {
+func Start() (*Env, error) { return StartWith(nil) }
+
+// StartWith is Start with extra kube-apiserver flags (name without dashes).
+func StartWith(apiserverArgs map[string]string) (*Env, error) {
 	assets := Assets()
 	for _, bin := range []string{"kube-apiserver", "etcd"} {
 		if _, err := os.Stat(filepath.Join(assets, bin)); err != nil {
@@ -75,6 +78,10 @@ func Start() (*Env, error) {
 		CRDDirectoryPaths:        []string{filepath.Join(RepoRoot(), "config", "crd", "bases")},
 		ErrorIfCRDPathMissing:    true,
 		ControlPlaneStartTimeout: time.Minute,
+	}
+	args := te.ControlPlane.GetAPIServer().Configure()
+	for k, v := range apiserverArgs {
+		args.Set(k, v)
 	}
 	cfg, err := te.Start()
 	if err != nil {

@@ -35,6 +35,8 @@ type Options struct {
 	ProbeAddr     string
 	LeaderElect   bool
 	LeaderElectNS string
+	QPS           float64
+	Burst         int
 	Verbosity     int
 	Controllers   controllers.Config
 	// Registry receives the manager's own metrics; nil means the registry
@@ -63,6 +65,8 @@ func ParseOptions(args []string, lookupEnv func(string) (string, bool), usage io
 	fs.BoolVar(&o.LeaderElect, "leader-elect", true, "Elect a leader so that only one manager acts at a time.")
 	fs.StringVar(&o.LeaderElectNS, "leader-election-namespace", "", "Namespace of the leader election Lease; defaults to --namespace.")
 	fs.IntVar(&o.Verbosity, "v", 0, "Log verbosity.")
+	fs.Float64Var(&o.QPS, "kube-api-qps", 50, "Requests per second the manager may send to the API server (client-side limit).")
+	fs.IntVar(&o.Burst, "kube-api-burst", 100, "Burst of requests above --kube-api-qps.")
 	fs.StringVar(&c.Namespace, "namespace", def.Namespace, "Namespace of the NodeCycles of this cluster.")
 	fs.StringVar(&o.nodeSelector, "node-selector", "", "Label selector of the nodes to handle (kubectl syntax); empty selects all nodes. Nodes labelled nodecycle.io/exclude=true are always left alone.")
 	fs.IntVar(&c.MaxConcurrent, "max-concurrent", def.MaxConcurrent, "Nodes of the cluster in maintenance at the same time.")
@@ -92,6 +96,9 @@ func ParseOptions(args []string, lookupEnv func(string) (string, bool), usage io
 	c.RebootTimeout = o.rebootTimeout
 	c.RetryBackoff = o.retryBackoff
 	c.MaxRetryBackoff = o.maxRetryBackof
+	if o.QPS <= 0 || o.Burst < 1 {
+		return nil, fmt.Errorf("invalid flags: --kube-api-qps must be positive and --kube-api-burst at least 1, got %g and %d", o.QPS, o.Burst)
+	}
 	if o.LeaderElectNS == "" {
 		o.LeaderElectNS = c.Namespace
 	}
@@ -112,10 +119,11 @@ func Scheme() *runtime.Scheme {
 // New builds the manager with its reconcilers. clk is the clock of the
 // reconcilers (a fake one in tests).
 func New(ctx context.Context, cfg *rest.Config, o *Options, clk clock.PassiveClock) (ctrl.Manager, error) {
+	cfg = rest.CopyConfig(cfg)
 	if cfg.UserAgent == "" {
-		cfg = rest.CopyConfig(cfg)
 		cfg.UserAgent = "nodecycle-manager"
 	}
+	cfg.QPS, cfg.Burst = float32(o.QPS), o.Burst
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                  Scheme(),
 		Metrics:                 metricsserver.Options{BindAddress: o.MetricsAddr},

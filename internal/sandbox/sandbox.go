@@ -22,6 +22,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/clock"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -124,15 +125,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if rep.Kubeconfig, err = env.AdminKubeconfig(); err != nil {
 		return rep, err
 	}
-	if err := env.StartControllers(append(controlplane.DefaultControllers, "node-lifecycle-controller")...); err != nil {
-		return rep, err
-	}
-	stagesPath := filepath.Join(env.Dir, "kwok-stages.yaml")
-	if err := os.WriteFile(stagesPath, stages, 0o600); err != nil {
-		return rep, err
-	}
-	if err := env.StartProcess("kwok", "--kubeconfig="+rep.Kubeconfig, "--manage-all-nodes=true",
-		"--config="+stagesPath, "--server-address=127.0.0.1:0", "--node-lease-duration-seconds=40"); err != nil {
+	if err := startNodeSimulation(env, rep.Kubeconfig); err != nil {
 		return rep, err
 	}
 	pointer, err := writePointer(env.Dir)
@@ -172,7 +165,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	out.say("Started the nodecycle manager and one agent per node")
 	agents := map[string]string{} // node -> sentinel
 	for _, n := range names {
-		sentinel, err := startAgent(ctx, env, n, o)
+		sentinel, err := startAgent(ctx, env, env.Clientset, n, o)
 		if err != nil {
 			return rep, err
 		}
@@ -202,6 +195,20 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		return rep, fmt.Errorf("manager stopped: %w", err)
 	}
 	return rep, nil
+}
+
+// startNodeSimulation runs kube-controller-manager (with the node lifecycle
+// controller), kube-scheduler and kwok.
+func startNodeSimulation(env *controlplane.Env, kubeconfig string) error {
+	if err := env.StartControllers(append(controlplane.DefaultControllers, "node-lifecycle-controller")...); err != nil {
+		return err
+	}
+	stagesPath := filepath.Join(env.Dir, "kwok-stages.yaml")
+	if err := os.WriteFile(stagesPath, stages, 0o600); err != nil {
+		return err
+	}
+	return env.StartProcess("kwok", "--kubeconfig="+kubeconfig, "--manage-all-nodes=true",
+		"--config="+stagesPath, "--server-address=127.0.0.1:0", "--node-lease-duration-seconds=40")
 }
 
 // writePointer records the running sandbox's directory, so that
@@ -286,7 +293,7 @@ func waitNode(ctx context.Context, c client.Client, name string, ok func(*corev1
 
 // startAgent runs a real agent for node; its reboot command is a simulated
 // reboot of the kwok node.
-func startAgent(ctx context.Context, env *controlplane.Env, node string, o Options) (string, error) {
+func startAgent(ctx context.Context, env *controlplane.Env, cs kubernetes.Interface, node string, o Options) (string, error) {
 	dir := filepath.Join(env.Dir, "nodes", node)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err
@@ -294,7 +301,7 @@ func startAgent(ctx context.Context, env *controlplane.Env, node string, o Optio
 	sentinel := filepath.Join(dir, "reboot-required")
 	a := &agent.Agent{
 		NodeName:      node,
-		Client:        env.Clientset,
+		Client:        cs,
 		Checker:       agent.FileChecker{Path: sentinel},
 		Rebooter:      &kwokReboot{c: env.Client, node: node, sentinel: sentinel, downTime: o.DownTime},
 		SentinelFile:  sentinel,
