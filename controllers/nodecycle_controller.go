@@ -3,7 +3,6 @@ package controllers
 import (
 	"context"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
@@ -231,14 +230,20 @@ func (r *NodeCycleReconciler) admit(ctx context.Context, s *step) (reconcile.Res
 		return reconcile.Result{RequeueAfter: slotPollInterval}, nil
 	}
 
+	// The cache answers "no slot" cheaply for the many waiting NodeCycles;
+	// only a free slot is confirmed against the API server.
+	if busy, err := r.nodesInMaintenance(ctx, r.Client, s.nc); err != nil || len(busy) >= r.Config.MaxConcurrent {
+		r.waitForSlot(s, busy)
+		return reconcile.Result{RequeueAfter: slotPollInterval}, err
+	}
 	r.admission.Lock()
 	defer r.admission.Unlock()
-	busy, err := r.nodesInMaintenance(ctx, s.nc)
+	busy, err := r.nodesInMaintenance(ctx, r.APIReader, s.nc)
 	if err != nil {
 		return reconcile.Result{}, err
 	}
 	if len(busy) >= r.Config.MaxConcurrent {
-		s.nc.Status.Message = fmt.Sprintf("Waiting for a maintenance slot (%d of %d taken): %s", len(busy), r.Config.MaxConcurrent, strings.Join(busy, ", "))
+		r.waitForSlot(s, busy)
 		return reconcile.Result{RequeueAfter: slotPollInterval}, nil
 	}
 	now := metav1.NewMicroTime(s.now)
@@ -268,12 +273,19 @@ func (r *NodeCycleReconciler) saveNow(ctx context.Context, s *step) error {
 	return nil
 }
 
+// waitForSlot says, without naming the nodes that hold the slots: a message
+// naming them would change, and be written for every waiting node, with
+// every node that goes through maintenance.
+func (r *NodeCycleReconciler) waitForSlot(s *step, busy []string) {
+	s.nc.Status.Message = fmt.Sprintf("Waiting for a maintenance slot (%d of %d taken; kubectl get nodecycles shows which)", len(busy), r.Config.MaxConcurrent)
+}
+
 // nodesInMaintenance names the nodes of the NodeCycle's cluster that hold a
-// maintenance slot: those of active NodeCycles (read from the API server)
-// and those still cordoned by nodecycle after a failure.
-func (r *NodeCycleReconciler) nodesInMaintenance(ctx context.Context, nc *v1alpha1.NodeCycle) ([]string, error) {
+// maintenance slot: those of active NodeCycles (read through reader) and
+// those still cordoned by nodecycle after a failure.
+func (r *NodeCycleReconciler) nodesInMaintenance(ctx context.Context, reader ctrl.Reader, nc *v1alpha1.NodeCycle) ([]string, error) {
 	var list v1alpha1.NodeCycleList
-	if err := r.APIReader.List(ctx, &list, ctrl.InNamespace(nc.Namespace)); err != nil {
+	if err := reader.List(ctx, &list, ctrl.InNamespace(nc.Namespace)); err != nil {
 		return nil, fmt.Errorf("listing NodeCycles: %w", err)
 	}
 	seen := map[string]bool{}
@@ -283,8 +295,6 @@ func (r *NodeCycleReconciler) nodesInMaintenance(ctx context.Context, nc *v1alph
 			continue
 		}
 		seen[other.Spec.NodeName] = true
-		// No phase here: the message of every waiting node would change,
-		// and be written, with each step of the active one.
 		busy = append(busy, other.Spec.NodeName)
 	}
 	var cordoned corev1.NodeList
