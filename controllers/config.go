@@ -101,3 +101,33 @@ func (c Config) backoff(next int32) time.Duration {
 	}
 	return min(d, c.MaxRetryBackoff)
 }
+
+// cycleSpec is the spec of a new NodeCycle: the manager's settings, with
+// what the node's policy sets on top.
+func (c Config) cycleSpec(node string, attempt int32, policy *v1alpha1.NodeCyclePolicy) v1alpha1.NodeCycleSpec {
+	spec := v1alpha1.NodeCycleSpec{
+		NodeName:      node,
+		Strategies:    []v1alpha1.Strategy{v1alpha1.StrategyReboot},
+		Attempt:       attempt,
+		Drain:         c.Drain,
+		RebootTimeout: durationOf(c.RebootTimeout),
+	}
+	if policy == nil {
+		return spec
+	}
+	p := policy.Spec
+	spec.Policy = policy.Name
+	if len(p.Strategies) > 0 {
+		spec.Strategies = append([]v1alpha1.Strategy(nil), p.Strategies...)
+	}
+	if p.DrainTimeout != nil {
+		spec.Drain.Timeout = *p.DrainTimeout
+	}
+	if p.RebootTimeout != nil {
+		spec.RebootTimeout = *p.RebootTimeout
+	}
+	if p.PowerCycle != nil {
+		spec.PowerCycle = p.PowerCycle.DeepCopy()
+	}
+	return spec
+}

@@ -3,11 +3,14 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"sort"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime/pkg/client"
@@ -55,13 +58,51 @@ func (r *NodeReconciler) Reconcile(ctx context.Context, req reconcile.Request) (
 	if ok, _, _ := r.Config.Eligibility(node); !ok {
 		return reconcile.Result{}, nil
 	}
-	return r.openCycle(ctx, node, cycles)
+	policy, err := r.policyFor(ctx, node)
+	if err != nil {
+		// Bad or ambiguous policies: nothing is done to the node.
+		r.Recorder.Eventf(node, nil, corev1.EventTypeWarning, "PolicyError", "Select", "Reboot required, but nothing is done: %v", err)
+		return reconcile.Result{}, nil
+	}
+	return r.openCycle(ctx, node, cycles, policy)
+}
+
+// policyFor returns the one NodeCyclePolicy that selects the node, nil when
+// none does, and an error when several do or one cannot be evaluated.
+func (r *NodeReconciler) policyFor(ctx context.Context, node *corev1.Node) (*v1alpha1.NodeCyclePolicy, error) {
+	var list v1alpha1.NodeCyclePolicyList
+	if err := r.Client.List(ctx, &list, ctrl.InNamespace(r.Config.Namespace)); err != nil {
+		return nil, fmt.Errorf("listing NodeCyclePolicies: %w", err)
+	}
+	var matched []*v1alpha1.NodeCyclePolicy
+	for i := range list.Items {
+		p := &list.Items[i]
+		sel, err := metav1.LabelSelectorAsSelector(&p.Spec.NodeSelector)
+		if err != nil {
+			return nil, fmt.Errorf("NodeCyclePolicy %s has an invalid nodeSelector: %w", p.Name, err)
+		}
+		if sel.Matches(labels.Set(node.Labels)) {
+			matched = append(matched, p)
+		}
+	}
+	switch len(matched) {
+	case 0:
+		return nil, nil
+	case 1:
+		return matched[0], nil
+	}
+	var names []string
+	for _, p := range matched {
+		names = append(names, p.Name)
+	}
+	sort.Strings(names)
+	return nil, fmt.Errorf("the node is selected by %d NodeCyclePolicies (%s); exactly one may select it", len(names), strings.Join(names, ", "))
 }
 
 // openCycle creates the next NodeCycle of the node, unless the last one
 // failed too recently or just finished and the agent has not yet spoken
 // since the reboot.
-func (r *NodeReconciler) openCycle(ctx context.Context, node *corev1.Node, cycles []v1alpha1.NodeCycle) (reconcile.Result, error) {
+func (r *NodeReconciler) openCycle(ctx context.Context, node *corev1.Node, cycles []v1alpha1.NodeCycle, policy *v1alpha1.NodeCyclePolicy) (reconcile.Result, error) {
 	attempt := int32(1)
 	if len(cycles) > 0 {
 		last := &cycles[0]
@@ -78,13 +119,7 @@ func (r *NodeReconciler) openCycle(ctx context.Context, node *corev1.Node, cycle
 	}
 	nc := &v1alpha1.NodeCycle{
 		ObjectMeta: metav1.ObjectMeta{Name: nodeCycleName(node.Name, bootID(node), attempt), Namespace: r.Config.Namespace},
-		Spec: v1alpha1.NodeCycleSpec{
-			NodeName:      node.Name,
-			Strategy:      v1alpha1.StrategyReboot,
-			Attempt:       attempt,
-			Drain:         r.Config.Drain,
-			RebootTimeout: durationOf(r.Config.RebootTimeout),
-		},
+		Spec:       r.Config.cycleSpec(node.Name, attempt, policy),
 	}
 	if err := r.Client.Create(ctx, nc); err != nil {
 		if apierrors.IsAlreadyExists(err) {

@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -20,6 +21,7 @@ import (
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
 	"github.com/nodecycle/nodecycle/internal/drain"
 	"github.com/nodecycle/nodecycle/internal/nodes"
+	"github.com/nodecycle/nodecycle/providers"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 )
 
@@ -40,11 +42,15 @@ type NodeCycleReconciler struct {
 	Clock     clock.PassiveClock
 	Config    Config
 	Metrics   *Metrics
+	Providers *providers.Registry
 
 	// admission serialises the decision to take a maintenance slot, which
 	// reads from the API server (not the cache) so two NodeCycles never both
 	// see a free slot.
 	admission sync.Mutex
+
+	providersMu sync.Mutex
+	built       map[string]providers.Provider // by hash of name and settings
 }
 
 // step is the work of one reconcile on one NodeCycle.
@@ -134,8 +140,11 @@ func (r *NodeCycleReconciler) publish(ctx context.Context, s *step) {
 }
 
 func conditionReason(p v1alpha1.Phase) string {
-	if p == v1alpha1.PhaseRebooting {
+	switch p {
+	case v1alpha1.PhaseRebooting:
 		return "RebootRequested"
+	case v1alpha1.PhasePoweringOff, v1alpha1.PhasePoweringOn:
+		return "PowerCycling"
 	}
 	return string(p)
 }
@@ -154,6 +163,10 @@ func (r *NodeCycleReconciler) reconcilePhase(ctx context.Context, s *step) (reco
 		return r.drain(ctx, s)
 	case v1alpha1.PhaseRebooting:
 		return r.requestReboot(ctx, s)
+	case v1alpha1.PhasePoweringOff:
+		return r.powerOff(ctx, s)
+	case v1alpha1.PhasePoweringOn:
+		return r.powerOn(ctx, s)
 	case v1alpha1.PhaseWaitingForNodeReady:
 		return r.waitForReboot(ctx, s)
 	case v1alpha1.PhaseUncordoning:
@@ -197,7 +210,7 @@ func (r *NodeCycleReconciler) finish(s *step, p v1alpha1.Phase, reason, message 
 	}
 	now := metav1.NewMicroTime(s.now)
 	st.CompletionTime = &now
-	strategy := string(s.nc.Spec.Strategy)
+	strategy := string(currentStrategy(s.nc))
 	r.Metrics.operations.WithLabelValues(strategy, string(p)).Inc()
 	if startedActive {
 		r.Metrics.duration.WithLabelValues(strategy, string(p)).Observe(s.now.Sub(st.StartTime.Time).Seconds())
@@ -246,10 +259,16 @@ func (r *NodeCycleReconciler) admit(ctx context.Context, s *step) (reconcile.Res
 		r.waitForSlot(s, busy)
 		return reconcile.Result{RequeueAfter: slotPollInterval}, nil
 	}
+	if err := r.preflight(ctx, s); err != nil {
+		// Nothing was done to the node; it is retried with backoff.
+		r.finish(s, v1alpha1.PhaseFailed, "ProviderError", err.Error())
+		return reconcile.Result{}, r.saveNow(ctx, s)
+	}
+	s.nc.Status.Strategy = s.nc.Spec.Strategies[0]
 	now := metav1.NewMicroTime(s.now)
 	s.nc.Status.StartTime = &now
 	r.moveTo(s, v1alpha1.PhaseCordoning, "Cordoning the node")
-	s.event(corev1.EventTypeNormal, "MaintenanceStarted", "Maintenance started (strategy %s, attempt %d)", s.nc.Spec.Strategy, s.nc.Spec.Attempt)
+	s.event(corev1.EventTypeNormal, "MaintenanceStarted", "Maintenance started (strategy %s, attempt %d)", strategyLadder(s.nc.Spec.Strategies), s.nc.Spec.Attempt)
 	return reconcile.Result{Requeue: true}, r.saveNow(ctx, s)
 }
 
@@ -356,8 +375,8 @@ func (r *NodeCycleReconciler) drain(ctx context.Context, s *step) (reconcile.Res
 	}
 	if res.Done() {
 		r.Metrics.drainDuration.Observe(elapsed.Seconds())
-		r.moveTo(s, v1alpha1.PhaseRebooting, "Requesting a reboot from the agent")
 		s.event(corev1.EventTypeNormal, "Drained", "Node drained in %s", elapsed.Round(time.Second))
+		r.startStrategy(s)
 		return reconcile.Result{Requeue: true}, nil
 	}
 	timeout := s.nc.Spec.Drain.Timeout.Duration
@@ -413,8 +432,17 @@ func (r *NodeCycleReconciler) waitForReboot(ctx context.Context, s *step) (recon
 		if err := r.clearRebootRequest(ctx, s); err != nil {
 			return reconcile.Result{}, err
 		}
-		r.fail(s, "RebootTimeout", fmt.Sprintf("Node did not come back within %s: boot ID %s, Ready=%t, agent acknowledged the request: %t",
-			timeout, describeBoot(st.BootIDBefore, current), ready, acked))
+		why := fmt.Sprintf("Node did not come back within %s after %s: boot ID %s, Ready=%t", timeout, currentStrategy(s.nc), describeBoot(st.BootIDBefore, current), ready)
+		if currentStrategy(s.nc) == v1alpha1.StrategyReboot {
+			why += fmt.Sprintf(", agent acknowledged the request: %t", acked)
+		}
+		if next, ok := nextStrategy(s.nc); ok {
+			s.event(corev1.EventTypeWarning, "Escalating", "%s; escalating to %s", why, next)
+			st.Strategy = next
+			r.startStrategy(s)
+			return reconcile.Result{Requeue: true}, nil
+		}
+		r.fail(s, "RebootTimeout", why)
 		return reconcile.Result{Requeue: true}, nil
 	}
 	st.Message = fmt.Sprintf("Waiting for the reboot: boot ID %s, Ready=%t, agent acknowledged: %t", describeBoot(st.BootIDBefore, current), ready, acked)
@@ -467,4 +495,50 @@ func (r *NodeCycleReconciler) uncordon(ctx context.Context, s *step) (reconcile.
 	}
 	r.finish(s, outcome, "", message)
 	return reconcile.Result{}, nil
+}
+
+// startStrategy enters the first phase of the current strategy on a
+// drained node.
+func (r *NodeCycleReconciler) startStrategy(s *step) {
+	switch currentStrategy(s.nc) {
+	case v1alpha1.StrategyPowerCycle:
+		s.nc.Status.PowerOffMode = ""
+		r.moveTo(s, v1alpha1.PhasePoweringOff, "Powering the machine off")
+	default:
+		r.moveTo(s, v1alpha1.PhaseRebooting, "Requesting a reboot from the agent")
+	}
+}
+
+func currentStrategy(nc *v1alpha1.NodeCycle) v1alpha1.Strategy {
+	if nc.Status.Strategy != "" {
+		return nc.Status.Strategy
+	}
+	if len(nc.Spec.Strategies) > 0 {
+		return nc.Spec.Strategies[0]
+	}
+	return v1alpha1.StrategyReboot
+}
+
+// nextStrategy is the ladder's step after the current one.
+func nextStrategy(nc *v1alpha1.NodeCycle) (v1alpha1.Strategy, bool) {
+	cur := currentStrategy(nc)
+	for i, st := range nc.Spec.Strategies {
+		if st == cur && i+1 < len(nc.Spec.Strategies) {
+			return nc.Spec.Strategies[i+1], true
+		}
+	}
+	return "", false
+}
+
+func strategyLadder(l []v1alpha1.Strategy) string {
+	parts := make([]string, len(l))
+	for i, s := range l {
+		parts[i] = string(s)
+	}
+	return strings.Join(parts, ",")
+}
+
+func microTime(t time.Time) *metav1.MicroTime {
+	m := metav1.NewMicroTime(t)
+	return &m
 }

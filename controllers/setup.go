@@ -28,6 +28,9 @@ import (
 // +kubebuilder:rbac:groups="",resources=pods/eviction,verbs=create
 // +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list
 // +kubebuilder:rbac:groups="";events.k8s.io,resources=events,verbs=create;patch;update
+// +kubebuilder:rbac:groups=nodecycle.io,resources=nodecyclepolicies,verbs=get;list;watch
+// +kubebuilder:rbac:groups=nodecycle.io,resources=nodecyclepolicies/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get
 // +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch
 
 // SetupIndexes adds the cache indexes the reconcilers read through.
@@ -97,6 +100,8 @@ func (r *NodeReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		}), builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool {
 			return o.GetNamespace() == r.Config.Namespace
 		}))).
+		// A policy that changes may now apply to nodes waiting for a reboot.
+		Watches(&v1alpha1.NodeCyclePolicy{}, handler.EnqueueRequestsFromMapFunc(r.nodesNeedingReboot)).
 		WithOptions(controller.Options{MaxConcurrentReconciles: 2}).
 		Complete(r)
 }
@@ -149,6 +154,20 @@ func (r *NodeCycleReconciler) waitingInCluster(ctx context.Context, o client.Obj
 	for _, nc := range list.Items {
 		if nc.Spec.ClusterName == freed.Spec.ClusterName && (nc.Status.Phase == "" || nc.Status.Phase == v1alpha1.PhasePending) {
 			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&nc)})
+		}
+	}
+	return reqs
+}
+
+func (r *NodeReconciler) nodesNeedingReboot(ctx context.Context, _ client.Object) []reconcile.Request {
+	var list corev1.NodeList
+	if err := r.Client.List(ctx, &list); err != nil {
+		return nil
+	}
+	var reqs []reconcile.Request
+	for i := range list.Items {
+		if nodes.IsConditionTrue(&list.Items[i], v1alpha1.ConditionRebootRequired) {
+			reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Name: list.Items[i].Name}})
 		}
 	}
 	return reqs

@@ -5,12 +5,15 @@ import (
 )
 
 // Strategy is one way of bringing a node through maintenance.
-// +kubebuilder:validation:Enum=reboot
+// +kubebuilder:validation:Enum=reboot;power-cycle
 type Strategy string
 
 const (
 	// StrategyReboot drains the node and reboots it in place through the agent.
 	StrategyReboot Strategy = "reboot"
+	// StrategyPowerCycle drains the node and power-cycles its machine
+	// through a provider (hypervisor or BMC).
+	StrategyPowerCycle Strategy = "power-cycle"
 )
 
 // Phase is a step of the NodeCycle state machine.
@@ -23,6 +26,8 @@ const (
 	PhaseCordoning           Phase = "Cordoning"
 	PhaseDraining            Phase = "Draining"
 	PhaseRebooting           Phase = "Rebooting"
+	PhasePoweringOff         Phase = "PoweringOff"
+	PhasePoweringOn          Phase = "PoweringOn"
 	PhaseWaitingForNodeReady Phase = "WaitingForNodeReady"
 	PhaseUncordoning         Phase = "Uncordoning"
 	PhaseSucceeded           Phase = "Succeeded"
@@ -55,9 +60,19 @@ type NodeCycleSpec struct {
 	// +optional
 	ClusterName string `json:"clusterName,omitempty"`
 
-	// Strategy is how the node is brought through maintenance.
-	// +kubebuilder:default=reboot
-	Strategy Strategy `json:"strategy"`
+	// Strategies is the escalation ladder: the first runs; when its wait for
+	// the node times out, the next one runs, on the still drained node.
+	// +kubebuilder:validation:MinItems=1
+	Strategies []Strategy `json:"strategies"`
+
+	// Policy names the NodeCyclePolicy the settings came from; empty when
+	// they came from the manager's flags.
+	// +optional
+	Policy string `json:"policy,omitempty"`
+
+	// PowerCycle holds the provider settings, for the power-cycle strategy.
+	// +optional
+	PowerCycle *PowerCycleSpec `json:"powerCycle,omitempty"`
 
 	// Attempt counts the operations for the same boot of this node, from 1.
 	// +kubebuilder:validation:Minimum=1
@@ -95,6 +110,15 @@ type NodeCycleStatus struct {
 	// Phase is the current step.
 	// +optional
 	Phase Phase `json:"phase,omitempty"`
+
+	// Strategy is the strategy of the ladder that runs now.
+	// +optional
+	Strategy Strategy `json:"strategy,omitempty"`
+
+	// PowerOffMode is how the machine is being powered off: Soft first,
+	// Hard once the soft-off timeout passed.
+	// +optional
+	PowerOffMode string `json:"powerOffMode,omitempty"`
 
 	// Message says, for a person, what is happening or what went wrong.
 	// +optional
@@ -154,7 +178,7 @@ type PhaseDuration struct {
 // +kubebuilder:resource:shortName=nc;ncs,categories=nodecycle
 // +kubebuilder:printcolumn:name="Node",type=string,JSONPath=`.spec.nodeName`
 // +kubebuilder:printcolumn:name="Cluster",type=string,JSONPath=`.spec.clusterName`,priority=1
-// +kubebuilder:printcolumn:name="Strategy",type=string,JSONPath=`.spec.strategy`
+// +kubebuilder:printcolumn:name="Strategy",type=string,JSONPath=`.status.strategy`
 // +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
 // +kubebuilder:printcolumn:name="Message",type=string,JSONPath=`.status.message`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`

@@ -26,6 +26,7 @@ import (
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
 	"github.com/nodecycle/nodecycle/controllers"
 	"github.com/nodecycle/nodecycle/internal/flagenv"
+	"github.com/nodecycle/nodecycle/providers/all"
 )
 
 // Options are the manager's settings.
@@ -160,6 +161,7 @@ func New(ctx context.Context, cfg *rest.Config, o *Options, clk clock.PassiveClo
 	}
 	if err := (&controllers.NodeCycleReconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: recorder, Clock: clk, Config: o.Controllers, Metrics: m,
+		Providers: all.Registry(),
 	}).SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("setting up nodecycle controller: %w", err)
 	}

@@ -1,0 +1,116 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// NodeCyclePolicySpec says how the nodes it selects are brought through
+// maintenance. Fields left out take the manager's flags.
+type NodeCyclePolicySpec struct {
+	// NodeSelector selects the nodes; an empty selector selects every node
+	// the manager handles. A node selected by two policies is left alone
+	// and a Warning Event says so.
+	// +optional
+	NodeSelector metav1.LabelSelector `json:"nodeSelector,omitempty"`
+
+	// Strategies is the escalation ladder, in order, e.g. [reboot, power-cycle].
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:default={reboot}
+	// +optional
+	Strategies []Strategy `json:"strategies,omitempty"`
+
+	// DrainTimeout bounds the drain.
+	// +optional
+	DrainTimeout *metav1.Duration `json:"drainTimeout,omitempty"`
+
+	// RebootTimeout bounds the wait for a new boot ID and Ready after a
+	// reboot request or a power-on.
+	// +optional
+	RebootTimeout *metav1.Duration `json:"rebootTimeout,omitempty"`
+
+	// PowerCycle configures the provider of the power-cycle strategy.
+	// +optional
+	PowerCycle *PowerCycleSpec `json:"powerCycle,omitempty"`
+}
+
+// PowerCycleSpec says how to reach the machines' power control.
+type PowerCycleSpec struct {
+	// Provider is the power provider.
+	// +kubebuilder:validation:Enum=vsphere;ipmi;redfish;libvirt;virtualbox
+	Provider string `json:"provider"`
+
+	// Endpoint is the vCenter SDK URL (vsphere), the libvirt socket
+	// (unix:///run/libvirt/libvirt-sock or tcp://host:16509), or the path of
+	// VBoxManage (virtualbox). IPMI and Redfish take each node's BMC from
+	// its annotation nodecycle.io/bmc-address.
+	// +optional
+	Endpoint string `json:"endpoint,omitempty"`
+
+	// CredentialsSecretRef names a Secret in the policy's namespace with the
+	// keys username and password.
+	// +optional
+	CredentialsSecretRef *SecretReference `json:"credentialsSecretRef,omitempty"`
+
+	// InsecureSkipVerify accepts any TLS certificate (vCenter, Redfish).
+	// +optional
+	InsecureSkipVerify bool `json:"insecureSkipVerify,omitempty"`
+
+	// Options are provider settings: cipherSuite (ipmi, default 3), uri
+	// (libvirt, default qemu:///system).
+	// +optional
+	Options map[string]string `json:"options,omitempty"`
+
+	// SoftOffTimeout is how long a soft power-off (guest or ACPI shutdown)
+	// may take before the power is cut.
+	// +kubebuilder:default="2m"
+	// +optional
+	SoftOffTimeout metav1.Duration `json:"softOffTimeout,omitempty"`
+
+	// PowerTimeout bounds each wait for the machine to be off, and to be on.
+	// +kubebuilder:default="5m"
+	// +optional
+	PowerTimeout metav1.Duration `json:"powerTimeout,omitempty"`
+}
+
+// SecretReference names a Secret.
+type SecretReference struct {
+	// +kubebuilder:validation:MinLength=1
+	Name string `json:"name"`
+}
+
+// NodeCyclePolicyStatus reports whether the policy can be used.
+type NodeCyclePolicyStatus struct {
+	// Conditions: Valid says whether the selector, the provider and its
+	// Secret are usable.
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// NodeCyclePolicy says how a set of nodes is handled: the strategy ladder,
+// timeouts and the power provider with its credentials.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=ncp,categories=nodecycle
+// +kubebuilder:printcolumn:name="Strategies",type=string,JSONPath=`.spec.strategies`
+// +kubebuilder:printcolumn:name="Provider",type=string,JSONPath=`.spec.powerCycle.provider`
+// +kubebuilder:printcolumn:name="Valid",type=string,JSONPath=`.status.conditions[?(@.type=="Valid")].status`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type NodeCyclePolicy struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   NodeCyclePolicySpec   `json:"spec,omitempty"`
+	Status NodeCyclePolicyStatus `json:"status,omitempty"`
+}
+
+// NodeCyclePolicyList is a list of NodeCyclePolicies.
+// +kubebuilder:object:root=true
+type NodeCyclePolicyList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []NodeCyclePolicy `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&NodeCyclePolicy{}, &NodeCyclePolicyList{})
+}

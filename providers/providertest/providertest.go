@@ -1,0 +1,90 @@
+// Package providertest holds the behaviour every power provider must show against its peer.
+package providertest
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nodecycle/nodecycle/providers"
+)
+
+// Timeouts of the conformance steps.
+const (
+	callTimeout = 20 * time.Second
+	waitTimeout = 30 * time.Second
+)
+
+// PowerCycle drives m through off (hard), off again, on, on again, checking
+// the state after each and that repeating a call is harmless.
+func PowerCycle(t *testing.T, p providers.Provider, m providers.Machine) {
+	t.Helper()
+	Expect(t, p, m, providers.PowerOn)
+	call(t, "hard off", func(ctx context.Context) error { return p.PowerOff(ctx, m, providers.OffHard) })
+	Wait(t, p, m, providers.PowerOff)
+	call(t, "hard off when already off", func(ctx context.Context) error { return p.PowerOff(ctx, m, providers.OffHard) })
+	call(t, "soft off when already off", func(ctx context.Context) error { return p.PowerOff(ctx, m, providers.OffSoft) })
+	Expect(t, p, m, providers.PowerOff)
+	call(t, "on", func(ctx context.Context) error { return p.PowerOn(ctx, m) })
+	Wait(t, p, m, providers.PowerOn)
+	call(t, "on when already on", func(ctx context.Context) error { return p.PowerOn(ctx, m) })
+	Expect(t, p, m, providers.PowerOn)
+}
+
+func call(t *testing.T, what string, f func(context.Context) error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+	defer cancel()
+	if err := f(ctx); err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+}
+
+// Expect checks the power state now.
+func Expect(t *testing.T, p providers.Provider, m providers.Machine, want providers.PowerState) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+	defer cancel()
+	got, err := p.PowerState(ctx, m)
+	if err != nil {
+		t.Fatalf("power state: %v", err)
+	}
+	if got != want {
+		t.Fatalf("power state %s, want %s", got, want)
+	}
+}
+
+// Wait waits for the power state.
+func Wait(t *testing.T, p providers.Provider, m providers.Machine, want providers.PowerState) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	if err := providers.WaitFor(ctx, p, m, want, 100*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// FailsWithin checks that a call fails, within limit, with an error that
+// names want and does not contain secret.
+func FailsWithin(t *testing.T, limit time.Duration, want, secret string, f func(context.Context) error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
+	defer cancel()
+	start := time.Now()
+	err := f(ctx)
+	took := time.Since(start)
+	if err == nil {
+		t.Fatalf("call succeeded, want an error mentioning %q", want)
+	}
+	if took > limit+time.Second {
+		t.Fatalf("call took %s, more than its deadline %s", took, limit)
+	}
+	if want != "" && !strings.Contains(err.Error(), want) {
+		t.Fatalf("error %q does not mention %q", err, want)
+	}
+	if secret != "" && strings.Contains(err.Error(), secret) {
+		t.Fatalf("error %q contains the secret", err)
+	}
+	t.Logf("failed as expected in %s: %v", took.Round(time.Millisecond), err)
+}

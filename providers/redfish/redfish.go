@@ -1,0 +1,141 @@
+// Package redfish controls the power of a server through its BMC's Redfish service (ComputerSystem.Reset).
+package redfish
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/stmcginnis/gofish"
+	"github.com/stmcginnis/gofish/schemas"
+
+	"github.com/nodecycle/nodecycle/providers"
+)
+
+// Name is the provider's name in NodeCyclePolicy.
+const Name = "redfish"
+
+// Provider talks to the Redfish service of the BMC each Machine names.
+type Provider struct {
+	username, password string
+	insecure           bool
+}
+
+// New builds the provider.
+func New(s providers.Settings) (providers.Provider, error) {
+	if s.Username == "" {
+		return nil, errors.New("credentials have no username")
+	}
+	return &Provider{username: s.Username, password: s.Password, insecure: s.InsecureSkipVerify}, nil
+}
+
+func endpoint(m providers.Machine) (string, error) {
+	if len(m.Candidates) == 0 {
+		return "", errors.New("Redfish: no BMC address")
+	}
+	a := m.Candidates[0]
+	if !strings.Contains(a, "://") {
+		a = "https://" + a
+	}
+	return a, nil
+}
+
+// with connects to the BMC and finds its one ComputerSystem.
+func (p *Provider) with(ctx context.Context, m providers.Machine, do func(*schemas.ComputerSystem, string) error) error {
+	ep, err := endpoint(m)
+	if err != nil {
+		return err
+	}
+	timeout := 30 * time.Second
+	if d, ok := ctx.Deadline(); ok {
+		timeout = time.Until(d)
+	}
+	c, err := gofish.ConnectContext(ctx, gofish.ClientConfig{
+		Endpoint: ep, Username: p.username, Password: p.password, Insecure: p.insecure, BasicAuth: true,
+		HTTPClient: &http.Client{Timeout: timeout, Transport: transport(p.insecure)},
+	})
+	if err != nil {
+		return fmt.Errorf("Redfish BMC %s: connecting: %w", ep, err)
+	}
+	defer c.Logout()
+	systems, err := c.Service.Systems()
+	if err != nil {
+		return fmt.Errorf("Redfish BMC %s: listing systems (wrong credentials?): %w", ep, err)
+	}
+	if len(systems) != 1 {
+		return fmt.Errorf("Redfish BMC %s: %d computer systems, want exactly one; refusing to guess", ep, len(systems))
+	}
+	return do(systems[0], ep)
+}
+
+func convert(s schemas.PowerState) providers.PowerState {
+	switch s {
+	case schemas.OnPowerState, schemas.PoweringOffPowerState:
+		return providers.PowerOn
+	case schemas.OffPowerState, schemas.PoweringOnPowerState:
+		return providers.PowerOff
+	}
+	return providers.PowerUnknown
+}
+
+// PowerState implements providers.Provider.
+func (p *Provider) PowerState(ctx context.Context, m providers.Machine) (providers.PowerState, error) {
+	s := providers.PowerUnknown
+	err := p.with(ctx, m, func(sys *schemas.ComputerSystem, _ string) error {
+		s = convert(sys.PowerState)
+		return nil
+	})
+	return s, err
+}
+
+// reset sends the first reset type of prefer that the system advertises.
+func reset(sys *schemas.ComputerSystem, ep string, prefer ...schemas.ResetType) error {
+	supported, err := sys.GetSupportedResetTypes()
+	if err != nil {
+		return fmt.Errorf("Redfish BMC %s: reading reset types: %w", ep, err)
+	}
+	choice := prefer[0]
+	if len(supported) > 0 {
+		choice = ""
+		for _, want := range prefer {
+			for _, s := range supported {
+				if s == want && choice == "" {
+					choice = want
+				}
+			}
+		}
+		if choice == "" {
+			return fmt.Errorf("Redfish BMC %s: system %s supports none of the reset types %v (it supports %v)", ep, sys.ID, prefer, supported)
+		}
+	}
+	if _, err := sys.Reset(choice); err != nil {
+		return fmt.Errorf("Redfish BMC %s: reset %s: %w", ep, choice, err)
+	}
+	return nil
+}
+
+// PowerOn implements providers.Provider.
+func (p *Provider) PowerOn(ctx context.Context, m providers.Machine) error {
+	return p.with(ctx, m, func(sys *schemas.ComputerSystem, ep string) error {
+		if convert(sys.PowerState) == providers.PowerOn {
+			return nil
+		}
+		return reset(sys, ep, schemas.OnResetType, schemas.ForceOnResetType, schemas.PushPowerButtonResetType)
+	})
+}
+
+// PowerOff implements providers.Provider.
+func (p *Provider) PowerOff(ctx context.Context, m providers.Machine, mode providers.OffMode) error {
+	return p.with(ctx, m, func(sys *schemas.ComputerSystem, ep string) error {
+		if convert(sys.PowerState) == providers.PowerOff {
+			return nil
+		}
+		if mode == providers.OffSoft {
+			return reset(sys, ep, schemas.GracefulShutdownResetType, schemas.PushPowerButtonResetType)
+		}
+		return reset(sys, ep, schemas.ForceOffResetType)
+	})
+}

@@ -1,0 +1,161 @@
+package redfish
+
+import (
+	"context"
+	"encoding/json"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nodecycle/nodecycle/providers"
+	"github.com/nodecycle/nodecycle/providers/providertest"
+)
+
+// bmc is a Redfish service as DSP0266 describes it, reduced to what power
+// control uses: the service root (readable without authentication), the
+// Systems collection, one ComputerSystem and its Reset action, behind HTTP
+// basic authentication.
+type bmc struct {
+	mu       sync.Mutex
+	power    string
+	allowed  []string
+	user, pw string
+}
+
+func (b *bmc) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	path := strings.TrimSuffix(r.URL.Path, "/")
+	if path == "/redfish/v1" || path == "/redfish" {
+		writeJSON(w, map[string]any{
+			"@odata.id": "/redfish/v1/", "@odata.type": "#ServiceRoot.v1_5_0.ServiceRoot",
+			"Id": "RootService", "Name": "Root Service", "RedfishVersion": "1.6.0",
+			"Systems": map[string]string{"@odata.id": "/redfish/v1/Systems"},
+		})
+		return
+	}
+	if u, p, ok := r.BasicAuth(); !ok || u != b.user || p != b.pw {
+		w.WriteHeader(http.StatusUnauthorized)
+		writeJSON(w, map[string]any{"error": map[string]any{"code": "Base.1.0.GeneralError", "message": "authentication failed"}})
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	switch {
+	case path == "/redfish/v1/Systems" && r.Method == http.MethodGet:
+		writeJSON(w, map[string]any{
+			"@odata.id": "/redfish/v1/Systems", "@odata.type": "#ComputerSystemCollection.ComputerSystemCollection",
+			"Members": []map[string]string{{"@odata.id": "/redfish/v1/Systems/1"}}, "Members@odata.count": 1,
+		})
+	case path == "/redfish/v1/Systems/1" && r.Method == http.MethodGet:
+		writeJSON(w, map[string]any{
+			"@odata.id": "/redfish/v1/Systems/1", "@odata.type": "#ComputerSystem.v1_10_0.ComputerSystem",
+			"Id": "1", "Name": "node", "PowerState": b.power,
+			"Actions": map[string]any{"#ComputerSystem.Reset": map[string]any{
+				"target":                            "/redfish/v1/Systems/1/Actions/ComputerSystem.Reset",
+				"ResetType@Redfish.AllowableValues": b.allowed,
+			}},
+		})
+	case path == "/redfish/v1/Systems/1/Actions/ComputerSystem.Reset" && r.Method == http.MethodPost:
+		var body struct{ ResetType string }
+		if err := json.NewDecoder(r.Body).Decode(&body); err != nil || !contains(b.allowed, body.ResetType) {
+			w.WriteHeader(http.StatusBadRequest)
+			writeJSON(w, map[string]any{"error": map[string]any{"code": "Base.1.0.ActionParameterNotSupported"}})
+			return
+		}
+		switch body.ResetType {
+		case "On", "ForceOn":
+			b.power = "On"
+		case "ForceOff":
+			b.power = "Off"
+		case "GracefulShutdown", "PushPowerButton":
+			// The operating system takes a moment to shut down.
+			b.power = "PoweringOff"
+			time.AfterFunc(200*time.Millisecond, func() { b.mu.Lock(); b.power = "Off"; b.mu.Unlock() })
+		}
+		w.WriteHeader(http.StatusNoContent)
+	default:
+		http.NotFound(w, r)
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func startBMC(t *testing.T) (string, *bmc) {
+	t.Helper()
+	b := &bmc{power: "On", allowed: []string{"On", "ForceOff", "GracefulShutdown", "ForceRestart"}, user: "root", pw: "calvin"}
+	srv := httptest.NewTLSServer(b)
+	t.Cleanup(srv.Close)
+	return srv.URL, b
+}
+
+func TestPowerCycle(t *testing.T) {
+	addr, _ := startBMC(t)
+	p, err := New(providers.Settings{Username: "root", Password: "calvin", InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := providers.Machine{Candidates: []string{addr}, Source: "test"}
+	providertest.PowerCycle(t, p, m)
+
+	// Soft off goes through PoweringOff to Off.
+	ctx := context.Background()
+	if err := p.PowerOff(ctx, m, providers.OffSoft); err != nil {
+		t.Fatal(err)
+	}
+	providertest.Wait(t, p, m, providers.PowerOff)
+}
+
+func TestErrors(t *testing.T) {
+	addr, b := startBMC(t)
+	m := providers.Machine{Candidates: []string{addr}}
+	t.Run("wrong password", func(t *testing.T) {
+		p, _ := New(providers.Settings{Username: "root", Password: "wrong-calvin", InsecureSkipVerify: true})
+		providertest.FailsWithin(t, 5*time.Second, "wrong credentials", "wrong-calvin", func(ctx context.Context) error {
+			_, err := p.PowerState(ctx, m)
+			return err
+		})
+	})
+	t.Run("reset type not advertised", func(t *testing.T) {
+		b.mu.Lock()
+		b.allowed = []string{"On", "GracefulShutdown"}
+		b.mu.Unlock()
+		p, _ := New(providers.Settings{Username: "root", Password: "calvin", InsecureSkipVerify: true})
+		providertest.FailsWithin(t, 5*time.Second, "supports none of the reset types [ForceOff]", "", func(ctx context.Context) error {
+			return p.PowerOff(ctx, m, providers.OffHard)
+		})
+	})
+	t.Run("untrusted certificate", func(t *testing.T) {
+		p, _ := New(providers.Settings{Username: "root", Password: "calvin"})
+		providertest.FailsWithin(t, 5*time.Second, "certificate", "", func(ctx context.Context) error {
+			_, err := p.PowerState(ctx, m)
+			return err
+		})
+	})
+	t.Run("unreachable BMC", func(t *testing.T) {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close() // accepts, never answers
+		p, _ := New(providers.Settings{Username: "root", Password: "calvin", InsecureSkipVerify: true})
+		providertest.FailsWithin(t, 2*time.Second, "Redfish BMC", "", func(ctx context.Context) error {
+			_, err := p.PowerState(ctx, providers.Machine{Candidates: []string{l.Addr().String()}})
+			return err
+		})
+	})
+}

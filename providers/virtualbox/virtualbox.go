@@ -1,0 +1,144 @@
+// Package virtualbox controls the power of VirtualBox VMs with VBoxManage, for a manager that runs on the VirtualBox host (a Vagrant + kubeadm lab).
+package virtualbox
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os/exec"
+	"strings"
+
+	"github.com/nodecycle/nodecycle/providers"
+)
+
+// Name is the provider's name in NodeCyclePolicy.
+const Name = "virtualbox"
+
+// Provider runs VBoxManage.
+type Provider struct {
+	vboxmanage string
+}
+
+// New builds the provider. Endpoint is the path of VBoxManage (default:
+// VBoxManage from PATH).
+func New(s providers.Settings) (providers.Provider, error) {
+	bin := s.Endpoint
+	if bin == "" {
+		bin = "VBoxManage"
+	}
+	path, err := exec.LookPath(bin)
+	if err != nil {
+		return nil, fmt.Errorf("VBoxManage not found at %q: %w", bin, err)
+	}
+	return &Provider{vboxmanage: path}, nil
+}
+
+func (p *Provider) run(ctx context.Context, args ...string) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, p.vboxmanage, args...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		msg := strings.TrimSpace(stderr.String())
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("VBoxManage %s: %w", strings.Join(args, " "), ctx.Err())
+		}
+		return nil, fmt.Errorf("VBoxManage %s: %w: %s", strings.Join(args, " "), err, msg)
+	}
+	return out, nil
+}
+
+// find returns the VM (UUID or name) and its VMState from showvminfo.
+func (p *Provider) find(ctx context.Context, m providers.Machine) (string, string, error) {
+	type vm struct{ id, state string }
+	found, _, err := providers.Exactly(m, "VM", func(id string) ([]vm, error) {
+		out, err := p.run(ctx, "showvminfo", id, "--machinereadable")
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, err
+			}
+			return nil, nil // not this identifier
+		}
+		info := parse(out)
+		return []vm{{id: first(info["UUID"], id), state: info["VMState"]}}, nil
+	})
+	if err != nil {
+		return "", "", fmt.Errorf("VirtualBox: %w", err)
+	}
+	return found.id, found.state, nil
+}
+
+// parse reads `showvminfo --machinereadable` (key="value" lines).
+func parse(out []byte) map[string]string {
+	info := map[string]string{}
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), "=")
+		if ok {
+			info[strings.Trim(k, `"`)] = strings.Trim(v, `"`)
+		}
+	}
+	return info
+}
+
+func first(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+func convert(vmState string) providers.PowerState {
+	switch vmState {
+	case "running", "paused", "starting", "stopping", "saving", "restoring":
+		return providers.PowerOn
+	case "poweroff", "aborted", "saved":
+		return providers.PowerOff
+	}
+	return providers.PowerUnknown
+}
+
+// PowerState implements providers.Provider.
+func (p *Provider) PowerState(ctx context.Context, m providers.Machine) (providers.PowerState, error) {
+	_, s, err := p.find(ctx, m)
+	if err != nil {
+		return providers.PowerUnknown, err
+	}
+	return convert(s), nil
+}
+
+// PowerOn implements providers.Provider (startvm --type headless).
+func (p *Provider) PowerOn(ctx context.Context, m providers.Machine) error {
+	id, s, err := p.find(ctx, m)
+	if err != nil {
+		return err
+	}
+	if convert(s) == providers.PowerOn {
+		return nil
+	}
+	_, err = p.run(ctx, "startvm", id, "--type", "headless")
+	return err
+}
+
+// PowerOff implements providers.Provider: soft is the ACPI power button,
+// hard is poweroff.
+func (p *Provider) PowerOff(ctx context.Context, m providers.Machine, mode providers.OffMode) error {
+	id, s, err := p.find(ctx, m)
+	if err != nil {
+		return err
+	}
+	switch convert(s) {
+	case providers.PowerOff:
+		return nil
+	case providers.PowerUnknown:
+		return errors.New("VirtualBox: VM " + id + " is in state " + s)
+	}
+	action := "poweroff"
+	if mode == providers.OffSoft {
+		action = "acpipowerbutton"
+	}
+	_, err = p.run(ctx, "controlvm", id, action)
+	return err
+}

@@ -1,0 +1,67 @@
+package virtualbox
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nodecycle/nodecycle/providers"
+	"github.com/nodecycle/nodecycle/providers/providertest"
+)
+
+const vmUUID = "8b5d0a0e-2b0f-4c59-9a4e-6c1e0f3f6a11"
+
+// standIn points the provider at testdata/VBoxManage with one running VM,
+// worker-1.
+func standIn(t *testing.T) providers.Provider {
+	t.Helper()
+	dir := t.TempDir()
+	t.Setenv("VBOX_STANDIN_DIR", dir)
+	for name, body := range map[string]string{vmUUID + ".name": "worker-1", vmUUID + ".state": "running"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bin, _ := filepath.Abs("testdata/VBoxManage")
+	p, err := New(providers.Settings{Endpoint: bin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestPowerCycle(t *testing.T) {
+	p := standIn(t)
+	m := providers.Machine{Candidates: []string{vmUUID}, Source: "test"}
+	providertest.PowerCycle(t, p, m)
+	// Soft off: the ACPI power button, then the guest powers off.
+	if err := p.PowerOff(context.Background(), m, providers.OffSoft); err != nil {
+		t.Fatal(err)
+	}
+	providertest.Wait(t, p, m, providers.PowerOff)
+	calls, _ := os.ReadFile(filepath.Join(os.Getenv("VBOX_STANDIN_DIR"), "calls.log"))
+	for _, want := range []string{"controlvm " + vmUUID + " poweroff", "startvm " + vmUUID + " --type headless", "controlvm " + vmUUID + " acpipowerbutton"} {
+		if !strings.Contains(string(calls), want) {
+			t.Errorf("VBoxManage was not called with %q; calls:\n%s", want, calls)
+		}
+	}
+}
+
+func TestByName(t *testing.T) {
+	p := standIn(t)
+	providertest.Expect(t, p, providers.Machine{Candidates: []string{"worker-1"}}, providers.PowerOn)
+}
+
+func TestErrors(t *testing.T) {
+	p := standIn(t)
+	providertest.FailsWithin(t, 5*time.Second, "no VM matches nosuchvm", "", func(ctx context.Context) error {
+		_, err := p.PowerState(ctx, providers.Machine{Candidates: []string{"nosuchvm"}})
+		return err
+	})
+	if _, err := New(providers.Settings{Endpoint: "/nonexistent/VBoxManage"}); err == nil || !strings.Contains(err.Error(), "VBoxManage not found") {
+		t.Fatalf("want a clear error for a missing VBoxManage, got %v", err)
+	}
+}

@@ -1,0 +1,151 @@
+// Package vsphere controls the power of vSphere VMs through vCenter or ESXi, found by BIOS UUID or name.
+package vsphere
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+
+	"github.com/vmware/govmomi"
+	"github.com/vmware/govmomi/find"
+	"github.com/vmware/govmomi/object"
+	"github.com/vmware/govmomi/vim25/types"
+
+	"github.com/nodecycle/nodecycle/providers"
+)
+
+// Name is the provider's name in NodeCyclePolicy.
+const Name = "vsphere"
+
+// Provider talks to one vCenter or ESXi host.
+type Provider struct {
+	url      *url.URL
+	insecure bool
+}
+
+// New builds the provider. Endpoint is the SDK URL (https://vcenter/sdk).
+func New(s providers.Settings) (providers.Provider, error) {
+	u, err := url.Parse(s.Endpoint)
+	if err != nil || u.Host == "" {
+		return nil, fmt.Errorf("endpoint %q is not a URL such as https://vcenter.example.com/sdk", s.Endpoint)
+	}
+	if s.Username == "" {
+		return nil, errors.New("credentials have no username")
+	}
+	u.User = url.UserPassword(s.Username, s.Password)
+	return &Provider{url: u, insecure: s.InsecureSkipVerify}, nil
+}
+
+func (p *Provider) String() string { return "vSphere " + p.url.Host }
+
+// session logs in for one operation; a manager acts on one machine at a
+// time per cluster, so a session per operation costs little and leaves no
+// state behind.
+func (p *Provider) session(ctx context.Context, m providers.Machine, do func(*object.VirtualMachine) error) error {
+	c, err := govmomi.NewClient(ctx, p.url, p.insecure)
+	if err != nil {
+		return fmt.Errorf("%s: login: %w", p, redact(err, p.url))
+	}
+	defer func() { _ = c.Logout(context.WithoutCancel(ctx)) }()
+	si := object.NewSearchIndex(c.Client)
+	byName := find.NewFinder(c.Client, true)
+	vm, _, err := providers.Exactly(m, "VM", func(id string) ([]*object.VirtualMachine, error) {
+		refs, err := si.FindAllByUuid(ctx, nil, id, true, new(bool))
+		if err != nil {
+			return nil, fmt.Errorf("%s: searching VM by BIOS UUID %s: %w", p, id, err)
+		}
+		var vms []*object.VirtualMachine
+		for _, r := range refs {
+			vms = append(vms, object.NewVirtualMachine(c.Client, r.Reference()))
+		}
+		if len(vms) == 0 {
+			if found, err := byName.VirtualMachineList(ctx, "*/"+id); err == nil {
+				vms = found
+			}
+		}
+		return vms, nil
+	})
+	if err != nil {
+		return fmt.Errorf("%s: %w", p, err)
+	}
+	return do(vm)
+}
+
+// PowerState implements providers.Provider.
+func (p *Provider) PowerState(ctx context.Context, m providers.Machine) (providers.PowerState, error) {
+	state := providers.PowerUnknown
+	err := p.session(ctx, m, func(vm *object.VirtualMachine) error {
+		s, err := vm.PowerState(ctx)
+		if err != nil {
+			return fmt.Errorf("%s: reading power state: %w", p, err)
+		}
+		state = convert(s)
+		return nil
+	})
+	return state, err
+}
+
+func convert(s types.VirtualMachinePowerState) providers.PowerState {
+	switch s {
+	case types.VirtualMachinePowerStatePoweredOn:
+		return providers.PowerOn
+	case types.VirtualMachinePowerStatePoweredOff, types.VirtualMachinePowerStateSuspended:
+		return providers.PowerOff
+	}
+	return providers.PowerUnknown
+}
+
+// PowerOn implements providers.Provider.
+func (p *Provider) PowerOn(ctx context.Context, m providers.Machine) error {
+	return p.session(ctx, m, func(vm *object.VirtualMachine) error {
+		if s, err := vm.PowerState(ctx); err == nil && s == types.VirtualMachinePowerStatePoweredOn {
+			return nil
+		}
+		task, err := vm.PowerOn(ctx)
+		if err == nil {
+			err = task.Wait(ctx)
+		}
+		if err != nil {
+			return fmt.Errorf("%s: power on: %w", p, err)
+		}
+		return nil
+	})
+}
+
+// PowerOff implements providers.Provider. Soft is a guest shutdown, which
+// needs VMware Tools running in the guest.
+func (p *Provider) PowerOff(ctx context.Context, m providers.Machine, mode providers.OffMode) error {
+	return p.session(ctx, m, func(vm *object.VirtualMachine) error {
+		s, err := vm.PowerState(ctx)
+		if err != nil {
+			return fmt.Errorf("%s: reading power state: %w", p, err)
+		}
+		if s == types.VirtualMachinePowerStatePoweredOff {
+			return nil
+		}
+		if mode == providers.OffSoft {
+			if err := vm.ShutdownGuest(ctx); err != nil {
+				return fmt.Errorf("%s: guest shutdown (needs VMware Tools): %w", p, err)
+			}
+			return nil
+		}
+		task, err := vm.PowerOff(ctx)
+		if err == nil {
+			err = task.Wait(ctx)
+		}
+		if err != nil {
+			return fmt.Errorf("%s: power off: %w", p, err)
+		}
+		return nil
+	})
+}
+
+// redact keeps the password out of an error that quotes the URL.
+func redact(err error, u *url.URL) error {
+	if pw, ok := u.User.Password(); ok && pw != "" {
+		return errors.New(strings.ReplaceAll(err.Error(), pw, "xxxxx"))
+	}
+	return err
+}

@@ -1,0 +1,114 @@
+package vsphere
+
+import (
+	"context"
+	"crypto/tls"
+	"net"
+	"net/url"
+	"testing"
+	"time"
+
+	"github.com/vmware/govmomi/simulator"
+
+	"github.com/nodecycle/nodecycle/providers"
+	"github.com/nodecycle/nodecycle/providers/providertest"
+)
+
+// startVCenter runs govmomi's vCenter simulator (VPX model) and returns its
+// SDK URL without credentials, the credentials, and the BIOS UUID of a VM.
+func startVCenter(t *testing.T) (endpoint, user, pass, uuid string) {
+	t.Helper()
+	model := simulator.VPX()
+	if err := model.Create(); err != nil {
+		t.Fatal(err)
+	}
+	model.Service.TLS = new(tls.Config)
+	// Credentials of our own: the simulator's default login accepts any password.
+	model.Service.Listen = &url.URL{Host: "127.0.0.1:0", User: url.UserPassword("nodecycle", "vcenter-secret")}
+	srv := model.Service.NewServer()
+	t.Cleanup(func() { srv.Close(); model.Remove() })
+	u := *srv.URL
+	user = u.User.Username()
+	pass, _ = u.User.Password()
+	u.User = nil
+	return u.String(), user, pass, firstVMUUID(t, model)
+}
+
+func firstVMUUID(t *testing.T, model *simulator.Model) string {
+	t.Helper()
+	for _, o := range model.Map().All("VirtualMachine") {
+		vm := o.(*simulator.VirtualMachine)
+		if vm.Runtime.PowerState == "poweredOn" {
+			return vm.Config.Uuid
+		}
+	}
+	t.Fatal("no powered-on VM in the simulator")
+	return ""
+}
+
+func TestPowerCycleOnSimulator(t *testing.T) {
+	ep, user, pass, uuid := startVCenter(t)
+	p, err := New(providers.Settings{Endpoint: ep, Username: user, Password: pass, InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	providertest.PowerCycle(t, p, providers.Machine{Candidates: []string{uuid}, Source: "test"})
+}
+
+func TestFindsVMByByteSwappedUUID(t *testing.T) {
+	ep, user, pass, uuid := startVCenter(t)
+	p, _ := New(providers.Settings{Endpoint: ep, Username: user, Password: pass, InsecureSkipVerify: true})
+	swapped := providers.Machine{Candidates: []string{"00000000-0000-0000-0000-000000000000", uuid}, Source: "test"}
+	providertest.Expect(t, p, swapped, providers.PowerOn)
+}
+
+func TestErrors(t *testing.T) {
+	ep, user, pass, _ := startVCenter(t)
+	t.Run("wrong password", func(t *testing.T) {
+		p, _ := New(providers.Settings{Endpoint: ep, Username: user, Password: "not-" + pass + "-secret", InsecureSkipVerify: true})
+		m := providers.Machine{Candidates: []string{"x"}}
+		providertest.FailsWithin(t, 10*time.Second, "login", "not-"+pass+"-secret", func(ctx context.Context) error {
+			_, err := p.PowerState(ctx, m)
+			return err
+		})
+	})
+	t.Run("unknown VM", func(t *testing.T) {
+		p, _ := New(providers.Settings{Endpoint: ep, Username: user, Password: pass, InsecureSkipVerify: true})
+		m := providers.Machine{Candidates: []string{"4c4c4544-0000-0000-0000-000000000000"}, Source: "test"}
+		providertest.FailsWithin(t, 10*time.Second, "no VM matches 4c4c4544-0000-0000-0000-000000000000", "", func(ctx context.Context) error {
+			return p.PowerOff(ctx, m, providers.OffHard)
+		})
+	})
+	t.Run("unreachable vCenter", func(t *testing.T) {
+		p, _ := New(providers.Settings{Endpoint: "https://" + blackhole(t) + "/sdk", Username: "u", Password: "p"})
+		providertest.FailsWithin(t, 2*time.Second, "vSphere", "", func(ctx context.Context) error {
+			_, err := p.PowerState(ctx, providers.Machine{Candidates: []string{"x"}})
+			return err
+		})
+	})
+	t.Run("bad endpoint", func(t *testing.T) {
+		if _, err := New(providers.Settings{Endpoint: "vcenter", Username: "u"}); err == nil {
+			t.Fatal("want an error for an endpoint that is not a URL")
+		}
+	})
+}
+
+// blackhole is an address that accepts TCP connections and never answers.
+func blackhole(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			t.Cleanup(func() { _ = c.Close() })
+		}
+	}()
+	return l.Addr().String()
+}
