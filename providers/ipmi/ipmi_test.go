@@ -4,72 +4,23 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/nodecycle/nodecycle/providers"
 	"github.com/nodecycle/nodecycle/providers/providertest"
+	"github.com/nodecycle/nodecycle/test/peers"
 )
 
-// startBMC runs ipmi_sim (Debian's openipmi) on a loopback UDP port with
-// user admin/secret and a chassis whose power state lives in a file.
-func startBMC(t *testing.T) (addr string) {
+// startBMC runs ipmi_sim on a loopback port.
+func startBMC(t *testing.T) string {
 	t.Helper()
-	bin, err := exec.LookPath("ipmi_sim")
+	b, err := peers.StartBMC()
 	if err != nil {
-		t.Fatalf("ipmi_sim not found: install Debian's openipmi (.ci/run does): %v", err)
-	}
-	dir := t.TempDir()
-	port := freeUDPPort(t)
-	script, _ := filepath.Abs("testdata/chassis_control.sh")
-	lan := fmt.Sprintf(`name "nodecycle"
-set_working_mc 0x20
-  startlan 1
-    addr 127.0.0.1 %d
-    priv_limit admin
-    allowed_auths_callback none md2 md5 straight
-    allowed_auths_user none md2 md5 straight
-    allowed_auths_operator none md2 md5 straight
-    allowed_auths_admin none md2 md5 straight
-    guid a123456789abcdefa123456789abcdef
-  endlan
-  chassis_control "%s %s 0x20"
-  user 1 true  ""      "test"   user  10 none md2 md5 straight
-  user 2 true  "admin" "secret" admin 10 none md2 md5 straight
-`, port, script, dir)
-	emu := "mc_setbmc 0x20\nmc_add 0x20 0 no-device-sdrs 0x23 9 8 0x9f 0x1291 0xf02 persist_sdr\nsel_enable 0x20 1000 0x0a\nmc_enable 0x20\n"
-	for name, body := range map[string]string{"lan.conf": lan, "sim.emu": emu} {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := os.Mkdir(filepath.Join(dir, "state"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin, "-n", "-c", filepath.Join(dir, "lan.conf"), "-f", filepath.Join(dir, "sim.emu"), "-s", filepath.Join(dir, "state"))
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	addr = fmt.Sprintf("127.0.0.1:%d", port)
-	// ipmi_sim binds its port a moment after it starts.
-	p, _ := New(providers.Settings{Username: "admin", Password: "secret"})
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		_, err := p.PowerState(ctx, providers.Machine{Candidates: []string{addr}})
-		cancel()
-		if err == nil {
-			return addr
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("ipmi_sim did not answer on %s: %v", addr, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	t.Cleanup(b.Stop)
+	return b.Addr
 }
 
 func freeUDPPort(t *testing.T) int {

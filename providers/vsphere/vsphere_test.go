@@ -2,48 +2,25 @@ package vsphere
 
 import (
 	"context"
-	"crypto/tls"
 	"net"
-	"net/url"
 	"testing"
 	"time"
 
-	"github.com/vmware/govmomi/simulator"
-
 	"github.com/nodecycle/nodecycle/providers"
 	"github.com/nodecycle/nodecycle/providers/providertest"
+	"github.com/nodecycle/nodecycle/test/peers"
 )
 
-// startVCenter runs govmomi's vCenter simulator (VPX model) and returns its
-// SDK URL without credentials, the credentials, and the BIOS UUID of a VM.
+// startVCenter runs govmomi's vCenter simulator and returns its endpoint,
+// credentials and the BIOS UUID of a running VM.
 func startVCenter(t *testing.T) (endpoint, user, pass, uuid string) {
 	t.Helper()
-	model := simulator.VPX()
-	if err := model.Create(); err != nil {
+	v, err := peers.StartVCenter()
+	if err != nil {
 		t.Fatal(err)
 	}
-	model.Service.TLS = new(tls.Config)
-	// Credentials of our own: the simulator's default login accepts any password.
-	model.Service.Listen = &url.URL{Host: "127.0.0.1:0", User: url.UserPassword("nodecycle", "vcenter-secret")}
-	srv := model.Service.NewServer()
-	t.Cleanup(func() { srv.Close(); model.Remove() })
-	u := *srv.URL
-	user = u.User.Username()
-	pass, _ = u.User.Password()
-	u.User = nil
-	return u.String(), user, pass, firstVMUUID(t, model)
-}
-
-func firstVMUUID(t *testing.T, model *simulator.Model) string {
-	t.Helper()
-	for _, o := range model.Map().All("VirtualMachine") {
-		vm := o.(*simulator.VirtualMachine)
-		if vm.Runtime.PowerState == "poweredOn" {
-			return vm.Config.Uuid
-		}
-	}
-	t.Fatal("no powered-on VM in the simulator")
-	return ""
+	t.Cleanup(v.Stop)
+	return v.Endpoint, v.Username, v.Password, v.PoweredOnVMUUIDs()[0]
 }
 
 func TestPowerCycleOnSimulator(t *testing.T) {

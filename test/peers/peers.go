@@ -1,0 +1,144 @@
+// Package peers starts the real systems the power providers talk to in tests: ipmi_sim and govmomi's vCenter simulator.
+package peers
+
+import (
+	"crypto/tls"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"time"
+
+	"github.com/vmware/govmomi/simulator"
+)
+
+// BMC is an ipmi_sim process (Debian's openipmi) serving IPMI 2.0 on a
+// loopback UDP port, with user admin / password secret and a chassis whose
+// power state lives in a file.
+type BMC struct {
+	Addr               string
+	Username, Password string
+	cmd                *exec.Cmd
+	dir                string
+}
+
+// StartBMC starts ipmi_sim. Stop it with Stop.
+func StartBMC() (*BMC, error) {
+	bin, err := exec.LookPath("ipmi_sim")
+	if err != nil {
+		return nil, fmt.Errorf("ipmi_sim not found: install Debian's openipmi (.ci/run does): %w", err)
+	}
+	dir, err := os.MkdirTemp("", "nodecycle-bmc-")
+	if err != nil {
+		return nil, err
+	}
+	port, err := freeUDPPort()
+	if err != nil {
+		return nil, err
+	}
+	_, self, _, _ := runtime.Caller(0)
+	script := filepath.Join(filepath.Dir(self), "testdata", "ipmi_chassis_control.sh")
+	lan := fmt.Sprintf(`name "nodecycle"
+set_working_mc 0x20
+  startlan 1
+    addr 127.0.0.1 %d
+    priv_limit admin
+    allowed_auths_callback none md2 md5 straight
+    allowed_auths_user none md2 md5 straight
+    allowed_auths_operator none md2 md5 straight
+    allowed_auths_admin none md2 md5 straight
+    guid a123456789abcdefa123456789abcdef
+  endlan
+  chassis_control "%s %s 0x20"
+  user 1 true  ""      "test"   user  10 none md2 md5 straight
+  user 2 true  "admin" "secret" admin 10 none md2 md5 straight
+`, port, script, dir)
+	// mc_enable starts the MC and its LAN channel.
+	emu := "mc_setbmc 0x20\nmc_add 0x20 0 no-device-sdrs 0x23 9 8 0x9f 0x1291 0xf02 persist_sdr\nsel_enable 0x20 1000 0x0a\nmc_enable 0x20\n"
+	for name, body := range map[string]string{"lan.conf": lan, "sim.emu": emu} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o600); err != nil {
+			return nil, err
+		}
+	}
+	if err := os.Mkdir(filepath.Join(dir, "state"), 0o755); err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, "-n", "-c", filepath.Join(dir, "lan.conf"), "-f", filepath.Join(dir, "sim.emu"), "-s", filepath.Join(dir, "state"))
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	b := &BMC{Addr: fmt.Sprintf("127.0.0.1:%d", port), Username: "admin", Password: "secret", cmd: cmd, dir: dir}
+	// ipmi_sim binds its port a moment after it starts.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		c, err := net.ListenPacket("udp", b.Addr)
+		if err != nil {
+			return b, nil // taken: ipmi_sim listens
+		}
+		_ = c.Close()
+		if time.Now().After(deadline) {
+			b.Stop()
+			return nil, fmt.Errorf("ipmi_sim did not listen on %s", b.Addr)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Stop ends ipmi_sim and removes its files.
+func (b *BMC) Stop() {
+	_ = b.cmd.Process.Kill()
+	_ = b.cmd.Wait()
+	_ = os.RemoveAll(b.dir)
+}
+
+func freeUDPPort() (int, error) {
+	c, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr).Port, nil
+}
+
+// VCenter is govmomi's vCenter simulator (VPX model) on a loopback port.
+type VCenter struct {
+	// Endpoint is the SDK URL without credentials.
+	Endpoint           string
+	Username, Password string
+	model              *simulator.Model
+	server             *simulator.Server
+}
+
+// StartVCenter starts the simulator with credentials of its own (its
+// default login would accept any password).
+func StartVCenter() (*VCenter, error) {
+	model := simulator.VPX()
+	if err := model.Create(); err != nil {
+		return nil, err
+	}
+	model.Service.TLS = new(tls.Config)
+	model.Service.Listen = &url.URL{Host: "127.0.0.1:0", User: url.UserPassword("nodecycle", "vcenter-secret")}
+	srv := model.Service.NewServer()
+	u := *srv.URL
+	u.User = nil
+	return &VCenter{Endpoint: u.String(), Username: "nodecycle", Password: "vcenter-secret", model: model, server: srv}, nil
+}
+
+// PoweredOnVMUUIDs lists the BIOS UUIDs of the simulator's running VMs.
+func (v *VCenter) PoweredOnVMUUIDs() []string {
+	var out []string
+	for _, o := range v.model.Map().All("VirtualMachine") {
+		if vm := o.(*simulator.VirtualMachine); vm.Runtime.PowerState == "poweredOn" {
+			out = append(out, vm.Config.Uuid)
+		}
+	}
+	return out
+}
+
+// Stop ends the simulator.
+func (v *VCenter) Stop() {
+	v.server.Close()
+	v.model.Remove()
+}
