@@ -321,7 +321,8 @@ func (r *NodeCycleReconciler) nodesInMaintenance(ctx context.Context, reader ctr
 		return nil, fmt.Errorf("listing nodes cordoned by nodecycle: %w", err)
 	}
 	for _, n := range cordoned.Items {
-		if seen[n.Name] || n.Name == nc.Spec.NodeName {
+		owner := n.Annotations[v1alpha1.AnnotationCordonedBy]
+		if seen[n.Name] || n.Name == nc.Spec.NodeName || !strings.HasPrefix(owner, nc.Namespace+"/") {
 			continue
 		}
 		seen[n.Name] = true

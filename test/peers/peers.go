@@ -2,6 +2,7 @@
 package peers
 
 import (
+	"context"
 	"crypto/tls"
 	"fmt"
 	"net"
@@ -10,9 +11,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
+	"sync"
 	"time"
 
+	"github.com/vmware/govmomi"
+	"github.com/vmware/govmomi/object"
 	"github.com/vmware/govmomi/simulator"
+	"github.com/vmware/govmomi/vim25/mo"
 )
 
 // BMC is an ipmi_sim process (Debian's openipmi) serving IPMI 2.0 on a
@@ -86,6 +92,17 @@ set_working_mc 0x20
 	}
 }
 
+// Observe reads the chassis as the BMC keeps it: power, and how many
+// times it was powered on (the boot).
+func (b *BMC) Observe(context.Context) (on bool, boot string, err error) {
+	p, err := os.ReadFile(filepath.Join(b.dir, "power"))
+	if err != nil {
+		return true, "0", nil // never switched: on since start
+	}
+	n, _ := os.ReadFile(filepath.Join(b.dir, "boots"))
+	return strings.TrimSpace(string(p)) == "1", strings.TrimSpace(string(n)), nil
+}
+
 // Stop ends ipmi_sim and removes its files.
 func (b *BMC) Stop() {
 	_ = b.cmd.Process.Kill()
@@ -109,6 +126,9 @@ type VCenter struct {
 	Username, Password string
 	model              *simulator.Model
 	server             *simulator.Server
+
+	mu     sync.Mutex
+	client *govmomi.Client
 }
 
 // StartVCenter starts the simulator with credentials of its own (its
@@ -135,6 +155,32 @@ func (v *VCenter) PoweredOnVMUUIDs() []string {
 		}
 	}
 	return out
+}
+
+// Observe reads a VM's power state and boot time through the vSphere API.
+func (v *VCenter) Observe(ctx context.Context, uuid string) (on bool, boot string, err error) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.client == nil {
+		u := *v.server.URL
+		if v.client, err = govmomi.NewClient(ctx, &u, true); err != nil {
+			return false, "", err
+		}
+	}
+	ref, err := object.NewSearchIndex(v.client.Client).FindByUuid(ctx, nil, uuid, true, nil)
+	if err != nil || ref == nil {
+		return false, "", fmt.Errorf("VM %s not found: %v", uuid, err)
+	}
+	var vm mo.VirtualMachine
+	// The simulator keeps the boot time in the summary.
+	if err := v.client.RetrieveOne(ctx, ref.Reference(), []string{"summary.runtime"}, &vm); err != nil {
+		return false, "", err
+	}
+	rt := vm.Summary.Runtime
+	if rt.BootTime != nil {
+		boot = rt.BootTime.String()
+	}
+	return rt.PowerState == "poweredOn", boot, nil
 }
 
 // Stop ends the simulator.

@@ -1,24 +1,28 @@
 #!/bin/sh
-# Chassis power for ipmi_sim: ipmi_sim runs "chassis_control.sh <mc> get power"
-# and "... set power 0|1" (and "set reset 1"); the state lives in a file
-# next to this script's state directory, given as the first argument.
-state="$1/power"
-shift 2 # state dir, MC address
+# Chassis power for ipmi_sim, which runs "<this> <dir> <mc> get power" and
+# "<this> <dir> <mc> set power 0|1" (and "set reset 1"). The power state
+# lives in <dir>/power and the number of power-ons (boots) in <dir>/boots.
+dir=$1
+shift 2 # dir, MC address
 op=$1
 shift
+power() { cat "$dir/power" 2>/dev/null || echo 1; }
 case $op in
 get)
   for p in "$@"; do
     case $p in
-      power) [ -f "$state" ] || echo 1 > "$state"; echo "power:$(cat "$state")" ;;
+      power) echo "power:$(power)" ;;
       boot) echo "boot:default" ;;
     esac
   done ;;
 set)
   while [ $# -gt 1 ]; do
-    case $1 in
-      power) echo "$2" > "$state" ;;
-    esac
+    if [ "$1" = power ]; then
+      if [ "$2" = 1 ] && [ "$(power)" = 0 ]; then
+        echo $(( $(cat "$dir/boots" 2>/dev/null || echo 0) + 1 )) > "$dir/boots"
+      fi
+      echo "$2" > "$dir/power"
+    fi
     shift 2
   done ;;
 esac
