@@ -41,6 +41,7 @@ test: tools generate
 bench: tools generate
 	mkdir -p bin
 	go test -count=1 -timeout 20m -run "^$$" -bench . -benchtime 1x ./test/bench/ | grep -E "^(Benchmark|goos|cpu|PASS|FAIL|ok)" | tee bin/bench.txt
+	go test -count=1 -timeout 20m -run "^$$" -bench . -benchtime 20x ./providers/... | grep -E "^(Benchmark|pkg|FAIL|ok)" | tee -a bin/bench.txt
 
 # Scale benchmark on kwok nodes: SCALE_NODES (default 1000), SCALE_REBOOT (default 20).
 bench-scale: tools generate

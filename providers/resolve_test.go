@@ -93,3 +93,17 @@ func TestRegistry(t *testing.T) {
 		t.Fatalf("factory error: %v", err)
 	}
 }
+
+func BenchmarkResolve(b *testing.B) {
+	node := &corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: "worker-1", Annotations: map[string]string{AnnotationBMCAddress: "10.0.0.5"}},
+		Status:     corev1.NodeStatus{NodeInfo: corev1.NodeSystemInfo{SystemUUID: "4216A8E3-1B2C-3D4E-5F60-718293A4B5C6"}},
+	}
+	for b.Loop() {
+		for _, p := range []string{"vsphere", "ipmi"} {
+			if _, err := Resolve(node, p); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+}

@@ -83,6 +83,8 @@ type NodeCycleSpec struct {
 
 	// RebootTimeout bounds the wait from the reboot request until the node
 	// runs a new boot and is Ready.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
 	RebootTimeout metav1.Duration `json:"rebootTimeout"`
 }
 
@@ -90,6 +92,8 @@ type NodeCycleSpec struct {
 type DrainSpec struct {
 	// Timeout bounds the whole drain. When it passes, the operation fails and
 	// the node is uncordoned if nodecycle cordoned it.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
 	Timeout metav1.Duration `json:"timeout"`
 
 	// GracePeriodSeconds is given to each evicted pod; -1 keeps the pod's own.

@@ -21,11 +21,15 @@ type NodeCyclePolicySpec struct {
 
 	// DrainTimeout bounds the drain.
 	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
 	DrainTimeout *metav1.Duration `json:"drainTimeout,omitempty"`
 
 	// RebootTimeout bounds the wait for a new boot ID and Ready after a
 	// reboot request or a power-on.
 	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
 	RebootTimeout *metav1.Duration `json:"rebootTimeout,omitempty"`
 
 	// PowerCycle configures the provider of the power-cycle strategy.
@@ -64,11 +68,15 @@ type PowerCycleSpec struct {
 	// may take before the power is cut.
 	// +kubebuilder:default="2m"
 	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
 	SoftOffTimeout metav1.Duration `json:"softOffTimeout,omitempty"`
 
 	// PowerTimeout bounds each wait for the machine to be off, and to be on.
 	// +kubebuilder:default="5m"
 	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
 	PowerTimeout metav1.Duration `json:"powerTimeout,omitempty"`
 }
 

@@ -149,6 +149,7 @@ func New(ctx context.Context, cfg *rest.Config, o *Options, clk clock.PassiveClo
 		return nil, err
 	}
 	recorder := mgr.GetEventRecorder("nodecycle-manager")
+	registry := all.Registry()
 	reg := o.Registry
 	if reg == nil {
 		reg = metrics.Registry
@@ -161,9 +162,14 @@ func New(ctx context.Context, cfg *rest.Config, o *Options, clk clock.PassiveClo
 	}
 	if err := (&controllers.NodeCycleReconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: recorder, Clock: clk, Config: o.Controllers, Metrics: m,
-		Providers: all.Registry(),
+		Providers: registry,
 	}).SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("setting up nodecycle controller: %w", err)
+	}
+	if err := (&controllers.PolicyReconciler{
+		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: recorder, Providers: registry,
+	}).SetupWithManager(mgr); err != nil {
+		return nil, fmt.Errorf("setting up policy controller: %w", err)
 	}
 	if err := errors.Join(mgr.AddHealthzCheck("healthz", healthz.Ping), mgr.AddReadyzCheck("readyz", healthz.Ping)); err != nil {
 		return nil, fmt.Errorf("adding health checks: %w", err)

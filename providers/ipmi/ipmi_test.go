@@ -64,3 +64,13 @@ func TestErrors(t *testing.T) {
 		}
 	})
 }
+
+func BenchmarkPowerCycle(b *testing.B) {
+	bmc, err := peers.StartBMC()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer bmc.Stop()
+	p, _ := New(providers.Settings{Username: bmc.Username, Password: bmc.Password})
+	providertest.BenchmarkCycle(b, p, providers.Machine{Candidates: []string{bmc.Addr}})
+}

@@ -24,7 +24,7 @@ const (
 
 // startLibvirtd runs Debian's libvirtd as the unprivileged user nobody with
 // its own HOME and XDG_RUNTIME_DIR, and returns the endpoint of its socket.
-func startLibvirtd(t *testing.T) string {
+func startLibvirtd(t testing.TB) string {
 	t.Helper()
 	bin, err := exec.LookPath("libvirtd")
 	if err != nil {
@@ -75,7 +75,7 @@ func startLibvirtd(t *testing.T) string {
 	}
 }
 
-func newProvider(t *testing.T, endpoint string) providers.Provider {
+func newProvider(t testing.TB, endpoint string) providers.Provider {
 	t.Helper()
 	p, err := New(providers.Settings{Endpoint: endpoint, Options: map[string]string{"uri": "test:///default"}})
 	if err != nil {
@@ -111,4 +111,9 @@ func TestErrors(t *testing.T) {
 			t.Fatal("want an error for an endpoint that is neither unix nor tcp")
 		}
 	})
+}
+
+func BenchmarkPowerCycle(b *testing.B) {
+	p := newProvider(b, startLibvirtd(b))
+	providertest.BenchmarkCycle(b, p, providers.Machine{Candidates: []string{testDomainUUID}})
 }

@@ -88,3 +88,24 @@ func FailsWithin(t *testing.T, limit time.Duration, want, secret string, f func(
 	}
 	t.Logf("failed as expected in %s: %v", took.Round(time.Millisecond), err)
 }
+
+// BenchmarkCycle measures one full power cycle (hard off, wait until off,
+// on, wait until on) per iteration.
+func BenchmarkCycle(b *testing.B, p providers.Provider, m providers.Machine) {
+	b.Helper()
+	ctx := context.Background()
+	for b.Loop() {
+		if err := p.PowerOff(ctx, m, providers.OffHard); err != nil {
+			b.Fatal(err)
+		}
+		if err := providers.WaitFor(ctx, p, m, providers.PowerOff, 20*time.Millisecond); err != nil {
+			b.Fatal(err)
+		}
+		if err := p.PowerOn(ctx, m); err != nil {
+			b.Fatal(err)
+		}
+		if err := providers.WaitFor(ctx, p, m, providers.PowerOn, 20*time.Millisecond); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -159,3 +159,11 @@ func TestErrors(t *testing.T) {
 		})
 	})
 }
+
+func BenchmarkPowerCycle(b *testing.B) {
+	bm := &bmc{power: "On", allowed: []string{"On", "ForceOff", "GracefulShutdown"}, user: "root", pw: "calvin"}
+	srv := httptest.NewTLSServer(bm)
+	defer srv.Close()
+	p, _ := New(providers.Settings{Username: "root", Password: "calvin", InsecureSkipVerify: true})
+	providertest.BenchmarkCycle(b, p, providers.Machine{Candidates: []string{srv.URL}})
+}

@@ -16,7 +16,7 @@ const vmUUID = "8b5d0a0e-2b0f-4c59-9a4e-6c1e0f3f6a11"
 
 // standIn points the provider at testdata/VBoxManage with one running VM,
 // worker-1.
-func standIn(t *testing.T) providers.Provider {
+func standIn(t testing.TB) providers.Provider {
 	t.Helper()
 	dir := t.TempDir()
 	t.Setenv("VBOX_STANDIN_DIR", dir)
@@ -64,4 +64,8 @@ func TestErrors(t *testing.T) {
 	if _, err := New(providers.Settings{Endpoint: "/nonexistent/VBoxManage"}); err == nil || !strings.Contains(err.Error(), "VBoxManage not found") {
 		t.Fatalf("want a clear error for a missing VBoxManage, got %v", err)
 	}
+}
+
+func BenchmarkPowerCycle(b *testing.B) {
+	providertest.BenchmarkCycle(b, standIn(b), providers.Machine{Candidates: []string{vmUUID}})
 }

@@ -89,3 +89,13 @@ func blackhole(t *testing.T) string {
 	}()
 	return l.Addr().String()
 }
+
+func BenchmarkPowerCycle(b *testing.B) {
+	v, err := peers.StartVCenter()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer v.Stop()
+	p, _ := New(providers.Settings{Endpoint: v.Endpoint, Username: v.Username, Password: v.Password, InsecureSkipVerify: true})
+	providertest.BenchmarkCycle(b, p, providers.Machine{Candidates: []string{v.PoweredOnVMUUIDs()[0]}})
+}

@@ -8,6 +8,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -168,6 +169,52 @@ var _ = Describe("Power-cycle", func() {
 		Eventually(func() []string { return eventReasons(node) }).Should(ContainElement("PolicyError"))
 		Consistently(c.phases, 2*time.Second).Should(BeEmpty())
 		Expect(c.getNode(node).Spec.Unschedulable).To(BeFalse())
+	})
+})
+
+var _ = Describe("NodeCyclePolicy validation", func() {
+	It("reports a policy whose Secret is missing or whose power-cycle has no provider, in its Valid condition and an Event", func() {
+		c := newCluster("policy-invalid", 0)
+		stop := startManager(c.managerFlags()...)
+		defer stop()
+		bad := &v1alpha1.NodeCyclePolicy{
+			ObjectMeta: metav1.ObjectMeta{Name: "bad", Namespace: c.name},
+			Spec: v1alpha1.NodeCyclePolicySpec{
+				Strategies: []v1alpha1.Strategy{v1alpha1.StrategyPowerCycle},
+				PowerCycle: &v1alpha1.PowerCycleSpec{Provider: ipmi.Name, CredentialsSecretRef: &v1alpha1.SecretReference{Name: "missing"}},
+			},
+		}
+		Expect(env.Client.Create(c.ctx, bad)).To(Succeed())
+		noProvider := &v1alpha1.NodeCyclePolicy{
+			ObjectMeta: metav1.ObjectMeta{Name: "no-provider", Namespace: c.name},
+			Spec: v1alpha1.NodeCyclePolicySpec{
+				NodeSelector: metav1.LabelSelector{MatchLabels: map[string]string{"pool": "none"}},
+				Strategies:   []v1alpha1.Strategy{v1alpha1.StrategyReboot, v1alpha1.StrategyPowerCycle},
+			},
+		}
+		Expect(env.Client.Create(c.ctx, noProvider)).To(Succeed())
+		valid := func(name string) func(Gomega) *metav1.Condition {
+			return func(g Gomega) *metav1.Condition {
+				p := &v1alpha1.NodeCyclePolicy{}
+				g.Expect(env.Client.Get(c.ctx, client.ObjectKey{Namespace: c.name, Name: name}, p)).To(Succeed())
+				return meta.FindStatusCondition(p.Status.Conditions, "Valid")
+			}
+		}
+		Eventually(valid("bad")).Should(And(HaveField("Status", metav1.ConditionFalse),
+			HaveField("Message", ContainSubstring("credentials Secret policy-invalid/missing not found"))))
+		Eventually(valid("no-provider")).Should(And(HaveField("Status", metav1.ConditionFalse),
+			HaveField("Message", ContainSubstring("strategy power-cycle needs spec.powerCycle"))))
+
+		By("a malformed duration never gets in: the API server refuses it")
+		raw := []byte(`{"apiVersion":"nodecycle.io/v1alpha1","kind":"NodeCyclePolicy","metadata":{"name":"typo"},"spec":{"rebootTimeout":"ten minutes"}}`)
+		err := env.Clientset.Discovery().RESTClient().Post().AbsPath("/apis/nodecycle.io/v1alpha1/namespaces/" + c.name + "/nodecyclepolicies").
+			Body(raw).SetHeader("Content-Type", "application/json").Do(c.ctx).Error()
+		Expect(err).To(MatchError(ContainSubstring("rebootTimeout")))
+		err = env.Client.Create(c.ctx, &v1alpha1.NodeCyclePolicy{
+			ObjectMeta: metav1.ObjectMeta{Name: "unknown-strategy", Namespace: c.name},
+			Spec:       v1alpha1.NodeCyclePolicySpec{Strategies: []v1alpha1.Strategy{"kexec"}},
+		})
+		Expect(err).To(MatchError(ContainSubstring("Unsupported value: \"kexec\"")))
 	})
 })
 
