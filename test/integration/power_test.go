@@ -207,7 +207,7 @@ var _ = Describe("NodeCyclePolicy validation", func() {
 
 		By("a malformed duration never gets in: the API server refuses it")
 		raw := []byte(`{"apiVersion":"nodecycle.io/v1alpha1","kind":"NodeCyclePolicy","metadata":{"name":"typo"},"spec":{"rebootTimeout":"ten minutes"}}`)
-		err := env.Clientset.Discovery().RESTClient().Post().AbsPath("/apis/nodecycle.io/v1alpha1/namespaces/" + c.name + "/nodecyclepolicies").
+		err := env.Clientset.Discovery().RESTClient().Post().AbsPath("/apis/nodecycle.io/v1alpha1/namespaces/"+c.name+"/nodecyclepolicies").
 			Body(raw).SetHeader("Content-Type", "application/json").Do(c.ctx).Error()
 		Expect(err).To(MatchError(ContainSubstring("rebootTimeout")))
 		err = env.Client.Create(c.ctx, &v1alpha1.NodeCyclePolicy{
