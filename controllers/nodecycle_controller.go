@@ -249,6 +249,13 @@ func (r *NodeCycleReconciler) admit(ctx context.Context, s *step) (reconcile.Res
 		r.waitForSlot(s, busy)
 		return reconcile.Result{RequeueAfter: slotPollInterval}, err
 	}
+	// Provider calls are made before the admission lock is taken: a slow BMC
+	// must not hold up other NodeCycles' admission.
+	if err := r.preflight(ctx, s); err != nil {
+		// Nothing was done to the node; it is retried with backoff.
+		r.finish(s, v1alpha1.PhaseFailed, "ProviderError", err.Error())
+		return reconcile.Result{}, nil
+	}
 	r.admission.Lock()
 	defer r.admission.Unlock()
 	busy, err := r.nodesInMaintenance(ctx, r.APIReader, s.nc)
@@ -258,11 +265,6 @@ func (r *NodeCycleReconciler) admit(ctx context.Context, s *step) (reconcile.Res
 	if len(busy) >= r.Config.MaxConcurrent {
 		r.waitForSlot(s, busy)
 		return reconcile.Result{RequeueAfter: slotPollInterval}, nil
-	}
-	if err := r.preflight(ctx, s); err != nil {
-		// Nothing was done to the node; it is retried with backoff.
-		r.finish(s, v1alpha1.PhaseFailed, "ProviderError", err.Error())
-		return reconcile.Result{}, r.saveNow(ctx, s)
 	}
 	s.nc.Status.Strategy = s.nc.Spec.Strategies[0]
 	now := metav1.NewMicroTime(s.now)

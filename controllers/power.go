@@ -72,6 +72,22 @@ func hasStrategy(ladder []v1alpha1.Strategy, want v1alpha1.Strategy) bool {
 	return false
 }
 
+// readPower builds the provider, finds the machine and reads its power
+// state. On failure it fails the NodeCycle and returns ok false.
+func (r *NodeCycleReconciler) readPower(ctx context.Context, s *step) (providers.Provider, providers.Machine, providers.PowerState, bool) {
+	p, m, err := r.powerTarget(ctx, s.nc, s.node)
+	if err != nil {
+		r.fail(s, "ProviderError", err.Error())
+		return nil, m, providers.PowerUnknown, false
+	}
+	state, err := p.PowerState(ctx, m)
+	if err != nil {
+		r.fail(s, "ProviderError", fmt.Sprintf("power-cycle provider %s: %v", s.nc.Spec.PowerCycle.Provider, err))
+		return nil, m, providers.PowerUnknown, false
+	}
+	return p, m, state, true
+}
+
 // powerOff turns the machine off: soft first, hard once the soft-off
 // timeout passed or when soft is refused, then waits until it is off.
 func (r *NodeCycleReconciler) powerOff(ctx context.Context, s *step) (reconcile.Result, error) {
@@ -83,16 +99,10 @@ func (r *NodeCycleReconciler) powerOff(ctx context.Context, s *step) (reconcile.
 		return reconcile.Result{Requeue: true}, nil
 	}
 	pc := s.nc.Spec.PowerCycle
-	p, m, err := r.powerTarget(ctx, s.nc, s.node)
-	if err != nil {
-		r.fail(s, "ProviderError", err.Error())
-		return reconcile.Result{Requeue: true}, nil
-	}
 	callCtx, cancel := context.WithTimeout(ctx, providerCallTimeout)
 	defer cancel()
-	state, err := p.PowerState(callCtx, m)
-	if err != nil {
-		r.fail(s, "ProviderError", fmt.Sprintf("power-cycle provider %s: %v", pc.Provider, err))
+	p, m, state, ok := r.readPower(callCtx, s)
+	if !ok {
 		return reconcile.Result{Requeue: true}, nil
 	}
 	elapsed := s.now.Sub(st.PhaseStartTime.Time)
@@ -134,16 +144,10 @@ func (r *NodeCycleReconciler) powerOff(ctx context.Context, s *step) (reconcile.
 func (r *NodeCycleReconciler) powerOn(ctx context.Context, s *step) (reconcile.Result, error) {
 	st := &s.nc.Status
 	pc := s.nc.Spec.PowerCycle
-	p, m, err := r.powerTarget(ctx, s.nc, s.node)
-	if err != nil {
-		r.fail(s, "ProviderError", err.Error())
-		return reconcile.Result{Requeue: true}, nil
-	}
 	callCtx, cancel := context.WithTimeout(ctx, providerCallTimeout)
 	defer cancel()
-	state, err := p.PowerState(callCtx, m)
-	if err != nil {
-		r.fail(s, "ProviderError", fmt.Sprintf("power-cycle provider %s: %v", pc.Provider, err))
+	p, m, state, ok := r.readPower(callCtx, s)
+	if !ok {
 		return reconcile.Result{Requeue: true}, nil
 	}
 	if state == providers.PowerOn {

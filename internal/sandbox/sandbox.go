@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -479,16 +480,21 @@ func short(id string) string {
 
 func printUsage(w io.Writer, rep *Report, names []string) {
 	exe := "go run ./cmd/sandbox"
+	// The kubectl built with the control plane when the machine has none.
+	kubectl := "kubectl"
+	if _, err := exec.LookPath("kubectl"); err != nil {
+		kubectl = filepath.Join(controlplane.Assets(), "kubectl")
+	}
 	fmt.Fprintf(w, `
-The sandbox keeps running; stop it with Ctrl-C (everything it started stops, %s is removed).
+The sandbox keeps running; stop it with Ctrl-C (everything it started stops, %[1]s is removed).
 
-  export KUBECONFIG=%s
-  kubectl get nodes
-  kubectl describe node worker-1
-  kubectl get nodecycles -A
-  kubectl get pods -n %s -o wide
+  export KUBECONFIG=%[2]s
+  %[3]s get nodes
+  %[3]s describe node worker-1
+  %[3]s get nodecycles -A
+  %[3]s get pods -n %[4]s -o wide
 
 Make another node need a reboot:
-  %s require-reboot %s
-`, rep.Dir, rep.Kubeconfig, DemoNamespace, exe, names[len(names)-1])
+  %[5]s require-reboot %[6]s
+`, rep.Dir, rep.Kubeconfig, kubectl, DemoNamespace, exe, names[len(names)-1])
 }

@@ -55,6 +55,7 @@ func TestSandboxDemo(t *testing.T) {
 		`worker-1 +\[6/6\] NodeCycle phase Succeeded`,
 		`Summary`,
 		`kubectl describe node worker-1`,
+		`require-reboot worker-2`,
 	}
 	rest := out.String()
 	for _, s := range steps {

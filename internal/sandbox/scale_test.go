@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -16,13 +15,13 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/nodecycle/nodecycle/internal/controlplane"
+	"github.com/nodecycle/nodecycle/test/framework"
 )
 
 // auditPolicy records only nodecycle's requests (the manager and the agents
@@ -47,9 +46,9 @@ func BenchmarkScale(b *testing.B) {
 		b.ReportMetric(float64(nodeCount), "nodes")
 		b.ReportMetric(r.managerRSSMiB, "manager-peak-rss-MiB")
 		b.ReportMetric(r.managerCPU.Seconds(), "manager-cpu-s")
-		b.ReportMetric(ms(r.firstCordon), "sentinel-to-cordon-ms")
-		b.ReportMetric(ms(percentile(r.dead, 0.5)), "dead-p50-ms")
-		b.ReportMetric(ms(percentile(r.dead, 1)), "dead-max-ms")
+		b.ReportMetric(framework.Millis(r.firstCordon), "sentinel-to-cordon-ms")
+		b.ReportMetric(framework.Millis(framework.Percentile(r.dead, 0.5)), "dead-p50-ms")
+		b.ReportMetric(framework.Millis(framework.Percentile(r.dead, 1)), "dead-max-ms")
 		b.ReportMetric(r.roll.Seconds(), "roll-s")
 		b.ReportMetric(r.managerRequestsPerCycle, "manager-req/cycle")
 		b.ReportMetric(r.idleAgentRequestsPerHour, "idle-agent-req/h")
@@ -170,40 +169,20 @@ func runScale(b *testing.B, nodeCount, reboot int) scaleResult {
 			b.Fatal(err)
 		}
 	}
-	var res scaleResult
-	cordoned := map[string]bool{}
-	var lastUncordon time.Time
-	done := 0
-	deadline := time.After(time.Duration(reboot) * time.Minute)
-	for done < reboot {
-		select {
-		case <-deadline:
-			b.Fatalf("roll did not finish: %d of %d nodes done; manager log in %s", done, reboot, tmp)
-		case ev := <-w.ResultChan():
-			n, ok := ev.Object.(*corev1.Node)
-			if !ok || ev.Type != watch.Modified {
-				continue
-			}
-			now := time.Now()
-			switch was := cordoned[n.Name]; {
-			case n.Spec.Unschedulable && !was:
-				if res.firstCordon == 0 {
-					res.firstCordon = now.Sub(rollStart)
-				}
-				if !lastUncordon.IsZero() {
-					res.dead = append(res.dead, now.Sub(lastUncordon))
-				}
-			case !n.Spec.Unschedulable && was:
-				lastUncordon = now
-				done++
-			}
-			cordoned[n.Name] = n.Spec.Unschedulable
-		}
+	roll, err := framework.WatchRoll(w, reboot, rollStart, time.Duration(reboot)*time.Minute)
+	if err != nil {
+		b.Fatalf("%v; manager log in %s", err, tmp)
 	}
-	res.roll = time.Since(rollStart)
+	res := scaleResult{firstCordon: roll.FirstCordon, dead: roll.Dead, roll: roll.Total}
 	rollEnd := time.Now()
-	res.managerRSSMiB = float64(procStatusKiB(b, mgr.Process.Pid, "VmHWM:")) / 1024
-	res.managerCPU = procCPU(b, mgr.Process.Pid)
+	hwm, err := framework.ProcStatusKiB(mgr.Process.Pid, "VmHWM:")
+	if err != nil {
+		b.Fatal(err)
+	}
+	res.managerRSSMiB = float64(hwm) / 1024
+	if res.managerCPU, err = framework.ProcCPU(mgr.Process.Pid); err != nil {
+		b.Fatal(err)
+	}
 	time.Sleep(2 * time.Second) // audit log flush
 
 	counts := auditCounts(b, auditLog, rollStart, rollEnd, idleSince)
@@ -279,41 +258,4 @@ func envInt(name string, def int) int {
 		return v
 	}
 	return def
-}
-
-func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-
-func percentile(d []time.Duration, p float64) time.Duration {
-	if len(d) == 0 {
-		return 0
-	}
-	s := append([]time.Duration(nil), d...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	return s[int(float64(len(s)-1)*p)]
-}
-
-func procStatusKiB(b *testing.B, pid int, key string) int {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		b.Fatal(err)
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if strings.HasPrefix(line, key) {
-			v, _ := strconv.Atoi(strings.Fields(line)[1])
-			return v
-		}
-	}
-	return 0
-}
-
-func procCPU(b *testing.B, pid int) time.Duration {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		b.Fatal(err)
-	}
-	s := string(data)
-	f := strings.Fields(s[strings.LastIndex(s, ")")+2:])
-	u, _ := strconv.Atoi(f[11])
-	st, _ := strconv.Atoi(f[12])
-	return time.Duration(u+st) * 10 * time.Millisecond
 }

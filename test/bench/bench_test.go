@@ -5,14 +5,12 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -22,7 +20,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
@@ -52,15 +49,6 @@ func TestMain(m *testing.M) {
 	_ = env.Stop()
 	os.Exit(code)
 }
-
-func percentile(d []time.Duration, p float64) time.Duration {
-	s := append([]time.Duration(nil), d...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	i := int(float64(len(s)-1) * p)
-	return s[i]
-}
-
-func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 // startAgent runs a real agent in-process on node with a sentinel in dir.
 func startAgent(b *testing.B, node, dir string, reboot string) context.CancelFunc {
@@ -123,9 +111,9 @@ func BenchmarkDetectionLatency(b *testing.B) {
 			waitFor(corev1.ConditionFalse)
 		}
 	}
-	b.ReportMetric(ms(percentile(lat, 0.5)), "p50-ms")
-	b.ReportMetric(ms(percentile(lat, 0.99)), "p99-ms")
-	b.ReportMetric(ms(percentile(lat, 1)), "max-ms")
+	b.ReportMetric(framework.Millis(framework.Percentile(lat, 0.5)), "p50-ms")
+	b.ReportMetric(framework.Millis(framework.Percentile(lat, 0.99)), "p99-ms")
+	b.ReportMetric(framework.Millis(framework.Percentile(lat, 1)), "max-ms")
 }
 
 // BenchmarkManagerDeadTime: a 10-node roll with real agents and the
@@ -139,8 +127,8 @@ func BenchmarkManagerDeadTime(b *testing.B) {
 		d, t := roll(b, fmt.Sprintf("bench-roll-%d", i), nodeCount)
 		dead, total = append(dead, d...), t
 	}
-	b.ReportMetric(ms(percentile(dead, 0.5)), "dead-p50-ms")
-	b.ReportMetric(ms(percentile(dead, 1)), "dead-max-ms")
+	b.ReportMetric(framework.Millis(framework.Percentile(dead, 0.5)), "dead-p50-ms")
+	b.ReportMetric(framework.Millis(framework.Percentile(dead, 1)), "dead-max-ms")
 	b.ReportMetric(total.Seconds(), "roll-s")
 }
 
@@ -189,35 +177,11 @@ func roll(b *testing.B, run string, count int) ([]time.Duration, time.Duration) 
 	}
 	start := time.Now()
 	go func() { _ = mgr.Start(ctx) }()
-
-	cordoned := map[string]bool{}
-	var lastUncordon time.Time
-	var dead []time.Duration
-	done := 0
-	timeout := time.After(5 * time.Minute)
-	for done < count {
-		select {
-		case <-timeout:
-			b.Fatalf("roll did not finish: %d of %d nodes done", done, count)
-		case ev := <-w.ResultChan():
-			n, ok := ev.Object.(*corev1.Node)
-			if !ok || ev.Type != watch.Modified {
-				continue
-			}
-			now := time.Now()
-			switch was := cordoned[n.Name]; {
-			case n.Spec.Unschedulable && !was:
-				if !lastUncordon.IsZero() {
-					dead = append(dead, now.Sub(lastUncordon))
-				}
-			case !n.Spec.Unschedulable && was:
-				lastUncordon = now
-				done++
-			}
-			cordoned[n.Name] = n.Spec.Unschedulable
-		}
+	r, err := framework.WatchRoll(w, count, start, 5*time.Minute)
+	if err != nil {
+		b.Fatal(err)
 	}
-	return dead, time.Since(start)
+	return r.Dead, r.Total
 }
 
 // BenchmarkAgentIdle runs the agent binary against the API server for 60 s
@@ -255,10 +219,13 @@ func BenchmarkAgentIdle(b *testing.B) {
 		// Settle: the start-up write, then idle.
 		time.Sleep(3 * time.Second)
 		before, _ := env.Clientset.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
-		cpu0 := cpuTime(b, cmd.Process.Pid)
+		cpu0, err0 := framework.ProcCPU(cmd.Process.Pid)
 		time.Sleep(idle)
-		cpu1 := cpuTime(b, cmd.Process.Pid)
-		rss := rssKiB(b, cmd.Process.Pid)
+		cpu1, err1 := framework.ProcCPU(cmd.Process.Pid)
+		rss, err2 := framework.ProcStatusKiB(cmd.Process.Pid, "VmRSS:")
+		if err := errors.Join(err0, err1, err2); err != nil {
+			b.Fatal(err)
+		}
 		after, _ := env.Clientset.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
@@ -267,34 +234,8 @@ func BenchmarkAgentIdle(b *testing.B) {
 			writes = 1 // something wrote the Node while the agent idled
 		}
 		b.ReportMetric(float64(rss)/1024, "rss-MiB")
-		b.ReportMetric(ms(cpu1-cpu0)/idle.Minutes(), "cpu-ms/min")
+		b.ReportMetric(framework.Millis(cpu1-cpu0)/idle.Minutes(), "cpu-ms/min")
 		b.ReportMetric(writes, "node-writes")
 		b.ReportMetric(idle.Seconds(), "idle-s")
 	}
-}
-
-func rssKiB(b *testing.B, pid int) int {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		b.Fatal(err)
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if strings.HasPrefix(line, "VmRSS:") {
-			v, _ := strconv.Atoi(strings.Fields(line)[1])
-			return v
-		}
-	}
-	return 0
-}
-
-// cpuTime is user+system time of a process from /proc/<pid>/stat (in clock ticks of 10 ms).
-func cpuTime(b *testing.B, pid int) time.Duration {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		b.Fatal(err)
-	}
-	f := strings.Fields(string(data)[strings.LastIndex(string(data), ")")+2:])
-	u, _ := strconv.Atoi(f[11])
-	s, _ := strconv.Atoi(f[12])
-	return time.Duration(u+s) * 10 * time.Millisecond
 }
