@@ -237,6 +237,7 @@ func (r *NodeCycleReconciler) admit(ctx context.Context, s *step) (reconcile.Res
 	}
 	if s.nc.Status.Phase == "" {
 		s.nc.Status.Phase = v1alpha1.PhasePending
+		s.nc.Status.Strategy = currentStrategy(s.nc) // shown while it waits
 	}
 	if !nodes.IsReady(s.node) {
 		s.nc.Status.Message = "Waiting for the node to be Ready before starting"
@@ -266,7 +267,6 @@ func (r *NodeCycleReconciler) admit(ctx context.Context, s *step) (reconcile.Res
 		r.waitForSlot(s, busy)
 		return reconcile.Result{RequeueAfter: slotPollInterval}, nil
 	}
-	s.nc.Status.Strategy = s.nc.Spec.Strategies[0]
 	now := metav1.NewMicroTime(s.now)
 	s.nc.Status.StartTime = &now
 	r.moveTo(s, v1alpha1.PhaseCordoning, "Cordoning the node")
