@@ -2,8 +2,14 @@ package integration
 
 import (
 	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -125,3 +131,56 @@ var _ = Describe("Agent", func() {
 })
 
 func noEnv(string) (string, bool) { return "", false }
+
+var _ = Describe("Agent binary", func() {
+	It("serves /healthz, /readyz and the reboot-required gauge, with settings from the environment", func() {
+		ctx := context.Background()
+		Expect(framework.CreateNode(ctx, env.Clientset, "agent-binary", nil)).To(Succeed())
+		dir := GinkgoT().TempDir()
+		bin := filepath.Join(dir, "nodecycle-agent")
+		out, err := exec.Command("go", "build", "-o", bin, filepath.Join(framework.RepoRoot(), "cmd", "agent")).CombinedOutput()
+		Expect(err).NotTo(HaveOccurred(), string(out))
+		kubeconfig, err := env.AdminKubeconfig()
+		Expect(err).NotTo(HaveOccurred())
+		metricsAddr, probeAddr := freeAddr(), freeAddr()
+		sentinel := filepath.Join(dir, "reboot-required")
+		cmd := exec.Command(bin, "--kubeconfig="+kubeconfig, "--metrics-bind-address="+metricsAddr, "--health-probe-bind-address="+probeAddr)
+		cmd.Env = append(os.Environ(), "NODE_NAME=agent-binary", "NODECYCLE_SENTINEL_FILE="+sentinel)
+		cmd.Stdout, cmd.Stderr = GinkgoWriter, GinkgoWriter
+		Expect(cmd.Start()).To(Succeed())
+		exited := make(chan error, 1)
+		go func() { exited <- cmd.Wait() }()
+		defer func() { _ = cmd.Process.Kill() }()
+
+		get := func(url string) func() (string, error) {
+			return func() (string, error) {
+				resp, err := http.Get(url)
+				if err != nil {
+					return "", err
+				}
+				defer resp.Body.Close()
+				b, _ := io.ReadAll(resp.Body)
+				return fmt.Sprintf("%d %s", resp.StatusCode, b), nil
+			}
+		}
+		Eventually(get("http://" + probeAddr + "/readyz")).Should(Equal("200 ok"))
+		Expect(get("http://" + probeAddr + "/healthz")()).To(Equal("200 ok"))
+		Eventually(get("http://" + metricsAddr + "/metrics")).Should(ContainSubstring("\nnodecycle_agent_reboot_required 0\n"))
+		Expect(os.WriteFile(sentinel, nil, 0o644)).To(Succeed())
+		Eventually(get("http://" + metricsAddr + "/metrics")).Should(ContainSubstring("\nnodecycle_agent_reboot_required 1\n"))
+		Eventually(conditionStatus("agent-binary", v1alpha1.ConditionRebootRequired)).Should(Equal(corev1.ConditionTrue))
+
+		By("stopping on SIGTERM")
+		Expect(cmd.Process.Signal(syscall.SIGTERM)).To(Succeed())
+		Eventually(exited, 10*time.Second).Should(Receive(BeNil()), "exit status 0")
+	})
+})
+
+// freeAddr is a loopback address with a port nobody listens on.
+func freeAddr() string {
+	GinkgoHelper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	Expect(err).NotTo(HaveOccurred())
+	defer l.Close()
+	return l.Addr().String()
+}

@@ -7,6 +7,7 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	"github.com/prometheus/client_golang/prometheus"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
@@ -184,7 +185,7 @@ var _ = Describe("Manager", func() {
 		for _, a := range c.agents {
 			a.requireReboot()
 		}
-		stop := startManager(c.managerFlags("--drain-timeout=2m", "--reboot-timeout=2m")...)
+		stop, metrics := startManagerWithMetrics(c.managerFlags("--drain-timeout=2m", "--reboot-timeout=2m")...)
 		defer stop()
 
 		Eventually(c.phases, 3*time.Minute).Should(Equal(map[string][]v1alpha1.Phase{
@@ -213,6 +214,18 @@ var _ = Describe("Manager", func() {
 		Expect(c.getNode("roll-excluded").Spec.Unschedulable).To(BeFalse())
 		_, _, requested := c.inv.snapshot()
 		Expect(requested).NotTo(HaveKey("roll-excluded"))
+
+		By("the metrics count what happened")
+		Expect(counterValue(metrics, "nodecycle_operations_total", map[string]string{"strategy": "reboot", "result": "Succeeded"})).To(Equal(3.0))
+		families, err := metrics.Gather()
+		Expect(err).NotTo(HaveOccurred())
+		names := map[string]bool{}
+		for _, f := range families {
+			names[f.GetName()] = true
+		}
+		Expect(names).To(HaveKey("nodecycle_operation_duration_seconds"))
+		Expect(names).To(HaveKey("nodecycle_drain_duration_seconds"))
+		Expect(names).To(HaveKey("nodecycle_nodes_reboot_required"))
 
 		By("the workload is whole again")
 		Eventually(func(g Gomega) {
@@ -325,6 +338,29 @@ var _ = Describe("Manager", func() {
 		Entry("after the reboot request", v1alpha1.PhaseWaitingForNodeReady),
 	)
 })
+
+// counterValue reads one series of a counter from a registry.
+func counterValue(reg *prometheus.Registry, name string, labels map[string]string) float64 {
+	GinkgoHelper()
+	families, err := reg.Gather()
+	Expect(err).NotTo(HaveOccurred())
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			match := len(m.GetLabel()) == len(labels)
+			for _, l := range m.GetLabel() {
+				match = match && labels[l.GetName()] == l.GetValue()
+			}
+			if match {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	Fail(fmt.Sprintf("no series %s%v", name, labels))
+	return 0
+}
 
 func relaxPDB(c *cluster, name string) {
 	GinkgoHelper()

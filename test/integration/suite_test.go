@@ -63,11 +63,19 @@ var _ = AfterSuite(func() {
 // startManager runs the real manager with the given flags (plus test
 // defaults) until the returned stop function is called.
 func startManager(args ...string) (stop func()) {
+	stop, _ = startManagerWithMetrics(args...)
+	return stop
+}
+
+// startManagerWithMetrics is startManager, also returning the registry of
+// the manager's own metrics.
+func startManagerWithMetrics(args ...string) (stop func(), metrics *prometheus.Registry) {
 	GinkgoHelper()
 	all := append([]string{"--metrics-bind-address=0", "--health-probe-bind-address=0", "--leader-elect=false"}, args...)
 	opts, err := manager.ParseOptions(all, func(string) (string, bool) { return "", false }, GinkgoWriter)
 	Expect(err).NotTo(HaveOccurred())
-	opts.Registry = prometheus.NewRegistry()
+	metrics = prometheus.NewRegistry()
+	opts.Registry = metrics
 	opts.SkipNameValidation = true
 	ctx, cancel := context.WithCancel(context.Background())
 	mgr, err := manager.New(ctx, env.Config, opts, clock.RealClock{})
@@ -78,7 +86,7 @@ func startManager(args ...string) (stop func()) {
 		defer close(done)
 		Expect(mgr.Start(ctx)).To(Succeed())
 	}()
-	return func() { cancel(); <-done }
+	return func() { cancel(); <-done }, metrics
 }
 
 // testAgent is a real agent with a sentinel file in a temp dir and a reboot
