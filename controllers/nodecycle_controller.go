@@ -50,7 +50,7 @@ type NodeCycleReconciler struct {
 	admission sync.Mutex
 
 	providersMu sync.Mutex
-	built       map[string]providers.Provider // by hash of name and settings
+	built       map[string]builtProvider // by policy (namespace/name)
 }
 
 // step is the work of one reconcile on one NodeCycle.

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"io"
 	"errors"
 	"fmt"
 	"time"
@@ -34,7 +35,8 @@ func (r *NodeCycleReconciler) powerTarget(ctx context.Context, nc *v1alpha1.Node
 	if err != nil {
 		return nil, providers.Machine{}, fmt.Errorf("power-cycle provider %s: %w", pc.Provider, err)
 	}
-	p, err := r.provider(pc.Provider, settings)
+	owner := nc.Namespace + "/" + nc.Spec.Policy
+	p, err := r.provider(owner, pc.Provider, settings)
 	if err != nil {
 		return nil, providers.Machine{}, fmt.Errorf("power-cycle %w", err)
 	}
@@ -169,28 +171,40 @@ func (r *NodeCycleReconciler) powerOn(ctx context.Context, s *step) (reconcile.R
 	return reconcile.Result{RequeueAfter: powerPollInterval}, nil
 }
 
-// provider returns the provider for these settings, built once: providers
-// may hold connections (libvirt), and settings change only with a policy
-// or its Secret, which gives a new key.
-func (r *NodeCycleReconciler) provider(name string, s providers.Settings) (providers.Provider, error) {
+// provider returns the provider for the settings of one policy, built once:
+// providers may hold connections (libvirt). When the policy's settings or
+// its Secret change, the old provider is closed and replaced, so the cache
+// holds at most one provider per policy.
+func (r *NodeCycleReconciler) provider(owner, name string, s providers.Settings) (providers.Provider, error) {
 	h := sha256.New()
 	_ = json.NewEncoder(h).Encode(struct {
 		Name string
 		S    providers.Settings
 	}{name, s})
-	key := hex.EncodeToString(h.Sum(nil))
+	sum := hex.EncodeToString(h.Sum(nil))
 	r.providersMu.Lock()
 	defer r.providersMu.Unlock()
-	if p, ok := r.built[key]; ok {
-		return p, nil
+	if b, ok := r.built[owner]; ok {
+		if b.settings == sum {
+			return b.provider, nil
+		}
+		if c, ok := b.provider.(io.Closer); ok {
+			_ = c.Close()
+		}
 	}
 	p, err := r.Providers.New(name, s)
 	if err != nil {
+		delete(r.built, owner)
 		return nil, err
 	}
 	if r.built == nil {
-		r.built = map[string]providers.Provider{}
+		r.built = map[string]builtProvider{}
 	}
-	r.built[key] = p
+	r.built[owner] = builtProvider{settings: sum, provider: p}
 	return p, nil
+}
+
+type builtProvider struct {
+	settings string // hash of provider name and settings
+	provider providers.Provider
 }

@@ -186,3 +186,15 @@ func (p *Provider) PowerOff(ctx context.Context, m providers.Machine, mode provi
 		return nil
 	})
 }
+
+// Close ends the provider's connection; a later call opens a new one.
+func (p *Provider) Close() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.conn == nil {
+		return nil
+	}
+	err := p.conn.Disconnect()
+	p.conn = nil
+	return err
+}

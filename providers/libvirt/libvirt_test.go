@@ -117,3 +117,20 @@ func BenchmarkPowerCycle(b *testing.B) {
 	p := newProvider(b, startLibvirtd(b))
 	providertest.BenchmarkCycle(b, p, providers.Machine{Candidates: []string{testDomainUUID}})
 }
+
+func TestCloseEndsTheConnection(t *testing.T) {
+	p := newProvider(t, startLibvirtd(t))
+	providertest.Expect(t, p, providers.Machine{Candidates: []string{testDomain}}, providers.PowerOn)
+	c := p.(*Provider)
+	if c.conn == nil {
+		t.Fatal("the provider holds no connection after a call")
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if c.conn != nil {
+		t.Fatal("Close kept the connection")
+	}
+	// A later call opens a new one.
+	providertest.Expect(t, p, providers.Machine{Candidates: []string{testDomain}}, providers.PowerOn)
+}
