@@ -129,5 +129,6 @@ func (c Config) cycleSpec(node string, attempt int32, policy *v1alpha1.NodeCycle
 	if p.PowerCycle != nil {
 		spec.PowerCycle = p.PowerCycle.DeepCopy()
 	}
+	p.Gates.DeepCopyInto(&spec.Gates)
 	return spec
 }

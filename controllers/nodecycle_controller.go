@@ -20,6 +20,7 @@ import (
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
 	"github.com/nodecycle/nodecycle/internal/drain"
+	"github.com/nodecycle/nodecycle/internal/gates"
 	"github.com/nodecycle/nodecycle/internal/nodes"
 	"github.com/nodecycle/nodecycle/providers"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
@@ -29,6 +30,9 @@ import (
 const (
 	drainPollInterval = 2 * time.Second
 	slotPollInterval  = 30 * time.Second
+	// blockingPodPollInterval: pods are not watched (nor cached), so a
+	// blocked NodeCycle looks again this often.
+	blockingPodPollInterval = 10 * time.Second
 )
 
 // NodeCycleReconciler drives NodeCycles: Pending -> Cordoning -> Draining ->
@@ -242,6 +246,9 @@ func (r *NodeCycleReconciler) admit(ctx context.Context, s *step) (reconcile.Res
 	if !nodes.IsReady(s.node) {
 		s.nc.Status.Message = "Waiting for the node to be Ready before starting"
 		return reconcile.Result{RequeueAfter: slotPollInterval}, nil
+	}
+	if wait, err := r.gate(ctx, s); err != nil || wait > 0 {
+		return reconcile.Result{RequeueAfter: wait}, err
 	}
 
 	// The cache answers "no slot" cheaply for the many waiting NodeCycles;
@@ -544,4 +551,37 @@ func strategyLadder(l []v1alpha1.Strategy) string {
 func microTime(t time.Time) *metav1.MicroTime {
 	m := metav1.NewMicroTime(t)
 	return &m
+}
+
+// gate holds the NodeCycle in Pending outside its maintenance windows and
+// while a blocking pod runs on the node; it says why in the message. A gate
+// that cannot be evaluated fails the NodeCycle: nothing was done to the node.
+func (r *NodeCycleReconciler) gate(ctx context.Context, s *step) (time.Duration, error) {
+	g := s.nc.Spec.Gates
+	open, next, err := gates.InWindow(g.MaintenanceWindows, s.now)
+	if err != nil {
+		r.finish(s, v1alpha1.PhaseFailed, "InvalidMaintenanceWindow", fmt.Sprintf("Policy %s: %v", s.nc.Spec.Policy, err))
+		return 0, nil
+	}
+	if !open {
+		s.nc.Status.Message = fmt.Sprintf("Outside the maintenance windows; the next opens at %s", next.UTC().Format(time.RFC3339))
+		return next.Sub(s.now), nil
+	}
+	if len(g.BlockingPodSelectors) == 0 {
+		return 0, nil
+	}
+	var pods corev1.PodList
+	if err := r.APIReader.List(ctx, &pods, ctrl.MatchingFields{"spec.nodeName": s.node.Name}); err != nil {
+		return 0, fmt.Errorf("listing pods on node %s: %w", s.node.Name, err)
+	}
+	blocker, err := gates.BlockingPod(pods.Items, g.BlockingPodSelectors)
+	if err != nil {
+		r.finish(s, v1alpha1.PhaseFailed, "InvalidBlockingPodSelector", fmt.Sprintf("Policy %s: %v", s.nc.Spec.Policy, err))
+		return 0, nil
+	}
+	if blocker != "" {
+		s.nc.Status.Message = fmt.Sprintf("Waiting: pod %s matches the policy's blockingPodSelectors", blocker)
+		return blockingPodPollInterval, nil
+	}
+	return 0, nil
 }

@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
+	"github.com/nodecycle/nodecycle/internal/gates"
 	"github.com/nodecycle/nodecycle/providers"
 )
 
@@ -61,6 +62,12 @@ func (r *PolicyReconciler) validate(ctx context.Context, p *v1alpha1.NodeCyclePo
 	var errs []error
 	if _, err := metav1.LabelSelectorAsSelector(&p.Spec.NodeSelector); err != nil {
 		errs = append(errs, fmt.Errorf("nodeSelector: %w", err))
+	}
+	if err := gates.Validate(p.Spec.MaintenanceWindows); err != nil {
+		errs = append(errs, err)
+	}
+	if _, err := gates.BlockingPod(nil, p.Spec.BlockingPodSelectors); err != nil {
+		errs = append(errs, err)
 	}
 	if hasStrategy(p.Spec.Strategies, v1alpha1.StrategyPowerCycle) && p.Spec.PowerCycle == nil {
 		errs = append(errs, errors.New("strategy power-cycle needs spec.powerCycle"))

@@ -74,6 +74,9 @@ type NodeCycleSpec struct {
 	// +optional
 	PowerCycle *PowerCycleSpec `json:"powerCycle,omitempty"`
 
+	// Gates hold when the operation may start.
+	Gates `json:",inline"`
+
 	// Attempt counts the operations for the same boot of this node, from 1.
 	// +kubebuilder:validation:Minimum=1
 	Attempt int32 `json:"attempt"`

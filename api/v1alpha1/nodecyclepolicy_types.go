@@ -35,7 +35,45 @@ type NodeCyclePolicySpec struct {
 	// PowerCycle configures the provider of the power-cycle strategy.
 	// +optional
 	PowerCycle *PowerCycleSpec `json:"powerCycle,omitempty"`
+
+	// Gates hold when maintenance may start.
+	Gates `json:",inline"`
 }
+
+// Gates say when maintenance of a node may start. They are checked before
+// a NodeCycle takes its maintenance slot; an operation that has started
+// finishes even if a window closes meanwhile.
+type Gates struct {
+	// MaintenanceWindows, when set, allow starting only inside one of them.
+	// +optional
+	MaintenanceWindows []MaintenanceWindow `json:"maintenanceWindows,omitempty"`
+
+	// BlockingPodSelectors: while a pod on the node matches one of them,
+	// maintenance of the node does not start.
+	// +optional
+	BlockingPodSelectors []metav1.LabelSelector `json:"blockingPodSelectors,omitempty"`
+}
+
+// MaintenanceWindow is a daily time range on some days of the week. A range
+// whose end is before its start runs past midnight into the next day.
+type MaintenanceWindow struct {
+	// Days of the week the window opens; empty means every day.
+	// +optional
+	Days []Weekday `json:"days,omitempty"`
+	// Start is HH:MM, 24-hour clock.
+	// +kubebuilder:validation:Pattern=`^([01][0-9]|2[0-3]):[0-5][0-9]$`
+	Start string `json:"start"`
+	// End is HH:MM, 24-hour clock.
+	// +kubebuilder:validation:Pattern=`^([01][0-9]|2[0-3]):[0-5][0-9]$`
+	End string `json:"end"`
+	// TimeZone is an IANA time zone such as Europe/Berlin; default UTC.
+	// +optional
+	TimeZone string `json:"timeZone,omitempty"`
+}
+
+// Weekday is a day of the week.
+// +kubebuilder:validation:Enum=Mon;Tue;Wed;Thu;Fri;Sat;Sun
+type Weekday string
 
 // PowerCycleSpec says how to reach the machines' power control.
 type PowerCycleSpec struct {

@@ -1,0 +1,78 @@
+package integration
+
+import (
+	"fmt"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/nodecycle/nodecycle/api/v1alpha1"
+)
+
+var _ = Describe("Gates", func() {
+	It("does not start outside the maintenance window, and says when it opens", func() {
+		c := newCluster("gate-window", 1)
+		node := c.node(1)
+		// A window that opened two hours from now and closes an hour later.
+		from := time.Now().UTC().Add(2 * time.Hour)
+		to := from.Add(time.Hour)
+		Expect(env.Client.Create(c.ctx, &v1alpha1.NodeCyclePolicy{
+			ObjectMeta: metav1.ObjectMeta{Name: "nightly", Namespace: c.name},
+			Spec: v1alpha1.NodeCyclePolicySpec{Gates: v1alpha1.Gates{MaintenanceWindows: []v1alpha1.MaintenanceWindow{
+				{Start: from.Format("15:04"), End: to.Format("15:04")},
+			}}},
+		})).To(Succeed())
+		c.agents[node].requireReboot()
+		stop := startManager(c.managerFlags()...)
+		defer stop()
+
+		Eventually(func() string { return c.messageOf(node) }).Should(
+			ContainSubstring(fmt.Sprintf("Outside the maintenance windows; the next opens at %sT%s:00Z", from.Format("2006-01-02"), from.Format("15:04"))))
+		Consistently(func() v1alpha1.Phase { return c.cycleOf(node).Status.Phase }, 2*time.Second).Should(Equal(v1alpha1.PhasePending))
+		maxCordoned, _, _ := c.inv.snapshot()
+		Expect(maxCordoned).To(Equal(0))
+	})
+
+	It("waits while a blocking pod runs on the node, then goes ahead", func() {
+		c := newCluster("gate-pod", 1)
+		node := c.node(1)
+		Expect(env.Client.Create(c.ctx, &v1alpha1.NodeCyclePolicy{
+			ObjectMeta: metav1.ObjectMeta{Name: "backups", Namespace: c.name},
+			Spec: v1alpha1.NodeCyclePolicySpec{Gates: v1alpha1.Gates{BlockingPodSelectors: []metav1.LabelSelector{
+				{MatchLabels: map[string]string{"job": "backup"}},
+			}}},
+		})).To(Succeed())
+		backup := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: "backup", Namespace: c.name, Labels: map[string]string{"job": "backup"}},
+			Spec: corev1.PodSpec{NodeName: node, TerminationGracePeriodSeconds: ptr.To(int64(0)),
+				Containers: []corev1.Container{{Name: "backup", Image: "busybox"}}},
+		}
+		Expect(env.Client.Create(c.ctx, backup)).To(Succeed())
+		c.agents[node].requireReboot()
+		stop := startManager(c.managerFlags()...)
+		defer stop()
+
+		Eventually(func() string { return c.messageOf(node) }).Should(
+			Equal(fmt.Sprintf("Waiting: pod %s/backup matches the policy's blockingPodSelectors", c.name)))
+		Consistently(func() v1alpha1.Phase { return c.cycleOf(node).Status.Phase }, 2*time.Second).Should(Equal(v1alpha1.PhasePending))
+
+		By("the backup finishes")
+		Expect(env.Client.Delete(c.ctx, backup, client.GracePeriodSeconds(0))).To(Succeed())
+		Eventually(c.phases, 2*time.Minute).Should(Equal(map[string][]v1alpha1.Phase{node: {v1alpha1.PhaseSucceeded}}))
+	})
+})
+
+// messageOf is the message of the node's NodeCycle, "" while it has none.
+func (c *cluster) messageOf(node string) string {
+	for _, nc := range nodeCycles(c.name) {
+		if nc.Spec.NodeName == node {
+			return nc.Status.Message
+		}
+	}
+	return ""
+}
