@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"strings"
 	"sync"
 	"time"
@@ -30,9 +31,9 @@ import (
 const (
 	drainPollInterval = 2 * time.Second
 	slotPollInterval  = 30 * time.Second
-	// blockingPodPollInterval: pods are not watched (nor cached), so a
+	// gatePollInterval: blocking pods and alerts are not watched, so a
 	// blocked NodeCycle looks again this often.
-	blockingPodPollInterval = 10 * time.Second
+	gatePollInterval = 10 * time.Second
 )
 
 // NodeCycleReconciler drives NodeCycles: Pending -> Cordoning -> Draining ->
@@ -567,6 +568,18 @@ func (r *NodeCycleReconciler) gate(ctx context.Context, s *step) (time.Duration,
 		s.nc.Status.Message = fmt.Sprintf("Outside the maintenance windows; the next opens at %s", next.UTC().Format(time.RFC3339))
 		return next.Sub(s.now), nil
 	}
+	if g.BlockingAlerts != nil {
+		firing, err := gates.BlockingAlerts(ctx, http.DefaultClient, g.BlockingAlerts)
+		switch {
+		case err != nil:
+			// Fail closed: what cannot be checked is not known to be quiet.
+			s.nc.Status.Message = fmt.Sprintf("Waiting: %v", err)
+			return gatePollInterval, nil
+		case len(firing) > 0:
+			s.nc.Status.Message = fmt.Sprintf("Waiting: blocking alerts are firing: %s", strings.Join(firing, ", "))
+			return gatePollInterval, nil
+		}
+	}
 	if len(g.BlockingPodSelectors) == 0 {
 		return 0, nil
 	}
@@ -581,7 +594,7 @@ func (r *NodeCycleReconciler) gate(ctx context.Context, s *step) (time.Duration,
 	}
 	if blocker != "" {
 		s.nc.Status.Message = fmt.Sprintf("Waiting: pod %s matches the policy's blockingPodSelectors", blocker)
-		return blockingPodPollInterval, nil
+		return gatePollInterval, nil
 	}
 	return 0, nil
 }

@@ -52,6 +52,24 @@ type Gates struct {
 	// maintenance of the node does not start.
 	// +optional
 	BlockingPodSelectors []metav1.LabelSelector `json:"blockingPodSelectors,omitempty"`
+
+	// BlockingAlerts: while Alertmanager has an active, unsilenced alert
+	// that matches, maintenance does not start. When Alertmanager cannot be
+	// asked, maintenance does not start either.
+	// +optional
+	BlockingAlerts *AlertGate `json:"blockingAlerts,omitempty"`
+}
+
+// AlertGate names an Alertmanager and the alerts that block maintenance.
+type AlertGate struct {
+	// AlertmanagerURL is the base URL, e.g. http://alertmanager.monitoring:9093.
+	// +kubebuilder:validation:Pattern=`^https?://`
+	AlertmanagerURL string `json:"alertmanagerURL"`
+	// Matchers select the blocking alerts, in Alertmanager's filter syntax
+	// (severity="critical", alertname=~"Node.*"); all must match. Empty
+	// means every active alert blocks.
+	// +optional
+	Matchers []string `json:"matchers,omitempty"`
 }
 
 // MaintenanceWindow is a daily time range on some days of the week. A range

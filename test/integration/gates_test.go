@@ -12,6 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
+	"github.com/nodecycle/nodecycle/test/peers"
 )
 
 var _ = Describe("Gates", func() {
@@ -76,3 +77,30 @@ func (c *cluster) messageOf(node string) string {
 	}
 	return ""
 }
+
+var _ = Describe("Alert gate", func() {
+	It("waits while a matching alert fires in Alertmanager, then goes ahead", func() {
+		am, err := peers.StartAlertmanager()
+		Expect(err).NotTo(HaveOccurred())
+		defer am.Stop()
+		c := newCluster("gate-alert", 1)
+		node := c.node(1)
+		Expect(env.Client.Create(c.ctx, &v1alpha1.NodeCyclePolicy{
+			ObjectMeta: metav1.ObjectMeta{Name: "quiet", Namespace: c.name},
+			Spec: v1alpha1.NodeCyclePolicySpec{Gates: v1alpha1.Gates{BlockingAlerts: &v1alpha1.AlertGate{
+				AlertmanagerURL: am.URL, Matchers: []string{`severity="critical"`},
+			}}},
+		})).To(Succeed())
+		Expect(am.Fire(map[string]string{"alertname": "EtcdNoLeader", "severity": "critical"}, time.Time{})).To(Succeed())
+		c.agents[node].requireReboot()
+		stop := startManager(c.managerFlags()...)
+		defer stop()
+
+		Eventually(func() string { return c.messageOf(node) }).Should(Equal("Waiting: blocking alerts are firing: EtcdNoLeader"))
+		Consistently(func() v1alpha1.Phase { return c.cycleOf(node).Status.Phase }, 2*time.Second).Should(Equal(v1alpha1.PhasePending))
+
+		By("the alert resolves")
+		Expect(am.Fire(map[string]string{"alertname": "EtcdNoLeader", "severity": "critical"}, time.Now())).To(Succeed())
+		Eventually(c.phases, 2*time.Minute).Should(Equal(map[string][]v1alpha1.Phase{node: {v1alpha1.PhaseSucceeded}}))
+	})
+})

@@ -1,11 +1,14 @@
-// Package peers starts the real systems the power providers talk to in tests: ipmi_sim and govmomi's vCenter simulator.
+// Package peers starts the real systems nodecycle talks to in tests: ipmi_sim, govmomi's vCenter simulator and Alertmanager.
 package peers
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"fmt"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
@@ -187,4 +190,79 @@ func (v *VCenter) Observe(ctx context.Context, uuid string) (on bool, boot strin
 func (v *VCenter) Stop() {
 	v.server.Close()
 	v.model.Remove()
+}
+
+// Alertmanager is Debian's prometheus-alertmanager on a loopback port.
+type Alertmanager struct {
+	URL string
+	cmd *exec.Cmd
+	dir string
+}
+
+// StartAlertmanager starts Alertmanager with an empty routing tree.
+func StartAlertmanager() (*Alertmanager, error) {
+	bin, err := exec.LookPath("prometheus-alertmanager")
+	if err != nil {
+		return nil, fmt.Errorf("prometheus-alertmanager not found: install Debian's prometheus-alertmanager (.ci/run does): %w", err)
+	}
+	dir, err := os.MkdirTemp("", "nodecycle-alertmanager-")
+	if err != nil {
+		return nil, err
+	}
+	cfg := filepath.Join(dir, "alertmanager.yml")
+	if err := os.WriteFile(cfg, []byte("route:\n  receiver: none\nreceivers:\n- name: none\n"), 0o600); err != nil {
+		return nil, err
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	addr := l.Addr().String()
+	_ = l.Close()
+	cmd := exec.Command(bin, "--config.file="+cfg, "--storage.path="+filepath.Join(dir, "data"),
+		"--web.listen-address="+addr, "--cluster.listen-address=")
+	logf, _ := os.Create(filepath.Join(dir, "alertmanager.log"))
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	a := &Alertmanager{URL: "http://" + addr, cmd: cmd, dir: dir}
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		resp, err := http.Get(a.URL + "/-/ready")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return a, nil
+			}
+		}
+		if time.Now().After(deadline) {
+			a.Stop()
+			return nil, fmt.Errorf("alertmanager did not become ready on %s", addr)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Fire posts an alert that is active until endsAt (zero: for an hour).
+func (a *Alertmanager) Fire(labels map[string]string, endsAt time.Time) error {
+	if endsAt.IsZero() {
+		endsAt = time.Now().Add(time.Hour)
+	}
+	body, _ := json.Marshal([]map[string]any{{"labels": labels, "startsAt": time.Now().Add(-time.Minute).Format(time.RFC3339), "endsAt": endsAt.Format(time.RFC3339)}})
+	resp, err := http.Post(a.URL+"/api/v2/alerts", "application/json", bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("posting alert: %s", resp.Status)
+	}
+	return nil
+}
+
+// Stop ends Alertmanager and removes its files.
+func (a *Alertmanager) Stop() {
+	_ = a.cmd.Process.Kill()
+	_ = a.cmd.Wait()
+	_ = os.RemoveAll(a.dir)
 }
