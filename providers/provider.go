@@ -56,6 +56,15 @@ type Provider interface {
 	PowerOff(ctx context.Context, m Machine, mode OffMode) error
 }
 
+// Cycler is implemented by providers whose platform has a one-call reset
+// or power cycle (IPMI chassis power cycle, vSphere reset, Redfish
+// PowerCycle/ForceRestart, libvirt reset, VirtualBox reset). The
+// power-cycle strategy does not use it: it powers off and on separately, so
+// that "off" is seen, and bounded, on its own.
+type Cycler interface {
+	PowerCycle(ctx context.Context, m Machine) error
+}
+
 // Settings configure a provider: where its endpoint is and how to log in.
 // Credentials come from a Secret; they never appear in errors or logs.
 type Settings struct {

@@ -132,3 +132,25 @@ func (p *Provider) PowerOff(ctx context.Context, m providers.Machine, mode provi
 	}
 	return p.control(ctx, m, providers.PowerOff, chassis.ChassisControlPowerDown, "power off")
 }
+
+// PowerCycle implements providers.Cycler (chassis power cycle; the BMC
+// turns the power off, then on about a second later). A machine that is off
+// is powered on.
+func (p *Provider) PowerCycle(ctx context.Context, m providers.Machine) error {
+	return p.with(ctx, m, func(c *client.Client, addr string) error {
+		s, err := state(ctx, c, addr)
+		if err != nil {
+			return err
+		}
+		ctl, what := chassis.ChassisControlPowerCycle, "power cycle"
+		if s == providers.PowerOff {
+			ctl, what = chassis.ChassisControlPowerUp, "power on"
+		}
+		if _, err := c.ChassisControl(ctx, ctl); err != nil {
+			return fmt.Errorf("IPMI BMC %s: chassis %s: %w", addr, what, err)
+		}
+		return nil
+	})
+}
+
+var _ providers.Cycler = (*Provider)(nil)

@@ -74,3 +74,26 @@ func BenchmarkPowerCycle(b *testing.B) {
 	p, _ := New(providers.Settings{Username: bmc.Username, Password: bmc.Password})
 	providertest.BenchmarkCycle(b, p, providers.Machine{Candidates: []string{bmc.Addr}})
 }
+
+func TestChassisPowerCycle(t *testing.T) {
+	bmc, err := peers.StartBMC()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bmc.Stop()
+	p, _ := New(providers.Settings{Username: bmc.Username, Password: bmc.Password})
+	m := providers.Machine{Candidates: []string{bmc.Addr}}
+	providertest.Cycle(t, p, m)
+	// The BMC saw the power go off and on for the cycle, and on for the power-on.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, boots, _ := bmc.Observe(context.Background())
+		if boots == "2" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("BMC counted %s power-ons, want 2", boots)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

@@ -198,3 +198,22 @@ func (p *Provider) Close() error {
 	p.conn = nil
 	return err
 }
+
+// PowerCycle implements providers.Cycler (virsh reset). A domain that is off
+// is started.
+func (p *Provider) PowerCycle(ctx context.Context, m providers.Machine) error {
+	return p.with(ctx, m, func(l *golibvirt.Libvirt, d golibvirt.Domain) error {
+		if s, err := state(l, d); err == nil && s == providers.PowerOff {
+			if err := l.DomainCreate(d); err != nil {
+				return fmt.Errorf("%s: starting domain %s: %w", p, d.Name, err)
+			}
+			return nil
+		}
+		if err := l.DomainReset(d, 0); err != nil {
+			return fmt.Errorf("%s: resetting domain %s: %w", p, d.Name, err)
+		}
+		return nil
+	})
+}
+
+var _ providers.Cycler = (*Provider)(nil)

@@ -134,3 +134,8 @@ func TestCloseEndsTheConnection(t *testing.T) {
 	// A later call opens a new one.
 	providertest.Expect(t, p, providers.Machine{Candidates: []string{testDomain}}, providers.PowerOn)
 }
+
+func TestPowerCycleByReset(t *testing.T) {
+	p := newProvider(t, startLibvirtd(t))
+	providertest.Cycle(t, p, providers.Machine{Candidates: []string{testDomain}})
+}

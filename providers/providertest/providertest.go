@@ -109,3 +109,20 @@ func BenchmarkCycle(b *testing.B, p providers.Provider, m providers.Machine) {
 		}
 	}
 }
+
+// Cycle checks providers.Cycler: a running machine is reset and runs again,
+// a machine that is off is powered on.
+func Cycle(t *testing.T, p providers.Provider, m providers.Machine) {
+	t.Helper()
+	c, ok := p.(providers.Cycler)
+	if !ok {
+		t.Fatalf("%T does not implement providers.Cycler", p)
+	}
+	Expect(t, p, m, providers.PowerOn)
+	call(t, "power cycle when on", func(ctx context.Context) error { return c.PowerCycle(ctx, m) })
+	Wait(t, p, m, providers.PowerOn)
+	call(t, "hard off", func(ctx context.Context) error { return p.PowerOff(ctx, m, providers.OffHard) })
+	Wait(t, p, m, providers.PowerOff)
+	call(t, "power cycle when off", func(ctx context.Context) error { return c.PowerCycle(ctx, m) })
+	Wait(t, p, m, providers.PowerOn)
+}

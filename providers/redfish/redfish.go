@@ -139,3 +139,16 @@ func (p *Provider) PowerOff(ctx context.Context, m providers.Machine, mode provi
 		return reset(sys, ep, schemas.ForceOffResetType)
 	})
 }
+
+// PowerCycle implements providers.Cycler with the first of PowerCycle and
+// ForceRestart the system advertises. A system that is off is powered on.
+func (p *Provider) PowerCycle(ctx context.Context, m providers.Machine) error {
+	return p.with(ctx, m, func(sys *schemas.ComputerSystem, ep string) error {
+		if convert(sys.PowerState) == providers.PowerOff {
+			return reset(sys, ep, schemas.OnResetType, schemas.ForceOnResetType, schemas.PushPowerButtonResetType)
+		}
+		return reset(sys, ep, schemas.PowerCycleResetType, schemas.ForceRestartResetType)
+	})
+}
+
+var _ providers.Cycler = (*Provider)(nil)

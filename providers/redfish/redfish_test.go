@@ -24,6 +24,7 @@ type bmc struct {
 	power    string
 	allowed  []string
 	user, pw string
+	cycles   int
 }
 
 func (b *bmc) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -70,6 +71,8 @@ func (b *bmc) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			b.power = "On"
 		case "ForceOff":
 			b.power = "Off"
+		case "PowerCycle", "ForceRestart":
+			b.cycles++
 		case "GracefulShutdown", "PushPowerButton":
 			// The operating system takes a moment to shut down.
 			b.power = "PoweringOff"
@@ -166,4 +169,18 @@ func BenchmarkPowerCycle(b *testing.B) {
 	defer srv.Close()
 	p, _ := New(providers.Settings{Username: "root", Password: "calvin", InsecureSkipVerify: true})
 	providertest.BenchmarkCycle(b, p, providers.Machine{Candidates: []string{srv.URL}})
+}
+
+func TestPowerCycleByReset(t *testing.T) {
+	addr, b := startBMC(t)
+	b.mu.Lock()
+	b.allowed = append(b.allowed, "PowerCycle")
+	b.mu.Unlock()
+	p, _ := New(providers.Settings{Username: "root", Password: "calvin", InsecureSkipVerify: true})
+	providertest.Cycle(t, p, providers.Machine{Candidates: []string{addr}})
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.cycles != 1 {
+		t.Fatalf("%d PowerCycle resets, want 1", b.cycles)
+	}
 }

@@ -142,3 +142,20 @@ func (p *Provider) PowerOff(ctx context.Context, m providers.Machine, mode provi
 	_, err = p.run(ctx, "controlvm", id, action)
 	return err
 }
+
+// PowerCycle implements providers.Cycler (controlvm reset). A VM that is off
+// is started.
+func (p *Provider) PowerCycle(ctx context.Context, m providers.Machine) error {
+	id, s, err := p.find(ctx, m)
+	if err != nil {
+		return err
+	}
+	if convert(s) == providers.PowerOff {
+		_, err = p.run(ctx, "startvm", id, "--type", "headless")
+		return err
+	}
+	_, err = p.run(ctx, "controlvm", id, "reset")
+	return err
+}
+
+var _ providers.Cycler = (*Provider)(nil)

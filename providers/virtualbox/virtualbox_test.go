@@ -69,3 +69,12 @@ func TestErrors(t *testing.T) {
 func BenchmarkPowerCycle(b *testing.B) {
 	providertest.BenchmarkCycle(b, standIn(b), providers.Machine{Candidates: []string{vmUUID}})
 }
+
+func TestPowerCycleByReset(t *testing.T) {
+	p := standIn(t)
+	providertest.Cycle(t, p, providers.Machine{Candidates: []string{vmUUID}})
+	resets, err := os.ReadFile(filepath.Join(os.Getenv("VBOX_STANDIN_DIR"), vmUUID+".resets"))
+	if err != nil || strings.TrimSpace(string(resets)) != "1" {
+		t.Fatalf("controlvm reset ran %q times (%v), want 1", resets, err)
+	}
+}

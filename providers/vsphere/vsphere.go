@@ -149,3 +149,28 @@ func redact(err error, u *url.URL) error {
 	}
 	return err
 }
+
+// PowerCycle implements providers.Cycler (a VM reset). A VM that is off is
+// powered on.
+func (p *Provider) PowerCycle(ctx context.Context, m providers.Machine) error {
+	return p.session(ctx, m, func(vm *object.VirtualMachine) error {
+		s, err := vm.PowerState(ctx)
+		if err != nil {
+			return fmt.Errorf("%s: reading power state: %w", p, err)
+		}
+		op, what := vm.Reset, "reset"
+		if s != types.VirtualMachinePowerStatePoweredOn {
+			op, what = vm.PowerOn, "power on"
+		}
+		task, err := op(ctx)
+		if err == nil {
+			err = task.Wait(ctx)
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %s: %w", p, what, err)
+		}
+		return nil
+	})
+}
+
+var _ providers.Cycler = (*Provider)(nil)

@@ -99,3 +99,9 @@ func BenchmarkPowerCycle(b *testing.B) {
 	p, _ := New(providers.Settings{Endpoint: v.Endpoint, Username: v.Username, Password: v.Password, InsecureSkipVerify: true})
 	providertest.BenchmarkCycle(b, p, providers.Machine{Candidates: []string{v.PoweredOnVMUUIDs()[0]}})
 }
+
+func TestPowerCycleByReset(t *testing.T) {
+	ep, user, pass, uuid := startVCenter(t)
+	p, _ := New(providers.Settings{Endpoint: ep, Username: user, Password: pass, InsecureSkipVerify: true})
+	providertest.Cycle(t, p, providers.Machine{Candidates: []string{uuid}})
+}
