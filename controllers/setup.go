@@ -3,10 +3,13 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -115,6 +118,9 @@ func (r *NodeCycleReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&corev1.Node{}, handler.EnqueueRequestsFromMapFunc(r.cyclesOfNode), builder.WithPredicates(nodeChangeMatters)).
 		// A NodeCycle that leaves its slot lets the waiting ones of its cluster go.
 		Watches(&v1alpha1.NodeCycle{}, handler.EnqueueRequestsFromMapFunc(r.waitingInCluster), builder.WithPredicates(slotFreed)).
+		// So does a cordon of nodecycle's that is lifted: the NodeCycle that
+		// ended may have been seen before the Node's uncordon reached the cache.
+		Watches(&corev1.Node{}, handler.Funcs{UpdateFunc: r.onCordonLifted}).
 		WithOptions(controller.Options{MaxConcurrentReconciles: 4}).
 		Complete(r)
 }
@@ -171,4 +177,17 @@ func (r *NodeReconciler) nodesNeedingReboot(ctx context.Context, _ client.Object
 		}
 	}
 	return reqs
+}
+
+// onCordonLifted enqueues the waiting NodeCycles of the namespace whose
+// cordon was just lifted from a node.
+func (r *NodeCycleReconciler) onCordonLifted(ctx context.Context, e event.UpdateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+	owner, had := e.ObjectOld.GetAnnotations()[v1alpha1.AnnotationCordonedBy]
+	if _, still := e.ObjectNew.GetAnnotations()[v1alpha1.AnnotationCordonedBy]; !had || still {
+		return
+	}
+	ns, name, _ := strings.Cut(owner, "/")
+	for _, req := range r.waitingInCluster(ctx, &v1alpha1.NodeCycle{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}) {
+		q.Add(req)
+	}
 }
