@@ -30,6 +30,11 @@ type Config struct {
 	MaxRetryBackoff time.Duration
 	// HistoryLimit is how many finished NodeCycles are kept per node.
 	HistoryLimit int
+	// AgentSelector picks the agent's pods. Before an in-place reboot is
+	// requested, a Ready agent pod must run on the node: a dead agent is
+	// told from its pod's readiness. Empty: no check (agents not run as
+	// pods).
+	AgentSelector labels.Selector
 }
 
 // DefaultConfig is the configuration the manager runs with when no flag
@@ -49,6 +54,7 @@ func DefaultConfig() Config {
 		RetryBackoff:    5 * time.Minute,
 		MaxRetryBackoff: time.Hour,
 		HistoryLimit:    5,
+		AgentSelector:   labels.SelectorFromSet(labels.Set{"app.kubernetes.io/name": "nodecycle", "app.kubernetes.io/component": "agent"}),
 	}
 }
 

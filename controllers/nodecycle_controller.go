@@ -405,6 +405,19 @@ func (r *NodeCycleReconciler) drain(ctx context.Context, s *step) (reconcile.Res
 func (r *NodeCycleReconciler) requestReboot(ctx context.Context, s *step) (reconcile.Result, error) {
 	st := &s.nc.Status
 	if st.RebootRequestID == "" {
+		if ready, err := r.agentReady(ctx, s.node.Name); err != nil {
+			return reconcile.Result{}, err
+		} else if !ready {
+			why := fmt.Sprintf("No Ready nodecycle agent pod (%s) runs on the node; an in-place reboot cannot be requested", r.Config.AgentSelector)
+			if next, ok := nextStrategy(s.nc); ok {
+				s.event(corev1.EventTypeWarning, "Escalating", "%s; escalating to %s", why, next)
+				st.Strategy = next
+				r.startStrategy(s)
+				return reconcile.Result{Requeue: true}, nil
+			}
+			r.fail(s, "AgentNotReady", why)
+			return reconcile.Result{Requeue: true}, nil
+		}
 		st.BootIDBefore = bootID(s.node)
 		st.RebootRequestID = string(s.nc.UID)
 		return reconcile.Result{Requeue: true}, nil
@@ -597,4 +610,28 @@ func (r *NodeCycleReconciler) gate(ctx context.Context, s *step) (time.Duration,
 		return gatePollInterval, nil
 	}
 	return 0, nil
+}
+
+// agentReady reports whether a Ready agent pod runs on the node (always,
+// when no agent selector is configured).
+func (r *NodeCycleReconciler) agentReady(ctx context.Context, node string) (bool, error) {
+	if r.Config.AgentSelector == nil || r.Config.AgentSelector.Empty() {
+		return true, nil
+	}
+	var pods corev1.PodList
+	if err := r.APIReader.List(ctx, &pods, ctrl.MatchingFields{"spec.nodeName": node}, ctrl.MatchingLabelsSelector{Selector: r.Config.AgentSelector}); err != nil {
+		return false, fmt.Errorf("listing agent pods on node %s: %w", node, err)
+	}
+	for i := range pods.Items {
+		p := &pods.Items[i]
+		if p.DeletionTimestamp != nil {
+			continue
+		}
+		for _, c := range p.Status.Conditions {
+			if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
+				return true, nil
+			}
+		}
+	}
+	return false, nil
 }

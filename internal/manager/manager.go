@@ -79,6 +79,7 @@ func ParseOptions(args []string, lookupEnv func(string) (string, bool), usage io
 	fs.DurationVar(&o.retryBackoff, "retry-backoff", def.RetryBackoff, "Wait after a failed operation before the node is tried again; doubles with each failure.")
 	fs.DurationVar(&o.maxRetryBackof, "max-retry-backoff", def.MaxRetryBackoff, "Longest wait between retries.")
 	fs.IntVar(&c.HistoryLimit, "history-limit", def.HistoryLimit, "Finished NodeCycles kept per node.")
+	agentSelector := fs.String("agent-pod-selector", def.AgentSelector.String(), "Label selector of the agent's pods; an in-place reboot is requested only while a Ready agent pod runs on the node. Empty disables the check.")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -93,6 +94,9 @@ func ParseOptions(args []string, lookupEnv func(string) (string, bool), usage io
 		return nil, fmt.Errorf("invalid --node-selector %q: %w", o.nodeSelector, err)
 	}
 	c.NodeSelector = sel
+	if c.AgentSelector, err = labels.Parse(*agentSelector); err != nil {
+		return nil, fmt.Errorf("invalid --agent-pod-selector %q: %w", *agentSelector, err)
+	}
 	c.Drain.Timeout.Duration = o.drainTimeout
 	c.RebootTimeout = o.rebootTimeout
 	c.RetryBackoff = o.retryBackoff

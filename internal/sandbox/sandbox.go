@@ -148,7 +148,8 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		return rep, err
 	}
 	opts, err := manager.ParseOptions([]string{"--metrics-bind-address=0", "--health-probe-bind-address=0", "--leader-elect=false",
-		"--namespace=" + Namespace, "--drain-timeout=2m", "--reboot-timeout=2m"}, func(string) (string, bool) { return "", false }, io.Discard)
+		"--namespace=" + Namespace, "--drain-timeout=2m", "--reboot-timeout=2m",
+		"--agent-pod-selector="}, func(string) (string, bool) { return "", false }, io.Discard)
 	if err != nil {
 		return rep, err
 	}

@@ -166,7 +166,7 @@ func roll(b *testing.B, run string, count int) ([]time.Duration, time.Duration) 
 		}
 	}
 	opts, err := manager.ParseOptions([]string{"--metrics-bind-address=0", "--health-probe-bind-address=0", "--leader-elect=false",
-		"--namespace=" + run, "--node-selector=bench=" + run}, func(string) (string, bool) { return "", false }, os.Stderr)
+		"--namespace=" + run, "--node-selector=bench=" + run, "--agent-pod-selector="}, func(string) (string, bool) { return "", false }, os.Stderr)
 	if err != nil {
 		b.Fatal(err)
 	}

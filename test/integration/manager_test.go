@@ -67,7 +67,8 @@ func newCluster(name string, nodeCount int, broken ...string) *cluster {
 func (c *cluster) node(i int) string { return fmt.Sprintf("%s-%d", c.name, i) }
 
 func (c *cluster) managerFlags(extra ...string) []string {
-	return append([]string{"--namespace=" + c.name, "--node-selector=" + runLabel + "=" + c.name}, extra...)
+	// The test agents run in the test process, not as pods.
+	return append([]string{"--namespace=" + c.name, "--node-selector=" + runLabel + "=" + c.name, "--agent-pod-selector="}, extra...)
 }
 
 // deploy runs a Deployment spread over the nodes with a PDB allowing
@@ -276,6 +277,35 @@ var _ = Describe("Manager", func() {
 		Expect(nc.Status.Message).To(ContainSubstring("did not come back within 3s"))
 		Expect(nc.Status.Message).To(ContainSubstring(fmt.Sprintf("boot ID still %q", nc.Status.BootIDBefore)))
 		c.expectOneAtATime()
+		c.expectNothingCordoned()
+	})
+
+	It("requests an in-place reboot only while a Ready agent pod runs on the node", func() {
+		c := newCluster("agentpod", 2)
+		for _, a := range c.agents {
+			a.requireReboot()
+		}
+		// Node 1 has a Ready agent pod (the simulated kubelet runs it); node 2
+		// has none. Like the real one it belongs to a DaemonSet, so the drain
+		// leaves it running.
+		Expect(env.Client.Create(c.ctx, &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: "agent-1", Namespace: c.name, Labels: map[string]string{"app": "nodecycle-agent"},
+				OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "DaemonSet", Name: "nodecycle-agent", UID: "0d7f3a8e-1111-4222-8333-944455556666", Controller: ptr.To(true)}}},
+			Spec: corev1.PodSpec{NodeName: c.node(1), TerminationGracePeriodSeconds: ptr.To(int64(0)),
+				Containers: []corev1.Container{{Name: "agent", Image: "nodecycle"}}},
+		})).To(Succeed())
+		stop := startManager(c.managerFlags("--agent-pod-selector=app=nodecycle-agent", "--retry-backoff=1h")...)
+		defer stop()
+
+		Eventually(c.phases).Should(Equal(map[string][]v1alpha1.Phase{
+			c.node(1): {v1alpha1.PhaseSucceeded}, c.node(2): {v1alpha1.PhaseFailed},
+		}))
+		nc := c.cycleOf(c.node(2))
+		Expect(nc.Status.Reason).To(Equal("AgentNotReady"))
+		Expect(nc.Status.Message).To(ContainSubstring("No Ready nodecycle agent pod (app=nodecycle-agent) runs on the node"))
+		_, _, requested := c.inv.snapshot()
+		Expect(requested).NotTo(HaveKey(c.node(2)), "no reboot was requested from a node without an agent")
+		Expect(c.agents[c.node(2)].reboots()).To(Equal(0))
 		c.expectNothingCordoned()
 	})
 
