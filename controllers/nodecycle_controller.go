@@ -408,14 +408,7 @@ func (r *NodeCycleReconciler) requestReboot(ctx context.Context, s *step) (recon
 		if ready, err := r.agentReady(ctx, s.node.Name); err != nil {
 			return reconcile.Result{}, err
 		} else if !ready {
-			why := fmt.Sprintf("No Ready nodecycle agent pod (%s) runs on the node; an in-place reboot cannot be requested", r.Config.AgentSelector)
-			if next, ok := nextStrategy(s.nc); ok {
-				s.event(corev1.EventTypeWarning, "Escalating", "%s; escalating to %s", why, next)
-				st.Strategy = next
-				r.startStrategy(s)
-				return reconcile.Result{Requeue: true}, nil
-			}
-			r.fail(s, "AgentNotReady", why)
+			r.escalateOrFail(s, "AgentNotReady", fmt.Sprintf("No Ready nodecycle agent pod (%s) runs on the node; an in-place reboot cannot be requested", r.Config.AgentSelector))
 			return reconcile.Result{Requeue: true}, nil
 		}
 		st.BootIDBefore = bootID(s.node)
@@ -460,13 +453,7 @@ func (r *NodeCycleReconciler) waitForReboot(ctx context.Context, s *step) (recon
 		if currentStrategy(s.nc) == v1alpha1.StrategyReboot {
 			why += fmt.Sprintf(", agent acknowledged the request: %t", acked)
 		}
-		if next, ok := nextStrategy(s.nc); ok {
-			s.event(corev1.EventTypeWarning, "Escalating", "%s; escalating to %s", why, next)
-			st.Strategy = next
-			r.startStrategy(s)
-			return reconcile.Result{Requeue: true}, nil
-		}
-		r.fail(s, "RebootTimeout", why)
+		r.escalateOrFail(s, "RebootTimeout", why)
 		return reconcile.Result{Requeue: true}, nil
 	}
 	st.Message = fmt.Sprintf("Waiting for the reboot: boot ID %s, Ready=%t, agent acknowledged: %t", describeBoot(st.BootIDBefore, current), ready, acked)
@@ -519,6 +506,18 @@ func (r *NodeCycleReconciler) uncordon(ctx context.Context, s *step) (reconcile.
 	}
 	r.finish(s, outcome, "", message)
 	return reconcile.Result{}, nil
+}
+
+// escalateOrFail runs the ladder's next strategy on the drained node, or
+// fails the NodeCycle when there is none.
+func (r *NodeCycleReconciler) escalateOrFail(s *step, reason, why string) {
+	if next, ok := nextStrategy(s.nc); ok {
+		s.event(corev1.EventTypeWarning, "Escalating", "%s; escalating to %s", why, next)
+		s.nc.Status.Strategy = next
+		r.startStrategy(s)
+		return
+	}
+	r.fail(s, reason, why)
 }
 
 // startStrategy enters the first phase of the current strategy on a
