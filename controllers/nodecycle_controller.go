@@ -248,14 +248,14 @@ func (r *NodeCycleReconciler) admit(ctx context.Context, s *step) (reconcile.Res
 		s.nc.Status.Message = "Waiting for the node to be Ready before starting"
 		return reconcile.Result{RequeueAfter: slotPollInterval}, nil
 	}
-	if wait, err := r.gate(ctx, s); err != nil || wait > 0 {
+	if hold, wait, err := r.gate(ctx, s); err != nil || hold {
 		return reconcile.Result{RequeueAfter: wait}, err
 	}
 
 	// The cache answers "no slot" cheaply for the many waiting NodeCycles;
 	// only a free slot is confirmed against the API server.
-	if busy, err := r.nodesInMaintenance(ctx, r.Client, s.nc); err != nil || len(busy) >= r.Config.MaxConcurrent {
-		r.waitForSlot(s, busy)
+	if taken, err := r.slotsTaken(ctx, r.Client, s.nc); err != nil || taken >= r.Config.MaxConcurrent {
+		r.waitForSlot(s, taken)
 		return reconcile.Result{RequeueAfter: slotPollInterval}, err
 	}
 	// Provider calls are made before the admission lock is taken: a slow BMC
@@ -267,12 +267,12 @@ func (r *NodeCycleReconciler) admit(ctx context.Context, s *step) (reconcile.Res
 	}
 	r.admission.Lock()
 	defer r.admission.Unlock()
-	busy, err := r.nodesInMaintenance(ctx, r.APIReader, s.nc)
+	taken, err := r.slotsTaken(ctx, r.APIReader, s.nc)
 	if err != nil {
 		return reconcile.Result{}, err
 	}
-	if len(busy) >= r.Config.MaxConcurrent {
-		r.waitForSlot(s, busy)
+	if taken >= r.Config.MaxConcurrent {
+		r.waitForSlot(s, taken)
 		return reconcile.Result{RequeueAfter: slotPollInterval}, nil
 	}
 	now := metav1.NewMicroTime(s.now)
@@ -305,40 +305,34 @@ func (r *NodeCycleReconciler) saveNow(ctx context.Context, s *step) error {
 // waitForSlot says, without naming the nodes that hold the slots: a message
 // naming them would change, and be written for every waiting node, with
 // every node that goes through maintenance.
-func (r *NodeCycleReconciler) waitForSlot(s *step, busy []string) {
-	s.nc.Status.Message = fmt.Sprintf("Waiting for a maintenance slot (%d of %d taken; kubectl get nodecycles shows which)", len(busy), r.Config.MaxConcurrent)
+func (r *NodeCycleReconciler) waitForSlot(s *step, taken int) {
+	s.nc.Status.Message = fmt.Sprintf("Waiting for a maintenance slot (%d of %d taken; kubectl get nodecycles shows which)", taken, r.Config.MaxConcurrent)
 }
 
-// nodesInMaintenance names the nodes of the NodeCycle's cluster that hold a
+// slotsTaken counts the nodes of the NodeCycle's cluster that hold a
 // maintenance slot: those of active NodeCycles (read through reader) and
 // those still cordoned by nodecycle after a failure.
-func (r *NodeCycleReconciler) nodesInMaintenance(ctx context.Context, reader ctrl.Reader, nc *v1alpha1.NodeCycle) ([]string, error) {
+func (r *NodeCycleReconciler) slotsTaken(ctx context.Context, reader ctrl.Reader, nc *v1alpha1.NodeCycle) (int, error) {
 	var list v1alpha1.NodeCycleList
 	if err := reader.List(ctx, &list, ctrl.InNamespace(nc.Namespace)); err != nil {
-		return nil, fmt.Errorf("listing NodeCycles: %w", err)
+		return 0, fmt.Errorf("listing NodeCycles: %w", err)
 	}
-	seen := map[string]bool{}
-	var busy []string
+	busy := map[string]bool{}
 	for _, other := range list.Items {
-		if other.Spec.ClusterName != nc.Spec.ClusterName || !other.Status.Phase.Active() || seen[other.Spec.NodeName] {
-			continue
+		if other.Spec.ClusterName == nc.Spec.ClusterName && other.Status.Phase.Active() {
+			busy[other.Spec.NodeName] = true
 		}
-		seen[other.Spec.NodeName] = true
-		busy = append(busy, other.Spec.NodeName)
 	}
 	var cordoned corev1.NodeList
 	if err := r.Client.List(ctx, &cordoned, ctrl.MatchingFields{indexCordonedBy: indexYes}); err != nil {
-		return nil, fmt.Errorf("listing nodes cordoned by nodecycle: %w", err)
+		return 0, fmt.Errorf("listing nodes cordoned by nodecycle: %w", err)
 	}
 	for _, n := range cordoned.Items {
-		owner := n.Annotations[v1alpha1.AnnotationCordonedBy]
-		if seen[n.Name] || n.Name == nc.Spec.NodeName || !strings.HasPrefix(owner, nc.Namespace+"/") {
-			continue
+		if n.Name != nc.Spec.NodeName && strings.HasPrefix(n.Annotations[v1alpha1.AnnotationCordonedBy], nc.Namespace+"/") {
+			busy[n.Name] = true
 		}
-		seen[n.Name] = true
-		busy = append(busy, fmt.Sprintf("%s (left cordoned by a failed operation until it is Ready)", n.Name))
 	}
-	return busy, nil
+	return len(busy), nil
 }
 
 // cordon marks the node unschedulable, and marks the cordon as nodecycle's
@@ -569,16 +563,17 @@ func microTime(t time.Time) *metav1.MicroTime {
 // gate holds the NodeCycle in Pending outside its maintenance windows and
 // while a blocking pod runs on the node; it says why in the message. A gate
 // that cannot be evaluated fails the NodeCycle: nothing was done to the node.
-func (r *NodeCycleReconciler) gate(ctx context.Context, s *step) (time.Duration, error) {
+// hold says the NodeCycle must not go on now; wait, when to look again.
+func (r *NodeCycleReconciler) gate(ctx context.Context, s *step) (hold bool, wait time.Duration, err error) {
 	g := s.nc.Spec.Gates
 	open, next, err := gates.InWindow(g.MaintenanceWindows, s.now)
 	if err != nil {
 		r.finish(s, v1alpha1.PhaseFailed, "InvalidMaintenanceWindow", fmt.Sprintf("Policy %s: %v", s.nc.Spec.Policy, err))
-		return 0, nil
+		return true, 0, nil
 	}
 	if !open {
 		s.nc.Status.Message = fmt.Sprintf("Outside the maintenance windows; the next opens at %s", next.UTC().Format(time.RFC3339))
-		return next.Sub(s.now), nil
+		return true, next.Sub(s.now), nil
 	}
 	if g.BlockingAlerts != nil {
 		firing, err := gates.BlockingAlerts(ctx, http.DefaultClient, g.BlockingAlerts)
@@ -586,29 +581,29 @@ func (r *NodeCycleReconciler) gate(ctx context.Context, s *step) (time.Duration,
 		case err != nil:
 			// Fail closed: what cannot be checked is not known to be quiet.
 			s.nc.Status.Message = fmt.Sprintf("Waiting: %v", err)
-			return gatePollInterval, nil
+			return true, gatePollInterval, nil
 		case len(firing) > 0:
 			s.nc.Status.Message = fmt.Sprintf("Waiting: blocking alerts are firing: %s", strings.Join(firing, ", "))
-			return gatePollInterval, nil
+			return true, gatePollInterval, nil
 		}
 	}
 	if len(g.BlockingPodSelectors) == 0 {
-		return 0, nil
+		return false, 0, nil
 	}
 	var pods corev1.PodList
 	if err := r.APIReader.List(ctx, &pods, ctrl.MatchingFields{"spec.nodeName": s.node.Name}); err != nil {
-		return 0, fmt.Errorf("listing pods on node %s: %w", s.node.Name, err)
+		return true, 0, fmt.Errorf("listing pods on node %s: %w", s.node.Name, err)
 	}
 	blocker, err := gates.BlockingPod(pods.Items, g.BlockingPodSelectors)
 	if err != nil {
 		r.finish(s, v1alpha1.PhaseFailed, "InvalidBlockingPodSelector", fmt.Sprintf("Policy %s: %v", s.nc.Spec.Policy, err))
-		return 0, nil
+		return true, 0, nil
 	}
 	if blocker != "" {
 		s.nc.Status.Message = fmt.Sprintf("Waiting: pod %s matches the policy's blockingPodSelectors", blocker)
-		return gatePollInterval, nil
+		return true, gatePollInterval, nil
 	}
-	return 0, nil
+	return false, 0, nil
 }
 
 // agentReady reports whether a Ready agent pod runs on the node (always,

@@ -39,6 +39,28 @@ var _ = Describe("Gates", func() {
 		Expect(maxCordoned).To(Equal(0))
 	})
 
+	It("fails, before touching the node, when a window cannot be evaluated", func() {
+		c := newCluster("gate-badzone", 1)
+		node := c.node(1)
+		Expect(env.Client.Create(c.ctx, &v1alpha1.NodeCyclePolicy{
+			ObjectMeta: metav1.ObjectMeta{Name: "mars", Namespace: c.name},
+			Spec: v1alpha1.NodeCyclePolicySpec{Gates: v1alpha1.Gates{MaintenanceWindows: []v1alpha1.MaintenanceWindow{
+				{Start: "00:00", End: "00:00", TimeZone: "Mars/Olympus"},
+			}}},
+		})).To(Succeed())
+		c.agents[node].requireReboot()
+		stop := startManager(c.managerFlags("--retry-backoff=1h")...)
+		defer stop()
+
+		Eventually(c.phases).Should(Equal(map[string][]v1alpha1.Phase{node: {v1alpha1.PhaseFailed}}))
+		nc := c.cycleOf(node)
+		Expect(nc.Status.Reason).To(Equal("InvalidMaintenanceWindow"))
+		Expect(nc.Status.Message).To(ContainSubstring(`time zone "Mars/Olympus"`))
+		Expect(nc.Status.StartTime).To(BeNil(), "it never took a maintenance slot")
+		maxCordoned, _, _ := c.inv.snapshot()
+		Expect(maxCordoned).To(Equal(0))
+	})
+
 	It("waits while a blocking pod runs on the node, then goes ahead", func() {
 		c := newCluster("gate-pod", 1)
 		node := c.node(1)
