@@ -113,14 +113,15 @@ func (r *NodeReconciler) openCycle(ctx context.Context, node *corev1.Node, cycle
 		if wait > 0 {
 			return reconcile.Result{RequeueAfter: wait}, nil
 		}
-		if last.Status.Phase == v1alpha1.PhaseFailed && last.Status.BootIDBefore == bootID(node) {
-			attempt = last.Spec.Attempt + 1
+		if last.Spec.BootID == bootID(node) {
+			attempt = last.Spec.Attempt + 1 // the same boot: the next attempt
 		}
 	}
 	nc := &v1alpha1.NodeCycle{
 		ObjectMeta: metav1.ObjectMeta{Name: nodeCycleName(node.Name, bootID(node), attempt), Namespace: r.Config.Namespace},
 		Spec:       r.Config.cycleSpec(node.Name, attempt, policy),
 	}
+	nc.Spec.BootID = bootID(node)
 	if err := r.Client.Create(ctx, nc); err != nil {
 		if apierrors.IsAlreadyExists(err) {
 			return reconcile.Result{}, nil
@@ -139,7 +140,7 @@ func (r *NodeReconciler) waitAfter(node *corev1.Node, last *v1alpha1.NodeCycle) 
 	st := last.Status
 	switch st.Phase {
 	case v1alpha1.PhaseFailed:
-		if st.CompletionTime == nil || st.BootIDBefore != bootID(node) {
+		if st.CompletionTime == nil || last.Spec.BootID != bootID(node) {
 			return 0, false // the node rebooted meanwhile: a new boot starts afresh
 		}
 		return st.CompletionTime.Add(r.Config.backoff(last.Spec.Attempt + 1)).Sub(r.Clock.Now()), false

@@ -77,6 +77,10 @@ type NodeCycleSpec struct {
 	// Gates hold when the operation may start.
 	Gates `json:",inline"`
 
+	// BootID is the boot the node ran when the operation was opened.
+	// +optional
+	BootID string `json:"bootID,omitempty"`
+
 	// Attempt counts the operations for the same boot of this node, from 1.
 	// +kubebuilder:validation:Minimum=1
 	Attempt int32 `json:"attempt"`

@@ -261,6 +261,37 @@ var _ = Describe("Manager", func() {
 		Consistently(c.phases, 2*time.Second).Should(HaveLen(1), "no retry before the backoff")
 	})
 
+	It("retries a failed node after the backoff, as the next attempt of the same boot", func() {
+		c := newCluster("retry", 1)
+		c.deploy("db", 1, 0)
+		c.agents[c.node(1)].requireReboot()
+		stop := startManager(c.managerFlags("--drain-timeout=2s", "--retry-backoff=2s", "--max-retry-backoff=2s")...)
+		defer stop()
+
+		Eventually(func() []int32 {
+			var attempts []int32
+			for _, nc := range nodeCycles(c.name) {
+				if nc.Status.Phase == v1alpha1.PhaseFailed {
+					attempts = append(attempts, nc.Spec.Attempt)
+				}
+			}
+			return attempts
+		}).Should(ContainElements(int32(1), int32(2)))
+		for _, nc := range nodeCycles(c.name) {
+			Expect(nc.Spec.BootID).To(Equal(c.getNode(c.node(1)).Status.NodeInfo.BootID))
+		}
+		var done1, start2 time.Time
+		for _, nc := range nodeCycles(c.name) {
+			switch nc.Spec.Attempt {
+			case 1:
+				done1 = nc.Status.CompletionTime.Time
+			case 2:
+				start2 = nc.CreationTimestamp.Time
+			}
+		}
+		Expect(start2).To(BeTemporally(">=", done1.Add(time.Second)), "attempt 2 waited for the backoff")
+	})
+
 	It("fails a node that never comes back after the reboot timeout, and goes on with the next", func() {
 		c := newCluster("stuck", 2, "stuck-1")
 		for _, a := range c.agents {
