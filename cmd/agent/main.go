@@ -63,6 +63,7 @@ func run() error {
 		Metrics:         agent.NewMetrics(reg),
 		Log:             log,
 	}
+	ready := a.Ready() // taken before the probe server reads it from its own goroutine
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -71,7 +72,7 @@ func run() error {
 	probes.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
 	probes.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
 		select {
-		case <-a.Ready():
+		case <-ready:
 			_, _ = w.Write([]byte("ok"))
 		default:
 			http.Error(w, "not synced yet", http.StatusServiceUnavailable)
