@@ -6,6 +6,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
@@ -23,6 +24,9 @@ type Config struct {
 	Drain v1alpha1.DrainSpec
 	// RebootTimeout bounds the wait for a new boot ID and Ready.
 	RebootTimeout time.Duration
+	// ReplaceTimeout bounds the replace strategy, from the Machine's
+	// deletion until its replacement's Node is Ready.
+	ReplaceTimeout time.Duration
 	// RetryBackoff is the wait after a failed operation before the node is
 	// tried again; it doubles with every failure of the same boot, up to
 	// MaxRetryBackoff.
@@ -51,6 +55,7 @@ func DefaultConfig() Config {
 			EvictUnmanagedPods: true,
 		},
 		RebootTimeout:   15 * time.Minute,
+		ReplaceTimeout:  30 * time.Minute,
 		RetryBackoff:    5 * time.Minute,
 		MaxRetryBackoff: time.Hour,
 		HistoryLimit:    5,
@@ -78,6 +83,9 @@ func (c Config) Validate() error {
 	}
 	if c.RebootTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("reboot timeout must be positive, got %s", c.RebootTimeout))
+	}
+	if c.ReplaceTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("replace timeout must be positive, got %s", c.ReplaceTimeout))
 	}
 	if c.RetryBackoff <= 0 || c.MaxRetryBackoff < c.RetryBackoff {
 		errs = append(errs, fmt.Errorf("retry backoff must be positive and at most the max retry backoff, got %s and %s", c.RetryBackoff, c.MaxRetryBackoff))
@@ -110,13 +118,13 @@ func (c Config) backoff(next int32) time.Duration {
 
 // cycleSpec is the spec of a new NodeCycle: the manager's settings, with
 // what the node's policy sets on top.
-func (c Config) cycleSpec(node string, attempt int32, policy *v1alpha1.NodeCyclePolicy) v1alpha1.NodeCycleSpec {
+func (c Config) cycleSpec(node string, policy *v1alpha1.NodeCyclePolicy) v1alpha1.NodeCycleSpec {
 	spec := v1alpha1.NodeCycleSpec{
-		NodeName:      node,
-		Strategies:    []v1alpha1.Strategy{v1alpha1.StrategyReboot},
-		Attempt:       attempt,
-		Drain:         c.Drain,
-		RebootTimeout: durationOf(c.RebootTimeout),
+		NodeName:       node,
+		Strategies:     []v1alpha1.Strategy{v1alpha1.StrategyReboot},
+		Drain:          c.Drain,
+		RebootTimeout:  durationOf(c.RebootTimeout),
+		ReplaceTimeout: &metav1.Duration{Duration: c.ReplaceTimeout},
 	}
 	if policy == nil {
 		return spec

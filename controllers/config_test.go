@@ -42,14 +42,17 @@ func TestEligibility(t *testing.T) {
 }
 
 func TestNodeCycleNameIsDeterministicAndValid(t *testing.T) {
-	a, b := nodeCycleName("worker-1", "boot-a", 1), nodeCycleName("worker-1", "boot-a", 1)
+	a, b := nodeCycleName("", "worker-1", "boot-a", 1), nodeCycleName("", "worker-1", "boot-a", 1)
 	if a != b {
 		t.Fatalf("names differ for the same input: %s %s", a, b)
 	}
-	if nodeCycleName("worker-1", "boot-b", 1) == a || nodeCycleName("worker-1", "boot-a", 2) == a {
+	if nodeCycleName("", "worker-1", "boot-b", 1) == a || nodeCycleName("", "worker-1", "boot-a", 2) == a {
 		t.Fatal("names must differ by boot and attempt")
 	}
-	long := nodeCycleName(strings.Repeat("n", 300), "boot", 12)
+	if c := nodeCycleName("prod", "worker-1", "boot-a", 1); c == a || !strings.HasPrefix(c, "prod-worker-1-") {
+		t.Fatalf("a Cluster API node's name must start with its cluster's: %s", c)
+	}
+	long := nodeCycleName("prod", strings.Repeat("n", 300), "boot", 12)
 	if len(long) > 253 || !strings.HasSuffix(long, "-12") {
 		t.Fatalf("long name %d chars: %s", len(long), long[len(long)-20:])
 	}

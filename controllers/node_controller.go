@@ -11,6 +11,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime/pkg/client"
@@ -21,16 +22,46 @@ import (
 	"github.com/nodecycle/nodecycle/internal/nodes"
 )
 
-// NodeReconciler opens a NodeCycle for every eligible node whose
-// RebootRequired condition is True, retries failed ones with backoff, and
-// undoes what a finished or vanished NodeCycle left on the node (a cordon,
-// a reboot request), which is how a crash mid-operation is recovered.
+// NodeReconciler opens a NodeCycle for every eligible node of the cluster
+// the manager runs in whose RebootRequired condition is True (the local
+// mode; MachineReconciler does the same for Cluster API Machines).
 type NodeReconciler struct {
+	opener
+}
+
+// opener is what the Node and Machine reconcilers share: it opens NodeCycles,
+// retries failed ones with backoff, and undoes what a finished or vanished
+// NodeCycle left on the node (a cordon, a reboot request), which is how a
+// crash mid-operation is recovered.
+type opener struct {
+	// Client and APIReader reach the cluster the NodeCycles live in.
 	Client    ctrl.Client
 	APIReader ctrl.Reader
 	Recorder  events.EventRecorder
 	Clock     clock.PassiveClock
 	Config    Config
+}
+
+// scope says where a node's NodeCycles live and how the node is reached.
+type scope struct {
+	Namespace string
+	Cluster   string
+	W         Workload
+	// Regarding is the object Events about the node are recorded on; nil
+	// means the Node itself (only in the cluster the manager runs in).
+	Regarding runtime.Object
+}
+
+func (sc scope) regarding(node *corev1.Node) runtime.Object {
+	if sc.Regarding != nil {
+		return sc.Regarding
+	}
+	return node
+}
+
+// NewNodeReconciler returns the local mode's NodeReconciler.
+func NewNodeReconciler(c ctrl.Client, apiReader ctrl.Reader, rec events.EventRecorder, clk clock.PassiveClock, cfg Config) *NodeReconciler {
+	return &NodeReconciler{opener{Client: c, APIReader: apiReader, Recorder: rec, Clock: clk, Config: cfg}}
 }
 
 // Reconcile implements reconcile.Reconciler.
@@ -39,39 +70,51 @@ func (r *NodeReconciler) Reconcile(ctx context.Context, req reconcile.Request) (
 	if err := r.Client.Get(ctx, req.NamespacedName, node); err != nil {
 		return reconcile.Result{}, ctrl.IgnoreNotFound(err)
 	}
-	cycles, err := cyclesOfNode(ctx, r.Client, r.Config.Namespace, node.Name)
-	if err != nil {
+	sc := scope{Namespace: r.Config.Namespace, W: Workload{Client: r.Client, Reader: r.APIReader}}
+	cycles, wanted, err := r.settle(ctx, sc, node)
+	if err != nil || !wanted {
 		return reconcile.Result{}, err
 	}
-	if open := openCycle(cycles); open != nil {
-		return reconcile.Result{}, nil // the NodeCycleReconciler owns the node now
-	}
-	if err := r.cleanUpLeftovers(ctx, node); err != nil {
-		return reconcile.Result{}, err
-	}
-	if err := r.pruneHistory(ctx, cycles); err != nil {
-		return reconcile.Result{}, err
-	}
-	if !nodes.IsConditionTrue(node, v1alpha1.ConditionRebootRequired) {
-		return reconcile.Result{}, nil
-	}
-	if ok, _, _ := r.Config.Eligibility(node); !ok {
-		return reconcile.Result{}, nil
-	}
-	policy, err := r.policyFor(ctx, node)
+	policy, err := r.policyFor(ctx, sc.Namespace, node)
 	if err != nil {
 		// Bad or ambiguous policies: nothing is done to the node.
 		r.Recorder.Eventf(node, nil, corev1.EventTypeWarning, "PolicyError", "Select", "Reboot required, but nothing is done: %v", err)
 		return reconcile.Result{}, nil
 	}
-	return r.openCycle(ctx, node, cycles, policy)
+	return r.openCycle(ctx, sc, node, cycles, r.Config.cycleSpec(node.Name, policy))
+}
+
+// settle does what is due on a node no NodeCycle works on (leftovers, old
+// NodeCycles) and says whether it wants a new NodeCycle: it requires a
+// reboot and nodecycle may handle it.
+func (r *opener) settle(ctx context.Context, sc scope, node *corev1.Node) ([]v1alpha1.NodeCycle, bool, error) {
+	cycles, err := cyclesOfNode(ctx, r.Client, sc.Namespace, sc.Cluster, node.Name)
+	if err != nil {
+		return nil, false, err
+	}
+	if open := openCycle(cycles); open != nil {
+		return nil, false, nil // the NodeCycleReconciler owns the node now
+	}
+	if err := r.cleanUpLeftovers(ctx, sc, node); err != nil {
+		return nil, false, err
+	}
+	if err := r.pruneHistory(ctx, cycles); err != nil {
+		return nil, false, err
+	}
+	if !nodes.IsConditionTrue(node, v1alpha1.ConditionRebootRequired) {
+		return nil, false, nil
+	}
+	if ok, _, _ := r.Config.Eligibility(node); !ok {
+		return nil, false, nil
+	}
+	return cycles, true, nil
 }
 
 // policyFor returns the one NodeCyclePolicy that selects the node, nil when
 // none does, and an error when several do or one cannot be evaluated.
-func (r *NodeReconciler) policyFor(ctx context.Context, node *corev1.Node) (*v1alpha1.NodeCyclePolicy, error) {
+func (r *opener) policyFor(ctx context.Context, namespace string, node *corev1.Node) (*v1alpha1.NodeCyclePolicy, error) {
 	var list v1alpha1.NodeCyclePolicyList
-	if err := r.Client.List(ctx, &list, ctrl.InNamespace(r.Config.Namespace)); err != nil {
+	if err := r.Client.List(ctx, &list, ctrl.InNamespace(namespace)); err != nil {
 		return nil, fmt.Errorf("listing NodeCyclePolicies: %w", err)
 	}
 	var matched []*v1alpha1.NodeCyclePolicy
@@ -102,7 +145,7 @@ func (r *NodeReconciler) policyFor(ctx context.Context, node *corev1.Node) (*v1a
 // openCycle creates the next NodeCycle of the node, unless the last one
 // failed too recently or just finished and the agent has not yet spoken
 // since the reboot.
-func (r *NodeReconciler) openCycle(ctx context.Context, node *corev1.Node, cycles []v1alpha1.NodeCycle, policy *v1alpha1.NodeCyclePolicy) (reconcile.Result, error) {
+func (r *opener) openCycle(ctx context.Context, sc scope, node *corev1.Node, cycles []v1alpha1.NodeCycle, spec v1alpha1.NodeCycleSpec) (reconcile.Result, error) {
 	attempt := int32(1)
 	if len(cycles) > 0 {
 		last := &cycles[0]
@@ -117,11 +160,13 @@ func (r *NodeReconciler) openCycle(ctx context.Context, node *corev1.Node, cycle
 			attempt = last.Spec.Attempt + 1 // the same boot: the next attempt
 		}
 	}
+	spec.ClusterName = sc.Cluster
+	spec.Attempt = attempt
+	spec.BootID = bootID(node)
 	nc := &v1alpha1.NodeCycle{
-		ObjectMeta: metav1.ObjectMeta{Name: nodeCycleName(node.Name, bootID(node), attempt), Namespace: r.Config.Namespace},
-		Spec:       r.Config.cycleSpec(node.Name, attempt, policy),
+		ObjectMeta: metav1.ObjectMeta{Name: nodeCycleName(sc.Cluster, node.Name, bootID(node), attempt), Namespace: sc.Namespace},
+		Spec:       spec,
 	}
-	nc.Spec.BootID = bootID(node)
 	if err := r.Client.Create(ctx, nc); err != nil {
 		if apierrors.IsAlreadyExists(err) {
 			return reconcile.Result{}, nil
@@ -129,14 +174,14 @@ func (r *NodeReconciler) openCycle(ctx context.Context, node *corev1.Node, cycle
 		return reconcile.Result{}, fmt.Errorf("creating NodeCycle for node %s: %w", node.Name, err)
 	}
 	logf.FromContext(ctx).Info("NodeCycle created", "NodeCycle", ctrl.ObjectKeyFromObject(nc), "attempt", attempt)
-	r.Recorder.Eventf(node, nc, corev1.EventTypeNormal, "NodeCycleCreated", "Queued",
+	r.Recorder.Eventf(sc.regarding(node), nc, corev1.EventTypeNormal, "NodeCycleCreated", "Queued",
 		"Reboot required; NodeCycle %s/%s created (attempt %d)", nc.Namespace, nc.Name, attempt)
 	return reconcile.Result{}, nil
 }
 
 // waitAfter says how long to wait after the node's last NodeCycle before a
 // new one; blocked means wait for the node to change.
-func (r *NodeReconciler) waitAfter(node *corev1.Node, last *v1alpha1.NodeCycle) (wait time.Duration, blocked bool) {
+func (r *opener) waitAfter(node *corev1.Node, last *v1alpha1.NodeCycle) (wait time.Duration, blocked bool) {
 	st := last.Status
 	switch st.Phase {
 	case v1alpha1.PhaseFailed:
@@ -160,41 +205,41 @@ func (r *NodeReconciler) waitAfter(node *corev1.Node, last *v1alpha1.NodeCycle) 
 // working on: a reboot request nobody waits for, and nodecycle's cordon once
 // the node is Ready. It reads the NodeCycles from the API server first: the
 // cache may not show one created a moment ago.
-func (r *NodeReconciler) cleanUpLeftovers(ctx context.Context, node *corev1.Node) error {
+func (r *opener) cleanUpLeftovers(ctx context.Context, sc scope, node *corev1.Node) error {
 	_, request := node.Annotations[v1alpha1.AnnotationRebootRequest]
 	_, cordoned := node.Annotations[v1alpha1.AnnotationCordonedBy]
 	if !request && !(cordoned && nodes.IsReady(node)) {
 		return nil
 	}
 	var list v1alpha1.NodeCycleList
-	if err := r.APIReader.List(ctx, &list, ctrl.InNamespace(r.Config.Namespace)); err != nil {
+	if err := r.APIReader.List(ctx, &list, ctrl.InNamespace(sc.Namespace)); err != nil {
 		return fmt.Errorf("listing NodeCycles: %w", err)
 	}
 	for _, nc := range list.Items {
-		if nc.Spec.NodeName == node.Name && !nc.Status.Phase.Terminal() {
+		if nc.Spec.NodeName == node.Name && nc.Spec.ClusterName == sc.Cluster && !nc.Status.Phase.Terminal() {
 			return nil
 		}
 	}
 	log := logf.FromContext(ctx)
 	if request {
-		if err := setAnnotations(ctx, r.Client, node, map[string]*string{v1alpha1.AnnotationRebootRequest: nil}); err != nil {
+		if err := setAnnotations(ctx, sc.W.Client, node, map[string]*string{v1alpha1.AnnotationRebootRequest: nil}); err != nil {
 			return fmt.Errorf("removing stale reboot request from node %s: %w", node.Name, err)
 		}
 		log.Info("Removed a reboot request no NodeCycle waits for")
 	}
 	if cordoned && nodes.IsReady(node) {
-		if err := uncordon(ctx, r.Client, node); err != nil {
+		if err := uncordon(ctx, sc.W.Client, node); err != nil {
 			return fmt.Errorf("uncordoning node %s: %w", node.Name, ctrl.IgnoreNotFound(err))
 		}
 		log.Info("Lifted a cordon left by nodecycle")
-		r.Recorder.Eventf(node, nil, corev1.EventTypeNormal, "Uncordoned", "Recover",
+		r.Recorder.Eventf(sc.regarding(node), nil, corev1.EventTypeNormal, "Uncordoned", "Recover",
 			"Node is Ready and no NodeCycle works on it; lifted the cordon nodecycle left (%s)", node.Annotations[v1alpha1.AnnotationCordonedBy])
 	}
 	return nil
 }
 
 // pruneHistory deletes the node's oldest finished NodeCycles beyond the history limit.
-func (r *NodeReconciler) pruneHistory(ctx context.Context, cycles []v1alpha1.NodeCycle) error {
+func (r *opener) pruneHistory(ctx context.Context, cycles []v1alpha1.NodeCycle) error {
 	for i := r.Config.HistoryLimit; i < len(cycles); i++ {
 		if err := r.Client.Delete(ctx, &cycles[i]); ctrl.IgnoreNotFound(err) != nil {
 			return fmt.Errorf("pruning NodeCycle %s: %w", cycles[i].Name, err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -12,11 +13,14 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
+	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
 	ctrl "sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
@@ -31,6 +35,9 @@ import (
 const (
 	drainPollInterval = 2 * time.Second
 	slotPollInterval  = 30 * time.Second
+	// unreachablePollInterval: a NodeCycle of a cluster that cannot be
+	// reached looks again this often (the ClusterCache reconnects meanwhile).
+	unreachablePollInterval = 30 * time.Second
 	// gatePollInterval: blocking pods and alerts are not watched, so a
 	// blocked NodeCycle looks again this often.
 	gatePollInterval = 10 * time.Second
@@ -48,6 +55,11 @@ type NodeCycleReconciler struct {
 	Config    Config
 	Metrics   *Metrics
 	Providers *providers.Registry
+	// Clusters reaches the nodes' clusters (the local one, or Cluster API's).
+	Clusters Clusters
+
+	// controller receives the Node watches of workload clusters.
+	controller controller.Controller
 
 	// admission serialises the decision to take a maintenance slot, which
 	// reads from the API server (not the cache) so two NodeCycles never both
@@ -62,6 +74,7 @@ type NodeCycleReconciler struct {
 type step struct {
 	nc     *v1alpha1.NodeCycle
 	node   *corev1.Node
+	w      Workload
 	now    time.Time
 	events []pendingEvent
 	// saved is set when the step already persisted the status itself.
@@ -86,9 +99,16 @@ func (r *NodeCycleReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 	log := logf.FromContext(ctx).WithValues("Node", klog.KRef("", nc.Spec.NodeName), "phase", nc.Status.Phase)
 	ctx = logf.IntoContext(ctx, log)
 
-	s := &step{nc: nc, now: r.Clock.Now()}
+	w, err := r.Clusters.Workload(ctx, nc.Namespace, nc.Spec.ClusterName)
+	if err == nil {
+		err = r.Clusters.WatchNodes(ctx, nc.Namespace, nc.Spec.ClusterName, "nodecycle-nodes", r.controller, r.nodeEvents(nc.Namespace, nc.Spec.ClusterName))
+	}
+	if err != nil {
+		return r.unreachable(ctx, nc, err)
+	}
+	s := &step{nc: nc, now: r.Clock.Now(), w: w}
 	s.node = &corev1.Node{}
-	if err := r.Client.Get(ctx, types.NamespacedName{Name: nc.Spec.NodeName}, s.node); err != nil {
+	if err := w.Client.Get(ctx, types.NamespacedName{Name: nc.Spec.NodeName}, s.node); err != nil {
 		if !apierrors.IsNotFound(err) {
 			return reconcile.Result{}, err
 		}
@@ -116,14 +136,41 @@ func (r *NodeCycleReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 	return result, nil
 }
 
+// unreachable waits for the NodeCycle's cluster to be reachable again and
+// says so in the NodeCycle; nothing is decided about a node that cannot be
+// seen, and an operation under way keeps its slot.
+func (r *NodeCycleReconciler) unreachable(ctx context.Context, nc *v1alpha1.NodeCycle, cause error) (reconcile.Result, error) {
+	msg := fmt.Sprintf("Waiting: cluster %s cannot be reached: %v", nc.Spec.ClusterName, cause)
+	if nc.Status.Message != msg {
+		before := nc.DeepCopy()
+		nc.Status.Message = msg
+		if err := r.Client.Status().Patch(ctx, nc, ctrl.MergeFrom(before)); err != nil {
+			return reconcile.Result{}, ctrl.IgnoreNotFound(err)
+		}
+	}
+	return reconcile.Result{RequeueAfter: unreachablePollInterval}, nil
+}
+
+// regarding is the object Events about the NodeCycle's node are recorded
+// on: the Node, or in Cluster API mode its Machine (Events live in the
+// management cluster, where the Node is not).
+func regarding(s *step) runtime.Object {
+	if s.nc.Spec.MachineName != "" {
+		return &clusterv1.Machine{ObjectMeta: metav1.ObjectMeta{Namespace: s.nc.Namespace, Name: s.nc.Spec.MachineName}}
+	}
+	return s.node
+}
+
 // publish tells the operator, after the step is saved: Events on the Node
-// and its MaintenanceInProgress condition.
+// (or its Machine) and the Node's MaintenanceInProgress condition.
 func (r *NodeCycleReconciler) publish(ctx context.Context, s *step) {
+	for _, e := range s.events {
+		if s.node != nil || s.nc.Spec.MachineName != "" {
+			r.Recorder.Eventf(regarding(s), s.nc, e.eventType, e.reason, string(s.nc.Status.Phase), "%s", e.message)
+		}
+	}
 	if s.node == nil {
 		return
-	}
-	for _, e := range s.events {
-		r.Recorder.Eventf(s.node, s.nc, e.eventType, e.reason, string(s.nc.Status.Phase), "%s", e.message)
 	}
 	var status corev1.ConditionStatus
 	reason := ""
@@ -139,7 +186,7 @@ func (r *NodeCycleReconciler) publish(ctx context.Context, s *step) {
 	default:
 		status, reason = corev1.ConditionFalse, "MaintenancePending"
 	}
-	if err := setMaintenanceCondition(ctx, r.Client, s.node, status, reason, s.nc.Status.Message, s.now); err != nil {
+	if err := setMaintenanceCondition(ctx, s.w.Client, s.node, status, reason, s.nc.Status.Message, s.now); err != nil {
 		logf.FromContext(ctx).Error(err, "Updating node condition")
 	}
 }
@@ -155,9 +202,14 @@ func conditionReason(p v1alpha1.Phase) string {
 }
 
 func (r *NodeCycleReconciler) reconcilePhase(ctx context.Context, s *step) (reconcile.Result, error) {
-	if s.node == nil {
-		r.finish(s, v1alpha1.PhaseFailed, "NodeDeleted", fmt.Sprintf("Node %s no longer exists", s.nc.Spec.NodeName))
-		return reconcile.Result{}, nil
+	switch s.nc.Status.Phase {
+	case v1alpha1.PhaseDeletingMachine, v1alpha1.PhaseWaitingForReplacement:
+		// The node goes away with its Machine.
+	default:
+		if s.node == nil {
+			r.finish(s, v1alpha1.PhaseFailed, "NodeDeleted", fmt.Sprintf("Node %s no longer exists", s.nc.Spec.NodeName))
+			return reconcile.Result{}, nil
+		}
 	}
 	switch s.nc.Status.Phase {
 	case "", v1alpha1.PhasePending:
@@ -176,6 +228,10 @@ func (r *NodeCycleReconciler) reconcilePhase(ctx context.Context, s *step) (reco
 		return r.waitForReboot(ctx, s)
 	case v1alpha1.PhaseUncordoning:
 		return r.uncordon(ctx, s)
+	case v1alpha1.PhaseDeletingMachine:
+		return r.deleteMachine(ctx, s)
+	case v1alpha1.PhaseWaitingForReplacement:
+		return r.waitForReplacement(ctx, s)
 	default:
 		r.finish(s, v1alpha1.PhaseFailed, "UnknownPhase", fmt.Sprintf("Unknown phase %q", s.nc.Status.Phase))
 		return reconcile.Result{}, nil
@@ -254,7 +310,7 @@ func (r *NodeCycleReconciler) admit(ctx context.Context, s *step) (reconcile.Res
 
 	// The cache answers "no slot" cheaply for the many waiting NodeCycles;
 	// only a free slot is confirmed against the API server.
-	if taken, err := r.slotsTaken(ctx, r.Client, s.nc); err != nil || taken >= r.Config.MaxConcurrent {
+	if taken, err := r.slotsTaken(ctx, r.Client, s); err != nil || taken >= r.Config.MaxConcurrent {
 		r.waitForSlot(s, taken)
 		return reconcile.Result{RequeueAfter: slotPollInterval}, err
 	}
@@ -267,7 +323,7 @@ func (r *NodeCycleReconciler) admit(ctx context.Context, s *step) (reconcile.Res
 	}
 	r.admission.Lock()
 	defer r.admission.Unlock()
-	taken, err := r.slotsTaken(ctx, r.APIReader, s.nc)
+	taken, err := r.slotsTaken(ctx, r.APIReader, s)
 	if err != nil {
 		return reconcile.Result{}, err
 	}
@@ -311,26 +367,38 @@ func (r *NodeCycleReconciler) waitForSlot(s *step, taken int) {
 
 // slotsTaken counts the nodes of the NodeCycle's cluster that hold a
 // maintenance slot: those of active NodeCycles (read through reader) and
-// those still cordoned by nodecycle after a failure.
-func (r *NodeCycleReconciler) slotsTaken(ctx context.Context, reader ctrl.Reader, nc *v1alpha1.NodeCycle) (int, error) {
+// those still cordoned by nodecycle after a failure. A control-plane node
+// needs the whole cluster to itself: while one is in maintenance every slot
+// counts as taken, and it waits until no other node holds one.
+func (r *NodeCycleReconciler) slotsTaken(ctx context.Context, reader ctrl.Reader, s *step) (int, error) {
+	nc := s.nc
 	var list v1alpha1.NodeCycleList
 	if err := reader.List(ctx, &list, ctrl.InNamespace(nc.Namespace)); err != nil {
 		return 0, fmt.Errorf("listing NodeCycles: %w", err)
 	}
 	busy := map[string]bool{}
+	clusterOf := map[string]string{}
+	controlPlane := false
 	for _, other := range list.Items {
+		clusterOf[other.Name] = other.Spec.ClusterName
 		if other.Spec.ClusterName == nc.Spec.ClusterName && other.Status.Phase.Active() {
 			busy[other.Spec.NodeName] = true
+			controlPlane = controlPlane || other.Spec.ControlPlane
 		}
 	}
 	var cordoned corev1.NodeList
-	if err := r.Client.List(ctx, &cordoned, ctrl.MatchingFields{indexCordonedBy: indexYes}); err != nil {
+	if err := s.w.Client.List(ctx, &cordoned, ctrl.MatchingFields{indexCordonedBy: indexYes}); err != nil {
 		return 0, fmt.Errorf("listing nodes cordoned by nodecycle: %w", err)
 	}
 	for _, n := range cordoned.Items {
-		if n.Name != nc.Spec.NodeName && strings.HasPrefix(n.Annotations[v1alpha1.AnnotationCordonedBy], nc.Namespace+"/") {
-			busy[n.Name] = true
+		ns, owner, _ := strings.Cut(n.Annotations[v1alpha1.AnnotationCordonedBy], "/")
+		if cluster, known := clusterOf[owner]; n.Name == nc.Spec.NodeName || ns != nc.Namespace || (known && cluster != nc.Spec.ClusterName) {
+			continue
 		}
+		busy[n.Name] = true
+	}
+	if len(busy) > 0 && (controlPlane || nc.Spec.ControlPlane) {
+		return max(len(busy), r.Config.MaxConcurrent), nil
 	}
 	return len(busy), nil
 }
@@ -339,6 +407,11 @@ func (r *NodeCycleReconciler) slotsTaken(ctx context.Context, reader ctrl.Reader
 // so that only nodecycle's own cordons are ever lifted.
 func (r *NodeCycleReconciler) cordon(ctx context.Context, s *step) (reconcile.Result, error) {
 	owner := s.nc.Namespace + "/" + s.nc.Name
+	if !slices.Equal(s.nc.Spec.Strategies, []v1alpha1.Strategy{v1alpha1.StrategyReplace}) {
+		if err := r.pauseRemediation(ctx, s); err != nil {
+			return reconcile.Result{}, err
+		}
+	}
 	switch {
 	case s.node.Annotations[v1alpha1.AnnotationCordonedBy] == owner:
 		// done before a restart
@@ -347,13 +420,17 @@ func (r *NodeCycleReconciler) cordon(ctx context.Context, s *step) (reconcile.Re
 	default:
 		patch := fmt.Sprintf(`{"metadata":{"resourceVersion":%q,"annotations":{%q:%q}},"spec":{"unschedulable":true}}`,
 			s.node.ResourceVersion, v1alpha1.AnnotationCordonedBy, owner)
-		if err := r.Client.Patch(ctx, s.node, ctrl.RawPatch(types.MergePatchType, []byte(patch))); err != nil {
+		if err := s.w.Client.Patch(ctx, s.node, ctrl.RawPatch(types.MergePatchType, []byte(patch))); err != nil {
 			if apierrors.IsConflict(err) {
 				return reconcile.Result{Requeue: true}, nil
 			}
 			return reconcile.Result{}, fmt.Errorf("cordoning node %s: %w", s.node.Name, err)
 		}
 		s.event(corev1.EventTypeNormal, "Cordoned", "Node cordoned by nodecycle")
+	}
+	if currentStrategy(s.nc) == v1alpha1.StrategyReplace {
+		r.startStrategy(s) // Cluster API drains the Machine it deletes
+		return reconcile.Result{Requeue: true}, nil
 	}
 	r.moveTo(s, v1alpha1.PhaseDraining, "Draining the node")
 	s.event(corev1.EventTypeNormal, "Draining", "Draining the node (timeout %s)", s.nc.Spec.Drain.Timeout.Duration)
@@ -363,7 +440,7 @@ func (r *NodeCycleReconciler) cordon(ctx context.Context, s *step) (reconcile.Re
 // drain makes one non-blocking drain step and requeues until the node is
 // empty or the drain timeout passes.
 func (r *NodeCycleReconciler) drain(ctx context.Context, s *step) (reconcile.Result, error) {
-	d := drain.Drainer{Reader: r.APIReader, Writer: r.Client}
+	d := drain.Drainer{Reader: s.w.Reader, Writer: s.w.Client}
 	res, err := d.Step(ctx, s.node.Name, s.nc.Spec.Drain)
 	if err != nil {
 		return reconcile.Result{}, err
@@ -399,7 +476,7 @@ func (r *NodeCycleReconciler) drain(ctx context.Context, s *step) (reconcile.Res
 func (r *NodeCycleReconciler) requestReboot(ctx context.Context, s *step) (reconcile.Result, error) {
 	st := &s.nc.Status
 	if st.RebootRequestID == "" {
-		if ready, err := r.agentReady(ctx, s.node.Name); err != nil {
+		if ready, err := r.agentReady(ctx, s.w.Reader, s.node.Name); err != nil {
 			return reconcile.Result{}, err
 		} else if !ready {
 			r.escalateOrFail(s, "AgentNotReady", fmt.Sprintf("No Ready nodecycle agent pod (%s) runs on the node; an in-place reboot cannot be requested", r.Config.AgentSelector))
@@ -410,7 +487,7 @@ func (r *NodeCycleReconciler) requestReboot(ctx context.Context, s *step) (recon
 		return reconcile.Result{Requeue: true}, nil
 	}
 	if s.node.Annotations[v1alpha1.AnnotationRebootRequest] != st.RebootRequestID {
-		if err := setAnnotations(ctx, r.Client, s.node, map[string]*string{v1alpha1.AnnotationRebootRequest: nodes.Ptr(st.RebootRequestID)}); err != nil {
+		if err := setAnnotations(ctx, s.w.Client, s.node, map[string]*string{v1alpha1.AnnotationRebootRequest: nodes.Ptr(st.RebootRequestID)}); err != nil {
 			return reconcile.Result{}, fmt.Errorf("requesting reboot of node %s: %w", s.node.Name, err)
 		}
 	}
@@ -465,7 +542,7 @@ func (r *NodeCycleReconciler) clearRebootRequest(ctx context.Context, s *step) e
 	if _, ok := s.node.Annotations[v1alpha1.AnnotationRebootRequest]; !ok {
 		return nil
 	}
-	if err := setAnnotations(ctx, r.Client, s.node, map[string]*string{v1alpha1.AnnotationRebootRequest: nil}); err != nil {
+	if err := setAnnotations(ctx, s.w.Client, s.node, map[string]*string{v1alpha1.AnnotationRebootRequest: nil}); err != nil {
 		return fmt.Errorf("removing reboot request from node %s: %w", s.node.Name, err)
 	}
 	return nil
@@ -486,7 +563,7 @@ func (r *NodeCycleReconciler) uncordon(ctx context.Context, s *step) (reconcile.
 	_, ours := s.node.Annotations[v1alpha1.AnnotationCordonedBy]
 	switch {
 	case ours && nodes.IsReady(s.node):
-		if err := uncordon(ctx, r.Client, s.node); err != nil {
+		if err := uncordon(ctx, s.w.Client, s.node); err != nil {
 			if apierrors.IsConflict(err) {
 				return reconcile.Result{Requeue: true}, nil
 			}
@@ -497,6 +574,9 @@ func (r *NodeCycleReconciler) uncordon(ctx context.Context, s *step) (reconcile.
 		message += "; the node is not Ready and stays cordoned until it is"
 	case s.node.Spec.Unschedulable:
 		message += "; the node was cordoned before maintenance and stays cordoned"
+	}
+	if err := r.resumeRemediation(ctx, s); err != nil {
+		return reconcile.Result{}, err
 	}
 	r.finish(s, outcome, "", message)
 	return reconcile.Result{}, nil
@@ -521,6 +601,8 @@ func (r *NodeCycleReconciler) startStrategy(s *step) {
 	case v1alpha1.StrategyPowerCycle:
 		s.nc.Status.PowerOffMode = ""
 		r.moveTo(s, v1alpha1.PhasePoweringOff, "Powering the machine off")
+	case v1alpha1.StrategyReplace:
+		r.moveTo(s, v1alpha1.PhaseDeletingMachine, fmt.Sprintf("Deleting Machine %s", s.nc.Spec.MachineName))
 	default:
 		r.moveTo(s, v1alpha1.PhaseRebooting, "Requesting a reboot from the agent")
 	}
@@ -591,7 +673,7 @@ func (r *NodeCycleReconciler) gate(ctx context.Context, s *step) (hold bool, wai
 		return false, 0, nil
 	}
 	var pods corev1.PodList
-	if err := r.APIReader.List(ctx, &pods, ctrl.MatchingFields{"spec.nodeName": s.node.Name}); err != nil {
+	if err := s.w.Reader.List(ctx, &pods, ctrl.MatchingFields{"spec.nodeName": s.node.Name}); err != nil {
 		return true, 0, fmt.Errorf("listing pods on node %s: %w", s.node.Name, err)
 	}
 	blocker, err := gates.BlockingPod(pods.Items, g.BlockingPodSelectors)
@@ -608,12 +690,12 @@ func (r *NodeCycleReconciler) gate(ctx context.Context, s *step) (hold bool, wai
 
 // agentReady reports whether a Ready agent pod runs on the node (always,
 // when no agent selector is configured).
-func (r *NodeCycleReconciler) agentReady(ctx context.Context, node string) (bool, error) {
+func (r *NodeCycleReconciler) agentReady(ctx context.Context, reader ctrl.Reader, node string) (bool, error) {
 	if r.Config.AgentSelector == nil || r.Config.AgentSelector.Empty() {
 		return true, nil
 	}
 	var pods corev1.PodList
-	if err := r.APIReader.List(ctx, &pods, ctrl.MatchingFields{"spec.nodeName": node}, ctrl.MatchingLabelsSelector{Selector: r.Config.AgentSelector}); err != nil {
+	if err := reader.List(ctx, &pods, ctrl.MatchingFields{"spec.nodeName": node}, ctrl.MatchingLabelsSelector{Selector: r.Config.AgentSelector}); err != nil {
 		return false, fmt.Errorf("listing agent pods on node %s: %w", node, err)
 	}
 	for i := range pods.Items {

@@ -44,13 +44,15 @@ func SetupIndexes(ctx context.Context, mgr ctrl.Manager) error {
 	}); err != nil {
 		return fmt.Errorf("indexing NodeCycles by node: %w", err)
 	}
-	if err := idx.IndexField(ctx, &corev1.Node{}, indexCordonedBy, func(o client.Object) []string {
-		if _, ok := o.GetAnnotations()[v1alpha1.AnnotationCordonedBy]; ok {
-			return []string{indexYes}
-		}
-		return nil
-	}); err != nil {
+	if err := idx.IndexField(ctx, &corev1.Node{}, indexCordonedBy, cordonedByNodecycle); err != nil {
 		return fmt.Errorf("indexing nodes cordoned by nodecycle: %w", err)
+	}
+	return nil
+}
+
+func cordonedByNodecycle(o client.Object) []string {
+	if _, ok := o.GetAnnotations()[v1alpha1.AnnotationCordonedBy]; ok {
+		return []string{indexYes}
 	}
 	return nil
 }
@@ -109,20 +111,53 @@ func (r *NodeReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Complete(r)
 }
 
-// SetupWithManager registers the NodeCycleReconciler.
-func (r *NodeCycleReconciler) SetupWithManager(mgr ctrl.Manager) error {
-	return ctrl.NewControllerManagedBy(mgr).
+// SetupWithManager registers the NodeCycleReconciler. In the local mode it
+// watches the manager's own Nodes; workload clusters' Nodes are watched
+// through Clusters once a NodeCycle of the cluster is reconciled.
+func (r *NodeCycleReconciler) SetupWithManager(mgr ctrl.Manager, extra ...func(*builder.Builder) *builder.Builder) error {
+	b := ctrl.NewControllerManagedBy(mgr).
 		Named("nodecycle").
 		For(&v1alpha1.NodeCycle{}).
-		// The node's changes (Ready, boot ID, cordon) move its open NodeCycle on.
-		Watches(&corev1.Node{}, handler.EnqueueRequestsFromMapFunc(r.cyclesOfNode), builder.WithPredicates(nodeChangeMatters)).
 		// A NodeCycle that leaves its slot lets the waiting ones of its cluster go.
 		Watches(&v1alpha1.NodeCycle{}, handler.EnqueueRequestsFromMapFunc(r.waitingInCluster), builder.WithPredicates(slotFreed)).
-		// So does a cordon of nodecycle's that is lifted: the NodeCycle that
-		// ended may have been seen before the Node's uncordon reached the cache.
-		Watches(&corev1.Node{}, handler.Funcs{UpdateFunc: r.onCordonLifted}).
-		WithOptions(controller.Options{MaxConcurrentReconciles: 4}).
-		Complete(r)
+		WithOptions(controller.Options{MaxConcurrentReconciles: 4})
+	if _, local := r.Clusters.(LocalCluster); local {
+		b = b.Watches(&corev1.Node{}, r.nodeEvents("", ""))
+	}
+	for _, f := range extra {
+		b = f(b)
+	}
+	c, err := b.Build(r)
+	r.controller = c
+	return err
+}
+
+// nodeEvents handles the Node events of one cluster: the node's changes
+// (Ready, boot ID, cordon) move its open NodeCycle on, and a cordon of
+// nodecycle's that is lifted lets the cluster's waiting NodeCycles go (the
+// NodeCycle that ended may have been seen before the Node's uncordon
+// reached the cache). namespace "" is the local mode's.
+func (r *NodeCycleReconciler) nodeEvents(namespace, cluster string) handler.EventHandler {
+	if namespace == "" {
+		namespace = r.Config.Namespace
+	}
+	toCycles := handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
+		return r.cyclesOfNode(ctx, namespace, cluster, o.GetName())
+	})
+	return handler.Funcs{
+		CreateFunc: func(ctx context.Context, e event.CreateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			toCycles.Create(ctx, e, q)
+		},
+		UpdateFunc: func(ctx context.Context, e event.UpdateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			if nodeChangeMatters.Update(e) {
+				toCycles.Update(ctx, e, q)
+			}
+			r.onCordonLifted(ctx, e, q)
+		},
+		DeleteFunc: func(ctx context.Context, e event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			toCycles.Delete(ctx, e, q)
+		},
+	}
 }
 
 // slotFreed passes NodeCycles that just became terminal or were deleted.
@@ -136,8 +171,8 @@ var slotFreed = predicate.Funcs{
 	GenericFunc: func(event.GenericEvent) bool { return false },
 }
 
-func (r *NodeCycleReconciler) cyclesOfNode(ctx context.Context, o client.Object) []reconcile.Request {
-	cycles, err := cyclesOfNode(ctx, r.Client, r.Config.Namespace, o.GetName())
+func (r *NodeCycleReconciler) cyclesOfNode(ctx context.Context, namespace, cluster, node string) []reconcile.Request {
+	cycles, err := cyclesOfNode(ctx, r.Client, namespace, cluster, node)
 	if err != nil {
 		return nil
 	}
@@ -158,7 +193,7 @@ func (r *NodeCycleReconciler) waitingInCluster(ctx context.Context, o client.Obj
 	}
 	var reqs []reconcile.Request
 	for _, nc := range list.Items {
-		if nc.Spec.ClusterName == freed.Spec.ClusterName && (nc.Status.Phase == "" || nc.Status.Phase == v1alpha1.PhasePending) {
+		if (freed.Spec.NodeName == "" || nc.Spec.ClusterName == freed.Spec.ClusterName) && (nc.Status.Phase == "" || nc.Status.Phase == v1alpha1.PhasePending) {
 			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&nc)})
 		}
 	}
@@ -180,7 +215,8 @@ func (r *NodeReconciler) nodesNeedingReboot(ctx context.Context, _ client.Object
 }
 
 // onCordonLifted enqueues the waiting NodeCycles of the namespace whose
-// cordon was just lifted from a node.
+// cordon was just lifted from a node (the owner is known by name only, so
+// all of the namespace's clusters).
 func (r *NodeCycleReconciler) onCordonLifted(ctx context.Context, e event.UpdateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
 	owner, had := e.ObjectOld.GetAnnotations()[v1alpha1.AnnotationCordonedBy]
 	if _, still := e.ObjectNew.GetAnnotations()[v1alpha1.AnnotationCordonedBy]; !had || still {

@@ -28,10 +28,14 @@ const (
 
 func durationOf(d time.Duration) metav1.Duration { return metav1.Duration{Duration: d} }
 
-// nodeCycleName is deterministic for (node, boot, attempt): two reconciles
-// that race to open the same operation collide on the name instead of
-// opening two.
-func nodeCycleName(node, bootID string, attempt int32) string {
+// nodeCycleName is deterministic for (cluster, node, boot, attempt): two
+// reconciles that race to open the same operation collide on the name
+// instead of opening two. A Cluster API node's name starts with its
+// cluster's, since one namespace may hold several clusters.
+func nodeCycleName(cluster, node, bootID string, attempt int32) string {
+	if cluster != "" {
+		node = cluster + "-" + node
+	}
 	sum := sha256.Sum256([]byte(bootID))
 	suffix := fmt.Sprintf("-%s-%d", hex.EncodeToString(sum[:])[:8], attempt)
 	if len(node)+len(suffix) > 253 {
@@ -41,13 +45,19 @@ func nodeCycleName(node, bootID string, attempt int32) string {
 }
 
 // cyclesOfNode returns the node's NodeCycles, newest first.
-func cyclesOfNode(ctx context.Context, r client.Reader, namespace, node string) ([]v1alpha1.NodeCycle, error) {
+func cyclesOfNode(ctx context.Context, r client.Reader, namespace, cluster, node string) ([]v1alpha1.NodeCycle, error) {
 	var list v1alpha1.NodeCycleList
 	if err := r.List(ctx, &list, client.InNamespace(namespace), client.MatchingFields{indexNodeName: node}); err != nil {
 		return nil, fmt.Errorf("listing NodeCycles of node %s: %w", node, err)
 	}
-	sortNewestFirst(list.Items)
-	return list.Items, nil
+	items := list.Items[:0]
+	for _, nc := range list.Items {
+		if nc.Spec.ClusterName == cluster {
+			items = append(items, nc)
+		}
+	}
+	sortNewestFirst(items)
+	return items, nil
 }
 
 func sortNewestFirst(items []v1alpha1.NodeCycle) {

@@ -5,7 +5,7 @@ import (
 )
 
 // Strategy is one way of bringing a node through maintenance.
-// +kubebuilder:validation:Enum=reboot;power-cycle
+// +kubebuilder:validation:Enum=reboot;power-cycle;replace
 type Strategy string
 
 const (
@@ -14,6 +14,9 @@ const (
 	// StrategyPowerCycle drains the node and power-cycles its machine
 	// through a provider (hypervisor or BMC).
 	StrategyPowerCycle Strategy = "power-cycle"
+	// StrategyReplace cordons the node and deletes its Cluster API Machine;
+	// Cluster API drains it and its MachineSet creates the replacement.
+	StrategyReplace Strategy = "replace"
 )
 
 // Phase is a step of the NodeCycle state machine.
@@ -30,9 +33,12 @@ const (
 	PhasePoweringOn          Phase = "PoweringOn"
 	PhaseWaitingForNodeReady Phase = "WaitingForNodeReady"
 	PhaseUncordoning         Phase = "Uncordoning"
-	PhaseSucceeded           Phase = "Succeeded"
-	PhaseFailed              Phase = "Failed"
-	PhaseSkipped             Phase = "Skipped"
+	// Phases of the replace strategy, which never uncordons: the node goes.
+	PhaseDeletingMachine       Phase = "DeletingMachine"
+	PhaseWaitingForReplacement Phase = "WaitingForReplacement"
+	PhaseSucceeded             Phase = "Succeeded"
+	PhaseFailed                Phase = "Failed"
+	PhaseSkipped               Phase = "Skipped"
 )
 
 // Terminal reports whether no more work is done for a NodeCycle in phase p.
@@ -59,6 +65,16 @@ type NodeCycleSpec struct {
 	// cluster the manager runs in.
 	// +optional
 	ClusterName string `json:"clusterName,omitempty"`
+
+	// MachineName is the Cluster API Machine of the node, in the NodeCycle's
+	// namespace; empty outside Cluster API.
+	// +optional
+	MachineName string `json:"machineName,omitempty"`
+
+	// ControlPlane says the node's Machine belongs to the cluster's control
+	// plane: it is cycled only while no other node of its cluster is.
+	// +optional
+	ControlPlane bool `json:"controlPlane,omitempty"`
 
 	// Strategies is the escalation ladder: the first runs; when its wait for
 	// the node times out, the next one runs, on the still drained node.
@@ -93,6 +109,13 @@ type NodeCycleSpec struct {
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
 	RebootTimeout metav1.Duration `json:"rebootTimeout"`
+
+	// ReplaceTimeout bounds the replace strategy, from the Machine's deletion
+	// until its replacement's Node is Ready.
+	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	ReplaceTimeout *metav1.Duration `json:"replaceTimeout,omitempty"`
 }
 
 // DrainSpec holds how pods are evicted from a node.
@@ -174,6 +197,14 @@ type NodeCycleStatus struct {
 	// PhaseDurations records how long each finished phase took, in phase order.
 	// +optional
 	PhaseDurations []PhaseDuration `json:"phaseDurations,omitempty"`
+
+	// MachineSet is the MachineSet expected to replace the deleted Machine.
+	// +optional
+	MachineSet string `json:"machineSet,omitempty"`
+
+	// ReplacementMachine is the Machine that replaced the deleted one.
+	// +optional
+	ReplacementMachine string `json:"replacementMachine,omitempty"`
 }
 
 // PhaseDuration is how long one phase took.

@@ -30,6 +30,18 @@ const (
 	// someone else and is left alone.
 	AnnotationCordonedBy = "nodecycle.io/cordoned-by"
 
+	// AnnotationStrategy on a Cluster API MachineDeployment (or control-plane
+	// object) opts its Machines' nodes in; the value is one strategy or a
+	// comma-separated escalation ladder, e.g. "reboot,power-cycle,replace".
+	AnnotationStrategy = "nodecycle.io/strategy"
+	// AnnotationSkipRemediationBy marks Cluster API's skip-remediation
+	// annotation on a Machine as nodecycle's; the value is the NodeCycle
+	// (namespace/name). Only such a skip-remediation is ever removed.
+	AnnotationSkipRemediationBy = "nodecycle.io/skip-remediation-by"
+	// LabelAgent=enabled on a Cluster API Cluster installs the agent in it
+	// through the ClusterResourceSet in config/clusterapi.
+	LabelAgent = "nodecycle.io/agent"
+
 	// LabelExclude opts a Node out when its value is "true".
 	LabelExclude = "nodecycle.io/exclude"
 )

@@ -15,11 +15,16 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/clock"
+	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
+	"sigs.k8s.io/cluster-api/controllers/clustercache"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
@@ -39,7 +44,10 @@ type Options struct {
 	QPS           float64
 	Burst         int
 	Verbosity     int
-	Controllers   controllers.Config
+	// ClusterAPI runs the manager in a Cluster API management cluster: it
+	// handles the nodes of every workload cluster, not its own.
+	ClusterAPI  bool
+	Controllers controllers.Config
 	// Registry receives the manager's own metrics; nil means the registry
 	// controller-runtime serves on --metrics-bind-address.
 	Registry prometheus.Registerer
@@ -48,6 +56,7 @@ type Options struct {
 	nodeSelector       string
 	drainTimeout       time.Duration
 	rebootTimeout      time.Duration
+	replaceTimeout     time.Duration
 	retryBackoff       time.Duration
 	maxRetryBackof     time.Duration
 }
@@ -76,6 +85,8 @@ func ParseOptions(args []string, lookupEnv func(string) (string, bool), usage io
 	fs.BoolVar(&c.Drain.DeleteEmptyDirData, "delete-emptydir-data", def.Drain.DeleteEmptyDirData, "Evict pods that use emptyDir volumes (their data is lost).")
 	fs.BoolVar(&c.Drain.EvictUnmanagedPods, "evict-unmanaged-pods", def.Drain.EvictUnmanagedPods, "Evict pods that no controller recreates.")
 	fs.DurationVar(&o.rebootTimeout, "reboot-timeout", def.RebootTimeout, "Time limit from the reboot request to a new boot ID and Ready=True.")
+	fs.BoolVar(&o.ClusterAPI, "cluster-api", false, "Run in a Cluster API management cluster: handle the nodes of every workload Cluster (opted in by nodecycle.io/strategy on their MachineDeployments) instead of this cluster's.")
+	fs.DurationVar(&o.replaceTimeout, "replace-timeout", def.ReplaceTimeout, "Time limit of the replace strategy, from the Machine's deletion until its replacement's Node is Ready.")
 	fs.DurationVar(&o.retryBackoff, "retry-backoff", def.RetryBackoff, "Wait after a failed operation before the node is tried again; doubles with each failure.")
 	fs.DurationVar(&o.maxRetryBackof, "max-retry-backoff", def.MaxRetryBackoff, "Longest wait between retries.")
 	fs.IntVar(&c.HistoryLimit, "history-limit", def.HistoryLimit, "Finished NodeCycles kept per node.")
@@ -99,6 +110,7 @@ func ParseOptions(args []string, lookupEnv func(string) (string, bool), usage io
 	}
 	c.Drain.Timeout.Duration = o.drainTimeout
 	c.RebootTimeout = o.rebootTimeout
+	c.ReplaceTimeout = o.replaceTimeout
 	c.RetryBackoff = o.retryBackoff
 	c.MaxRetryBackoff = o.maxRetryBackof
 	if o.QPS <= 0 || o.Burst < 1 {
@@ -118,6 +130,7 @@ func Scheme() *runtime.Scheme {
 	s := runtime.NewScheme()
 	_ = clientgoscheme.AddToScheme(s)
 	_ = v1alpha1.AddToScheme(s)
+	_ = clusterv1.AddToScheme(s)
 	return s
 }
 
@@ -129,6 +142,10 @@ func New(ctx context.Context, cfg *rest.Config, o *Options, clk clock.PassiveClo
 		cfg.UserAgent = "nodecycle-manager"
 	}
 	cfg.QPS, cfg.Burst = float32(o.QPS), o.Burst
+	cycles := cache.ByObject{Namespaces: map[string]cache.Config{o.Controllers.Namespace: {}}}
+	if o.ClusterAPI {
+		cycles = cache.ByObject{} // in each Cluster's namespace
+	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                  Scheme(),
 		Metrics:                 metricsserver.Options{BindAddress: o.MetricsAddr},
@@ -142,7 +159,7 @@ func New(ctx context.Context, cfg *rest.Config, o *Options, clk clock.PassiveClo
 		Cache: cache.Options{
 			ByObject: map[client.Object]cache.ByObject{
 				&corev1.Node{}:        {Transform: controllers.StripNode},
-				&v1alpha1.NodeCycle{}: {Namespaces: map[string]cache.Config{o.Controllers.Namespace: {}}},
+				&v1alpha1.NodeCycle{}: cycles,
 			},
 		},
 	})
@@ -158,17 +175,21 @@ func New(ctx context.Context, cfg *rest.Config, o *Options, clk clock.PassiveClo
 	if reg == nil {
 		reg = metrics.Registry
 	}
-	m := controllers.NewMetrics(reg, mgr.GetCache())
-	if err := (&controllers.NodeReconciler{
+	ncr := &controllers.NodeCycleReconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: recorder, Clock: clk, Config: o.Controllers,
-	}).SetupWithManager(mgr); err != nil {
-		return nil, fmt.Errorf("setting up node controller: %w", err)
+		Metrics: controllers.NewMetrics(reg, mgr.GetCache()), Providers: registry,
+		Clusters: controllers.LocalCluster{W: controllers.Workload{Client: mgr.GetClient(), Reader: mgr.GetAPIReader()}},
 	}
-	if err := (&controllers.NodeCycleReconciler{
-		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: recorder, Clock: clk, Config: o.Controllers, Metrics: m,
-		Providers: registry,
-	}).SetupWithManager(mgr); err != nil {
-		return nil, fmt.Errorf("setting up nodecycle controller: %w", err)
+	if o.ClusterAPI {
+		err = setupClusterAPI(ctx, mgr, o, ncr, clk)
+	} else {
+		err = errors.Join(
+			controllers.NewNodeReconciler(mgr.GetClient(), mgr.GetAPIReader(), recorder, clk, o.Controllers).SetupWithManager(mgr),
+			ncr.SetupWithManager(mgr),
+		)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("setting up controllers: %w", err)
 	}
 	if err := (&controllers.PolicyReconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: recorder, Providers: registry,
@@ -179,4 +200,44 @@ func New(ctx context.Context, cfg *rest.Config, o *Options, clk clock.PassiveClo
 		return nil, fmt.Errorf("adding health checks: %w", err)
 	}
 	return mgr, nil
+}
+
+// setupClusterAPI wires the Cluster API mode: a ClusterCache of nodecycle's
+// own reaches the workload clusters, the MachineReconciler opens NodeCycles
+// for opted-in Machines, and the NodeCycleReconciler works on workload Nodes.
+func setupClusterAPI(ctx context.Context, mgr ctrl.Manager, o *Options, ncr *controllers.NodeCycleReconciler, clk clock.PassiveClock) error {
+	cc, err := clustercache.SetupWithManager(ctx, mgr, clustercache.Options{
+		// Kubeconfig Secrets are read live when a cluster connects; no Secret is cached.
+		SecretClient: mgr.GetAPIReader(),
+		Cache:        controllers.ClusterCacheOptions(),
+		Client: clustercache.ClientOptions{
+			QPS: float32(o.QPS), Burst: o.Burst, UserAgent: "nodecycle-manager",
+			Cache: clustercache.ClientCacheOptions{DisableFor: []client.Object{&corev1.Pod{}, &corev1.Secret{}, &corev1.ConfigMap{}}},
+		},
+	}, controller.Options{MaxConcurrentReconciles: 10})
+	if err != nil {
+		return fmt.Errorf("setting up the cluster cache: %w", err)
+	}
+	// The workload clusters' caches outlive the manager's context unless shut down.
+	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+		<-ctx.Done()
+		if s, ok := cc.(interface{ Shutdown() }); ok {
+			s.Shutdown()
+		}
+		return nil
+	})); err != nil {
+		return err
+	}
+	ncr.Clusters = controllers.ClusterAPIClusters{Cache: cc}
+	mr := &controllers.MachineReconciler{
+		Clusters:      ncr.Clusters,
+		ClusterSource: cc.GetClusterSource("nodecycle-machine", controllers.ClusterMachines(mgr.GetClient())),
+	}
+	mr.Client, mr.APIReader, mr.Recorder, mr.Clock, mr.Config = mgr.GetClient(), mgr.GetAPIReader(), ncr.Recorder, clk, o.Controllers
+	return errors.Join(
+		mr.SetupWithManager(mgr),
+		ncr.SetupWithManager(mgr, func(b *builder.Builder) *builder.Builder {
+			return b.WatchesRawSource(cc.GetClusterSource("nodecycle", controllers.ClusterCycles(mgr.GetClient())))
+		}),
+	)
 }

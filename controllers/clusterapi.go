@@ -1,0 +1,94 @@
+package controllers
+
+import (
+	"context"
+	"errors"
+
+	corev1 "k8s.io/api/core/v1"
+	toolscache "k8s.io/client-go/tools/cache"
+	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
+	"sigs.k8s.io/cluster-api/controllers/clustercache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/nodecycle/nodecycle/api/v1alpha1"
+)
+
+// ClusterAPIClusters reaches the workload clusters of Cluster API Clusters
+// through Cluster API's ClusterCache (the <cluster>-kubeconfig Secret). A
+// NodeCycle's cluster is the Cluster of that name in its namespace.
+type ClusterAPIClusters struct {
+	Cache clustercache.ClusterCache
+}
+
+// Workload implements Clusters.
+func (c ClusterAPIClusters) Workload(ctx context.Context, namespace, cluster string) (Workload, error) {
+	if cluster == "" {
+		return Workload{}, errors.New("the NodeCycle names no cluster; in Cluster API mode every NodeCycle belongs to a Cluster")
+	}
+	key := client.ObjectKey{Namespace: namespace, Name: cluster}
+	cached, err := c.Cache.GetClient(ctx, key)
+	if err != nil {
+		return Workload{}, err
+	}
+	live, err := c.Cache.GetUncachedClient(ctx, key)
+	if err != nil {
+		return Workload{}, err
+	}
+	return Workload{Client: cached, Reader: live}, nil
+}
+
+// WatchNodes implements Clusters.
+func (c ClusterAPIClusters) WatchNodes(ctx context.Context, namespace, cluster, name string, ctrl controller.Controller, h handler.EventHandler) error {
+	return c.Cache.Watch(ctx, client.ObjectKey{Namespace: namespace, Name: cluster}, clustercache.NewWatcher(clustercache.WatcherOptions{
+		Name: name, Watcher: ctrl, Kind: &corev1.Node{}, EventHandler: h,
+	}))
+}
+
+// ClusterCacheOptions are the per-cluster cache settings nodecycle needs:
+// Nodes without what it never reads, indexed by nodecycle's cordon.
+func ClusterCacheOptions() clustercache.CacheOptions {
+	return clustercache.CacheOptions{
+		DefaultTransform: toolscache.TransformFunc(StripNode),
+		Indexes: []clustercache.CacheOptionsIndex{{
+			Object: &corev1.Node{}, Field: indexCordonedBy, ExtractValue: cordonedByNodecycle,
+		}},
+	}
+}
+
+// ClusterMachines enqueues the Machines of a Cluster (on connect and
+// disconnect of its workload cluster).
+func ClusterMachines(c client.Reader) func(context.Context, client.Object) []reconcile.Request {
+	return func(ctx context.Context, o client.Object) []reconcile.Request {
+		var list clusterv1.MachineList
+		if err := c.List(ctx, &list, client.InNamespace(o.GetNamespace()), client.MatchingLabels{clusterv1.ClusterNameLabel: o.GetName()}); err != nil {
+			return nil
+		}
+		reqs := make([]reconcile.Request, 0, len(list.Items))
+		for i := range list.Items {
+			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])})
+		}
+		return reqs
+	}
+}
+
+// ClusterCycles enqueues the open NodeCycles of a Cluster (on connect and
+// disconnect of its workload cluster, when its Node watch is to be set up
+// again).
+func ClusterCycles(c client.Reader) func(context.Context, client.Object) []reconcile.Request {
+	return func(ctx context.Context, o client.Object) []reconcile.Request {
+		var list v1alpha1.NodeCycleList
+		if err := c.List(ctx, &list, client.InNamespace(o.GetNamespace())); err != nil {
+			return nil
+		}
+		var reqs []reconcile.Request
+		for i := range list.Items {
+			if nc := &list.Items[i]; nc.Spec.ClusterName == o.GetName() && !nc.Status.Phase.Terminal() {
+				reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(nc)})
+			}
+		}
+		return reqs
+	}
+}

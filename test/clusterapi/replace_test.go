@@ -1,0 +1,86 @@
+package clusterapi
+
+import (
+	"sync"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	"k8s.io/apimachinery/pkg/watch"
+	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/nodecycle/nodecycle/api/v1alpha1"
+)
+
+var _ = Describe("The replace strategy", func() {
+	It("replaces the nodes that need a reboot one Machine after the other", func(ctx SpecContext) {
+		const ns, cluster = "replace", "prod"
+		_, err := capi.CreateCluster(ctx, ns, cluster, env.Config)
+		Expect(err).NotTo(HaveOccurred())
+		_, err = capi.CreateControlPlaneMachine(ctx, ns, cluster, "prod-cp", nil)
+		Expect(err).NotTo(HaveOccurred())
+		_, err = capi.CreateMachineDeployment(ctx, ns, cluster, "workers", 3, map[string]string{v1alpha1.AnnotationStrategy: "replace"})
+		Expect(err).NotTo(HaveOccurred())
+		before := readyMachines(ctx, k8s, ns, "workers", 3)
+
+		// Every Machine deletion of the MachineDeployment, from a watch.
+		w, err := client.NewWithWatch(env.Config, client.Options{Scheme: k8s.Scheme()})
+		Expect(err).NotTo(HaveOccurred())
+		watcher, err := w.Watch(ctx, &clusterv1.MachineList{}, client.InNamespace(ns), client.MatchingLabels{clusterv1.MachineDeploymentNameLabel: "workers"})
+		Expect(err).NotTo(HaveOccurred())
+		var mu sync.Mutex
+		deleting, mostAtOnce := map[string]bool{}, 0
+		go func() {
+			for ev := range watcher.ResultChan() {
+				m, ok := ev.Object.(*clusterv1.Machine)
+				if !ok {
+					continue
+				}
+				mu.Lock()
+				switch {
+				case ev.Type == watch.Deleted:
+					delete(deleting, m.Name)
+				case !m.DeletionTimestamp.IsZero():
+					deleting[m.Name] = true
+				}
+				mostAtOnce = max(mostAtOnce, len(deleting))
+				mu.Unlock()
+			}
+		}()
+		DeferCleanup(watcher.Stop)
+
+		DeferCleanup(startManager())
+		requireReboot(ctx, k8s, before[0].Status.NodeRef.Name)
+		requireReboot(ctx, k8s, before[1].Status.NodeRef.Name)
+
+		Eventually(func(g Gomega) {
+			cycles := cyclesIn(ctx, ns)
+			g.Expect(cycles).To(HaveLen(2))
+			for _, nc := range cycles {
+				g.Expect(nc.Status.Phase).To(Equal(v1alpha1.PhaseSucceeded), "NodeCycle %s: %s", nc.Name, nc.Status.Message)
+				g.Expect(nc.Status.ReplacementMachine).NotTo(BeEmpty())
+			}
+		}).WithTimeout(3 * time.Minute).Should(Succeed())
+
+		after := readyMachines(ctx, k8s, ns, "workers", 3)
+		names := func(ms []clusterv1.Machine) []string {
+			var out []string
+			for _, m := range ms {
+				out = append(out, m.Name)
+			}
+			return out
+		}
+		Expect(names(after)).NotTo(ContainElements(before[0].Name, before[1].Name), "the old Machines are gone")
+		Expect(names(after)).To(ContainElement(before[2].Name), "the Machine that needed nothing stays")
+		mu.Lock()
+		defer mu.Unlock()
+		Expect(mostAtOnce).To(Equal(1), "Machines being deleted at the same time")
+
+		for _, nc := range cyclesIn(ctx, ns) {
+			Expect(nc.Spec.ClusterName).To(Equal(cluster))
+			Expect(names(after)).To(ContainElement(nc.Status.ReplacementMachine))
+			Expect(nc.Status.PhaseDurations).NotTo(BeEmpty())
+		}
+	})
+})

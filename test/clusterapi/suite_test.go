@@ -1,0 +1,159 @@
+// Package clusterapi tests the manager's Cluster API mode against a real
+// kube-apiserver with Cluster API's own Machine, MachineSet and
+// MachineDeployment controllers running in-process.
+package clusterapi
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/klog/v2"
+	"k8s.io/klog/v2/textlogger"
+	"k8s.io/utils/clock"
+	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/nodecycle/nodecycle/api/v1alpha1"
+	"github.com/nodecycle/nodecycle/internal/manager"
+	"github.com/nodecycle/nodecycle/internal/nodes"
+	"github.com/nodecycle/nodecycle/test/framework"
+)
+
+func TestClusterAPI(t *testing.T) {
+	RegisterFailHandler(Fail)
+	RunSpecs(t, "Cluster API")
+}
+
+var (
+	env  *framework.Env
+	capi *framework.ClusterAPI
+	k8s  client.Client
+)
+
+var _ = BeforeSuite(func() {
+	logger := textlogger.NewLogger(textlogger.NewConfig(textlogger.Output(GinkgoWriter), textlogger.Verbosity(0)))
+	ctrl.SetLogger(logger)
+	klog.SetLogger(logger)
+	SetDefaultEventuallyTimeout(90 * time.Second)
+	SetDefaultEventuallyPollingInterval(100 * time.Millisecond)
+	var err error
+	env, err = framework.Start()
+	Expect(err).NotTo(HaveOccurred())
+	capi, err = framework.StartClusterAPI(env.Config)
+	Expect(err).NotTo(HaveOccurred())
+	k8s, err = client.New(env.Config, client.Options{Scheme: manager.Scheme()})
+	Expect(err).NotTo(HaveOccurred())
+})
+
+var _ = AfterSuite(func() {
+	if capi != nil {
+		capi.Stop()
+	}
+	if env != nil {
+		Expect(env.Stop()).To(Succeed())
+	}
+})
+
+// startManager runs the real manager in Cluster API mode until stop is called.
+func startManager(args ...string) (stop func()) {
+	GinkgoHelper()
+	all := append([]string{"--cluster-api", "--metrics-bind-address=0", "--health-probe-bind-address=0", "--leader-elect=false", "--agent-pod-selector="}, args...)
+	opts, err := manager.ParseOptions(all, func(string) (string, bool) { return "", false }, GinkgoWriter)
+	Expect(err).NotTo(HaveOccurred())
+	opts.Registry = prometheus.NewRegistry()
+	opts.SkipNameValidation = true
+	ctx, cancel := context.WithCancel(context.Background())
+	mgr, err := manager.New(ctx, env.Config, opts, clock.RealClock{})
+	Expect(err).NotTo(HaveOccurred())
+	done := make(chan struct{})
+	go func() {
+		defer GinkgoRecover()
+		defer close(done)
+		Expect(mgr.Start(ctx)).To(Succeed())
+	}()
+	return func() { cancel(); <-done }
+}
+
+// startKubelet plays the kubelets of the provisioned nodes of a workload
+// cluster: a reboot request takes the node down for downTime and brings it
+// back with a new boot ID.
+func startKubelet(cfg *rest.Config, downTime time.Duration) *framework.Kubelet {
+	GinkgoHelper()
+	cs, err := kubernetes.NewForConfig(cfg)
+	Expect(err).NotTo(HaveOccurred())
+	k := &framework.Kubelet{Client: cs, Selector: labels.SelectorFromSet(labels.Set{framework.NodeLabel: "true"}), DownTime: downTime, RebootOnRequest: true}
+	ctx, cancel := context.WithCancel(context.Background())
+	go k.Run(ctx)
+	DeferCleanup(cancel)
+	return k
+}
+
+// machinesOf returns the Machines of a MachineDeployment.
+func machinesOf(ctx context.Context, namespace, md string) []clusterv1.Machine {
+	GinkgoHelper()
+	var list clusterv1.MachineList
+	Expect(k8s.List(ctx, &list, client.InNamespace(namespace), client.MatchingLabels{clusterv1.MachineDeploymentNameLabel: md})).To(Succeed())
+	return list.Items
+}
+
+// readyMachines waits until the MachineDeployment has n Machines, each with
+// a Ready Node in the workload cluster c, and returns them.
+func readyMachines(ctx context.Context, c client.Client, namespace, md string, n int) []clusterv1.Machine {
+	GinkgoHelper()
+	var ms []clusterv1.Machine
+	Eventually(func(g Gomega) {
+		ms = machinesOf(ctx, namespace, md)
+		g.Expect(ms).To(HaveLen(n))
+		for _, m := range ms {
+			g.Expect(m.DeletionTimestamp.IsZero()).To(BeTrue(), "Machine %s is being deleted", m.Name)
+			g.Expect(m.Status.NodeRef.IsDefined()).To(BeTrue(), "Machine %s has no node yet", m.Name)
+			node := &corev1.Node{}
+			g.Expect(c.Get(ctx, client.ObjectKey{Name: m.Status.NodeRef.Name}, node)).To(Succeed())
+			g.Expect(nodes.IsReady(node)).To(BeTrue(), "node %s is not Ready", node.Name)
+		}
+	}).WithTimeout(2 * time.Minute).Should(Succeed())
+	return ms
+}
+
+// requireReboot sets RebootRequired=True on a workload Node, as its agent would.
+func requireReboot(ctx context.Context, c client.Client, name string) {
+	GinkgoHelper()
+	node := &corev1.Node{}
+	Expect(c.Get(ctx, client.ObjectKey{Name: name}, node)).To(Succeed())
+	want := corev1.NodeCondition{Type: v1alpha1.ConditionRebootRequired, Status: corev1.ConditionTrue, Reason: v1alpha1.ReasonSentinelFilePresent, Message: "/var/run/reboot-required exists"}
+	patch := nodes.ConditionPatch(nodes.Condition(node, v1alpha1.ConditionRebootRequired), want, time.Now())
+	Expect(c.Status().Patch(ctx, node, client.RawPatch("application/strategic-merge-patch+json", patch))).To(Succeed())
+}
+
+// cyclesIn returns the NodeCycles of a namespace.
+func cyclesIn(ctx context.Context, namespace string) []v1alpha1.NodeCycle {
+	GinkgoHelper()
+	var list v1alpha1.NodeCycleList
+	Expect(k8s.List(ctx, &list, client.InNamespace(namespace))).To(Succeed())
+	return list.Items
+}
+
+// eventsOn returns the reasons of the Events recorded on an object.
+func eventsOn(ctx context.Context, namespace, kind, name string) []string {
+	GinkgoHelper()
+	var list eventsv1.EventList
+	Expect(k8s.List(ctx, &list, client.InNamespace(namespace))).To(Succeed())
+	var reasons []string
+	for _, e := range list.Items {
+		if e.Regarding.Kind == kind && e.Regarding.Name == name {
+			reasons = append(reasons, fmt.Sprintf("%s: %s", e.Reason, e.Note))
+		}
+	}
+	return reasons
+}

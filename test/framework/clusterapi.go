@@ -1,0 +1,418 @@
+package framework
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	corev1 "k8s.io/api/core/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/kubernetes"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
+	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
+	"sigs.k8s.io/cluster-api/controllers/clustercache"
+	"sigs.k8s.io/cluster-api/core/reconcilers/machine"
+	"sigs.k8s.io/cluster-api/core/reconcilers/machinedeployment"
+	"sigs.k8s.io/cluster-api/core/reconcilers/machineset"
+	"sigs.k8s.io/cluster-api/core/setup"
+	"sigs.k8s.io/cluster-api/feature"
+	"sigs.k8s.io/cluster-api/util/index"
+	"sigs.k8s.io/cluster-api/util/kubeconfig"
+	"sigs.k8s.io/cluster-api/util/test/builder"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+)
+
+// ClusterAPI runs Cluster API's own core controllers (Machine, MachineSet,
+// MachineDeployment) in-process against a control plane, with a provisioner
+// that plays the infrastructure and bootstrap providers: it marks their
+// objects ready and registers each Machine's Node in its workload cluster,
+// as a kubelet would.
+type ClusterAPI struct {
+	Client client.Client
+	config *rest.Config
+
+	mu        sync.Mutex
+	workloads map[client.ObjectKey]*rest.Config
+	stop      func()
+	done      chan struct{}
+}
+
+// NodeLabel is put on every Node the provisioner registers, for the
+// simulated kubelets' selectors.
+const NodeLabel = "nodecycle.test/provisioned"
+
+var (
+	infraMachineGVK     = builder.InfrastructureGroupVersion.WithKind(builder.GenericInfrastructureMachineKind)
+	infraTemplateGVK    = builder.InfrastructureGroupVersion.WithKind(builder.GenericInfrastructureMachineTemplateKind)
+	infraClusterGVK     = builder.InfrastructureGroupVersion.WithKind(builder.GenericInfrastructureClusterKind)
+	bootstrapGVK        = builder.BootstrapGroupVersion.WithKind(builder.GenericBootstrapConfigKind)
+	bootstrapTmplGVK    = builder.BootstrapGroupVersion.WithKind(builder.GenericBootstrapConfigTemplateKind)
+	controlPlaneGVK     = builder.ControlPlaneGroupVersion.WithKind(builder.GenericControlPlaneKind)
+	enableFeatureGateMu sync.Once
+)
+
+// ClusterAPICRDs are Cluster API's CRDs (from the module) and the generic
+// provider CRDs of its test builder.
+func ClusterAPICRDs() (envtest.CRDInstallOptions, error) {
+	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "sigs.k8s.io/cluster-api").Output()
+	if err != nil {
+		return envtest.CRDInstallOptions{}, fmt.Errorf("finding the cluster-api module: %w", err)
+	}
+	dir := strings.TrimSpace(string(out)) + "/core/config/crd/bases"
+	return envtest.CRDInstallOptions{
+		Paths:              []string{dir},
+		ErrorIfPathMissing: true,
+		CRDs: []*apiextensionsv1.CustomResourceDefinition{
+			builder.GenericBootstrapConfigCRD.DeepCopy(), builder.GenericBootstrapConfigTemplateCRD.DeepCopy(),
+			builder.GenericInfrastructureMachineCRD.DeepCopy(), builder.GenericInfrastructureMachineTemplateCRD.DeepCopy(),
+			builder.GenericInfrastructureClusterCRD.DeepCopy(), builder.GenericControlPlaneCRD.DeepCopy(),
+		},
+	}, nil
+}
+
+// StartClusterAPI installs the CRDs and starts the controllers.
+func StartClusterAPI(cfg *rest.Config) (*ClusterAPI, error) {
+	crds, err := ClusterAPICRDs()
+	if err != nil {
+		return nil, err
+	}
+	if _, err := envtest.InstallCRDs(cfg, crds); err != nil {
+		return nil, fmt.Errorf("installing Cluster API CRDs: %w", err)
+	}
+	enableFeatureGateMu.Do(func() {
+		// One reconcile per object and second would only slow the tests down.
+		_ = feature.MutableGates.Set(string(feature.ReconcilerRateLimiting) + "=false")
+	})
+	scheme := runtime.NewScheme()
+	_ = clientgoscheme.AddToScheme(scheme)
+	_ = clusterv1.AddToScheme(scheme)
+	_ = apiextensionsv1.AddToScheme(scheme)
+	skip := true
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:     scheme,
+		Metrics:    metricsserver.Options{BindAddress: "0"},
+		Controller: config.Controller{SkipNameValidation: &skip},
+		Client:     setup.ManagerClientOptions(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &ClusterAPI{Client: mgr.GetClient(), config: cfg, workloads: map[client.ObjectKey]*rest.Config{}, stop: cancel, done: make(chan struct{})}
+	err = c.setup(ctx, mgr)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	go func() {
+		defer close(c.done)
+		_ = mgr.Start(ctx)
+	}()
+	if !mgr.GetCache().WaitForCacheSync(ctx) {
+		cancel()
+		return nil, fmt.Errorf("cluster API controllers' cache did not sync")
+	}
+	return c, nil
+}
+
+func (c *ClusterAPI) setup(ctx context.Context, mgr ctrl.Manager) error {
+	if err := index.AddDefaultIndexes(ctx, mgr); err != nil {
+		return err
+	}
+	cc, err := clustercache.SetupWithManager(ctx, mgr, clustercache.Options{
+		SecretClient: mgr.GetAPIReader(),
+		Cache:        setup.ClusterCacheCacheOptions(),
+		Client:       setup.ClusterCacheClientOptions("cluster-api-test", 100, 200),
+	}, controller.Options{MaxConcurrentReconciles: 10})
+	if err != nil {
+		return err
+	}
+	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+		<-ctx.Done()
+		if s, ok := cc.(interface{ Shutdown() }); ok {
+			s.Shutdown()
+		}
+		return nil
+	})); err != nil {
+		return err
+	}
+	opts := controller.Options{MaxConcurrentReconciles: 5}
+	if err := (&machine.Reconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), ClusterCache: cc, RemoteConditionsGracePeriod: 2 * time.Minute}).SetupWithManager(ctx, mgr, opts); err != nil {
+		return fmt.Errorf("machine controller: %w", err)
+	}
+	if err := (&machineset.Reconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), ClusterCache: cc}).SetupWithManager(ctx, mgr, opts); err != nil {
+		return fmt.Errorf("machineset controller: %w", err)
+	}
+	if err := (&machinedeployment.Reconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader()}).SetupWithManager(ctx, mgr, opts); err != nil {
+		return fmt.Errorf("machinedeployment controller: %w", err)
+	}
+	for _, gvk := range []schema.GroupVersionKind{infraMachineGVK, bootstrapGVK} {
+		u := &unstructured.Unstructured{}
+		u.SetGroupVersionKind(gvk)
+		if err := ctrl.NewControllerManagedBy(mgr).Named("provisioner-" + strings.ToLower(gvk.Kind)).For(u).Complete(reconcile.Func(c.provision)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Stop stops the controllers.
+func (c *ClusterAPI) Stop() {
+	c.stop()
+	<-c.done
+}
+
+// CreateCluster creates a provisioned, initialized Cluster whose workload
+// cluster is the API server of workload (its kubeconfig Secret points there).
+func (c *ClusterAPI) CreateCluster(ctx context.Context, namespace, name string, workload *rest.Config) (*clusterv1.Cluster, error) {
+	if err := c.ensureNamespace(ctx, namespace); err != nil {
+		return nil, err
+	}
+	infra := &unstructured.Unstructured{}
+	infra.SetGroupVersionKind(infraClusterGVK)
+	infra.SetNamespace(namespace)
+	infra.SetName(name)
+	if err := c.Client.Create(ctx, infra); err != nil {
+		return nil, fmt.Errorf("creating infrastructure cluster: %w", err)
+	}
+	cluster := &clusterv1.Cluster{
+		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name},
+		Spec: clusterv1.ClusterSpec{InfrastructureRef: clusterv1.ContractVersionedObjectReference{
+			APIGroup: infraClusterGVK.Group, Kind: infraClusterGVK.Kind, Name: name,
+		}},
+	}
+	if err := c.Client.Create(ctx, cluster); err != nil {
+		return nil, fmt.Errorf("creating Cluster: %w", err)
+	}
+	now := metav1.Now()
+	cluster.Status.Initialization = clusterv1.ClusterInitializationStatus{InfrastructureProvisioned: ptr.To(true), ControlPlaneInitialized: ptr.To(true)}
+	cluster.Status.Conditions = []metav1.Condition{
+		{Type: clusterv1.ClusterControlPlaneInitializedCondition, Status: metav1.ConditionTrue, Reason: "Initialized", LastTransitionTime: now},
+		{Type: clusterv1.ClusterInfrastructureReadyCondition, Status: metav1.ConditionTrue, Reason: "Ready", LastTransitionTime: now},
+	}
+	if err := c.Client.Status().Update(ctx, cluster); err != nil {
+		return nil, fmt.Errorf("marking Cluster provisioned: %w", err)
+	}
+	secret := kubeconfig.GenerateSecret(cluster, kubeconfig.FromEnvTestConfig(workload, cluster))
+	if err := c.Client.Create(ctx, secret); err != nil {
+		return nil, fmt.Errorf("creating kubeconfig Secret: %w", err)
+	}
+	c.mu.Lock()
+	c.workloads[client.ObjectKeyFromObject(cluster)] = workload
+	c.mu.Unlock()
+	return cluster, nil
+}
+
+func (c *ClusterAPI) ensureNamespace(ctx context.Context, name string) error {
+	err := c.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}})
+	if apierrors.IsAlreadyExists(err) {
+		return nil
+	}
+	return err
+}
+
+// CreateMachineDeployment creates a MachineDeployment of replicas Machines
+// (rolling update, surge 1) with its provider templates.
+func (c *ClusterAPI) CreateMachineDeployment(ctx context.Context, namespace, cluster, name string, replicas int32, annotations map[string]string) (*clusterv1.MachineDeployment, error) {
+	for _, gvk := range []schema.GroupVersionKind{infraTemplateGVK, bootstrapTmplGVK} {
+		u := &unstructured.Unstructured{Object: map[string]any{"spec": map[string]any{"template": map[string]any{"spec": map[string]any{}}}}}
+		u.SetGroupVersionKind(gvk)
+		u.SetNamespace(namespace)
+		u.SetName(name)
+		if err := c.Client.Create(ctx, u); err != nil {
+			return nil, fmt.Errorf("creating %s: %w", gvk.Kind, err)
+		}
+	}
+	labels := map[string]string{"nodecycle.test/pool": name}
+	md := &clusterv1.MachineDeployment{
+		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name, Annotations: annotations},
+		Spec: clusterv1.MachineDeploymentSpec{
+			ClusterName: cluster,
+			Replicas:    ptr.To(replicas),
+			Selector:    metav1.LabelSelector{MatchLabels: labels},
+			Rollout: clusterv1.MachineDeploymentRolloutSpec{Strategy: clusterv1.MachineDeploymentRolloutStrategy{
+				Type: clusterv1.RollingUpdateMachineDeploymentStrategyType,
+				RollingUpdate: clusterv1.MachineDeploymentRolloutStrategyRollingUpdate{
+					MaxSurge: ptr.To(intstr.FromInt32(1)), MaxUnavailable: ptr.To(intstr.FromInt32(0)),
+				},
+			}},
+			Template: clusterv1.MachineTemplateSpec{
+				ObjectMeta: clusterv1.ObjectMeta{Labels: labels},
+				Spec: clusterv1.MachineSpec{
+					ClusterName: cluster,
+					Bootstrap: clusterv1.Bootstrap{ConfigRef: clusterv1.ContractVersionedObjectReference{
+						APIGroup: bootstrapTmplGVK.Group, Kind: bootstrapTmplGVK.Kind, Name: name,
+					}},
+					InfrastructureRef: clusterv1.ContractVersionedObjectReference{
+						APIGroup: infraTemplateGVK.Group, Kind: infraTemplateGVK.Kind, Name: name,
+					},
+				},
+			},
+		},
+	}
+	if err := c.Client.Create(ctx, md); err != nil {
+		return nil, fmt.Errorf("creating MachineDeployment: %w", err)
+	}
+	return md, nil
+}
+
+// CreateControlPlaneMachine creates a control-plane Machine owned by a
+// generic control-plane object carrying annotations. Cluster API drains and
+// deletes a deleted Machine's Node only in a cluster with a control plane.
+func (c *ClusterAPI) CreateControlPlaneMachine(ctx context.Context, namespace, cluster, name string, annotations map[string]string) (*clusterv1.Machine, error) {
+	cp := &unstructured.Unstructured{}
+	cp.SetGroupVersionKind(controlPlaneGVK)
+	cp.SetNamespace(namespace)
+	cp.SetName(name)
+	cp.SetAnnotations(annotations)
+	if err := c.Client.Create(ctx, cp); err != nil {
+		return nil, fmt.Errorf("creating control plane object: %w", err)
+	}
+	for _, gvk := range []schema.GroupVersionKind{infraMachineGVK, bootstrapGVK} {
+		u := &unstructured.Unstructured{Object: map[string]any{"spec": map[string]any{}}}
+		u.SetGroupVersionKind(gvk)
+		u.SetNamespace(namespace)
+		u.SetName(name)
+		if err := c.Client.Create(ctx, u); err != nil {
+			return nil, fmt.Errorf("creating %s: %w", gvk.Kind, err)
+		}
+	}
+	m := &clusterv1.Machine{
+		ObjectMeta: metav1.ObjectMeta{
+			Namespace: namespace, Name: name,
+			Labels: map[string]string{clusterv1.ClusterNameLabel: cluster, clusterv1.MachineControlPlaneLabel: ""},
+			OwnerReferences: []metav1.OwnerReference{{
+				APIVersion: controlPlaneGVK.GroupVersion().String(), Kind: controlPlaneGVK.Kind, Name: name, UID: cp.GetUID(), Controller: ptr.To(true),
+			}},
+		},
+		Spec: clusterv1.MachineSpec{
+			ClusterName:       cluster,
+			Bootstrap:         clusterv1.Bootstrap{ConfigRef: clusterv1.ContractVersionedObjectReference{APIGroup: bootstrapGVK.Group, Kind: bootstrapGVK.Kind, Name: name}},
+			InfrastructureRef: clusterv1.ContractVersionedObjectReference{APIGroup: infraMachineGVK.Group, Kind: infraMachineGVK.Kind, Name: name},
+		},
+	}
+	if err := c.Client.Create(ctx, m); err != nil {
+		return nil, fmt.Errorf("creating control-plane Machine: %w", err)
+	}
+	return m, nil
+}
+
+// provision plays the providers for one infrastructure machine or
+// bootstrap config: once Cluster API owns it, it is made ready; an
+// infrastructure machine also gets a provider ID and a Ready Node.
+func (c *ClusterAPI) provision(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+	for _, gvk := range []schema.GroupVersionKind{infraMachineGVK, bootstrapGVK} {
+		u := &unstructured.Unstructured{}
+		u.SetGroupVersionKind(gvk)
+		if err := c.Client.Get(ctx, req.NamespacedName, u); err != nil {
+			if apierrors.IsNotFound(err) {
+				continue
+			}
+			return reconcile.Result{}, err
+		}
+		if !u.GetDeletionTimestamp().IsZero() {
+			continue
+		}
+		m := machineOf(u)
+		if m == "" {
+			continue // not yet adopted by its Machine
+		}
+		var err error
+		if gvk == bootstrapGVK {
+			err = c.provisionBootstrap(ctx, u)
+		} else {
+			err = c.provisionInfra(ctx, u, m)
+		}
+		if err != nil {
+			return reconcile.Result{}, err
+		}
+	}
+	return reconcile.Result{}, nil
+}
+
+func machineOf(u *unstructured.Unstructured) string {
+	for _, ref := range u.GetOwnerReferences() {
+		if ref.Kind == "Machine" {
+			return ref.Name
+		}
+	}
+	return ""
+}
+
+func (c *ClusterAPI) provisionBootstrap(ctx context.Context, u *unstructured.Unstructured) error {
+	if done, _, _ := unstructured.NestedBool(u.Object, "status", "initialization", "dataSecretCreated"); done {
+		return nil
+	}
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: u.GetNamespace(), Name: u.GetName()}, Data: map[string][]byte{"value": []byte("#cloud-config\n")}}
+	if err := c.Client.Create(ctx, secret); err != nil && !apierrors.IsAlreadyExists(err) {
+		return err
+	}
+	_ = unstructured.SetNestedField(u.Object, true, "status", "initialization", "dataSecretCreated")
+	_ = unstructured.SetNestedField(u.Object, u.GetName(), "status", "dataSecretName")
+	return c.Client.Status().Update(ctx, u)
+}
+
+func (c *ClusterAPI) provisionInfra(ctx context.Context, u *unstructured.Unstructured, machineName string) error {
+	if done, _, _ := unstructured.NestedBool(u.Object, "status", "initialization", "provisioned"); done {
+		return nil
+	}
+	m := &clusterv1.Machine{}
+	if err := c.Client.Get(ctx, types.NamespacedName{Namespace: u.GetNamespace(), Name: machineName}, m); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	c.mu.Lock()
+	workload := c.workloads[types.NamespacedName{Namespace: m.Namespace, Name: m.Spec.ClusterName}]
+	c.mu.Unlock()
+	if workload == nil {
+		return fmt.Errorf("no workload cluster registered for Cluster %s/%s", m.Namespace, m.Spec.ClusterName)
+	}
+	providerID := "test:///" + u.GetNamespace() + "/" + u.GetName()
+	if err := registerNode(ctx, workload, u.GetName(), providerID); err != nil {
+		return err
+	}
+	if err := unstructured.SetNestedField(u.Object, providerID, "spec", "providerID"); err != nil {
+		return err
+	}
+	if err := c.Client.Update(ctx, u); err != nil {
+		return err
+	}
+	_ = unstructured.SetNestedField(u.Object, true, "status", "initialization", "provisioned")
+	return c.Client.Status().Update(ctx, u)
+}
+
+// registerNode creates the Node a kubelet would register: Ready, with a
+// boot ID and the provider ID.
+func registerNode(ctx context.Context, cfg *rest.Config, name, providerID string) error {
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	n := &corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{corev1.LabelHostname: name, NodeLabel: "true"}},
+		Spec:       corev1.NodeSpec{ProviderID: providerID},
+	}
+	if _, err := cs.CoreV1().Nodes().Create(ctx, n, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("registering node %s: %w", name, err)
+	}
+	return SetNodeStatus(ctx, cs, name, uuid.NewString(), true)
+}
