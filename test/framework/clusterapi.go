@@ -51,6 +51,7 @@ type ClusterAPI struct {
 	Client client.Client
 	config *rest.Config
 
+	cache     clustercache.ClusterCache
 	mu        sync.Mutex
 	workloads map[client.ObjectKey]*rest.Config
 	stop      func()
@@ -147,6 +148,7 @@ func (c *ClusterAPI) setup(ctx context.Context, mgr ctrl.Manager) error {
 	if err != nil {
 		return err
 	}
+	c.cache = cc
 	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
 		<-ctx.Done()
 		if s, ok := cc.(interface{ Shutdown() }); ok {
@@ -229,6 +231,25 @@ func (c *ClusterAPI) ensureNamespace(ctx context.Context, name string) error {
 		return nil
 	}
 	return err
+}
+
+// DeleteCluster deletes a Cluster and waits until Cluster API's controllers
+// let go of its workload cluster (before that API server is stopped).
+func (c *ClusterAPI) DeleteCluster(ctx context.Context, namespace, name string) error {
+	key := client.ObjectKey{Namespace: namespace, Name: name}
+	if err := c.Client.Delete(ctx, &clusterv1.Cluster{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name}}); client.IgnoreNotFound(err) != nil {
+		return err
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if _, err := c.cache.GetClient(ctx, key); err != nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("cluster cache still connected to %s", key)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // CreateMachineDeployment creates a MachineDeployment of replicas Machines

@@ -1,0 +1,118 @@
+package clusterapi
+
+import (
+	"sync"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/watch"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/nodecycle/nodecycle/api/v1alpha1"
+	"github.com/nodecycle/nodecycle/test/framework"
+)
+
+var _ = Describe("Many workload clusters", func() {
+	It("works on each cluster one node at a time, in parallel, and reports a cluster it cannot reach", func(ctx SpecContext) {
+		const ns = "fleet"
+		// alpha's workload cluster is the management API server, beta has its
+		// own API server, gamma's kubeconfig is broken once it is running.
+		second, err := framework.Start()
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(second.Stop)
+		DeferCleanup(func(ctx SpecContext) error { return capi.DeleteCluster(ctx, ns, "beta") })
+		secondClient, err := client.New(second.Config, client.Options{})
+		Expect(err).NotTo(HaveOccurred())
+		workloads := map[string]client.Client{"alpha": k8s, "beta": secondClient, "gamma": k8s}
+		for _, c := range []string{"alpha", "beta", "gamma"} {
+			cfg := env.Config
+			if c == "beta" {
+				cfg = second.Config
+			}
+			_, err := capi.CreateCluster(ctx, ns, c, cfg)
+			Expect(err).NotTo(HaveOccurred())
+			_, err = capi.CreateMachineDeployment(ctx, ns, c, c+"-pool", 2, map[string]string{v1alpha1.AnnotationStrategy: "reboot"})
+			Expect(err).NotTo(HaveOccurred())
+		}
+		startKubelet(env.Config, 2*time.Second)
+		startKubelet(second.Config, 2*time.Second)
+		machines := map[string][]string{} // cluster -> node names
+		for c, wc := range workloads {
+			for _, m := range readyMachines(ctx, wc, ns, c+"-pool", 2) {
+				machines[c] = append(machines[c], m.Status.NodeRef.Name)
+			}
+		}
+		secret := &corev1.Secret{}
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "gamma-kubeconfig"}, secret)).To(Succeed())
+		secret.Data["value"] = []byte("this is not a kubeconfig")
+		Expect(k8s.Update(ctx, secret)).To(Succeed())
+
+		// Active NodeCycles per cluster, from a watch.
+		w, err := client.NewWithWatch(env.Config, client.Options{Scheme: k8s.Scheme()})
+		Expect(err).NotTo(HaveOccurred())
+		watcher, err := w.Watch(ctx, &v1alpha1.NodeCycleList{}, client.InNamespace(ns))
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(watcher.Stop)
+		var mu sync.Mutex
+		active := map[string]map[string]bool{"alpha": {}, "beta": {}}
+		mostPerCluster, clustersAtOnce := 0, 0
+		go func() {
+			for ev := range watcher.ResultChan() {
+				nc, ok := ev.Object.(*v1alpha1.NodeCycle)
+				if !ok || active[nc.Spec.ClusterName] == nil {
+					continue
+				}
+				mu.Lock()
+				if ev.Type != watch.Deleted && nc.Status.Phase.Active() {
+					active[nc.Spec.ClusterName][nc.Name] = true
+				} else {
+					delete(active[nc.Spec.ClusterName], nc.Name)
+				}
+				busy := 0
+				for _, set := range active {
+					mostPerCluster = max(mostPerCluster, len(set))
+					if len(set) > 0 {
+						busy++
+					}
+				}
+				clustersAtOnce = max(clustersAtOnce, busy)
+				mu.Unlock()
+			}
+		}()
+
+		DeferCleanup(startManager())
+		for c, names := range machines {
+			for _, n := range names {
+				requireReboot(ctx, workloads[c], n)
+			}
+		}
+
+		Eventually(func(g Gomega) {
+			done := 0
+			for _, nc := range cyclesIn(ctx, ns) {
+				g.Expect(nc.Spec.ClusterName).NotTo(Equal("gamma"))
+				if nc.Status.Phase == v1alpha1.PhaseSucceeded {
+					done++
+				}
+			}
+			g.Expect(done).To(Equal(4))
+		}).WithTimeout(2 * time.Minute).Should(Succeed())
+
+		mu.Lock()
+		Expect(mostPerCluster).To(Equal(1), "nodes of one cluster in maintenance at once")
+		Expect(clustersAtOnce).To(Equal(2), "clusters in maintenance at the same time")
+		mu.Unlock()
+
+		By("the unreachable cluster is reported and its nodes are untouched")
+		Eventually(func() []string { return eventsOn(ctx, ns, "Cluster", "gamma") }).Should(
+			ContainElement(HavePrefix("ClusterUnreachable: ")))
+		for _, n := range machines["gamma"] {
+			node := &corev1.Node{}
+			Expect(k8s.Get(ctx, client.ObjectKey{Name: n}, node)).To(Succeed())
+			Expect(node.Spec.Unschedulable).To(BeFalse())
+			Expect(node.Annotations).NotTo(HaveKey(v1alpha1.AnnotationRebootRequest))
+		}
+	})
+})

@@ -1,0 +1,80 @@
+package clusterapi
+
+import (
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/nodecycle/nodecycle/api/v1alpha1"
+	"github.com/nodecycle/nodecycle/internal/nodes"
+)
+
+var _ = Describe("Opt-in through the MachineDeployment", func() {
+	It("leaves nodes alone without the annotation, and reports an invalid one without touching the node", func(ctx SpecContext) {
+		const ns, cluster = "optin", "dev"
+		_, err := capi.CreateCluster(ctx, ns, cluster, env.Config)
+		Expect(err).NotTo(HaveOccurred())
+		_, err = capi.CreateMachineDeployment(ctx, ns, cluster, "plain", 1, nil)
+		Expect(err).NotTo(HaveOccurred())
+		_, err = capi.CreateMachineDeployment(ctx, ns, cluster, "typo", 1, map[string]string{v1alpha1.AnnotationStrategy: "reboot,rebuild"})
+		Expect(err).NotTo(HaveOccurred())
+		_, err = capi.CreateControlPlaneMachine(ctx, ns, cluster, "dev-cp", map[string]string{v1alpha1.AnnotationStrategy: "reboot,replace"})
+		Expect(err).NotTo(HaveOccurred())
+		plain := readyMachines(ctx, k8s, ns, "plain", 1)[0]
+		typo := readyMachines(ctx, k8s, ns, "typo", 1)[0]
+		cp := &clusterv1.Machine{}
+		Eventually(func(g Gomega) {
+			g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "dev-cp"}, cp)).To(Succeed())
+			g.Expect(cp.Status.NodeRef.IsDefined()).To(BeTrue())
+		}).Should(Succeed())
+
+		DeferCleanup(startManager())
+		for _, m := range []clusterv1.Machine{plain, typo, *cp} {
+			requireReboot(ctx, k8s, m.Status.NodeRef.Name)
+		}
+
+		By("the invalid ladder is reported on its MachineDeployment and on the node")
+		Eventually(func() []string { return eventsOn(ctx, ns, "MachineDeployment", "typo") }).Should(
+			ContainElement(And(HavePrefix("InvalidStrategy: "), ContainSubstring(`unknown strategy "rebuild"`))))
+		Eventually(func(g Gomega) {
+			node := &corev1.Node{}
+			g.Expect(k8s.Get(ctx, client.ObjectKey{Name: typo.Status.NodeRef.Name}, node)).To(Succeed())
+			c := nodes.Condition(node, v1alpha1.ConditionMaintenanceInProgress)
+			g.Expect(c).NotTo(BeNil())
+			g.Expect(c.Reason).To(Equal("InvalidStrategy"))
+			g.Expect(c.Message).To(ContainSubstring("rebuild"))
+		}).Should(Succeed())
+
+		By("replace is refused for a control-plane Machine, on its control plane")
+		Eventually(func() []string { return eventsOn(ctx, ns, "GenericControlPlane", "dev-cp") }).Should(
+			ContainElement(And(HavePrefix("InvalidStrategy: "), ContainSubstring("replace is refused for control-plane Machines"))))
+
+		By("nothing is done to any of the nodes")
+		Consistently(func(g Gomega) {
+			g.Expect(cyclesIn(ctx, ns)).To(BeEmpty())
+			for _, m := range []clusterv1.Machine{plain, typo, *cp} {
+				node := &corev1.Node{}
+				g.Expect(k8s.Get(ctx, client.ObjectKey{Name: m.Status.NodeRef.Name}, node)).To(Succeed())
+				g.Expect(node.Spec.Unschedulable).To(BeFalse())
+				g.Expect(node.Annotations).NotTo(HaveKey(v1alpha1.AnnotationRebootRequest))
+				g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(&m), &clusterv1.Machine{})).To(Succeed())
+			}
+		}).WithTimeout(3 * time.Second).Should(Succeed())
+
+		By("fixing the annotation opts the node in")
+		md := &clusterv1.MachineDeployment{}
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "typo"}, md)).To(Succeed())
+		md.Annotations[v1alpha1.AnnotationStrategy] = "reboot"
+		Expect(k8s.Update(ctx, md)).To(Succeed())
+		Eventually(func(g Gomega) {
+			cycles := cyclesIn(ctx, ns)
+			g.Expect(cycles).To(HaveLen(1))
+			g.Expect(cycles[0].Spec.MachineName).To(Equal(typo.Name))
+			g.Expect(cycles[0].Spec.Strategies).To(Equal([]v1alpha1.Strategy{v1alpha1.StrategyReboot}))
+		}).Should(Succeed())
+	})
+})

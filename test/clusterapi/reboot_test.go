@@ -1,0 +1,100 @@
+package clusterapi
+
+import (
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/nodecycle/nodecycle/api/v1alpha1"
+)
+
+var _ = Describe("In-place reboot of a Cluster API node", func() {
+	It("keeps a MachineHealthCheck off the Machine while it reboots, also across a manager restart", func(ctx SpecContext) {
+		const ns, cluster = "reboot", "edge"
+		_, err := capi.CreateCluster(ctx, ns, cluster, env.Config)
+		Expect(err).NotTo(HaveOccurred())
+		_, err = capi.CreateMachineDeployment(ctx, ns, cluster, "pool", 2, map[string]string{v1alpha1.AnnotationStrategy: "reboot"})
+		Expect(err).NotTo(HaveOccurred())
+		ms := readyMachines(ctx, k8s, ns, "pool", 2)
+		target, other := ms[0], ms[1]
+		nodeName := target.Status.NodeRef.Name
+		kubelet := startKubelet(env.Config, 3*time.Second)
+
+		// A skip-remediation that nodecycle did not set stays; one it set for
+		// a NodeCycle that no longer exists (a crash) is lifted.
+		Expect(setMachineAnnotations(ctx, &other, map[string]string{
+			clusterv1.MachineSkipRemediationAnnotation: "", v1alpha1.AnnotationSkipRemediationBy: ns + "/gone-1",
+		})).To(Succeed())
+
+		stop := startManager()
+		requireReboot(ctx, k8s, nodeName)
+
+		By("skip-remediation is on the Machine during the reboot")
+		var nc v1alpha1.NodeCycle
+		Eventually(func(g Gomega) {
+			cycles := cyclesIn(ctx, ns)
+			g.Expect(cycles).To(HaveLen(1))
+			nc = cycles[0]
+			g.Expect(nc.Status.Phase).To(Equal(v1alpha1.PhaseWaitingForNodeReady))
+		}).Should(Succeed())
+		m := &clusterv1.Machine{}
+		Expect(k8s.Get(ctx, client.ObjectKeyFromObject(&target), m)).To(Succeed())
+		Expect(m.Annotations).To(HaveKeyWithValue(clusterv1.MachineSkipRemediationAnnotation, ""))
+		Expect(m.Annotations).To(HaveKeyWithValue(v1alpha1.AnnotationSkipRemediationBy, ns+"/"+nc.Name))
+		Expect(nc.Spec.MachineName).To(Equal(target.Name))
+
+		By("the manager stops in the middle of the reboot; the annotation stays meanwhile")
+		stop()
+		Expect(k8s.Get(ctx, client.ObjectKeyFromObject(&target), m)).To(Succeed())
+		Expect(m.Annotations).To(HaveKey(clusterv1.MachineSkipRemediationAnnotation))
+
+		By("a new manager finishes the NodeCycle and lifts skip-remediation")
+		DeferCleanup(startManager())
+		Eventually(func(g Gomega) {
+			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(&nc), &nc)).To(Succeed())
+			g.Expect(nc.Status.Phase).To(Equal(v1alpha1.PhaseSucceeded), nc.Status.Message)
+		}).Should(Succeed())
+		Expect(kubelet.Reboots(nodeName)).To(Equal(1))
+		Expect(nc.Status.BootIDAfter).NotTo(Equal(nc.Status.BootIDBefore))
+		Eventually(func(g Gomega) {
+			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(&target), m)).To(Succeed())
+			g.Expect(m.Annotations).NotTo(HaveKey(clusterv1.MachineSkipRemediationAnnotation))
+			g.Expect(m.Annotations).NotTo(HaveKey(v1alpha1.AnnotationSkipRemediationBy))
+			node := &corev1.Node{}
+			g.Expect(k8s.Get(ctx, client.ObjectKey{Name: nodeName}, node)).To(Succeed())
+			g.Expect(node.Spec.Unschedulable).To(BeFalse())
+		}).Should(Succeed())
+
+		By("the leftover of a vanished NodeCycle is lifted from the other Machine")
+		Eventually(func(g Gomega) {
+			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(&other), m)).To(Succeed())
+			g.Expect(m.Annotations).NotTo(HaveKey(clusterv1.MachineSkipRemediationAnnotation))
+		}).Should(Succeed())
+
+		By("someone else's skip-remediation stays")
+		Expect(setMachineAnnotations(ctx, &other, map[string]string{clusterv1.MachineSkipRemediationAnnotation: "ops"})).To(Succeed())
+		Consistently(func(g Gomega) {
+			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(&other), m)).To(Succeed())
+			g.Expect(m.Annotations).To(HaveKeyWithValue(clusterv1.MachineSkipRemediationAnnotation, "ops"))
+		}).WithTimeout(2 * time.Second).Should(Succeed())
+	})
+})
+
+func setMachineAnnotations(ctx SpecContext, m *clusterv1.Machine, set map[string]string) error {
+	latest := &clusterv1.Machine{}
+	if err := k8s.Get(ctx, client.ObjectKeyFromObject(m), latest); err != nil {
+		return err
+	}
+	patch := client.MergeFrom(latest.DeepCopy())
+	if latest.Annotations == nil {
+		latest.Annotations = map[string]string{}
+	}
+	for k, v := range set {
+		latest.Annotations[k] = v
+	}
+	return k8s.Patch(ctx, latest, patch)
+}
