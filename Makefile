@@ -48,10 +48,11 @@ bench-scale: tools generate
 	mkdir -p bin
 	go test -count=1 -timeout 60m -run "^$$" -bench Scale -benchtime 1x -v ./internal/sandbox/ | grep -E "^(Benchmark|goos|cpu|PASS|FAIL|ok)|scale_test.go" | tee bin/bench-scale.txt
 
-generate: $(CONTROLLER_GEN)
+generate: $(CONTROLLER_GEN) $(ASSETS)/kubectl
 	$(CONTROLLER_GEN) object paths=./api/...
 	$(CONTROLLER_GEN) crd rbac:roleName=nodecycle-manager paths=./api/... paths=./controllers/... \
 		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
+	$(ASSETS)/kubectl kustomize config/workload > config/clusterapi/agent/nodecycle-agent.yaml
 
 KUBE_TOOLS := kube-apiserver kube-controller-manager kube-scheduler kubectl
 # The built binaries are kept, never treated as intermediate files.

@@ -22,8 +22,10 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
+	addonsv1 "sigs.k8s.io/cluster-api/api/addons/v1beta2"
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
 	"sigs.k8s.io/cluster-api/controllers/clustercache"
+	"sigs.k8s.io/cluster-api/core/reconcilers/clusterresourceset"
 	"sigs.k8s.io/cluster-api/core/reconcilers/machine"
 	"sigs.k8s.io/cluster-api/core/reconcilers/machinedeployment"
 	"sigs.k8s.io/cluster-api/core/reconcilers/machineset"
@@ -43,7 +45,7 @@ import (
 )
 
 // ClusterAPI runs Cluster API's own core controllers (Machine, MachineSet,
-// MachineDeployment) in-process against a control plane, with a provisioner
+// MachineDeployment, ClusterResourceSet) in-process against a control plane, with a provisioner
 // that plays the infrastructure and bootstrap providers: it marks their
 // objects ready and registers each Machine's Node in its workload cluster,
 // as a kubelet would.
@@ -107,6 +109,7 @@ func StartClusterAPI(cfg *rest.Config) (*ClusterAPI, error) {
 	scheme := runtime.NewScheme()
 	_ = clientgoscheme.AddToScheme(scheme)
 	_ = clusterv1.AddToScheme(scheme)
+	_ = addonsv1.AddToScheme(scheme)
 	_ = apiextensionsv1.AddToScheme(scheme)
 	skip := true
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
@@ -164,6 +167,9 @@ func (c *ClusterAPI) setup(ctx context.Context, mgr ctrl.Manager) error {
 	}
 	if err := (&machineset.Reconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), ClusterCache: cc}).SetupWithManager(ctx, mgr, opts); err != nil {
 		return fmt.Errorf("machineset controller: %w", err)
+	}
+	if err := (&clusterresourceset.Reconciler{Client: mgr.GetClient(), ClusterCache: cc}).SetupWithManager(ctx, mgr, opts, mgr.GetCache()); err != nil {
+		return fmt.Errorf("clusterresourceset controller: %w", err)
 	}
 	if err := (&machinedeployment.Reconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader()}).SetupWithManager(ctx, mgr, opts); err != nil {
 		return fmt.Errorf("machinedeployment controller: %w", err)

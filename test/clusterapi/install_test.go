@@ -1,0 +1,61 @@
+package clusterapi
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/nodecycle/nodecycle/api/v1alpha1"
+	"github.com/nodecycle/nodecycle/test/framework"
+)
+
+var _ = Describe("Installation with kubectl apply -k config/clusterapi", func() {
+	kubectl := func(args ...string) string {
+		GinkgoHelper()
+		out, err := exec.Command(filepath.Join(os.Getenv("KUBEBUILDER_ASSETS"), "kubectl"), args...).CombinedOutput()
+		Expect(err).NotTo(HaveOccurred(), string(out))
+		return string(out)
+	}
+
+	It("carries the rendered agent manifests of config/workload", func() {
+		rendered := kubectl("kustomize", filepath.Join(framework.RepoRoot(), "config", "workload"))
+		inTree, err := os.ReadFile(filepath.Join(framework.RepoRoot(), "config", "clusterapi", "agent", "nodecycle-agent.yaml"))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(string(inTree)).To(Equal(rendered), "config/clusterapi/agent/nodecycle-agent.yaml is stale: run make generate")
+	})
+
+	It("installs the manager in Cluster API mode, and the agent in every Cluster labelled nodecycle.io/agent=enabled", func(ctx SpecContext) {
+		kc, err := env.AdminKubeconfig()
+		Expect(err).NotTo(HaveOccurred())
+		out := kubectl("--kubeconfig", kc, "apply", "--server-side", "--force-conflicts", "-k", filepath.Join(framework.RepoRoot(), "config", "clusterapi"))
+		Expect(out).To(ContainSubstring("clusterresourceset.addons.cluster.x-k8s.io/nodecycle-agent serverside-applied"))
+		Expect(out).To(ContainSubstring("deployment.apps/nodecycle-manager serverside-applied"))
+		Expect(out).NotTo(ContainSubstring("daemonset"), "no agent in the management cluster itself")
+		manager := &appsv1.Deployment{}
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: "nodecycle-system", Name: "nodecycle-manager"}, manager)).To(Succeed())
+		Expect(manager.Spec.Template.Spec.Containers[0].Args).To(ContainElement("--cluster-api"))
+
+		workload, err := framework.Start()
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(workload.Stop)
+		DeferCleanup(func(ctx SpecContext) error { return capi.DeleteCluster(ctx, "default", "labelled") })
+		wc, err := client.New(workload.Config, client.Options{})
+		Expect(err).NotTo(HaveOccurred())
+		cluster, err := capi.CreateCluster(ctx, "default", "labelled", workload.Config)
+		Expect(err).NotTo(HaveOccurred())
+		cluster.Labels = map[string]string{v1alpha1.LabelAgent: "enabled"}
+		Expect(k8s.Update(ctx, cluster)).To(Succeed())
+
+		Eventually(func(g Gomega) {
+			ds := &appsv1.DaemonSet{}
+			g.Expect(wc.Get(ctx, client.ObjectKey{Namespace: "nodecycle-system", Name: "nodecycle-agent"}, ds)).To(Succeed())
+			g.Expect(wc.Get(ctx, client.ObjectKey{Name: "nodecycle-agent-own-node"}, &admissionregistrationv1.ValidatingAdmissionPolicy{})).To(Succeed())
+		}).Should(Succeed())
+	})
+})
