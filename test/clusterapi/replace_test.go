@@ -83,4 +83,62 @@ var _ = Describe("The replace strategy", func() {
 			Expect(nc.Status.PhaseDurations).NotTo(BeEmpty())
 		}
 	})
+
+	It("honours the Machine's pre-drain hook and fails at the replace timeout with what it waited for", func(ctx SpecContext) {
+		const ns, cluster = "replace-hook", "slow"
+		_, err := capi.CreateCluster(ctx, ns, cluster, env.Config)
+		Expect(err).NotTo(HaveOccurred())
+		_, err = capi.CreateControlPlaneMachine(ctx, ns, cluster, "slow-cp", nil)
+		Expect(err).NotTo(HaveOccurred())
+		_, err = capi.CreateMachineDeployment(ctx, ns, cluster, "workers", 2, map[string]string{v1alpha1.AnnotationStrategy: "replace"})
+		Expect(err).NotTo(HaveOccurred())
+		ms := readyMachines(ctx, k8s, ns, "workers", 2)
+		hook := clusterv1.PreDrainDeleteHookAnnotationPrefix + "/backup"
+		Expect(setMachineAnnotations(ctx, &ms[0], map[string]string{hook: "backup-operator"})).To(Succeed())
+
+		DeferCleanup(startManager("--replace-timeout=4s"))
+		requireReboot(ctx, k8s, ms[0].Status.NodeRef.Name)
+		var failed v1alpha1.NodeCycle
+		Eventually(func(g Gomega) {
+			cycles := cyclesIn(ctx, ns)
+			g.Expect(cycles).To(HaveLen(1))
+			g.Expect(cycles[0].Status.Phase).To(Equal(v1alpha1.PhaseWaitingForReplacement))
+		}).Should(Succeed())
+		requireReboot(ctx, k8s, ms[1].Status.NodeRef.Name)
+
+		Eventually(func(g Gomega) {
+			for _, nc := range cyclesIn(ctx, ns) {
+				if nc.Spec.MachineName == ms[0].Name {
+					failed = nc
+				}
+			}
+			g.Expect(failed.Status.Phase).To(Equal(v1alpha1.PhaseFailed))
+		}).Should(Succeed())
+		Expect(failed.Status.Reason).To(Equal("ReplaceTimeout"))
+		Expect(failed.Status.Message).To(ContainSubstring("Replacement not done within 4s: Waiting for Cluster API to drain and delete Machine " + ms[0].Name))
+		m := &clusterv1.Machine{}
+		Expect(k8s.Get(ctx, client.ObjectKeyFromObject(&ms[0]), m)).To(Succeed(), "the hook holds the Machine")
+		Expect(m.DeletionTimestamp.IsZero()).To(BeFalse())
+
+		By("the other node waits while the held Machine's node is still cordoned by nodecycle")
+		Consistently(func(g Gomega) {
+			for _, nc := range cyclesIn(ctx, ns) {
+				if nc.Spec.MachineName == ms[1].Name {
+					g.Expect(nc.Status.Phase).To(Equal(v1alpha1.PhasePending))
+				}
+			}
+		}).WithTimeout(2 * time.Second).Should(Succeed())
+
+		By("once the hook is removed, Cluster API deletes the Machine and the next node is replaced")
+		patch := client.MergeFrom(m.DeepCopy())
+		delete(m.Annotations, hook)
+		Expect(k8s.Patch(ctx, m, patch)).To(Succeed())
+		Eventually(func(g Gomega) {
+			for _, nc := range cyclesIn(ctx, ns) {
+				if nc.Spec.MachineName == ms[1].Name {
+					g.Expect(nc.Status.Phase).To(Equal(v1alpha1.PhaseSucceeded), nc.Status.Message)
+				}
+			}
+		}).WithTimeout(2 * time.Minute).Should(Succeed())
+	})
 })
