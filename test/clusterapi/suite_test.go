@@ -12,7 +12,6 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	"github.com/prometheus/client_golang/prometheus"
-	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/kubernetes"
@@ -26,7 +25,6 @@ import (
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
 	"github.com/nodecycle/nodecycle/internal/manager"
-	"github.com/nodecycle/nodecycle/internal/nodes"
 	"github.com/nodecycle/nodecycle/test/framework"
 )
 
@@ -99,29 +97,14 @@ func startKubelet(cfg *rest.Config, downTime time.Duration) *framework.Kubelet {
 	return k
 }
 
-// machinesOf returns the Machines of a MachineDeployment.
-func machinesOf(ctx context.Context, namespace, md string) []clusterv1.Machine {
-	GinkgoHelper()
-	var list clusterv1.MachineList
-	Expect(k8s.List(ctx, &list, client.InNamespace(namespace), client.MatchingLabels{clusterv1.MachineDeploymentNameLabel: md})).To(Succeed())
-	return list.Items
-}
-
 // readyMachines waits until the MachineDeployment has n Machines, each with
 // a Ready Node in the workload cluster c, and returns them.
 func readyMachines(ctx context.Context, c client.Client, namespace, md string, n int) []clusterv1.Machine {
 	GinkgoHelper()
 	var ms []clusterv1.Machine
-	Eventually(func(g Gomega) {
-		ms = machinesOf(ctx, namespace, md)
-		g.Expect(ms).To(HaveLen(n))
-		for _, m := range ms {
-			g.Expect(m.DeletionTimestamp.IsZero()).To(BeTrue(), "Machine %s is being deleted", m.Name)
-			g.Expect(m.Status.NodeRef.IsDefined()).To(BeTrue(), "Machine %s has no node yet", m.Name)
-			node := &corev1.Node{}
-			g.Expect(c.Get(ctx, client.ObjectKey{Name: m.Status.NodeRef.Name}, node)).To(Succeed())
-			g.Expect(nodes.IsReady(node)).To(BeTrue(), "node %s is not Ready", node.Name)
-		}
+	Eventually(func() (err error) {
+		ms, err = framework.ReadyMachines(ctx, k8s, c, namespace, md, n)
+		return err
 	}).WithTimeout(2 * time.Minute).Should(Succeed())
 	return ms
 }
@@ -129,11 +112,7 @@ func readyMachines(ctx context.Context, c client.Client, namespace, md string, n
 // requireReboot sets RebootRequired=True on a workload Node, as its agent would.
 func requireReboot(ctx context.Context, c client.Client, name string) {
 	GinkgoHelper()
-	node := &corev1.Node{}
-	Expect(c.Get(ctx, client.ObjectKey{Name: name}, node)).To(Succeed())
-	want := corev1.NodeCondition{Type: v1alpha1.ConditionRebootRequired, Status: corev1.ConditionTrue, Reason: v1alpha1.ReasonSentinelFilePresent, Message: "/var/run/reboot-required exists"}
-	patch := nodes.ConditionPatch(nodes.Condition(node, v1alpha1.ConditionRebootRequired), want, time.Now())
-	Expect(c.Status().Patch(ctx, node, client.RawPatch("application/strategic-merge-patch+json", patch))).To(Succeed())
+	Expect(framework.RequireReboot(ctx, c, name)).To(Succeed())
 }
 
 // cyclesIn returns the NodeCycles of a namespace.

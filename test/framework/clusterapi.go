@@ -42,6 +42,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/nodecycle/nodecycle/api/v1alpha1"
+	"github.com/nodecycle/nodecycle/internal/nodes"
 )
 
 // ClusterAPI runs Cluster API's own core controllers (Machine, MachineSet,
@@ -442,4 +445,41 @@ func registerNode(ctx context.Context, cfg *rest.Config, name, providerID string
 		return fmt.Errorf("registering node %s: %w", name, err)
 	}
 	return SetNodeStatus(ctx, cs, name, uuid.NewString(), true)
+}
+
+// ReadyMachines returns the Machines of a MachineDeployment when there are
+// n, none being deleted, each with a Ready Node in the workload cluster wc;
+// otherwise an error saying what is missing.
+func ReadyMachines(ctx context.Context, mgmt, wc client.Client, namespace, md string, n int) ([]clusterv1.Machine, error) {
+	var list clusterv1.MachineList
+	if err := mgmt.List(ctx, &list, client.InNamespace(namespace), client.MatchingLabels{clusterv1.MachineDeploymentNameLabel: md}); err != nil {
+		return nil, err
+	}
+	if len(list.Items) != n {
+		return nil, fmt.Errorf("MachineDeployment %s has %d Machines, want %d", md, len(list.Items), n)
+	}
+	for _, m := range list.Items {
+		if !m.DeletionTimestamp.IsZero() || !m.Status.NodeRef.IsDefined() {
+			return nil, fmt.Errorf("machine %s is being deleted or has no node yet", m.Name)
+		}
+		node := &corev1.Node{}
+		if err := wc.Get(ctx, client.ObjectKey{Name: m.Status.NodeRef.Name}, node); err != nil {
+			return nil, err
+		}
+		if !nodes.IsReady(node) {
+			return nil, fmt.Errorf("node %s is not Ready", node.Name)
+		}
+	}
+	return list.Items, nil
+}
+
+// RequireReboot sets RebootRequired=True on a Node, as its agent would.
+func RequireReboot(ctx context.Context, c client.Client, name string) error {
+	node := &corev1.Node{}
+	if err := c.Get(ctx, client.ObjectKey{Name: name}, node); err != nil {
+		return err
+	}
+	want := corev1.NodeCondition{Type: v1alpha1.ConditionRebootRequired, Status: corev1.ConditionTrue, Reason: v1alpha1.ReasonSentinelFilePresent, Message: "/var/run/reboot-required exists"}
+	patch := nodes.ConditionPatch(nodes.Condition(node, v1alpha1.ConditionRebootRequired), want, time.Now())
+	return c.Status().Patch(ctx, node, client.RawPatch(types.StrategicMergePatchType, patch))
 }

@@ -1,0 +1,223 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/utils/clock"
+	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/nodecycle/nodecycle/api/v1alpha1"
+	"github.com/nodecycle/nodecycle/internal/manager"
+	"github.com/nodecycle/nodecycle/test/framework"
+)
+
+var (
+	capiOnce sync.Once
+	capi     *framework.ClusterAPI
+	capiErr  error
+)
+
+// clusterAPI starts Cluster API's controllers in-process once per run.
+func clusterAPI(b *testing.B) (*framework.ClusterAPI, client.Client) {
+	b.Helper()
+	capiOnce.Do(func() { capi, capiErr = framework.StartClusterAPI(env.Config) })
+	if capiErr != nil {
+		b.Fatal(capiErr)
+	}
+	c, err := client.New(env.Config, client.Options{Scheme: manager.Scheme()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return capi, c
+}
+
+// poll calls f until it returns nil or timeout passes.
+func poll(timeout time.Duration, f func() error) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		err := f()
+		if err == nil || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// BenchmarkReplaceMachine measures the replace strategy on Cluster API's
+// own controllers: from RebootRequired=True on a node of a MachineDeployment
+// annotated replace until the NodeCycle succeeded (the old Machine deleted,
+// its replacement's Node Ready).
+func BenchmarkReplaceMachine(b *testing.B) {
+	ctx := context.Background()
+	capi, c := clusterAPI(b)
+	const ns, cluster = "bench-replace", "bench"
+	if _, err := capi.CreateCluster(ctx, ns, cluster, env.Config); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := capi.CreateControlPlaneMachine(ctx, ns, cluster, "bench-cp", nil); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := capi.CreateMachineDeployment(ctx, ns, cluster, "workers", 2, map[string]string{v1alpha1.AnnotationStrategy: "replace"}); err != nil {
+		b.Fatal(err)
+	}
+	opts, err := manager.ParseOptions([]string{"--cluster-api", "--metrics-bind-address=0", "--health-probe-bind-address=0", "--leader-elect=false", "--agent-pod-selector="},
+		func(string) (string, bool) { return "", false }, os.Stderr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	opts.Registry, opts.SkipNameValidation = prometheus.NewRegistry(), true
+	mctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	mgr, err := manager.New(mctx, env.Config, opts, clock.RealClock{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	go func() { _ = mgr.Start(mctx) }()
+
+	var total, waiting time.Duration
+	b.ResetTimer()
+	for i := range b.N {
+		var ms []v1alpha1.NodeCycle
+		machines, err := readyMachinesWithin(ctx, c, ns, "workers", 2)
+		if err != nil {
+			b.Fatal(err)
+		}
+		start := time.Now()
+		if err := framework.RequireReboot(ctx, c, machines[0].Status.NodeRef.Name); err != nil {
+			b.Fatal(err)
+		}
+		err = poll(3*time.Minute, func() error {
+			var list v1alpha1.NodeCycleList
+			if err := c.List(ctx, &list, client.InNamespace(ns)); err != nil {
+				return err
+			}
+			ms = list.Items
+			done := 0
+			for _, nc := range ms {
+				if nc.Status.Phase == v1alpha1.PhaseSucceeded {
+					done++
+				}
+			}
+			if done < i+1 {
+				return fmt.Errorf("%d of %d NodeCycles succeeded", done, i+1)
+			}
+			return nil
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		total += time.Since(start)
+		for _, nc := range ms {
+			if nc.Spec.MachineName != machines[0].Name {
+				continue
+			}
+			for _, d := range nc.Status.PhaseDurations {
+				if d.Phase == v1alpha1.PhaseWaitingForReplacement {
+					waiting += d.Duration.Duration
+				}
+			}
+		}
+	}
+	b.ReportMetric(total.Seconds()/float64(b.N), "replace-s")
+	b.ReportMetric(waiting.Seconds()/float64(b.N), "wait-replacement-s")
+}
+
+func readyMachinesWithin(ctx context.Context, c client.Client, ns, md string, n int) (ms []clusterv1.Machine, err error) {
+	err = poll(3*time.Minute, func() error {
+		ms, err = framework.ReadyMachines(ctx, c, c, ns, md, n)
+		return err
+	})
+	return ms, err
+}
+
+// BenchmarkManagerPerCluster measures the manager binary's memory per
+// connected workload cluster: BENCH_CLUSTERS (default 8) workload clusters,
+// each its own kube-apiserver and etcd, each with a MachineDeployment of
+// BENCH_CLUSTER_NODES (default 10) Machines opted in with reboot.
+func BenchmarkManagerPerCluster(b *testing.B) {
+	ctx := context.Background()
+	capi, c := clusterAPI(b)
+	clusters, nodesPer := envInt("BENCH_CLUSTERS", 8), envInt("BENCH_CLUSTER_NODES", 10)
+	bin := filepath.Join(b.TempDir(), "nodecycle-manager")
+	if out, err := exec.Command("go", "build", "-o", bin, filepath.Join(framework.RepoRoot(), "cmd", "manager")).CombinedOutput(); err != nil {
+		b.Fatalf("building manager: %v\n%s", err, out)
+	}
+	kubeconfig, err := env.AdminKubeconfig()
+	if err != nil {
+		b.Fatal(err)
+	}
+	for range b.N {
+		cmd := exec.Command(bin, "--kubeconfig="+kubeconfig, "--cluster-api", "--leader-elect=false",
+			"--metrics-bind-address=0", "--health-probe-bind-address=0", "--agent-pod-selector=")
+		if err := cmd.Start(); err != nil {
+			b.Fatal(err)
+		}
+		time.Sleep(5 * time.Second)
+		rss0, err := framework.ProcStatusKiB(cmd.Process.Pid, "VmRSS:")
+		if err != nil {
+			b.Fatal(err)
+		}
+		const ns = "bench-fleet"
+		var stops []func() error
+		for i := range clusters {
+			w, err := framework.Start()
+			if err != nil {
+				b.Fatal(err)
+			}
+			name := fmt.Sprintf("fleet-%d", i)
+			stops = append(stops, w.Stop, func() error { return capi.DeleteCluster(ctx, ns, name) })
+			wc, err := client.New(w.Config, client.Options{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := capi.CreateCluster(ctx, ns, name, w.Config); err != nil {
+				b.Fatal(err)
+			}
+			if _, err := capi.CreateMachineDeployment(ctx, ns, name, name, int32(nodesPer), map[string]string{v1alpha1.AnnotationStrategy: "reboot"}); err != nil {
+				b.Fatal(err)
+			}
+			if err := poll(5*time.Minute, func() error {
+				_, err := framework.ReadyMachines(ctx, c, wc, ns, name, nodesPer)
+				return err
+			}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		time.Sleep(15 * time.Second) // the manager connects and starts its Node watches
+		rss, err1 := framework.ProcStatusKiB(cmd.Process.Pid, "VmRSS:")
+		hwm, err2 := framework.ProcStatusKiB(cmd.Process.Pid, "VmHWM:")
+		if err := errors.Join(err1, err2); err != nil {
+			b.Fatal(err)
+		}
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		for i := len(stops) - 1; i >= 0; i-- {
+			if err := stops[i](); err != nil {
+				b.Log(err)
+			}
+		}
+		b.ReportMetric(float64(clusters), "clusters")
+		b.ReportMetric(float64(rss0)/1024, "rss-0-MiB")
+		b.ReportMetric(float64(rss)/1024, "rss-MiB")
+		b.ReportMetric(float64(hwm)/1024, "peak-MiB")
+		b.ReportMetric(float64(rss-rss0)/1024/float64(clusters), "MiB/cluster")
+	}
+}
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
