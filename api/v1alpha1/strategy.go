@@ -24,6 +24,9 @@ func ParseStrategies(value string) ([]Strategy, error) {
 		if seen[s] {
 			return nil, fmt.Errorf("%s=%q: strategy %q appears twice", AnnotationStrategy, value, s)
 		}
+		if seen[StrategyReplace] {
+			return nil, fmt.Errorf("%s=%q: replace must be the last step; nothing can follow a deleted Machine", AnnotationStrategy, value)
+		}
 		seen[s] = true
 		ladder = append(ladder, s)
 	}

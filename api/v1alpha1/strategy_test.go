@@ -20,6 +20,7 @@ func TestParseStrategies(t *testing.T) {
 		{in: "reboot,reboot", wantErr: "appears twice"},
 		{in: "Reboot", wantErr: `unknown strategy "Reboot"`},
 		{in: "rebuild", wantErr: `unknown strategy "rebuild"`},
+		{in: "replace,reboot", wantErr: "replace must be the last step"},
 	} {
 		got, err := ParseStrategies(tc.in)
 		if tc.wantErr != "" {

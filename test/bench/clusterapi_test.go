@@ -26,6 +26,7 @@ var (
 	capiOnce sync.Once
 	capi     *framework.ClusterAPI
 	capiErr  error
+	runs     int
 )
 
 // clusterAPI starts Cluster API's controllers in-process once per run.
@@ -61,7 +62,8 @@ func poll(timeout time.Duration, f func() error) error {
 func BenchmarkReplaceMachine(b *testing.B) {
 	ctx := context.Background()
 	capi, c := clusterAPI(b)
-	const ns, cluster = "bench-replace", "bench"
+	runs++ // the testing package calls a benchmark more than once
+	ns, cluster := fmt.Sprintf("bench-replace-%d", runs), "bench"
 	if _, err := capi.CreateCluster(ctx, ns, cluster, env.Config); err != nil {
 		b.Fatal(err)
 	}
@@ -168,7 +170,8 @@ func BenchmarkManagerPerCluster(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		const ns = "bench-fleet"
+		runs++
+		ns := fmt.Sprintf("bench-fleet-%d", runs)
 		var stops []func() error
 		for i := range clusters {
 			w, err := framework.Start()
