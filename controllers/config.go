@@ -34,6 +34,9 @@ type Config struct {
 	MaxRetryBackoff time.Duration
 	// HistoryLimit is how many finished NodeCycles are kept per node.
 	HistoryLimit int
+	// GoneMachineHistory is how long a finished NodeCycle is kept once its
+	// Cluster API Machine no longer exists.
+	GoneMachineHistory time.Duration
 	// AgentSelector picks the agent's pods. Before an in-place reboot is
 	// requested, a Ready agent pod must run on the node: a dead agent is
 	// told from its pod's readiness. Empty: no check (agents not run as
@@ -54,12 +57,13 @@ func DefaultConfig() Config {
 			DeleteEmptyDirData: true,
 			EvictUnmanagedPods: true,
 		},
-		RebootTimeout:   15 * time.Minute,
-		ReplaceTimeout:  30 * time.Minute,
-		RetryBackoff:    5 * time.Minute,
-		MaxRetryBackoff: time.Hour,
-		HistoryLimit:    5,
-		AgentSelector:   labels.SelectorFromSet(labels.Set{"app.kubernetes.io/name": "nodecycle", "app.kubernetes.io/component": "agent"}),
+		RebootTimeout:      15 * time.Minute,
+		ReplaceTimeout:     30 * time.Minute,
+		RetryBackoff:       5 * time.Minute,
+		MaxRetryBackoff:    time.Hour,
+		HistoryLimit:       5,
+		GoneMachineHistory: 7 * 24 * time.Hour,
+		AgentSelector:      labels.SelectorFromSet(labels.Set{"app.kubernetes.io/name": "nodecycle", "app.kubernetes.io/component": "agent"}),
 	}
 }
 
@@ -89,6 +93,9 @@ func (c Config) Validate() error {
 	}
 	if c.RetryBackoff <= 0 || c.MaxRetryBackoff < c.RetryBackoff {
 		errs = append(errs, fmt.Errorf("retry backoff must be positive and at most the max retry backoff, got %s and %s", c.RetryBackoff, c.MaxRetryBackoff))
+	}
+	if c.GoneMachineHistory <= 0 {
+		errs = append(errs, fmt.Errorf("history of gone Machines must be positive, got %s", c.GoneMachineHistory))
 	}
 	if c.HistoryLimit < 1 {
 		errs = append(errs, fmt.Errorf("history limit must be at least 1, got %d", c.HistoryLimit))

@@ -94,7 +94,7 @@ func (r *NodeCycleReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 		return reconcile.Result{}, ctrl.IgnoreNotFound(err)
 	}
 	if nc.Status.Phase.Terminal() {
-		return reconcile.Result{}, nil
+		return r.expire(ctx, nc)
 	}
 	log := logf.FromContext(ctx).WithValues("Node", klog.KRef("", nc.Spec.NodeName), "phase", nc.Status.Phase)
 	ctx = logf.IntoContext(ctx, log)
@@ -710,4 +710,25 @@ func (r *NodeCycleReconciler) agentReady(ctx context.Context, reader ctrl.Reader
 		}
 	}
 	return false, nil
+}
+
+// expire deletes a finished NodeCycle of a Machine that no longer exists
+// (replaced, or scaled away) once it is older than the configured history
+// of gone Machines: the per-node history limit never sees those nodes
+// again.
+func (r *NodeCycleReconciler) expire(ctx context.Context, nc *v1alpha1.NodeCycle) (reconcile.Result, error) {
+	if nc.Spec.MachineName == "" || nc.Status.CompletionTime == nil {
+		return reconcile.Result{}, nil
+	}
+	err := r.Client.Get(ctx, types.NamespacedName{Namespace: nc.Namespace, Name: nc.Spec.MachineName}, &clusterv1.Machine{})
+	if err == nil {
+		return reconcile.Result{RequeueAfter: r.Config.GoneMachineHistory}, nil // look again then
+	}
+	if !apierrors.IsNotFound(err) {
+		return reconcile.Result{}, err
+	}
+	if left := nc.Status.CompletionTime.Add(r.Config.GoneMachineHistory).Sub(r.Clock.Now()); left > 0 {
+		return reconcile.Result{RequeueAfter: left}, nil
+	}
+	return reconcile.Result{}, ctrl.IgnoreNotFound(r.Client.Delete(ctx, nc, ctrl.Preconditions{UID: &nc.UID}))
 }

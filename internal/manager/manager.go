@@ -90,6 +90,7 @@ func ParseOptions(args []string, lookupEnv func(string) (string, bool), usage io
 	fs.DurationVar(&o.retryBackoff, "retry-backoff", def.RetryBackoff, "Wait after a failed operation before the node is tried again; doubles with each failure.")
 	fs.DurationVar(&o.maxRetryBackof, "max-retry-backoff", def.MaxRetryBackoff, "Longest wait between retries.")
 	fs.IntVar(&c.HistoryLimit, "history-limit", def.HistoryLimit, "Finished NodeCycles kept per node.")
+	fs.DurationVar(&c.GoneMachineHistory, "gone-machine-history", def.GoneMachineHistory, "Cluster API mode: how long a finished NodeCycle is kept once its Machine no longer exists (replaced or scaled away).")
 	agentSelector := fs.String("agent-pod-selector", def.AgentSelector.String(), "Label selector of the agent's pods; an in-place reboot is requested only while a Ready agent pod runs on the node. Empty disables the check.")
 	if err := fs.Parse(args); err != nil {
 		return nil, err

@@ -7,6 +7,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -92,7 +93,7 @@ var _ = Describe("Many workload clusters", func() {
 		Eventually(func(g Gomega) {
 			done := 0
 			for _, nc := range cyclesIn(ctx, ns) {
-				g.Expect(nc.Spec.ClusterName).NotTo(Equal("gamma"))
+				g.Expect(nc.Spec.ClusterName).NotTo(Equal("gamma"), "no NodeCycle is opened for a cluster that cannot be seen")
 				if nc.Status.Phase == v1alpha1.PhaseSucceeded {
 					done++
 				}
@@ -108,6 +109,20 @@ var _ = Describe("Many workload clusters", func() {
 		By("the unreachable cluster is reported and its nodes are untouched")
 		Eventually(func() []string { return eventsOn(ctx, ns, "Cluster", "gamma") }).Should(
 			ContainElement(HavePrefix("ClusterUnreachable: ")))
+		By("a NodeCycle of the unreachable cluster waits and says why")
+		stuck := &v1alpha1.NodeCycle{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "gamma-by-hand"},
+			Spec: v1alpha1.NodeCycleSpec{
+				NodeName: machines["gamma"][0], ClusterName: "gamma", Strategies: []v1alpha1.Strategy{v1alpha1.StrategyReboot}, Attempt: 1,
+				Drain: v1alpha1.DrainSpec{Timeout: metav1.Duration{Duration: time.Minute}}, RebootTimeout: metav1.Duration{Duration: time.Minute},
+			},
+		}
+		Expect(k8s.Create(ctx, stuck)).To(Succeed())
+		Eventually(func(g Gomega) {
+			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(stuck), stuck)).To(Succeed())
+			g.Expect(stuck.Status.Message).To(HavePrefix("Waiting: cluster gamma cannot be reached: "))
+			g.Expect(stuck.Status.Phase.Active()).To(BeFalse())
+		}).Should(Succeed())
 		for _, n := range machines["gamma"] {
 			node := &corev1.Node{}
 			Expect(k8s.Get(ctx, client.ObjectKey{Name: n}, node)).To(Succeed())

@@ -96,7 +96,7 @@ var _ = Describe("The replace strategy", func() {
 		hook := clusterv1.PreDrainDeleteHookAnnotationPrefix + "/backup"
 		Expect(setMachineAnnotations(ctx, &ms[0], map[string]string{hook: "backup-operator"})).To(Succeed())
 
-		DeferCleanup(startManager("--replace-timeout=4s"))
+		DeferCleanup(startManager("--replace-timeout=4s", "--gone-machine-history=3s"))
 		requireReboot(ctx, k8s, ms[0].Status.NodeRef.Name)
 		var failed v1alpha1.NodeCycle
 		Eventually(func(g Gomega) {
@@ -140,5 +140,8 @@ var _ = Describe("The replace strategy", func() {
 				}
 			}
 		}).WithTimeout(2 * time.Minute).Should(Succeed())
+
+		By("the NodeCycles of the replaced Machines go after --gone-machine-history")
+		Eventually(func() []v1alpha1.NodeCycle { return cyclesIn(ctx, ns) }).WithTimeout(30 * time.Second).Should(BeEmpty())
 	})
 })
