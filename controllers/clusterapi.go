@@ -11,6 +11,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
@@ -91,4 +92,16 @@ func ClusterCycles(c client.Reader) func(context.Context, client.Object) []recon
 		}
 		return reqs
 	}
+}
+
+// ShutdownWithManager stops the ClusterCache's per-cluster caches when the
+// manager stops; they outlive the manager's context otherwise.
+func ShutdownWithManager(mgr manager.Manager, cc clustercache.ClusterCache) error {
+	return mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+		<-ctx.Done()
+		if s, ok := cc.(interface{ Shutdown() }); ok {
+			s.Shutdown()
+		}
+		return nil
+	}))
 }

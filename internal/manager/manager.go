@@ -24,7 +24,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
-	"sigs.k8s.io/controller-runtime/pkg/manager"
+
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
@@ -220,13 +220,7 @@ func setupClusterAPI(ctx context.Context, mgr ctrl.Manager, o *Options, ncr *con
 		return fmt.Errorf("setting up the cluster cache: %w", err)
 	}
 	// The workload clusters' caches outlive the manager's context unless shut down.
-	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
-		<-ctx.Done()
-		if s, ok := cc.(interface{ Shutdown() }); ok {
-			s.Shutdown()
-		}
-		return nil
-	})); err != nil {
+	if err := controllers.ShutdownWithManager(mgr, cc); err != nil {
 		return err
 	}
 	ncr.Clusters = controllers.ClusterAPIClusters{Cache: cc}

@@ -12,8 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"k8s.io/utils/clock"
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -73,19 +71,11 @@ func BenchmarkReplaceMachine(b *testing.B) {
 	if _, err := capi.CreateMachineDeployment(ctx, ns, cluster, "workers", 2, map[string]string{v1alpha1.AnnotationStrategy: "replace"}); err != nil {
 		b.Fatal(err)
 	}
-	opts, err := manager.ParseOptions([]string{"--cluster-api", "--metrics-bind-address=0", "--health-probe-bind-address=0", "--leader-elect=false", "--agent-pod-selector="},
-		func(string) (string, bool) { return "", false }, os.Stderr)
+	stop, _, err := framework.StartManager(env.Config, os.Stderr, "--cluster-api", "--agent-pod-selector=")
 	if err != nil {
 		b.Fatal(err)
 	}
-	opts.Registry, opts.SkipNameValidation = prometheus.NewRegistry(), true
-	mctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	mgr, err := manager.New(mctx, env.Config, opts, clock.RealClock{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	go func() { _ = mgr.Start(mctx) }()
+	defer func() { _ = stop() }()
 
 	var total, waiting time.Duration
 	b.ResetTimer()

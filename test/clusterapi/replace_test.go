@@ -1,6 +1,7 @@
 package clusterapi
 
 import (
+	"context"
 	"sync"
 	"time"
 
@@ -13,16 +14,25 @@ import (
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
 )
 
+// replaceCluster creates a Cluster whose workload cluster is the test API
+// server, with a control-plane Machine (without one Cluster API neither
+// drains nor deletes a deleted Machine's Node) and a MachineDeployment
+// "workers" of n Machines annotated replace; it returns them once Ready.
+func replaceCluster(ctx context.Context, ns, cluster string, n int) []clusterv1.Machine {
+	GinkgoHelper()
+	_, err := capi.CreateCluster(ctx, ns, cluster, env.Config)
+	Expect(err).NotTo(HaveOccurred())
+	_, err = capi.CreateControlPlaneMachine(ctx, ns, cluster, cluster+"-cp", nil)
+	Expect(err).NotTo(HaveOccurred())
+	_, err = capi.CreateMachineDeployment(ctx, ns, cluster, "workers", int32(n), map[string]string{v1alpha1.AnnotationStrategy: "replace"})
+	Expect(err).NotTo(HaveOccurred())
+	return readyMachines(ctx, k8s, ns, "workers", n)
+}
+
 var _ = Describe("The replace strategy", func() {
 	It("replaces the nodes that need a reboot one Machine after the other", func(ctx SpecContext) {
 		const ns, cluster = "replace", "prod"
-		_, err := capi.CreateCluster(ctx, ns, cluster, env.Config)
-		Expect(err).NotTo(HaveOccurred())
-		_, err = capi.CreateControlPlaneMachine(ctx, ns, cluster, "prod-cp", nil)
-		Expect(err).NotTo(HaveOccurred())
-		_, err = capi.CreateMachineDeployment(ctx, ns, cluster, "workers", 3, map[string]string{v1alpha1.AnnotationStrategy: "replace"})
-		Expect(err).NotTo(HaveOccurred())
-		before := readyMachines(ctx, k8s, ns, "workers", 3)
+		before := replaceCluster(ctx, ns, cluster, 3)
 
 		// Every Machine deletion of the MachineDeployment, from a watch.
 		w, err := client.NewWithWatch(env.Config, client.Options{Scheme: k8s.Scheme()})
@@ -86,13 +96,7 @@ var _ = Describe("The replace strategy", func() {
 
 	It("honours the Machine's pre-drain hook and fails at the replace timeout with what it waited for", func(ctx SpecContext) {
 		const ns, cluster = "replace-hook", "slow"
-		_, err := capi.CreateCluster(ctx, ns, cluster, env.Config)
-		Expect(err).NotTo(HaveOccurred())
-		_, err = capi.CreateControlPlaneMachine(ctx, ns, cluster, "slow-cp", nil)
-		Expect(err).NotTo(HaveOccurred())
-		_, err = capi.CreateMachineDeployment(ctx, ns, cluster, "workers", 2, map[string]string{v1alpha1.AnnotationStrategy: "replace"})
-		Expect(err).NotTo(HaveOccurred())
-		ms := readyMachines(ctx, k8s, ns, "workers", 2)
+		ms := replaceCluster(ctx, ns, cluster, 2)
 		hook := clusterv1.PreDrainDeleteHookAnnotationPrefix + "/backup"
 		Expect(setMachineAnnotations(ctx, &ms[0], map[string]string{hook: "backup-operator"})).To(Succeed())
 

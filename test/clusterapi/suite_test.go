@@ -11,16 +11,11 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
-	"github.com/prometheus/client_golang/prometheus"
 	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"k8s.io/klog/v2"
-	"k8s.io/klog/v2/textlogger"
-	"k8s.io/utils/clock"
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
-	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
@@ -40,9 +35,7 @@ var (
 )
 
 var _ = BeforeSuite(func() {
-	logger := textlogger.NewLogger(textlogger.NewConfig(textlogger.Output(GinkgoWriter), textlogger.Verbosity(0)))
-	ctrl.SetLogger(logger)
-	klog.SetLogger(logger)
+	framework.SetLogger(GinkgoWriter)
 	SetDefaultEventuallyTimeout(90 * time.Second)
 	SetDefaultEventuallyPollingInterval(100 * time.Millisecond)
 	var err error
@@ -66,21 +59,9 @@ var _ = AfterSuite(func() {
 // startManager runs the real manager in Cluster API mode until stop is called.
 func startManager(args ...string) (stop func()) {
 	GinkgoHelper()
-	all := append([]string{"--cluster-api", "--metrics-bind-address=0", "--health-probe-bind-address=0", "--leader-elect=false", "--agent-pod-selector="}, args...)
-	opts, err := manager.ParseOptions(all, func(string) (string, bool) { return "", false }, GinkgoWriter)
+	stopManager, _, err := framework.StartManager(env.Config, GinkgoWriter, append([]string{"--cluster-api", "--agent-pod-selector="}, args...)...)
 	Expect(err).NotTo(HaveOccurred())
-	opts.Registry = prometheus.NewRegistry()
-	opts.SkipNameValidation = true
-	ctx, cancel := context.WithCancel(context.Background())
-	mgr, err := manager.New(ctx, env.Config, opts, clock.RealClock{})
-	Expect(err).NotTo(HaveOccurred())
-	done := make(chan struct{})
-	go func() {
-		defer GinkgoRecover()
-		defer close(done)
-		Expect(mgr.Start(ctx)).To(Succeed())
-	}()
-	return func() { cancel(); <-done }
+	return func() { Expect(stopManager()).To(Succeed()) }
 }
 
 // startKubelet plays the kubelets of the provisioned nodes of a workload

@@ -21,16 +21,12 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/klog/v2"
-	"k8s.io/klog/v2/textlogger"
-	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
 	"github.com/nodecycle/nodecycle/internal/agent"
-	"github.com/nodecycle/nodecycle/internal/manager"
 	"github.com/nodecycle/nodecycle/internal/nodes"
 	"github.com/nodecycle/nodecycle/test/framework"
 )
@@ -43,9 +39,7 @@ func TestIntegration(t *testing.T) {
 var env *framework.Env
 
 var _ = BeforeSuite(func() {
-	logger := textlogger.NewLogger(textlogger.NewConfig(textlogger.Output(GinkgoWriter), textlogger.Verbosity(0)))
-	ctrl.SetLogger(logger)
-	klog.SetLogger(logger)
+	framework.SetLogger(GinkgoWriter)
 	SetDefaultEventuallyTimeout(60 * time.Second)
 	SetDefaultEventuallyPollingInterval(100 * time.Millisecond)
 	var err error
@@ -71,22 +65,9 @@ func startManager(args ...string) (stop func()) {
 // the manager's own metrics.
 func startManagerWithMetrics(args ...string) (stop func(), metrics *prometheus.Registry) {
 	GinkgoHelper()
-	all := append([]string{"--metrics-bind-address=0", "--health-probe-bind-address=0", "--leader-elect=false"}, args...)
-	opts, err := manager.ParseOptions(all, func(string) (string, bool) { return "", false }, GinkgoWriter)
+	stopManager, metrics, err := framework.StartManager(env.Config, GinkgoWriter, args...)
 	Expect(err).NotTo(HaveOccurred())
-	metrics = prometheus.NewRegistry()
-	opts.Registry = metrics
-	opts.SkipNameValidation = true
-	ctx, cancel := context.WithCancel(context.Background())
-	mgr, err := manager.New(ctx, env.Config, opts, clock.RealClock{})
-	Expect(err).NotTo(HaveOccurred())
-	done := make(chan struct{})
-	go func() {
-		defer GinkgoRecover()
-		defer close(done)
-		Expect(mgr.Start(ctx)).To(Succeed())
-	}()
-	return func() { cancel(); <-done }, metrics
+	return func() { Expect(stopManager()).To(Succeed()) }, metrics
 }
 
 // testAgent is a real agent with a sentinel file in a temp dir and a reboot
