@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
+	"sigs.k8s.io/cluster-api/util/annotations"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -55,6 +56,13 @@ func (r *MachineReconciler) Reconcile(ctx context.Context, req reconcile.Request
 	if m.Spec.ClusterName == "" || !m.Status.NodeRef.IsDefined() || !m.DeletionTimestamp.IsZero() {
 		return reconcile.Result{}, nil
 	}
+	cluster := &clusterv1.Cluster{}
+	if err := r.Client.Get(ctx, client.ObjectKey{Namespace: m.Namespace, Name: m.Spec.ClusterName}, cluster); err != nil {
+		return reconcile.Result{}, client.IgnoreNotFound(err)
+	}
+	if annotations.IsPaused(cluster, m) {
+		return reconcile.Result{}, nil // nothing new starts while Cluster API is paused (clusterctl move pauses)
+	}
 	w, err := r.Clusters.Workload(ctx, m.Namespace, m.Spec.ClusterName)
 	if err == nil {
 		err = r.Clusters.WatchNodes(ctx, m.Namespace, m.Spec.ClusterName, "nodecycle-machine-nodes", r.controller, r.nodeToMachine(m.Namespace, m.Spec.ClusterName))
@@ -71,12 +79,17 @@ func (r *MachineReconciler) Reconcile(ctx context.Context, req reconcile.Request
 		return reconcile.Result{}, client.IgnoreNotFound(err)
 	}
 	sc := scope{Namespace: m.Namespace, Cluster: m.Spec.ClusterName, W: w, Regarding: m}
+	owner, ladder, ladderErr := r.ladderFor(ctx, m)
+	if ladder == nil {
+		if err := r.withdraw(ctx, sc, node); err != nil {
+			return reconcile.Result{}, err
+		}
+	}
 	cycles, wanted, err := r.settle(ctx, sc, node)
 	if err != nil || !wanted {
 		return reconcile.Result{}, err
 	}
-	owner, ladder, err := r.ladderFor(ctx, m)
-	if err != nil {
+	if err := ladderErr; err != nil {
 		r.Recorder.Eventf(owner, m, corev1.EventTypeWarning, "InvalidStrategy", "Select", "Reboot required on node %s (Machine %s), but nothing is done: %v", node.Name, m.Name, err)
 		if err := setMaintenanceCondition(ctx, w.Client, node, corev1.ConditionFalse, "InvalidStrategy", err.Error(), r.Clock.Now()); err != nil {
 			return reconcile.Result{}, err
@@ -171,6 +184,29 @@ func (r *MachineReconciler) releaseRemediation(ctx context.Context, m *clusterv1
 		return fmt.Errorf("lifting skip-remediation from Machine %s: %w", m.Name, client.IgnoreNotFound(err))
 	}
 	logf.FromContext(ctx).Info("Lifted a skip-remediation left by nodecycle", "NodeCycle", owner)
+	return nil
+}
+
+// withdraw deletes the node's NodeCycle that has not started yet once the
+// Machine is no longer opted in (annotation removed or made invalid):
+// nothing was done to the node, so there is nothing to undo.
+func (r *MachineReconciler) withdraw(ctx context.Context, sc scope, node *corev1.Node) error {
+	cycles, err := cyclesOfNode(ctx, r.Client, sc.Namespace, sc.Cluster, node.Name)
+	if err != nil {
+		return err
+	}
+	open := openCycle(cycles)
+	if open == nil || open.Status.Phase.Active() {
+		return nil // an operation under way finishes
+	}
+	if err := r.Client.Delete(ctx, open, client.Preconditions{UID: &open.UID, ResourceVersion: &open.ResourceVersion}); client.IgnoreNotFound(err) != nil {
+		if apierrors.IsConflict(err) {
+			return nil // it moved on meanwhile; the next reconcile looks again
+		}
+		return fmt.Errorf("withdrawing NodeCycle %s: %w", open.Name, err)
+	}
+	r.Recorder.Eventf(sc.regarding(node), open, corev1.EventTypeNormal, "Withdrawn", "Select",
+		"Machine is no longer opted in (%s); NodeCycle %s had not started and was deleted", v1alpha1.AnnotationStrategy, open.Name)
 	return nil
 }
 

@@ -19,6 +19,7 @@ import (
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
+	"sigs.k8s.io/cluster-api/util/annotations"
 	ctrl "sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -303,6 +304,10 @@ func (r *NodeCycleReconciler) admit(ctx context.Context, s *step) (reconcile.Res
 	if !nodes.IsReady(s.node) {
 		s.nc.Status.Message = "Waiting for the node to be Ready before starting"
 		return reconcile.Result{RequeueAfter: slotPollInterval}, nil
+	}
+	if paused, err := r.clusterPaused(ctx, s.nc); err != nil || paused {
+		s.nc.Status.Message = fmt.Sprintf("Waiting: Cluster %s or Machine %s is paused", s.nc.Spec.ClusterName, s.nc.Spec.MachineName)
+		return reconcile.Result{RequeueAfter: slotPollInterval}, err
 	}
 	if hold, wait, err := r.gate(ctx, s); err != nil || hold {
 		return reconcile.Result{RequeueAfter: wait}, err
@@ -731,4 +736,20 @@ func (r *NodeCycleReconciler) expire(ctx context.Context, nc *v1alpha1.NodeCycle
 		return reconcile.Result{RequeueAfter: left}, nil
 	}
 	return reconcile.Result{}, ctrl.IgnoreNotFound(r.Client.Delete(ctx, nc, ctrl.Preconditions{UID: &nc.UID}))
+}
+
+// clusterPaused reports whether Cluster API is paused for the NodeCycle's
+// Cluster or Machine: no new operation starts then (one under way finishes).
+func (r *NodeCycleReconciler) clusterPaused(ctx context.Context, nc *v1alpha1.NodeCycle) (bool, error) {
+	if nc.Spec.MachineName == "" {
+		return false, nil
+	}
+	cluster, m := &clusterv1.Cluster{}, &clusterv1.Machine{}
+	if err := r.Client.Get(ctx, types.NamespacedName{Namespace: nc.Namespace, Name: nc.Spec.ClusterName}, cluster); err != nil {
+		return false, ctrl.IgnoreNotFound(err)
+	}
+	if err := r.Client.Get(ctx, types.NamespacedName{Namespace: nc.Namespace, Name: nc.Spec.MachineName}, m); err != nil {
+		return false, ctrl.IgnoreNotFound(err)
+	}
+	return annotations.IsPaused(cluster, m), nil
 }

@@ -6,6 +6,8 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/utils/ptr"
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -66,15 +68,65 @@ var _ = Describe("Opt-in through the MachineDeployment", func() {
 		}).WithTimeout(3 * time.Second).Should(Succeed())
 
 		By("fixing the annotation opts the node in")
-		md := &clusterv1.MachineDeployment{}
-		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "typo"}, md)).To(Succeed())
-		md.Annotations[v1alpha1.AnnotationStrategy] = "reboot"
-		Expect(k8s.Update(ctx, md)).To(Succeed())
+		setAnnotation(ctx, "typo", "reboot")
 		Eventually(func(g Gomega) {
 			cycles := cyclesIn(ctx, ns)
 			g.Expect(cycles).To(HaveLen(1))
 			g.Expect(cycles[0].Spec.MachineName).To(Equal(typo.Name))
 			g.Expect(cycles[0].Spec.Strategies).To(Equal([]v1alpha1.Strategy{v1alpha1.StrategyReboot}))
+			g.Expect(cycles[0].Status.Phase.Active()).To(BeTrue())
 		}).Should(Succeed())
+
+		By("opting in another pool while the slot is taken, then out again, withdraws its waiting NodeCycle")
+		setAnnotation(ctx, "plain", "reboot")
+		var waiting v1alpha1.NodeCycle
+		Eventually(func(g Gomega) {
+			for _, nc := range cyclesIn(ctx, ns) {
+				if nc.Spec.MachineName == plain.Name {
+					waiting = nc
+				}
+			}
+			g.Expect(waiting.Status.Phase).To(Equal(v1alpha1.PhasePending))
+		}).Should(Succeed())
+		setAnnotation(ctx, "plain", "")
+		Eventually(func() error { return k8s.Get(ctx, client.ObjectKeyFromObject(&waiting), &waiting) }).Should(Satisfy(apierrors.IsNotFound))
+		Eventually(func() []string { return eventsOn(ctx, ns, "Machine", plain.Name) }).Should(ContainElement(HavePrefix("Withdrawn: ")))
+	})
+
+	It("starts nothing on a paused Cluster", func(ctx SpecContext) {
+		const ns, cluster = "paused", "frozen"
+		c, err := capi.CreateCluster(ctx, ns, cluster, env.Config)
+		Expect(err).NotTo(HaveOccurred())
+		_, err = capi.CreateMachineDeployment(ctx, ns, cluster, "pool", 1, map[string]string{v1alpha1.AnnotationStrategy: "reboot"})
+		Expect(err).NotTo(HaveOccurred())
+		m := readyMachines(ctx, k8s, ns, "pool", 1)[0]
+		patch := client.MergeFrom(c.DeepCopy())
+		c.Spec.Paused = ptr.To(true)
+		Expect(k8s.Patch(ctx, c, patch)).To(Succeed())
+
+		DeferCleanup(startManager())
+		requireReboot(ctx, k8s, m.Status.NodeRef.Name)
+		Consistently(func() []v1alpha1.NodeCycle { return cyclesIn(ctx, ns) }).WithTimeout(3 * time.Second).Should(BeEmpty())
+
+		patch = client.MergeFrom(c.DeepCopy())
+		c.Spec.Paused = nil
+		Expect(k8s.Patch(ctx, c, patch)).To(Succeed())
+		Eventually(func() []v1alpha1.NodeCycle { return cyclesIn(ctx, ns) }).Should(HaveLen(1))
 	})
 })
+
+// setAnnotation sets nodecycle.io/strategy on a MachineDeployment; "" removes it.
+func setAnnotation(ctx SpecContext, md, value string) {
+	GinkgoHelper()
+	obj := &clusterv1.MachineDeployment{}
+	Expect(k8s.Get(ctx, client.ObjectKey{Namespace: "optin", Name: md}, obj)).To(Succeed())
+	patch := client.MergeFrom(obj.DeepCopy())
+	if obj.Annotations == nil {
+		obj.Annotations = map[string]string{}
+	}
+	obj.Annotations[v1alpha1.AnnotationStrategy] = value
+	if value == "" {
+		delete(obj.Annotations, v1alpha1.AnnotationStrategy)
+	}
+	Expect(k8s.Patch(ctx, obj, patch)).To(Succeed())
+}
