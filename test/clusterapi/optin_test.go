@@ -28,11 +28,9 @@ var _ = Describe("Opt-in through the MachineDeployment", func() {
 		Expect(err).NotTo(HaveOccurred())
 		plain := readyMachines(ctx, k8s, ns, "plain", 1)[0]
 		typo := readyMachines(ctx, k8s, ns, "typo", 1)[0]
+		Eventually(func(g Gomega) { controlPlaneNode(ctx, g, ns, "dev-cp") }).Should(Succeed())
 		cp := &clusterv1.Machine{}
-		Eventually(func(g Gomega) {
-			g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "dev-cp"}, cp)).To(Succeed())
-			g.Expect(cp.Status.NodeRef.IsDefined()).To(BeTrue())
-		}).Should(Succeed())
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "dev-cp"}, cp)).To(Succeed())
 
 		DeferCleanup(startManager())
 		for _, m := range []clusterv1.Machine{plain, typo, *cp} {

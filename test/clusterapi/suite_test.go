@@ -117,3 +117,12 @@ func eventsOn(ctx context.Context, namespace, kind, name string) []string {
 	}
 	return reasons
 }
+
+// controlPlaneNode returns the node of a control-plane Machine, failing g
+// while it has none.
+func controlPlaneNode(ctx context.Context, g Gomega, namespace, machine string) string {
+	m := &clusterv1.Machine{}
+	g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: namespace, Name: machine}, m)).To(Succeed())
+	g.Expect(m.Status.NodeRef.IsDefined()).To(BeTrue(), "Machine %s has no node yet", machine)
+	return m.Status.NodeRef.Name
+}
