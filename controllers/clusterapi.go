@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"errors"
+	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 	toolscache "k8s.io/client-go/tools/cache"
@@ -22,6 +23,13 @@ import (
 // NodeCycle's cluster is the Cluster of that name in its namespace.
 type ClusterAPIClusters struct {
 	Cache clustercache.ClusterCache
+	// watched holds the clusters whose Nodes a watch was asked for.
+	watched *sync.Map
+}
+
+// NewClusterAPIClusters returns the Clusters of a ClusterCache.
+func NewClusterAPIClusters(cc clustercache.ClusterCache) ClusterAPIClusters {
+	return ClusterAPIClusters{Cache: cc, watched: &sync.Map{}}
 }
 
 // Workload implements Clusters.
@@ -43,9 +51,40 @@ func (c ClusterAPIClusters) Workload(ctx context.Context, namespace, cluster str
 
 // WatchNodes implements Clusters.
 func (c ClusterAPIClusters) WatchNodes(ctx context.Context, namespace, cluster, name string, ctrl controller.Controller, h handler.EventHandler) error {
+	c.watched.Store(client.ObjectKey{Namespace: namespace, Name: cluster}, true)
 	return c.Cache.Watch(ctx, client.ObjectKey{Namespace: namespace, Name: cluster}, clustercache.NewWatcher(clustercache.WatcherOptions{
 		Name: name, Watcher: ctrl, Kind: &corev1.Node{}, EventHandler: h,
 	}))
+}
+
+// Nodes implements Clusters: the cached Nodes of the connected clusters
+// whose Nodes nodecycle watches (listing another would start a watch).
+func (c ClusterAPIClusters) Nodes(ctx context.Context) (map[string][]corev1.Node, error) {
+	out := map[string][]corev1.Node{}
+	var errs []error
+	c.watched.Range(func(k, _ any) bool {
+		key := k.(client.ObjectKey)
+		cl, err := c.Cache.GetClient(ctx, key)
+		if err != nil {
+			return true // not connected now: no value rather than a stale one
+		}
+		var list corev1.NodeList
+		if err := cl.List(ctx, &list); err != nil {
+			errs = append(errs, err)
+			return true
+		}
+		// A Node that Cluster API says belongs to another Cluster (two
+		// Clusters pointed at one API server) is not this cluster's.
+		mine := list.Items[:0]
+		for _, n := range list.Items {
+			if name, ok := n.Annotations[clusterv1.ClusterNameAnnotation]; !ok || (name == key.Name && n.Annotations[clusterv1.ClusterNamespaceAnnotation] == key.Namespace) {
+				mine = append(mine, n)
+			}
+		}
+		out[key.String()] = mine
+		return true
+	})
+	return out, errors.Join(errs...)
 }
 
 // ClusterCacheOptions are the per-cluster cache settings nodecycle needs:

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
@@ -28,6 +29,9 @@ type Clusters interface {
 	// WatchNodes sends the cluster's Node events to h of controller c, once
 	// per name and connection; a no-op where the manager watches Nodes itself.
 	WatchNodes(ctx context.Context, namespace, cluster, name string, c controller.Controller, h handler.EventHandler) error
+	// Nodes returns the cached Nodes of every cluster whose Nodes are
+	// watched, by cluster ("namespace/name"; "" for the local cluster).
+	Nodes(ctx context.Context) (map[string][]corev1.Node, error)
 }
 
 // LocalCluster is the cluster the manager runs in.
@@ -44,4 +48,13 @@ func (l LocalCluster) Workload(_ context.Context, _, cluster string) (Workload, 
 // WatchNodes implements Clusters: the local manager watches Nodes itself.
 func (LocalCluster) WatchNodes(context.Context, string, string, string, controller.Controller, handler.EventHandler) error {
 	return nil
+}
+
+// Nodes implements Clusters.
+func (l LocalCluster) Nodes(ctx context.Context) (map[string][]corev1.Node, error) {
+	var list corev1.NodeList
+	if err := l.W.Client.List(ctx, &list); err != nil {
+		return nil, err
+	}
+	return map[string][]corev1.Node{"": list.Items}, nil
 }

@@ -4,8 +4,6 @@ import (
 	"context"
 
 	"github.com/prometheus/client_golang/prometheus"
-	corev1 "k8s.io/api/core/v1"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
 	"github.com/nodecycle/nodecycle/internal/nodes"
@@ -19,8 +17,9 @@ type Metrics struct {
 }
 
 // NewMetrics creates the manager's metrics and registers them with reg.
-// The reboot-required gauge is computed from the cache at scrape time.
-func NewMetrics(reg prometheus.Registerer, cache client.Reader) *Metrics {
+// The reboot-required gauge is computed from the clusters' Node caches at
+// scrape time.
+func NewMetrics(reg prometheus.Registerer, clusters Clusters) *Metrics {
 	m := &Metrics{
 		operations: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "nodecycle_operations_total",
@@ -38,29 +37,32 @@ func NewMetrics(reg prometheus.Registerer, cache client.Reader) *Metrics {
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.operations, m.duration, m.drainDuration, &rebootRequiredCollector{cache: cache})
+		reg.MustRegister(m.operations, m.duration, m.drainDuration, &rebootRequiredCollector{clusters: clusters})
 	}
 	return m
 }
 
 var rebootRequiredDesc = prometheus.NewDesc("nodecycle_nodes_reboot_required",
-	"Nodes whose RebootRequired condition is True.", nil, nil)
+	"Nodes whose RebootRequired condition is True, per cluster (namespace/name of the Cluster API Cluster; empty for the cluster the manager runs in).",
+	[]string{"cluster"}, nil)
 
-type rebootRequiredCollector struct{ cache client.Reader }
+type rebootRequiredCollector struct{ clusters Clusters }
 
 func (c *rebootRequiredCollector) Describe(ch chan<- *prometheus.Desc) { ch <- rebootRequiredDesc }
 
 func (c *rebootRequiredCollector) Collect(ch chan<- prometheus.Metric) {
-	var list corev1.NodeList
-	if err := c.cache.List(context.Background(), &list); err != nil {
+	byCluster, err := c.clusters.Nodes(context.Background())
+	if err != nil {
 		ch <- prometheus.NewInvalidMetric(rebootRequiredDesc, err)
 		return
 	}
-	n := 0
-	for i := range list.Items {
-		if nodes.IsConditionTrue(&list.Items[i], v1alpha1.ConditionRebootRequired) {
-			n++
+	for cluster, list := range byCluster {
+		n := 0
+		for i := range list {
+			if nodes.IsConditionTrue(&list[i], v1alpha1.ConditionRebootRequired) {
+				n++
+			}
 		}
+		ch <- prometheus.MustNewConstMetric(rebootRequiredDesc, prometheus.GaugeValue, float64(n), cluster)
 	}
-	ch <- prometheus.MustNewConstMetric(rebootRequiredDesc, prometheus.GaugeValue, float64(n))
 }

@@ -178,12 +178,13 @@ func New(ctx context.Context, cfg *rest.Config, o *Options, clk clock.PassiveClo
 	}
 	ncr := &controllers.NodeCycleReconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: recorder, Clock: clk, Config: o.Controllers,
-		Metrics: controllers.NewMetrics(reg, mgr.GetCache()), Providers: registry,
-		Clusters: controllers.LocalCluster{W: controllers.Workload{Client: mgr.GetClient(), Reader: mgr.GetAPIReader()}},
+		Providers: registry,
+		Clusters:  controllers.LocalCluster{W: controllers.Workload{Client: mgr.GetClient(), Reader: mgr.GetAPIReader()}},
 	}
 	if o.ClusterAPI {
-		err = setupClusterAPI(ctx, mgr, o, ncr, clk)
+		err = setupClusterAPI(ctx, mgr, o, ncr, clk, reg)
 	} else {
+		ncr.Metrics = controllers.NewMetrics(reg, ncr.Clusters)
 		err = errors.Join(
 			controllers.NewNodeReconciler(mgr.GetClient(), mgr.GetAPIReader(), recorder, clk, o.Controllers).SetupWithManager(mgr),
 			ncr.SetupWithManager(mgr),
@@ -206,7 +207,7 @@ func New(ctx context.Context, cfg *rest.Config, o *Options, clk clock.PassiveClo
 // setupClusterAPI wires the Cluster API mode: a ClusterCache of nodecycle's
 // own reaches the workload clusters, the MachineReconciler opens NodeCycles
 // for opted-in Machines, and the NodeCycleReconciler works on workload Nodes.
-func setupClusterAPI(ctx context.Context, mgr ctrl.Manager, o *Options, ncr *controllers.NodeCycleReconciler, clk clock.PassiveClock) error {
+func setupClusterAPI(ctx context.Context, mgr ctrl.Manager, o *Options, ncr *controllers.NodeCycleReconciler, clk clock.PassiveClock, reg prometheus.Registerer) error {
 	cc, err := clustercache.SetupWithManager(ctx, mgr, clustercache.Options{
 		// Kubeconfig Secrets are read live when a cluster connects; no Secret is cached.
 		SecretClient: mgr.GetAPIReader(),
@@ -223,7 +224,8 @@ func setupClusterAPI(ctx context.Context, mgr ctrl.Manager, o *Options, ncr *con
 	if err := controllers.ShutdownWithManager(mgr, cc); err != nil {
 		return err
 	}
-	ncr.Clusters = controllers.ClusterAPIClusters{Cache: cc}
+	ncr.Clusters = controllers.NewClusterAPIClusters(cc)
+	ncr.Metrics = controllers.NewMetrics(reg, ncr.Clusters)
 	mr := &controllers.MachineReconciler{
 		Clusters:      ncr.Clusters,
 		ClusterSource: cc.GetClusterSource("nodecycle-machine", controllers.ClusterMachines(mgr.GetClient())),

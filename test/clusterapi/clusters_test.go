@@ -1,11 +1,13 @@
 package clusterapi
 
 import (
+	"strings"
 	"sync"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
@@ -83,7 +85,9 @@ var _ = Describe("Many workload clusters", func() {
 			}
 		}()
 
-		DeferCleanup(startManager())
+		stopManager, metrics, err := framework.StartManager(env.Config, GinkgoWriter, "--cluster-api", "--agent-pod-selector=")
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(stopManager)
 		for c, names := range machines {
 			for _, n := range names {
 				requireReboot(ctx, workloads[c], n)
@@ -105,6 +109,14 @@ var _ = Describe("Many workload clusters", func() {
 		Expect(mostPerCluster).To(Equal(1), "nodes of one cluster in maintenance at once")
 		Expect(clustersAtOnce).To(Equal(2), "clusters in maintenance at the same time")
 		mu.Unlock()
+
+		By("the reboot-required gauge counts per reachable cluster")
+		Expect(testutil.GatherAndCompare(metrics, strings.NewReader(`
+# HELP nodecycle_nodes_reboot_required Nodes whose RebootRequired condition is True, per cluster (namespace/name of the Cluster API Cluster; empty for the cluster the manager runs in).
+# TYPE nodecycle_nodes_reboot_required gauge
+nodecycle_nodes_reboot_required{cluster="fleet/alpha"} 2
+nodecycle_nodes_reboot_required{cluster="fleet/beta"} 2
+`), "nodecycle_nodes_reboot_required")).To(Succeed())
 
 		By("the unreachable cluster is reported and its nodes are untouched")
 		Eventually(func() []string { return eventsOn(ctx, ns, "Cluster", "gamma") }).Should(
