@@ -140,16 +140,43 @@ func (r *NodeCycleReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 // unreachable waits for the NodeCycle's cluster to be reachable again and
 // says so in the NodeCycle; nothing is decided about a node that cannot be
 // seen, and an operation under way keeps its slot.
+// A NodeCycle of a Cluster that was deleted ends: Skipped when it had not
+// started, Failed otherwise (what it did went with the cluster).
 func (r *NodeCycleReconciler) unreachable(ctx context.Context, nc *v1alpha1.NodeCycle, cause error) (reconcile.Result, error) {
-	msg := fmt.Sprintf("Waiting: cluster %s cannot be reached: %v", nc.Spec.ClusterName, cause)
-	if nc.Status.Message != msg {
-		before := nc.DeepCopy()
-		nc.Status.Message = msg
+	before := nc.DeepCopy()
+	nc.Status.Message = fmt.Sprintf("Waiting: cluster %s cannot be reached: %v", nc.Spec.ClusterName, cause)
+	var result reconcile.Result
+	if gone, err := r.clusterGone(ctx, nc); err != nil {
+		return reconcile.Result{}, err
+	} else if gone {
+		s := &step{nc: nc, now: r.Clock.Now()}
+		outcome := v1alpha1.PhaseSkipped
+		if nc.Status.Phase.Active() {
+			outcome = v1alpha1.PhaseFailed
+		}
+		r.finish(s, outcome, "ClusterDeleted", fmt.Sprintf("Cluster %s no longer exists", nc.Spec.ClusterName))
+	} else {
+		result.RequeueAfter = unreachablePollInterval
+	}
+	if !equality.Semantic.DeepEqual(before.Status, nc.Status) {
 		if err := r.Client.Status().Patch(ctx, nc, ctrl.MergeFrom(before)); err != nil {
 			return reconcile.Result{}, ctrl.IgnoreNotFound(err)
 		}
 	}
-	return reconcile.Result{RequeueAfter: unreachablePollInterval}, nil
+	return result, nil
+}
+
+// clusterGone reports whether the NodeCycle names a Cluster API Cluster
+// that does not exist.
+func (r *NodeCycleReconciler) clusterGone(ctx context.Context, nc *v1alpha1.NodeCycle) (bool, error) {
+	if nc.Spec.ClusterName == "" || nc.Spec.MachineName == "" {
+		return false, nil
+	}
+	err := r.Client.Get(ctx, types.NamespacedName{Namespace: nc.Namespace, Name: nc.Spec.ClusterName}, &clusterv1.Cluster{})
+	if apierrors.IsNotFound(err) {
+		return true, nil
+	}
+	return false, err
 }
 
 // regarding is the object Events about the NodeCycle's node are recorded

@@ -41,10 +41,11 @@ var _ = Describe("Many workload clusters", func() {
 		}
 		startKubelet(env.Config, 2*time.Second)
 		startKubelet(second.Config, 2*time.Second)
-		machines := map[string][]string{} // cluster -> node names
+		machines, machineNames := map[string][]string{}, map[string][]string{} // cluster -> node and Machine names
 		for c, wc := range workloads {
 			for _, m := range readyMachines(ctx, wc, ns, c+"-pool", 2) {
 				machines[c] = append(machines[c], m.Status.NodeRef.Name)
+				machineNames[c] = append(machineNames[c], m.Name)
 			}
 		}
 		secret := &corev1.Secret{}
@@ -125,7 +126,7 @@ nodecycle_nodes_reboot_required{cluster="fleet/beta"} 2
 		stuck := &v1alpha1.NodeCycle{
 			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "gamma-by-hand"},
 			Spec: v1alpha1.NodeCycleSpec{
-				NodeName: machines["gamma"][0], ClusterName: "gamma", Strategies: []v1alpha1.Strategy{v1alpha1.StrategyReboot}, Attempt: 1,
+				NodeName: machines["gamma"][0], ClusterName: "gamma", MachineName: machineNames["gamma"][0], Strategies: []v1alpha1.Strategy{v1alpha1.StrategyReboot}, Attempt: 1,
 				Drain: v1alpha1.DrainSpec{Timeout: metav1.Duration{Duration: time.Minute}}, RebootTimeout: metav1.Duration{Duration: time.Minute},
 			},
 		}
@@ -141,5 +142,13 @@ nodecycle_nodes_reboot_required{cluster="fleet/beta"} 2
 			Expect(node.Spec.Unschedulable).To(BeFalse())
 			Expect(node.Annotations).NotTo(HaveKey(v1alpha1.AnnotationRebootRequest))
 		}
+
+		By("once the Cluster is deleted, its waiting NodeCycle ends as Skipped")
+		Expect(capi.DeleteCluster(ctx, ns, "gamma")).To(Succeed())
+		Eventually(func(g Gomega) {
+			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(stuck), stuck)).To(Succeed())
+			g.Expect(stuck.Status.Phase).To(Equal(v1alpha1.PhaseSkipped))
+			g.Expect(stuck.Status.Reason).To(Equal("ClusterDeleted"))
+		}).WithTimeout(time.Minute).Should(Succeed())
 	})
 })
