@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
 	"sigs.k8s.io/cluster-api/util/annotations"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -229,6 +230,8 @@ func (r *MachineReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		For(&clusterv1.Machine{}).
 		// An annotation added, changed or removed on a MachineDeployment.
 		Watches(&clusterv1.MachineDeployment{}, handler.EnqueueRequestsFromMapFunc(r.machinesOfDeployment), builder.WithPredicates(annotationChanged)).
+		// A Cluster that is unpaused may now get NodeCycles.
+		Watches(&clusterv1.Cluster{}, handler.EnqueueRequestsFromMapFunc(ClusterMachines(r.Client)), builder.WithPredicates(PausedChanged)).
 		// A NodeCycle that ends may leave work: a retry, a cordon or a skip-remediation to lift.
 		Watches(&v1alpha1.NodeCycle{}, handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
 			nc := o.(*v1alpha1.NodeCycle)
@@ -248,6 +251,17 @@ func (r *MachineReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	c, err := b.Build(r)
 	r.controller = c
 	return err
+}
+
+// PausedChanged passes Clusters whose spec.paused changed.
+var PausedChanged = predicate.Funcs{
+	CreateFunc: func(event.CreateEvent) bool { return false },
+	UpdateFunc: func(e event.UpdateEvent) bool {
+		o, n := e.ObjectOld.(*clusterv1.Cluster), e.ObjectNew.(*clusterv1.Cluster)
+		return ptr.Deref(o.Spec.Paused, false) != ptr.Deref(n.Spec.Paused, false)
+	},
+	DeleteFunc:  func(event.DeleteEvent) bool { return false },
+	GenericFunc: func(event.GenericEvent) bool { return false },
 }
 
 var annotationChanged = predicate.Funcs{

@@ -23,6 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
@@ -234,7 +235,9 @@ func setupClusterAPI(ctx context.Context, mgr ctrl.Manager, o *Options, ncr *con
 	return errors.Join(
 		mr.SetupWithManager(mgr),
 		ncr.SetupWithManager(mgr, func(b *builder.Builder) *builder.Builder {
-			return b.WatchesRawSource(cc.GetClusterSource("nodecycle", controllers.ClusterCycles(mgr.GetClient())))
+			return b.WatchesRawSource(cc.GetClusterSource("nodecycle", controllers.ClusterCycles(mgr.GetClient()))).
+				// Waiting NodeCycles of a Cluster that is unpaused may start.
+				Watches(&clusterv1.Cluster{}, handler.EnqueueRequestsFromMapFunc(controllers.ClusterCycles(mgr.GetClient())), builder.WithPredicates(controllers.PausedChanged))
 		}),
 	)
 }
