@@ -9,7 +9,6 @@ import (
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/watch"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
@@ -53,37 +52,27 @@ var _ = Describe("Many workload clusters", func() {
 		Expect(k8s.Update(ctx, secret)).To(Succeed())
 
 		// Active NodeCycles per cluster, from a watch.
-		w, err := client.NewWithWatch(env.Config, client.Options{Scheme: k8s.Scheme()})
-		Expect(err).NotTo(HaveOccurred())
-		watcher, err := w.Watch(ctx, &v1alpha1.NodeCycleList{}, client.InNamespace(ns))
-		Expect(err).NotTo(HaveOccurred())
-		DeferCleanup(watcher.Stop)
 		var mu sync.Mutex
 		active := map[string]map[string]bool{"alpha": {}, "beta": {}}
 		mostPerCluster, clustersAtOnce := 0, 0
-		go func() {
-			for ev := range watcher.ResultChan() {
-				nc, ok := ev.Object.(*v1alpha1.NodeCycle)
-				if !ok || active[nc.Spec.ClusterName] == nil {
-					continue
-				}
-				mu.Lock()
-				if ev.Type != watch.Deleted && nc.Status.Phase.Active() {
-					active[nc.Spec.ClusterName][nc.Name] = true
-				} else {
-					delete(active[nc.Spec.ClusterName], nc.Name)
-				}
-				busy := 0
-				for _, set := range active {
-					mostPerCluster = max(mostPerCluster, len(set))
-					if len(set) > 0 {
-						busy++
-					}
-				}
-				clustersAtOnce = max(clustersAtOnce, busy)
-				mu.Unlock()
+		watchEvents(ctx, &v1alpha1.NodeCycleList{}, &mu, func(deleted bool, nc *v1alpha1.NodeCycle) {
+			if active[nc.Spec.ClusterName] == nil {
+				return
 			}
-		}()
+			if !deleted && nc.Status.Phase.Active() {
+				active[nc.Spec.ClusterName][nc.Name] = true
+			} else {
+				delete(active[nc.Spec.ClusterName], nc.Name)
+			}
+			busy := 0
+			for _, set := range active {
+				mostPerCluster = max(mostPerCluster, len(set))
+				if len(set) > 0 {
+					busy++
+				}
+			}
+			clustersAtOnce = max(clustersAtOnce, busy)
+		}, client.InNamespace(ns))
 
 		stopManager, metrics, err := framework.StartManager(env.Config, GinkgoWriter, "--cluster-api", "--agent-pod-selector=")
 		Expect(err).NotTo(HaveOccurred())

@@ -6,7 +6,6 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
-	"k8s.io/apimachinery/pkg/watch"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
@@ -26,33 +25,20 @@ var _ = Describe("Control-plane Machines", func() {
 		Eventually(func(g Gomega) { cpNode = controlPlaneNode(ctx, g, ns, "core-cp") }).Should(Succeed())
 		startKubelet(env.Config, time.Second)
 
-		w, err := client.NewWithWatch(env.Config, client.Options{Scheme: k8s.Scheme()})
-		Expect(err).NotTo(HaveOccurred())
-		watcher, err := w.Watch(ctx, &v1alpha1.NodeCycleList{}, client.InNamespace(ns))
-		Expect(err).NotTo(HaveOccurred())
-		DeferCleanup(watcher.Stop)
 		var mu sync.Mutex
 		active := map[string]bool{} // node -> active
 		cpWithOthers, mostWorkers := false, 0
-		go func() {
-			for ev := range watcher.ResultChan() {
-				nc, ok := ev.Object.(*v1alpha1.NodeCycle)
-				if !ok {
-					continue
+		watchEvents(ctx, &v1alpha1.NodeCycleList{}, &mu, func(deleted bool, nc *v1alpha1.NodeCycle) {
+			active[nc.Spec.NodeName] = !deleted && nc.Status.Phase.Active()
+			n, cp := 0, active[cpNode]
+			for node, on := range active {
+				if on && node != cpNode {
+					n++
 				}
-				mu.Lock()
-				active[nc.Spec.NodeName] = ev.Type != watch.Deleted && nc.Status.Phase.Active()
-				n, cp := 0, active[cpNode]
-				for node, on := range active {
-					if on && node != cpNode {
-						n++
-					}
-				}
-				cpWithOthers = cpWithOthers || (cp && n > 0)
-				mostWorkers = max(mostWorkers, n)
-				mu.Unlock()
 			}
-		}()
+			cpWithOthers = cpWithOthers || (cp && n > 0)
+			mostWorkers = max(mostWorkers, n)
+		}, client.InNamespace(ns))
 
 		DeferCleanup(startManager("--max-concurrent=2"))
 		requireReboot(ctx, k8s, cpNode)

@@ -7,7 +7,6 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
-	"k8s.io/apimachinery/pkg/watch"
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -35,30 +34,17 @@ var _ = Describe("The replace strategy", func() {
 		before := replaceCluster(ctx, ns, cluster, 3)
 
 		// Every Machine deletion of the MachineDeployment, from a watch.
-		w, err := client.NewWithWatch(env.Config, client.Options{Scheme: k8s.Scheme()})
-		Expect(err).NotTo(HaveOccurred())
-		watcher, err := w.Watch(ctx, &clusterv1.MachineList{}, client.InNamespace(ns), client.MatchingLabels{clusterv1.MachineDeploymentNameLabel: "workers"})
-		Expect(err).NotTo(HaveOccurred())
 		var mu sync.Mutex
 		deleting, mostAtOnce := map[string]bool{}, 0
-		go func() {
-			for ev := range watcher.ResultChan() {
-				m, ok := ev.Object.(*clusterv1.Machine)
-				if !ok {
-					continue
-				}
-				mu.Lock()
-				switch {
-				case ev.Type == watch.Deleted:
-					delete(deleting, m.Name)
-				case !m.DeletionTimestamp.IsZero():
-					deleting[m.Name] = true
-				}
-				mostAtOnce = max(mostAtOnce, len(deleting))
-				mu.Unlock()
+		watchEvents(ctx, &clusterv1.MachineList{}, &mu, func(deleted bool, m *clusterv1.Machine) {
+			switch {
+			case deleted:
+				delete(deleting, m.Name)
+			case !m.DeletionTimestamp.IsZero():
+				deleting[m.Name] = true
 			}
-		}()
-		DeferCleanup(watcher.Stop)
+			mostAtOnce = max(mostAtOnce, len(deleting))
+		}, client.InNamespace(ns), client.MatchingLabels{clusterv1.MachineDeploymentNameLabel: "workers"})
 
 		DeferCleanup(startManager())
 		requireReboot(ctx, k8s, before[0].Status.NodeRef.Name)

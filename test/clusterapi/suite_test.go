@@ -6,6 +6,7 @@ package clusterapi
 import (
 	"context"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 	. "github.com/onsi/gomega"
 	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
@@ -125,4 +127,25 @@ func controlPlaneNode(ctx context.Context, g Gomega, namespace, machine string) 
 	g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: namespace, Name: machine}, m)).To(Succeed())
 	g.Expect(m.Status.NodeRef.IsDefined()).To(BeTrue(), "Machine %s has no node yet", machine)
 	return m.Status.NodeRef.Name
+}
+
+// watchEvents calls f, holding mu, for every event of a watch of list's kind
+// until the spec ends: the tests check "never two at once" from a watch,
+// which sees every change, not from polls, which can miss one.
+func watchEvents[T client.Object](ctx context.Context, list client.ObjectList, mu *sync.Mutex, f func(deleted bool, obj T), opts ...client.ListOption) {
+	GinkgoHelper()
+	w, err := client.NewWithWatch(env.Config, client.Options{Scheme: k8s.Scheme()})
+	Expect(err).NotTo(HaveOccurred())
+	watcher, err := w.Watch(ctx, list, opts...)
+	Expect(err).NotTo(HaveOccurred())
+	DeferCleanup(watcher.Stop)
+	go func() {
+		for ev := range watcher.ResultChan() {
+			if obj, ok := ev.Object.(T); ok {
+				mu.Lock()
+				f(ev.Type == watch.Deleted, obj)
+				mu.Unlock()
+			}
+		}
+	}()
 }
