@@ -230,8 +230,8 @@ func (r *MachineReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		For(&clusterv1.Machine{}).
 		// An annotation added, changed or removed on a MachineDeployment.
 		Watches(&clusterv1.MachineDeployment{}, handler.EnqueueRequestsFromMapFunc(r.machinesOfDeployment), builder.WithPredicates(annotationChanged)).
-		// A Cluster that is unpaused may now get NodeCycles.
-		Watches(&clusterv1.Cluster{}, handler.EnqueueRequestsFromMapFunc(ClusterMachines(r.Client)), builder.WithPredicates(PausedChanged)).
+		// A Cluster that is unpaused may now get NodeCycles (one deleted leaves nothing to do).
+		Watches(&clusterv1.Cluster{}, handler.EnqueueRequestsFromMapFunc(ClusterMachines(r.Client)), builder.WithPredicates(PausedOrDeleted)).
 		// A NodeCycle that ends may leave work: a retry, a cordon or a skip-remediation to lift.
 		Watches(&v1alpha1.NodeCycle{}, handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
 			nc := o.(*v1alpha1.NodeCycle)
@@ -253,14 +253,14 @@ func (r *MachineReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return err
 }
 
-// PausedChanged passes Clusters whose spec.paused changed.
-var PausedChanged = predicate.Funcs{
+// PausedOrDeleted passes Clusters whose spec.paused changed, and deleted ones.
+var PausedOrDeleted = predicate.Funcs{
 	CreateFunc: func(event.CreateEvent) bool { return false },
 	UpdateFunc: func(e event.UpdateEvent) bool {
 		o, n := e.ObjectOld.(*clusterv1.Cluster), e.ObjectNew.(*clusterv1.Cluster)
 		return ptr.Deref(o.Spec.Paused, false) != ptr.Deref(n.Spec.Paused, false)
 	},
-	DeleteFunc:  func(event.DeleteEvent) bool { return false },
+	DeleteFunc:  func(event.DeleteEvent) bool { return true },
 	GenericFunc: func(event.GenericEvent) bool { return false },
 }
 

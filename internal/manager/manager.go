@@ -236,8 +236,8 @@ func setupClusterAPI(ctx context.Context, mgr ctrl.Manager, o *Options, ncr *con
 		mr.SetupWithManager(mgr),
 		ncr.SetupWithManager(mgr, func(b *builder.Builder) *builder.Builder {
 			return b.WatchesRawSource(cc.GetClusterSource("nodecycle", controllers.ClusterCycles(mgr.GetClient()))).
-				// Waiting NodeCycles of a Cluster that is unpaused may start.
-				Watches(&clusterv1.Cluster{}, handler.EnqueueRequestsFromMapFunc(controllers.ClusterCycles(mgr.GetClient())), builder.WithPredicates(controllers.PausedChanged))
+				// Waiting NodeCycles of a Cluster that is unpaused may start; those of one deleted end.
+				Watches(&clusterv1.Cluster{}, handler.EnqueueRequestsFromMapFunc(controllers.ClusterCycles(mgr.GetClient())), builder.WithPredicates(controllers.PausedOrDeleted))
 		}),
 	)
 }

@@ -210,6 +210,12 @@ func (c *ClusterAPI) CreateCluster(ctx context.Context, namespace, name string, 
 	if err := c.Client.Create(ctx, cluster); err != nil {
 		return nil, fmt.Errorf("creating Cluster: %w", err)
 	}
+	// The Secret comes before the Cluster is provisioned: a ClusterCache that
+	// finds no Secret retries only after 30 s.
+	secret := kubeconfig.GenerateSecret(cluster, kubeconfig.FromEnvTestConfig(workload, cluster))
+	if err := c.Client.Create(ctx, secret); err != nil {
+		return nil, fmt.Errorf("creating kubeconfig Secret: %w", err)
+	}
 	now := metav1.Now()
 	cluster.Status.Initialization = clusterv1.ClusterInitializationStatus{InfrastructureProvisioned: ptr.To(true), ControlPlaneInitialized: ptr.To(true)}
 	cluster.Status.Conditions = []metav1.Condition{
@@ -218,10 +224,6 @@ func (c *ClusterAPI) CreateCluster(ctx context.Context, namespace, name string, 
 	}
 	if err := c.Client.Status().Update(ctx, cluster); err != nil {
 		return nil, fmt.Errorf("marking Cluster provisioned: %w", err)
-	}
-	secret := kubeconfig.GenerateSecret(cluster, kubeconfig.FromEnvTestConfig(workload, cluster))
-	if err := c.Client.Create(ctx, secret); err != nil {
-		return nil, fmt.Errorf("creating kubeconfig Secret: %w", err)
 	}
 	c.mu.Lock()
 	c.workloads[client.ObjectKeyFromObject(cluster)] = workload
