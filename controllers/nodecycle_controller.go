@@ -119,6 +119,16 @@ func (r *NodeCycleReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 	before := nc.DeepCopy()
 	result, err := r.reconcilePhase(ctx, s)
 	if err != nil {
+		// Shown where the operator looks (the step is retried with backoff):
+		// a step that keeps failing, a missing permission say, is not only in
+		// the manager's log.
+		if msg := fmt.Sprintf("Retrying after an error: %v", err); !s.saved && before.Status.Message != msg {
+			failed := before.DeepCopy()
+			failed.Status.Message = msg
+			if perr := r.Client.Status().Patch(ctx, failed, ctrl.MergeFrom(before)); perr != nil {
+				log.Error(perr, "Saving the error in the NodeCycle's status")
+			}
+		}
 		return reconcile.Result{}, err
 	}
 	if !s.saved && !equality.Semantic.DeepEqual(before.Status, nc.Status) {

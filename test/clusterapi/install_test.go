@@ -4,11 +4,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
@@ -57,5 +59,26 @@ var _ = Describe("Installation with kubectl apply -k config/clusterapi", func() 
 			g.Expect(wc.Get(ctx, client.ObjectKey{Namespace: "nodecycle-system", Name: "nodecycle-agent"}, ds)).To(Succeed())
 			g.Expect(wc.Get(ctx, client.ObjectKey{Name: "nodecycle-agent-own-node"}, &admissionregistrationv1.ValidatingAdmissionPolicy{})).To(Succeed())
 		}).Should(Succeed())
+
+		By("the installed RBAC is all the manager needs: it reboots a node as its service account")
+		_, err = capi.CreateMachineDeployment(ctx, "default", "labelled", "labelled-pool", 1, map[string]string{v1alpha1.AnnotationStrategy: "reboot"})
+		Expect(err).NotTo(HaveOccurred())
+		m := readyMachines(ctx, wc, "default", "labelled-pool", 1)[0]
+		startKubelet(workload.Config, time.Second)
+		asManager := rest.CopyConfig(env.Config)
+		asManager.Impersonate = rest.ImpersonationConfig{
+			UserName: "system:serviceaccount:nodecycle-system:nodecycle-manager",
+			Groups:   []string{"system:serviceaccounts", "system:serviceaccounts:nodecycle-system", "system:authenticated"},
+		}
+		stop, _, err := framework.StartManager(asManager, GinkgoWriter, "--cluster-api", "--agent-pod-selector=", "--leader-elect=true", "--leader-election-namespace=nodecycle-system")
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(stop)
+		requireReboot(ctx, wc, m.Status.NodeRef.Name)
+		Eventually(func(g Gomega) {
+			cycles := cyclesIn(ctx, "default")
+			g.Expect(cycles).To(HaveLen(1))
+			g.Expect(cycles[0].Status.Phase).To(Equal(v1alpha1.PhaseSucceeded), cycles[0].Status.Message)
+		}).Should(Succeed())
+		Eventually(func() []string { return eventsOn(ctx, "default", "Machine", m.Name) }).Should(ContainElement(HavePrefix("RemediationPaused: ")))
 	})
 })
