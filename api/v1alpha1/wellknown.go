@@ -1,7 +1,8 @@
 package v1alpha1
 
-// Names shared by the agent and the manager. They are the contract written
-// down in docs/contract.md; changing one is a breaking change.
+// Names shared by the agent, the manager and the operator. They are the
+// contract written down in the README ("The contract on the Node");
+// changing one is a breaking change.
 const (
 	// ConditionRebootRequired is the Node condition written only by the agent.
 	ConditionRebootRequired = "RebootRequired"
