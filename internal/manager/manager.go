@@ -209,6 +209,12 @@ func New(ctx context.Context, cfg *rest.Config, o *Options, clk clock.PassiveClo
 // own reaches the workload clusters, the MachineReconciler opens NodeCycles
 // for opted-in Machines, and the NodeCycleReconciler works on workload Nodes.
 func setupClusterAPI(ctx context.Context, mgr ctrl.Manager, o *Options, ncr *controllers.NodeCycleReconciler, clk clock.PassiveClock, reg prometheus.Registerer) error {
+	for _, kind := range []string{"Cluster", "Machine", "MachineDeployment"} {
+		gvk := clusterv1.GroupVersion.WithKind(kind)
+		if _, err := mgr.GetRESTMapper().RESTMapping(gvk.GroupKind(), gvk.Version); err != nil {
+			return fmt.Errorf("--cluster-api: this cluster does not serve Cluster API's %s (%s); install Cluster API %s or run without --cluster-api: %w", kind, gvk.GroupVersion(), clusterv1.GroupVersion.Version, err)
+		}
+	}
 	cc, err := clustercache.SetupWithManager(ctx, mgr, clustercache.Options{
 		// Kubeconfig Secrets are read live when a cluster connects; no Secret is cached.
 		SecretClient: mgr.GetAPIReader(),

@@ -175,6 +175,14 @@ func (c *cluster) expectNothingCordoned() {
 }
 
 var _ = Describe("Manager", func() {
+	It("refuses --cluster-api in a cluster without Cluster API, naming what is missing", func() {
+		stop, _, err := framework.StartManager(env.Config, GinkgoWriter, "--cluster-api")
+		if stop != nil {
+			_ = stop()
+		}
+		Expect(err).To(MatchError(ContainSubstring("--cluster-api: this cluster does not serve Cluster API's Cluster (cluster.x-k8s.io/v1beta2)")))
+	})
+
 	It("drains and reboots every node that needs it exactly once, one node at a time", func() {
 		c := newCluster("roll", 3)
 		c.deploy("web", 4, 1)
