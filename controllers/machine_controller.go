@@ -170,17 +170,16 @@ func (r *MachineReconciler) releaseRemediation(ctx context.Context, m *clusterv1
 	if !ok {
 		return nil
 	}
-	nc := &v1alpha1.NodeCycle{}
-	key, err := objectKeyOf(owner)
-	if err == nil {
-		err = r.APIReader.Get(ctx, key, nc)
+	if key, err := objectKeyOf(owner); err == nil {
+		nc := &v1alpha1.NodeCycle{}
+		switch err := r.Client.Get(ctx, key, nc); {
+		case err == nil && !nc.Status.Phase.Terminal():
+			return nil // still at work
+		case err != nil && !apierrors.IsNotFound(err):
+			return err
+		}
 	}
-	switch {
-	case err == nil && !nc.Status.Phase.Terminal():
-		return nil
-	case err != nil && !apierrors.IsNotFound(err) && key.Name != "":
-		return err
-	}
+	// Its NodeCycle finished or is gone (or the marker is malformed): lift it.
 	if err := setAnnotations(ctx, r.Client, m, map[string]*string{clusterv1.MachineSkipRemediationAnnotation: nil, v1alpha1.AnnotationSkipRemediationBy: nil}); err != nil {
 		return fmt.Errorf("lifting skip-remediation from Machine %s: %w", m.Name, client.IgnoreNotFound(err))
 	}
