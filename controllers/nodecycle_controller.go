@@ -330,6 +330,10 @@ func (r *NodeCycleReconciler) admit(ctx context.Context, s *step) (reconcile.Res
 		r.finish(s, v1alpha1.PhaseSkipped, reason, msg)
 		return reconcile.Result{}, nil
 	}
+	if slices.Contains(s.nc.Spec.Strategies, v1alpha1.StrategyReplace) && s.nc.Spec.MachineName == "" {
+		r.finish(s, v1alpha1.PhaseFailed, "NotAClusterAPINode", fmt.Sprintf("Strategy replace needs a Cluster API Machine; node %s has none (replace works only with --cluster-api)", s.nc.Spec.NodeName))
+		return reconcile.Result{}, nil
+	}
 	if !nodes.IsConditionTrue(s.node, v1alpha1.ConditionRebootRequired) {
 		r.finish(s, v1alpha1.PhaseSkipped, "RebootNoLongerRequired", fmt.Sprintf("Node no longer has %s=True", v1alpha1.ConditionRebootRequired))
 		return reconcile.Result{}, nil

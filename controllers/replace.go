@@ -24,11 +24,7 @@ import (
 
 // deleteMachine deletes the NodeCycle's Machine, once.
 func (r *NodeCycleReconciler) deleteMachine(ctx context.Context, s *step) (reconcile.Result, error) {
-	name := s.nc.Spec.MachineName
-	if name == "" {
-		r.fail(s, "NotAClusterAPINode", fmt.Sprintf("Strategy replace needs a Cluster API Machine; node %s has none", s.nc.Spec.NodeName))
-		return reconcile.Result{Requeue: true}, nil
-	}
+	name := s.nc.Spec.MachineName // admit made sure there is one
 	m := &clusterv1.Machine{}
 	err := r.Client.Get(ctx, types.NamespacedName{Namespace: s.nc.Namespace, Name: name}, m)
 	if apierrors.IsNotFound(err) {

@@ -319,6 +319,25 @@ var _ = Describe("Manager", func() {
 		c.expectNothingCordoned()
 	})
 
+	It("fails a replace ladder outside Cluster API before touching the node", func() {
+		c := newCluster("replace-local", 1)
+		Expect(env.Client.Create(c.ctx, &v1alpha1.NodeCyclePolicy{
+			ObjectMeta: metav1.ObjectMeta{Name: "replace", Namespace: c.name},
+			Spec:       v1alpha1.NodeCyclePolicySpec{Strategies: []v1alpha1.Strategy{v1alpha1.StrategyReboot, v1alpha1.StrategyReplace}},
+		})).To(Succeed())
+		c.agents[c.node(1)].requireReboot()
+		stop := startManager(c.managerFlags("--retry-backoff=1h")...)
+		defer stop()
+
+		Eventually(c.phases).Should(Equal(map[string][]v1alpha1.Phase{c.node(1): {v1alpha1.PhaseFailed}}))
+		nc := c.cycleOf(c.node(1))
+		Expect(nc.Status.Reason).To(Equal("NotAClusterAPINode"))
+		Expect(nc.Status.StartTime).To(BeNil(), "no maintenance slot was taken")
+		Expect(c.agents[c.node(1)].reboots()).To(Equal(0))
+		maxCordoned, _, _ := c.inv.snapshot()
+		Expect(maxCordoned).To(Equal(0))
+	})
+
 	It("requests an in-place reboot only while a Ready agent pod runs on the node", func() {
 		c := newCluster("agentpod", 2)
 		for _, a := range c.agents {
