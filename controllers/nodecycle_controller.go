@@ -62,10 +62,11 @@ type NodeCycleReconciler struct {
 	// controller receives the Node watches of workload clusters.
 	controller controller.Controller
 
-	// admission serialises the decision to take a maintenance slot, which
-	// reads from the API server (not the cache) so two NodeCycles never both
-	// see a free slot.
-	admission sync.Mutex
+	// admission serialises, per cluster, the decision to take a maintenance
+	// slot, which reads from the API server (not the cache) so two
+	// NodeCycles of a cluster never both see a free slot. Clusters do not
+	// wait for each other: their slots are counted apart.
+	admission sync.Map // namespace/cluster -> *sync.Mutex
 
 	providersMu sync.Mutex
 	built       map[string]builtProvider // by policy (namespace/name)
@@ -367,8 +368,9 @@ func (r *NodeCycleReconciler) admit(ctx context.Context, s *step) (reconcile.Res
 		r.finish(s, v1alpha1.PhaseFailed, "ProviderError", err.Error())
 		return reconcile.Result{}, nil
 	}
-	r.admission.Lock()
-	defer r.admission.Unlock()
+	lock, _ := r.admission.LoadOrStore(s.nc.Namespace+"/"+s.nc.Spec.ClusterName, &sync.Mutex{})
+	lock.(*sync.Mutex).Lock()
+	defer lock.(*sync.Mutex).Unlock()
 	taken, err := r.slotsTaken(ctx, r.APIReader, s)
 	if err != nil {
 		return reconcile.Result{}, err
