@@ -22,14 +22,14 @@ import (
 // through Cluster API's ClusterCache (the <cluster>-kubeconfig Secret). A
 // NodeCycle's cluster is the Cluster of that name in its namespace.
 type ClusterAPIClusters struct {
-	Cache clustercache.ClusterCache
+	cache clustercache.ClusterCache
 	// watched holds the clusters whose Nodes a watch was asked for.
 	watched *sync.Map
 }
 
 // NewClusterAPIClusters returns the Clusters of a ClusterCache.
 func NewClusterAPIClusters(cc clustercache.ClusterCache) ClusterAPIClusters {
-	return ClusterAPIClusters{Cache: cc, watched: &sync.Map{}}
+	return ClusterAPIClusters{cache: cc, watched: &sync.Map{}}
 }
 
 // Workload implements Clusters.
@@ -38,11 +38,11 @@ func (c ClusterAPIClusters) Workload(ctx context.Context, namespace, cluster str
 		return Workload{}, errors.New("the NodeCycle names no cluster; in Cluster API mode every NodeCycle belongs to a Cluster")
 	}
 	key := client.ObjectKey{Namespace: namespace, Name: cluster}
-	cached, err := c.Cache.GetClient(ctx, key)
+	cached, err := c.cache.GetClient(ctx, key)
 	if err != nil {
 		return Workload{}, err
 	}
-	live, err := c.Cache.GetUncachedClient(ctx, key)
+	live, err := c.cache.GetUncachedClient(ctx, key)
 	if err != nil {
 		return Workload{}, err
 	}
@@ -52,7 +52,7 @@ func (c ClusterAPIClusters) Workload(ctx context.Context, namespace, cluster str
 // WatchNodes implements Clusters.
 func (c ClusterAPIClusters) WatchNodes(ctx context.Context, namespace, cluster, name string, ctrl controller.Controller, h handler.EventHandler) error {
 	c.watched.Store(client.ObjectKey{Namespace: namespace, Name: cluster}, true)
-	return c.Cache.Watch(ctx, client.ObjectKey{Namespace: namespace, Name: cluster}, clustercache.NewWatcher(clustercache.WatcherOptions{
+	return c.cache.Watch(ctx, client.ObjectKey{Namespace: namespace, Name: cluster}, clustercache.NewWatcher(clustercache.WatcherOptions{
 		Name: name, Watcher: ctrl, Kind: &corev1.Node{}, EventHandler: h,
 	}))
 }
@@ -64,7 +64,7 @@ func (c ClusterAPIClusters) Nodes(ctx context.Context) (map[string][]corev1.Node
 	var errs []error
 	c.watched.Range(func(k, _ any) bool {
 		key := k.(client.ObjectKey)
-		cl, err := c.Cache.GetClient(ctx, key)
+		cl, err := c.cache.GetClient(ctx, key)
 		if err != nil {
 			return true // not connected now: no value rather than a stale one
 		}
@@ -102,15 +102,7 @@ func ClusterCacheOptions() clustercache.CacheOptions {
 // disconnect of its workload cluster).
 func ClusterMachines(c client.Reader) func(context.Context, client.Object) []reconcile.Request {
 	return func(ctx context.Context, o client.Object) []reconcile.Request {
-		var list clusterv1.MachineList
-		if err := c.List(ctx, &list, client.InNamespace(o.GetNamespace()), client.MatchingLabels{clusterv1.ClusterNameLabel: o.GetName()}); err != nil {
-			return nil
-		}
-		reqs := make([]reconcile.Request, 0, len(list.Items))
-		for i := range list.Items {
-			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])})
-		}
-		return reqs
+		return machineRequests(ctx, c, client.InNamespace(o.GetNamespace()), client.MatchingLabels{clusterv1.ClusterNameLabel: o.GetName()})
 	}
 }
 

@@ -241,7 +241,7 @@ func (r *MachineReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		})).
 		// A policy that changes may now apply to Machines waiting for a reboot.
 		Watches(&v1alpha1.NodeCyclePolicy{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
-			return r.machinesIn(ctx, o.GetNamespace(), nil)
+			return machineRequests(ctx, r.Client, client.InNamespace(o.GetNamespace()))
 		})).
 		WithOptions(controller.Options{MaxConcurrentReconciles: 4})
 	if r.ClusterSource != nil {
@@ -270,16 +270,13 @@ var annotationChanged = predicate.Funcs{
 }
 
 func (r *MachineReconciler) machinesOfDeployment(ctx context.Context, o client.Object) []reconcile.Request {
-	return r.machinesIn(ctx, o.GetNamespace(), client.MatchingLabels{clusterv1.MachineDeploymentNameLabel: o.GetName()})
+	return machineRequests(ctx, r.Client, client.InNamespace(o.GetNamespace()), client.MatchingLabels{clusterv1.MachineDeploymentNameLabel: o.GetName()})
 }
 
-func (r *MachineReconciler) machinesIn(ctx context.Context, namespace string, sel client.ListOption) []reconcile.Request {
-	opts := []client.ListOption{client.InNamespace(namespace)}
-	if sel != nil {
-		opts = append(opts, sel)
-	}
+// machineRequests enqueues the Machines a list with opts returns.
+func machineRequests(ctx context.Context, c client.Reader, opts ...client.ListOption) []reconcile.Request {
 	var list clusterv1.MachineList
-	if err := r.Client.List(ctx, &list, opts...); err != nil {
+	if err := c.List(ctx, &list, opts...); err != nil {
 		return nil
 	}
 	reqs := make([]reconcile.Request, 0, len(list.Items))

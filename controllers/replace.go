@@ -76,7 +76,6 @@ func (r *NodeCycleReconciler) waitForReplacement(ctx context.Context, s *step) (
 	}
 	if waited >= timeout {
 		// Nothing to uncordon: the old node is being deleted by Cluster API.
-		st.Outcome = v1alpha1.PhaseFailed
 		r.finish(s, v1alpha1.PhaseFailed, "ReplaceTimeout", fmt.Sprintf("Replacement not done within %s: %s", timeout, message))
 		return reconcile.Result{}, nil
 	}

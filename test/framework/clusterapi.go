@@ -75,7 +75,7 @@ var (
 	bootstrapGVK        = builder.BootstrapGroupVersion.WithKind(builder.GenericBootstrapConfigKind)
 	bootstrapTmplGVK    = builder.BootstrapGroupVersion.WithKind(builder.GenericBootstrapConfigTemplateKind)
 	controlPlaneGVK     = builder.ControlPlaneGroupVersion.WithKind(builder.GenericControlPlaneKind)
-	enableFeatureGateMu sync.Once
+	disableRateLimiting sync.Once
 )
 
 // ClusterAPICRDs are Cluster API's CRDs (from the module) and the generic
@@ -106,7 +106,7 @@ func StartClusterAPI(cfg *rest.Config) (*ClusterAPI, error) {
 	if _, err := envtest.InstallCRDs(cfg, crds); err != nil {
 		return nil, fmt.Errorf("installing Cluster API CRDs: %w", err)
 	}
-	enableFeatureGateMu.Do(func() {
+	disableRateLimiting.Do(func() {
 		// One reconcile per object and second would only slow the tests down.
 		_ = feature.MutableGates.Set(string(feature.ReconcilerRateLimiting) + "=false")
 	})
