@@ -1,2 +1,4 @@
-// Package controllers holds the manager's reconcilers: NodeReconciler opens a NodeCycle for each node that needs a reboot, NodeCycleReconciler drives each NodeCycle through its state machine, one node at a time per cluster.
+// Package controllers assembles nodecycle's manager from the reconcilers
+// below it (nodecycle, node, machine, policy): its flags (Options) and its
+// wiring (New), for cmd/manager, the tests and the sandbox alike.
 package controllers

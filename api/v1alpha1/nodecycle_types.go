@@ -145,9 +145,16 @@ type NodeCycleStatus struct {
 	// +optional
 	Phase Phase `json:"phase,omitempty"`
 
-	// Strategy is the strategy of the ladder that runs now.
+	// Strategy is the strategy of the ladder that runs now
+	// (spec.strategies[step]).
 	// +optional
 	Strategy Strategy `json:"strategy,omitempty"`
+
+	// Step is the index in spec.strategies of the strategy that runs now;
+	// escalation moves it to the next index.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	Step int32 `json:"step,omitempty"`
 
 	// PowerOffMode is how the machine is being powered off: Soft first,
 	// Hard once the soft-off timeout passed.
@@ -160,7 +167,7 @@ type NodeCycleStatus struct {
 
 	// Reason is a CamelCase word for why the operation failed or was skipped.
 	// +optional
-	Reason string `json:"reason,omitempty"`
+	Reason Reason `json:"reason,omitempty"`
 
 	// StartTime is when the operation took its maintenance slot.
 	// +optional

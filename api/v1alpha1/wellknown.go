@@ -8,17 +8,9 @@ const (
 	ConditionRebootRequired = "RebootRequired"
 	// ConditionMaintenanceInProgress is the Node condition written only by the manager.
 	ConditionMaintenanceInProgress = "MaintenanceInProgress"
-
-	// Reasons of the RebootRequired condition.
-	ReasonSentinelFilePresent      = "SentinelFilePresent"
-	ReasonSentinelCommandSucceeded = "SentinelCommandSucceeded"
-	ReasonNoRebootRequired         = "NoRebootRequired"
-	ReasonSentinelCheckFailed      = "SentinelCheckFailed"
-
-	// Reasons of the MaintenanceInProgress condition when it is False.
-	ReasonMaintenanceCompleted = "MaintenanceCompleted"
-	ReasonMaintenanceFailed    = "MaintenanceFailed"
-	ReasonMaintenanceSkipped   = "MaintenanceSkipped"
+	// ConditionValid is the NodeCyclePolicy condition that says whether the
+	// policy can be used.
+	ConditionValid = "Valid"
 
 	// AnnotationRebootRequest is set by the manager on a Node to ask its agent
 	// for an in-place reboot; the value is an id unique to one request.

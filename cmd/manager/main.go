@@ -12,8 +12,8 @@ import (
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 
+	"github.com/nodecycle/nodecycle/controllers"
 	"github.com/nodecycle/nodecycle/internal/kubeconfig"
-	"github.com/nodecycle/nodecycle/internal/manager"
 )
 
 func main() {
@@ -26,7 +26,7 @@ func main() {
 }
 
 func run() error {
-	opts, err := manager.ParseOptions(os.Args[1:], os.LookupEnv, os.Stderr)
+	opts, err := controllers.ParseOptions(os.Args[1:], os.LookupEnv, os.Stderr)
 	if err != nil {
 		return err
 	}
@@ -36,7 +36,7 @@ func run() error {
 		return err
 	}
 	ctx := ctrl.SetupSignalHandler()
-	mgr, err := manager.New(ctx, cfg, opts, clock.RealClock{})
+	mgr, err := controllers.New(ctx, cfg, opts, clock.RealClock{})
 	if err != nil {
 		return err
 	}

@@ -20,8 +20,8 @@ type Checker interface {
 	Check(ctx context.Context) corev1.NodeCondition
 }
 
-func condition(status corev1.ConditionStatus, reason, message string) corev1.NodeCondition {
-	return corev1.NodeCondition{Type: v1alpha1.ConditionRebootRequired, Status: status, Reason: reason, Message: message}
+func condition(status corev1.ConditionStatus, reason v1alpha1.Reason, message string) corev1.NodeCondition {
+	return corev1.NodeCondition{Type: v1alpha1.ConditionRebootRequired, Status: status, Reason: string(reason), Message: message}
 }
 
 // FileChecker says a reboot is required while a sentinel file exists (the

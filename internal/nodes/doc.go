@@ -1,2 +1,2 @@
-// Package nodes reads Node conditions and builds the narrow patches nodecycle writes to Nodes.
+// Package nodes reads Node conditions and makes the narrow writes nodecycle does to Nodes (cordon, annotations, its condition).
 package nodes

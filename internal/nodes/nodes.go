@@ -56,6 +56,3 @@ func AnnotationsPatch(set map[string]*string) []byte {
 	b, _ := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": set}})
 	return b
 }
-
-// Ptr returns a pointer to s, for AnnotationsPatch.
-func Ptr(s string) *string { return &s }

@@ -25,8 +25,8 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
+	"github.com/nodecycle/nodecycle/controllers"
 	"github.com/nodecycle/nodecycle/internal/agent"
-	"github.com/nodecycle/nodecycle/internal/manager"
 	"github.com/nodecycle/nodecycle/internal/nodes"
 	"github.com/nodecycle/nodecycle/test/framework"
 )
@@ -165,13 +165,13 @@ func roll(b *testing.B, run string, count int) ([]time.Duration, time.Duration) 
 			b.Fatal(err)
 		}
 	}
-	opts, err := manager.ParseOptions([]string{"--metrics-bind-address=0", "--health-probe-bind-address=0", "--leader-elect=false",
+	opts, err := controllers.ParseOptions([]string{"--metrics-bind-address=0", "--health-probe-bind-address=0", "--leader-elect=false",
 		"--namespace=" + run, "--node-selector=bench=" + run, "--agent-pod-selector="}, func(string) (string, bool) { return "", false }, os.Stderr)
 	if err != nil {
 		b.Fatal(err)
 	}
 	opts.Registry, opts.SkipNameValidation = prometheus.NewRegistry(), true
-	mgr, err := manager.New(ctx, env.Config, opts, clock.RealClock{})
+	mgr, err := controllers.New(ctx, env.Config, opts, clock.RealClock{})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -16,7 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
-	"github.com/nodecycle/nodecycle/internal/manager"
+	"github.com/nodecycle/nodecycle/controllers"
 	"github.com/nodecycle/nodecycle/test/framework"
 )
 
@@ -34,7 +34,7 @@ func clusterAPI(b *testing.B) (*framework.ClusterAPI, client.Client) {
 	if capiErr != nil {
 		b.Fatal(capiErr)
 	}
-	c, err := client.New(env.Config, client.Options{Scheme: manager.Scheme()})
+	c, err := client.New(env.Config, client.Options{Scheme: controllers.Scheme()})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -142,7 +142,7 @@ var _ = Describe("Many workload clusters", func() {
 		Eventually(func(g Gomega) {
 			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(stuck), stuck)).To(Succeed())
 			g.Expect(stuck.Status.Phase).To(Equal(v1alpha1.PhaseSkipped))
-			g.Expect(stuck.Status.Reason).To(Equal("ClusterDeleted"))
+			g.Expect(stuck.Status.Reason).To(Equal(v1alpha1.ReasonClusterDeleted))
 		}).WithTimeout(time.Minute).Should(Succeed())
 	})
 })

@@ -104,7 +104,7 @@ var _ = Describe("The replace strategy", func() {
 			}
 			g.Expect(failed.Status.Phase).To(Equal(v1alpha1.PhaseFailed))
 		}).Should(Succeed())
-		Expect(failed.Status.Reason).To(Equal("ReplaceTimeout"))
+		Expect(failed.Status.Reason).To(Equal(v1alpha1.ReasonReplaceTimeout))
 		Expect(failed.Status.Message).To(ContainSubstring("Replacement not done within 4s: Waiting for Cluster API to drain and delete Machine " + ms[0].Name))
 		m := &clusterv1.Machine{}
 		Expect(k8s.Get(ctx, client.ObjectKeyFromObject(&ms[0]), m)).To(Succeed(), "the hook holds the Machine")

@@ -21,7 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
-	"github.com/nodecycle/nodecycle/internal/manager"
+	"github.com/nodecycle/nodecycle/controllers"
 	"github.com/nodecycle/nodecycle/test/framework"
 )
 
@@ -45,7 +45,7 @@ var _ = BeforeSuite(func() {
 	Expect(err).NotTo(HaveOccurred())
 	capi, err = framework.StartClusterAPI(env.Config)
 	Expect(err).NotTo(HaveOccurred())
-	k8s, err = client.New(env.Config, client.Options{Scheme: manager.Scheme()})
+	k8s, err = client.New(env.Config, client.Options{Scheme: controllers.Scheme()})
 	Expect(err).NotTo(HaveOccurred())
 })
 

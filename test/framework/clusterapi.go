@@ -44,7 +44,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
-	"github.com/nodecycle/nodecycle/controllers"
+	"github.com/nodecycle/nodecycle/internal/cluster"
 	"github.com/nodecycle/nodecycle/internal/nodes"
 )
 
@@ -156,7 +156,7 @@ func (c *ClusterAPI) setup(ctx context.Context, mgr ctrl.Manager) error {
 		return err
 	}
 	c.cache = cc
-	if err := controllers.ShutdownWithManager(mgr, cc); err != nil {
+	if err := cluster.ShutdownWithManager(mgr, cc); err != nil {
 		return err
 	}
 	opts := controller.Options{MaxConcurrentReconciles: 5}
@@ -476,7 +476,7 @@ func RequireReboot(ctx context.Context, c client.Client, name string) error {
 	if err := c.Get(ctx, client.ObjectKey{Name: name}, node); err != nil {
 		return err
 	}
-	want := corev1.NodeCondition{Type: v1alpha1.ConditionRebootRequired, Status: corev1.ConditionTrue, Reason: v1alpha1.ReasonSentinelFilePresent, Message: "/var/run/reboot-required exists"}
+	want := corev1.NodeCondition{Type: v1alpha1.ConditionRebootRequired, Status: corev1.ConditionTrue, Reason: string(v1alpha1.ReasonSentinelFilePresent), Message: "/var/run/reboot-required exists"}
 	patch := nodes.ConditionPatch(nodes.Condition(node, v1alpha1.ConditionRebootRequired), want, time.Now())
 	return c.Status().Patch(ctx, node, client.RawPatch(types.StrategicMergePatchType, patch))
 }

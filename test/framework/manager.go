@@ -11,7 +11,7 @@ import (
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 
-	"github.com/nodecycle/nodecycle/internal/manager"
+	"github.com/nodecycle/nodecycle/controllers"
 )
 
 // SetLogger sends controller-runtime's and klog's logs to w.
@@ -27,14 +27,14 @@ func SetLogger(w io.Writer) {
 // returned. metrics is the registry of the manager's own metrics.
 func StartManager(cfg *rest.Config, usage io.Writer, args ...string) (stop func() error, metrics *prometheus.Registry, err error) {
 	all := append([]string{"--metrics-bind-address=0", "--health-probe-bind-address=0", "--leader-elect=false"}, args...)
-	opts, err := manager.ParseOptions(all, func(string) (string, bool) { return "", false }, usage)
+	opts, err := controllers.ParseOptions(all, func(string) (string, bool) { return "", false }, usage)
 	if err != nil {
 		return nil, nil, err
 	}
 	metrics = prometheus.NewRegistry()
 	opts.Registry, opts.SkipNameValidation = metrics, true
 	ctx, cancel := context.WithCancel(context.Background())
-	mgr, err := manager.New(ctx, cfg, opts, clock.RealClock{})
+	mgr, err := controllers.New(ctx, cfg, opts, clock.RealClock{})
 	if err != nil {
 		cancel()
 		return nil, nil, err

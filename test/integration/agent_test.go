@@ -17,6 +17,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
 	"github.com/nodecycle/nodecycle/internal/agent"
@@ -45,7 +46,7 @@ var _ = Describe("Agent", func() {
 		n, err := env.Clientset.CoreV1().Nodes().Get(ctx, "agent-file", metav1.GetOptions{})
 		Expect(err).NotTo(HaveOccurred())
 		c := nodes.Condition(n, v1alpha1.ConditionRebootRequired)
-		Expect(c.Reason).To(Equal(v1alpha1.ReasonSentinelFilePresent))
+		Expect(c.Reason).To(Equal(string(v1alpha1.ReasonSentinelFilePresent)))
 		Expect(c.Message).To(ContainSubstring(a.sentinel()))
 		Expect(nodes.IsConditionTrue(n, "OtherCondition")).To(BeTrue())
 		Expect(nodes.IsReady(n)).To(BeTrue())
@@ -66,7 +67,7 @@ var _ = Describe("Agent", func() {
 		a := newTestAgent("agent-reboot")
 		a.start()
 
-		patch := nodes.AnnotationsPatch(map[string]*string{v1alpha1.AnnotationRebootRequest: nodes.Ptr("req-1")})
+		patch := nodes.AnnotationsPatch(map[string]*string{v1alpha1.AnnotationRebootRequest: ptr.To("req-1")})
 		_, err := env.Clientset.CoreV1().Nodes().Patch(ctx, "agent-reboot", types.MergePatchType, patch, metav1.PatchOptions{})
 		Expect(err).NotTo(HaveOccurred())
 		Eventually(func() string {
@@ -85,7 +86,7 @@ var _ = Describe("Agent", func() {
 		Consistently(a.reboots, 3*time.Second).Should(Equal(1))
 
 		By("a new request id reboots again")
-		patch = nodes.AnnotationsPatch(map[string]*string{v1alpha1.AnnotationRebootRequest: nodes.Ptr("req-2")})
+		patch = nodes.AnnotationsPatch(map[string]*string{v1alpha1.AnnotationRebootRequest: ptr.To("req-2")})
 		_, err = env.Clientset.CoreV1().Nodes().Patch(ctx, "agent-reboot", types.MergePatchType, patch, metav1.PatchOptions{})
 		Expect(err).NotTo(HaveOccurred())
 		Eventually(a.reboots).Should(Equal(2))
@@ -110,14 +111,14 @@ var _ = Describe("Agent", func() {
 		Eventually(conditionStatus("agent-command", v1alpha1.ConditionRebootRequired), 10*time.Second).Should(Equal(corev1.ConditionTrue))
 		n, err := env.Clientset.CoreV1().Nodes().Get(ctx, "agent-command", metav1.GetOptions{})
 		Expect(err).NotTo(HaveOccurred())
-		Expect(nodes.Condition(n, v1alpha1.ConditionRebootRequired).Reason).To(Equal(v1alpha1.ReasonSentinelCommandSucceeded))
+		Expect(nodes.Condition(n, v1alpha1.ConditionRebootRequired).Reason).To(Equal(string(v1alpha1.ReasonSentinelCommandSucceeded)))
 	})
 
 	It("reports a sentinel command that hangs as Unknown", func() {
 		c := agent.CommandChecker{Argv: agent.HostCommand("sleep 10", false), Timeout: 200 * time.Millisecond}
 		cond := c.Check(context.Background())
 		Expect(cond.Status).To(Equal(corev1.ConditionUnknown))
-		Expect(cond.Reason).To(Equal(v1alpha1.ReasonSentinelCheckFailed))
+		Expect(cond.Reason).To(Equal(string(v1alpha1.ReasonSentinelCheckFailed)))
 		Expect(cond.Message).To(ContainSubstring("did not finish within 200ms"))
 	})
 

@@ -54,7 +54,7 @@ var _ = Describe("Gates", func() {
 
 		Eventually(c.phases).Should(Equal(map[string][]v1alpha1.Phase{node: {v1alpha1.PhaseFailed}}))
 		nc := c.cycleOf(node)
-		Expect(nc.Status.Reason).To(Equal("InvalidMaintenanceWindow"))
+		Expect(nc.Status.Reason).To(Equal(v1alpha1.ReasonInvalidMaintenanceWindow))
 		Expect(nc.Status.Message).To(ContainSubstring(`time zone "Mars/Olympus"`))
 		Expect(nc.Status.StartTime).To(BeNil(), "it never took a maintenance slot")
 		maxCordoned, _, _ := c.inv.snapshot()

@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
 	"github.com/nodecycle/nodecycle/internal/nodes"
@@ -66,7 +67,7 @@ var _ = Describe("Installation with kubectl apply -k config/default", Ordered, f
 		By("its own node: condition and ack are allowed")
 		_, err := own.CoreV1().Nodes().PatchStatus(ctx, "vap-1", conditionPatch(v1alpha1.ConditionRebootRequired, corev1.ConditionTrue))
 		Expect(err).NotTo(HaveOccurred())
-		ack := nodes.AnnotationsPatch(map[string]*string{v1alpha1.AnnotationRebootAck: nodes.Ptr("r1")})
+		ack := nodes.AnnotationsPatch(map[string]*string{v1alpha1.AnnotationRebootAck: ptr.To("r1")})
 		_, err = own.CoreV1().Nodes().Patch(ctx, "vap-1", types.MergePatchType, ack, metav1.PatchOptions{})
 		Expect(err).NotTo(HaveOccurred())
 
@@ -81,7 +82,7 @@ var _ = Describe("Installation with kubectl apply -k config/default", Ordered, f
 				return err
 			},
 			"reboot request": func() error {
-				p := nodes.AnnotationsPatch(map[string]*string{v1alpha1.AnnotationRebootRequest: nodes.Ptr("x")})
+				p := nodes.AnnotationsPatch(map[string]*string{v1alpha1.AnnotationRebootRequest: ptr.To("x")})
 				_, err := own.CoreV1().Nodes().Patch(ctx, "vap-1", types.MergePatchType, p, metav1.PatchOptions{})
 				return err
 			},
@@ -108,7 +109,7 @@ var _ = Describe("Installation with kubectl apply -k config/default", Ordered, f
 		defer a.stop()
 		a.requireReboot()
 		Eventually(conditionStatus("vap-2", v1alpha1.ConditionRebootRequired)).Should(Equal(corev1.ConditionTrue))
-		p := nodes.AnnotationsPatch(map[string]*string{v1alpha1.AnnotationRebootRequest: nodes.Ptr("req-vap")})
+		p := nodes.AnnotationsPatch(map[string]*string{v1alpha1.AnnotationRebootRequest: ptr.To("req-vap")})
 		_, err := env.Clientset.CoreV1().Nodes().Patch(ctx, "vap-2", types.MergePatchType, p, metav1.PatchOptions{})
 		Expect(err).NotTo(HaveOccurred())
 		Eventually(a.reboots).Should(Equal(1))

@@ -212,12 +212,12 @@ var _ = Describe("Manager", func() {
 			Expect(nc.Status.BootIDAfter).NotTo(Equal(nc.Status.BootIDBefore))
 			Expect(c.getNode(n).Status.NodeInfo.BootID).To(Equal(nc.Status.BootIDAfter))
 			Expect(eventReasons(n)).To(ContainElements("NodeCycleCreated", "MaintenanceStarted", "Cordoned", "Draining", "Drained",
-				"RebootRequested", "RebootVerified", "Uncordoned", v1alpha1.ReasonMaintenanceCompleted))
+				"RebootRequested", "RebootVerified", "Uncordoned", string(v1alpha1.ReasonMaintenanceCompleted)))
 			node := c.getNode(n)
 			Expect(node.Status.Conditions).To(ContainElement(And(
 				HaveField("Type", corev1.NodeConditionType(v1alpha1.ConditionMaintenanceInProgress)),
 				HaveField("Status", corev1.ConditionFalse),
-				HaveField("Reason", v1alpha1.ReasonMaintenanceCompleted))))
+				HaveField("Reason", string(v1alpha1.ReasonMaintenanceCompleted)))))
 		}
 		Expect(excluded.reboots()).To(Equal(0))
 		Expect(c.getNode("roll-excluded").Spec.Unschedulable).To(BeFalse())
@@ -253,18 +253,18 @@ var _ = Describe("Manager", func() {
 
 		Eventually(c.phases).Should(Equal(map[string][]v1alpha1.Phase{c.node(1): {v1alpha1.PhaseFailed}}))
 		nc := c.cycleOf(c.node(1))
-		Expect(nc.Status.Reason).To(Equal("DrainTimeout"))
+		Expect(nc.Status.Reason).To(Equal(v1alpha1.ReasonDrainTimeout))
 		Expect(nc.Status.Message).To(ContainSubstring("PDB blocked/db"))
 		Expect(nc.Status.Message).To(ContainSubstring("within 3s"))
 		c.expectNothingCordoned()
 		_, _, requested := c.inv.snapshot()
 		Expect(requested).To(BeEmpty())
 		Expect(c.agents[c.node(1)].reboots()).To(Equal(0))
-		Expect(eventReasons(c.node(1))).To(ContainElements("DrainTimeout", v1alpha1.ReasonMaintenanceFailed, "Uncordoned"))
+		Expect(eventReasons(c.node(1))).To(ContainElements("DrainTimeout", string(v1alpha1.ReasonMaintenanceFailed), "Uncordoned"))
 		node := c.getNode(c.node(1))
 		Expect(node.Status.Conditions).To(ContainElement(And(
 			HaveField("Type", corev1.NodeConditionType(v1alpha1.ConditionMaintenanceInProgress)),
-			HaveField("Reason", v1alpha1.ReasonMaintenanceFailed),
+			HaveField("Reason", string(v1alpha1.ReasonMaintenanceFailed)),
 			HaveField("Message", ContainSubstring("PDB blocked/db")))))
 		Consistently(c.phases, 2*time.Second).Should(HaveLen(1), "no retry before the backoff")
 	})
@@ -312,7 +312,7 @@ var _ = Describe("Manager", func() {
 			c.node(1): {v1alpha1.PhaseFailed}, c.node(2): {v1alpha1.PhaseSucceeded},
 		}))
 		nc := c.cycleOf(c.node(1))
-		Expect(nc.Status.Reason).To(Equal("RebootTimeout"))
+		Expect(nc.Status.Reason).To(Equal(v1alpha1.ReasonRebootTimeout))
 		Expect(nc.Status.Message).To(ContainSubstring("did not come back within 3s"))
 		Expect(nc.Status.Message).To(ContainSubstring(fmt.Sprintf("boot ID still %q", nc.Status.BootIDBefore)))
 		c.expectOneAtATime()
@@ -331,7 +331,7 @@ var _ = Describe("Manager", func() {
 
 		Eventually(c.phases).Should(Equal(map[string][]v1alpha1.Phase{c.node(1): {v1alpha1.PhaseFailed}}))
 		nc := c.cycleOf(c.node(1))
-		Expect(nc.Status.Reason).To(Equal("NotAClusterAPINode"))
+		Expect(nc.Status.Reason).To(Equal(v1alpha1.ReasonNotAClusterAPINode))
 		Expect(nc.Status.StartTime).To(BeNil(), "no maintenance slot was taken")
 		Expect(c.agents[c.node(1)].reboots()).To(Equal(0))
 		maxCordoned, _, _ := c.inv.snapshot()
@@ -359,7 +359,7 @@ var _ = Describe("Manager", func() {
 			c.node(1): {v1alpha1.PhaseSucceeded}, c.node(2): {v1alpha1.PhaseFailed},
 		}))
 		nc := c.cycleOf(c.node(2))
-		Expect(nc.Status.Reason).To(Equal("AgentNotReady"))
+		Expect(nc.Status.Reason).To(Equal(v1alpha1.ReasonAgentNotReady))
 		Expect(nc.Status.Message).To(ContainSubstring("No Ready nodecycle agent pod (app=nodecycle-agent) runs on the node"))
 		_, _, requested := c.inv.snapshot()
 		Expect(requested).NotTo(HaveKey(c.node(2)), "no reboot was requested from a node without an agent")

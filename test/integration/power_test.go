@@ -52,7 +52,7 @@ func (c *cluster) setNode(name string, mutate func(*corev1.Node)) {
 func setRebootRequired(node string) {
 	GinkgoHelper()
 	patch := nodes.ConditionPatch(nil, corev1.NodeCondition{Type: v1alpha1.ConditionRebootRequired, Status: corev1.ConditionTrue,
-		Reason: v1alpha1.ReasonSentinelFilePresent, Message: "Sentinel file /var/run/reboot-required is present"}, time.Now())
+		Reason: string(v1alpha1.ReasonSentinelFilePresent), Message: "Sentinel file /var/run/reboot-required is present"}, time.Now())
 	_, err := env.Clientset.CoreV1().Nodes().PatchStatus(context.Background(), node, patch)
 	Expect(err).NotTo(HaveOccurred())
 }
@@ -140,7 +140,7 @@ var _ = Describe("Power-cycle", func() {
 
 		Eventually(c.phases).Should(Equal(map[string][]v1alpha1.Phase{node: {v1alpha1.PhaseFailed}}))
 		nc := c.cycleOf(node)
-		Expect(nc.Status.Reason).To(Equal("ProviderError"))
+		Expect(nc.Status.Reason).To(Equal(v1alpha1.ReasonProviderError))
 		Expect(nc.Status.Message).To(ContainSubstring("power-cycle provider vsphere"))
 		Expect(nc.Status.Message).To(ContainSubstring("login"))
 		Expect(nc.Status.Message).NotTo(ContainSubstring("Sw0rdf1sh"))

@@ -1,0 +1,88 @@
+package v1alpha1
+
+// Reason is a CamelCase word that says why: the reason of a Node condition,
+// of an Event, or of a NodeCycle's end. Every reason nodecycle writes is a
+// constant below; the README's table "Reasons" lists the same set (a test
+// holds the two together). Changing one is a breaking change.
+type Reason string
+
+// Reasons of the RebootRequired condition (written by the agent).
+const (
+	ReasonSentinelFilePresent      Reason = "SentinelFilePresent"
+	ReasonSentinelCommandSucceeded Reason = "SentinelCommandSucceeded"
+	ReasonNoRebootRequired         Reason = "NoRebootRequired"
+	ReasonSentinelCheckFailed      Reason = "SentinelCheckFailed"
+)
+
+// Reasons of the MaintenanceInProgress condition (written by the manager).
+// While it is True the reason is the step; each strategy names its own.
+const (
+	ReasonCordoning             Reason = "Cordoning"
+	ReasonDraining              Reason = "Draining"
+	ReasonRebootRequested       Reason = "RebootRequested"
+	ReasonPowerCycling          Reason = "PowerCycling"
+	ReasonWaitingForNodeReady   Reason = "WaitingForNodeReady"
+	ReasonUncordoning           Reason = "Uncordoning"
+	ReasonDeletingMachine       Reason = "DeletingMachine"
+	ReasonWaitingForReplacement Reason = "WaitingForReplacement"
+
+	ReasonMaintenancePending   Reason = "MaintenancePending"
+	ReasonMaintenanceCompleted Reason = "MaintenanceCompleted"
+	ReasonMaintenanceFailed    Reason = "MaintenanceFailed"
+	ReasonMaintenanceSkipped   Reason = "MaintenanceSkipped"
+	ReasonInvalidStrategy      Reason = "InvalidStrategy"
+)
+
+// Reasons of Events about a node's maintenance (on the Node, or in Cluster
+// API mode on its Machine).
+const (
+	ReasonNodeCycleCreated    Reason = "NodeCycleCreated"
+	ReasonMaintenanceStarted  Reason = "MaintenanceStarted"
+	ReasonCordoned            Reason = "Cordoned"
+	ReasonAlreadyCordoned     Reason = "AlreadyCordoned"
+	ReasonEvicted             Reason = "Evicted"
+	ReasonDrained             Reason = "Drained"
+	ReasonRebootVerified      Reason = "RebootVerified"
+	ReasonPowerOffRequested   Reason = "PowerOffRequested"
+	ReasonSoftPowerOffRefused Reason = "SoftPowerOffRefused"
+	ReasonHardPowerOff        Reason = "HardPowerOff"
+	ReasonPoweredOff          Reason = "PoweredOff"
+	ReasonPoweredOn           Reason = "PoweredOn"
+	ReasonRemediationPaused   Reason = "RemediationPaused"
+	ReasonMachineDeleted      Reason = "MachineDeleted"
+	ReasonUncordoned          Reason = "Uncordoned"
+	ReasonEscalating          Reason = "Escalating"
+	ReasonWithdrawn           Reason = "Withdrawn"
+	ReasonPolicyError         Reason = "PolicyError"
+	ReasonClusterUnreachable  Reason = "ClusterUnreachable"
+	ReasonInvalidPolicy       Reason = "InvalidPolicy"
+)
+
+// Reasons a NodeCycle failed or was skipped: its status.reason, and the
+// reason of the Warning Event that says so.
+const (
+	ReasonDrainTimeout               Reason = "DrainTimeout"
+	ReasonDrainRefused               Reason = "DrainRefused"
+	ReasonRebootTimeout              Reason = "RebootTimeout"
+	ReasonAgentNotReady              Reason = "AgentNotReady"
+	ReasonProviderError              Reason = "ProviderError"
+	ReasonPowerOffTimeout            Reason = "PowerOffTimeout"
+	ReasonPowerOnTimeout             Reason = "PowerOnTimeout"
+	ReasonNodeDeleted                Reason = "NodeDeleted"
+	ReasonReplaceTimeout             Reason = "ReplaceTimeout"
+	ReasonNoMachineSet               Reason = "NoMachineSet"
+	ReasonNotAClusterAPINode         Reason = "NotAClusterAPINode"
+	ReasonClusterDeleted             Reason = "ClusterDeleted"
+	ReasonInvalidMaintenanceWindow   Reason = "InvalidMaintenanceWindow"
+	ReasonInvalidBlockingPodSelector Reason = "InvalidBlockingPodSelector"
+	ReasonUnknownPhase               Reason = "UnknownPhase"
+	ReasonExcluded                   Reason = "Excluded"
+	ReasonNotSelected                Reason = "NotSelected"
+	ReasonRebootNoLongerRequired     Reason = "RebootNoLongerRequired"
+)
+
+// Reasons of the NodeCyclePolicy condition Valid.
+const (
+	ReasonValid   Reason = "Valid"
+	ReasonInvalid Reason = "Invalid"
+)

@@ -1,0 +1,255 @@
+package controllers
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/clock"
+	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
+	"sigs.k8s.io/cluster-api/controllers/clustercache"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/nodecycle/nodecycle/api/v1alpha1"
+	"github.com/nodecycle/nodecycle/controllers/machine"
+	"github.com/nodecycle/nodecycle/controllers/node"
+	"github.com/nodecycle/nodecycle/controllers/nodecycle"
+	"github.com/nodecycle/nodecycle/controllers/policy"
+	"github.com/nodecycle/nodecycle/internal/cluster"
+	"github.com/nodecycle/nodecycle/internal/cycles"
+	"github.com/nodecycle/nodecycle/internal/flagenv"
+	"github.com/nodecycle/nodecycle/internal/nodes"
+	"github.com/nodecycle/nodecycle/internal/settings"
+	"github.com/nodecycle/nodecycle/providers/all"
+)
+
+// Options are the manager's settings.
+type Options struct {
+	Kubeconfig    string
+	MetricsAddr   string
+	ProbeAddr     string
+	LeaderElect   bool
+	LeaderElectNS string
+	QPS           float64
+	Burst         int
+	Verbosity     int
+	// ClusterAPI runs the manager in a Cluster API management cluster: it
+	// handles the nodes of every workload cluster, not its own.
+	ClusterAPI  bool
+	Controllers settings.Config
+	// Registry receives the manager's own metrics; nil means the registry
+	// controller-runtime serves on --metrics-bind-address.
+	Registry prometheus.Registerer
+	// SkipNameValidation lets one process run several managers (tests, sandbox).
+	SkipNameValidation bool
+	nodeSelector       string
+	drainTimeout       time.Duration
+	rebootTimeout      time.Duration
+	replaceTimeout     time.Duration
+	retryBackoff       time.Duration
+	maxRetryBackof     time.Duration
+}
+
+// ParseOptions reads the manager's flags, then the NODECYCLE_* environment
+// for flags not given. Every value is checked; errors name the flag.
+func ParseOptions(args []string, lookupEnv func(string) (string, bool), usage io.Writer) (*Options, error) {
+	def := settings.DefaultConfig()
+	o := &Options{Controllers: def}
+	c := &o.Controllers
+	fs := flag.NewFlagSet("nodecycle-manager", flag.ContinueOnError)
+	fs.SetOutput(usage)
+	fs.StringVar(&o.Kubeconfig, "kubeconfig", "", "Path to a kubeconfig; empty means in-cluster configuration.")
+	fs.StringVar(&o.MetricsAddr, "metrics-bind-address", ":8080", "Address of the Prometheus /metrics endpoint; 0 disables it.")
+	fs.StringVar(&o.ProbeAddr, "health-probe-bind-address", ":8081", "Address of /healthz and /readyz; 0 disables it.")
+	fs.BoolVar(&o.LeaderElect, "leader-elect", true, "Elect a leader so that only one manager acts at a time.")
+	fs.StringVar(&o.LeaderElectNS, "leader-election-namespace", "", "Namespace of the leader election Lease; defaults to --namespace.")
+	fs.IntVar(&o.Verbosity, "v", 0, "Log verbosity.")
+	fs.Float64Var(&o.QPS, "kube-api-qps", 50, "Requests per second the manager may send to the API server (client-side limit).")
+	fs.IntVar(&o.Burst, "kube-api-burst", 100, "Burst of requests above --kube-api-qps.")
+	fs.StringVar(&c.Namespace, "namespace", def.Namespace, "Namespace of the NodeCycles of this cluster.")
+	fs.StringVar(&o.nodeSelector, "node-selector", "", "Label selector of the nodes to handle (kubectl syntax); empty selects all nodes. Nodes labelled nodecycle.io/exclude=true are always left alone.")
+	fs.IntVar(&c.MaxConcurrent, "max-concurrent", def.MaxConcurrent, "Nodes of the cluster in maintenance at the same time.")
+	fs.DurationVar(&o.drainTimeout, "drain-timeout", def.Drain.Timeout.Duration, "Time limit of a drain; then the operation fails and the node is uncordoned.")
+	fs.Int64Var(&c.Drain.GracePeriodSeconds, "pod-grace-period", def.Drain.GracePeriodSeconds, "Grace period in seconds given to evicted pods; -1 keeps each pod's own.")
+	fs.BoolVar(&c.Drain.DeleteEmptyDirData, "delete-emptydir-data", def.Drain.DeleteEmptyDirData, "Evict pods that use emptyDir volumes (their data is lost).")
+	fs.BoolVar(&c.Drain.EvictUnmanagedPods, "evict-unmanaged-pods", def.Drain.EvictUnmanagedPods, "Evict pods that no controller recreates.")
+	fs.DurationVar(&o.rebootTimeout, "reboot-timeout", def.RebootTimeout, "Time limit from the reboot request to a new boot ID and Ready=True.")
+	fs.BoolVar(&o.ClusterAPI, "cluster-api", false, "Run in a Cluster API management cluster: handle the nodes of every workload Cluster (opted in by nodecycle.io/strategy on their MachineDeployments) instead of this cluster's.")
+	fs.DurationVar(&o.replaceTimeout, "replace-timeout", def.ReplaceTimeout, "Time limit of the replace strategy, from the Machine's deletion until its replacement's Node is Ready.")
+	fs.DurationVar(&o.retryBackoff, "retry-backoff", def.RetryBackoff, "Wait after a failed operation before the node is tried again; doubles with each failure.")
+	fs.DurationVar(&o.maxRetryBackof, "max-retry-backoff", def.MaxRetryBackoff, "Longest wait between retries.")
+	fs.IntVar(&c.HistoryLimit, "history-limit", def.HistoryLimit, "Finished NodeCycles kept per node.")
+	fs.DurationVar(&c.GoneMachineHistory, "gone-machine-history", def.GoneMachineHistory, "Cluster API mode: how long a finished NodeCycle is kept once its Machine no longer exists (replaced or scaled away).")
+	agentSelector := fs.String("agent-pod-selector", def.AgentSelector.String(), "Label selector of the agent's pods; an in-place reboot is requested only while a Ready agent pod runs on the node. Empty disables the check.")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	if err := flagenv.Apply(fs, lookupEnv, nil); err != nil {
+		return nil, err
+	}
+	sel, err := labels.Parse(o.nodeSelector)
+	if err != nil {
+		return nil, fmt.Errorf("invalid --node-selector %q: %w", o.nodeSelector, err)
+	}
+	c.NodeSelector = sel
+	if c.AgentSelector, err = labels.Parse(*agentSelector); err != nil {
+		return nil, fmt.Errorf("invalid --agent-pod-selector %q: %w", *agentSelector, err)
+	}
+	c.Drain.Timeout.Duration = o.drainTimeout
+	c.RebootTimeout = o.rebootTimeout
+	c.ReplaceTimeout = o.replaceTimeout
+	c.RetryBackoff = o.retryBackoff
+	c.MaxRetryBackoff = o.maxRetryBackof
+	if o.QPS <= 0 || o.Burst < 1 {
+		return nil, fmt.Errorf("invalid flags: --kube-api-qps must be positive and --kube-api-burst at least 1, got %g and %d", o.QPS, o.Burst)
+	}
+	if o.LeaderElectNS == "" {
+		o.LeaderElectNS = c.Namespace
+	}
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("invalid flags: %w", err)
+	}
+	return o, nil
+}
+
+// Scheme holds the types the manager reads and writes.
+func Scheme() *runtime.Scheme {
+	s := runtime.NewScheme()
+	_ = clientgoscheme.AddToScheme(s)
+	_ = v1alpha1.AddToScheme(s)
+	_ = clusterv1.AddToScheme(s)
+	return s
+}
+
+// New builds the manager with its reconcilers. clk is the clock of the
+// reconcilers (a fake one in tests).
+func New(ctx context.Context, cfg *rest.Config, o *Options, clk clock.PassiveClock) (ctrl.Manager, error) {
+	cfg = rest.CopyConfig(cfg)
+	if cfg.UserAgent == "" {
+		cfg.UserAgent = "nodecycle-manager"
+	}
+	cfg.QPS, cfg.Burst = float32(o.QPS), o.Burst
+	nodeCycles := cache.ByObject{Namespaces: map[string]cache.Config{o.Controllers.Namespace: {}}}
+	if o.ClusterAPI {
+		nodeCycles = cache.ByObject{} // in each Cluster's namespace
+	}
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                  Scheme(),
+		Metrics:                 metricsserver.Options{BindAddress: o.MetricsAddr},
+		HealthProbeBindAddress:  o.ProbeAddr,
+		LeaderElection:          o.LeaderElect,
+		LeaderElectionID:        "nodecycle-manager.nodecycle.io",
+		LeaderElectionNamespace: o.LeaderElectNS,
+		// A new leader must not act on a cache older than the old leader's writes.
+		LeaderElectionReleaseOnCancel: true,
+		Controller:                    config.Controller{SkipNameValidation: &o.SkipNameValidation},
+		Cache: cache.Options{
+			ByObject: map[client.Object]cache.ByObject{
+				&corev1.Node{}:        {Transform: nodes.Strip},
+				&v1alpha1.NodeCycle{}: nodeCycles,
+			},
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("creating manager: %w", err)
+	}
+	if err := setupIndexes(ctx, mgr); err != nil {
+		return nil, err
+	}
+	recorder := mgr.GetEventRecorder("nodecycle-manager")
+	registry := all.Registry()
+	reg := o.Registry
+	if reg == nil {
+		reg = metrics.Registry
+	}
+	opener := cycles.Opener{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: recorder, Clock: clk, Config: o.Controllers}
+	var clusters cluster.Clusters = cluster.Local{W: cluster.Workload{Client: mgr.GetClient(), Reader: mgr.GetAPIReader()}}
+	if o.ClusterAPI {
+		capi, err := setupClusterAPI(ctx, mgr, o, opener)
+		if err != nil {
+			return nil, fmt.Errorf("setting up controllers: %w", err)
+		}
+		clusters = capi
+	} else if err := (&node.Reconciler{Opener: opener}).SetupWithManager(mgr); err != nil {
+		return nil, fmt.Errorf("setting up controllers: %w", err)
+	}
+	ncr := nodecycle.New(mgr.GetClient(), mgr.GetAPIReader(), recorder, clk, o.Controllers, clusters, registry, nodecycle.NewMetrics(reg, clusters))
+	if err := ncr.SetupWithManager(mgr); err != nil {
+		return nil, fmt.Errorf("setting up controllers: %w", err)
+	}
+	if err := (&policy.Reconciler{
+		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: recorder, Providers: registry,
+	}).SetupWithManager(mgr); err != nil {
+		return nil, fmt.Errorf("setting up policy controller: %w", err)
+	}
+	if err := errors.Join(mgr.AddHealthzCheck("healthz", healthz.Ping), mgr.AddReadyzCheck("readyz", healthz.Ping)); err != nil {
+		return nil, fmt.Errorf("adding health checks: %w", err)
+	}
+	return mgr, nil
+}
+
+// setupIndexes adds the cache indexes the reconcilers read through.
+func setupIndexes(ctx context.Context, mgr ctrl.Manager) error {
+	if err := cycles.SetupIndexes(ctx, mgr.GetFieldIndexer()); err != nil {
+		return err
+	}
+	if err := mgr.GetFieldIndexer().IndexField(ctx, &corev1.Node{}, nodes.IndexCordonedBy, nodes.CordonedByNodecycle); err != nil {
+		return fmt.Errorf("indexing nodes cordoned by nodecycle: %w", err)
+	}
+	return nil
+}
+
+// setupClusterAPI wires the Cluster API mode: a ClusterCache of nodecycle's
+// own reaches the workload clusters, and the machine reconciler opens
+// NodeCycles for opted-in Machines.
+func setupClusterAPI(ctx context.Context, mgr ctrl.Manager, o *Options, opener cycles.Opener) (cluster.ClusterAPI, error) {
+	for _, kind := range []string{"Cluster", "Machine", "MachineDeployment"} {
+		gvk := clusterv1.GroupVersion.WithKind(kind)
+		if _, err := mgr.GetRESTMapper().RESTMapping(gvk.GroupKind(), gvk.Version); err != nil {
+			return cluster.ClusterAPI{}, fmt.Errorf("--cluster-api: this cluster does not serve Cluster API's %s (%s); install Cluster API %s or run without --cluster-api: %w", kind, gvk.GroupVersion(), clusterv1.GroupVersion.Version, err)
+		}
+	}
+	cc, err := clustercache.SetupWithManager(ctx, mgr, clustercache.Options{
+		// Kubeconfig Secrets are read live when a cluster connects; no Secret is cached.
+		SecretClient: mgr.GetAPIReader(),
+		Cache:        cluster.CacheOptions(),
+		Client: clustercache.ClientOptions{
+			QPS: float32(o.QPS), Burst: o.Burst, UserAgent: "nodecycle-manager",
+			Cache: clustercache.ClientCacheOptions{DisableFor: []client.Object{&corev1.Pod{}, &corev1.Secret{}, &corev1.ConfigMap{}}},
+		},
+	}, controller.Options{MaxConcurrentReconciles: 10})
+	if err != nil {
+		return cluster.ClusterAPI{}, fmt.Errorf("setting up the cluster cache: %w", err)
+	}
+	// The workload clusters' caches outlive the manager's context unless shut down.
+	if err := cluster.ShutdownWithManager(mgr, cc); err != nil {
+		return cluster.ClusterAPI{}, err
+	}
+	capi := cluster.NewClusterAPI(mgr.GetClient(), cc)
+	mr := &machine.Reconciler{
+		Opener:        opener,
+		Clusters:      capi,
+		ClusterSource: cc.GetClusterSource("nodecycle-machine", machine.ClusterMachines(mgr.GetClient())),
+	}
+	return capi, mr.SetupWithManager(mgr)
+}

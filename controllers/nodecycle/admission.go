@@ -1,0 +1,193 @@
+package nodecycle
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/nodecycle/nodecycle/api/v1alpha1"
+	"github.com/nodecycle/nodecycle/internal/gates"
+	"github.com/nodecycle/nodecycle/internal/nodes"
+)
+
+// admit takes a maintenance slot of the cluster for the NodeCycle, or waits
+// (Pending) and says why in the message. The slot rule is here and only
+// here: at most Config.MaxConcurrent nodes of a cluster hold a slot, and a
+// control-plane node holds the whole cluster.
+func (r *Reconciler) admit(ctx context.Context, s *step) (reconcile.Result, error) {
+	if ok, reason, msg := r.Config.Eligibility(s.node); !ok {
+		s.finish(v1alpha1.PhaseSkipped, reason, msg)
+		return reconcile.Result{}, nil
+	}
+	for _, name := range s.nc.Spec.Strategies {
+		if _, ok := s.table[name]; !ok {
+			s.finish(v1alpha1.PhaseFailed, v1alpha1.ReasonInvalidStrategy, fmt.Sprintf("Strategy %q of the ladder %s is unknown", name, ladderString(s.nc.Spec.Strategies)))
+			return reconcile.Result{}, nil
+		}
+	}
+	if !nodes.IsConditionTrue(s.node, v1alpha1.ConditionRebootRequired) {
+		s.finish(v1alpha1.PhaseSkipped, v1alpha1.ReasonRebootNoLongerRequired, fmt.Sprintf("Node no longer has %s=True", v1alpha1.ConditionRebootRequired))
+		return reconcile.Result{}, nil
+	}
+	if s.nc.Status.Phase == "" {
+		s.nc.Status.Phase = v1alpha1.PhasePending
+		s.nc.Status.Strategy = s.currentName() // shown while it waits
+	}
+	if !nodes.IsReady(s.node) {
+		s.nc.Status.Message = "Waiting for the node to be Ready before starting"
+		return reconcile.Result{RequeueAfter: slotPollInterval}, nil
+	}
+	if why, err := s.target.Paused(ctx); err != nil || why != "" {
+		s.nc.Status.Message = "Waiting: " + why
+		return reconcile.Result{RequeueAfter: slotPollInterval}, err
+	}
+	if hold, wait, err := r.gate(ctx, s); err != nil || hold {
+		return reconcile.Result{RequeueAfter: wait}, err
+	}
+
+	// The cache answers "no slot" cheaply for the many waiting NodeCycles;
+	// only a free slot is confirmed against the API server.
+	if taken, err := r.slotsTaken(ctx, r.Client, s); err != nil || taken >= r.Config.MaxConcurrent {
+		r.waitForSlot(s, taken)
+		return reconcile.Result{RequeueAfter: slotPollInterval}, err
+	}
+	// The strategies' checks (provider calls among them) are made before
+	// the admission lock is taken: a slow BMC must not hold up other
+	// NodeCycles' admission.
+	for _, name := range s.nc.Spec.Strategies {
+		if reason, err := s.table[name].Check(ctx, s); err != nil {
+			// Nothing was done to the node; it is retried with backoff.
+			s.finish(v1alpha1.PhaseFailed, reason, err.Error())
+			return reconcile.Result{}, nil
+		}
+	}
+	lock, _ := r.admission.LoadOrStore(s.nc.Namespace+"/"+s.nc.Spec.ClusterName, &sync.Mutex{})
+	lock.(*sync.Mutex).Lock()
+	defer lock.(*sync.Mutex).Unlock()
+	taken, err := r.slotsTaken(ctx, r.APIReader, s)
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+	if taken >= r.Config.MaxConcurrent {
+		r.waitForSlot(s, taken)
+		return reconcile.Result{RequeueAfter: slotPollInterval}, nil
+	}
+	now := metav1.NewMicroTime(s.now)
+	s.nc.Status.StartTime = &now
+	s.moveTo(v1alpha1.PhaseCordoning, "Cordoning the node")
+	s.event(corev1.EventTypeNormal, v1alpha1.ReasonMaintenanceStarted, "Maintenance started (strategy %s, attempt %d)", ladderString(s.nc.Spec.Strategies), s.nc.Spec.Attempt)
+	// Saved while the lock is held, so the next admission's live read sees
+	// the slot taken. A conflict means the NodeCycle changed since it was
+	// read: nothing is taken, and it is decided again.
+	if err := r.save(ctx, s); err != nil {
+		if apierrors.IsConflict(err) {
+			s.discard()
+			return reconcile.Result{RequeueAfter: conflictRetry}, nil
+		}
+		return reconcile.Result{}, err
+	}
+	return reconcile.Result{}, nil
+}
+
+// waitForSlot says, without naming the nodes that hold the slots: a message
+// naming them would change, and be written for every waiting node, with
+// every node that goes through maintenance.
+func (r *Reconciler) waitForSlot(s *step, taken int) {
+	s.nc.Status.Message = fmt.Sprintf("Waiting for a maintenance slot (%d of %d taken; kubectl get nodecycles shows which)", taken, r.Config.MaxConcurrent)
+}
+
+// slotsTaken counts the nodes of the NodeCycle's cluster that hold a
+// maintenance slot: those of active NodeCycles (read through reader) and
+// those still cordoned by nodecycle after a failure. A control-plane node
+// needs the whole cluster to itself: while one is in maintenance every slot
+// counts as taken, and it waits until no other node holds one.
+func (r *Reconciler) slotsTaken(ctx context.Context, reader client.Reader, s *step) (int, error) {
+	nc := s.nc
+	// The whole namespace: a cordon's owner may be a NodeCycle of another
+	// cluster whose Nodes this API server also serves.
+	var list v1alpha1.NodeCycleList
+	if err := reader.List(ctx, &list, client.InNamespace(nc.Namespace)); err != nil {
+		return 0, fmt.Errorf("listing NodeCycles: %w", err)
+	}
+	busy := map[string]bool{}
+	clusterOf := map[string]string{}
+	controlPlane := false
+	for _, other := range list.Items {
+		clusterOf[other.Name] = other.Spec.ClusterName
+		if other.Spec.ClusterName == nc.Spec.ClusterName && other.Status.Phase.Active() {
+			busy[other.Spec.NodeName] = true
+			controlPlane = controlPlane || other.Spec.ControlPlane
+		}
+	}
+	var cordoned corev1.NodeList
+	if err := s.workload().Client.List(ctx, &cordoned, nodes.CordonedByNodecycleSelector); err != nil {
+		return 0, fmt.Errorf("listing nodes cordoned by nodecycle: %w", err)
+	}
+	for _, n := range cordoned.Items {
+		ns, owner, _ := strings.Cut(n.Annotations[v1alpha1.AnnotationCordonedBy], "/")
+		if cluster, known := clusterOf[owner]; n.Name == nc.Spec.NodeName || ns != nc.Namespace || (known && cluster != nc.Spec.ClusterName) {
+			continue
+		}
+		busy[n.Name] = true
+	}
+	if len(busy) > 0 && (controlPlane || nc.Spec.ControlPlane) {
+		return max(len(busy), r.Config.MaxConcurrent), nil
+	}
+	return len(busy), nil
+}
+
+// gate holds the NodeCycle in Pending outside its maintenance windows and
+// while a blocking pod runs on the node or a blocking alert fires; it says
+// why in the message. A gate that cannot be evaluated fails the NodeCycle:
+// nothing was done to the node. hold says the NodeCycle must not go on
+// now; wait, when to look again.
+func (r *Reconciler) gate(ctx context.Context, s *step) (hold bool, wait time.Duration, err error) {
+	g := s.nc.Spec.Gates
+	open, next, err := gates.InWindow(g.MaintenanceWindows, s.now)
+	if err != nil {
+		s.finish(v1alpha1.PhaseFailed, v1alpha1.ReasonInvalidMaintenanceWindow, fmt.Sprintf("Policy %s: %v", s.nc.Spec.Policy, err))
+		return true, 0, nil
+	}
+	if !open {
+		s.nc.Status.Message = fmt.Sprintf("Outside the maintenance windows; the next opens at %s", next.UTC().Format(time.RFC3339))
+		return true, next.Sub(s.now), nil
+	}
+	if g.BlockingAlerts != nil {
+		firing, err := gates.BlockingAlerts(ctx, http.DefaultClient, g.BlockingAlerts)
+		switch {
+		case err != nil:
+			// Fail closed: what cannot be checked is not known to be quiet.
+			s.nc.Status.Message = fmt.Sprintf("Waiting: %v", err)
+			return true, gatePollInterval, nil
+		case len(firing) > 0:
+			s.nc.Status.Message = fmt.Sprintf("Waiting: blocking alerts are firing: %s", strings.Join(firing, ", "))
+			return true, gatePollInterval, nil
+		}
+	}
+	if len(g.BlockingPodSelectors) == 0 {
+		return false, 0, nil
+	}
+	var pods corev1.PodList
+	if err := s.workload().Reader.List(ctx, &pods, client.MatchingFields{"spec.nodeName": s.node.Name}); err != nil {
+		return true, 0, fmt.Errorf("listing pods on node %s: %w", s.node.Name, err)
+	}
+	blocker, err := gates.BlockingPod(pods.Items, g.BlockingPodSelectors)
+	if err != nil {
+		s.finish(v1alpha1.PhaseFailed, v1alpha1.ReasonInvalidBlockingPodSelector, fmt.Sprintf("Policy %s: %v", s.nc.Spec.Policy, err))
+		return true, 0, nil
+	}
+	if blocker != "" {
+		s.nc.Status.Message = fmt.Sprintf("Waiting: pod %s matches the policy's blockingPodSelectors", blocker)
+		return true, gatePollInterval, nil
+	}
+	return false, 0, nil
+}

@@ -1,0 +1,121 @@
+package nodecycle
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/nodecycle/nodecycle/api/v1alpha1"
+	"github.com/nodecycle/nodecycle/internal/cycles"
+	"github.com/nodecycle/nodecycle/internal/drain"
+	"github.com/nodecycle/nodecycle/internal/nodes"
+)
+
+// cordon marks the node unschedulable, and marks the cordon as nodecycle's
+// so that only nodecycle's own cordons are ever lifted. A node that keeps
+// its Machine is first kept off MachineHealthChecks.
+func (r *Reconciler) cordon(ctx context.Context, s *step) (reconcile.Result, error) {
+	owner := cycles.Owner(s.nc)
+	if s.inPlaceAnywhere() {
+		paused, err := s.target.PauseRemediation(ctx, owner)
+		if err != nil {
+			return reconcile.Result{}, err
+		}
+		if paused {
+			s.event(corev1.EventTypeNormal, v1alpha1.ReasonRemediationPaused, "Machine %s annotated %s for the maintenance", s.target.Machine(), clusterv1.MachineSkipRemediationAnnotation)
+		}
+	}
+	switch {
+	case s.node.Annotations[v1alpha1.AnnotationCordonedBy] == owner:
+		// done before a restart
+	case s.node.Spec.Unschedulable && s.node.Annotations[v1alpha1.AnnotationCordonedBy] == "":
+		s.event(corev1.EventTypeNormal, v1alpha1.ReasonAlreadyCordoned, "Node was already cordoned by someone else; it will stay cordoned afterwards")
+	default:
+		if err := nodes.Cordon(ctx, s.workload().Client, s.node, owner); err != nil {
+			if apierrors.IsConflict(err) {
+				return reconcile.Result{RequeueAfter: conflictRetry}, nil
+			}
+			return reconcile.Result{}, fmt.Errorf("cordoning node %s: %w", s.node.Name, err)
+		}
+		s.event(corev1.EventTypeNormal, v1alpha1.ReasonCordoned, "Node cordoned by nodecycle")
+	}
+	if st, _ := s.current(); !st.InPlace() {
+		s.startCurrent() // the strategy takes the node away, draining it its own way
+		return reconcile.Result{}, nil
+	}
+	s.moveTo(v1alpha1.PhaseDraining, "Draining the node")
+	s.event(corev1.EventTypeNormal, v1alpha1.ReasonDraining, "Draining the node (timeout %s)", s.nc.Spec.Drain.Timeout.Duration)
+	return reconcile.Result{}, nil
+}
+
+// drain makes one non-blocking drain step and requeues until the node is
+// empty or the drain timeout passes.
+func (r *Reconciler) drain(ctx context.Context, s *step) (reconcile.Result, error) {
+	d := drain.Drainer{Reader: s.workload().Reader, Writer: s.workload().Client}
+	res, err := d.Step(ctx, s.node.Name, s.nc.Spec.Drain)
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+	for _, p := range res.Waiting {
+		if p.Reason == drain.ReasonEvicted {
+			s.event(corev1.EventTypeNormal, v1alpha1.ReasonEvicted, "Evicted pod %s", p.Pod)
+		}
+	}
+	elapsed := s.elapsed()
+	if len(res.Refused) > 0 {
+		s.fail(v1alpha1.ReasonDrainRefused, fmt.Sprintf("Drain cannot finish, pods that the drain settings forbid evicting: %s", res.Summary(5)))
+		return reconcile.Result{}, nil
+	}
+	if res.Done() {
+		r.Metrics.drainDuration.Observe(elapsed.Seconds())
+		s.event(corev1.EventTypeNormal, v1alpha1.ReasonDrained, "Node drained in %s", elapsed.Round(time.Second))
+		s.startCurrent()
+		return reconcile.Result{}, nil
+	}
+	timeout := s.nc.Spec.Drain.Timeout.Duration
+	if elapsed >= timeout {
+		s.fail(v1alpha1.ReasonDrainTimeout, fmt.Sprintf("Drain did not finish within %s; %d pods still on the node: %s", timeout, len(res.Waiting), res.Summary(5)))
+		return reconcile.Result{}, nil
+	}
+	s.nc.Status.Message = fmt.Sprintf("Draining: %d pods still on the node: %s", len(res.Waiting), res.Summary(5))
+	return reconcile.Result{RequeueAfter: min(drainPollInterval, timeout-elapsed)}, nil
+}
+
+// uncordon lifts nodecycle's cordon when the node is Ready, then ends the
+// NodeCycle. A node that is not Ready after a failure stays cordoned; the
+// node's reconciler lifts the cordon once it is Ready again.
+func (r *Reconciler) uncordon(ctx context.Context, s *step) (reconcile.Result, error) {
+	outcome := s.nc.Status.Outcome
+	if outcome == "" {
+		outcome = v1alpha1.PhaseSucceeded
+	}
+	message := s.nc.Status.Message
+	if outcome == v1alpha1.PhaseSucceeded {
+		message = fmt.Sprintf("Node rebooted (boot ID %q -> %q) and returned to service", s.nc.Status.BootIDBefore, s.nc.Status.BootIDAfter)
+	}
+	_, ours := s.node.Annotations[v1alpha1.AnnotationCordonedBy]
+	switch {
+	case ours && nodes.IsReady(s.node):
+		if err := nodes.Uncordon(ctx, s.workload().Client, s.node); err != nil {
+			if apierrors.IsConflict(err) {
+				return reconcile.Result{RequeueAfter: conflictRetry}, nil
+			}
+			return reconcile.Result{}, fmt.Errorf("uncordoning node %s: %w", s.node.Name, err)
+		}
+		s.event(corev1.EventTypeNormal, v1alpha1.ReasonUncordoned, "Node uncordoned")
+	case ours:
+		message += "; the node is not Ready and stays cordoned until it is"
+	case s.node.Spec.Unschedulable:
+		message += "; the node was cordoned before maintenance and stays cordoned"
+	}
+	if err := s.target.ResumeRemediation(ctx, cycles.Owner(s.nc)); err != nil {
+		return reconcile.Result{}, err
+	}
+	s.finish(outcome, "", message)
+	return reconcile.Result{}, nil
+}

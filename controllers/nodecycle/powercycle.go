@@ -1,0 +1,174 @@
+package nodecycle
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/nodecycle/nodecycle/api/v1alpha1"
+	"github.com/nodecycle/nodecycle/internal/nodes"
+	"github.com/nodecycle/nodecycle/internal/power"
+	"github.com/nodecycle/nodecycle/providers"
+)
+
+// Power-cycle timing.
+const (
+	powerPollInterval = 2 * time.Second
+	// providerCallTimeout bounds one call to a hypervisor or BMC.
+	providerCallTimeout = 30 * time.Second
+)
+
+// powerCycle is the in-place strategy that goes through the machine's
+// hypervisor or BMC: on the drained node, the machine is powered off (soft
+// first, hard after the soft-off timeout), then on; the wait ends as for a
+// reboot, with a new boot ID and Ready.
+//
+//	PoweringOff -> PoweringOn -> WaitingForNodeReady -> Uncordoning
+type powerCycle struct {
+	power *power.Cache
+}
+
+func (*powerCycle) Name() v1alpha1.Strategy { return v1alpha1.StrategyPowerCycle }
+func (*powerCycle) InPlace() bool           { return true }
+func (*powerCycle) Phases() []v1alpha1.Phase {
+	return []v1alpha1.Phase{v1alpha1.PhasePoweringOff, v1alpha1.PhasePoweringOn, v1alpha1.PhaseWaitingForNodeReady}
+}
+
+func (*powerCycle) Start(s *step) {
+	s.nc.Status.PowerOffMode = ""
+	s.moveTo(v1alpha1.PhasePoweringOff, "Powering the machine off")
+}
+
+func (*powerCycle) ConditionReason(p v1alpha1.Phase) v1alpha1.Reason {
+	if p == v1alpha1.PhaseWaitingForNodeReady {
+		return v1alpha1.ReasonWaitingForNodeReady
+	}
+	return v1alpha1.ReasonPowerCycling
+}
+
+// Check makes sure, before the node is touched, that its machine can be
+// reached and read with the configured credentials.
+func (st *powerCycle) Check(ctx context.Context, s *step) (v1alpha1.Reason, error) {
+	p, m, err := st.power.Target(ctx, s.nc, s.node)
+	if err != nil {
+		return v1alpha1.ReasonProviderError, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, providerCallTimeout)
+	defer cancel()
+	if _, err := p.PowerState(ctx, m); err != nil {
+		return v1alpha1.ReasonProviderError, fmt.Errorf("power-cycle provider %s: %w", s.nc.Spec.PowerCycle.Provider, err)
+	}
+	return "", nil
+}
+
+func (st *powerCycle) Step(ctx context.Context, s *step) (reconcile.Result, error) {
+	switch s.nc.Status.Phase {
+	case v1alpha1.PhasePoweringOff:
+		return st.powerOff(ctx, s)
+	case v1alpha1.PhasePoweringOn:
+		return st.powerOn(ctx, s)
+	default:
+		return waitForNewBoot(ctx, s)
+	}
+}
+
+// readPower builds the provider, finds the machine and reads its power
+// state. On failure it fails the NodeCycle and returns ok false.
+func (st *powerCycle) readPower(ctx context.Context, s *step) (providers.Provider, providers.Machine, providers.PowerState, bool) {
+	p, m, err := st.power.Target(ctx, s.nc, s.node)
+	if err != nil {
+		s.fail(v1alpha1.ReasonProviderError, err.Error())
+		return nil, m, providers.PowerUnknown, false
+	}
+	state, err := p.PowerState(ctx, m)
+	if err != nil {
+		s.fail(v1alpha1.ReasonProviderError, fmt.Sprintf("power-cycle provider %s: %v", s.nc.Spec.PowerCycle.Provider, err))
+		return nil, m, providers.PowerUnknown, false
+	}
+	return p, m, state, true
+}
+
+// powerOff turns the machine off: soft first, hard once the soft-off
+// timeout passed or when soft is refused, then waits until it is off.
+func (st *powerCycle) powerOff(ctx context.Context, s *step) (reconcile.Result, error) {
+	status := &s.nc.Status
+	if status.RebootRequestID == "" {
+		// Saved before anything is done, as for a reboot request.
+		status.BootIDBefore = nodes.BootID(s.node)
+		status.RebootRequestID = string(s.nc.UID)
+		return reconcile.Result{}, nil
+	}
+	pc := s.nc.Spec.PowerCycle
+	callCtx, cancel := context.WithTimeout(ctx, providerCallTimeout)
+	defer cancel()
+	p, m, state, ok := st.readPower(callCtx, s)
+	if !ok {
+		return reconcile.Result{}, nil
+	}
+	elapsed := s.elapsed()
+	switch {
+	case state == providers.PowerOff:
+		s.moveTo(v1alpha1.PhasePoweringOn, fmt.Sprintf("Machine %s is off; powering on", m.Candidates[0]))
+		s.event(corev1.EventTypeNormal, v1alpha1.ReasonPoweredOff, "Machine %s is off (%s off after %s)", m.Candidates[0], status.PowerOffMode, elapsed.Round(time.Second))
+		return reconcile.Result{}, nil
+	case elapsed >= pc.PowerTimeout.Duration && pc.PowerTimeout.Duration > 0:
+		s.fail(v1alpha1.ReasonPowerOffTimeout, fmt.Sprintf("Machine %s did not power off within %s (provider %s)", m.Candidates[0], pc.PowerTimeout.Duration, pc.Provider))
+		return reconcile.Result{}, nil
+	case status.PowerOffMode == "":
+		mode := providers.OffSoft
+		if err := p.PowerOff(callCtx, m, mode); err != nil {
+			s.event(corev1.EventTypeWarning, v1alpha1.ReasonSoftPowerOffRefused, "Soft power-off refused, cutting the power: %v", err)
+			mode = providers.OffHard
+			if err := p.PowerOff(callCtx, m, mode); err != nil {
+				s.fail(v1alpha1.ReasonProviderError, fmt.Sprintf("power-cycle provider %s: %v", pc.Provider, err))
+				return reconcile.Result{}, nil
+			}
+		}
+		status.PowerOffMode = string(mode)
+		status.Message = fmt.Sprintf("%s power-off of machine %s requested through %s; waiting until it is off", mode, m.Candidates[0], pc.Provider)
+		s.event(corev1.EventTypeNormal, v1alpha1.ReasonPowerOffRequested, "%s", status.Message)
+	case status.PowerOffMode == string(providers.OffSoft) && elapsed >= pc.SoftOffTimeout.Duration:
+		if err := p.PowerOff(callCtx, m, providers.OffHard); err != nil {
+			s.fail(v1alpha1.ReasonProviderError, fmt.Sprintf("power-cycle provider %s: %v", pc.Provider, err))
+			return reconcile.Result{}, nil
+		}
+		status.PowerOffMode = string(providers.OffHard)
+		status.Message = fmt.Sprintf("Machine %s did not shut down within %s; power cut", m.Candidates[0], pc.SoftOffTimeout.Duration)
+		s.event(corev1.EventTypeWarning, v1alpha1.ReasonHardPowerOff, "%s", status.Message)
+	}
+	return reconcile.Result{RequeueAfter: powerPollInterval}, nil
+}
+
+// powerOn turns the machine on and waits until it is on; then the proof of
+// reboot is the same as for an in-place reboot.
+func (st *powerCycle) powerOn(ctx context.Context, s *step) (reconcile.Result, error) {
+	status := &s.nc.Status
+	pc := s.nc.Spec.PowerCycle
+	callCtx, cancel := context.WithTimeout(ctx, providerCallTimeout)
+	defer cancel()
+	p, m, state, ok := st.readPower(callCtx, s)
+	if !ok {
+		return reconcile.Result{}, nil
+	}
+	if state == providers.PowerOn {
+		s.moveTo(v1alpha1.PhaseWaitingForNodeReady, fmt.Sprintf("Machine %s is on; waiting for a boot ID other than %q and Ready=True", m.Candidates[0], status.BootIDBefore))
+		s.event(corev1.EventTypeNormal, v1alpha1.ReasonPoweredOn, "Machine %s is on", m.Candidates[0])
+		on := metav1.NewMicroTime(s.now)
+		status.RebootRequestTime = &on
+		return reconcile.Result{RequeueAfter: s.nc.Spec.RebootTimeout.Duration}, nil
+	}
+	if elapsed := s.elapsed(); pc.PowerTimeout.Duration > 0 && elapsed >= pc.PowerTimeout.Duration {
+		s.fail(v1alpha1.ReasonPowerOnTimeout, fmt.Sprintf("Machine %s did not power on within %s (provider %s)", m.Candidates[0], pc.PowerTimeout.Duration, pc.Provider))
+		return reconcile.Result{}, nil
+	}
+	if err := p.PowerOn(callCtx, m); err != nil {
+		s.fail(v1alpha1.ReasonProviderError, fmt.Sprintf("power-cycle provider %s: %v", pc.Provider, err))
+		return reconcile.Result{}, nil
+	}
+	status.Message = fmt.Sprintf("Power-on of machine %s requested through %s; waiting until it is on", m.Candidates[0], pc.Provider)
+	return reconcile.Result{RequeueAfter: powerPollInterval}, nil
+}

@@ -1,0 +1,228 @@
+package nodecycle
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/nodecycle/nodecycle/api/v1alpha1"
+	"github.com/nodecycle/nodecycle/internal/cluster"
+	"github.com/nodecycle/nodecycle/internal/power"
+	"github.com/nodecycle/nodecycle/internal/settings"
+	"github.com/nodecycle/nodecycle/providers"
+)
+
+// Requeue intervals of the waits that no watch event ends.
+const (
+	drainPollInterval = 2 * time.Second
+	slotPollInterval  = 30 * time.Second
+	// unreachablePollInterval: a NodeCycle of a cluster that cannot be
+	// reached looks again this often (the ClusterCache reconnects meanwhile).
+	unreachablePollInterval = 30 * time.Second
+	// gatePollInterval: blocking pods and alerts are not watched, so a
+	// blocked NodeCycle looks again this often.
+	gatePollInterval = 10 * time.Second
+	// conflictRetry: a write that lost to another writer is tried again
+	// after this long, on the object read again.
+	conflictRetry = 100 * time.Millisecond
+)
+
+// Reconciler drives NodeCycles through their phases (see doc.go). Every
+// step is persisted in the NodeCycle's status before the next one, so a
+// restarted manager resumes where the last one stopped.
+type Reconciler struct {
+	Client    client.Client
+	APIReader client.Reader
+	Recorder  events.EventRecorder
+	Clock     clock.PassiveClock
+	Config    settings.Config
+	Metrics   *Metrics
+	// Clusters reaches the nodes' clusters (the local one, or Cluster API's).
+	Clusters cluster.Clusters
+	// Strategies is the table of strategies a ladder may name.
+	Strategies Table
+
+	// controller receives the Node watches of workload clusters.
+	controller controller.Controller
+
+	// admission serialises, per cluster, the decision to take a maintenance
+	// slot, which reads from the API server (not the cache) so two
+	// NodeCycles of a cluster never both see a free slot. Clusters do not
+	// wait for each other: their slots are counted apart.
+	admission sync.Map // namespace/cluster -> *sync.Mutex
+}
+
+// New returns a Reconciler with the built-in strategies.
+func New(c client.Client, apiReader client.Reader, rec events.EventRecorder, clk clock.PassiveClock, cfg settings.Config, clusters cluster.Clusters, registry *providers.Registry, m *Metrics) *Reconciler {
+	return &Reconciler{
+		Client: c, APIReader: apiReader, Recorder: rec, Clock: clk, Config: cfg, Metrics: m, Clusters: clusters,
+		Strategies: DefaultStrategies(cfg, c, &power.Cache{Registry: registry, Secrets: apiReader}),
+	}
+}
+
+// Reconcile implements reconcile.Reconciler.
+func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+	nc := &v1alpha1.NodeCycle{}
+	if err := r.Client.Get(ctx, req.NamespacedName, nc); err != nil {
+		return reconcile.Result{}, client.IgnoreNotFound(err)
+	}
+	if nc.Status.Phase.Terminal() {
+		return r.expire(ctx, nc)
+	}
+	log := logf.FromContext(ctx).WithValues("Node", klog.KRef("", nc.Spec.NodeName), "phase", nc.Status.Phase)
+	ctx = logf.IntoContext(ctx, log)
+
+	s := r.newStep(nc)
+	target, err := r.Clusters.Target(ctx, nc)
+	if err == nil {
+		err = r.Clusters.WatchNodes(ctx, nc.Namespace, nc.Spec.ClusterName, "nodecycle-nodes", r.controller, r.nodeEvents(nc.Namespace, nc.Spec.ClusterName))
+	}
+	if err != nil {
+		return r.unreachable(ctx, s, err)
+	}
+	s.target = target
+	if s.node, err = r.readNode(ctx, target, nc.Spec.NodeName); err != nil {
+		return reconcile.Result{}, err
+	}
+
+	result, err := r.reconcilePhase(ctx, s)
+	if err != nil {
+		// Shown where the operator looks (the step is retried with backoff):
+		// a step that keeps failing, a missing permission say, is not only in
+		// the manager's log. What the failed step changed is not kept.
+		s.discard()
+		s.nc.Status.Message = fmt.Sprintf("Retrying after an error: %v", err)
+		if serr := r.save(ctx, s); serr != nil {
+			log.Error(serr, "Saving the error in the NodeCycle's status")
+		}
+		return reconcile.Result{}, err
+	}
+	if err := r.save(ctx, s); err != nil {
+		if apierrors.IsConflict(err) {
+			return reconcile.Result{RequeueAfter: conflictRetry}, nil
+		}
+		return reconcile.Result{}, err
+	}
+	r.publish(ctx, s)
+	return result, nil
+}
+
+// readNode reads the NodeCycle's node; nil when it does not exist.
+func (r *Reconciler) readNode(ctx context.Context, t cluster.Target, name string) (*corev1.Node, error) {
+	node := &corev1.Node{}
+	if err := t.Workload().Client.Get(ctx, client.ObjectKey{Name: name}, node); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	return node, nil
+}
+
+// reconcilePhase does one step of the NodeCycle's phase: the phases every
+// strategy shares here, the strategy's own phases in its Step.
+func (r *Reconciler) reconcilePhase(ctx context.Context, s *step) (reconcile.Result, error) {
+	strategy, ok := s.current()
+	if !ok {
+		s.finish(v1alpha1.PhaseFailed, v1alpha1.ReasonInvalidStrategy, fmt.Sprintf("Strategy %q of the ladder is unknown", s.currentName()))
+		return reconcile.Result{}, nil
+	}
+	// An in-place strategy needs its node throughout; one that replaces the
+	// node sees it go.
+	if s.node == nil && (sharedPhase(s.nc.Status.Phase) || strategy.InPlace()) {
+		s.finish(v1alpha1.PhaseFailed, v1alpha1.ReasonNodeDeleted, fmt.Sprintf("Node %s no longer exists", s.nc.Spec.NodeName))
+		return reconcile.Result{}, nil
+	}
+	switch p := s.nc.Status.Phase; p {
+	case "", v1alpha1.PhasePending:
+		return r.admit(ctx, s)
+	case v1alpha1.PhaseCordoning:
+		return r.cordon(ctx, s)
+	case v1alpha1.PhaseDraining:
+		return r.drain(ctx, s)
+	case v1alpha1.PhaseUncordoning:
+		return r.uncordon(ctx, s)
+	default:
+		if !slices.Contains(strategy.Phases(), p) {
+			s.finish(v1alpha1.PhaseFailed, v1alpha1.ReasonUnknownPhase, fmt.Sprintf("Unknown phase %q for strategy %s", p, strategy.Name()))
+			return reconcile.Result{}, nil
+		}
+		return strategy.Step(ctx, s)
+	}
+}
+
+// unreachable waits for the NodeCycle's cluster to be reachable again and
+// says so in the NodeCycle; nothing is decided about a node that cannot be
+// seen, and an operation under way keeps its slot.
+// A NodeCycle of a cluster that was deleted ends: Skipped when it had not
+// started, Failed otherwise (what it did went with the cluster).
+func (r *Reconciler) unreachable(ctx context.Context, s *step, cause error) (reconcile.Result, error) {
+	s.nc.Status.Message = fmt.Sprintf("Waiting: cluster %s cannot be reached: %v", s.nc.Spec.ClusterName, cause)
+	result := reconcile.Result{RequeueAfter: unreachablePollInterval}
+	gone, err := r.Clusters.Gone(ctx, s.nc)
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+	if gone {
+		outcome := v1alpha1.PhaseSkipped
+		if s.nc.Status.Phase.Active() {
+			outcome = v1alpha1.PhaseFailed
+		}
+		s.finish(outcome, v1alpha1.ReasonClusterDeleted, fmt.Sprintf("Cluster %s no longer exists", s.nc.Spec.ClusterName))
+		result = reconcile.Result{}
+	}
+	if err := r.save(ctx, s); err != nil {
+		if apierrors.IsConflict(err) {
+			return reconcile.Result{RequeueAfter: conflictRetry}, nil
+		}
+		return reconcile.Result{}, client.IgnoreNotFound(err)
+	}
+	r.publish(ctx, s)
+	return result, nil
+}
+
+// expire deletes a finished NodeCycle whose node went with its Machine
+// (replaced, or scaled away) once it is older than the configured history
+// of gone Machines: the per-node history limit never sees those nodes
+// again.
+func (r *Reconciler) expire(ctx context.Context, nc *v1alpha1.NodeCycle) (reconcile.Result, error) {
+	if nc.Status.CompletionTime == nil {
+		return reconcile.Result{}, nil
+	}
+	gone, err := r.Clusters.MachineGone(ctx, nc)
+	if errors.Is(err, cluster.ErrNoMachine) {
+		return reconcile.Result{}, nil // kept until the node's history limit prunes it
+	}
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+	if !gone {
+		return reconcile.Result{RequeueAfter: r.Config.GoneMachineHistory}, nil // look again then
+	}
+	if left := nc.Status.CompletionTime.Add(r.Config.GoneMachineHistory).Sub(r.Clock.Now()); left > 0 {
+		return reconcile.Result{RequeueAfter: left}, nil
+	}
+	return reconcile.Result{}, client.IgnoreNotFound(r.Client.Delete(ctx, nc, client.Preconditions{UID: &nc.UID}))
+}
+
+// sharedPhase reports whether phase p is the engine's, not a strategy's.
+func sharedPhase(p v1alpha1.Phase) bool {
+	switch p {
+	case "", v1alpha1.PhasePending, v1alpha1.PhaseCordoning, v1alpha1.PhaseDraining, v1alpha1.PhaseUncordoning:
+		return true
+	}
+	return false
+}

@@ -1,0 +1,529 @@
+package nodecycle
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/nodecycle/nodecycle/api/v1alpha1"
+	"github.com/nodecycle/nodecycle/internal/cluster"
+	"github.com/nodecycle/nodecycle/providers"
+)
+
+// rebootingKubelet reboots the node once the agent was asked to: a new
+// boot ID and Ready, as the agent and kubelet do after a reboot.
+func (h *harness) rebootWhenRequested() bool {
+	if _, asked := h.node().Annotations[v1alpha1.AnnotationRebootRequest]; asked && nodesBoot(h) == "boot-1" {
+		h.boot("boot-2")
+		return true
+	}
+	return false
+}
+
+func nodesBoot(h *harness) string { return h.node().Status.NodeInfo.BootID }
+
+func TestRebootWalksEveryPhaseAndProvesTheReboot(t *testing.T) {
+	h := newHarness(t)
+	h.create(workloadPod("web-1", testNode))
+	h.open()
+	h.runUntil(v1alpha1.PhaseWaitingForNodeReady)
+	if !h.node().Spec.Unschedulable || h.node().Annotations[v1alpha1.AnnotationCordonedBy] != testNamespace+"/"+testCycle {
+		t.Fatalf("node not cordoned by nodecycle while waiting for the reboot: %+v", h.node().Annotations)
+	}
+	if c := nodeCondition(h.node(), v1alpha1.ConditionMaintenanceInProgress); c == nil || c.Status != corev1.ConditionTrue || c.Reason != string(v1alpha1.ReasonWaitingForNodeReady) {
+		t.Fatalf("MaintenanceInProgress = %+v, want True/WaitingForNodeReady", c)
+	}
+	// The same boot ID, even Ready, is no proof.
+	h.clock.Step(time.Minute)
+	h.settle()
+	if p := h.cycle().Status.Phase; p != v1alpha1.PhaseWaitingForNodeReady {
+		t.Fatalf("phase %s before the node rebooted", p)
+	}
+	// A new boot that is not Ready yet is no proof either.
+	h.editNode(func(n *corev1.Node) {
+		n.Status.NodeInfo.BootID = "boot-2"
+		setCondition(n, corev1.NodeReady, corev1.ConditionFalse)
+	})
+	h.settle()
+	if p := h.cycle().Status.Phase; p != v1alpha1.PhaseWaitingForNodeReady {
+		t.Fatalf("phase %s with a new boot that is not Ready", p)
+	}
+	h.boot("boot-2")
+	h.runUntil(v1alpha1.PhaseSucceeded)
+
+	nc := h.cycle()
+	want := []v1alpha1.Phase{v1alpha1.PhaseCordoning, v1alpha1.PhaseDraining, v1alpha1.PhaseRebooting,
+		v1alpha1.PhaseWaitingForNodeReady, v1alpha1.PhaseUncordoning, v1alpha1.PhaseSucceeded}
+	if got := phasesVisited(nc); !slices.Equal(got, want) {
+		t.Errorf("phases %v, want %v", got, want)
+	}
+	if nc.Status.BootIDBefore != "boot-1" || nc.Status.BootIDAfter != "boot-2" {
+		t.Errorf("boot IDs %q -> %q", nc.Status.BootIDBefore, nc.Status.BootIDAfter)
+	}
+	n := h.node()
+	if n.Spec.Unschedulable || n.Annotations[v1alpha1.AnnotationCordonedBy] != "" || n.Annotations[v1alpha1.AnnotationRebootRequest] != "" {
+		t.Errorf("node left cordoned or with a reboot request: %v %v", n.Spec.Unschedulable, n.Annotations)
+	}
+	if c := nodeCondition(n, v1alpha1.ConditionMaintenanceInProgress); c == nil || c.Status != corev1.ConditionFalse || c.Reason != string(v1alpha1.ReasonMaintenanceCompleted) {
+		t.Errorf("MaintenanceInProgress = %+v, want False/MaintenanceCompleted", c)
+	}
+	wantEvents := []string{"MaintenanceStarted", "Cordoned", "Draining", "Evicted", "Drained", "RebootRequested", "RebootVerified", "Uncordoned", "MaintenanceCompleted"}
+	if got := h.reasons(); !slices.Equal(got, wantEvents) {
+		t.Errorf("events %v, want %v", got, wantEvents)
+	}
+}
+
+func TestPowerCycleWalksEveryPhase(t *testing.T) {
+	h := newHarness(t)
+	h.open(v1alpha1.StrategyPowerCycle)
+	h.runUntil(v1alpha1.PhaseWaitingForNodeReady)
+	if h.power.calledWith("off-Soft") != 1 || h.power.calledWith("on") != 1 {
+		t.Fatalf("provider calls %v, want one soft off and one on", h.power.calls)
+	}
+	h.boot("boot-2")
+	h.runUntil(v1alpha1.PhaseSucceeded)
+	want := []v1alpha1.Phase{v1alpha1.PhaseCordoning, v1alpha1.PhaseDraining, v1alpha1.PhasePoweringOff, v1alpha1.PhasePoweringOn,
+		v1alpha1.PhaseWaitingForNodeReady, v1alpha1.PhaseUncordoning, v1alpha1.PhaseSucceeded}
+	if got := phasesVisited(h.cycle()); !slices.Equal(got, want) {
+		t.Errorf("phases %v, want %v", got, want)
+	}
+}
+
+func TestReplaceDeletesTheMachineAndWaitsForItsReplacement(t *testing.T) {
+	h := newHarness(t, withMachine())
+	h.createMachine(testMachine, "ms-1", "")
+	h.open(v1alpha1.StrategyReplace)
+	h.runUntil(v1alpha1.PhaseWaitingForReplacement)
+	if err := h.c.Get(h.ctx, client.ObjectKey{Namespace: testNamespace, Name: testMachine}, &clusterv1.Machine{}); err == nil {
+		t.Fatal("the Machine was not deleted")
+	}
+	h.clock.Step(time.Second)
+	h.createMachine("worker-2-machine", "ms-1", "worker-2")
+	h.create(testNodeObject("worker-2", "boot-9"))
+	h.runUntil(v1alpha1.PhaseSucceeded)
+	nc := h.cycle()
+	if nc.Status.ReplacementMachine != "worker-2-machine" || nc.Status.MachineSet != "ms-1" {
+		t.Errorf("replacement %q of MachineSet %q", nc.Status.ReplacementMachine, nc.Status.MachineSet)
+	}
+	want := []v1alpha1.Phase{v1alpha1.PhaseCordoning, v1alpha1.PhaseDeletingMachine, v1alpha1.PhaseWaitingForReplacement, v1alpha1.PhaseSucceeded}
+	if got := phasesVisited(nc); !slices.Equal(got, want) {
+		t.Errorf("phases %v, want %v", got, want)
+	}
+}
+
+func (h *harness) createMachine(name, machineSet, node string) {
+	h.t.Helper()
+	m := &clusterv1.Machine{ObjectMeta: metav1.ObjectMeta{Namespace: testNamespace, Name: name,
+		Labels:            map[string]string{clusterv1.ClusterNameLabel: ""},
+		CreationTimestamp: metav1.NewTime(h.clock.Now()),
+		OwnerReferences:   []metav1.OwnerReference{{APIVersion: clusterv1.GroupVersion.String(), Kind: "MachineSet", Name: machineSet, UID: "ms", Controller: ptrTo(true)}}},
+	}
+	h.create(m)
+	if node != "" {
+		m.Status.NodeRef = clusterv1.MachineNodeReference{Name: node}
+		if err := h.c.Status().Update(h.ctx, m); err != nil {
+			h.t.Fatalf("setting nodeRef: %v", err)
+		}
+	}
+}
+
+// Every timeout: its reason, and where the NodeCycle goes from it.
+func TestTimeouts(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		ladder []v1alpha1.Strategy
+		setup  func(h *harness)
+		// until is the phase where the clock starts to run out.
+		until  v1alpha1.Phase
+		reason v1alpha1.Reason
+		phase  v1alpha1.Phase
+	}{
+		{name: "drain", setup: func(h *harness) { h.create(workloadPod("stuck", testNode, "demo/keep")) },
+			until: v1alpha1.PhaseDraining, reason: v1alpha1.ReasonDrainTimeout, phase: v1alpha1.PhaseFailed},
+		{name: "reboot", until: v1alpha1.PhaseWaitingForNodeReady, reason: v1alpha1.ReasonRebootTimeout, phase: v1alpha1.PhaseFailed},
+		{name: "power off", ladder: []v1alpha1.Strategy{v1alpha1.StrategyPowerCycle}, setup: func(h *harness) { h.power.stuckOff = true },
+			until: v1alpha1.PhasePoweringOff, reason: v1alpha1.ReasonPowerOffTimeout, phase: v1alpha1.PhaseFailed},
+		{name: "power on", ladder: []v1alpha1.Strategy{v1alpha1.StrategyPowerCycle}, setup: func(h *harness) { h.power.stuckOn = true },
+			until: v1alpha1.PhasePoweringOn, reason: v1alpha1.ReasonPowerOnTimeout, phase: v1alpha1.PhaseFailed},
+		{name: "power-cycle reboot", ladder: []v1alpha1.Strategy{v1alpha1.StrategyPowerCycle},
+			until: v1alpha1.PhaseWaitingForNodeReady, reason: v1alpha1.ReasonRebootTimeout, phase: v1alpha1.PhaseFailed},
+		{name: "replace", ladder: []v1alpha1.Strategy{v1alpha1.StrategyReplace}, setup: func(h *harness) {
+			h.machine = testMachine
+			h.restart()
+			h.createMachine(testMachine, "ms-1", "")
+		}, until: v1alpha1.PhaseWaitingForReplacement, reason: v1alpha1.ReasonReplaceTimeout, phase: v1alpha1.PhaseFailed},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			if tc.setup != nil {
+				tc.setup(h)
+			}
+			h.open(tc.ladder...)
+			h.runUntil(tc.until)
+			h.runUntil(tc.phase)
+			nc := h.cycle()
+			if nc.Status.Reason != tc.reason {
+				t.Fatalf("reason %s (%s), want %s", nc.Status.Reason, nc.Status.Message, tc.reason)
+			}
+			if tc.until != v1alpha1.PhaseWaitingForReplacement {
+				// An in-place strategy that fails gives the node back.
+				if visited := phasesVisited(nc); !slices.Contains(visited, v1alpha1.PhaseUncordoning) {
+					t.Errorf("phases %v: a failure must go through Uncordoning", visited)
+				}
+				if n := h.node(); n.Spec.Unschedulable {
+					t.Errorf("node left cordoned after %s", tc.reason)
+				}
+			}
+			// A failure is told in a Warning Event with its reason; a replace
+			// that ends without an uncordon tells it in MaintenanceFailed.
+			want := string(tc.reason)
+			if tc.until == v1alpha1.PhaseWaitingForReplacement {
+				want = string(v1alpha1.ReasonMaintenanceFailed)
+			}
+			if !slices.Contains(h.reasons(), want) {
+				t.Errorf("no Warning Event %s", want)
+			}
+		})
+	}
+}
+
+func TestSoftPowerOffTimesOutIntoHardOff(t *testing.T) {
+	h := newHarness(t)
+	h.open(v1alpha1.StrategyPowerCycle)
+	h.runUntil(v1alpha1.PhasePoweringOff)
+	h.power.stuckOff = true
+	h.settle()
+	h.power.stuckOff = false // only a hard off works: the guest ignores soft
+	h.power.state[testNode] = providers.PowerOn
+	h.clock.Step(time.Minute)
+	h.runUntil(v1alpha1.PhasePoweringOn)
+	if h.power.calledWith("off-Hard") != 1 || h.cycle().Status.PowerOffMode != string(providers.OffHard) {
+		t.Fatalf("calls %v, mode %s: want a hard off after the soft-off timeout", h.power.calls, h.cycle().Status.PowerOffMode)
+	}
+}
+
+func TestEscalation(t *testing.T) {
+	t.Run("reboot timeout escalates to power-cycle", func(t *testing.T) {
+		h := newHarness(t)
+		h.open(v1alpha1.StrategyReboot, v1alpha1.StrategyPowerCycle)
+		h.runUntil(v1alpha1.PhasePoweringOff)
+		nc := h.cycle()
+		if nc.Status.Step != 1 || nc.Status.Strategy != v1alpha1.StrategyPowerCycle {
+			t.Fatalf("step %d strategy %s after escalation", nc.Status.Step, nc.Status.Strategy)
+		}
+		h.runUntil(v1alpha1.PhaseWaitingForNodeReady)
+		h.boot("boot-2")
+		h.runUntil(v1alpha1.PhaseSucceeded)
+		if got := h.reasons(); !slices.Contains(got, string(v1alpha1.ReasonEscalating)) {
+			t.Errorf("no Escalating Event in %v", got)
+		}
+	})
+	t.Run("no agent escalates before asking", func(t *testing.T) {
+		h := newHarness(t)
+		if err := h.c.Delete(h.ctx, agentPod(testNode)); err != nil {
+			t.Fatal(err)
+		}
+		h.open(v1alpha1.StrategyReboot, v1alpha1.StrategyPowerCycle)
+		h.runUntil(v1alpha1.PhasePoweringOff)
+		if _, asked := h.node().Annotations[v1alpha1.AnnotationRebootRequest]; asked {
+			t.Error("a reboot was requested from a node without a Ready agent")
+		}
+	})
+	t.Run("the last step fails", func(t *testing.T) {
+		h := newHarness(t)
+		if err := h.c.Delete(h.ctx, agentPod(testNode)); err != nil {
+			t.Fatal(err)
+		}
+		h.open(v1alpha1.StrategyReboot)
+		h.runUntil(v1alpha1.PhaseFailed)
+		if r := h.cycle().Status.Reason; r != v1alpha1.ReasonAgentNotReady {
+			t.Errorf("reason %s, want AgentNotReady", r)
+		}
+	})
+}
+
+// A manager restart in any persisted phase resumes the operation and ends
+// it as a run without a restart would.
+func TestResumeFromEveryPhase(t *testing.T) {
+	for _, tc := range []struct {
+		ladder []v1alpha1.Strategy
+		phases []v1alpha1.Phase
+	}{
+		{ladder: []v1alpha1.Strategy{v1alpha1.StrategyReboot}, phases: []v1alpha1.Phase{"", v1alpha1.PhaseCordoning,
+			v1alpha1.PhaseDraining, v1alpha1.PhaseRebooting, v1alpha1.PhaseWaitingForNodeReady, v1alpha1.PhaseUncordoning}},
+		{ladder: []v1alpha1.Strategy{v1alpha1.StrategyPowerCycle}, phases: []v1alpha1.Phase{v1alpha1.PhaseCordoning, v1alpha1.PhaseDraining,
+			v1alpha1.PhasePoweringOff, v1alpha1.PhasePoweringOn, v1alpha1.PhaseWaitingForNodeReady, v1alpha1.PhaseUncordoning}},
+		{ladder: []v1alpha1.Strategy{v1alpha1.StrategyReplace}, phases: []v1alpha1.Phase{v1alpha1.PhaseCordoning,
+			v1alpha1.PhaseDeletingMachine, v1alpha1.PhaseWaitingForReplacement}},
+	} {
+		for _, at := range tc.phases {
+			t.Run(string(tc.ladder[0])+"/"+string(at), func(t *testing.T) {
+				var opts []option
+				if tc.ladder[0] == v1alpha1.StrategyReplace {
+					opts = append(opts, withMachine())
+				}
+				h := newHarness(t, opts...)
+				if h.machine != "" {
+					h.createMachine(testMachine, "ms-1", "")
+				}
+				h.open(tc.ladder...)
+				if at != "" {
+					h.runUntilOrReboot(at)
+				}
+				h.restart()
+				h.finishAfterRestart()
+				nc := h.cycle()
+				if nc.Status.Phase != v1alpha1.PhaseSucceeded {
+					t.Fatalf("resumed from %s, ended %s: %s", at, nc.Status.Phase, nc.Status.Message)
+				}
+				if h.machine == "" {
+					if nc.Status.BootIDAfter != "boot-2" || h.node().Spec.Unschedulable {
+						t.Errorf("resumed from %s: boot %q, unschedulable %t", at, nc.Status.BootIDAfter, h.node().Spec.Unschedulable)
+					}
+					if n := h.power.calledWith("on"); n > 1 {
+						t.Errorf("resumed from %s: machine powered on %d times", at, n)
+					}
+				}
+			})
+		}
+	}
+}
+
+// runUntilOrReboot is runUntil with the world playing along: the node
+// reboots as asked, and a replacement Machine arrives.
+func (h *harness) runUntilOrReboot(p v1alpha1.Phase) {
+	h.t.Helper()
+	h.runUntil(p, h.rebootWhenRequested, h.powerCycled, h.replacementArrives)
+}
+
+func (h *harness) finishAfterRestart() { h.runUntilOrReboot(v1alpha1.PhaseSucceeded) }
+
+// powerCycled boots the node once its machine was powered on again.
+func (h *harness) powerCycled() bool {
+	if h.cycle().Status.Phase == v1alpha1.PhaseWaitingForNodeReady && h.power.calledWith("on") > 0 && nodesBoot(h) == "boot-1" {
+		h.boot("boot-2")
+		return true
+	}
+	return false
+}
+
+func (h *harness) replacementArrives() bool {
+	if h.machine == "" || h.cycle().Status.Phase != v1alpha1.PhaseWaitingForReplacement {
+		return false
+	}
+	var list clusterv1.MachineList
+	if err := h.c.List(h.ctx, &list); err != nil || len(list.Items) > 0 {
+		return false
+	}
+	h.clock.Step(time.Second)
+	h.createMachine("worker-2-machine", "ms-1", "worker-2")
+	h.create(testNodeObject("worker-2", "boot-9"))
+	return true
+}
+
+// noop is a strategy known only to this test: it proves that a strategy
+// is its own type plus a line in the table, and that the engine gives it
+// the slot, the cordon, the drain, escalation and the uncordon.
+type noop struct{ steps int }
+
+const phaseNooping v1alpha1.Phase = "Nooping"
+
+func (*noop) Name() v1alpha1.Strategy                               { return "noop" }
+func (*noop) InPlace() bool                                         { return true }
+func (*noop) Phases() []v1alpha1.Phase                              { return []v1alpha1.Phase{phaseNooping} }
+func (*noop) Check(context.Context, *step) (v1alpha1.Reason, error) { return "", nil }
+func (*noop) Start(s *step)                                         { s.moveTo(phaseNooping, "Doing nothing") }
+func (*noop) ConditionReason(v1alpha1.Phase) v1alpha1.Reason        { return "Nooping" }
+func (n *noop) Step(_ context.Context, s *step) (reconcile.Result, error) {
+	n.steps++
+	s.moveTo(v1alpha1.PhaseUncordoning, "Nothing done")
+	return reconcile.Result{}, nil
+}
+
+func TestAStrategyIsATypeAndALineInTheTable(t *testing.T) {
+	h := newHarness(t)
+	n := &noop{}
+	h.restart(n)
+	if err := h.c.Delete(h.ctx, agentPod(testNode)); err != nil {
+		t.Fatal(err)
+	}
+	h.open(v1alpha1.StrategyReboot, "noop") // no agent: reboot escalates to noop
+	h.runUntil(v1alpha1.PhaseSucceeded)
+	want := []v1alpha1.Phase{v1alpha1.PhaseCordoning, v1alpha1.PhaseDraining, v1alpha1.PhaseRebooting, phaseNooping, v1alpha1.PhaseUncordoning, v1alpha1.PhaseSucceeded}
+	if got := phasesVisited(h.cycle()); !slices.Equal(got, want) || n.steps != 1 {
+		t.Errorf("phases %v (noop stepped %d times), want %v", got, n.steps, want)
+	}
+}
+
+func TestBadInputEndsTheNodeCycleAndLeavesTheNodeAlone(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		edit   func(h *harness, nc *v1alpha1.NodeCycle)
+		reason v1alpha1.Reason
+	}{
+		{"unknown strategy", func(_ *harness, nc *v1alpha1.NodeCycle) { nc.Spec.Strategies = []v1alpha1.Strategy{"rebuild"} }, v1alpha1.ReasonInvalidStrategy},
+		{"replace without a Machine", func(_ *harness, nc *v1alpha1.NodeCycle) {
+			nc.Spec.Strategies = []v1alpha1.Strategy{v1alpha1.StrategyReplace}
+		}, v1alpha1.ReasonNotAClusterAPINode},
+		{"power-cycle without settings", func(_ *harness, nc *v1alpha1.NodeCycle) {
+			nc.Spec.Strategies, nc.Spec.PowerCycle = []v1alpha1.Strategy{v1alpha1.StrategyPowerCycle}, nil
+		}, v1alpha1.ReasonProviderError},
+		{"unreachable BMC", func(h *harness, nc *v1alpha1.NodeCycle) {
+			nc.Spec.Strategies = []v1alpha1.Strategy{v1alpha1.StrategyPowerCycle}
+			h.power.fail = errors.New("connection refused")
+		}, v1alpha1.ReasonProviderError},
+		{"bad maintenance window", func(_ *harness, nc *v1alpha1.NodeCycle) {
+			nc.Spec.Gates.MaintenanceWindows = []v1alpha1.MaintenanceWindow{{Start: "25:00", End: "04:00"}}
+		}, v1alpha1.ReasonInvalidMaintenanceWindow},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			nc := h.open()
+			tc.edit(h, nc)
+			if err := h.c.Update(h.ctx, nc); err != nil {
+				t.Fatal(err)
+			}
+			h.runUntil(v1alpha1.PhaseFailed)
+			got := h.cycle()
+			if got.Status.Reason != tc.reason || got.Status.StartTime != nil {
+				t.Errorf("reason %s (%s), slot taken %t; want %s and no slot", got.Status.Reason, got.Status.Message, got.Status.StartTime != nil, tc.reason)
+			}
+			if n := h.node(); n.Spec.Unschedulable || h.power.calledWith("off-Soft")+h.power.calledWith("off-Hard") > 0 {
+				t.Error("the node was touched")
+			}
+		})
+	}
+}
+
+func TestSlots(t *testing.T) {
+	t.Run("a node cordoned by another NodeCycle holds the slot", func(t *testing.T) {
+		h := newHarness(t)
+		other := testNodeObject("worker-2", "boot-1")
+		other.Spec.Unschedulable = true
+		other.Annotations[v1alpha1.AnnotationCordonedBy] = testNamespace + "/worker-2-old"
+		h.create(other)
+		h.open()
+		h.settle()
+		nc := h.cycle()
+		if nc.Status.Phase != v1alpha1.PhasePending || !strings.Contains(nc.Status.Message, "1 of 1 taken") {
+			t.Fatalf("phase %s (%s), want Pending for a slot", nc.Status.Phase, nc.Status.Message)
+		}
+	})
+	t.Run("a control-plane node waits for every other", func(t *testing.T) {
+		h := newHarness(t)
+		h.cfg.MaxConcurrent = 3
+		h.restart()
+		h.create(&v1alpha1.NodeCycle{ObjectMeta: metav1.ObjectMeta{Namespace: testNamespace, Name: "other"},
+			Spec: v1alpha1.NodeCycleSpec{NodeName: "worker-2", Strategies: []v1alpha1.Strategy{v1alpha1.StrategyReboot}}})
+		other := &v1alpha1.NodeCycle{}
+		_ = h.c.Get(h.ctx, client.ObjectKey{Namespace: testNamespace, Name: "other"}, other)
+		other.Status.Phase = v1alpha1.PhaseDraining
+		if err := h.c.Status().Update(h.ctx, other); err != nil {
+			t.Fatal(err)
+		}
+		nc := h.open()
+		nc.Spec.ControlPlane = true
+		if err := h.c.Update(h.ctx, nc); err != nil {
+			t.Fatal(err)
+		}
+		h.settle()
+		if p := h.cycle().Status.Phase; p != v1alpha1.PhasePending {
+			t.Fatalf("control-plane node in %s while another node holds a slot", p)
+		}
+	})
+}
+
+func TestGates(t *testing.T) {
+	h := newHarness(t)
+	nc := h.open()
+	// Closed now (12:00 UTC), opens at 22:00.
+	nc.Spec.Gates.MaintenanceWindows = []v1alpha1.MaintenanceWindow{{Start: "22:00", End: "04:00", TimeZone: "UTC"}}
+	if err := h.c.Update(h.ctx, nc); err != nil {
+		t.Fatal(err)
+	}
+	res := h.settle()
+	if got := h.cycle(); got.Status.Phase != v1alpha1.PhasePending || !strings.Contains(got.Status.Message, "Outside the maintenance windows") {
+		t.Fatalf("phase %s (%s) outside the window", got.Status.Phase, got.Status.Message)
+	}
+	if res.RequeueAfter != 10*time.Hour {
+		t.Errorf("requeue after %s, want 10h (when the window opens)", res.RequeueAfter)
+	}
+	h.clock.Step(res.RequeueAfter)
+	h.settle()
+	if p := h.cycle().Status.Phase; !p.Active() {
+		t.Errorf("phase %s inside the window", p)
+	}
+}
+
+func TestDeletedNodeFailsAndACrashMidDrainIsNotRepeated(t *testing.T) {
+	h := newHarness(t)
+	h.create(workloadPod("web-1", testNode))
+	h.open()
+	h.runUntil(v1alpha1.PhaseDraining)
+	if err := h.c.Delete(h.ctx, h.node()); err != nil {
+		t.Fatal(err)
+	}
+	h.settle()
+	if nc := h.cycle(); nc.Status.Phase != v1alpha1.PhaseFailed || nc.Status.Reason != v1alpha1.ReasonNodeDeleted {
+		t.Errorf("phase %s reason %s after the node was deleted", nc.Status.Phase, nc.Status.Reason)
+	}
+}
+
+func TestAStepThatKeepsFailingSaysSoInTheStatus(t *testing.T) {
+	h := newHarness(t)
+	h.open()
+	h.runUntil(v1alpha1.PhaseDraining)
+	h.r.Clusters = brokenClusters{h.r.Clusters}
+	_, err := h.r.Reconcile(h.ctx, reconcile.Request{NamespacedName: client.ObjectKey{Namespace: testNamespace, Name: testCycle}})
+	if err == nil {
+		t.Fatal("no error from a failing step")
+	}
+	if nc := h.cycle(); nc.Status.Phase != v1alpha1.PhaseDraining || !strings.Contains(nc.Status.Message, "Retrying after an error") {
+		t.Errorf("phase %s message %q", nc.Status.Phase, nc.Status.Message)
+	}
+}
+
+// brokenClusters hands out workloads whose live reads fail, as a missing
+// permission makes them.
+type brokenClusters struct{ cluster.Clusters }
+
+func (b brokenClusters) Target(ctx context.Context, nc *v1alpha1.NodeCycle) (cluster.Target, error) {
+	t, err := b.Clusters.Target(ctx, nc)
+	return brokenTarget{t}, err
+}
+
+type brokenTarget struct{ cluster.Target }
+
+func (t brokenTarget) Workload() cluster.Workload {
+	w := t.Target.Workload()
+	w.Reader = failingReader{}
+	return w
+}
+
+type failingReader struct{}
+
+func (failingReader) Get(context.Context, client.ObjectKey, client.Object, ...client.GetOption) error {
+	return errors.New("pods is forbidden")
+}
+
+func (failingReader) List(context.Context, client.ObjectList, ...client.ListOption) error {
+	return errors.New("pods is forbidden")
+}
+
+func nodeCondition(n *corev1.Node, t corev1.NodeConditionType) *corev1.NodeCondition {
+	for i := range n.Status.Conditions {
+		if n.Status.Conditions[i].Type == t {
+			return &n.Status.Conditions[i]
+		}
+	}
+	return nil
+}

@@ -1,0 +1,91 @@
+package nodecycle
+
+import (
+	"context"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/nodecycle/nodecycle/api/v1alpha1"
+	"github.com/nodecycle/nodecycle/internal/nodes"
+)
+
+// save persists what the step changed in the NodeCycle's status, the one
+// way every status is written: a patch with an optimistic lock, so that a
+// decision made on a NodeCycle as read is never written over a newer one
+// (a conflict means: read again and decide again).
+func (r *Reconciler) save(ctx context.Context, s *step) error {
+	if equality.Semantic.DeepEqual(s.before.Status, s.nc.Status) {
+		return nil
+	}
+	patch := client.MergeFromWithOptions(s.before, client.MergeFromWithOptimisticLock{})
+	if err := r.Client.Status().Patch(ctx, s.nc, patch); err != nil {
+		return fmt.Errorf("saving status of NodeCycle %s/%s: %w", s.nc.Namespace, s.nc.Name, err)
+	}
+	if from, to := s.before.Status.Phase, s.nc.Status.Phase; from != to {
+		logf.FromContext(ctx).Info("Phase changed", "from", from, "to", to, "message", s.nc.Status.Message)
+		if to.Terminal() {
+			r.Metrics.finished(s.currentName(), s.nc)
+		}
+	}
+	s.before = s.nc.DeepCopy()
+	return nil
+}
+
+// publish tells the operator, after the step is saved: Events on the Node
+// (or its Machine) and the Node's MaintenanceInProgress condition.
+func (r *Reconciler) publish(ctx context.Context, s *step) {
+	if regarding := s.regarding(); regarding != nil {
+		for _, e := range s.events {
+			r.Recorder.Eventf(regarding, s.nc, e.eventType, string(e.reason), string(s.nc.Status.Phase), "%s", e.message)
+		}
+	}
+	s.events = nil
+	if s.node == nil {
+		return
+	}
+	status, reason := corev1.ConditionFalse, v1alpha1.ReasonMaintenancePending
+	switch p := s.nc.Status.Phase; {
+	case p.Active():
+		status, reason = corev1.ConditionTrue, s.conditionReason()
+	case p == v1alpha1.PhaseSucceeded:
+		reason = v1alpha1.ReasonMaintenanceCompleted
+	case p == v1alpha1.PhaseFailed:
+		reason = v1alpha1.ReasonMaintenanceFailed
+	case p == v1alpha1.PhaseSkipped:
+		reason = v1alpha1.ReasonMaintenanceSkipped
+	}
+	if err := nodes.SetMaintenanceCondition(ctx, s.workload().Client, s.node, status, reason, s.nc.Status.Message, s.now); err != nil {
+		logf.FromContext(ctx).Error(err, "Updating node condition")
+	}
+}
+
+// regarding is the object the step's Events are recorded on, nil when
+// there is none to record them on.
+func (s *step) regarding() runtime.Object {
+	if s.target == nil {
+		return nil
+	}
+	return s.target.Regarding(s.node)
+}
+
+// conditionReason is MaintenanceInProgress's reason in the current phase.
+func (s *step) conditionReason() v1alpha1.Reason {
+	switch p := s.nc.Status.Phase; p {
+	case v1alpha1.PhaseCordoning:
+		return v1alpha1.ReasonCordoning
+	case v1alpha1.PhaseDraining:
+		return v1alpha1.ReasonDraining
+	case v1alpha1.PhaseUncordoning:
+		return v1alpha1.ReasonUncordoning
+	default:
+		if strategy, ok := s.current(); ok {
+			return strategy.ConditionReason(p)
+		}
+		return v1alpha1.Reason(p)
+	}
+}

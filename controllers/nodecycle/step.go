@@ -1,0 +1,101 @@
+package nodecycle
+
+import (
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/nodecycle/nodecycle/api/v1alpha1"
+	"github.com/nodecycle/nodecycle/internal/cluster"
+)
+
+// step is the work of one reconcile on one NodeCycle: the status it
+// changes in memory and the Events it will tell once the status is saved.
+type step struct {
+	nc *v1alpha1.NodeCycle
+	// before is the NodeCycle as last saved: the base of the next save.
+	before *v1alpha1.NodeCycle
+	// node is nil when the Node does not exist.
+	node   *corev1.Node
+	target cluster.Target
+	now    time.Time
+	table  Table
+	events []pendingEvent
+}
+
+type pendingEvent struct {
+	eventType string
+	reason    v1alpha1.Reason
+	message   string
+}
+
+func (r *Reconciler) newStep(nc *v1alpha1.NodeCycle) *step {
+	s := &step{nc: nc, before: nc.DeepCopy(), now: r.Clock.Now(), table: r.Strategies}
+	s.alignStep()
+	return s
+}
+
+// workload reaches the node's cluster.
+func (s *step) workload() cluster.Workload { return s.target.Workload() }
+
+func (s *step) event(eventType string, reason v1alpha1.Reason, format string, args ...any) {
+	s.events = append(s.events, pendingEvent{eventType, reason, fmt.Sprintf(format, args...)})
+}
+
+// discard forgets what the step changed since the last save.
+func (s *step) discard() {
+	s.nc.Status = *s.before.Status.DeepCopy()
+	s.events = nil
+}
+
+// elapsed is how long the NodeCycle has been in its phase.
+func (s *step) elapsed() time.Duration {
+	if s.nc.Status.PhaseStartTime == nil {
+		return 0 // a status edited by hand: count from now
+	}
+	return s.now.Sub(s.nc.Status.PhaseStartTime.Time)
+}
+
+// moveTo enters phase p: it records how long the previous phase took.
+func (s *step) moveTo(p v1alpha1.Phase, message string) {
+	st := &s.nc.Status
+	if st.PhaseStartTime != nil && st.Phase.Active() {
+		st.PhaseDurations = append(st.PhaseDurations, v1alpha1.PhaseDuration{
+			Phase: st.Phase, Duration: metav1.Duration{Duration: s.now.Sub(st.PhaseStartTime.Time).Round(time.Millisecond)},
+		})
+	}
+	st.Phase = p
+	st.Message = message
+	now := metav1.NewMicroTime(s.now)
+	st.PhaseStartTime = &now
+}
+
+// fail records why the operation failed and sends it to Uncordoning, which
+// undoes nodecycle's cordon before the NodeCycle ends as Failed.
+func (s *step) fail(reason v1alpha1.Reason, message string) {
+	s.nc.Status.Outcome = v1alpha1.PhaseFailed
+	s.nc.Status.Reason = reason
+	s.event(corev1.EventTypeWarning, reason, "%s", message)
+	s.moveTo(v1alpha1.PhaseUncordoning, message)
+}
+
+// finish ends the NodeCycle in a terminal phase.
+func (s *step) finish(p v1alpha1.Phase, reason v1alpha1.Reason, message string) {
+	st := &s.nc.Status
+	s.moveTo(p, message)
+	if reason != "" {
+		st.Reason = reason
+	}
+	now := metav1.NewMicroTime(s.now)
+	st.CompletionTime = &now
+	switch p {
+	case v1alpha1.PhaseSucceeded:
+		s.event(corev1.EventTypeNormal, v1alpha1.ReasonMaintenanceCompleted, "%s", message)
+	case v1alpha1.PhaseFailed:
+		s.event(corev1.EventTypeWarning, v1alpha1.ReasonMaintenanceFailed, "%s", message)
+	default:
+		s.event(corev1.EventTypeNormal, v1alpha1.ReasonMaintenanceSkipped, "%s", message)
+	}
+}

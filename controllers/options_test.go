@@ -1,0 +1,62 @@
+package controllers
+
+import (
+	"io"
+	"strings"
+	"testing"
+	"time"
+)
+
+func noEnv(string) (string, bool) { return "", false }
+
+func TestParseOptionsRejectsBadInput(t *testing.T) {
+	cases := []struct {
+		name string
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{"malformed drain timeout", []string{"--drain-timeout=ten minutes"}, nil, "drain-timeout"},
+		{"negative reboot timeout", []string{"--reboot-timeout=-5m"}, nil, "reboot timeout must be positive"},
+		{"malformed selector", []string{"--node-selector=role in (a"}, nil, "invalid --node-selector"},
+		{"zero concurrency", []string{"--max-concurrent=0"}, nil, "max concurrent must be at least 1"},
+		{"grace period below -1", []string{"--pod-grace-period=-2"}, nil, "pod grace period"},
+		{"unknown flag", []string{"--drain-timout=1m"}, nil, "drain-timout"},
+		{"stray argument", []string{"reboot"}, nil, "unexpected arguments"},
+		{"backoff above max", []string{"--retry-backoff=2h", "--max-retry-backoff=1h"}, nil, "retry backoff"},
+		{"malformed env", nil, map[string]string{"NODECYCLE_DRAIN_TIMEOUT": "soon"}, "NODECYCLE_DRAIN_TIMEOUT"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			lookup := func(k string) (string, bool) { v, ok := tc.env[k]; return v, ok }
+			_, err := ParseOptions(tc.args, lookup, io.Discard)
+			if err == nil {
+				t.Fatalf("ParseOptions(%v) succeeded, want an error mentioning %q", tc.args, tc.want)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %q does not mention %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestParseOptionsDefaultsAndFlags(t *testing.T) {
+	o, err := ParseOptions(nil, noEnv, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := o.Controllers
+	if c.MaxConcurrent != 1 || c.RebootTimeout != 15*time.Minute || c.Drain.Timeout.Duration != 10*time.Minute || c.Namespace != "nodecycle-system" {
+		t.Fatalf("unexpected defaults: %+v", c)
+	}
+	if !c.NodeSelector.Empty() || o.LeaderElectNS != "nodecycle-system" {
+		t.Fatalf("unexpected defaults: selector %q, lease namespace %q", c.NodeSelector, o.LeaderElectNS)
+	}
+	o, err = ParseOptions([]string{"--node-selector=pool=workers", "--drain-timeout=90s", "--namespace=ops"}, noEnv, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.Controllers.NodeSelector.String() != "pool=workers" || o.Controllers.Drain.Timeout.Duration != 90*time.Second || o.LeaderElectNS != "ops" {
+		t.Fatalf("flags not applied: %+v", o.Controllers)
+	}
+}

@@ -1,0 +1,247 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	toolscache "k8s.io/client-go/tools/cache"
+	"k8s.io/utils/ptr"
+	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
+	"sigs.k8s.io/cluster-api/controllers/clustercache"
+	"sigs.k8s.io/cluster-api/util/annotations"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+
+	"github.com/nodecycle/nodecycle/api/v1alpha1"
+	"github.com/nodecycle/nodecycle/internal/nodes"
+)
+
+// ClusterAPI reaches the workload clusters of Cluster API Clusters through
+// Cluster API's ClusterCache (the <cluster>-kubeconfig Secret). A
+// NodeCycle's cluster is the Cluster of that name in its namespace, and its
+// node's Machine is spec.machineName there.
+type ClusterAPI struct {
+	// mgmt reads and writes the management cluster (Clusters, Machines).
+	mgmt  client.Client
+	cache clustercache.ClusterCache
+	// watched holds the clusters whose Nodes a watch was asked for.
+	watched *sync.Map
+}
+
+var _ Clusters = ClusterAPI{}
+
+// NewClusterAPI returns the Clusters of a ClusterCache; mgmt reaches the
+// management cluster.
+func NewClusterAPI(mgmt client.Client, cc clustercache.ClusterCache) ClusterAPI {
+	return ClusterAPI{mgmt: mgmt, cache: cc, watched: &sync.Map{}}
+}
+
+// Workload returns the access to one workload cluster.
+func (c ClusterAPI) Workload(ctx context.Context, namespace, cluster string) (Workload, error) {
+	if cluster == "" {
+		return Workload{}, errors.New("the NodeCycle names no cluster; in Cluster API mode every NodeCycle belongs to a Cluster")
+	}
+	key := client.ObjectKey{Namespace: namespace, Name: cluster}
+	cached, err := c.cache.GetClient(ctx, key)
+	if err != nil {
+		return Workload{}, err
+	}
+	live, err := c.cache.GetUncachedClient(ctx, key)
+	if err != nil {
+		return Workload{}, err
+	}
+	return Workload{Client: cached, Reader: live}, nil
+}
+
+// Target implements Clusters.
+func (c ClusterAPI) Target(ctx context.Context, nc *v1alpha1.NodeCycle) (Target, error) {
+	w, err := c.Workload(ctx, nc.Namespace, nc.Spec.ClusterName)
+	if err != nil {
+		return nil, err
+	}
+	return machineTarget{w: w, mgmt: c.mgmt, namespace: nc.Namespace, cluster: nc.Spec.ClusterName, machine: nc.Spec.MachineName}, nil
+}
+
+// Gone implements Clusters.
+func (c ClusterAPI) Gone(ctx context.Context, nc *v1alpha1.NodeCycle) (bool, error) {
+	if nc.Spec.ClusterName == "" {
+		return false, nil
+	}
+	err := c.mgmt.Get(ctx, client.ObjectKey{Namespace: nc.Namespace, Name: nc.Spec.ClusterName}, &clusterv1.Cluster{})
+	if apierrors.IsNotFound(err) {
+		return true, nil
+	}
+	return false, err
+}
+
+// MachineGone implements Clusters.
+func (c ClusterAPI) MachineGone(ctx context.Context, nc *v1alpha1.NodeCycle) (bool, error) {
+	if nc.Spec.MachineName == "" {
+		return false, ErrNoMachine
+	}
+	err := c.mgmt.Get(ctx, client.ObjectKey{Namespace: nc.Namespace, Name: nc.Spec.MachineName}, &clusterv1.Machine{})
+	if apierrors.IsNotFound(err) {
+		return true, nil
+	}
+	return false, err
+}
+
+// Watch implements Clusters: a workload cluster that connects or
+// disconnects, and a Cluster that is unpaused or deleted, wake its
+// NodeCycles. Nodes are watched per cluster through WatchNodes.
+func (c ClusterAPI) Watch(b *builder.Builder, _ func(namespace, cluster string) handler.EventHandler, clusterCycles handler.MapFunc) *builder.Builder {
+	return b.WatchesRawSource(c.cache.GetClusterSource("nodecycle", clusterCycles)).
+		Watches(&clusterv1.Cluster{}, handler.EnqueueRequestsFromMapFunc(clusterCycles), builder.WithPredicates(PausedOrDeleted))
+}
+
+// WatchNodes implements Clusters.
+func (c ClusterAPI) WatchNodes(ctx context.Context, namespace, cluster, name string, ctrl controller.Controller, h handler.EventHandler) error {
+	c.watched.Store(client.ObjectKey{Namespace: namespace, Name: cluster}, true)
+	return c.cache.Watch(ctx, client.ObjectKey{Namespace: namespace, Name: cluster}, clustercache.NewWatcher(clustercache.WatcherOptions{
+		Name: name, Watcher: ctrl, Kind: &corev1.Node{}, EventHandler: h,
+	}))
+}
+
+// Nodes implements Clusters: the cached Nodes of the connected clusters
+// whose Nodes nodecycle watches (listing another would start a watch).
+func (c ClusterAPI) Nodes(ctx context.Context) (map[string][]corev1.Node, error) {
+	out := map[string][]corev1.Node{}
+	var errs []error
+	c.watched.Range(func(k, _ any) bool {
+		key := k.(client.ObjectKey)
+		cl, err := c.cache.GetClient(ctx, key)
+		if err != nil {
+			return true // not connected now: no value rather than a stale one
+		}
+		var list corev1.NodeList
+		if err := cl.List(ctx, &list); err != nil {
+			errs = append(errs, err)
+			return true
+		}
+		// A Node that Cluster API says belongs to another Cluster (two
+		// Clusters pointed at one API server) is not this cluster's.
+		mine := list.Items[:0]
+		for _, n := range list.Items {
+			if name, ok := n.Annotations[clusterv1.ClusterNameAnnotation]; !ok || (name == key.Name && n.Annotations[clusterv1.ClusterNamespaceAnnotation] == key.Namespace) {
+				mine = append(mine, n)
+			}
+		}
+		out[key.String()] = mine
+		return true
+	})
+	return out, errors.Join(errs...)
+}
+
+// CacheOptions are the per-cluster cache settings nodecycle needs: Nodes
+// without what it never reads, indexed by nodecycle's cordon.
+func CacheOptions() clustercache.CacheOptions {
+	return clustercache.CacheOptions{
+		DefaultTransform: toolscache.TransformFunc(nodes.Strip),
+		Indexes: []clustercache.CacheOptionsIndex{{
+			Object: &corev1.Node{}, Field: nodes.IndexCordonedBy, ExtractValue: nodes.CordonedByNodecycle,
+		}},
+	}
+}
+
+// ShutdownWithManager stops the ClusterCache's per-cluster caches when the
+// manager stops; they outlive the manager's context otherwise.
+func ShutdownWithManager(mgr manager.Manager, cc clustercache.ClusterCache) error {
+	return mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+		<-ctx.Done()
+		if s, ok := cc.(interface{ Shutdown() }); ok {
+			s.Shutdown()
+		}
+		return nil
+	}))
+}
+
+// PausedOrDeleted passes Clusters whose spec.paused changed, and deleted ones.
+var PausedOrDeleted = predicate.Funcs{
+	CreateFunc: func(event.CreateEvent) bool { return false },
+	UpdateFunc: func(e event.UpdateEvent) bool {
+		o, n := e.ObjectOld.(*clusterv1.Cluster), e.ObjectNew.(*clusterv1.Cluster)
+		return ptr.Deref(o.Spec.Paused, false) != ptr.Deref(n.Spec.Paused, false)
+	},
+	DeleteFunc:  func(event.DeleteEvent) bool { return true },
+	GenericFunc: func(event.GenericEvent) bool { return false },
+}
+
+// machineTarget is a workload node with its Machine.
+type machineTarget struct {
+	w                           Workload
+	mgmt                        client.Client
+	namespace, cluster, machine string
+}
+
+func (t machineTarget) Workload() Workload { return t.w }
+func (t machineTarget) Machine() string    { return t.machine }
+
+// Regarding implements Target: Events live in the management cluster,
+// where the Node is not.
+func (t machineTarget) Regarding(*corev1.Node) runtime.Object {
+	return &clusterv1.Machine{ObjectMeta: metav1.ObjectMeta{Namespace: t.namespace, Name: t.machine}}
+}
+
+// Paused implements Target: Cluster API is paused for the Cluster or the
+// Machine (clusterctl move pauses); no new operation starts then.
+func (t machineTarget) Paused(ctx context.Context) (string, error) {
+	cluster, m := &clusterv1.Cluster{}, &clusterv1.Machine{}
+	if err := t.mgmt.Get(ctx, client.ObjectKey{Namespace: t.namespace, Name: t.cluster}, cluster); err != nil {
+		return "", client.IgnoreNotFound(err)
+	}
+	if err := t.mgmt.Get(ctx, client.ObjectKey{Namespace: t.namespace, Name: t.machine}, m); err != nil {
+		return "", client.IgnoreNotFound(err)
+	}
+	if annotations.IsPaused(cluster, m) {
+		return fmt.Sprintf("Cluster %s or Machine %s is paused", t.cluster, t.machine), nil
+	}
+	return "", nil
+}
+
+// PauseRemediation implements Target: Cluster API's skip-remediation on the
+// Machine, marked as owner's. One set by someone else is left alone (and
+// stays).
+func (t machineTarget) PauseRemediation(ctx context.Context, owner string) (bool, error) {
+	m := &clusterv1.Machine{}
+	if err := t.mgmt.Get(ctx, client.ObjectKey{Namespace: t.namespace, Name: t.machine}, m); err != nil {
+		return false, fmt.Errorf("reading Machine %s: %w", t.machine, err)
+	}
+	if _, skipping := m.Annotations[clusterv1.MachineSkipRemediationAnnotation]; skipping {
+		return false, nil // ours from before a restart, or someone else's
+	}
+	if err := nodes.SetAnnotations(ctx, t.mgmt, m, map[string]*string{clusterv1.MachineSkipRemediationAnnotation: ptr.To(""), v1alpha1.AnnotationSkipRemediationBy: &owner}); err != nil {
+		return false, fmt.Errorf("pausing remediation of Machine %s: %w", m.Name, err)
+	}
+	return true, nil
+}
+
+// ResumeRemediation implements Target.
+func (t machineTarget) ResumeRemediation(ctx context.Context, owner string) error {
+	m := &clusterv1.Machine{}
+	if err := t.mgmt.Get(ctx, client.ObjectKey{Namespace: t.namespace, Name: t.machine}, m); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	if m.Annotations[v1alpha1.AnnotationSkipRemediationBy] != owner {
+		return nil
+	}
+	return ReleaseRemediation(ctx, t.mgmt, m)
+}
+
+// ReleaseRemediation removes nodecycle's skip-remediation from a Machine.
+func ReleaseRemediation(ctx context.Context, mgmt client.Client, m *clusterv1.Machine) error {
+	if err := nodes.SetAnnotations(ctx, mgmt, m, map[string]*string{clusterv1.MachineSkipRemediationAnnotation: nil, v1alpha1.AnnotationSkipRemediationBy: nil}); err != nil {
+		return fmt.Errorf("resuming remediation of Machine %s: %w", m.Name, client.IgnoreNotFound(err))
+	}
+	return nil
+}

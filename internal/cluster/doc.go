@@ -1,0 +1,4 @@
+// Package cluster is where a NodeCycle's node lives: the manager's own
+// cluster (Local), or a Cluster API workload cluster reached through Cluster
+// API's ClusterCache (ClusterAPI). The NodeCycle engine sees only Target.
+package cluster

@@ -1,0 +1,216 @@
+package cycles
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/utils/clock"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/nodecycle/nodecycle/api/v1alpha1"
+	"github.com/nodecycle/nodecycle/internal/cluster"
+	"github.com/nodecycle/nodecycle/internal/nodes"
+	"github.com/nodecycle/nodecycle/internal/settings"
+)
+
+// Opener is what the Node and Machine reconcilers share: it opens
+// NodeCycles, retries failed ones with backoff, and undoes what a finished
+// or vanished NodeCycle left on the node (a cordon, a reboot request), which
+// is how a crash mid-operation is recovered.
+type Opener struct {
+	// Client and APIReader reach the cluster the NodeCycles live in.
+	Client    client.Client
+	APIReader client.Reader
+	Recorder  events.EventRecorder
+	Clock     clock.PassiveClock
+	Config    settings.Config
+}
+
+// Scope says where a node's NodeCycles live and how the node is reached.
+type Scope struct {
+	Namespace string
+	Cluster   string
+	W         cluster.Workload
+	// Regarding is the object Events about the node are recorded on; nil
+	// means the Node itself (only in the cluster the manager runs in).
+	Regarding runtime.Object
+}
+
+// RegardingNode is the object Events about node are recorded on.
+func (sc Scope) RegardingNode(node *corev1.Node) runtime.Object {
+	if sc.Regarding != nil {
+		return sc.Regarding
+	}
+	return node
+}
+
+// Settle does what is due on a node no NodeCycle works on (leftovers, old
+// NodeCycles) and says whether it wants a new NodeCycle: it requires a
+// reboot and nodecycle may handle it. cycles are the node's, newest first.
+func (r *Opener) Settle(ctx context.Context, sc Scope, node *corev1.Node) (cycles []v1alpha1.NodeCycle, wanted bool, err error) {
+	cycles, err = OfNode(ctx, r.Client, sc.Namespace, sc.Cluster, node.Name)
+	if err != nil {
+		return nil, false, err
+	}
+	if open := Open(cycles); open != nil {
+		return nil, false, nil // the NodeCycle reconciler owns the node now
+	}
+	if err := r.cleanUpLeftovers(ctx, sc, node); err != nil {
+		return nil, false, err
+	}
+	if err := r.pruneHistory(ctx, cycles); err != nil {
+		return nil, false, err
+	}
+	if !nodes.IsConditionTrue(node, v1alpha1.ConditionRebootRequired) {
+		return nil, false, nil
+	}
+	if ok, _, _ := r.Config.Eligibility(node); !ok {
+		return nil, false, nil
+	}
+	return cycles, true, nil
+}
+
+// PolicyFor returns the one NodeCyclePolicy of the namespace that selects
+// the node, nil when none does, and an error when several do or one cannot
+// be evaluated.
+func (r *Opener) PolicyFor(ctx context.Context, namespace string, node *corev1.Node) (*v1alpha1.NodeCyclePolicy, error) {
+	var list v1alpha1.NodeCyclePolicyList
+	if err := r.Client.List(ctx, &list, client.InNamespace(namespace)); err != nil {
+		return nil, fmt.Errorf("listing NodeCyclePolicies: %w", err)
+	}
+	var matched []string
+	var policy *v1alpha1.NodeCyclePolicy
+	for i := range list.Items {
+		p := &list.Items[i]
+		sel, err := metav1.LabelSelectorAsSelector(&p.Spec.NodeSelector)
+		if err != nil {
+			return nil, fmt.Errorf("NodeCyclePolicy %s has an invalid nodeSelector: %w", p.Name, err)
+		}
+		if sel.Matches(labels.Set(node.Labels)) {
+			matched, policy = append(matched, p.Name), p
+		}
+	}
+	if len(matched) > 1 {
+		sort.Strings(matched)
+		return nil, fmt.Errorf("the node is selected by %d NodeCyclePolicies (%s); exactly one may select it", len(matched), strings.Join(matched, ", "))
+	}
+	return policy, nil
+}
+
+// OpenCycle creates the next NodeCycle of the node, unless the last one
+// failed too recently or just finished and the agent has not yet spoken
+// since the reboot.
+func (r *Opener) OpenCycle(ctx context.Context, sc Scope, node *corev1.Node, cycles []v1alpha1.NodeCycle, spec v1alpha1.NodeCycleSpec) (reconcile.Result, error) {
+	attempt := int32(1)
+	if len(cycles) > 0 {
+		last := &cycles[0]
+		wait, blocked := r.waitAfter(node, last)
+		if blocked {
+			return reconcile.Result{}, nil
+		}
+		if wait > 0 {
+			return reconcile.Result{RequeueAfter: wait}, nil
+		}
+		if last.Spec.BootID == nodes.BootID(node) {
+			attempt = last.Spec.Attempt + 1 // the same boot: the next attempt
+		}
+	}
+	spec.ClusterName = sc.Cluster
+	spec.Attempt = attempt
+	spec.BootID = nodes.BootID(node)
+	nc := &v1alpha1.NodeCycle{
+		ObjectMeta: metav1.ObjectMeta{Name: Name(sc.Cluster, node.Name, spec.BootID, attempt), Namespace: sc.Namespace},
+		Spec:       spec,
+	}
+	if err := r.Client.Create(ctx, nc); err != nil {
+		if apierrors.IsAlreadyExists(err) {
+			return reconcile.Result{}, nil
+		}
+		return reconcile.Result{}, fmt.Errorf("creating NodeCycle for node %s: %w", node.Name, err)
+	}
+	logf.FromContext(ctx).Info("NodeCycle created", "NodeCycle", client.ObjectKeyFromObject(nc), "attempt", attempt)
+	r.Recorder.Eventf(sc.RegardingNode(node), nc, corev1.EventTypeNormal, string(v1alpha1.ReasonNodeCycleCreated), "Queued",
+		"Reboot required; NodeCycle %s/%s created (attempt %d)", nc.Namespace, nc.Name, attempt)
+	return reconcile.Result{}, nil
+}
+
+// waitAfter says how long to wait after the node's last NodeCycle before a
+// new one; blocked means wait for the node to change.
+func (r *Opener) waitAfter(node *corev1.Node, last *v1alpha1.NodeCycle) (wait time.Duration, blocked bool) {
+	st := last.Status
+	switch st.Phase {
+	case v1alpha1.PhaseFailed:
+		if st.CompletionTime == nil || last.Spec.BootID != nodes.BootID(node) {
+			return 0, false // the node rebooted meanwhile: a new boot starts afresh
+		}
+		return st.CompletionTime.Add(r.Config.Backoff(last.Spec.Attempt + 1)).Sub(r.Clock.Now()), false
+	case v1alpha1.PhaseSucceeded:
+		// The condition still says True from before the reboot until the
+		// agent on the new boot has checked again; it writes the condition
+		// when it starts, so a write after the reboot request is that check.
+		c := nodes.Condition(node, v1alpha1.ConditionRebootRequired)
+		if st.RebootRequestTime != nil && c != nil && c.LastHeartbeatTime.Time.Before(st.RebootRequestTime.Time) {
+			return 0, true
+		}
+	}
+	return 0, false
+}
+
+// cleanUpLeftovers undoes what nodecycle left on a node that no NodeCycle is
+// working on: a reboot request nobody waits for, and nodecycle's cordon once
+// the node is Ready. It reads the NodeCycles from the API server first: the
+// cache may not show one created a moment ago.
+func (r *Opener) cleanUpLeftovers(ctx context.Context, sc Scope, node *corev1.Node) error {
+	_, request := node.Annotations[v1alpha1.AnnotationRebootRequest]
+	_, cordoned := node.Annotations[v1alpha1.AnnotationCordonedBy]
+	if !request && (!cordoned || !nodes.IsReady(node)) {
+		return nil
+	}
+	live, err := InClusterLive(ctx, r.APIReader, sc.Namespace, sc.Cluster)
+	if err != nil {
+		return err
+	}
+	for _, nc := range live {
+		if nc.Spec.NodeName == node.Name && !nc.Status.Phase.Terminal() {
+			return nil
+		}
+	}
+	log := logf.FromContext(ctx)
+	if request {
+		if err := nodes.SetAnnotations(ctx, sc.W.Client, node, map[string]*string{v1alpha1.AnnotationRebootRequest: nil}); err != nil {
+			return fmt.Errorf("removing stale reboot request from node %s: %w", node.Name, err)
+		}
+		log.Info("Removed a reboot request no NodeCycle waits for")
+	}
+	if cordoned && nodes.IsReady(node) {
+		owner := node.Annotations[v1alpha1.AnnotationCordonedBy]
+		if err := nodes.Uncordon(ctx, sc.W.Client, node); err != nil {
+			return fmt.Errorf("uncordoning node %s: %w", node.Name, client.IgnoreNotFound(err))
+		}
+		log.Info("Lifted a cordon left by nodecycle")
+		r.Recorder.Eventf(sc.RegardingNode(node), nil, corev1.EventTypeNormal, string(v1alpha1.ReasonUncordoned), "Recover",
+			"Node is Ready and no NodeCycle works on it; lifted the cordon nodecycle left (%s)", owner)
+	}
+	return nil
+}
+
+// pruneHistory deletes the node's oldest finished NodeCycles beyond the history limit.
+func (r *Opener) pruneHistory(ctx context.Context, cycles []v1alpha1.NodeCycle) error {
+	for i := r.Config.HistoryLimit; i < len(cycles); i++ {
+		if err := r.Client.Delete(ctx, &cycles[i]); client.IgnoreNotFound(err) != nil {
+			return fmt.Errorf("pruning NodeCycle %s: %w", cycles[i].Name, err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,155 @@
+package settings
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+
+	"github.com/nodecycle/nodecycle/api/v1alpha1"
+)
+
+// Config is what the manager does to which nodes. main fills it from flags.
+type Config struct {
+	// Namespace holds the NodeCycles of the cluster the manager runs in.
+	Namespace string
+	// NodeSelector picks the nodes nodecycle handles; empty selects all.
+	NodeSelector labels.Selector
+	// MaxConcurrent is the number of nodes of one cluster in maintenance at once.
+	MaxConcurrent int
+	// Drain holds the drain settings copied into each new NodeCycle.
+	Drain v1alpha1.DrainSpec
+	// RebootTimeout bounds the wait for a new boot ID and Ready.
+	RebootTimeout time.Duration
+	// ReplaceTimeout bounds the replace strategy, from the Machine's
+	// deletion until its replacement's Node is Ready.
+	ReplaceTimeout time.Duration
+	// RetryBackoff is the wait after a failed operation before the node is
+	// tried again; it doubles with every failure of the same boot, up to
+	// MaxRetryBackoff.
+	RetryBackoff    time.Duration
+	MaxRetryBackoff time.Duration
+	// HistoryLimit is how many finished NodeCycles are kept per node.
+	HistoryLimit int
+	// GoneMachineHistory is how long a finished NodeCycle is kept once its
+	// Cluster API Machine no longer exists.
+	GoneMachineHistory time.Duration
+	// AgentSelector picks the agent's pods. Before an in-place reboot is
+	// requested, a Ready agent pod must run on the node: a dead agent is
+	// told from its pod's readiness. Empty: no check (agents not run as
+	// pods).
+	AgentSelector labels.Selector
+}
+
+// DefaultConfig is the configuration the manager runs with when no flag
+// says otherwise.
+func DefaultConfig() Config {
+	return Config{
+		Namespace:     "nodecycle-system",
+		NodeSelector:  labels.Everything(),
+		MaxConcurrent: 1,
+		Drain: v1alpha1.DrainSpec{
+			Timeout:            metav1.Duration{Duration: 10 * time.Minute},
+			GracePeriodSeconds: -1,
+			DeleteEmptyDirData: true,
+			EvictUnmanagedPods: true,
+		},
+		RebootTimeout:      15 * time.Minute,
+		ReplaceTimeout:     30 * time.Minute,
+		RetryBackoff:       5 * time.Minute,
+		MaxRetryBackoff:    time.Hour,
+		HistoryLimit:       5,
+		GoneMachineHistory: 7 * 24 * time.Hour,
+		AgentSelector:      labels.SelectorFromSet(labels.Set{"app.kubernetes.io/name": "nodecycle", "app.kubernetes.io/component": "agent"}),
+	}
+}
+
+// Validate checks the configuration; every problem is named.
+func (c Config) Validate() error {
+	var errs []error
+	if c.Namespace == "" {
+		errs = append(errs, errors.New("namespace must not be empty"))
+	}
+	if c.NodeSelector == nil {
+		errs = append(errs, errors.New("node selector must be set (use labels.Everything)"))
+	}
+	if c.MaxConcurrent < 1 {
+		errs = append(errs, fmt.Errorf("max concurrent must be at least 1, got %d", c.MaxConcurrent))
+	}
+	if c.Drain.Timeout.Duration <= 0 {
+		errs = append(errs, fmt.Errorf("drain timeout must be positive, got %s", c.Drain.Timeout.Duration))
+	}
+	if c.Drain.GracePeriodSeconds < -1 {
+		errs = append(errs, fmt.Errorf("pod grace period must be -1 (the pod's own) or more, got %d", c.Drain.GracePeriodSeconds))
+	}
+	if c.RebootTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("reboot timeout must be positive, got %s", c.RebootTimeout))
+	}
+	if c.ReplaceTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("replace timeout must be positive, got %s", c.ReplaceTimeout))
+	}
+	if c.RetryBackoff <= 0 || c.MaxRetryBackoff < c.RetryBackoff {
+		errs = append(errs, fmt.Errorf("retry backoff must be positive and at most the max retry backoff, got %s and %s", c.RetryBackoff, c.MaxRetryBackoff))
+	}
+	if c.GoneMachineHistory <= 0 {
+		errs = append(errs, fmt.Errorf("history of gone Machines must be positive, got %s", c.GoneMachineHistory))
+	}
+	if c.HistoryLimit < 1 {
+		errs = append(errs, fmt.Errorf("history limit must be at least 1, got %d", c.HistoryLimit))
+	}
+	return errors.Join(errs...)
+}
+
+// Eligibility says whether nodecycle may work on the node at all, and if not, why.
+func (c Config) Eligibility(node *corev1.Node) (ok bool, reason v1alpha1.Reason, message string) {
+	if node.Labels[v1alpha1.LabelExclude] == "true" {
+		return false, v1alpha1.ReasonExcluded, fmt.Sprintf("Node has the label %s=true", v1alpha1.LabelExclude)
+	}
+	if !c.NodeSelector.Matches(labels.Set(node.Labels)) {
+		return false, v1alpha1.ReasonNotSelected, fmt.Sprintf("Node does not match the node selector %q", c.NodeSelector.String())
+	}
+	return true, "", ""
+}
+
+// backoff is the wait before attempt number next (2, 3, ...) of one boot.
+func (c Config) Backoff(next int32) time.Duration {
+	d := c.RetryBackoff
+	for i := int32(2); i < next && d < c.MaxRetryBackoff; i++ {
+		d *= 2
+	}
+	return min(d, c.MaxRetryBackoff)
+}
+
+// cycleSpec is the spec of a new NodeCycle: the manager's settings, with
+// what the node's policy sets on top.
+func (c Config) CycleSpec(node string, policy *v1alpha1.NodeCyclePolicy) v1alpha1.NodeCycleSpec {
+	spec := v1alpha1.NodeCycleSpec{
+		NodeName:       node,
+		Strategies:     []v1alpha1.Strategy{v1alpha1.StrategyReboot},
+		Drain:          c.Drain,
+		RebootTimeout:  metav1.Duration{Duration: c.RebootTimeout},
+		ReplaceTimeout: &metav1.Duration{Duration: c.ReplaceTimeout},
+	}
+	if policy == nil {
+		return spec
+	}
+	p := policy.Spec
+	spec.Policy = policy.Name
+	if len(p.Strategies) > 0 {
+		spec.Strategies = append([]v1alpha1.Strategy(nil), p.Strategies...)
+	}
+	if p.DrainTimeout != nil {
+		spec.Drain.Timeout = *p.DrainTimeout
+	}
+	if p.RebootTimeout != nil {
+		spec.RebootTimeout = *p.RebootTimeout
+	}
+	if p.PowerCycle != nil {
+		spec.PowerCycle = p.PowerCycle.DeepCopy()
+	}
+	p.Gates.DeepCopyInto(&spec.Gates)
+	return spec
+}

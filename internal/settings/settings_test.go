@@ -1,0 +1,55 @@
+package settings
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+
+	"github.com/nodecycle/nodecycle/api/v1alpha1"
+)
+
+func TestBackoffDoublesUpToTheLimit(t *testing.T) {
+	c := DefaultConfig()
+	c.RetryBackoff, c.MaxRetryBackoff = time.Minute, 5*time.Minute
+	want := map[int32]time.Duration{2: time.Minute, 3: 2 * time.Minute, 4: 4 * time.Minute, 5: 5 * time.Minute, 9: 5 * time.Minute}
+	for next, d := range want {
+		if got := c.Backoff(next); got != d {
+			t.Errorf("backoff(%d) = %s, want %s", next, got, d)
+		}
+	}
+}
+
+func TestEligibility(t *testing.T) {
+	c := DefaultConfig()
+	c.NodeSelector = labels.SelectorFromSet(labels.Set{"pool": "workers"})
+	cases := map[string]struct {
+		labels map[string]string
+		ok     bool
+		reason v1alpha1.Reason
+	}{
+		"selected":     {map[string]string{"pool": "workers"}, true, ""},
+		"not selected": {map[string]string{"pool": "gpu"}, false, "NotSelected"},
+		"excluded":     {map[string]string{"pool": "workers", "nodecycle.io/exclude": "true"}, false, "Excluded"},
+	}
+	for name, tc := range cases {
+		ok, reason, _ := c.Eligibility(&corev1.Node{ObjectMeta: metav1.ObjectMeta{Labels: tc.labels}})
+		if ok != tc.ok || reason != tc.reason {
+			t.Errorf("%s: got %t %q, want %t %q", name, ok, reason, tc.ok, tc.reason)
+		}
+	}
+}
+
+func TestValidateNamesEveryProblem(t *testing.T) {
+	c := DefaultConfig()
+	c.MaxConcurrent, c.RebootTimeout, c.HistoryLimit = 0, 0, 0
+	err := c.Validate()
+	for _, want := range []string{"max concurrent", "reboot timeout", "history limit"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v does not mention %q", err, want)
+		}
+	}
+}

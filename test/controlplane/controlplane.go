@@ -1,0 +1,190 @@
+// Package controlplane runs a local Kubernetes control plane from the binaries
+// the Makefile builds: kube-apiserver and etcd through envtest, and
+// kube-controller-manager, kube-scheduler or kwok as child processes. Tests
+// and the sandbox use it.
+package controlplane
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/nodecycle/nodecycle/controllers"
+)
+
+// RepoRoot is the directory of the nodecycle module.
+func RepoRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..")
+}
+
+// Versions of the tools, as the Makefile builds them.
+const (
+	KubeVersion = "v1.37.2"
+	EtcdVersion = "v3.6.16"
+)
+
+// Assets is the directory of the control-plane binaries: KUBEBUILDER_ASSETS
+// when set, otherwise where `make tools` puts them.
+func Assets() string {
+	if a := os.Getenv("KUBEBUILDER_ASSETS"); a != "" {
+		return a
+	}
+	home, _ := os.UserHomeDir()
+	return filepath.Join(home, ".cache", "nodecycle", "assets-kube-"+KubeVersion+"-etcd-"+EtcdVersion)
+}
+
+// Env is a running control plane.
+type Env struct {
+	Env       *envtest.Environment
+	Config    *rest.Config
+	Client    client.Client
+	Clientset kubernetes.Interface
+	// Dir holds kubeconfigs and logs of the extra components.
+	Dir   string
+	procs []*process
+}
+
+type process struct {
+	name string
+	cmd  *exec.Cmd
+	done chan struct{} // closed when the process has exited
+	err  error
+}
+
+// Start runs kube-apiserver and etcd, bound to loopback, with the
+// nodecycle CRDs installed.
+func Start() (*Env, error) { return StartWith(nil) }
+
+// StartWith is Start with extra kube-apiserver flags (name without dashes).
+func StartWith(apiserverArgs map[string]string) (*Env, error) {
+	assets := Assets()
+	for _, bin := range []string{"kube-apiserver", "etcd"} {
+		if _, err := os.Stat(filepath.Join(assets, bin)); err != nil {
+			return nil, fmt.Errorf("%s not found in %s: run 'make tools' (it builds the control plane from the Go module proxy, about 15 minutes once)", bin, assets)
+		}
+	}
+	te := &envtest.Environment{
+		BinaryAssetsDirectory:    assets,
+		CRDDirectoryPaths:        []string{filepath.Join(RepoRoot(), "config", "crd", "bases")},
+		ErrorIfCRDPathMissing:    true,
+		ControlPlaneStartTimeout: time.Minute,
+	}
+	args := te.ControlPlane.GetAPIServer().Configure()
+	for k, v := range apiserverArgs {
+		args.Set(k, v)
+	}
+	cfg, err := te.Start()
+	if err != nil {
+		return nil, fmt.Errorf("starting kube-apiserver and etcd: %w", err)
+	}
+	cfg.QPS, cfg.Burst = 200, 400
+	c, err := client.New(cfg, client.Options{Scheme: controllers.Scheme()})
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "nodecycle-env-")
+	if err != nil {
+		return nil, err
+	}
+	return &Env{Env: te, Config: cfg, Client: c, Clientset: kubernetes.NewForConfigOrDie(cfg), Dir: dir}, nil
+}
+
+// AdminKubeconfig writes a kubeconfig of a cluster admin into the
+// environment's directory, once, and returns its path.
+func (e *Env) AdminKubeconfig() (string, error) {
+	path := filepath.Join(e.Dir, "admin.kubeconfig")
+	if _, err := os.Stat(path); err == nil {
+		return path, nil
+	}
+	user, err := e.Env.AddUser(envtest.User{Name: "admin", Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		return "", err
+	}
+	kc, err := user.KubeConfig()
+	if err != nil {
+		return "", err
+	}
+	return path, os.WriteFile(path, kc, 0o600)
+}
+
+// DefaultControllers are the kube-controller-manager controllers the tests
+// need: Deployments, ReplicaSets and PDB status come from the real ones.
+var DefaultControllers = []string{"deployment-controller", "replicaset-controller", "disruption-controller"}
+
+// StartControllers runs kube-controller-manager with the given controllers
+// and kube-scheduler against the API server.
+func (e *Env) StartControllers(controllers ...string) error {
+	if len(controllers) == 0 {
+		controllers = DefaultControllers
+	}
+	path, err := e.AdminKubeconfig()
+	if err != nil {
+		return err
+	}
+	if err := e.StartProcess("kube-controller-manager",
+		"--kubeconfig="+path, "--leader-elect=false", "--secure-port=0",
+		"--controllers="+strings.Join(controllers, ","),
+		"--concurrent-deployment-syncs=5", "--concurrent-replicaset-syncs=5"); err != nil {
+		return err
+	}
+	return e.StartProcess("kube-scheduler",
+		"--kubeconfig="+path, "--authentication-kubeconfig="+path, "--authorization-kubeconfig="+path,
+		"--leader-elect=false", "--secure-port=0")
+}
+
+// StartProcess runs one of the binaries of Assets() with its output in
+// <Dir>/<name>.log, until Stop.
+func (e *Env) StartProcess(name string, args ...string) error {
+	bin := filepath.Join(Assets(), name)
+	if _, err := os.Stat(bin); err != nil {
+		return fmt.Errorf("%s not found in %s: run 'make tools'", name, Assets())
+	}
+	logf, err := os.Create(filepath.Join(e.Dir, name+".log"))
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("starting %s: %w", bin, err)
+	}
+	p := &process{name: name, cmd: cmd, done: make(chan struct{})}
+	e.procs = append(e.procs, p)
+	go func() { p.err = cmd.Wait(); close(p.done) }()
+	return nil
+}
+
+// Exited reports the first child process that is no longer running.
+func (e *Env) Exited() error {
+	for _, p := range e.procs {
+		select {
+		case <-p.done:
+			return fmt.Errorf("%s exited (%v); see %s", p.name, p.err, filepath.Join(e.Dir, p.name+".log"))
+		default:
+		}
+	}
+	return nil
+}
+
+// Stop ends every process of the environment.
+func (e *Env) Stop() error {
+	for _, p := range e.procs {
+		_ = p.cmd.Process.Kill()
+	}
+	for _, p := range e.procs {
+		<-p.done
+	}
+	err := e.Env.Stop()
+	_ = os.RemoveAll(e.Dir)
+	return err
+}
