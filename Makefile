@@ -7,11 +7,13 @@ KUBE_VERSION := v1.37.2
 ETCD_VERSION := v3.6.16
 KWOK_VERSION := v0.8.0
 CONTROLLER_GEN_VERSION := v0.23.0
+GOLANGCI_LINT_VERSION := v2.15.0
 
 KUBE_DIR := $(CACHE)/kube-$(KUBE_VERSION)
 ETCD_DIR := $(CACHE)/etcd-$(ETCD_VERSION)
 KWOK := $(CACHE)/kwok-$(KWOK_VERSION)/kwok
 CONTROLLER_GEN := $(CACHE)/controller-gen-$(CONTROLLER_GEN_VERSION)/controller-gen
+GOLANGCI_LINT := $(CACHE)/golangci-lint-$(GOLANGCI_LINT_VERSION)/golangci-lint
 ASSETS := $(CACHE)/assets-kube-$(KUBE_VERSION)-etcd-$(ETCD_VERSION)
 
 export KUBEBUILDER_ASSETS := $(ASSETS)
@@ -19,7 +21,7 @@ export KUBEBUILDER_ASSETS := $(ASSETS)
 SHELL := /bin/bash
 .SHELLFLAGS := -o pipefail -ec
 
-.PHONY: all build test bench bench-scale sandbox generate manifests tools verify-generated clean-tools
+.PHONY: all build test unit lint bench bench-scale sandbox generate manifests tools verify-generated clean-tools
 
 all: build
 
@@ -36,6 +38,19 @@ sandbox: tools generate
 test: tools generate
 	go vet ./...
 	go test -count=1 -timeout 20m ./...
+
+# Unit: the tests that need no API server (the NodeCycle state machine on
+# a fake client and clock, flags, settings, drain and gate rules), in seconds.
+unit:
+	go test -count=1 ./api/... ./controllers/... ./internal/...
+
+# Lint: golangci-lint with .golangci.yml, built once into $(CACHE).
+lint: $(GOLANGCI_LINT)
+	$(GOLANGCI_LINT) run ./...
+
+$(GOLANGCI_LINT):
+	@echo "Building golangci-lint $(GOLANGCI_LINT_VERSION) into $(dir $@) (about 3 minutes, once)"
+	GOBIN=$(dir $@) go install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
 
 # Benchmarks: prints a table and writes it to bin/bench.txt.
 bench: tools generate
