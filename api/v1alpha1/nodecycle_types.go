@@ -248,5 +248,5 @@ type NodeCycleList struct {
 }
 
 func init() {
-	SchemeBuilder.Register(&NodeCycle{}, &NodeCycleList{})
+	knownTypes = append(knownTypes, &NodeCycle{}, &NodeCycleList{})
 }

@@ -176,5 +176,5 @@ type NodeCyclePolicyList struct {
 }
 
 func init() {
-	SchemeBuilder.Register(&NodeCyclePolicy{}, &NodeCyclePolicyList{})
+	knownTypes = append(knownTypes, &NodeCyclePolicy{}, &NodeCyclePolicyList{})
 }

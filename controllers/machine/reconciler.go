@@ -78,13 +78,13 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		return reconcile.Result{RequeueAfter: unreachablePollInterval}, nil
 	}
 	node := &corev1.Node{}
-	if err := w.Client.Get(ctx, types.NamespacedName{Name: m.Status.NodeRef.Name}, node); err != nil {
+	if err = w.Client.Get(ctx, types.NamespacedName{Name: m.Status.NodeRef.Name}, node); err != nil {
 		return reconcile.Result{}, client.IgnoreNotFound(err)
 	}
 	sc := cycles.Scope{Namespace: m.Namespace, Cluster: m.Spec.ClusterName, W: w, Regarding: m}
 	owner, ladder, ladderErr := r.ladderFor(ctx, m)
 	if ladder == nil {
-		if err := r.withdraw(ctx, sc, node); err != nil {
+		if err = r.withdraw(ctx, sc, node); err != nil {
 			return reconcile.Result{}, err
 		}
 	}
@@ -92,9 +92,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	if err != nil || !wanted {
 		return reconcile.Result{}, err
 	}
-	if err := ladderErr; err != nil {
-		r.Recorder.Eventf(owner, m, corev1.EventTypeWarning, string(v1alpha1.ReasonInvalidStrategy), "Select", "Reboot required on node %s (Machine %s), but nothing is done: %v", node.Name, m.Name, err)
-		if err := nodes.SetMaintenanceCondition(ctx, w.Client, node, corev1.ConditionFalse, v1alpha1.ReasonInvalidStrategy, err.Error(), r.Clock.Now()); err != nil {
+	if ladderErr != nil {
+		r.Recorder.Eventf(owner, m, corev1.EventTypeWarning, string(v1alpha1.ReasonInvalidStrategy), "Select", "Reboot required on node %s (Machine %s), but nothing is done: %v", node.Name, m.Name, ladderErr)
+		if err = nodes.SetMaintenanceCondition(ctx, w.Client, node, corev1.ConditionFalse, v1alpha1.ReasonInvalidStrategy, ladderErr.Error(), r.Clock.Now()); err != nil {
 			return reconcile.Result{}, err
 		}
 		return reconcile.Result{}, nil

@@ -162,11 +162,11 @@ func (r *Reconciler) gate(ctx context.Context, s *step) (hold bool, wait time.Du
 		return true, next.Sub(s.now), nil
 	}
 	if g.BlockingAlerts != nil {
-		firing, err := gates.BlockingAlerts(ctx, http.DefaultClient, g.BlockingAlerts)
+		firing, alertsErr := gates.BlockingAlerts(ctx, http.DefaultClient, g.BlockingAlerts)
 		switch {
-		case err != nil:
+		case alertsErr != nil:
 			// Fail closed: what cannot be checked is not known to be quiet.
-			s.nc.Status.Message = fmt.Sprintf("Waiting: %v", err)
+			s.nc.Status.Message = fmt.Sprintf("Waiting: %v", alertsErr)
 			return true, gatePollInterval, nil
 		case len(firing) > 0:
 			s.nc.Status.Message = fmt.Sprintf("Waiting: blocking alerts are firing: %s", strings.Join(firing, ", "))
@@ -177,7 +177,7 @@ func (r *Reconciler) gate(ctx context.Context, s *step) (hold bool, wait time.Du
 		return false, 0, nil
 	}
 	var pods corev1.PodList
-	if err := s.workload().Reader.List(ctx, &pods, client.MatchingFields{"spec.nodeName": s.node.Name}); err != nil {
+	if err = s.workload().Reader.List(ctx, &pods, client.MatchingFields{"spec.nodeName": s.node.Name}); err != nil {
 		return true, 0, fmt.Errorf("listing pods on node %s: %w", s.node.Name, err)
 	}
 	blocker, err := gates.BlockingPod(pods.Items, g.BlockingPodSelectors)

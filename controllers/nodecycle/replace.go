@@ -53,7 +53,7 @@ func (*replace) ConditionReason(p v1alpha1.Phase) v1alpha1.Reason {
 // replace it.
 func (*replace) Check(_ context.Context, s *step) (v1alpha1.Reason, error) {
 	if s.target.Machine() == "" {
-		return v1alpha1.ReasonNotAClusterAPINode, fmt.Errorf("Strategy replace needs a Cluster API Machine; node %s has none (replace works only with --cluster-api)", s.nc.Spec.NodeName) //nolint:staticcheck // a message for a person, shown as is
+		return v1alpha1.ReasonNotAClusterAPINode, fmt.Errorf("Strategy replace needs a Cluster API Machine; node %s has none (replace works only with --cluster-api)", s.nc.Spec.NodeName)
 	}
 	return "", nil
 }
@@ -148,7 +148,7 @@ func (st *replace) replacementState(ctx context.Context, s *step) (message strin
 	if status.StartTime == nil {
 		return "", false, errors.New("the NodeCycle has no startTime; its status was edited")
 	}
-	since := status.StartTime.Time.Truncate(time.Second) // creation timestamps have whole seconds
+	since := status.StartTime.Truncate(time.Second) // creation timestamps have whole seconds
 	message = fmt.Sprintf("Machine %s is gone; waiting for MachineSet %s to create its replacement", name, status.MachineSet)
 	for i := range list.Items {
 		m := &list.Items[i]

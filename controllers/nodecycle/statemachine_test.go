@@ -382,7 +382,7 @@ func TestBadInputEndsTheNodeCycleAndLeavesTheNodeAlone(t *testing.T) {
 			h.power.fail = errors.New("connection refused")
 		}, v1alpha1.ReasonProviderError},
 		{"bad maintenance window", func(_ *harness, nc *v1alpha1.NodeCycle) {
-			nc.Spec.Gates.MaintenanceWindows = []v1alpha1.MaintenanceWindow{{Start: "25:00", End: "04:00"}}
+			nc.Spec.MaintenanceWindows = []v1alpha1.MaintenanceWindow{{Start: "25:00", End: "04:00"}}
 		}, v1alpha1.ReasonInvalidMaintenanceWindow},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -446,7 +446,7 @@ func TestGates(t *testing.T) {
 	h := newHarness(t)
 	nc := h.open()
 	// Closed now (12:00 UTC), opens at 22:00.
-	nc.Spec.Gates.MaintenanceWindows = []v1alpha1.MaintenanceWindow{{Start: "22:00", End: "04:00", TimeZone: "UTC"}}
+	nc.Spec.MaintenanceWindows = []v1alpha1.MaintenanceWindow{{Start: "22:00", End: "04:00", TimeZone: "UTC"}}
 	if err := h.c.Update(h.ctx, nc); err != nil {
 		t.Fatal(err)
 	}

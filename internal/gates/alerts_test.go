@@ -21,13 +21,13 @@ func TestBlockingAlertsAgainstAlertmanager(t *testing.T) {
 	ctx := context.Background()
 	critical := &v1alpha1.AlertGate{AlertmanagerURL: am.URL, Matchers: []string{`severity="critical"`}}
 
-	if names, err := BlockingAlerts(ctx, http.DefaultClient, critical); err != nil || len(names) != 0 {
-		t.Fatalf("no alerts yet: %v %v", names, err)
+	if names, alertsErr := BlockingAlerts(ctx, http.DefaultClient, critical); alertsErr != nil || len(names) != 0 {
+		t.Fatalf("no alerts yet: %v %v", names, alertsErr)
 	}
-	if err := am.Fire(map[string]string{"alertname": "DiskFull", "severity": "warning"}, time.Time{}); err != nil {
+	if err = am.Fire(map[string]string{"alertname": "DiskFull", "severity": "warning"}, time.Time{}); err != nil {
 		t.Fatal(err)
 	}
-	if err := am.Fire(map[string]string{"alertname": "NodeDown", "severity": "critical"}, time.Time{}); err != nil {
+	if err = am.Fire(map[string]string{"alertname": "NodeDown", "severity": "critical"}, time.Time{}); err != nil {
 		t.Fatal(err)
 	}
 	// Alertmanager takes in posted alerts asynchronously.

@@ -114,7 +114,7 @@ func (c Config) Eligibility(node *corev1.Node) (ok bool, reason v1alpha1.Reason,
 	return true, "", ""
 }
 
-// backoff is the wait before attempt number next (2, 3, ...) of one boot.
+// Backoff is the wait before attempt number next (2, 3, ...) of one boot.
 func (c Config) Backoff(next int32) time.Duration {
 	d := c.RetryBackoff
 	for i := int32(2); i < next && d < c.MaxRetryBackoff; i++ {
@@ -123,7 +123,7 @@ func (c Config) Backoff(next int32) time.Duration {
 	return min(d, c.MaxRetryBackoff)
 }
 
-// cycleSpec is the spec of a new NodeCycle: the manager's settings, with
+// CycleSpec is the spec of a new NodeCycle: the manager's settings, with
 // what the node's policy sets on top.
 func (c Config) CycleSpec(node string, policy *v1alpha1.NodeCyclePolicy) v1alpha1.NodeCycleSpec {
 	spec := v1alpha1.NodeCycleSpec{

@@ -52,16 +52,16 @@ func (p *Provider) session(ctx context.Context, m providers.Machine, do func(*ob
 	si := object.NewSearchIndex(c.Client)
 	byName := find.NewFinder(c.Client, true)
 	vm, _, err := providers.Exactly(m, "VM", func(id string) ([]*object.VirtualMachine, error) {
-		refs, err := si.FindAllByUuid(ctx, nil, id, true, new(bool))
-		if err != nil {
-			return nil, fmt.Errorf("%s: searching VM by BIOS UUID %s: %w", p, id, err)
+		refs, findErr := si.FindAllByUuid(ctx, nil, id, true, new(bool))
+		if findErr != nil {
+			return nil, fmt.Errorf("%s: searching VM by BIOS UUID %s: %w", p, id, findErr)
 		}
 		var vms []*object.VirtualMachine
 		for _, r := range refs {
 			vms = append(vms, object.NewVirtualMachine(c.Client, r.Reference()))
 		}
 		if len(vms) == 0 {
-			if found, err := byName.VirtualMachineList(ctx, "*/"+id); err == nil {
+			if found, listErr := byName.VirtualMachineList(ctx, "*/"+id); listErr == nil {
 				vms = found
 			}
 		}
@@ -126,7 +126,7 @@ func (p *Provider) PowerOff(ctx context.Context, m providers.Machine, mode provi
 			return nil
 		}
 		if mode == providers.OffSoft {
-			if err := vm.ShutdownGuest(ctx); err != nil {
+			if err = vm.ShutdownGuest(ctx); err != nil {
 				return fmt.Errorf("%s: guest shutdown (needs VMware Tools): %w", p, err)
 			}
 			return nil

@@ -161,7 +161,7 @@ func roll(b *testing.B, run string, count int) ([]time.Duration, time.Duration) 
 		b.Fatal(err)
 	}
 	for _, s := range sentinels {
-		if err := os.WriteFile(s, nil, 0o644); err != nil {
+		if err = os.WriteFile(s, nil, 0o644); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -86,12 +86,12 @@ func BenchmarkReplaceMachine(b *testing.B) {
 			b.Fatal(err)
 		}
 		start := time.Now()
-		if err := framework.RequireReboot(ctx, c, machines[0].Status.NodeRef.Name); err != nil {
+		if err = framework.RequireReboot(ctx, c, machines[0].Status.NodeRef.Name); err != nil {
 			b.Fatal(err)
 		}
 		err = poll(3*time.Minute, func() error {
 			var list v1alpha1.NodeCycleList
-			if err := c.List(ctx, &list, client.InNamespace(ns)); err != nil {
+			if err = c.List(ctx, &list, client.InNamespace(ns)); err != nil {
 				return err
 			}
 			ms = list.Items

@@ -32,7 +32,7 @@ var _ = Describe("Many workload clusters", func() {
 			if c == "beta" {
 				cfg = second.Config
 			}
-			_, err := capi.CreateCluster(ctx, ns, c, cfg)
+			_, err = capi.CreateCluster(ctx, ns, c, cfg)
 			Expect(err).NotTo(HaveOccurred())
 			_, err = capi.CreateMachineDeployment(ctx, ns, c, c+"-pool", 2, map[string]string{v1alpha1.AnnotationStrategy: "reboot"})
 			Expect(err).NotTo(HaveOccurred())

@@ -169,7 +169,11 @@ func (e *Env) Exited() error {
 	for _, p := range e.procs {
 		select {
 		case <-p.done:
-			return fmt.Errorf("%s exited (%v); see %s", p.name, p.err, filepath.Join(e.Dir, p.name+".log"))
+			status := "exit status 0"
+			if p.err != nil {
+				status = p.err.Error()
+			}
+			return fmt.Errorf("%s exited (%s); see %s", p.name, status, filepath.Join(e.Dir, p.name+".log"))
 		default:
 		}
 	}

@@ -103,7 +103,7 @@ func StartClusterAPI(cfg *rest.Config) (*ClusterAPI, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := envtest.InstallCRDs(cfg, crds); err != nil {
+	if _, err = envtest.InstallCRDs(cfg, crds); err != nil {
 		return nil, fmt.Errorf("installing Cluster API CRDs: %w", err)
 	}
 	disableRateLimiting.Do(func() {

@@ -171,8 +171,11 @@ func (v *VCenter) Observe(ctx context.Context, uuid string) (on bool, boot strin
 		}
 	}
 	ref, err := object.NewSearchIndex(v.client.Client).FindByUuid(ctx, nil, uuid, true, nil)
-	if err != nil || ref == nil {
-		return false, "", fmt.Errorf("VM %s not found: %v", uuid, err)
+	if err != nil {
+		return false, "", fmt.Errorf("VM %s not found: %w", uuid, err)
+	}
+	if ref == nil {
+		return false, "", fmt.Errorf("VM %s not found", uuid)
 	}
 	var vm mo.VirtualMachine
 	// The simulator keeps the boot time in the summary.
@@ -210,7 +213,7 @@ func StartAlertmanager() (*Alertmanager, error) {
 		return nil, err
 	}
 	cfg := filepath.Join(dir, "alertmanager.yml")
-	if err := os.WriteFile(cfg, []byte("route:\n  receiver: none\nreceivers:\n- name: none\n"), 0o600); err != nil {
+	if err = os.WriteFile(cfg, []byte("route:\n  receiver: none\nreceivers:\n- name: none\n"), 0o600); err != nil {
 		return nil, err
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")

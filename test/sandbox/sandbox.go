@@ -126,7 +126,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if rep.Kubeconfig, err = env.AdminKubeconfig(); err != nil {
 		return rep, err
 	}
-	if err := startNodeSimulation(env, rep.Kubeconfig); err != nil {
+	if err = startNodeSimulation(env, rep.Kubeconfig); err != nil {
 		return rep, err
 	}
 	pointer, err := writePointer(env.Dir)
@@ -141,10 +141,10 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		names = append(names, fmt.Sprintf("worker-%d", i))
 	}
 	out.say("Creating nodes %s (simulated by kwok)", strings.Join(names, ", "))
-	if err := createNodes(ctx, c, names); err != nil {
+	if err = createNodes(ctx, c, names); err != nil {
 		return rep, err
 	}
-	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: Namespace}}); err != nil {
+	if err = c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: Namespace}}); err != nil {
 		return rep, err
 	}
 	opts, err := controllers.ParseOptions([]string{"--metrics-bind-address=0", "--health-probe-bind-address=0", "--leader-elect=false",
@@ -414,18 +414,18 @@ func demo(ctx context.Context, env *controlplane.Env, out *printer, rep *Report,
 	out.start = time.Now()
 	fmt.Fprintf(out.w, "\nDemo: %s need%s a reboot\n\n", strings.Join(targets, ", "), map[bool]string{true: "", false: "s"}[len(targets) > 1])
 	for _, n := range targets {
-		if err := os.WriteFile(sentinels[n], []byte("*** System restart required ***\n"), 0o644); err != nil {
+		if err = os.WriteFile(sentinels[n], []byte("*** System restart required ***\n"), 0o644); err != nil {
 			return err
 		}
 		out.event(n, "sentinel file created: %s", sentinels[n])
 	}
 	var cycles []v1alpha1.NodeCycle
 	err = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 10*time.Minute, true, func(ctx context.Context) (bool, error) {
-		if err := env.Exited(); err != nil {
+		if err = env.Exited(); err != nil {
 			return false, err
 		}
 		var list v1alpha1.NodeCycleList
-		if err := env.Client.List(ctx, &list, client.InNamespace(Namespace)); err != nil {
+		if err = env.Client.List(ctx, &list, client.InNamespace(Namespace)); err != nil {
 			return false, nil
 		}
 		cycles = cycles[:0]

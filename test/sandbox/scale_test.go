@@ -81,7 +81,7 @@ func runScale(b *testing.B, nodeCount, reboot int) scaleResult {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer env.Stop()
+	defer func() { _ = env.Stop() }()
 	kubeconfig, err := env.AdminKubeconfig()
 	if err != nil {
 		b.Fatal(err)
@@ -99,10 +99,10 @@ func runScale(b *testing.B, nodeCount, reboot int) scaleResult {
 		b.Fatal(err)
 	}
 	mgrKubeconfig := filepath.Join(tmp, "manager.kubeconfig")
-	if err := os.WriteFile(mgrKubeconfig, mgrKubeconfigBytes, 0o600); err != nil {
+	if err = os.WriteFile(mgrKubeconfig, mgrKubeconfigBytes, 0o600); err != nil {
 		b.Fatal(err)
 	}
-	if err := startNodeSimulation(env, kubeconfig); err != nil {
+	if err = startNodeSimulation(env, kubeconfig); err != nil {
 		b.Fatal(err)
 	}
 	names := make([]string, nodeCount)
@@ -110,11 +110,11 @@ func runScale(b *testing.B, nodeCount, reboot int) scaleResult {
 		names[i] = fmt.Sprintf("node-%05d", i)
 	}
 	start := time.Now()
-	if err := createNodes(ctx, env.Client, names); err != nil {
+	if err = createNodes(ctx, env.Client, names); err != nil {
 		b.Fatal(err)
 	}
 	b.Logf("%d nodes Ready with boot IDs in %s", nodeCount, time.Since(start).Round(time.Millisecond))
-	if err := env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: Namespace}}); err != nil {
+	if err = env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: Namespace}}); err != nil {
 		b.Fatal(err)
 	}
 
@@ -131,9 +131,9 @@ func runScale(b *testing.B, nodeCount, reboot int) scaleResult {
 		cfg.UserAgent = set.ua
 		cs := kubernetes.NewForConfigOrDie(cfg)
 		for _, n := range set.nodes {
-			s, err := startAgent(ctx, env, cs, n, o)
-			if err != nil {
-				b.Fatal(err)
+			s, agentErr := startAgent(ctx, env, cs, n, o)
+			if agentErr != nil {
+				b.Fatal(agentErr)
 			}
 			sentinels[n] = s
 		}
@@ -142,14 +142,14 @@ func runScale(b *testing.B, nodeCount, reboot int) scaleResult {
 
 	// The manager, as a process with its defaults.
 	bin := filepath.Join(tmp, "nodecycle-manager")
-	if out, err := exec.Command("go", "build", "-o", bin, filepath.Join(controlplane.RepoRoot(), "cmd", "manager")).CombinedOutput(); err != nil {
-		b.Fatalf("building manager: %v\n%s", err, out)
+	if out, buildErr := exec.Command("go", "build", "-o", bin, filepath.Join(controlplane.RepoRoot(), "cmd", "manager")).CombinedOutput(); buildErr != nil {
+		b.Fatalf("building manager: %v\n%s", buildErr, out)
 	}
 	mgrLog, _ := os.Create(filepath.Join(tmp, "manager.log"))
 	// Defaults, but for the agent check: these agents are not pods.
 	mgr := exec.Command(bin, "--kubeconfig="+mgrKubeconfig, "--leader-elect=false", "--metrics-bind-address=0", "--health-probe-bind-address=0", "--agent-pod-selector=")
 	mgr.Stdout, mgr.Stderr = mgrLog, mgrLog
-	if err := mgr.Start(); err != nil {
+	if err = mgr.Start(); err != nil {
 		b.Fatal(err)
 	}
 	defer func() { _ = mgr.Process.Kill(); _ = mgr.Wait() }()
@@ -166,7 +166,7 @@ func runScale(b *testing.B, nodeCount, reboot int) scaleResult {
 	defer w.Stop()
 	rollStart := time.Now()
 	for _, n := range targets {
-		if err := os.WriteFile(sentinels[n], nil, 0o644); err != nil {
+		if err = os.WriteFile(sentinels[n], nil, 0o644); err != nil {
 			b.Fatal(err)
 		}
 	}
