@@ -183,7 +183,7 @@ func New(ctx context.Context, cfg *rest.Config, o *Options, clk clock.PassiveClo
 		reg = metrics.Registry
 	}
 	opener := cycles.Opener{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: recorder, Clock: clk, Config: o.Controllers}
-	var clusters cluster.Clusters = cluster.Local{W: cluster.Workload{Client: mgr.GetClient(), Reader: mgr.GetAPIReader()}}
+	var clusters cluster.Clusters = cluster.Local{W: cluster.Workload{Client: mgr.GetClient(), Reader: mgr.GetAPIReader()}, Recorder: recorder}
 	if o.ClusterAPI {
 		capi, err := setupClusterAPI(ctx, mgr, o, opener)
 		if err != nil {
@@ -245,7 +245,10 @@ func setupClusterAPI(ctx context.Context, mgr ctrl.Manager, o *Options, opener c
 	if err := cluster.ShutdownWithManager(mgr, cc); err != nil {
 		return cluster.ClusterAPI{}, err
 	}
-	capi := cluster.NewClusterAPI(mgr.GetClient(), cc)
+	capi := cluster.NewClusterAPI(mgr.GetClient(), cc, opener.Recorder)
+	if err := capi.StopWithManager(mgr); err != nil {
+		return cluster.ClusterAPI{}, err
+	}
 	mr := &machine.Reconciler{
 		Opener:        opener,
 		Clusters:      capi,

@@ -71,17 +71,21 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		err = r.Clusters.WatchNodes(ctx, m.Namespace, m.Spec.ClusterName, "nodecycle-machine-nodes", r.controller, r.nodeToMachine(m.Namespace, m.Spec.ClusterName))
 	}
 	if err != nil {
-		// Reported on the Cluster; the ClusterCache's reconnect enqueues the
-		// Machines again.
-		r.Recorder.Eventf(&clusterv1.Cluster{ObjectMeta: metav1.ObjectMeta{Namespace: m.Namespace, Name: m.Spec.ClusterName}}, nil,
-			corev1.EventTypeWarning, string(v1alpha1.ReasonClusterUnreachable), "Connect", "nodecycle cannot reach the workload cluster: %v", err)
+		// Reported on the Cluster once the connection had its chance (not
+		// while the manager is still connecting after its start); the
+		// ClusterCache's connect enqueues the Machines again.
+		if !r.Clusters.Unreachable(ctx, m.Namespace, m.Spec.ClusterName, err) {
+			return reconcile.Result{RequeueAfter: connectingPollInterval}, nil
+		}
+		r.Recorder.Eventf(cluster, nil, corev1.EventTypeWarning, string(v1alpha1.ReasonClusterUnreachable), "Connect",
+			"nodecycle cannot reach the workload cluster: %v", err)
 		return reconcile.Result{RequeueAfter: unreachablePollInterval}, nil
 	}
 	node := &corev1.Node{}
 	if err = w.Client.Get(ctx, types.NamespacedName{Name: m.Status.NodeRef.Name}, node); err != nil {
 		return reconcile.Result{}, client.IgnoreNotFound(err)
 	}
-	sc := cycles.Scope{Namespace: m.Namespace, Cluster: m.Spec.ClusterName, W: w, Regarding: m}
+	sc := cycles.Scope{Namespace: m.Namespace, Cluster: m.Spec.ClusterName, W: w, Events: r.Clusters.EventsFor(ctx, m)}
 	owner, ladder, ladderErr := r.ladderFor(ctx, m)
 	if ladder == nil {
 		if err = r.withdraw(ctx, sc, node); err != nil {
@@ -207,7 +211,7 @@ func (r *Reconciler) withdraw(ctx context.Context, sc cycles.Scope, node *corev1
 		}
 		return fmt.Errorf("withdrawing NodeCycle %s: %w", open.Name, err)
 	}
-	r.Recorder.Eventf(sc.RegardingNode(node), open, corev1.EventTypeNormal, string(v1alpha1.ReasonWithdrawn), "Select",
+	sc.Events.Eventf(node, open, corev1.EventTypeNormal, v1alpha1.ReasonWithdrawn, "Select",
 		"Machine is no longer opted in (%s); NodeCycle %s had not started and was deleted", v1alpha1.AnnotationStrategy, open.Name)
 	return nil
 }
@@ -294,6 +298,10 @@ func ClusterMachines(c client.Reader) func(context.Context, client.Object) []rec
 	}
 }
 
-// unreachablePollInterval: a Machine of a cluster that cannot be reached
-// is looked at again this often (the ClusterCache reconnects meanwhile).
-const unreachablePollInterval = 30 * time.Second
+// A Machine of a cluster that cannot be reached is looked at again this
+// often (the ClusterCache reconnects meanwhile); sooner while the first
+// connection is still being made.
+const (
+	unreachablePollInterval = 30 * time.Second
+	connectingPollInterval  = 5 * time.Second
+)

@@ -31,7 +31,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	if err := r.Client.Get(ctx, req.NamespacedName, node); err != nil {
 		return reconcile.Result{}, client.IgnoreNotFound(err)
 	}
-	sc := cycles.Scope{Namespace: r.Config.Namespace, W: cluster.Workload{Client: r.Client, Reader: r.APIReader}}
+	sc := cycles.Scope{Namespace: r.Config.Namespace, W: cluster.Workload{Client: r.Client, Reader: r.APIReader}, Events: cluster.NodeEvents{Recorder: r.Recorder}}
 	history, wanted, err := r.Settle(ctx, sc, node)
 	if err != nil || !wanted {
 		return reconcile.Result{}, err

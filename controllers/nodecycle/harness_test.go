@@ -92,9 +92,10 @@ func newHarness(t *testing.T, opts ...option) *harness {
 func (h *harness) restart(strategies ...Strategy) {
 	registry := &providers.Registry{}
 	registry.Register("memory", func(providers.Settings) (providers.Provider, error) { return h.power, nil })
-	var clusters cluster.Clusters = cluster.Local{W: cluster.Workload{Client: h.c, Reader: h.c}}
+	local := cluster.Local{W: cluster.Workload{Client: h.c, Reader: h.c}, Recorder: h.events}
+	var clusters cluster.Clusters = local
 	if h.machine != "" {
-		clusters = machineClusters{Local: cluster.Local{W: cluster.Workload{Client: h.c, Reader: h.c}}, machine: h.machine}
+		clusters = machineClusters{Local: local, machine: h.machine}
 	}
 	h.r = New(h.c, h.c, h.events, h.clock, h.cfg, clusters, registry, NewMetrics(nil, clusters))
 	for _, s := range strategies {

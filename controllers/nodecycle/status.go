@@ -6,7 +6,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
-	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
@@ -39,9 +38,9 @@ func (r *Reconciler) save(ctx context.Context, s *step) error {
 // publish tells the operator, after the step is saved: Events on the Node
 // (or its Machine) and the Node's MaintenanceInProgress condition.
 func (r *Reconciler) publish(ctx context.Context, s *step) {
-	if regarding := s.regarding(); regarding != nil {
+	if s.target != nil {
 		for _, e := range s.events {
-			r.Recorder.Eventf(regarding, s.nc, e.eventType, string(e.reason), string(s.nc.Status.Phase), "%s", e.message)
+			s.target.Eventf(s.node, s.nc, e.eventType, e.reason, string(s.nc.Status.Phase), "%s", e.message)
 		}
 	}
 	s.events = nil
@@ -62,15 +61,6 @@ func (r *Reconciler) publish(ctx context.Context, s *step) {
 	if err := nodes.SetMaintenanceCondition(ctx, s.workload().Client, s.node, status, reason, s.nc.Status.Message, s.now); err != nil {
 		logf.FromContext(ctx).Error(err, "Updating node condition")
 	}
-}
-
-// regarding is the object the step's Events are recorded on, nil when
-// there is none to record them on.
-func (s *step) regarding() runtime.Object {
-	if s.target == nil {
-		return nil
-	}
-	return s.target.Regarding(s.node)
 }
 
 // conditionReason is MaintenanceInProgress's reason in the current phase.

@@ -6,7 +6,7 @@ import (
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/tools/events"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
@@ -32,10 +32,9 @@ type Workload struct {
 type Target interface {
 	// Workload reaches the node's cluster.
 	Workload() Workload
-	// Regarding is the object Events about the node are recorded on: the
-	// Node, or the Machine where the Node is in another cluster; nil when
-	// there is neither.
-	Regarding(node *corev1.Node) runtime.Object
+	// Events records Events about the node: on the Node, and on its
+	// Machine where it has one.
+	Events
 	// Paused says, when not empty, why no new operation may start now.
 	Paused(ctx context.Context) (string, error)
 	// Machine names the Cluster API Machine behind the node; "" when there
@@ -78,8 +77,11 @@ type Clusters interface {
 var ErrNoMachine = errors.New("the node has no Cluster API Machine")
 
 // Local is the cluster the manager runs in: no Machines, never paused,
-// never gone.
-type Local struct{ W Workload }
+// never gone. Events are recorded on the Node.
+type Local struct {
+	W        Workload
+	Recorder events.EventRecorder
+}
 
 var _ Clusters = Local{}
 
@@ -88,7 +90,7 @@ func (l Local) Target(_ context.Context, nc *v1alpha1.NodeCycle) (Target, error)
 	if nc.Spec.ClusterName != "" {
 		return nil, fmt.Errorf("cluster %q: this manager handles only the cluster it runs in (Cluster API mode is off)", nc.Spec.ClusterName)
 	}
-	return localTarget{l.W}, nil
+	return localTarget{w: l.W, NodeEvents: NodeEvents{Recorder: l.Recorder}}, nil
 }
 
 // Gone implements Clusters.
@@ -118,10 +120,12 @@ func (l Local) Nodes(ctx context.Context) (map[string][]corev1.Node, error) {
 	return map[string][]corev1.Node{"": list.Items}, nil
 }
 
-type localTarget struct{ w Workload }
+type localTarget struct {
+	w Workload
+	NodeEvents
+}
 
 func (t localTarget) Workload() Workload                                   { return t.w }
-func (localTarget) Regarding(node *corev1.Node) runtime.Object             { return node }
 func (localTarget) Paused(context.Context) (string, error)                 { return "", nil }
 func (localTarget) Machine() string                                        { return "" }
 func (localTarget) PauseRemediation(context.Context, string) (bool, error) { return false, nil }

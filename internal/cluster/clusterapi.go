@@ -9,8 +9,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	toolscache "k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/ptr"
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
 	"sigs.k8s.io/cluster-api/controllers/clustercache"
@@ -35,6 +35,10 @@ type ClusterAPI struct {
 	// mgmt reads and writes the management cluster (Clusters, Machines).
 	mgmt  client.Client
 	cache clustercache.ClusterCache
+	// recorder records Events in the management cluster; workload
+	// clusters get theirs from recorders.
+	recorder  events.EventRecorder
+	recorders *recorders
 	// watched holds the clusters whose Nodes a watch was asked for.
 	watched *sync.Map
 }
@@ -42,9 +46,41 @@ type ClusterAPI struct {
 var _ Clusters = ClusterAPI{}
 
 // NewClusterAPI returns the Clusters of a ClusterCache; mgmt reaches the
-// management cluster.
-func NewClusterAPI(mgmt client.Client, cc clustercache.ClusterCache) ClusterAPI {
-	return ClusterAPI{mgmt: mgmt, cache: cc, watched: &sync.Map{}}
+// management cluster, and rec records Events there.
+func NewClusterAPI(mgmt client.Client, cc clustercache.ClusterCache, rec events.EventRecorder) ClusterAPI {
+	return ClusterAPI{mgmt: mgmt, cache: cc, recorder: rec, recorders: &recorders{}, watched: &sync.Map{}}
+}
+
+// StopWithManager stops the workload clusters' Event recorders when the
+// manager stops.
+func (c ClusterAPI) StopWithManager(mgr manager.Manager) error {
+	return mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+		<-ctx.Done()
+		c.recorders.stop()
+		return nil
+	}))
+}
+
+// Unreachable says whether a cluster that cannot be reached now has had
+// its chance: a connection was tried and failed, or its health probes
+// fail. A cluster the manager has not tried to connect to yet (just after
+// it started) is not reported.
+func (c ClusterAPI) Unreachable(ctx context.Context, namespace, cluster string, err error) bool {
+	if !errors.Is(err, clustercache.ErrClusterNotConnected) {
+		return true
+	}
+	return c.cache.GetHealthCheckingState(ctx, client.ObjectKey{Namespace: namespace, Name: cluster}).ConsecutiveFailures > 0
+}
+
+// EventsFor records Events about the node of Machine m, on m and on the
+// workload Node.
+func (c ClusterAPI) EventsFor(ctx context.Context, m *clusterv1.Machine) MachineEvents {
+	e := MachineEvents{Regarding: m, Management: c.recorder}
+	key := client.ObjectKey{Namespace: m.Namespace, Name: m.Spec.ClusterName}
+	if cfg, err := c.cache.GetRESTConfig(ctx, key); err == nil {
+		e.Workload = c.recorders.get(key, cfg)
+	}
+	return e
 }
 
 // Workload returns the access to one workload cluster.
@@ -70,7 +106,19 @@ func (c ClusterAPI) Target(ctx context.Context, nc *v1alpha1.NodeCycle) (Target,
 	if err != nil {
 		return nil, err
 	}
-	return machineTarget{w: w, mgmt: c.mgmt, namespace: nc.Namespace, cluster: nc.Spec.ClusterName, machine: nc.Spec.MachineName}, nil
+	t := machineTarget{w: w, mgmt: c.mgmt, namespace: nc.Namespace, cluster: nc.Spec.ClusterName, machine: nc.Spec.MachineName}
+	m := &clusterv1.Machine{}
+	switch err := c.mgmt.Get(ctx, client.ObjectKey{Namespace: nc.Namespace, Name: nc.Spec.MachineName}, m); {
+	case err == nil:
+		t.MachineEvents = c.EventsFor(ctx, m)
+	case apierrors.IsNotFound(err):
+		// Replaced: there is no Machine left to describe.
+		t.MachineEvents = c.EventsFor(ctx, &clusterv1.Machine{ObjectMeta: metav1.ObjectMeta{Namespace: nc.Namespace}, Spec: clusterv1.MachineSpec{ClusterName: nc.Spec.ClusterName}})
+		t.Regarding = nil
+	default:
+		return nil, err
+	}
+	return t, nil
 }
 
 // Gone implements Clusters.
@@ -182,16 +230,11 @@ type machineTarget struct {
 	w                           Workload
 	mgmt                        client.Client
 	namespace, cluster, machine string
+	MachineEvents
 }
 
 func (t machineTarget) Workload() Workload { return t.w }
 func (t machineTarget) Machine() string    { return t.machine }
-
-// Regarding implements Target: Events live in the management cluster,
-// where the Node is not.
-func (t machineTarget) Regarding(*corev1.Node) runtime.Object {
-	return &clusterv1.Machine{ObjectMeta: metav1.ObjectMeta{Namespace: t.namespace, Name: t.machine}}
-}
 
 // Paused implements Target: Cluster API is paused for the Cluster or the
 // Machine (clusterctl move pauses); no new operation starts then.

@@ -11,7 +11,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -37,22 +36,13 @@ type Opener struct {
 	Config    settings.Config
 }
 
-// Scope says where a node's NodeCycles live and how the node is reached.
+// Scope says where a node's NodeCycles live, how the node is reached and
+// where Events about it are recorded.
 type Scope struct {
 	Namespace string
 	Cluster   string
 	W         cluster.Workload
-	// Regarding is the object Events about the node are recorded on; nil
-	// means the Node itself (only in the cluster the manager runs in).
-	Regarding runtime.Object
-}
-
-// RegardingNode is the object Events about node are recorded on.
-func (sc Scope) RegardingNode(node *corev1.Node) runtime.Object {
-	if sc.Regarding != nil {
-		return sc.Regarding
-	}
-	return node
+	Events    cluster.Events
 }
 
 // Settle does what is due on a node no NodeCycle works on (leftovers, old
@@ -140,7 +130,7 @@ func (r *Opener) OpenCycle(ctx context.Context, sc Scope, node *corev1.Node, cyc
 		return reconcile.Result{}, fmt.Errorf("creating NodeCycle for node %s: %w", node.Name, err)
 	}
 	logf.FromContext(ctx).Info("NodeCycle created", "NodeCycle", client.ObjectKeyFromObject(nc), "attempt", attempt)
-	r.Recorder.Eventf(sc.RegardingNode(node), nc, corev1.EventTypeNormal, string(v1alpha1.ReasonNodeCycleCreated), "Queued",
+	sc.Events.Eventf(node, nc, corev1.EventTypeNormal, v1alpha1.ReasonNodeCycleCreated, "Queued",
 		"Reboot required; NodeCycle %s/%s created (attempt %d)", nc.Namespace, nc.Name, attempt)
 	return reconcile.Result{}, nil
 }
@@ -199,7 +189,7 @@ func (r *Opener) cleanUpLeftovers(ctx context.Context, sc Scope, node *corev1.No
 			return fmt.Errorf("uncordoning node %s: %w", node.Name, client.IgnoreNotFound(err))
 		}
 		log.Info("Lifted a cordon left by nodecycle")
-		r.Recorder.Eventf(sc.RegardingNode(node), nil, corev1.EventTypeNormal, string(v1alpha1.ReasonUncordoned), "Recover",
+		sc.Events.Eventf(node, nil, corev1.EventTypeNormal, v1alpha1.ReasonUncordoned, "Recover",
 			"Node is Ready and no NodeCycle works on it; lifted the cordon nodecycle left (%s)", owner)
 	}
 	return nil

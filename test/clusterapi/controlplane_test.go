@@ -6,6 +6,7 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
@@ -57,5 +58,9 @@ var _ = Describe("Control-plane Machines", func() {
 		defer mu.Unlock()
 		Expect(cpWithOthers).To(BeFalse(), "the control-plane node was in maintenance together with a worker")
 		Expect(mostWorkers).To(Equal(2), "workers use both slots when the control plane is not in maintenance")
+		cp := &clusterv1.Machine{}
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "core-cp"}, cp)).To(Succeed())
+		Expect(eventsOn(ctx, ns, "Machine", cp.Name)).To(ContainElement(HavePrefix("MaintenanceCompleted")))
+		Expect(eventsMissingUID(ctx, ns, "Machine", cp.Name, cp.UID)).To(BeEmpty(), "Events kubectl describe machine would not show")
 	})
 })

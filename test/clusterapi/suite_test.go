@@ -14,6 +14,7 @@ import (
 	. "github.com/onsi/gomega"
 	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -115,6 +116,21 @@ func eventsOn(ctx context.Context, namespace, kind, name string) []string {
 	for _, e := range list.Items {
 		if e.Regarding.Kind == kind && e.Regarding.Name == name {
 			reasons = append(reasons, fmt.Sprintf("%s: %s", e.Reason, e.Note))
+		}
+	}
+	return reasons
+}
+
+// eventsMissingUID returns the reasons of the Events about an object that
+// do not carry its UID: kubectl describe does not show those.
+func eventsMissingUID(ctx context.Context, namespace, kind, name string, uid types.UID) []string {
+	GinkgoHelper()
+	var list eventsv1.EventList
+	Expect(k8s.List(ctx, &list, client.InNamespace(namespace))).To(Succeed())
+	var reasons []string
+	for _, e := range list.Items {
+		if e.Regarding.Kind == kind && e.Regarding.Name == name && e.Regarding.UID != uid {
+			reasons = append(reasons, e.Reason)
 		}
 	}
 	return reasons

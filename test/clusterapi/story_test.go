@@ -1,0 +1,74 @@
+package clusterapi
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/nodecycle/nodecycle/api/v1alpha1"
+)
+
+var _ = Describe("The story where operators look", func() {
+	kubectl := func(args ...string) string {
+		GinkgoHelper()
+		out, err := exec.Command(filepath.Join(os.Getenv("KUBEBUILDER_ASSETS"), "kubectl"), args...).CombinedOutput()
+		Expect(err).NotTo(HaveOccurred(), string(out))
+		return string(out)
+	}
+
+	It("is told by kubectl describe machine and, in the workload cluster, kubectl describe node; a manager restart raises no false alarm", func(ctx SpecContext) {
+		const ns, cluster = "story", "tale"
+		_, err := capi.CreateCluster(ctx, ns, cluster, env.Config)
+		Expect(err).NotTo(HaveOccurred())
+		_, err = capi.CreateMachineDeployment(ctx, ns, cluster, "pool", 1, map[string]string{v1alpha1.AnnotationStrategy: "reboot"})
+		Expect(err).NotTo(HaveOccurred())
+		machine := readyMachines(ctx, k8s, ns, "pool", 1)[0]
+		nodeName := machine.Status.NodeRef.Name
+		startKubelet(env.Config, time.Second)
+		mgmt, err := env.AdminKubeconfig()
+		Expect(err).NotTo(HaveOccurred())
+		// The workload cluster as its users reach it: through its own kubeconfig.
+		secret := &corev1.Secret{}
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: cluster + "-kubeconfig"}, secret)).To(Succeed())
+		workload := filepath.Join(GinkgoT().TempDir(), "workload.kubeconfig")
+		Expect(os.WriteFile(workload, secret.Data["value"], 0o600)).To(Succeed())
+
+		stop := startManager()
+		requireReboot(ctx, k8s, nodeName)
+		Eventually(func(g Gomega) {
+			cycles := cyclesIn(ctx, ns)
+			g.Expect(cycles).To(HaveLen(1))
+			g.Expect(cycles[0].Status.Phase).To(Equal(v1alpha1.PhaseSucceeded), cycles[0].Status.Message)
+		}).Should(Succeed())
+
+		story := []string{"MaintenanceStarted", "RemediationPaused", "Cordoned", "Draining", "Drained",
+			"RebootRequested", "RebootVerified", "Uncordoned", "MaintenanceCompleted"}
+		By("kubectl describe machine shows every step (Events found by the Machine's UID)")
+		Eventually(func(g Gomega) {
+			out := kubectl("--kubeconfig", mgmt, "describe", "machine", "-n", ns, machine.Name)
+			for _, reason := range append([]string{"NodeCycleCreated"}, story...) {
+				g.Expect(out).To(ContainSubstring(reason))
+			}
+		}).Should(Succeed())
+		By("kubectl describe node in the workload cluster shows them too")
+		Eventually(func(g Gomega) {
+			out := kubectl("--kubeconfig", workload, "describe", "node", nodeName)
+			for _, reason := range append([]string{"NodeCycleCreated"}, story...) {
+				g.Expect(out).To(ContainSubstring(reason))
+			}
+		}).Should(Succeed())
+
+		By("a restarted manager reconnects without reporting the reachable cluster unreachable")
+		stop()
+		DeferCleanup(startManager())
+		Consistently(func(g Gomega) {
+			g.Expect(eventsOn(ctx, ns, "Cluster", cluster)).NotTo(ContainElement(ContainSubstring(string(v1alpha1.ReasonClusterUnreachable))))
+		}).WithTimeout(8 * time.Second).WithPolling(200 * time.Millisecond).Should(Succeed())
+	})
+})
