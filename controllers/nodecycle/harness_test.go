@@ -17,6 +17,7 @@ import (
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
@@ -52,9 +53,14 @@ type harness struct {
 	cfg    settings.Config
 	// machine makes the node a Cluster API Machine's (Target.Machine).
 	machine string
+	// intercept plays the API server's refusals.
+	intercept interceptor.Funcs
 }
 
 type option func(*harness)
+
+// withInterceptor makes the fake API server answer through f.
+func withInterceptor(f interceptor.Funcs) option { return func(h *harness) { h.intercept = f } }
 
 // withMachine puts the node behind a Cluster API Machine of a MachineSet.
 func withMachine() option { return func(h *harness) { h.machine = testMachine } }
@@ -80,6 +86,7 @@ func newHarness(t *testing.T, opts ...option) *harness {
 		WithIndex(&v1alpha1.NodeCycle{}, cycles.IndexClusterName, func(o client.Object) []string { return []string{o.(*v1alpha1.NodeCycle).Spec.ClusterName} }).
 		WithIndex(&corev1.Node{}, nodes.IndexCordonedBy, nodes.CordonedByNodecycle).
 		WithIndex(&corev1.Pod{}, "spec.nodeName", func(o client.Object) []string { return []string{o.(*corev1.Pod).Spec.NodeName} }).
+		WithInterceptorFuncs(h.intercept).
 		Build()
 	h.restart()
 	h.create(testNodeObject(testNode, "boot-1"))

@@ -9,9 +9,11 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
@@ -193,6 +195,34 @@ func TestTimeouts(t *testing.T) {
 				t.Errorf("no Warning Event %s", want)
 			}
 		})
+	}
+}
+
+// H2: an eviction refused with a 500 (two PDBs over one pod) or by a
+// webhook is named in the message, the other pods are evicted, and the
+// drain times out as any other: the node is given back and the slot freed.
+func TestDrainTimesOutOnEvictionErrors(t *testing.T) {
+	h := newHarness(t, withInterceptor(interceptor.Funcs{SubResourceCreate: func(ctx context.Context, c client.Client, sub string, obj client.Object, s client.Object, opts ...client.SubResourceCreateOption) error {
+		if obj.GetName() == "double-pdb" {
+			return apierrors.NewInternalError(errors.New("This pod has more than one PodDisruptionBudget, which the eviction subresource does not support."))
+		}
+		return c.SubResource(sub).Create(ctx, obj, s, opts...)
+	}}))
+	h.create(workloadPod("double-pdb", testNode))
+	h.create(workloadPod("web-1", testNode))
+	h.open()
+	h.runUntil(v1alpha1.PhaseDraining)
+	h.settle()
+	if msg := h.cycle().Status.Message; !strings.Contains(msg, "demo/double-pdb (eviction refused: Internal error occurred: This pod has more than one PodDisruptionBudget") {
+		t.Fatalf("message %q does not name the blocker", msg)
+	}
+	h.runUntil(v1alpha1.PhaseFailed)
+	nc := h.cycle()
+	if nc.Status.Reason != v1alpha1.ReasonDrainTimeout || h.node().Spec.Unschedulable {
+		t.Fatalf("reason %s, node unschedulable %t: want DrainTimeout and the node given back", nc.Status.Reason, h.node().Spec.Unschedulable)
+	}
+	if !slices.Contains(h.reasons(), string(v1alpha1.ReasonEvicted)) {
+		t.Error("the other pod was not evicted")
 	}
 }
 

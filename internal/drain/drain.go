@@ -89,11 +89,7 @@ func (d *Drainer) Step(ctx context.Context, nodeName string, opts v1alpha1.Drain
 			res.Waiting = append(res.Waiting, PodState{Pod: key, Reason: "terminating"})
 			continue
 		}
-		why, err := d.evict(ctx, pod, opts)
-		if err != nil {
-			return res, err
-		}
-		if why != "" {
+		if why := d.evict(ctx, pod, opts); why != "" {
 			res.Waiting = append(res.Waiting, PodState{Pod: key, Reason: why})
 		}
 	}
@@ -128,8 +124,12 @@ func refuse(pod *corev1.Pod, opts v1alpha1.DrainSpec) string {
 }
 
 // evict asks for the pod's eviction. It returns why the pod is still there
-// ("" when the eviction was accepted or the pod is gone).
-func (d *Drainer) evict(ctx context.Context, pod *corev1.Pod, opts v1alpha1.DrainSpec) (string, error) {
+// ("" when the eviction was accepted or the pod is gone). An eviction the
+// API server refuses for another reason than a PodDisruptionBudget (a
+// 500 for two PDBs over one pod, a webhook that denies it) is such a
+// reason too: the drain goes on with the other pods, and its timeout ends
+// it if the refusal does not go away.
+func (d *Drainer) evict(ctx context.Context, pod *corev1.Pod, opts v1alpha1.DrainSpec) string {
 	ev := &policyv1.Eviction{ObjectMeta: metav1.ObjectMeta{Name: pod.Name, Namespace: pod.Namespace}}
 	if opts.GracePeriodSeconds >= 0 {
 		grace := opts.GracePeriodSeconds
@@ -138,14 +138,14 @@ func (d *Drainer) evict(ctx context.Context, pod *corev1.Pod, opts v1alpha1.Drai
 	err := d.Writer.SubResource("eviction").Create(ctx, pod, ev)
 	switch {
 	case err == nil:
-		return ReasonEvicted, nil
+		return ReasonEvicted
 	case apierrors.IsNotFound(err):
-		return "", nil
+		return ""
 	case apierrors.IsTooManyRequests(err):
 		// The API server refuses evictions that would violate a PDB with 429.
-		return d.blockingPDBs(ctx, pod), nil
+		return d.blockingPDBs(ctx, pod)
 	default:
-		return "", fmt.Errorf("evicting pod %s/%s: %w", pod.Namespace, pod.Name, err)
+		return "eviction refused: " + err.Error()
 	}
 }
 

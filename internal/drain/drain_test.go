@@ -1,12 +1,18 @@
 package drain
 
 import (
+	"context"
+	"errors"
 	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
 )
@@ -56,5 +62,33 @@ func TestSummaryIsStableAndBounded(t *testing.T) {
 	}
 	if r.Done() {
 		t.Fatal("a result with waiting pods is not done")
+	}
+}
+
+// An eviction refused with an error other than a PDB's 429 (two PDBs over
+// one pod answer 500) is a waiting reason of that pod, not an error of the
+// step: the other pods are still evicted, and the caller's drain timeout
+// still runs.
+func TestAnEvictionErrorIsAWaitingReason(t *testing.T) {
+	pods := []client.Object{
+		&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "demo", Name: "a", OwnerReferences: owned("ReplicaSet")}, Spec: corev1.PodSpec{NodeName: "n1"}},
+		&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "demo", Name: "b", OwnerReferences: owned("ReplicaSet")}, Spec: corev1.PodSpec{NodeName: "n1"}},
+	}
+	c := fake.NewClientBuilder().WithObjects(pods...).
+		WithIndex(&corev1.Pod{}, "spec.nodeName", func(o client.Object) []string { return []string{o.(*corev1.Pod).Spec.NodeName} }).
+		WithInterceptorFuncs(interceptor.Funcs{SubResourceCreate: func(ctx context.Context, c client.Client, sub string, obj client.Object, s client.Object, opts ...client.SubResourceCreateOption) error {
+			if obj.GetName() == "a" {
+				return apierrors.NewInternalError(errors.New("This pod has more than one PodDisruptionBudget, which the eviction subresource does not support."))
+			}
+			return c.SubResource(sub).Create(ctx, obj, s, opts...)
+		}}).Build()
+	d := Drainer{Reader: c, Writer: c}
+	res, err := d.Step(context.Background(), "n1", v1alpha1.DrainSpec{})
+	if err != nil {
+		t.Fatalf("Step: %v", err)
+	}
+	if len(res.Waiting) != 2 || res.Waiting[0].Pod != "demo/a" || !strings.Contains(res.Waiting[0].Reason, "more than one PodDisruptionBudget") ||
+		res.Waiting[1].Reason != ReasonEvicted {
+		t.Fatalf("waiting %+v: want demo/a refused with the API server's reason and demo/b evicted", res.Waiting)
 	}
 }
