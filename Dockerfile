@@ -9,6 +9,7 @@ COPY api/ api/
 COPY cmd/ cmd/
 COPY controllers/ controllers/
 COPY internal/ internal/
+COPY providers/ providers/
 RUN CGO_ENABLED=0 go build -trimpath -ldflags=-s -o /out/nodecycle-agent ./cmd/agent && \
     CGO_ENABLED=0 go build -trimpath -ldflags=-s -o /out/nodecycle-manager ./cmd/manager
 
