@@ -3,10 +3,12 @@ package nodecycle
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
@@ -63,7 +65,9 @@ func (r *Reconciler) drain(ctx context.Context, s *step) (reconcile.Result, erro
 	}
 	for _, p := range res.Waiting {
 		if p.Reason == drain.ReasonEvicted {
-			s.event(corev1.EventTypeNormal, v1alpha1.ReasonEvicted, "Evicted pod %s", p.Pod)
+			ns, name, _ := strings.Cut(p.Pod, "/")
+			pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
+			s.eventAbout(pod, corev1.EventTypeNormal, v1alpha1.ReasonEvicted, "Evicted pod %s", p.Pod)
 		}
 	}
 	elapsed := s.elapsed()

@@ -40,7 +40,11 @@ func (r *Reconciler) save(ctx context.Context, s *step) error {
 func (r *Reconciler) publish(ctx context.Context, s *step) {
 	if s.target != nil {
 		for _, e := range s.events {
-			s.target.Eventf(s.node, s.nc, e.eventType, e.reason, string(s.nc.Status.Phase), "%s", e.message)
+			related := e.related
+			if related == nil {
+				related = s.nc
+			}
+			s.target.Eventf(s.node, related, e.eventType, e.reason, string(s.nc.Status.Phase), "%s", e.message)
 		}
 	}
 	s.events = nil

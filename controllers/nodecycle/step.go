@@ -6,6 +6,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
 	"github.com/nodecycle/nodecycle/internal/cluster"
@@ -29,6 +30,9 @@ type pendingEvent struct {
 	eventType string
 	reason    v1alpha1.Reason
 	message   string
+	// related is what the Event is about besides the node; nil: the
+	// NodeCycle.
+	related runtime.Object
 }
 
 func (r *Reconciler) newStep(nc *v1alpha1.NodeCycle) *step {
@@ -41,7 +45,15 @@ func (r *Reconciler) newStep(nc *v1alpha1.NodeCycle) *step {
 func (s *step) workload() cluster.Workload { return s.target.Workload() }
 
 func (s *step) event(eventType string, reason v1alpha1.Reason, format string, args ...any) {
-	s.events = append(s.events, pendingEvent{eventType, reason, fmt.Sprintf(format, args...)})
+	s.events = append(s.events, pendingEvent{eventType: eventType, reason: reason, message: fmt.Sprintf(format, args...)})
+}
+
+// eventAbout is event with another related object than the NodeCycle.
+// Events of one reason about one node are told apart by it: the recorder
+// folds those with the same regarding and related objects into one series,
+// whatever their messages say.
+func (s *step) eventAbout(related runtime.Object, eventType string, reason v1alpha1.Reason, format string, args ...any) {
+	s.events = append(s.events, pendingEvent{eventType: eventType, reason: reason, message: fmt.Sprintf(format, args...), related: related})
 }
 
 // discard forgets what the step changed since the last save.

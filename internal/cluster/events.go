@@ -61,8 +61,12 @@ func (e MachineEvents) Eventf(node *corev1.Node, related runtime.Object, eventty
 		e.Management.Eventf(related, nil, eventtype, string(reason), action, note, args...)
 	}
 	if node != nil && e.Workload != nil {
-		// The NodeCycle lives in another cluster: not a related object here.
-		e.Workload.Eventf(node, nil, eventtype, string(reason), action, note, args...)
+		// Only a Pod lives in the workload cluster; the NodeCycle does not.
+		var inWorkload runtime.Object
+		if pod, ok := related.(*corev1.Pod); ok {
+			inWorkload = pod
+		}
+		e.Workload.Eventf(node, inWorkload, eventtype, string(reason), action, note, args...)
 	}
 }
 
