@@ -79,6 +79,7 @@ type NodeCycleSpec struct {
 	// Strategies is the escalation ladder: the first runs; when its wait for
 	// the node times out, the next one runs, on the still drained node.
 	// +kubebuilder:validation:MinItems=1
+	// +listType=set
 	Strategies []Strategy `json:"strategies"`
 
 	// Policy names the NodeCyclePolicy the settings came from; empty when
@@ -108,6 +109,8 @@ type NodeCycleSpec struct {
 	// runs a new boot and is Ready.
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('720h')",message="must be a duration from 1s to 720h"
 	RebootTimeout metav1.Duration `json:"rebootTimeout"`
 
 	// ReplaceTimeout bounds the replace strategy, from the Machine's deletion
@@ -115,6 +118,8 @@ type NodeCycleSpec struct {
 	// +optional
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('720h')",message="must be a duration from 1s to 720h"
 	ReplaceTimeout *metav1.Duration `json:"replaceTimeout,omitempty"`
 }
 
@@ -124,6 +129,8 @@ type DrainSpec struct {
 	// the node is uncordoned if nodecycle cordoned it.
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('720h')",message="must be a duration from 1s to 720h"
 	Timeout metav1.Duration `json:"timeout"`
 
 	// GracePeriodSeconds is given to each evicted pod; -1 keeps the pod's own.

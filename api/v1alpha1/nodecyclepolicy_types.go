@@ -14,7 +14,9 @@ type NodeCyclePolicySpec struct {
 	NodeSelector metav1.LabelSelector `json:"nodeSelector,omitempty"`
 
 	// Strategies is the escalation ladder, in order, e.g. [reboot, power-cycle].
+	// Each strategy appears at most once.
 	// +kubebuilder:validation:MinItems=1
+	// +listType=set
 	// +kubebuilder:default={reboot}
 	// +optional
 	Strategies []Strategy `json:"strategies,omitempty"`
@@ -23,6 +25,8 @@ type NodeCyclePolicySpec struct {
 	// +optional
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('720h')",message="must be a duration from 1s to 720h"
 	DrainTimeout *metav1.Duration `json:"drainTimeout,omitempty"`
 
 	// RebootTimeout bounds the wait for a new boot ID and Ready after a
@@ -30,6 +34,8 @@ type NodeCyclePolicySpec struct {
 	// +optional
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('720h')",message="must be a duration from 1s to 720h"
 	RebootTimeout *metav1.Duration `json:"rebootTimeout,omitempty"`
 
 	// PowerCycle configures the provider of the power-cycle strategy.
@@ -126,6 +132,8 @@ type PowerCycleSpec struct {
 	// +optional
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('0s') && duration(self) <= duration('720h')",message="must be a duration from 0s to 720h"
 	SoftOffTimeout metav1.Duration `json:"softOffTimeout,omitempty"`
 
 	// PowerTimeout bounds each wait for the machine to be off, and to be on.
@@ -133,6 +141,8 @@ type PowerCycleSpec struct {
 	// +optional
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('0s') && duration(self) <= duration('720h')",message="must be a duration from 0s to 720h"
 	PowerTimeout metav1.Duration `json:"powerTimeout,omitempty"`
 }
 

@@ -1,0 +1,85 @@
+package integration
+
+import (
+	"context"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/nodecycle/nodecycle/api/v1alpha1"
+)
+
+// The API server refuses what the manager could not use: a duration the
+// client cannot parse (it broke the policy informer of every manager), a
+// timeout of zero (every attempt failed after evicting everything), a ladder
+// that names a step twice (it never ended).
+var _ = Describe("The CRDs refuse bad input at kubectl apply", func() {
+	policy := func(spec map[string]any) *unstructured.Unstructured {
+		u := &unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": v1alpha1.GroupVersion.String(), "kind": "NodeCyclePolicy",
+			"metadata": map[string]any{"generateName": "bad-", "namespace": "default"},
+			"spec":     spec,
+		}}
+		return u
+	}
+	cycle := func(spec map[string]any) *unstructured.Unstructured {
+		base := map[string]any{"nodeName": "n1", "strategies": []any{"reboot"}, "rebootTimeout": "15m", "attempt": int64(1),
+			"drain": map[string]any{"timeout": "10m", "deleteEmptyDirData": true, "evictUnmanagedPods": true}}
+		for k, v := range spec {
+			if d, ok := v.(map[string]any); ok && k == "drain" {
+				for dk, dv := range d {
+					base["drain"].(map[string]any)[dk] = dv
+				}
+				continue
+			}
+			base[k] = v
+		}
+		return &unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": v1alpha1.GroupVersion.String(), "kind": "NodeCycle",
+			"metadata": map[string]any{"generateName": "bad-", "namespace": "default"},
+			"spec":     base,
+		}}
+	}
+	DescribeTable("a NodeCyclePolicy",
+		func(spec map[string]any, want string) {
+			err := env.Client.Create(context.Background(), policy(spec))
+			if want == "" {
+				Expect(err).NotTo(HaveOccurred())
+				return
+			}
+			Expect(err).To(MatchError(ContainSubstring(want)))
+		},
+		Entry("drainTimeout too long to parse (H1)", map[string]any{"drainTimeout": "9999999999h"}, "drainTimeout"),
+		Entry("drainTimeout of zero", map[string]any{"drainTimeout": "0s"}, "must be a duration from 1s to 720h"),
+		Entry("rebootTimeout of zero", map[string]any{"rebootTimeout": "0s"}, "must be a duration from 1s to 720h"),
+		Entry("rebootTimeout over 30 days", map[string]any{"rebootTimeout": "721h"}, "must be a duration from 1s to 720h"),
+		Entry("powerTimeout too long to parse", map[string]any{"powerCycle": map[string]any{"provider": "ipmi", "powerTimeout": "99999999999999h"}}, "powerTimeout"),
+		Entry("a step twice (H9)", map[string]any{"strategies": []any{"reboot", "reboot"}}, "Duplicate value"),
+		Entry("good durations", map[string]any{"drainTimeout": "20m", "rebootTimeout": "1h30m", "strategies": []any{"reboot", "power-cycle"},
+			"powerCycle": map[string]any{"provider": "ipmi", "powerTimeout": "5m", "softOffTimeout": "0s"}}, ""),
+	)
+	DescribeTable("a NodeCycle",
+		func(spec map[string]any, want string) {
+			err := env.Client.Create(context.Background(), cycle(spec))
+			if want == "" {
+				Expect(err).NotTo(HaveOccurred())
+				return
+			}
+			Expect(err).To(MatchError(ContainSubstring(want)))
+		},
+		Entry("drain timeout too long to parse", map[string]any{"drain": map[string]any{"timeout": "9999999999h"}}, "timeout"),
+		Entry("reboot timeout of zero", map[string]any{"rebootTimeout": "0s"}, "must be a duration from 1s to 720h"),
+		Entry("a step twice", map[string]any{"strategies": []any{"reboot", "power-cycle", "reboot"}}, "Duplicate value"),
+		Entry("good", map[string]any{"replaceTimeout": "45m"}, ""),
+	)
+	It("keeps the manager's policy informer working", func() {
+		// Every policy the API server accepted decodes in the client.
+		var list v1alpha1.NodeCyclePolicyList
+		Eventually(func() error { return env.Client.List(context.Background(), &list) }).WithTimeout(5 * time.Second).Should(Succeed())
+		for _, p := range list.Items {
+			Expect(p.Spec.DrainTimeout == nil || p.Spec.DrainTimeout.Duration > 0).To(BeTrue(), "policy %s", p.Name)
+		}
+	})
+})
