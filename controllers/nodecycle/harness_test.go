@@ -2,6 +2,7 @@ package nodecycle
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -316,17 +317,27 @@ type memPower struct {
 	stuckOn bool
 	// refuseSoft: soft power-off is refused.
 	refuseSoft bool
-	// fail makes every call fail.
-	fail error
+	// fail makes every call fail; failures, only the next so many.
+	fail     error
+	failures int
 	// calls counts calls by kind ("off-Soft", "off-Hard", "on").
 	calls map[string]int
+}
+
+// failing says whether this call fails.
+func (p *memPower) failing() error {
+	if p.failures > 0 {
+		p.failures--
+		return errors.New("BMC busy")
+	}
+	return p.fail
 }
 
 func (p *memPower) PowerState(_ context.Context, m providers.Machine) (providers.PowerState, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.fail != nil {
-		return providers.PowerUnknown, p.fail
+	if err := p.failing(); err != nil {
+		return providers.PowerUnknown, err
 	}
 	s, ok := p.state[m.Candidates[0]]
 	if !ok {
@@ -339,8 +350,8 @@ func (p *memPower) PowerOff(_ context.Context, m providers.Machine, mode provide
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.count("off-" + string(mode))
-	if p.fail != nil {
-		return p.fail
+	if err := p.failing(); err != nil {
+		return err
 	}
 	if mode == providers.OffSoft && p.refuseSoft {
 		return fmt.Errorf("soft power-off not supported")
@@ -355,8 +366,8 @@ func (p *memPower) PowerOn(_ context.Context, m providers.Machine) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.count("on")
-	if p.fail != nil {
-		return p.fail
+	if err := p.failing(); err != nil {
+		return err
 	}
 	if !p.stuckOn {
 		p.state[m.Candidates[0]] = providers.PowerOn

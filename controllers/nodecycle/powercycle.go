@@ -77,19 +77,51 @@ func (st *powerCycle) Step(ctx context.Context, s *step) (reconcile.Result, erro
 }
 
 // readPower builds the provider, finds the machine and reads its power
-// state. On failure it fails the NodeCycle and returns ok false.
-func (st *powerCycle) readPower(ctx context.Context, s *step) (providers.Provider, providers.Machine, providers.PowerState, bool) {
+// state. An error is retried (providerError); ok false says the step is
+// decided.
+func (st *powerCycle) readPower(ctx context.Context, s *step) (providers.Provider, providers.Machine, providers.PowerState, reconcile.Result, bool) {
 	p, m, err := st.power.Target(ctx, s.nc, s.node)
 	if err != nil {
-		s.fail(v1alpha1.ReasonProviderError, err.Error())
-		return nil, m, providers.PowerUnknown, false
+		return nil, m, providers.PowerUnknown, st.providerError(ctx, s, nil, m, err), false
 	}
 	state, err := p.PowerState(ctx, m)
 	if err != nil {
-		s.fail(v1alpha1.ReasonProviderError, fmt.Sprintf("power-cycle provider %s: %v", s.nc.Spec.PowerCycle.Provider, err))
-		return nil, m, providers.PowerUnknown, false
+		return nil, m, providers.PowerUnknown, st.providerError(ctx, s, p, m, fmt.Errorf("power-cycle provider %s: %w", s.nc.Spec.PowerCycle.Provider, err)), false
 	}
-	return p, m, state, true
+	return p, m, state, reconcile.Result{}, true
+}
+
+// limit is how long a power phase may take: the power timeout, or without
+// one the reboot timeout (a provider that keeps failing is given up).
+func limit(s *step) time.Duration {
+	if d := s.nc.Spec.PowerCycle.PowerTimeout.Duration; d > 0 {
+		return d
+	}
+	return s.nc.Spec.RebootTimeout.Duration
+}
+
+// providerError retries a failing hypervisor or BMC (a timeout, a restart
+// of the BMC) until the phase's limit, saying so in the message; then the
+// power cycle is given up.
+func (st *powerCycle) providerError(ctx context.Context, s *step, p providers.Provider, m providers.Machine, err error) reconcile.Result {
+	if s.elapsed() >= limit(s) {
+		st.giveUp(ctx, s, p, m, v1alpha1.ReasonProviderError, fmt.Sprintf("%v (retried for %s)", err, limit(s)))
+		return reconcile.Result{}
+	}
+	s.nc.Status.Message = fmt.Sprintf("Retrying: %v", err)
+	return reconcile.Result{RequeueAfter: powerPollInterval}
+}
+
+// giveUp ends the power cycle without a new boot: it asks for power-on
+// first, so that a machine is never left off, then runs the ladder's next
+// step or fails the NodeCycle.
+func (st *powerCycle) giveUp(ctx context.Context, s *step, p providers.Provider, m providers.Machine, reason v1alpha1.Reason, why string) {
+	if p != nil && len(m.Candidates) > 0 {
+		if err := p.PowerOn(ctx, m); err != nil {
+			why += fmt.Sprintf("; powering the machine on failed too: %v", err)
+		}
+	}
+	s.escalateOrFail(reason, why)
 }
 
 // powerOff turns the machine off: soft first, hard once the soft-off
@@ -105,9 +137,9 @@ func (st *powerCycle) powerOff(ctx context.Context, s *step) (reconcile.Result, 
 	pc := s.nc.Spec.PowerCycle
 	callCtx, cancel := context.WithTimeout(ctx, providerCallTimeout)
 	defer cancel()
-	p, m, state, ok := st.readPower(callCtx, s)
+	p, m, state, res, ok := st.readPower(callCtx, s)
 	if !ok {
-		return reconcile.Result{}, nil
+		return res, nil
 	}
 	elapsed := s.elapsed()
 	switch {
@@ -116,7 +148,7 @@ func (st *powerCycle) powerOff(ctx context.Context, s *step) (reconcile.Result, 
 		s.event(corev1.EventTypeNormal, v1alpha1.ReasonPoweredOff, "Machine %s is off (%s off after %s)", m.Candidates[0], status.PowerOffMode, elapsed.Round(time.Second))
 		return reconcile.Result{}, nil
 	case elapsed >= pc.PowerTimeout.Duration && pc.PowerTimeout.Duration > 0:
-		s.fail(v1alpha1.ReasonPowerOffTimeout, fmt.Sprintf("Machine %s did not power off within %s (provider %s)", m.Candidates[0], pc.PowerTimeout.Duration, pc.Provider))
+		st.giveUp(callCtx, s, p, m, v1alpha1.ReasonPowerOffTimeout, fmt.Sprintf("Machine %s did not power off within %s (provider %s)", m.Candidates[0], pc.PowerTimeout.Duration, pc.Provider))
 		return reconcile.Result{}, nil
 	case status.PowerOffMode == "":
 		mode := providers.OffSoft
@@ -124,8 +156,7 @@ func (st *powerCycle) powerOff(ctx context.Context, s *step) (reconcile.Result, 
 			s.event(corev1.EventTypeWarning, v1alpha1.ReasonSoftPowerOffRefused, "Soft power-off refused, cutting the power: %v", err)
 			mode = providers.OffHard
 			if err := p.PowerOff(callCtx, m, mode); err != nil {
-				s.fail(v1alpha1.ReasonProviderError, fmt.Sprintf("power-cycle provider %s: %v", pc.Provider, err))
-				return reconcile.Result{}, nil
+				return st.providerError(callCtx, s, p, m, fmt.Errorf("power-cycle provider %s: %w", pc.Provider, err)), nil
 			}
 		}
 		status.PowerOffMode = string(mode)
@@ -133,8 +164,7 @@ func (st *powerCycle) powerOff(ctx context.Context, s *step) (reconcile.Result, 
 		s.event(corev1.EventTypeNormal, v1alpha1.ReasonPowerOffRequested, "%s", status.Message)
 	case status.PowerOffMode == string(providers.OffSoft) && elapsed >= pc.SoftOffTimeout.Duration:
 		if err := p.PowerOff(callCtx, m, providers.OffHard); err != nil {
-			s.fail(v1alpha1.ReasonProviderError, fmt.Sprintf("power-cycle provider %s: %v", pc.Provider, err))
-			return reconcile.Result{}, nil
+			return st.providerError(callCtx, s, p, m, fmt.Errorf("power-cycle provider %s: %w", pc.Provider, err)), nil
 		}
 		status.PowerOffMode = string(providers.OffHard)
 		status.Message = fmt.Sprintf("Machine %s did not shut down within %s; power cut", m.Candidates[0], pc.SoftOffTimeout.Duration)
@@ -150,9 +180,9 @@ func (st *powerCycle) powerOn(ctx context.Context, s *step) (reconcile.Result, e
 	pc := s.nc.Spec.PowerCycle
 	callCtx, cancel := context.WithTimeout(ctx, providerCallTimeout)
 	defer cancel()
-	p, m, state, ok := st.readPower(callCtx, s)
+	p, m, state, res, ok := st.readPower(callCtx, s)
 	if !ok {
-		return reconcile.Result{}, nil
+		return res, nil
 	}
 	if state == providers.PowerOn {
 		s.moveTo(v1alpha1.PhaseWaitingForNodeReady, fmt.Sprintf("Machine %s is on; waiting for a boot ID other than %q and Ready=True", m.Candidates[0], status.BootIDBefore))
@@ -162,12 +192,11 @@ func (st *powerCycle) powerOn(ctx context.Context, s *step) (reconcile.Result, e
 		return reconcile.Result{RequeueAfter: s.nc.Spec.RebootTimeout.Duration}, nil
 	}
 	if elapsed := s.elapsed(); pc.PowerTimeout.Duration > 0 && elapsed >= pc.PowerTimeout.Duration {
-		s.fail(v1alpha1.ReasonPowerOnTimeout, fmt.Sprintf("Machine %s did not power on within %s (provider %s)", m.Candidates[0], pc.PowerTimeout.Duration, pc.Provider))
+		st.giveUp(callCtx, s, p, m, v1alpha1.ReasonPowerOnTimeout, fmt.Sprintf("Machine %s did not power on within %s (provider %s)", m.Candidates[0], pc.PowerTimeout.Duration, pc.Provider))
 		return reconcile.Result{}, nil
 	}
 	if err := p.PowerOn(callCtx, m); err != nil {
-		s.fail(v1alpha1.ReasonProviderError, fmt.Sprintf("power-cycle provider %s: %v", pc.Provider, err))
-		return reconcile.Result{}, nil
+		return st.providerError(callCtx, s, p, m, fmt.Errorf("power-cycle provider %s: %w", pc.Provider, err)), nil
 	}
 	status.Message = fmt.Sprintf("Power-on of machine %s requested through %s; waiting until it is on", m.Candidates[0], pc.Provider)
 	return reconcile.Result{RequeueAfter: powerPollInterval}, nil

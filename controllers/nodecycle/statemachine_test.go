@@ -226,6 +226,62 @@ func TestDrainTimesOutOnEvictionErrors(t *testing.T) {
 	}
 }
 
+// H8: a provider error does not end a power cycle at once, a machine is
+// never left off, and a power timeout escalates as the design says.
+func TestPowerCycleSurvivesProviderErrors(t *testing.T) {
+	t.Run("errors are retried", func(t *testing.T) {
+		h := newHarness(t)
+		h.open(v1alpha1.StrategyPowerCycle)
+		h.runUntil(v1alpha1.PhasePoweringOn)
+		h.power.failures = 3 // the BMC answers errors for a while
+		h.settle()
+		if nc := h.cycle(); nc.Status.Phase != v1alpha1.PhasePoweringOn || !strings.Contains(nc.Status.Message, "Retrying: power-cycle provider memory: BMC busy") {
+			t.Fatalf("phase %s (%s) after a provider error", nc.Status.Phase, nc.Status.Message)
+		}
+		h.runUntil(v1alpha1.PhaseWaitingForNodeReady)
+		h.boot("boot-2")
+		h.runUntil(v1alpha1.PhaseSucceeded)
+	})
+	t.Run("a provider that keeps failing is given up at the power timeout, after asking for power-on", func(t *testing.T) {
+		h := newHarness(t)
+		h.open(v1alpha1.StrategyPowerCycle)
+		h.runUntil(v1alpha1.PhasePoweringOn)
+		h.power.fail = errors.New("connection refused")
+		h.runUntil(v1alpha1.PhaseFailed)
+		nc := h.cycle()
+		if nc.Status.Reason != v1alpha1.ReasonProviderError || !strings.Contains(nc.Status.Message, "retried for 5m0s") {
+			t.Fatalf("reason %s message %q", nc.Status.Reason, nc.Status.Message)
+		}
+		if got := h.cycle().Status.PhaseStartTime.Sub(epoch); got < 5*time.Minute {
+			t.Errorf("given up after %s, before the power timeout", got)
+		}
+	})
+	t.Run("a power-off timeout turns the machine on again and escalates", func(t *testing.T) {
+		h := newHarness(t, withMachine())
+		h.createMachine(testMachine, "ms-1", "")
+		h.open(v1alpha1.StrategyPowerCycle, v1alpha1.StrategyReplace)
+		h.runUntil(v1alpha1.PhasePoweringOff)
+		h.power.stuckOff = true
+		h.runUntil(v1alpha1.PhaseWaitingForReplacement)
+		if nc := h.cycle(); nc.Status.Step != 1 || nc.Status.Strategy != v1alpha1.StrategyReplace {
+			t.Fatalf("step %d strategy %s: want the ladder's replace", nc.Status.Step, nc.Status.Strategy)
+		}
+		if h.power.calledWith("on") != 1 {
+			t.Errorf("power-on asked %d times before giving up the power cycle, want 1", h.power.calledWith("on"))
+		}
+	})
+	t.Run("a power-on timeout escalates", func(t *testing.T) {
+		h := newHarness(t)
+		h.open(v1alpha1.StrategyPowerCycle, v1alpha1.StrategyReboot)
+		h.runUntil(v1alpha1.PhasePoweringOn)
+		h.power.stuckOn = true
+		h.runUntil(v1alpha1.PhaseRebooting)
+		if r := h.reasons(); !slices.Contains(r, string(v1alpha1.ReasonEscalating)) {
+			t.Errorf("no Escalating Event in %v", r)
+		}
+	})
+}
+
 func TestSoftPowerOffTimesOutIntoHardOff(t *testing.T) {
 	h := newHarness(t)
 	h.open(v1alpha1.StrategyPowerCycle)
