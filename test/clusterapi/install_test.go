@@ -2,7 +2,6 @@ package clusterapi
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"time"
 
@@ -18,13 +17,6 @@ import (
 )
 
 var _ = Describe("Installation with kubectl apply -k config/clusterapi", func() {
-	kubectl := func(args ...string) string {
-		GinkgoHelper()
-		out, err := exec.Command(filepath.Join(os.Getenv("KUBEBUILDER_ASSETS"), "kubectl"), args...).CombinedOutput()
-		Expect(err).NotTo(HaveOccurred(), string(out))
-		return string(out)
-	}
-
 	It("carries the rendered agent manifests of config/workload", func() {
 		rendered := kubectl("kustomize", filepath.Join(framework.RepoRoot(), "config", "workload"))
 		inTree, err := os.ReadFile(filepath.Join(framework.RepoRoot(), "config", "clusterapi", "agent", "nodecycle-agent.yaml"))

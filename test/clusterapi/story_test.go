@@ -2,7 +2,6 @@ package clusterapi
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"time"
 
@@ -15,13 +14,6 @@ import (
 )
 
 var _ = Describe("The story where operators look", func() {
-	kubectl := func(args ...string) string {
-		GinkgoHelper()
-		out, err := exec.Command(filepath.Join(os.Getenv("KUBEBUILDER_ASSETS"), "kubectl"), args...).CombinedOutput()
-		Expect(err).NotTo(HaveOccurred(), string(out))
-		return string(out)
-	}
-
 	It("is told by kubectl describe machine and, in the workload cluster, kubectl describe node; a manager restart raises no false alarm", func(ctx SpecContext) {
 		const ns, cluster = "story", "tale"
 		_, err := capi.CreateCluster(ctx, ns, cluster, env.Config)

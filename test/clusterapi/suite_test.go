@@ -6,6 +6,9 @@ package clusterapi
 import (
 	"context"
 	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -58,6 +61,14 @@ var _ = AfterSuite(func() {
 		Expect(env.Stop()).To(Succeed())
 	}
 })
+
+// kubectl runs the kubectl of the test binaries and returns its output.
+func kubectl(args ...string) string {
+	GinkgoHelper()
+	out, err := exec.Command(filepath.Join(os.Getenv("KUBEBUILDER_ASSETS"), "kubectl"), args...).CombinedOutput()
+	Expect(err).NotTo(HaveOccurred(), string(out))
+	return string(out)
+}
 
 // startManager runs the real manager in Cluster API mode until stop is called.
 func startManager(args ...string) (stop func()) {

@@ -42,15 +42,18 @@ var _ = Describe("The CRDs refuse bad input at kubectl apply", func() {
 			"spec":     base,
 		}}
 	}
+	// refused creates obj and expects the API server to refuse it with a
+	// message containing want ("" means: to accept it).
+	refused := func(obj *unstructured.Unstructured, want string) {
+		err := env.Client.Create(context.Background(), obj)
+		if want == "" {
+			Expect(err).NotTo(HaveOccurred())
+			return
+		}
+		Expect(err).To(MatchError(ContainSubstring(want)))
+	}
 	DescribeTable("a NodeCyclePolicy",
-		func(spec map[string]any, want string) {
-			err := env.Client.Create(context.Background(), policy(spec))
-			if want == "" {
-				Expect(err).NotTo(HaveOccurred())
-				return
-			}
-			Expect(err).To(MatchError(ContainSubstring(want)))
-		},
+		func(spec map[string]any, want string) { refused(policy(spec), want) },
 		Entry("drainTimeout too long to parse (H1)", map[string]any{"drainTimeout": "9999999999h"}, "drainTimeout"),
 		Entry("drainTimeout of zero", map[string]any{"drainTimeout": "0s"}, "must be a duration from 1s to 720h"),
 		Entry("rebootTimeout of zero", map[string]any{"rebootTimeout": "0s"}, "must be a duration from 1s to 720h"),
@@ -61,14 +64,7 @@ var _ = Describe("The CRDs refuse bad input at kubectl apply", func() {
 			"powerCycle": map[string]any{"provider": "ipmi", "powerTimeout": "5m", "softOffTimeout": "0s"}}, ""),
 	)
 	DescribeTable("a NodeCycle",
-		func(spec map[string]any, want string) {
-			err := env.Client.Create(context.Background(), cycle(spec))
-			if want == "" {
-				Expect(err).NotTo(HaveOccurred())
-				return
-			}
-			Expect(err).To(MatchError(ContainSubstring(want)))
-		},
+		func(spec map[string]any, want string) { refused(cycle(spec), want) },
 		Entry("drain timeout too long to parse", map[string]any{"drain": map[string]any{"timeout": "9999999999h"}}, "timeout"),
 		Entry("reboot timeout of zero", map[string]any{"rebootTimeout": "0s"}, "must be a duration from 1s to 720h"),
 		Entry("a step twice", map[string]any{"strategies": []any{"reboot", "power-cycle", "reboot"}}, "Duplicate value"),
