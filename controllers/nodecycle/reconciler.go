@@ -37,7 +37,7 @@ const (
 	gatePollInterval = 10 * time.Second
 	// conflictRetry: a write that lost to another writer is tried again
 	// after this long, on the object read again.
-	conflictRetry = 100 * time.Millisecond
+	conflictRetry = 10 * time.Millisecond
 )
 
 // Reconciler drives NodeCycles through their phases (see doc.go). Every
