@@ -104,6 +104,8 @@ func (r *Reconciler) uncordon(ctx context.Context, s *step) (reconcile.Result, e
 	}
 	_, ours := s.node.Annotations[v1alpha1.AnnotationCordonedBy]
 	switch {
+	case ours && rebootPending(s):
+		// The node may still reboot: pods back on it would go down with it.
 	case ours && nodes.IsReady(s.node):
 		if err := nodes.Uncordon(ctx, s.workload().Client, s.node); err != nil {
 			if apierrors.IsConflict(err) {

@@ -12,6 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
+	"github.com/nodecycle/nodecycle/internal/cycles"
 	"github.com/nodecycle/nodecycle/internal/nodes"
 )
 
@@ -125,18 +126,31 @@ func waitForNewBoot(ctx context.Context, s *step) (reconcile.Result, error) {
 	waited := s.elapsed()
 	timeout := s.nc.Spec.RebootTimeout.Duration
 	if waited >= timeout {
-		if err := clearRebootRequest(ctx, s); err != nil {
-			return reconcile.Result{}, err
-		}
 		why := fmt.Sprintf("Node did not come back within %s after %s: boot ID %s, Ready=%t", timeout, s.currentName(), describeBoot(status.BootIDBefore, current), ready)
 		if s.currentName() == v1alpha1.StrategyReboot {
 			why += fmt.Sprintf(", agent acknowledged the request: %t", acked)
+		}
+		if rebootPending(s) && !s.hasNext() {
+			// The agent took the request and the node may still go down (a
+			// slow shutdown, a long POST): the request, the cordon and so
+			// the slot stay until it runs a new boot.
+			s.fail(v1alpha1.ReasonRebootTimeout, why+"; the reboot may still happen: the node stays cordoned, and keeps its cluster's slot, until it runs a new boot")
+			return reconcile.Result{}, nil
+		}
+		if err := clearRebootRequest(ctx, s); err != nil {
+			return reconcile.Result{}, err
 		}
 		s.escalateOrFail(v1alpha1.ReasonRebootTimeout, why)
 		return reconcile.Result{}, nil
 	}
 	status.Message = fmt.Sprintf("Waiting for the reboot: boot ID %s, Ready=%t, agent acknowledged: %t", describeBoot(status.BootIDBefore, current), ready, acked)
 	return reconcile.Result{RequeueAfter: timeout - waited}, nil
+}
+
+// rebootPending says the agent acknowledged this NodeCycle's reboot request
+// and the node still runs the boot recorded before it.
+func rebootPending(s *step) bool {
+	return cycles.RebootPending(s.node, s.nc)
 }
 
 func describeBoot(before, current string) string {

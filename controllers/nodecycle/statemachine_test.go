@@ -282,6 +282,25 @@ func TestPowerCycleSurvivesProviderErrors(t *testing.T) {
 	})
 }
 
+// H6: at the reboot timeout, a node whose agent acknowledged the request
+// and that still runs its old boot may yet go down: it stays cordoned
+// (which holds its cluster's slot) and keeps the request.
+func TestAnAcknowledgedRebootKeepsTheNodeCordoned(t *testing.T) {
+	h := newHarness(t)
+	h.open()
+	h.runUntil(v1alpha1.PhaseWaitingForNodeReady)
+	id := h.cycle().Status.RebootRequestID
+	h.editNode(func(n *corev1.Node) { n.Annotations[v1alpha1.AnnotationRebootAck] = id })
+	h.runUntil(v1alpha1.PhaseFailed)
+	nc, n := h.cycle(), h.node()
+	if nc.Status.Reason != v1alpha1.ReasonRebootTimeout || !strings.Contains(nc.Status.Message, "until it runs a new boot") {
+		t.Fatalf("reason %s message %q", nc.Status.Reason, nc.Status.Message)
+	}
+	if !n.Spec.Unschedulable || n.Annotations[v1alpha1.AnnotationCordonedBy] == "" || n.Annotations[v1alpha1.AnnotationRebootRequest] != id {
+		t.Fatalf("the node was given back while its reboot may still come: unschedulable %t, annotations %v", n.Spec.Unschedulable, n.Annotations)
+	}
+}
+
 func TestSoftPowerOffTimesOutIntoHardOff(t *testing.T) {
 	h := newHarness(t)
 	h.open(v1alpha1.StrategyPowerCycle)

@@ -105,15 +105,17 @@ func (s *step) startCurrent() {
 	st.Start(s)
 }
 
+// hasNext says whether the ladder has a step after the current one.
+func (s *step) hasNext() bool { return int(s.nc.Status.Step)+1 < len(s.nc.Spec.Strategies) }
+
 // escalateOrFail runs the ladder's next strategy on the node, or fails the
 // NodeCycle when there is none.
 func (s *step) escalateOrFail(reason v1alpha1.Reason, why string) {
-	next := int(s.nc.Status.Step) + 1
-	if next >= len(s.nc.Spec.Strategies) {
+	if !s.hasNext() {
 		s.fail(reason, why)
 		return
 	}
-	s.nc.Status.Step = int32(next)
+	s.nc.Status.Step++
 	s.event(corev1.EventTypeWarning, v1alpha1.ReasonEscalating, "%s; escalating to %s", why, s.currentName())
 	s.startCurrent()
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"sort"
 
+	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
@@ -114,6 +115,15 @@ func Open(items []v1alpha1.NodeCycle) *v1alpha1.NodeCycle {
 		}
 	}
 	return nil
+}
+
+// RebootPending says that the agent acknowledged nc's reboot request and
+// the node still runs the boot nc recorded before asking: the reboot may
+// still come (a slow shutdown, a long POST), so the node stays cordoned.
+func RebootPending(node *corev1.Node, nc *v1alpha1.NodeCycle) bool {
+	id := nc.Status.RebootRequestID
+	return id != "" && node.Annotations[v1alpha1.AnnotationRebootRequest] == id &&
+		node.Annotations[v1alpha1.AnnotationRebootAck] == id && node.Status.NodeInfo.BootID == nc.Status.BootIDBefore
 }
 
 // Owner is how a NodeCycle signs what it leaves on a Node or Machine

@@ -56,7 +56,7 @@ func (r *Opener) Settle(ctx context.Context, sc Scope, node *corev1.Node) (cycle
 	if open := Open(cycles); open != nil {
 		return nil, false, nil // the NodeCycle reconciler owns the node now
 	}
-	if err := r.cleanUpLeftovers(ctx, sc, node); err != nil {
+	if err := r.cleanUpLeftovers(ctx, sc, node, cycles); err != nil {
 		return nil, false, err
 	}
 	if err := r.pruneHistory(ctx, cycles); err != nil {
@@ -159,12 +159,17 @@ func (r *Opener) waitAfter(node *corev1.Node, last *v1alpha1.NodeCycle) (wait ti
 
 // cleanUpLeftovers undoes what nodecycle left on a node that no NodeCycle is
 // working on: a reboot request nobody waits for, and nodecycle's cordon once
-// the node is Ready. It reads the NodeCycles from the API server first: the
-// cache may not show one created a moment ago.
-func (r *Opener) cleanUpLeftovers(ctx context.Context, sc Scope, node *corev1.Node) error {
+// the node is Ready; but not while the last NodeCycle's reboot is pending
+// (acknowledged, the node still on its old boot). It reads the NodeCycles
+// from the API server first: the cache may not show one created a moment
+// ago. history is the node's NodeCycles, newest first.
+func (r *Opener) cleanUpLeftovers(ctx context.Context, sc Scope, node *corev1.Node, history []v1alpha1.NodeCycle) error {
 	_, request := node.Annotations[v1alpha1.AnnotationRebootRequest]
 	_, cordoned := node.Annotations[v1alpha1.AnnotationCordonedBy]
 	if !request && (!cordoned || !nodes.IsReady(node)) {
+		return nil
+	}
+	if len(history) > 0 && RebootPending(node, &history[0]) {
 		return nil
 	}
 	live, err := InClusterLive(ctx, r.APIReader, sc.Namespace, sc.Cluster)

@@ -1,0 +1,69 @@
+package cycles
+
+import (
+	"context"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/tools/events"
+	clocktesting "k8s.io/utils/clock/testing"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+
+	"github.com/nodecycle/nodecycle/api/v1alpha1"
+	"github.com/nodecycle/nodecycle/internal/cluster"
+	"github.com/nodecycle/nodecycle/internal/settings"
+)
+
+// H6: a node left cordoned by a NodeCycle whose acknowledged reboot has not
+// happened yet keeps its cordon and request; once it runs a new boot (or
+// the request is given up) both are lifted.
+func TestLeftoversOfAPendingRebootStay(t *testing.T) {
+	s := runtime.NewScheme()
+	_ = clientgoscheme.AddToScheme(s)
+	_ = v1alpha1.AddToScheme(s)
+	const ns = "nodecycle-system"
+	node := &corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: "n1", Annotations: map[string]string{
+			v1alpha1.AnnotationCordonedBy: ns + "/n1-a-1", v1alpha1.AnnotationRebootRequest: "req", v1alpha1.AnnotationRebootAck: "req"}},
+		Spec: corev1.NodeSpec{Unschedulable: true},
+		Status: corev1.NodeStatus{NodeInfo: corev1.NodeSystemInfo{BootID: "boot-1"},
+			Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}}},
+	}
+	failed := &v1alpha1.NodeCycle{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "n1-a-1"},
+		Spec:   v1alpha1.NodeCycleSpec{NodeName: "n1", BootID: "boot-1", Attempt: 1},
+		Status: v1alpha1.NodeCycleStatus{Phase: v1alpha1.PhaseFailed, RebootRequestID: "req", BootIDBefore: "boot-1"}}
+	c := fake.NewClientBuilder().WithScheme(s).WithObjects(node, failed).
+		WithIndex(&v1alpha1.NodeCycle{}, IndexNodeName, func(o client.Object) []string { return []string{o.(*v1alpha1.NodeCycle).Spec.NodeName} }).
+		Build()
+	o := &Opener{Client: c, APIReader: c, Recorder: events.NewFakeRecorder(10), Clock: clocktesting.NewFakeClock(metav1.Now().Time), Config: settings.DefaultConfig()}
+	sc := Scope{Namespace: ns, W: cluster.Workload{Client: c, Reader: c}, Events: cluster.NodeEvents{Recorder: o.Recorder}}
+	settle := func() *corev1.Node {
+		t.Helper()
+		n := &corev1.Node{}
+		if err := c.Get(context.Background(), client.ObjectKey{Name: "n1"}, n); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := o.Settle(context.Background(), sc, n); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Get(context.Background(), client.ObjectKey{Name: "n1"}, n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if n := settle(); !n.Spec.Unschedulable || n.Annotations[v1alpha1.AnnotationRebootRequest] != "req" {
+		t.Fatalf("a pending reboot's cordon or request was lifted: %t %v", n.Spec.Unschedulable, n.Annotations)
+	}
+	n := settle()
+	n.Status.NodeInfo.BootID = "boot-2" // it rebooted after all
+	if err := c.Status().Update(context.Background(), n); err != nil {
+		t.Fatal(err)
+	}
+	if n := settle(); n.Spec.Unschedulable || n.Annotations[v1alpha1.AnnotationRebootRequest] != "" {
+		t.Fatalf("after the new boot the cordon and request stay: %t %v", n.Spec.Unschedulable, n.Annotations)
+	}
+}
