@@ -134,8 +134,11 @@ type DrainSpec struct {
 	Timeout metav1.Duration `json:"timeout"`
 
 	// GracePeriodSeconds is given to each evicted pod; -1 keeps the pod's own.
+	// 0 is refused: it would delete pods at once, without waiting for their
+	// containers to stop.
 	// +kubebuilder:default=-1
 	// +kubebuilder:validation:Minimum=-1
+	// +kubebuilder:validation:XValidation:rule="self != 0",message="0 would force-delete pods; use -1 (each pod's own) or at least 1"
 	GracePeriodSeconds int64 `json:"gracePeriodSeconds"`
 
 	// DeleteEmptyDirData allows evicting pods that use emptyDir volumes.

@@ -82,8 +82,9 @@ func (c Config) Validate() error {
 	if c.Drain.Timeout.Duration <= 0 {
 		errs = append(errs, fmt.Errorf("drain timeout must be positive, got %s", c.Drain.Timeout.Duration))
 	}
-	if c.Drain.GracePeriodSeconds < -1 {
-		errs = append(errs, fmt.Errorf("pod grace period must be -1 (the pod's own) or more, got %d", c.Drain.GracePeriodSeconds))
+	if c.Drain.GracePeriodSeconds < -1 || c.Drain.GracePeriodSeconds == 0 {
+		// 0 deletes at once, without waiting for the pod's containers to stop.
+		errs = append(errs, fmt.Errorf("pod grace period must be -1 (the pod's own) or at least 1, got %d (0 would force-delete)", c.Drain.GracePeriodSeconds))
 	}
 	if c.RebootTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("reboot timeout must be positive, got %s", c.RebootTimeout))

@@ -45,9 +45,9 @@ func TestEligibility(t *testing.T) {
 
 func TestValidateNamesEveryProblem(t *testing.T) {
 	c := DefaultConfig()
-	c.MaxConcurrent, c.RebootTimeout, c.HistoryLimit = 0, 0, 0
+	c.MaxConcurrent, c.RebootTimeout, c.HistoryLimit, c.Drain.GracePeriodSeconds = 0, 0, 0, 0
 	err := c.Validate()
-	for _, want := range []string{"max concurrent", "reboot timeout", "history limit"} {
+	for _, want := range []string{"max concurrent", "reboot timeout", "history limit", "0 would force-delete"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error %v does not mention %q", err, want)
 		}

@@ -38,6 +38,11 @@ func New(s providers.Settings) (providers.Provider, error) {
 		if err != nil || n < 0 || n > 17 {
 			return nil, fmt.Errorf("option cipherSuite %q is not an IPMI cipher suite number (0-17)", v)
 		}
+		if n == 0 {
+			// Suite 0 has no authentication: anyone on the BMC network
+			// could act as the BMC, and the session proves nothing.
+			return nil, errors.New("option cipherSuite 0 is refused: it has no authentication; use 3 (the default) or another suite the BMC supports")
+		}
 		cs = n
 	}
 	return &Provider{username: s.Username, password: s.Password, cipherSuite: types.CipherSuiteID(cs)}, nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -61,6 +62,12 @@ func TestErrors(t *testing.T) {
 	t.Run("bad cipher suite option", func(t *testing.T) {
 		if _, err := New(providers.Settings{Username: "admin", Options: map[string]string{"cipherSuite": "AES"}}); err == nil {
 			t.Fatal("want an error for a cipher suite that is not a number")
+		}
+	})
+	t.Run("cipher suite without authentication", func(t *testing.T) {
+		_, err := New(providers.Settings{Username: "admin", Options: map[string]string{"cipherSuite": "0"}})
+		if err == nil || !strings.Contains(err.Error(), "no authentication") {
+			t.Fatalf("error %v, want cipher suite 0 refused", err)
 		}
 	})
 }

@@ -68,6 +68,7 @@ var _ = Describe("The CRDs refuse bad input at kubectl apply", func() {
 		Entry("drain timeout too long to parse", map[string]any{"drain": map[string]any{"timeout": "9999999999h"}}, "timeout"),
 		Entry("reboot timeout of zero", map[string]any{"rebootTimeout": "0s"}, "must be a duration from 1s to 720h"),
 		Entry("a step twice", map[string]any{"strategies": []any{"reboot", "power-cycle", "reboot"}}, "Duplicate value"),
+		Entry("a grace period of 0 (force-delete)", map[string]any{"drain": map[string]any{"gracePeriodSeconds": int64(0)}}, "0 would force-delete"),
 		Entry("good", map[string]any{"replaceTimeout": "45m"}, ""),
 	)
 	It("keeps the manager's policy informer working", func() {
