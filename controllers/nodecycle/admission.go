@@ -50,15 +50,18 @@ func (r *Reconciler) admit(ctx context.Context, s *step) (reconcile.Result, erro
 		s.nc.Status.Message = "Waiting: " + why
 		return reconcile.Result{RequeueAfter: slotPollInterval}, err
 	}
-	if hold, wait, err := r.gate(ctx, s); err != nil || hold {
-		return reconcile.Result{RequeueAfter: wait}, err
+	if hold, wait := r.window(s); hold {
+		return reconcile.Result{RequeueAfter: wait}, nil
 	}
-
 	// The cache answers "no slot" cheaply for the many waiting NodeCycles;
-	// only a free slot is confirmed against the API server.
+	// only a free slot is worth the gates that ask other servers (pods on
+	// the node, Alertmanager), and is confirmed against the API server.
 	if taken, err := r.slotsTaken(ctx, r.Client, s); err != nil || taken >= r.Config.MaxConcurrent {
 		r.waitForSlot(s, taken)
 		return reconcile.Result{RequeueAfter: slotPollInterval}, err
+	}
+	if hold, wait, err := r.blockers(ctx, s); err != nil || hold {
+		return reconcile.Result{RequeueAfter: wait}, err
 	}
 	// The strategies' checks (provider calls among them) are made before
 	// the admission lock is taken: a slow BMC must not hold up other
@@ -145,22 +148,30 @@ func (r *Reconciler) slotsTaken(ctx context.Context, reader client.Reader, s *st
 	return len(busy), nil
 }
 
-// gate holds the NodeCycle in Pending outside its maintenance windows and
-// while a blocking pod runs on the node or a blocking alert fires; it says
-// why in the message. A gate that cannot be evaluated fails the NodeCycle:
-// nothing was done to the node. hold says the NodeCycle must not go on
-// now; wait, when to look again.
-func (r *Reconciler) gate(ctx context.Context, s *step) (hold bool, wait time.Duration, err error) {
-	g := s.nc.Spec.Gates
-	open, next, err := gates.InWindow(g.MaintenanceWindows, s.now)
+// The gates hold the NodeCycle in Pending outside its maintenance windows
+// and while a blocking pod runs on the node or a blocking alert fires; they
+// say why in the message. A gate that cannot be evaluated fails the
+// NodeCycle: nothing was done to the node. hold says the NodeCycle must not
+// go on now; wait, when to look again.
+
+// window is the gate of the maintenance windows, which asks no server.
+func (r *Reconciler) window(s *step) (hold bool, wait time.Duration) {
+	open, next, err := gates.InWindow(s.nc.Spec.MaintenanceWindows, s.now)
 	if err != nil {
 		s.finish(v1alpha1.PhaseFailed, v1alpha1.ReasonInvalidMaintenanceWindow, fmt.Sprintf("Policy %s: %v", s.nc.Spec.Policy, err))
-		return true, 0, nil
+		return true, 0
 	}
 	if !open {
 		s.nc.Status.Message = fmt.Sprintf("Outside the maintenance windows; the next opens at %s", next.UTC().Format(time.RFC3339))
-		return true, next.Sub(s.now), nil
+		return true, next.Sub(s.now)
 	}
+	return false, 0
+}
+
+// blockers are the gates that ask other servers: Alertmanager, and the
+// pods on the node.
+func (r *Reconciler) blockers(ctx context.Context, s *step) (hold bool, wait time.Duration, err error) {
+	g := s.nc.Spec.Gates
 	if g.BlockingAlerts != nil {
 		firing, alertsErr := gates.BlockingAlerts(ctx, http.DefaultClient, g.BlockingAlerts)
 		switch {

@@ -3,6 +3,9 @@ package nodecycle
 import (
 	"context"
 	"errors"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
 	"slices"
 	"strings"
 	"testing"
@@ -567,6 +570,54 @@ func TestGates(t *testing.T) {
 	if p := h.cycle().Status.Phase; !p.Active() {
 		t.Errorf("phase %s inside the window", p)
 	}
+}
+
+// The NodeCycles that wait for a slot ask no server but the manager's
+// cache: a blocking-alert gate is asked only once a slot is free.
+func TestWaitingForASlotAsksNoAlertmanager(t *testing.T) {
+	var asked atomic.Int32
+	am := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		asked.Add(1)
+		_, _ = w.Write([]byte("[]"))
+	}))
+	defer am.Close()
+	h := newHarness(t)
+	other := testNodeObject("worker-2", "boot-1")
+	other.Spec.Unschedulable = true
+	other.Annotations[v1alpha1.AnnotationCordonedBy] = testNamespace + "/worker-2-old"
+	h.create(other)
+	nc := h.open()
+	nc.Spec.BlockingAlerts = &v1alpha1.AlertGate{AlertmanagerURL: am.URL, Matchers: []string{`severity="critical"`}}
+	if err := h.c.Update(h.ctx, nc); err != nil {
+		t.Fatal(err)
+	}
+	for range 5 {
+		h.settle()
+		h.clock.Step(slotPollInterval)
+	}
+	if n := asked.Load(); n != 0 || h.cycle().Status.Phase != v1alpha1.PhasePending {
+		t.Fatalf("Alertmanager asked %d times while no slot was free (phase %s)", n, h.cycle().Status.Phase)
+	}
+	if err := h.c.Delete(h.ctx, other); err != nil {
+		t.Fatal(err)
+	}
+	h.runUntil(v1alpha1.PhaseWaitingForNodeReady)
+	if asked.Load() == 0 {
+		t.Error("the alert gate was never asked once the slot was free")
+	}
+}
+
+// A status edited by hand into a phase without phaseStartTime is resumed,
+// not a crash of the manager.
+func TestAStatusWithoutPhaseStartTime(t *testing.T) {
+	h := newHarness(t)
+	h.open()
+	nc := h.cycle()
+	nc.Status.Phase = v1alpha1.PhaseDraining
+	if err := h.c.Status().Update(h.ctx, nc); err != nil {
+		t.Fatal(err)
+	}
+	h.runUntil(v1alpha1.PhaseWaitingForNodeReady)
 }
 
 func TestDeletedNodeFailsAndACrashMidDrainIsNotRepeated(t *testing.T) {
