@@ -66,14 +66,26 @@ func (st *powerCycle) Check(ctx context.Context, s *step) (v1alpha1.Reason, erro
 }
 
 func (st *powerCycle) Step(ctx context.Context, s *step) (reconcile.Result, error) {
-	switch s.nc.Status.Phase {
-	case v1alpha1.PhasePoweringOff:
-		return st.powerOff(ctx, s)
-	case v1alpha1.PhasePoweringOn:
-		return st.powerOn(ctx, s)
-	default:
+	status := &s.nc.Status
+	switch {
+	case status.Phase == v1alpha1.PhaseWaitingForNodeReady:
 		return waitForNewBoot(ctx, s)
+	case status.RebootRequestID == "":
+		// Saved before anything is done, as for a reboot request.
+		status.BootIDBefore = nodes.BootID(s.node)
+		status.RebootRequestID = string(s.nc.UID)
+		return reconcile.Result{}, nil
 	}
+	callCtx, cancel := context.WithTimeout(ctx, providerCallTimeout)
+	defer cancel()
+	p, m, state, res, ok := st.readPower(callCtx, s)
+	if !ok {
+		return res, nil
+	}
+	if status.Phase == v1alpha1.PhasePoweringOff {
+		return st.powerOff(callCtx, s, p, m, state), nil
+	}
+	return st.powerOn(callCtx, s, p, m, state), nil
 }
 
 // readPower builds the provider, finds the machine and reads its power
@@ -126,37 +138,25 @@ func (st *powerCycle) giveUp(ctx context.Context, s *step, p providers.Provider,
 
 // powerOff turns the machine off: soft first, hard once the soft-off
 // timeout passed or when soft is refused, then waits until it is off.
-func (st *powerCycle) powerOff(ctx context.Context, s *step) (reconcile.Result, error) {
+func (st *powerCycle) powerOff(callCtx context.Context, s *step, p providers.Provider, m providers.Machine, state providers.PowerState) reconcile.Result {
 	status := &s.nc.Status
-	if status.RebootRequestID == "" {
-		// Saved before anything is done, as for a reboot request.
-		status.BootIDBefore = nodes.BootID(s.node)
-		status.RebootRequestID = string(s.nc.UID)
-		return reconcile.Result{}, nil
-	}
 	pc := s.nc.Spec.PowerCycle
-	callCtx, cancel := context.WithTimeout(ctx, providerCallTimeout)
-	defer cancel()
-	p, m, state, res, ok := st.readPower(callCtx, s)
-	if !ok {
-		return res, nil
-	}
 	elapsed := s.elapsed()
 	switch {
 	case state == providers.PowerOff:
 		s.moveTo(v1alpha1.PhasePoweringOn, fmt.Sprintf("Machine %s is off; powering on", m.Candidates[0]))
 		s.event(corev1.EventTypeNormal, v1alpha1.ReasonPoweredOff, "Machine %s is off (%s off after %s)", m.Candidates[0], status.PowerOffMode, elapsed.Round(time.Second))
-		return reconcile.Result{}, nil
+		return reconcile.Result{}
 	case elapsed >= pc.PowerTimeout.Duration && pc.PowerTimeout.Duration > 0:
 		st.giveUp(callCtx, s, p, m, v1alpha1.ReasonPowerOffTimeout, fmt.Sprintf("Machine %s did not power off within %s (provider %s)", m.Candidates[0], pc.PowerTimeout.Duration, pc.Provider))
-		return reconcile.Result{}, nil
+		return reconcile.Result{}
 	case status.PowerOffMode == "":
 		mode := providers.OffSoft
 		if err := p.PowerOff(callCtx, m, mode); err != nil {
 			s.event(corev1.EventTypeWarning, v1alpha1.ReasonSoftPowerOffRefused, "Soft power-off refused, cutting the power: %v", err)
 			mode = providers.OffHard
 			if err := p.PowerOff(callCtx, m, mode); err != nil {
-				return st.providerError(callCtx, s, p, m, fmt.Errorf("power-cycle provider %s: %w", pc.Provider, err)), nil
+				return st.providerError(callCtx, s, p, m, fmt.Errorf("power-cycle provider %s: %w", pc.Provider, err))
 			}
 		}
 		status.PowerOffMode = string(mode)
@@ -164,40 +164,34 @@ func (st *powerCycle) powerOff(ctx context.Context, s *step) (reconcile.Result, 
 		s.event(corev1.EventTypeNormal, v1alpha1.ReasonPowerOffRequested, "%s", status.Message)
 	case status.PowerOffMode == string(providers.OffSoft) && elapsed >= pc.SoftOffTimeout.Duration:
 		if err := p.PowerOff(callCtx, m, providers.OffHard); err != nil {
-			return st.providerError(callCtx, s, p, m, fmt.Errorf("power-cycle provider %s: %w", pc.Provider, err)), nil
+			return st.providerError(callCtx, s, p, m, fmt.Errorf("power-cycle provider %s: %w", pc.Provider, err))
 		}
 		status.PowerOffMode = string(providers.OffHard)
 		status.Message = fmt.Sprintf("Machine %s did not shut down within %s; power cut", m.Candidates[0], pc.SoftOffTimeout.Duration)
 		s.event(corev1.EventTypeWarning, v1alpha1.ReasonHardPowerOff, "%s", status.Message)
 	}
-	return reconcile.Result{RequeueAfter: powerPollInterval}, nil
+	return reconcile.Result{RequeueAfter: powerPollInterval}
 }
 
 // powerOn turns the machine on and waits until it is on; then the proof of
 // reboot is the same as for an in-place reboot.
-func (st *powerCycle) powerOn(ctx context.Context, s *step) (reconcile.Result, error) {
+func (st *powerCycle) powerOn(callCtx context.Context, s *step, p providers.Provider, m providers.Machine, state providers.PowerState) reconcile.Result {
 	status := &s.nc.Status
 	pc := s.nc.Spec.PowerCycle
-	callCtx, cancel := context.WithTimeout(ctx, providerCallTimeout)
-	defer cancel()
-	p, m, state, res, ok := st.readPower(callCtx, s)
-	if !ok {
-		return res, nil
-	}
 	if state == providers.PowerOn {
 		s.moveTo(v1alpha1.PhaseWaitingForNodeReady, fmt.Sprintf("Machine %s is on; waiting for a boot ID other than %q and Ready=True", m.Candidates[0], status.BootIDBefore))
 		s.event(corev1.EventTypeNormal, v1alpha1.ReasonPoweredOn, "Machine %s is on", m.Candidates[0])
 		on := metav1.NewMicroTime(s.now)
 		status.RebootRequestTime = &on
-		return reconcile.Result{RequeueAfter: s.nc.Spec.RebootTimeout.Duration}, nil
+		return reconcile.Result{RequeueAfter: s.nc.Spec.RebootTimeout.Duration}
 	}
 	if elapsed := s.elapsed(); pc.PowerTimeout.Duration > 0 && elapsed >= pc.PowerTimeout.Duration {
 		st.giveUp(callCtx, s, p, m, v1alpha1.ReasonPowerOnTimeout, fmt.Sprintf("Machine %s did not power on within %s (provider %s)", m.Candidates[0], pc.PowerTimeout.Duration, pc.Provider))
-		return reconcile.Result{}, nil
+		return reconcile.Result{}
 	}
 	if err := p.PowerOn(callCtx, m); err != nil {
-		return st.providerError(callCtx, s, p, m, fmt.Errorf("power-cycle provider %s: %w", pc.Provider, err)), nil
+		return st.providerError(callCtx, s, p, m, fmt.Errorf("power-cycle provider %s: %w", pc.Provider, err))
 	}
 	status.Message = fmt.Sprintf("Power-on of machine %s requested through %s; waiting until it is on", m.Candidates[0], pc.Provider)
-	return reconcile.Result{RequeueAfter: powerPollInterval}, nil
+	return reconcile.Result{RequeueAfter: powerPollInterval}
 }

@@ -110,6 +110,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		}
 		return reconcile.Result{}, err
 	}
+	if err := r.leaving(ctx, s); err != nil {
+		return reconcile.Result{}, err // the slot is kept; the step is done again
+	}
 	if err := r.save(ctx, s); err != nil {
 		if apierrors.IsConflict(err) {
 			return reconcile.Result{RequeueAfter: conflictRetry}, nil

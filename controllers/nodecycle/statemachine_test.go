@@ -607,6 +607,34 @@ func TestWaitingForASlotAsksNoAlertmanager(t *testing.T) {
 	}
 }
 
+// The node says MaintenanceInProgress=False before its NodeCycle ends and
+// frees the slot: the next node's True never overlaps it (a watch of the
+// conditions saw two at once when the order was the other way round).
+func TestTheConditionIsFalseBeforeTheSlotIsFreed(t *testing.T) {
+	var overlap []string
+	h := newHarness(t, withInterceptor(interceptor.Funcs{SubResourcePatch: func(ctx context.Context, c client.Client, sub string, obj client.Object, p client.Patch, opts ...client.SubResourcePatchOption) error {
+		if err := c.SubResource(sub).Patch(ctx, obj, p, opts...); err != nil {
+			return err
+		}
+		if nc, ok := obj.(*v1alpha1.NodeCycle); ok && nc.Status.Phase.Terminal() {
+			n := &corev1.Node{}
+			if err := c.Get(ctx, client.ObjectKey{Name: nc.Spec.NodeName}, n); err == nil {
+				if cond := nodeCondition(n, v1alpha1.ConditionMaintenanceInProgress); cond == nil || cond.Status != corev1.ConditionFalse {
+					overlap = append(overlap, string(nc.Status.Phase))
+				}
+			}
+		}
+		return nil
+	}}))
+	h.open()
+	h.runUntil(v1alpha1.PhaseWaitingForNodeReady)
+	h.boot("boot-2")
+	h.runUntil(v1alpha1.PhaseSucceeded)
+	if len(overlap) > 0 {
+		t.Fatalf("the NodeCycle ended (%v) while its node still said MaintenanceInProgress=True", overlap)
+	}
+}
+
 // A status edited by hand into a phase without phaseStartTime is resumed,
 // not a crash of the manager.
 func TestAStatusWithoutPhaseStartTime(t *testing.T) {

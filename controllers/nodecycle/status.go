@@ -35,6 +35,16 @@ func (r *Reconciler) save(ctx context.Context, s *step) error {
 	return nil
 }
 
+// leaving writes MaintenanceInProgress=False before the step's save ends
+// the NodeCycle, which frees its slot: the next node's True must never
+// overlap this one's.
+func (r *Reconciler) leaving(ctx context.Context, s *step) error {
+	if s.node == nil || !s.nc.Status.Phase.Terminal() || s.before.Status.Phase.Terminal() {
+		return nil
+	}
+	return r.setCondition(ctx, s)
+}
+
 // publish tells the operator, after the step is saved: Events on the Node
 // (or its Machine) and the Node's MaintenanceInProgress condition.
 func (r *Reconciler) publish(ctx context.Context, s *step) {
@@ -51,6 +61,14 @@ func (r *Reconciler) publish(ctx context.Context, s *step) {
 	if s.node == nil {
 		return
 	}
+	if err := r.setCondition(ctx, s); err != nil {
+		logf.FromContext(ctx).Error(err, "Updating node condition")
+	}
+}
+
+// setCondition writes the Node's MaintenanceInProgress for the NodeCycle's
+// phase (only when it changes).
+func (r *Reconciler) setCondition(ctx context.Context, s *step) error {
 	status, reason := corev1.ConditionFalse, v1alpha1.ReasonMaintenancePending
 	switch p := s.nc.Status.Phase; {
 	case p.Active():
@@ -62,9 +80,7 @@ func (r *Reconciler) publish(ctx context.Context, s *step) {
 	case p == v1alpha1.PhaseSkipped:
 		reason = v1alpha1.ReasonMaintenanceSkipped
 	}
-	if err := nodes.SetMaintenanceCondition(ctx, s.workload().Client, s.node, status, reason, s.nc.Status.Message, s.now); err != nil {
-		logf.FromContext(ctx).Error(err, "Updating node condition")
-	}
+	return nodes.SetMaintenanceCondition(ctx, s.workload().Client, s.node, status, reason, s.nc.Status.Message, s.now)
 }
 
 // conditionReason is MaintenanceInProgress's reason in the current phase.
