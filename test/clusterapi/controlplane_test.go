@@ -60,7 +60,8 @@ var _ = Describe("Control-plane Machines", func() {
 		Expect(mostWorkers).To(Equal(2), "workers use both slots when the control plane is not in maintenance")
 		cp := &clusterv1.Machine{}
 		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "core-cp"}, cp)).To(Succeed())
-		Expect(eventsOn(ctx, ns, "Machine", cp.Name)).To(ContainElement(HavePrefix("MaintenanceCompleted")))
+		// Events are recorded asynchronously.
+		Eventually(func() []string { return eventsOn(ctx, ns, "Machine", cp.Name) }).Should(ContainElement(HavePrefix("MaintenanceCompleted")))
 		Expect(eventsMissingUID(ctx, ns, "Machine", cp.Name, cp.UID)).To(BeEmpty(), "Events kubectl describe machine would not show")
 	})
 })

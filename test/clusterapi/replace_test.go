@@ -74,12 +74,13 @@ var _ = Describe("The replace strategy", func() {
 		Expect(mostAtOnce).To(Equal(1), "Machines being deleted at the same time")
 
 		for _, m := range before[:2] {
-			Expect(eventsOn(ctx, ns, "Machine", m.Name)).To(ContainElement(HavePrefix("MachineDeleted")))
+			// Events are recorded asynchronously.
+			Eventually(func() []string { return eventsOn(ctx, ns, "Machine", m.Name) }).Should(ContainElement(HavePrefix("MachineDeleted")))
 			Expect(eventsMissingUID(ctx, ns, "Machine", m.Name, m.UID)).To(BeEmpty(), "Events kubectl describe machine would not show")
 		}
 		for _, nc := range cyclesIn(ctx, ns) {
 			// The Machine is gone: its NodeCycle tells the end.
-			Expect(eventsOn(ctx, ns, "NodeCycle", nc.Name)).To(ContainElement(HavePrefix("MaintenanceCompleted")))
+			Eventually(func() []string { return eventsOn(ctx, ns, "NodeCycle", nc.Name) }).Should(ContainElement(HavePrefix("MaintenanceCompleted")))
 		}
 		for _, nc := range cyclesIn(ctx, ns) {
 			Expect(nc.Spec.ClusterName).To(Equal(cluster))

@@ -36,15 +36,19 @@ var _ = Describe("Events", func() {
 		defer stop()
 		Eventually(c.phases, 2*time.Minute).Should(Equal(map[string][]v1alpha1.Phase{c.node(1): {v1alpha1.PhaseSucceeded}}))
 
-		list, err := env.Clientset.CoreV1().Events("").List(context.Background(), metav1.ListOptions{
-			FieldSelector: fields.Set{"involvedObject.kind": "Node", "involvedObject.name": c.node(1), "reason": "Evicted"}.String(),
-		})
-		Expect(err).NotTo(HaveOccurred())
 		notes := map[string]int32{}
-		for _, e := range list.Items {
-			notes[e.Message] += max(e.Count, 1)
-		}
-		Expect(notes).To(HaveLen(3), "one Event per evicted pod, each naming its pod: %v", notes)
+		// Events are recorded asynchronously.
+		Eventually(func(g Gomega) {
+			list, err := env.Clientset.CoreV1().Events("").List(context.Background(), metav1.ListOptions{
+				FieldSelector: fields.Set{"involvedObject.kind": "Node", "involvedObject.name": c.node(1), "reason": "Evicted"}.String(),
+			})
+			g.Expect(err).NotTo(HaveOccurred())
+			notes = map[string]int32{}
+			for _, e := range list.Items {
+				notes[e.Message] += max(e.Count, 1)
+			}
+			g.Expect(notes).To(HaveLen(3), "one Event per evicted pod, each naming its pod: %v", notes)
+		}).WithTimeout(10 * time.Second).Should(Succeed())
 		for note, n := range notes {
 			Expect(n).To(Equal(int32(1)), "%q counted %d times", note, n)
 		}
