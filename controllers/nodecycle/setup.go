@@ -30,7 +30,7 @@ import (
 // +kubebuilder:rbac:groups=nodecycle.io,resources=nodecyclepolicies,verbs=get;list;watch
 // +kubebuilder:rbac:groups=nodecycle.io,resources=nodecyclepolicies/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups="",namespace=nodecycle-system,resources=secrets,verbs=get
-// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch
+// +kubebuilder:rbac:groups=coordination.k8s.io,namespace=nodecycle-system,resources=leases,verbs=get;list;watch;create;update;patch
 
 // SetupWithManager registers the Reconciler. The Clusters add the watches
 // of the nodes' clusters: the manager's own Nodes in the local mode;

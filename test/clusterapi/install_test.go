@@ -9,6 +9,8 @@ import (
 	. "github.com/onsi/gomega"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
+	authorizationv1 "k8s.io/api/authorization/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -72,5 +74,19 @@ var _ = Describe("Installation with kubectl apply -k config/clusterapi", func() 
 			g.Expect(cycles[0].Status.Phase).To(Equal(v1alpha1.PhaseSucceeded), cycles[0].Status.Message)
 		}).Should(Succeed())
 		Eventually(func() []string { return eventsOn(ctx, "default", "Machine", m.Name) }).Should(ContainElement(HavePrefix("RemediationPaused: ")))
+
+		By("Leases only in its own namespace (H12): it cannot forge node heartbeats or take other leader leases")
+		sar := func(namespace string) bool {
+			GinkgoHelper()
+			r, err := env.Clientset.AuthorizationV1().SubjectAccessReviews().Create(ctx, &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
+				User: asManager.Impersonate.UserName, Groups: asManager.Impersonate.Groups,
+				ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: namespace, Verb: "update", Group: "coordination.k8s.io", Resource: "leases"},
+			}}, metav1.CreateOptions{})
+			Expect(err).NotTo(HaveOccurred())
+			return r.Status.Allowed
+		}
+		Expect(sar("nodecycle-system")).To(BeTrue(), "its leader election Lease")
+		Expect(sar("kube-node-lease")).To(BeFalse(), "node heartbeats")
+		Expect(sar("kube-system")).To(BeFalse(), "other leader elections")
 	})
 })
