@@ -245,7 +245,11 @@ type NodeCycle struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
 
-	Spec   NodeCycleSpec   `json:"spec,omitempty"`
+	// Spec is fixed when the NodeCycle is created: the node, its cluster and
+	// Machine, and the settings. Editing it could move an operation out of
+	// its cluster's slot count or point a replace at another Machine.
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="spec is immutable; delete the NodeCycle and let nodecycle open a new one"
+	Spec NodeCycleSpec `json:"spec,omitempty"`
 	Status NodeCycleStatus `json:"status,omitempty"`
 }
 

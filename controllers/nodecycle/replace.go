@@ -82,6 +82,10 @@ func (st *replace) deleteMachine(ctx context.Context, s *step) (reconcile.Result
 	if err != nil {
 		return reconcile.Result{}, err
 	}
+	if m.Status.NodeRef.IsDefined() && m.Status.NodeRef.Name != s.nc.Spec.NodeName {
+		s.fail(v1alpha1.ReasonNotAClusterAPINode, fmt.Sprintf("Machine %s has node %s, not %s; it is not deleted", name, m.Status.NodeRef.Name, s.nc.Spec.NodeName))
+		return reconcile.Result{}, nil
+	}
 	ms := metav1.GetControllerOf(m)
 	if ms == nil || ms.Kind != "MachineSet" {
 		s.fail(v1alpha1.ReasonNoMachineSet, fmt.Sprintf("Machine %s is not controlled by a MachineSet; nothing would replace it, so it is not deleted", name))

@@ -141,6 +141,20 @@ func (h *harness) createMachine(name, machineSet, node string) {
 	}
 }
 
+// H11: a replace deletes only the Machine whose node the NodeCycle is for.
+func TestReplaceDeletesOnlyTheNodesMachine(t *testing.T) {
+	h := newHarness(t, withMachine())
+	h.createMachine(testMachine, "ms-1", "someone-elses-node")
+	h.open(v1alpha1.StrategyReplace)
+	h.runUntil(v1alpha1.PhaseFailed)
+	if err := h.c.Get(h.ctx, client.ObjectKey{Namespace: testNamespace, Name: testMachine}, &clusterv1.Machine{}); err != nil {
+		t.Fatalf("the Machine of another node was deleted: %v", err)
+	}
+	if msg := h.cycle().Status.Message; !strings.Contains(msg, "has node someone-elses-node, not worker-1") {
+		t.Errorf("message %q", msg)
+	}
+}
+
 // Every timeout: its reason, and where the NodeCycle goes from it.
 func TestTimeouts(t *testing.T) {
 	for _, tc := range []struct {

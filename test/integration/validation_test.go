@@ -71,6 +71,12 @@ var _ = Describe("The CRDs refuse bad input at kubectl apply", func() {
 		Entry("a grace period of 0 (force-delete)", map[string]any{"drain": map[string]any{"gracePeriodSeconds": int64(0)}}, "0 would force-delete"),
 		Entry("good", map[string]any{"replaceTimeout": "45m"}, ""),
 	)
+	It("keeps a NodeCycle's spec as created (H11)", func() {
+		nc := cycle(map[string]any{})
+		Expect(env.Client.Create(context.Background(), nc)).To(Succeed())
+		Expect(unstructured.SetNestedField(nc.Object, "other-cluster", "spec", "clusterName")).To(Succeed())
+		Expect(env.Client.Update(context.Background(), nc)).To(MatchError(ContainSubstring("spec is immutable")))
+	})
 	It("keeps the manager's policy informer working", func() {
 		// Every policy the API server accepted decodes in the client.
 		var list v1alpha1.NodeCyclePolicyList
