@@ -249,7 +249,7 @@ type NodeCycle struct {
 	// Machine, and the settings. Editing it could move an operation out of
 	// its cluster's slot count or point a replace at another Machine.
 	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="spec is immutable; delete the NodeCycle and let nodecycle open a new one"
-	Spec NodeCycleSpec `json:"spec,omitempty"`
+	Spec   NodeCycleSpec   `json:"spec,omitempty"`
 	Status NodeCycleStatus `json:"status,omitempty"`
 }
 
