@@ -40,6 +40,10 @@ func endpoint(m providers.Machine) (string, error) {
 	if !strings.Contains(a, "://") {
 		a = "https://" + a
 	}
+	// Every request carries the credentials (basic auth): never in clear.
+	if !strings.HasPrefix(a, "https://") {
+		return "", fmt.Errorf("Redfish BMC address %q: only https is allowed, since every request carries the credentials", a)
+	}
 	return a, nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -148,6 +149,19 @@ func TestErrors(t *testing.T) {
 			_, err := p.PowerState(ctx, m)
 			return err
 		})
+	})
+	t.Run("plain http", func(t *testing.T) {
+		var asked atomic.Int32
+		plain := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { asked.Add(1) }))
+		defer plain.Close()
+		p, _ := New(providers.Settings{Username: "root", Password: "calvin"})
+		providertest.FailsWithin(t, 2*time.Second, "only https is allowed", "calvin", func(ctx context.Context) error {
+			_, err := p.PowerState(ctx, providers.Machine{Candidates: []string{plain.URL}})
+			return err
+		})
+		if n := asked.Load(); n != 0 {
+			t.Errorf("%d requests sent the credentials over plain http", n)
+		}
 	})
 	t.Run("unreachable BMC", func(t *testing.T) {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
