@@ -42,8 +42,17 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		r.Recorder.Eventf(node, nil, corev1.EventTypeWarning, string(v1alpha1.ReasonPolicyError), "Select", "Reboot required, but nothing is done: %v", err)
 		return reconcile.Result{}, nil
 	}
-	return r.OpenCycle(ctx, sc, node, history, r.Config.CycleSpec(node.Name, policy))
+	spec := r.Config.CycleSpec(node.Name, policy)
+	// A control-plane node is cycled alone, as in Cluster API mode: two
+	// etcd members down at once can cost quorum, whatever --max-concurrent
+	// says.
+	_, spec.ControlPlane = node.Labels[LabelControlPlane]
+	return r.OpenCycle(ctx, sc, node, history, spec)
 }
+
+// LabelControlPlane marks the nodes of a cluster's control plane (kubeadm
+// and most installers set it).
+const LabelControlPlane = "node-role.kubernetes.io/control-plane"
 
 // SetupWithManager registers the Reconciler.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
