@@ -96,6 +96,8 @@ func ParseOptions(args []string, lookupEnv func(string) (string, bool), usage io
 	fs.DurationVar(&o.retryBackoff, "retry-backoff", def.RetryBackoff, "Wait after a failed operation before the node is tried again; doubles with each failure.")
 	fs.DurationVar(&o.maxRetryBackof, "max-retry-backoff", def.MaxRetryBackoff, "Longest wait between retries.")
 	fs.IntVar(&c.HistoryLimit, "history-limit", def.HistoryLimit, "Finished NodeCycles kept per node.")
+	fs.IntVar(&c.QuarantineAfter, "quarantine-after", def.QuarantineAfter, "Quarantine a node, instead of rebooting it again, once it needed a new reboot right after this many verified reboots in a row (at most --history-limit).")
+	fs.DurationVar(&c.LoopWindow, "reboot-loop-window", def.LoopWindow, "A node that needs a reboot again within this time of a verified one counts toward --quarantine-after.")
 	fs.DurationVar(&c.GoneMachineHistory, "gone-machine-history", def.GoneMachineHistory, "Cluster API mode: how long a finished NodeCycle is kept once its Machine no longer exists (replaced or scaled away).")
 	agentSelector := fs.String("agent-pod-selector", def.AgentSelector.String(), "Label selector of the agent's pods; an in-place reboot is requested only while a Ready agent pod runs on the node. Empty disables the check.")
 	if err := fs.Parse(args); err != nil {

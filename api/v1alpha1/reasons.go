@@ -31,6 +31,8 @@ const (
 	ReasonMaintenanceFailed    Reason = "MaintenanceFailed"
 	ReasonMaintenanceSkipped   Reason = "MaintenanceSkipped"
 	ReasonInvalidStrategy      Reason = "InvalidStrategy"
+	ReasonQuarantined          Reason = "Quarantined"
+	ReasonQuarantineLifted     Reason = "QuarantineLifted"
 )
 
 // Reasons of Events about a node's maintenance (on the Node, or in Cluster

@@ -18,6 +18,12 @@ const (
 	// AnnotationRebootAck is set by the agent to the id of the request it is
 	// carrying out, before it reboots. It never reboots twice for one id.
 	AnnotationRebootAck = "nodecycle.io/reboot-ack"
+	// AnnotationCheckedBoot is set by the agent to the boot ID (the
+	// kubelet's status.nodeInfo.bootID) on which it last checked the
+	// sentinel and wrote RebootRequired. The manager acts on RebootRequired
+	// only when this is the node's current boot: a condition left from
+	// before a reboot is never taken for a need of the new boot.
+	AnnotationCheckedBoot = "nodecycle.io/checked-boot-id"
 	// AnnotationCordonedBy marks a cordon made by nodecycle; its value is the
 	// NodeCycle (namespace/name) that made it. A cordon without it belongs to
 	// someone else and is left alone.

@@ -27,7 +27,7 @@ func TestAControlPlaneNodeIsCycledAlone(t *testing.T) {
 	_ = v1alpha1.AddToScheme(s)
 	var objs []client.Object
 	for name, labels := range map[string]map[string]string{"cp-1": {"node-role.kubernetes.io/control-plane": ""}, "worker-1": {}} {
-		objs = append(objs, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels},
+		objs = append(objs, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels, Annotations: map[string]string{v1alpha1.AnnotationCheckedBoot: "b"}},
 			Status: corev1.NodeStatus{NodeInfo: corev1.NodeSystemInfo{BootID: "b"}, Conditions: []corev1.NodeCondition{
 				{Type: v1alpha1.ConditionRebootRequired, Status: corev1.ConditionTrue}, {Type: corev1.NodeReady, Status: corev1.ConditionTrue}}}})
 	}

@@ -120,7 +120,7 @@ func (h *harness) create(o client.Object) {
 
 func testNodeObject(name, boot string) *corev1.Node {
 	return &corev1.Node{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Annotations: map[string]string{providers.AnnotationMachineName: name}},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Annotations: map[string]string{providers.AnnotationMachineName: name, v1alpha1.AnnotationCheckedBoot: boot}},
 		Status: corev1.NodeStatus{
 			NodeInfo: corev1.NodeSystemInfo{BootID: boot},
 			Conditions: []corev1.NodeCondition{

@@ -7,6 +7,7 @@ import (
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
 	"github.com/nodecycle/nodecycle/internal/cluster"
+	"github.com/nodecycle/nodecycle/internal/cycles"
 	"github.com/nodecycle/nodecycle/internal/nodes"
 )
 
@@ -47,9 +48,18 @@ var rebootRequiredDesc = prometheus.NewDesc("nodecycle_nodes_reboot_required",
 	"Nodes whose RebootRequired condition is True, per cluster (namespace/name of the Cluster API Cluster; empty for the cluster the manager runs in).",
 	[]string{"cluster"}, nil)
 
+var quarantinedDesc = prometheus.NewDesc("nodecycle_nodes_quarantined",
+	"Nodes quarantined in a reboot loop (MaintenanceInProgress reason Quarantined), per cluster.",
+	[]string{"cluster"}, nil)
+
+// rebootRequiredCollector computes the per-cluster node gauges from the
+// Node caches at scrape time.
 type rebootRequiredCollector struct{ clusters cluster.Clusters }
 
-func (c *rebootRequiredCollector) Describe(ch chan<- *prometheus.Desc) { ch <- rebootRequiredDesc }
+func (c *rebootRequiredCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- rebootRequiredDesc
+	ch <- quarantinedDesc
+}
 
 func (c *rebootRequiredCollector) Collect(ch chan<- prometheus.Metric) {
 	byCluster, err := c.clusters.Nodes(context.Background())
@@ -58,13 +68,17 @@ func (c *rebootRequiredCollector) Collect(ch chan<- prometheus.Metric) {
 		return
 	}
 	for cluster, list := range byCluster {
-		n := 0
+		required, quarantined := 0, 0
 		for i := range list {
 			if nodes.IsConditionTrue(&list[i], v1alpha1.ConditionRebootRequired) {
-				n++
+				required++
+			}
+			if cycles.Quarantined(&list[i]) {
+				quarantined++
 			}
 		}
-		ch <- prometheus.MustNewConstMetric(rebootRequiredDesc, prometheus.GaugeValue, float64(n), cluster)
+		ch <- prometheus.MustNewConstMetric(rebootRequiredDesc, prometheus.GaugeValue, float64(required), cluster)
+		ch <- prometheus.MustNewConstMetric(quarantinedDesc, prometheus.GaugeValue, float64(quarantined), cluster)
 	}
 }
 

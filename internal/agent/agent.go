@@ -46,7 +46,13 @@ type Agent struct {
 	written time.Time
 	// writtenRV is the resourceVersion our last write produced.
 	writtenRV string
-	ready     chan struct{}
+	// checkedOn is the boot ID the Node showed at the last check, shown is
+	// whether the Node shows that check's result.
+	checkedOn string
+	shown     bool
+	// refused is the last reboot request refused (logged once).
+	refused string
+	ready   chan struct{}
 }
 
 // Ready is closed once the agent watches its Node and has published its
@@ -128,9 +134,13 @@ func (a *Agent) Run(ctx context.Context) error {
 		case <-recheck.C():
 			a.check(ctx, log)
 		case <-nodeChanged:
-			// Someone else may have removed or rewritten our condition.
-			if a.desired != nil {
-				a.publish(ctx, log, *a.desired)
+			if node, err := a.lister(); err == nil && nodes.BootID(node) != a.checkedOn {
+				// A new boot: what was checked before it says nothing about it.
+				a.check(ctx, log)
+			} else if a.desired != nil {
+				// Someone else may have removed or rewritten our condition.
+				a.shown = a.publish(ctx, log, *a.desired)
+				a.markChecked(ctx, log)
 			}
 			a.handleRebootRequest(ctx, log)
 		}
@@ -163,40 +173,66 @@ func (a *Agent) watchSentinel(log logr.Logger) (<-chan fsnotify.Event, func()) {
 }
 
 func (a *Agent) check(ctx context.Context, log logr.Logger) {
+	if node, err := a.lister(); err == nil {
+		a.checkedOn = nodes.BootID(node)
+	}
 	cond := a.Checker.Check(ctx)
 	a.Metrics.observe(cond)
 	a.desired = &cond
-	a.publish(ctx, log, cond)
+	a.shown = a.publish(ctx, log, cond)
+	a.markChecked(ctx, log)
 }
 
 // publish writes the condition when the Node does not already show it, when
-// the heartbeat is due, and once at start: that first write tells the
-// manager the agent has checked since the node (re)booted.
-func (a *Agent) publish(ctx context.Context, log logr.Logger, want corev1.NodeCondition) {
+// the heartbeat is due, and once at start. It reports whether the Node
+// shows want now (or will, once the cache catches up with our write).
+func (a *Agent) publish(ctx context.Context, log logr.Logger, want corev1.NodeCondition) bool {
 	node, err := a.lister()
 	if err != nil {
 		log.Error(err, "Reading own Node from cache")
-		return
+		return false
 	}
 	current := nodes.Condition(node, v1alpha1.ConditionRebootRequired)
 	now := a.Clock.Now()
 	heartbeatDue := a.written.IsZero() || (a.HeartbeatPeriod > 0 && now.Sub(a.written) >= a.HeartbeatPeriod)
 	if nodes.SameCondition(current, want) && !heartbeatDue {
-		return
+		return true
 	}
 	if olderThan(node.ResourceVersion, a.writtenRV) && !heartbeatDue {
-		return // the cache has not caught up with our own last write yet; its event will come
+		return true // the cache has not caught up with our own last write yet; its event will come
 	}
 	patch := nodes.ConditionPatch(current, want, now)
 	updated, err := a.Client.CoreV1().Nodes().PatchStatus(ctx, a.NodeName, patch)
 	if err != nil {
 		a.Metrics.apiErrors.Inc()
 		log.Error(err, "Publishing RebootRequired condition", "status", want.Status)
-		return
+		return false
 	}
 	a.written = now
 	a.writtenRV = updated.ResourceVersion
 	log.Info("Published RebootRequired condition", "status", want.Status, "reason", want.Reason)
+	return true
+}
+
+// markChecked records on the Node the boot on which the condition it shows
+// was checked (nodecycle.io/checked-boot-id), after the condition itself:
+// the manager acts on RebootRequired only for the boot named there. It
+// writes once per boot.
+func (a *Agent) markChecked(ctx context.Context, log logr.Logger) {
+	node, err := a.lister()
+	if err != nil || !a.shown || a.checkedOn == "" || a.checkedOn != nodes.BootID(node) ||
+		node.Annotations[v1alpha1.AnnotationCheckedBoot] == a.checkedOn || olderThan(node.ResourceVersion, a.writtenRV) {
+		return
+	}
+	patch := nodes.AnnotationsPatch(map[string]*string{v1alpha1.AnnotationCheckedBoot: &a.checkedOn})
+	updated, err := a.Client.CoreV1().Nodes().Patch(ctx, a.NodeName, types.MergePatchType, patch, metav1.PatchOptions{})
+	if err != nil {
+		a.Metrics.apiErrors.Inc()
+		log.Error(err, "Recording the checked boot", "bootID", a.checkedOn)
+		return
+	}
+	a.writtenRV = updated.ResourceVersion
+	log.Info("Recorded the boot the condition was checked on", "bootID", a.checkedOn)
 }
 
 // handleRebootRequest acknowledges and carries out a new reboot request. The
@@ -212,6 +248,16 @@ func (a *Agent) handleRebootRequest(ctx context.Context, log logr.Logger) {
 		return
 	}
 	log = log.WithValues("requestID", id)
+	if !node.Spec.Unschedulable || node.Annotations[v1alpha1.AnnotationCordonedBy] == "" {
+		// nodecycle always cordons and drains first: a request on a node it
+		// did not cordon was not written by nodecycle's manager.
+		if a.refused != id {
+			a.refused = id
+			a.Metrics.reboots.WithLabelValues("refused").Inc()
+			log.Info("Refusing a reboot request on a node nodecycle has not cordoned")
+		}
+		return
+	}
 	// The resourceVersion precondition makes the ack fail if the request
 	// changed since we read it.
 	patch := fmt.Sprintf(`{"metadata":{"resourceVersion":%q,"annotations":{%q:%q}}}`,

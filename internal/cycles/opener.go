@@ -62,11 +62,17 @@ func (r *Opener) Settle(ctx context.Context, sc Scope, node *corev1.Node) (cycle
 	if err := r.pruneHistory(ctx, cycles); err != nil {
 		return nil, false, err
 	}
-	if !nodes.IsConditionTrue(node, v1alpha1.ConditionRebootRequired) {
-		return nil, false, nil
+	if !Requested(node) {
+		return nil, false, r.liftQuarantine(ctx, sc, node, "the node no longer asks for a reboot on its current boot")
 	}
 	if ok, _, _ := r.Config.Eligibility(node); !ok {
 		return nil, false, nil
+	}
+	if loop := r.rebootLoop(node, cycles); loop != nil {
+		return nil, false, r.quarantine(ctx, sc, node, loop)
+	}
+	if err := r.liftQuarantine(ctx, sc, node, "the NodeCycles of the loop were deleted"); err != nil {
+		return nil, false, err
 	}
 	return cycles, true, nil
 }
@@ -99,17 +105,12 @@ func (r *Opener) PolicyFor(ctx context.Context, namespace string, node *corev1.N
 }
 
 // OpenCycle creates the next NodeCycle of the node, unless the last one
-// failed too recently or just finished and the agent has not yet spoken
-// since the reboot.
+// failed on this boot too recently.
 func (r *Opener) OpenCycle(ctx context.Context, sc Scope, node *corev1.Node, cycles []v1alpha1.NodeCycle, spec v1alpha1.NodeCycleSpec) (reconcile.Result, error) {
 	attempt := int32(1)
 	if len(cycles) > 0 {
 		last := &cycles[0]
-		wait, blocked := r.waitAfter(node, last)
-		if blocked {
-			return reconcile.Result{}, nil
-		}
-		if wait > 0 {
+		if wait := r.backoff(node, last); wait > 0 {
 			return reconcile.Result{RequeueAfter: wait}, nil
 		}
 		if last.Spec.BootID == nodes.BootID(node) {
@@ -135,26 +136,15 @@ func (r *Opener) OpenCycle(ctx context.Context, sc Scope, node *corev1.Node, cyc
 	return reconcile.Result{}, nil
 }
 
-// waitAfter says how long to wait after the node's last NodeCycle before a
-// new one; blocked means wait for the node to change.
-func (r *Opener) waitAfter(node *corev1.Node, last *v1alpha1.NodeCycle) (wait time.Duration, blocked bool) {
+// backoff is how long to wait after the node's last NodeCycle failed on
+// the boot it still runs. A Succeeded NodeCycle needs no wait: the need
+// was checked by the agent on the new boot (Requested).
+func (r *Opener) backoff(node *corev1.Node, last *v1alpha1.NodeCycle) time.Duration {
 	st := last.Status
-	switch st.Phase {
-	case v1alpha1.PhaseFailed:
-		if st.CompletionTime == nil || last.Spec.BootID != nodes.BootID(node) {
-			return 0, false // the node rebooted meanwhile: a new boot starts afresh
-		}
-		return st.CompletionTime.Add(r.Config.Backoff(last.Spec.Attempt + 1)).Sub(r.Clock.Now()), false
-	case v1alpha1.PhaseSucceeded:
-		// The condition still says True from before the reboot until the
-		// agent on the new boot has checked again; it writes the condition
-		// when it starts, so a write after the reboot request is that check.
-		c := nodes.Condition(node, v1alpha1.ConditionRebootRequired)
-		if st.RebootRequestTime != nil && c != nil && c.LastHeartbeatTime.Time.Before(st.RebootRequestTime.Time) {
-			return 0, true
-		}
+	if st.Phase != v1alpha1.PhaseFailed || st.CompletionTime == nil || last.Spec.BootID != nodes.BootID(node) {
+		return 0
 	}
-	return 0, false
+	return st.CompletionTime.Add(r.Config.Backoff(last.Spec.Attempt + 1)).Sub(r.Clock.Now())
 }
 
 // cleanUpLeftovers undoes what nodecycle left on a node that no NodeCycle is

@@ -3,6 +3,7 @@ package cycles
 import (
 	"context"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -22,10 +23,7 @@ import (
 // happened yet keeps its cordon and request; once it runs a new boot (or
 // the request is given up) both are lifted.
 func TestLeftoversOfAPendingRebootStay(t *testing.T) {
-	s := runtime.NewScheme()
-	_ = clientgoscheme.AddToScheme(s)
-	_ = v1alpha1.AddToScheme(s)
-	const ns = "nodecycle-system"
+	const ns = testNamespace
 	node := &corev1.Node{
 		ObjectMeta: metav1.ObjectMeta{Name: "n1", Annotations: map[string]string{
 			v1alpha1.AnnotationCordonedBy: ns + "/n1-a-1", v1alpha1.AnnotationRebootRequest: "req", v1alpha1.AnnotationRebootAck: "req"}},
@@ -36,11 +34,7 @@ func TestLeftoversOfAPendingRebootStay(t *testing.T) {
 	failed := &v1alpha1.NodeCycle{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "n1-a-1"},
 		Spec:   v1alpha1.NodeCycleSpec{NodeName: "n1", BootID: "boot-1", Attempt: 1},
 		Status: v1alpha1.NodeCycleStatus{Phase: v1alpha1.PhaseFailed, RebootRequestID: "req", BootIDBefore: "boot-1"}}
-	c := fake.NewClientBuilder().WithScheme(s).WithObjects(node, failed).
-		WithIndex(&v1alpha1.NodeCycle{}, IndexNodeName, func(o client.Object) []string { return []string{o.(*v1alpha1.NodeCycle).Spec.NodeName} }).
-		Build()
-	o := &Opener{Client: c, APIReader: c, Recorder: events.NewFakeRecorder(10), Clock: clocktesting.NewFakeClock(metav1.Now().Time), Config: settings.DefaultConfig()}
-	sc := Scope{Namespace: ns, W: cluster.Workload{Client: c, Reader: c}, Events: cluster.NodeEvents{Recorder: o.Recorder}}
+	o, sc, c := newTestOpener(metav1.Now().Time, node, failed)
 	settle := func() *corev1.Node {
 		t.Helper()
 		n := &corev1.Node{}
@@ -66,4 +60,20 @@ func TestLeftoversOfAPendingRebootStay(t *testing.T) {
 	if n := settle(); n.Spec.Unschedulable || n.Annotations[v1alpha1.AnnotationRebootRequest] != "" {
 		t.Fatalf("after the new boot the cordon and request stay: %t %v", n.Spec.Unschedulable, n.Annotations)
 	}
+}
+
+const testNamespace = "nodecycle-system"
+
+// newTestOpener is an Opener on a fake client holding objs, at now on a
+// fake clock, with its Events recorded in memory.
+func newTestOpener(now time.Time, objs ...client.Object) (*Opener, Scope, client.Client) {
+	s := runtime.NewScheme()
+	_ = clientgoscheme.AddToScheme(s)
+	_ = v1alpha1.AddToScheme(s)
+	c := fake.NewClientBuilder().WithScheme(s).WithObjects(objs...).WithStatusSubresource(&corev1.Node{}, &v1alpha1.NodeCycle{}).
+		WithIndex(&v1alpha1.NodeCycle{}, IndexNodeName, func(o client.Object) []string { return []string{o.(*v1alpha1.NodeCycle).Spec.NodeName} }).
+		Build()
+	o := &Opener{Client: c, APIReader: c, Recorder: events.NewFakeRecorder(100), Clock: clocktesting.NewFakeClock(now), Config: settings.DefaultConfig()}
+	sc := Scope{Namespace: testNamespace, W: cluster.Workload{Client: c, Reader: c}, Events: cluster.NodeEvents{Recorder: o.Recorder}}
+	return o, sc, c
 }

@@ -34,6 +34,11 @@ type Config struct {
 	MaxRetryBackoff time.Duration
 	// HistoryLimit is how many finished NodeCycles are kept per node.
 	HistoryLimit int
+	// QuarantineAfter is how many verified reboots in a row, each followed
+	// at once (within LoopWindow) by a new need for one, quarantine a node
+	// instead of rebooting it again.
+	QuarantineAfter int
+	LoopWindow      time.Duration
 	// GoneMachineHistory is how long a finished NodeCycle is kept once its
 	// Cluster API Machine no longer exists.
 	GoneMachineHistory time.Duration
@@ -62,6 +67,8 @@ func DefaultConfig() Config {
 		RetryBackoff:       5 * time.Minute,
 		MaxRetryBackoff:    time.Hour,
 		HistoryLimit:       5,
+		QuarantineAfter:    2,
+		LoopWindow:         time.Hour,
 		GoneMachineHistory: 7 * 24 * time.Hour,
 		AgentSelector:      labels.SelectorFromSet(labels.Set{"app.kubernetes.io/name": "nodecycle", "app.kubernetes.io/component": "agent"}),
 	}
@@ -100,6 +107,13 @@ func (c Config) Validate() error {
 	}
 	if c.HistoryLimit < 1 {
 		errs = append(errs, fmt.Errorf("history limit must be at least 1, got %d", c.HistoryLimit))
+	}
+	if c.QuarantineAfter < 1 || c.QuarantineAfter > c.HistoryLimit {
+		// The reboots in a row are counted in the kept history.
+		errs = append(errs, fmt.Errorf("quarantine after must be between 1 and the history limit (%d), got %d", c.HistoryLimit, c.QuarantineAfter))
+	}
+	if c.LoopWindow <= 0 {
+		errs = append(errs, fmt.Errorf("reboot loop window must be positive, got %s", c.LoopWindow))
 	}
 	return errors.Join(errs...)
 }

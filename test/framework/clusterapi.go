@@ -470,7 +470,8 @@ func ReadyMachines(ctx context.Context, mgmt, wc client.Client, namespace, md st
 	return list.Items, nil
 }
 
-// RequireReboot sets RebootRequired=True on a Node, as its agent would.
+// RequireReboot sets RebootRequired=True on a Node and records the boot
+// it was checked on, as its agent would.
 func RequireReboot(ctx context.Context, c client.Client, name string) error {
 	node := &corev1.Node{}
 	if err := c.Get(ctx, client.ObjectKey{Name: name}, node); err != nil {
@@ -478,5 +479,9 @@ func RequireReboot(ctx context.Context, c client.Client, name string) error {
 	}
 	want := corev1.NodeCondition{Type: v1alpha1.ConditionRebootRequired, Status: corev1.ConditionTrue, Reason: string(v1alpha1.ReasonSentinelFilePresent), Message: "/var/run/reboot-required exists"}
 	patch := nodes.ConditionPatch(nodes.Condition(node, v1alpha1.ConditionRebootRequired), want, time.Now())
-	return c.Status().Patch(ctx, node, client.RawPatch(types.StrategicMergePatchType, patch))
+	if err := c.Status().Patch(ctx, node, client.RawPatch(types.StrategicMergePatchType, patch)); err != nil {
+		return err
+	}
+	boot := nodes.BootID(node)
+	return nodes.SetAnnotations(ctx, c, node, map[string]*string{v1alpha1.AnnotationCheckedBoot: &boot})
 }

@@ -62,8 +62,76 @@ var _ = Describe("Agent", func() {
 		Eventually(conditionStatus("agent-file", v1alpha1.ConditionRebootRequired)).Should(Equal(corev1.ConditionFalse))
 	})
 
+	It("records the boot it checked after the condition, and checks again on a new boot", func() {
+		Expect(framework.CreateNode(ctx, env.Clientset, "agent-boot", nil)).To(Succeed())
+		a := newTestAgent("agent-boot")
+		a.requireReboot()
+		a.start()
+		defer a.stop()
+		checked := func() string {
+			n, err := env.Clientset.CoreV1().Nodes().Get(ctx, "agent-boot", metav1.GetOptions{})
+			Expect(err).NotTo(HaveOccurred())
+			return n.Annotations[v1alpha1.AnnotationCheckedBoot]
+		}
+		n, err := env.Clientset.CoreV1().Nodes().Get(ctx, "agent-boot", metav1.GetOptions{})
+		Expect(err).NotTo(HaveOccurred())
+		Eventually(checked).Should(Equal(n.Status.NodeInfo.BootID))
+		Expect(conditionStatus("agent-boot", v1alpha1.ConditionRebootRequired)()).To(Equal(corev1.ConditionTrue))
+
+		By("a new boot, the sentinel gone: the condition changes before the boot is recorded")
+		Expect(os.Remove(a.sentinel())).To(Succeed())
+		a.stop() // a stopped agent does not see the sentinel go; its new process will check again
+		Expect(framework.SetNodeStatus(ctx, env.Clientset, "agent-boot", "boot-2", true)).To(Succeed())
+		Consistently(checked, time.Second).ShouldNot(Equal("boot-2"), "nothing has checked on boot-2 yet")
+		w, err := env.Clientset.CoreV1().Nodes().Watch(ctx, metav1.ListOptions{FieldSelector: "metadata.name=agent-boot"})
+		Expect(err).NotTo(HaveOccurred())
+		defer w.Stop()
+		a.start()
+		deadline := time.After(10 * time.Second)
+		for recorded := false; !recorded; {
+			select {
+			case ev := <-w.ResultChan():
+				n := ev.Object.(*corev1.Node)
+				if recorded = n.Annotations[v1alpha1.AnnotationCheckedBoot] == "boot-2"; recorded {
+					Expect(nodes.Condition(n, v1alpha1.ConditionRebootRequired).Status).To(Equal(corev1.ConditionFalse),
+						"when the new boot is recorded, the condition shows that boot's check")
+				}
+			case <-deadline:
+				Fail("the agent never recorded boot-2")
+			}
+		}
+
+		By("a running agent that sees its node on a new boot checks again before recording it")
+		a.requireReboot()
+		Eventually(conditionStatus("agent-boot", v1alpha1.ConditionRebootRequired)).Should(Equal(corev1.ConditionTrue))
+		Expect(framework.SetNodeStatus(ctx, env.Clientset, "agent-boot", "boot-3", true)).To(Succeed())
+		Eventually(checked).Should(Equal("boot-3"))
+	})
+
+	It("refuses a reboot request on a node nodecycle has not cordoned", func() {
+		Expect(framework.CreateNode(ctx, env.Clientset, "agent-uncordoned", nil)).To(Succeed())
+		a := newTestAgent("agent-uncordoned")
+		a.start()
+		defer a.stop()
+		patch := nodes.AnnotationsPatch(map[string]*string{v1alpha1.AnnotationRebootRequest: ptr.To("req-1")})
+		_, err := env.Clientset.CoreV1().Nodes().Patch(ctx, "agent-uncordoned", types.MergePatchType, patch, metav1.PatchOptions{})
+		Expect(err).NotTo(HaveOccurred())
+		By("an admin's cordon is not nodecycle's")
+		_, err = env.Clientset.CoreV1().Nodes().Patch(ctx, "agent-uncordoned", types.MergePatchType, []byte(`{"spec":{"unschedulable":true}}`), metav1.PatchOptions{})
+		Expect(err).NotTo(HaveOccurred())
+		Consistently(a.reboots, 2*time.Second).Should(Equal(0))
+		n, err := env.Clientset.CoreV1().Nodes().Get(ctx, "agent-uncordoned", metav1.GetOptions{})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(n.Annotations).NotTo(HaveKey(v1alpha1.AnnotationRebootAck))
+
+		By("nodecycle's cordon: the request is carried out")
+		cordonedByNodecycle(ctx, "agent-uncordoned")
+		Eventually(a.reboots).Should(Equal(1))
+	})
+
 	It("acknowledges a reboot request, reboots exactly once, and never again for the same id after a restart", func() {
 		Expect(framework.CreateNode(ctx, env.Clientset, "agent-reboot", nil)).To(Succeed())
+		cordonedByNodecycle(ctx, "agent-reboot")
 		a := newTestAgent("agent-reboot")
 		a.start()
 
@@ -132,6 +200,14 @@ var _ = Describe("Agent", func() {
 })
 
 func noEnv(string) (string, bool) { return "", false }
+
+// cordonedByNodecycle cordons a node the way the manager does.
+func cordonedByNodecycle(ctx context.Context, node string) {
+	GinkgoHelper()
+	patch := fmt.Sprintf(`{"spec":{"unschedulable":true},"metadata":{"annotations":{%q:"nodecycle-system/test"}}}`, v1alpha1.AnnotationCordonedBy)
+	_, err := env.Clientset.CoreV1().Nodes().Patch(ctx, node, types.MergePatchType, []byte(patch), metav1.PatchOptions{})
+	Expect(err).NotTo(HaveOccurred())
+}
 
 var _ = Describe("Agent binary", func() {
 	It("serves /healthz, /readyz and the reboot-required gauge, with settings from the environment", func() {

@@ -24,12 +24,16 @@ import (
 
 // agentClient is what the agent's pod on node would be: its service
 // account, with the node name its bound token carries.
-func agentClient(node string) kubernetes.Interface {
+func agentClient(node string) kubernetes.Interface { return agentClientIn("nodecycle-system", node) }
+
+// agentClientIn is agentClient for an agent installed in namespace, with
+// extra groups.
+func agentClientIn(namespace, node string, groups ...string) kubernetes.Interface {
 	GinkgoHelper()
 	cfg := rest.CopyConfig(env.Config)
 	cfg.Impersonate = rest.ImpersonationConfig{
-		UserName: "system:serviceaccount:nodecycle-system:nodecycle-agent",
-		Groups:   []string{"system:serviceaccounts", "system:serviceaccounts:nodecycle-system", "system:authenticated"},
+		UserName: "system:serviceaccount:" + namespace + ":nodecycle-agent",
+		Groups:   append([]string{"system:serviceaccounts", "system:serviceaccounts:" + namespace, "system:authenticated"}, groups...),
 		Extra:    map[string][]string{"authentication.kubernetes.io/node-name": {node}},
 	}
 	return kubernetes.NewForConfigOrDie(cfg)
@@ -56,7 +60,7 @@ var _ = Describe("Installation with kubectl apply -k config/default", Ordered, f
 		}
 	})
 
-	It("lets the agent write its own condition and ack, and nothing else", func() {
+	It("lets the agent write its own condition, ack and checked boot, and nothing else", func() {
 		own := agentClient("vap-1")
 		// The policy is loaded asynchronously after it is created.
 		Eventually(func() error {
@@ -67,7 +71,7 @@ var _ = Describe("Installation with kubectl apply -k config/default", Ordered, f
 		By("its own node: condition and ack are allowed")
 		_, err := own.CoreV1().Nodes().PatchStatus(ctx, "vap-1", conditionPatch(v1alpha1.ConditionRebootRequired, corev1.ConditionTrue))
 		Expect(err).NotTo(HaveOccurred())
-		ack := nodes.AnnotationsPatch(map[string]*string{v1alpha1.AnnotationRebootAck: ptr.To("r1")})
+		ack := nodes.AnnotationsPatch(map[string]*string{v1alpha1.AnnotationRebootAck: ptr.To("r1"), v1alpha1.AnnotationCheckedBoot: ptr.To("b1")})
 		_, err = own.CoreV1().Nodes().Patch(ctx, "vap-1", types.MergePatchType, ack, metav1.PatchOptions{})
 		Expect(err).NotTo(HaveOccurred())
 
@@ -91,6 +95,33 @@ var _ = Describe("Installation with kubectl apply -k config/default", Ordered, f
 				return err
 			},
 			"delete": func() error { return own.CoreV1().Nodes().Delete(ctx, "vap-1", metav1.DeleteOptions{}) },
+			// An owner reference to a missing UID makes the garbage collector delete the Node.
+			"owner reference": func() error {
+				p := `{"metadata":{"ownerReferences":[{"apiVersion":"v1","kind":"ConfigMap","name":"x","uid":"00000000-0000-0000-0000-000000000001"}]}}`
+				_, err := own.CoreV1().Nodes().Patch(ctx, "vap-1", types.MergePatchType, []byte(p), metav1.PatchOptions{})
+				return err
+			},
+			"finalizer": func() error {
+				_, err := own.CoreV1().Nodes().Patch(ctx, "vap-1", types.MergePatchType, []byte(`{"metadata":{"finalizers":["example.com/keep"]}}`), metav1.PatchOptions{})
+				return err
+			},
+			"allocatable": func() error {
+				_, err := own.CoreV1().Nodes().Patch(ctx, "vap-1", types.MergePatchType, []byte(`{"status":{"allocatable":{"pods":"1000"}}}`), metav1.PatchOptions{}, "status")
+				return err
+			},
+			"addresses": func() error {
+				_, err := own.CoreV1().Nodes().Patch(ctx, "vap-1", types.MergePatchType, []byte(`{"status":{"addresses":[{"type":"InternalIP","address":"10.9.9.9"}]}}`), metav1.PatchOptions{}, "status")
+				return err
+			},
+			"volumes": func() error {
+				_, err := own.CoreV1().Nodes().Patch(ctx, "vap-1", types.MergePatchType, []byte(`{"status":{"volumesInUse":["kubernetes.io/csi/x^y"]}}`), metav1.PatchOptions{}, "status")
+				return err
+			},
+			// RBAC would let this one do anything: only the policy stops it.
+			"an agent installed in another namespace, another node": func() error {
+				_, err := agentClientIn("ops", "vap-2", "system:masters").CoreV1().Nodes().PatchStatus(ctx, "vap-1", conditionPatch(v1alpha1.ConditionRebootRequired, corev1.ConditionTrue))
+				return err
+			},
 			"pods": func() error {
 				_, err := own.CoreV1().Pods("default").List(ctx, metav1.ListOptions{})
 				return err
@@ -109,8 +140,15 @@ var _ = Describe("Installation with kubectl apply -k config/default", Ordered, f
 		defer a.stop()
 		a.requireReboot()
 		Eventually(conditionStatus("vap-2", v1alpha1.ConditionRebootRequired)).Should(Equal(corev1.ConditionTrue))
+		n, err := env.Clientset.CoreV1().Nodes().Get(ctx, "vap-2", metav1.GetOptions{})
+		Expect(err).NotTo(HaveOccurred())
+		Eventually(func() string {
+			n, _ := env.Clientset.CoreV1().Nodes().Get(ctx, "vap-2", metav1.GetOptions{})
+			return n.Annotations[v1alpha1.AnnotationCheckedBoot]
+		}).Should(Equal(n.Status.NodeInfo.BootID))
+		cordonedByNodecycle(ctx, "vap-2")
 		p := nodes.AnnotationsPatch(map[string]*string{v1alpha1.AnnotationRebootRequest: ptr.To("req-vap")})
-		_, err := env.Clientset.CoreV1().Nodes().Patch(ctx, "vap-2", types.MergePatchType, p, metav1.PatchOptions{})
+		_, err = env.Clientset.CoreV1().Nodes().Patch(ctx, "vap-2", types.MergePatchType, p, metav1.PatchOptions{})
 		Expect(err).NotTo(HaveOccurred())
 		Eventually(a.reboots).Should(Equal(1))
 		Eventually(conditionStatus("vap-2", v1alpha1.ConditionRebootRequired)).Should(Equal(corev1.ConditionFalse))

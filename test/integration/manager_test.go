@@ -237,6 +237,7 @@ var _ = Describe("Manager", func() {
 		Expect(names).To(HaveKey("nodecycle_operation_duration_seconds"))
 		Expect(names).To(HaveKey("nodecycle_drain_duration_seconds"))
 		Expect(names).To(HaveKey("nodecycle_nodes_reboot_required"))
+		Expect(names).To(HaveKey("nodecycle_nodes_quarantined"))
 
 		By("the workload is whole again")
 		Eventually(func(g Gomega) {

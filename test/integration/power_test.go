@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
@@ -53,7 +54,10 @@ func setRebootRequired(node string) {
 	GinkgoHelper()
 	patch := nodes.ConditionPatch(nil, corev1.NodeCondition{Type: v1alpha1.ConditionRebootRequired, Status: corev1.ConditionTrue,
 		Reason: string(v1alpha1.ReasonSentinelFilePresent), Message: "Sentinel file /var/run/reboot-required is present"}, time.Now())
-	_, err := env.Clientset.CoreV1().Nodes().PatchStatus(context.Background(), node, patch)
+	n, err := env.Clientset.CoreV1().Nodes().PatchStatus(context.Background(), node, patch)
+	Expect(err).NotTo(HaveOccurred())
+	checked := nodes.AnnotationsPatch(map[string]*string{v1alpha1.AnnotationCheckedBoot: &n.Status.NodeInfo.BootID})
+	_, err = env.Clientset.CoreV1().Nodes().Patch(context.Background(), node, types.MergePatchType, checked, metav1.PatchOptions{})
 	Expect(err).NotTo(HaveOccurred())
 }
 
