@@ -8,6 +8,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/events"
@@ -30,6 +31,8 @@ type Reconciler struct {
 	APIReader client.Reader
 	Recorder  events.EventRecorder
 	Providers *providers.Registry
+	// Namespace is the manager's: credentials Secrets are read there.
+	Namespace string
 }
 
 // Reconcile implements reconcile.Reconciler.
@@ -45,7 +48,15 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	}
 	meta.SetStatusCondition(&p.Status.Conditions, cond)
 	if err := r.Client.Status().Patch(ctx, p, client.MergeFrom(before)); err != nil {
-		return reconcile.Result{}, client.IgnoreNotFound(err)
+		if !apierrors.IsInvalid(err) {
+			return reconcile.Result{}, client.IgnoreNotFound(err)
+		}
+		// A policy stored before the CRD checked what it does now: the API
+		// server refuses any write to it, its status too. The Event is
+		// what is left to say it.
+		r.Recorder.Eventf(p, nil, corev1.EventTypeWarning, string(v1alpha1.ReasonInvalidPolicy), "Validate",
+			"%s (the status cannot be written either: fix or re-create the policy)", cond.Message)
+		return reconcile.Result{RequeueAfter: policyRecheckInterval}, nil
 	}
 	if cond.Status == metav1.ConditionTrue {
 		return reconcile.Result{}, nil
@@ -59,6 +70,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 
 func (r *Reconciler) validate(ctx context.Context, p *v1alpha1.NodeCyclePolicy) error {
 	var errs []error
+	if err := p.Spec.DurationErr(); err != nil {
+		errs = append(errs, err)
+	}
 	if _, err := metav1.LabelSelectorAsSelector(&p.Spec.NodeSelector); err != nil {
 		errs = append(errs, fmt.Errorf("nodeSelector: %w", err))
 	}
@@ -72,7 +86,7 @@ func (r *Reconciler) validate(ctx context.Context, p *v1alpha1.NodeCyclePolicy) 
 		errs = append(errs, errors.New("strategy power-cycle needs spec.powerCycle"))
 	}
 	if pc := p.Spec.PowerCycle; pc != nil {
-		settings, err := power.Settings(ctx, r.APIReader, p.Namespace, pc)
+		settings, err := power.Settings(ctx, r.APIReader, r.Namespace, p.Namespace, pc)
 		if err == nil {
 			_, err = r.Providers.New(pc.Provider, settings)
 		}
