@@ -200,7 +200,7 @@ func New(ctx context.Context, cfg *rest.Config, o *Options, clk clock.PassiveClo
 		return nil, fmt.Errorf("setting up controllers: %w", err)
 	}
 	if err := (&policy.Reconciler{
-		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: recorder, Providers: registry,
+		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: recorder, Providers: registry, Namespace: o.Controllers.Namespace,
 	}).SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("setting up policy controller: %w", err)
 	}

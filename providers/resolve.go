@@ -8,15 +8,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 )
 
-// Annotations on a Node for what a providerID cannot carry.
-const (
-	// AnnotationBMCAddress is the BMC of the node's machine (host or
-	// host:port) for IPMI and Redfish.
-	AnnotationBMCAddress = "nodecycle.io/bmc-address"
-	// AnnotationMachineName is the VM's name for vSphere, libvirt and VirtualBox.
-	AnnotationMachineName = "nodecycle.io/machine-name"
-)
-
 // providerIDSchemes maps a provider to the scheme of Node.spec.providerID
 // that names its machines.
 var providerIDSchemes = map[string]string{
@@ -25,15 +16,19 @@ var providerIDSchemes = map[string]string{
 	"libvirt":    "libvirt://",
 }
 
-// uuidProviders can find a machine by the node's SMBIOS system UUID.
-var uuidProviders = map[string]bool{"vsphere": true, "virtualbox": true, "libvirt": true}
-
-// Resolve finds the machine behind node for the named provider, in this
-// order: spec.providerID, the node's annotations, status.nodeInfo.systemUUID
-// (raw and byte-swapped where the platform stores it swapped). An error says
-// everything that was tried.
-func Resolve(node *corev1.Node, provider string) (Machine, error) {
-	var tried []string
+// Resolve finds the machine behind node for the named provider, from what
+// the node cannot write: first machines (the policy's table, node name to
+// BMC address or VM), then spec.providerID, which is set when the Node is
+// registered and cannot be changed afterwards. Annotations and
+// status.nodeInfo (written by the kubelet, or by anyone who may patch
+// Nodes) are never used: they would let a node choose which machine is
+// powered off and where the credentials go. An error says everything that
+// was tried.
+func Resolve(node *corev1.Node, provider string, machines map[string]string) (Machine, error) {
+	if m := machines[node.Name]; m != "" {
+		return Machine{Candidates: uuidForms(m, provider), Source: "powerCycle.machines[" + node.Name + "]"}, nil
+	}
+	tried := []string{fmt.Sprintf("powerCycle.machines[%s]", node.Name)}
 	if scheme, ok := providerIDSchemes[provider]; ok {
 		if id := node.Spec.ProviderID; strings.HasPrefix(id, scheme) {
 			v := strings.TrimPrefix(id, scheme)
@@ -44,37 +39,22 @@ func Resolve(node *corev1.Node, provider string) (Machine, error) {
 		}
 		tried = append(tried, fmt.Sprintf("spec.providerID %q (want %s...)", node.Spec.ProviderID, scheme))
 	}
-	switch provider {
-	case "ipmi", "redfish":
-		if a := node.Annotations[AnnotationBMCAddress]; a != "" {
-			return Machine{Candidates: []string{a}, Source: "annotation " + AnnotationBMCAddress}, nil
-		}
-		tried = append(tried, "annotation "+AnnotationBMCAddress)
-	default:
-		if n := node.Annotations[AnnotationMachineName]; n != "" {
-			return Machine{Candidates: []string{n}, Source: "annotation " + AnnotationMachineName}, nil
-		}
-		tried = append(tried, "annotation "+AnnotationMachineName)
-	}
-	if uuidProviders[provider] {
-		if u := node.Status.NodeInfo.SystemUUID; u != "" {
-			return Machine{Candidates: uuidForms(u, provider), Source: "status.nodeInfo.systemUUID"}, nil
-		}
-		tried = append(tried, "status.nodeInfo.systemUUID")
-	}
 	return Machine{}, fmt.Errorf("no %s machine found for node %s: tried %s", provider, node.Name, strings.Join(tried, ", "))
 }
 
-// uuidForms returns the UUID as given and, for platforms whose BIOS UUID the
-// guest reads with the first three fields byte-swapped (vSphere,
-// VirtualBox), the swapped form too.
+// uuidForms returns a UUID in lower case and, for platforms whose BIOS
+// UUID the guest reads with the first three fields byte-swapped (vSphere,
+// VirtualBox), the swapped form too. Anything else (a VM name, a BMC
+// address) is returned as written.
 func uuidForms(id, provider string) []string {
-	id = strings.ToLower(id)
-	forms := []string{id}
-	if provider == "vsphere" || provider == "virtualbox" {
-		if s, ok := swapUUID(id); ok && s != id {
-			forms = append(forms, s)
-		}
+	lower := strings.ToLower(id)
+	swapped, isUUID := swapUUID(lower)
+	if !isUUID {
+		return []string{id}
+	}
+	forms := []string{lower}
+	if (provider == "vsphere" || provider == "virtualbox") && swapped != lower {
+		forms = append(forms, swapped)
 	}
 	return forms
 }

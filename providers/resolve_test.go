@@ -10,6 +10,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
+// H5: the machine comes from the policy's table or spec.providerID, never
+// from what the node can write: its annotations and status.nodeInfo.
 func TestResolve(t *testing.T) {
 	node := func(providerID string, ann map[string]string, systemUUID string) *corev1.Node {
 		return &corev1.Node{
@@ -18,29 +20,31 @@ func TestResolve(t *testing.T) {
 			Status:     corev1.NodeStatus{NodeInfo: corev1.NodeSystemInfo{SystemUUID: systemUUID}},
 		}
 	}
+	// What a kubelet or anyone with nodes/patch could write.
+	forged := map[string]string{"nodecycle.io/bmc-address": "https://attacker.example", "nodecycle.io/machine-name": "database-1"}
+	table := map[string]string{"worker-1": "10.0.0.5:623", "worker-2": "10.0.0.6:623"}
 	cases := []struct {
 		name, provider string
 		node           *corev1.Node
+		machines       map[string]string
 		want           []string
 		wantErr        string
 	}{
-		{"vsphere providerID, raw and swapped", "vsphere", node("vsphere://4216A8E3-1B2C-3D4E-5F60-718293A4B5C6", nil, ""),
+		{"vsphere providerID, raw and swapped", "vsphere", node("vsphere://4216A8E3-1B2C-3D4E-5F60-718293A4B5C6", forged, ""), nil,
 			[]string{"4216a8e3-1b2c-3d4e-5f60-718293a4b5c6", "e3a81642-2c1b-4e3d-5f60-718293a4b5c6"}, ""},
-		{"libvirt providerID triple slash", "libvirt", node("libvirt:///6695eb01-f6a4-8304-79aa-97f2502e193f", nil, ""),
+		{"libvirt providerID triple slash", "libvirt", node("libvirt:///6695eb01-f6a4-8304-79aa-97f2502e193f", nil, ""), nil,
 			[]string{"6695eb01-f6a4-8304-79aa-97f2502e193f"}, ""},
-		{"providerID of another platform falls through to the name annotation", "virtualbox",
-			node("aws:///us-east-1a/i-0123", map[string]string{AnnotationMachineName: "worker-1"}, ""), []string{"worker-1"}, ""},
-		{"system UUID last", "virtualbox", node("", nil, "0F9B5E4A-0000-4000-8000-000000000001"),
-			[]string{"0f9b5e4a-0000-4000-8000-000000000001", "4a5e9b0f-0000-0040-8000-000000000001"}, ""},
-		{"ipmi from annotation", "ipmi", node("", map[string]string{AnnotationBMCAddress: "10.0.0.5:623"}, "x"), []string{"10.0.0.5:623"}, ""},
-		{"ipmi never guesses from the system UUID", "ipmi", node("", nil, "0f9b5e4a-0000-4000-8000-000000000001"), nil,
-			"no ipmi machine found for node worker-1: tried annotation nodecycle.io/bmc-address"},
-		{"nothing to go by", "vsphere", node("", nil, ""), nil,
-			`tried spec.providerID "" (want vsphere://...), annotation nodecycle.io/machine-name, status.nodeInfo.systemUUID`},
+		{"the policy's table first", "virtualbox", node("virtualbox://0f9b5e4a-0000-4000-8000-000000000001", forged, ""),
+			map[string]string{"worker-1": "Worker-1"}, []string{"Worker-1"}, ""},
+		{"ipmi from the table, whatever the annotations say", "ipmi", node("", forged, "x"), table, []string{"10.0.0.5:623"}, ""},
+		{"ipmi never from an annotation", "ipmi", node("", forged, "0f9b5e4a-0000-4000-8000-000000000001"), nil, nil,
+			"no ipmi machine found for node worker-1: tried powerCycle.machines[worker-1]"},
+		{"never from the name annotation or the system UUID", "vsphere", node("aws:///us-east-1a/i-0123", forged, "0F9B5E4A-0000-4000-8000-000000000001"), nil, nil,
+			`tried powerCycle.machines[worker-1], spec.providerID "aws:///us-east-1a/i-0123" (want vsphere://...)`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			m, err := Resolve(tc.node, tc.provider)
+			m, err := Resolve(tc.node, tc.provider, tc.machines)
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("error %v, want %q", err, tc.wantErr)
@@ -96,12 +100,13 @@ func TestRegistry(t *testing.T) {
 
 func BenchmarkResolve(b *testing.B) {
 	node := &corev1.Node{
-		ObjectMeta: metav1.ObjectMeta{Name: "worker-1", Annotations: map[string]string{AnnotationBMCAddress: "10.0.0.5"}},
-		Status:     corev1.NodeStatus{NodeInfo: corev1.NodeSystemInfo{SystemUUID: "4216A8E3-1B2C-3D4E-5F60-718293A4B5C6"}},
+		ObjectMeta: metav1.ObjectMeta{Name: "worker-1"},
+		Spec:       corev1.NodeSpec{ProviderID: "vsphere://4216A8E3-1B2C-3D4E-5F60-718293A4B5C6"},
 	}
+	machines := map[string]string{"worker-1": "10.0.0.5"}
 	for b.Loop() {
 		for _, p := range []string{"vsphere", "ipmi"} {
-			if _, err := Resolve(node, p); err != nil {
+			if _, err := Resolve(node, p, machines); err != nil {
 				b.Fatal(err)
 			}
 		}

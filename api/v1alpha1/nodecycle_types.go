@@ -111,7 +111,7 @@ type NodeCycleSpec struct {
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
 	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('720h')",message="must be a duration from 1s to 720h"
-	RebootTimeout metav1.Duration `json:"rebootTimeout"`
+	RebootTimeout Duration `json:"rebootTimeout"`
 
 	// ReplaceTimeout bounds the replace strategy, from the Machine's deletion
 	// until its replacement's Node is Ready.
@@ -120,7 +120,7 @@ type NodeCycleSpec struct {
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
 	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('720h')",message="must be a duration from 1s to 720h"
-	ReplaceTimeout *metav1.Duration `json:"replaceTimeout,omitempty"`
+	ReplaceTimeout *Duration `json:"replaceTimeout,omitempty"`
 }
 
 // DrainSpec holds how pods are evicted from a node.
@@ -131,7 +131,7 @@ type DrainSpec struct {
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
 	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('720h')",message="must be a duration from 1s to 720h"
-	Timeout metav1.Duration `json:"timeout"`
+	Timeout Duration `json:"timeout"`
 
 	// GracePeriodSeconds is given to each evicted pod; -1 keeps the pod's own.
 	// 0 is refused: it would delete pods at once, without waiting for their
@@ -226,8 +226,8 @@ type NodeCycleStatus struct {
 
 // PhaseDuration is how long one phase took.
 type PhaseDuration struct {
-	Phase    Phase           `json:"phase"`
-	Duration metav1.Duration `json:"duration"`
+	Phase    Phase    `json:"phase"`
+	Duration Duration `json:"duration"`
 }
 
 // NodeCycle is one maintenance operation on one node: the record, the lock

@@ -27,7 +27,7 @@ type NodeCyclePolicySpec struct {
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
 	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('720h')",message="must be a duration from 1s to 720h"
-	DrainTimeout *metav1.Duration `json:"drainTimeout,omitempty"`
+	DrainTimeout *Duration `json:"drainTimeout,omitempty"`
 
 	// RebootTimeout bounds the wait for a new boot ID and Ready after a
 	// reboot request or a power-on.
@@ -36,7 +36,7 @@ type NodeCyclePolicySpec struct {
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
 	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('720h')",message="must be a duration from 1s to 720h"
-	RebootTimeout *metav1.Duration `json:"rebootTimeout,omitempty"`
+	RebootTimeout *Duration `json:"rebootTimeout,omitempty"`
 
 	// PowerCycle configures the provider of the power-cycle strategy.
 	// +optional
@@ -108,9 +108,19 @@ type PowerCycleSpec struct {
 	// Endpoint is the vCenter SDK URL (vsphere), the libvirt socket
 	// (unix:///run/libvirt/libvirt-sock or tcp://host:16509), or the path of
 	// VBoxManage (virtualbox). IPMI and Redfish take each node's BMC from
-	// its annotation nodecycle.io/bmc-address.
+	// machines.
 	// +optional
 	Endpoint string `json:"endpoint,omitempty"`
+
+	// Machines maps a node's name to its machine: the BMC (host[:port] for
+	// ipmi, https://host[:port] for redfish) or the VM (name or UUID for
+	// vsphere, libvirt, virtualbox). A node not listed is found by its
+	// spec.providerID (vsphere://, libvirt://, virtualbox://). Nothing the
+	// node itself can write (annotations, status) chooses its machine.
+	// In a NodeCycle it holds the node's entry only.
+	// +optional
+	// +kubebuilder:validation:MaxProperties=10000
+	Machines map[string]string `json:"machines,omitempty"`
 
 	// CredentialsSecretRef names a Secret in the policy's namespace with the
 	// keys username and password.
@@ -134,7 +144,7 @@ type PowerCycleSpec struct {
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
 	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('0s') && duration(self) <= duration('720h')",message="must be a duration from 0s to 720h"
-	SoftOffTimeout metav1.Duration `json:"softOffTimeout,omitempty"`
+	SoftOffTimeout Duration `json:"softOffTimeout,omitempty"`
 
 	// PowerTimeout bounds each wait for the machine to be off, and to be on.
 	// +kubebuilder:default="5m"
@@ -143,7 +153,7 @@ type PowerCycleSpec struct {
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
 	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('0s') && duration(self) <= duration('720h')",message="must be a duration from 0s to 720h"
-	PowerTimeout metav1.Duration `json:"powerTimeout,omitempty"`
+	PowerTimeout Duration `json:"powerTimeout,omitempty"`
 }
 
 // SecretReference names a Secret.

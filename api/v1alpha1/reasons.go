@@ -78,6 +78,7 @@ const (
 	ReasonInvalidMaintenanceWindow   Reason = "InvalidMaintenanceWindow"
 	ReasonInvalidBlockingPodSelector Reason = "InvalidBlockingPodSelector"
 	ReasonUnknownPhase               Reason = "UnknownPhase"
+	ReasonInvalidSpec                Reason = "InvalidSpec"
 	ReasonExcluded                   Reason = "Excluded"
 	ReasonNotSelected                Reason = "NotSelected"
 	ReasonRebootNoLongerRequired     Reason = "RebootNoLongerRequired"

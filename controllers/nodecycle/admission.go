@@ -124,11 +124,36 @@ func (r *Reconciler) slotsTaken(ctx context.Context, reader client.Reader, s *st
 	busy := map[string]bool{}
 	clusterOf := map[string]string{}
 	controlPlane := false
-	for _, other := range list.Items {
+	newest := map[string]*v1alpha1.NodeCycle{}
+	for i, other := range list.Items {
 		clusterOf[other.Name] = other.Spec.ClusterName
-		if other.Spec.ClusterName == nc.Spec.ClusterName && other.Status.Phase.Active() {
+		if other.Spec.ClusterName != nc.Spec.ClusterName {
+			continue
+		}
+		if other.Status.Phase.Active() {
 			busy[other.Spec.NodeName] = true
 			controlPlane = controlPlane || other.Spec.ControlPlane
+		}
+		if n := newest[other.Spec.NodeName]; n == nil || n.CreationTimestamp.Before(&other.CreationTimestamp) {
+			newest[other.Spec.NodeName] = &list.Items[i]
+		}
+	}
+	// A node that failed in maintenance and is still down holds its slot
+	// whoever cordoned it (an admin's cordon is not lifted, so the cordon
+	// alone does not say it): its capacity is not back.
+	for name, last := range newest {
+		if busy[name] || name == nc.Spec.NodeName || last.Status.Phase != v1alpha1.PhaseFailed || last.Status.StartTime == nil {
+			continue
+		}
+		node := &corev1.Node{}
+		if err := s.workload().Client.Get(ctx, client.ObjectKey{Name: name}, node); err != nil {
+			if apierrors.IsNotFound(err) {
+				continue
+			}
+			return 0, fmt.Errorf("reading node %s: %w", name, err)
+		}
+		if !nodes.IsReady(node) && (last.Status.BootIDBefore == "" || nodes.BootID(node) == last.Status.BootIDBefore) {
+			busy[name] = true
 		}
 	}
 	var cordoned corev1.NodeList

@@ -117,7 +117,7 @@ func (r *Reconciler) uncordon(ctx context.Context, s *step) (reconcile.Result, e
 	case ours:
 		message += "; the node is not Ready and stays cordoned until it is"
 	case s.node.Spec.Unschedulable:
-		message += "; the node was cordoned before maintenance and stays cordoned"
+		message += "; the cordon is not nodecycle's (it was there before maintenance, or nodecycle.io/cordoned-by was removed) and stays cordoned"
 	}
 	if err := s.target.ResumeRemediation(ctx, cycles.Owner(s.nc)); err != nil {
 		return reconcile.Result{}, err

@@ -120,7 +120,7 @@ func (h *harness) create(o client.Object) {
 
 func testNodeObject(name, boot string) *corev1.Node {
 	return &corev1.Node{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Annotations: map[string]string{providers.AnnotationMachineName: name, v1alpha1.AnnotationCheckedBoot: boot}},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Annotations: map[string]string{v1alpha1.AnnotationCheckedBoot: boot}},
 		Status: corev1.NodeStatus{
 			NodeInfo: corev1.NodeSystemInfo{BootID: boot},
 			Conditions: []corev1.NodeCondition{
@@ -161,8 +161,8 @@ func (h *harness) open(ladder ...v1alpha1.Strategy) *v1alpha1.NodeCycle {
 	if len(ladder) > 0 {
 		spec.Strategies = ladder
 	}
-	spec.PowerCycle = &v1alpha1.PowerCycleSpec{Provider: "memory",
-		PowerTimeout: metav1.Duration{Duration: 5 * time.Minute}, SoftOffTimeout: metav1.Duration{Duration: time.Minute}}
+	spec.PowerCycle = &v1alpha1.PowerCycleSpec{Provider: "memory", Machines: map[string]string{testNode: testNode},
+		PowerTimeout: v1alpha1.NewDuration(5 * time.Minute), SoftOffTimeout: v1alpha1.NewDuration(time.Minute)}
 	spec.BootID, spec.Attempt, spec.MachineName = "boot-1", 1, h.machine
 	nc := &v1alpha1.NodeCycle{ObjectMeta: metav1.ObjectMeta{Namespace: testNamespace, Name: testCycle, UID: "uid-1"}, Spec: spec}
 	h.create(nc)
@@ -249,14 +249,24 @@ func (h *harness) node() *corev1.Node {
 }
 
 // editNode changes the node as its kubelet or agent would.
-func (h *harness) editNode(f func(*corev1.Node)) {
+func (h *harness) editNode(f func(*corev1.Node)) { h.editNode2(testNode, f) }
+
+// editNode2 changes the named node as its kubelet or agent would.
+func (h *harness) editNode2(name string, f func(*corev1.Node)) {
 	h.t.Helper()
-	n := h.node()
+	get := func() *corev1.Node {
+		n := &corev1.Node{}
+		if err := h.c.Get(h.ctx, client.ObjectKey{Name: name}, n); err != nil {
+			h.t.Fatalf("reading node %s: %v", name, err)
+		}
+		return n
+	}
+	n := get()
 	f(n)
 	if err := h.c.Update(h.ctx, n); err != nil {
 		h.t.Fatalf("updating node: %v", err)
 	}
-	n = h.node() // the update answered with the stored status
+	n = get() // the update answered with the stored status
 	f(n)
 	if err := h.c.Status().Update(h.ctx, n); err != nil {
 		h.t.Fatalf("updating node status: %v", err)

@@ -69,7 +69,7 @@ type Reconciler struct {
 func New(c client.Client, apiReader client.Reader, rec events.EventRecorder, clk clock.PassiveClock, cfg settings.Config, clusters cluster.Clusters, registry *providers.Registry, m *Metrics) *Reconciler {
 	return &Reconciler{
 		Client: c, APIReader: apiReader, Recorder: rec, Clock: clk, Config: cfg, Metrics: m, Clusters: clusters,
-		Strategies: DefaultStrategies(cfg, c, &power.Cache{Registry: registry, Secrets: apiReader}),
+		Strategies: DefaultStrategies(cfg, c, &power.Cache{Registry: registry, Secrets: apiReader, SecretsNamespace: cfg.Namespace}),
 	}
 }
 
@@ -141,6 +141,11 @@ func (r *Reconciler) reconcilePhase(ctx context.Context, s *step) (reconcile.Res
 	strategy, ok := s.current()
 	if !ok {
 		s.finish(v1alpha1.PhaseFailed, v1alpha1.ReasonInvalidStrategy, fmt.Sprintf("Strategy %q of the ladder is unknown", s.currentName()))
+		return reconcile.Result{}, nil
+	}
+	if err := s.nc.Spec.DurationErr(); err != nil {
+		// Stored before the CRD checked it: decoded, reported, not acted on.
+		s.finish(v1alpha1.PhaseFailed, v1alpha1.ReasonInvalidSpec, fmt.Sprintf("The spec cannot be used: %v", err))
 		return reconcile.Result{}, nil
 	}
 	// An in-place strategy needs its node throughout; one that replaces the

@@ -2,6 +2,7 @@ package nodecycle
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -506,6 +507,12 @@ func TestBadInputEndsTheNodeCycleAndLeavesTheNodeAlone(t *testing.T) {
 		{"bad maintenance window", func(_ *harness, nc *v1alpha1.NodeCycle) {
 			nc.Spec.MaintenanceWindows = []v1alpha1.MaintenanceWindow{{Start: "25:00", End: "04:00"}}
 		}, v1alpha1.ReasonInvalidMaintenanceWindow},
+		// H1: stored before the CRD bounded durations.
+		{"a stored duration that is not one", func(h *harness, nc *v1alpha1.NodeCycle) {
+			if err := json.Unmarshal([]byte(`"9999999999h"`), &nc.Spec.Drain.Timeout); err != nil {
+				h.t.Fatal(err)
+			}
+		}, v1alpha1.ReasonInvalidSpec},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t)
@@ -538,6 +545,35 @@ func TestSlots(t *testing.T) {
 		nc := h.cycle()
 		if nc.Status.Phase != v1alpha1.PhasePending || !strings.Contains(nc.Status.Message, "1 of 1 taken") {
 			t.Fatalf("phase %s (%s), want Pending for a slot", nc.Status.Phase, nc.Status.Message)
+		}
+	})
+	// Lower: an admin-cordoned node whose maintenance failed and that is
+	// still down holds its slot, though nodecycle keeps no cordon on it.
+	t.Run("a node down after a failure holds the slot whoever cordoned it", func(t *testing.T) {
+		h := newHarness(t)
+		other := testNodeObject("worker-2", "boot-1")
+		other.Spec.Unschedulable = true // the admin's
+		setCondition(other, corev1.NodeReady, corev1.ConditionFalse)
+		h.create(other)
+		started := metav1.NewMicroTime(h.clock.Now().Add(-time.Hour))
+		h.create(&v1alpha1.NodeCycle{ObjectMeta: metav1.ObjectMeta{Namespace: testNamespace, Name: "worker-2-old"},
+			Spec: v1alpha1.NodeCycleSpec{NodeName: "worker-2", BootID: "boot-1", Strategies: []v1alpha1.Strategy{v1alpha1.StrategyReboot}}})
+		failed := &v1alpha1.NodeCycle{}
+		_ = h.c.Get(h.ctx, client.ObjectKey{Namespace: testNamespace, Name: "worker-2-old"}, failed)
+		failed.Status = v1alpha1.NodeCycleStatus{Phase: v1alpha1.PhaseFailed, StartTime: &started, CompletionTime: &started, BootIDBefore: "boot-1"}
+		if err := h.c.Status().Update(h.ctx, failed); err != nil {
+			t.Fatal(err)
+		}
+		h.open()
+		h.settle()
+		if nc := h.cycle(); nc.Status.Phase != v1alpha1.PhasePending || !strings.Contains(nc.Status.Message, "1 of 1 taken") {
+			t.Fatalf("phase %s (%s), want Pending while worker-2 is down", nc.Status.Phase, nc.Status.Message)
+		}
+		h.editNode2("worker-2", func(n *corev1.Node) { setCondition(n, corev1.NodeReady, corev1.ConditionTrue) })
+		h.clock.Step(time.Minute)
+		h.settle()
+		if p := h.cycle().Status.Phase; !p.Active() && p != v1alpha1.PhaseSucceeded {
+			t.Fatalf("phase %s once worker-2 is Ready again", p)
 		}
 	})
 	t.Run("a control-plane node waits for every other", func(t *testing.T) {
@@ -724,4 +760,21 @@ func nodeCondition(n *corev1.Node, t corev1.NodeConditionType) *corev1.NodeCondi
 		}
 	}
 	return nil
+}
+
+// Lower: an admin who wants a node to stay cordoned after maintenance
+// removes nodecycle.io/cordoned-by during it; the cordon is then theirs.
+func TestRemovingNodecyclesCordonMarkKeepsTheCordon(t *testing.T) {
+	h := newHarness(t)
+	h.open()
+	h.runUntil(v1alpha1.PhaseWaitingForNodeReady)
+	h.editNode(func(n *corev1.Node) { delete(n.Annotations, v1alpha1.AnnotationCordonedBy) })
+	h.boot("boot-2")
+	h.runUntil(v1alpha1.PhaseSucceeded)
+	if n := h.node(); !n.Spec.Unschedulable {
+		t.Fatal("the cordon the admin took over was lifted")
+	}
+	if msg := h.cycle().Status.Message; !strings.Contains(msg, "stays cordoned") {
+		t.Errorf("message %q does not say the node stays cordoned", msg)
+	}
 }

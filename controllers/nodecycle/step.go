@@ -75,7 +75,7 @@ func (s *step) moveTo(p v1alpha1.Phase, message string) {
 	st := &s.nc.Status
 	if st.PhaseStartTime != nil && st.Phase.Active() {
 		st.PhaseDurations = append(st.PhaseDurations, v1alpha1.PhaseDuration{
-			Phase: st.Phase, Duration: metav1.Duration{Duration: s.now.Sub(st.PhaseStartTime.Time).Round(time.Millisecond)},
+			Phase: st.Phase, Duration: v1alpha1.NewDuration(s.now.Sub(st.PhaseStartTime.Time).Round(time.Millisecond)),
 		})
 	}
 	st.Phase = p

@@ -243,18 +243,16 @@ func (a *Agent) handleRebootRequest(ctx context.Context, log logr.Logger) {
 	if err != nil {
 		return
 	}
-	id := node.Annotations[v1alpha1.AnnotationRebootRequest]
-	if id == "" || node.Annotations[v1alpha1.AnnotationRebootAck] == id {
+	id, decision := Decide(node)
+	if decision == Ignore {
 		return
 	}
 	log = log.WithValues("requestID", id)
-	if !node.Spec.Unschedulable || node.Annotations[v1alpha1.AnnotationCordonedBy] == "" {
-		// nodecycle always cordons and drains first: a request on a node it
-		// did not cordon was not written by nodecycle's manager.
+	if decision == Refuse {
 		if a.refused != id {
 			a.refused = id
 			a.Metrics.reboots.WithLabelValues("refused").Inc()
-			log.Info("Refusing a reboot request on a node nodecycle has not cordoned")
+			log.Info("Refusing a reboot request on a node that is not cordoned")
 		}
 		return
 	}
@@ -276,6 +274,34 @@ func (a *Agent) handleRebootRequest(ctx context.Context, log logr.Logger) {
 		return
 	}
 	a.Metrics.reboots.WithLabelValues("started").Inc()
+}
+
+// Decision is what the agent does about its Node's reboot request.
+type Decision int
+
+const (
+	// Ignore: no request, or one already acknowledged (carried out before,
+	// perhaps by an earlier run of the agent): never twice for one id.
+	Ignore Decision = iota
+	// Refuse: a request on a node that is not cordoned. nodecycle cordons
+	// (or finds cordoned) and drains a node before it asks; such a request
+	// was not written by it, and carrying it out would take down pods that
+	// were never evicted.
+	Refuse
+	// Reboot: acknowledge, then reboot.
+	Reboot
+)
+
+// Decide says what to do about node's reboot request, and its id.
+func Decide(node *corev1.Node) (string, Decision) {
+	id := node.Annotations[v1alpha1.AnnotationRebootRequest]
+	switch {
+	case id == "" || node.Annotations[v1alpha1.AnnotationRebootAck] == id:
+		return id, Ignore
+	case !node.Spec.Unschedulable:
+		return id, Refuse
+	}
+	return id, Reboot
 }
 
 // olderThan reports whether resourceVersion rv is older than ref. The API

@@ -101,6 +101,11 @@ func (r *Opener) PolicyFor(ctx context.Context, namespace string, node *corev1.N
 		sort.Strings(matched)
 		return nil, fmt.Errorf("the node is selected by %d NodeCyclePolicies (%s); exactly one may select it", len(matched), strings.Join(matched, ", "))
 	}
+	if policy != nil {
+		if err := policy.Spec.DurationErr(); err != nil {
+			return nil, fmt.Errorf("NodeCyclePolicy %s cannot be used: %w", policy.Name, err)
+		}
+	}
 	return policy, nil
 }
 

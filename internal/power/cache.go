@@ -23,8 +23,10 @@ import (
 // policy.
 type Cache struct {
 	Registry *providers.Registry
-	// Secrets reads credentials Secrets (live: Secrets are not cached).
-	Secrets client.Reader
+	// Secrets reads credentials Secrets (live: Secrets are not cached) in
+	// the manager's namespace SecretsNamespace.
+	Secrets          client.Reader
+	SecretsNamespace string
 
 	mu    sync.Mutex
 	built map[string]built // by policy (namespace/name)
@@ -43,7 +45,7 @@ func (c *Cache) Target(ctx context.Context, nc *v1alpha1.NodeCycle, node *corev1
 	if pc == nil {
 		return nil, providers.Machine{}, errors.New("strategy power-cycle needs powerCycle settings: set spec.powerCycle in a NodeCyclePolicy that selects this node")
 	}
-	settings, err := Settings(ctx, c.Secrets, nc.Namespace, pc)
+	settings, err := Settings(ctx, c.Secrets, c.SecretsNamespace, nc.Namespace, pc)
 	if err != nil {
 		return nil, providers.Machine{}, fmt.Errorf("power-cycle provider %s: %w", pc.Provider, err)
 	}
@@ -51,7 +53,7 @@ func (c *Cache) Target(ctx context.Context, nc *v1alpha1.NodeCycle, node *corev1
 	if err != nil {
 		return nil, providers.Machine{}, fmt.Errorf("power-cycle %w", err)
 	}
-	m, err := providers.Resolve(node, pc.Provider)
+	m, err := providers.Resolve(node, pc.Provider, pc.Machines)
 	if err != nil {
 		return nil, providers.Machine{}, fmt.Errorf("power-cycle provider %s: %w", pc.Provider, err)
 	}

@@ -6,8 +6,8 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/utils/ptr"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
 )
@@ -57,7 +57,7 @@ func DefaultConfig() Config {
 		NodeSelector:  labels.Everything(),
 		MaxConcurrent: 1,
 		Drain: v1alpha1.DrainSpec{
-			Timeout:            metav1.Duration{Duration: 10 * time.Minute},
+			Timeout:            v1alpha1.NewDuration(10 * time.Minute),
 			GracePeriodSeconds: -1,
 			DeleteEmptyDirData: true,
 			EvictUnmanagedPods: true,
@@ -145,8 +145,8 @@ func (c Config) CycleSpec(node string, policy *v1alpha1.NodeCyclePolicy) v1alpha
 		NodeName:       node,
 		Strategies:     []v1alpha1.Strategy{v1alpha1.StrategyReboot},
 		Drain:          c.Drain,
-		RebootTimeout:  metav1.Duration{Duration: c.RebootTimeout},
-		ReplaceTimeout: &metav1.Duration{Duration: c.ReplaceTimeout},
+		RebootTimeout:  v1alpha1.NewDuration(c.RebootTimeout),
+		ReplaceTimeout: ptr.To(v1alpha1.NewDuration(c.ReplaceTimeout)),
 	}
 	if policy == nil {
 		return spec
@@ -164,6 +164,11 @@ func (c Config) CycleSpec(node string, policy *v1alpha1.NodeCyclePolicy) v1alpha
 	}
 	if p.PowerCycle != nil {
 		spec.PowerCycle = p.PowerCycle.DeepCopy()
+		// The NodeCycle carries its own node's machine, not the whole table.
+		spec.PowerCycle.Machines = nil
+		if m, ok := p.PowerCycle.Machines[node]; ok {
+			spec.PowerCycle.Machines = map[string]string{node: m}
+		}
 	}
 	p.Gates.DeepCopyInto(&spec.Gates)
 	return spec

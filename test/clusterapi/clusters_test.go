@@ -121,7 +121,7 @@ var _ = Describe("Many workload clusters", func() {
 			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "gamma-by-hand"},
 			Spec: v1alpha1.NodeCycleSpec{
 				NodeName: machines["gamma"][0], ClusterName: "gamma", MachineName: machineNames["gamma"][0], Strategies: []v1alpha1.Strategy{v1alpha1.StrategyReboot}, Attempt: 1,
-				Drain: v1alpha1.DrainSpec{Timeout: metav1.Duration{Duration: time.Minute}, GracePeriodSeconds: -1}, RebootTimeout: metav1.Duration{Duration: time.Minute},
+				Drain: v1alpha1.DrainSpec{Timeout: v1alpha1.NewDuration(time.Minute), GracePeriodSeconds: -1}, RebootTimeout: v1alpha1.NewDuration(time.Minute),
 			},
 		}
 		Expect(k8s.Create(ctx, stuck)).To(Succeed())

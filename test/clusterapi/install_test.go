@@ -3,6 +3,7 @@ package clusterapi
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -10,9 +11,11 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
 	"github.com/nodecycle/nodecycle/test/framework"
@@ -24,6 +27,34 @@ var _ = Describe("Installation with kubectl apply -k config/clusterapi", func() 
 		inTree, err := os.ReadFile(filepath.Join(framework.RepoRoot(), "config", "clusterapi", "agent", "nodecycle-agent.yaml"))
 		Expect(err).NotTo(HaveOccurred())
 		Expect(string(inTree)).To(Equal(rendered), "config/clusterapi/agent/nodecycle-agent.yaml is stale: run make generate")
+	})
+
+	// H12: in Cluster API mode the manager's ClusterRole is ../rbac's
+	// without the rights on workload objects, which it uses only through
+	// each Cluster's kubeconfig. A right added to the markers shows here.
+	It("grants in the management cluster the generated rights minus the workload ones", func() {
+		rendered := kubectl("kustomize", filepath.Join(framework.RepoRoot(), "config", "clusterapi"))
+		generated, err := os.ReadFile(filepath.Join(framework.RepoRoot(), "config", "rbac", "role.yaml"))
+		Expect(err).NotTo(HaveOccurred())
+		role := func(docs string) []rbacv1.PolicyRule {
+			GinkgoHelper()
+			for _, doc := range strings.Split(docs, "\n---\n") {
+				r := &rbacv1.ClusterRole{}
+				if yaml.Unmarshal([]byte(doc), r) == nil && r.Kind == "ClusterRole" && r.Name == "nodecycle-manager" {
+					return r.Rules
+				}
+			}
+			Fail("no ClusterRole nodecycle-manager")
+			return nil
+		}
+		workload := map[string]bool{"nodes": true, "nodes/status": true, "pods": true, "pods/eviction": true, "poddisruptionbudgets": true}
+		var want []rbacv1.PolicyRule
+		for _, r := range role(string(generated)) {
+			if !workload[r.Resources[0]] {
+				want = append(want, r)
+			}
+		}
+		Expect(role(rendered)).To(Equal(want))
 	})
 
 	It("installs the manager in Cluster API mode, and the agent in every Cluster labelled nodecycle.io/agent=enabled", func(ctx SpecContext) {
@@ -88,5 +119,19 @@ var _ = Describe("Installation with kubectl apply -k config/clusterapi", func() 
 		Expect(sar("nodecycle-system")).To(BeTrue(), "its leader election Lease")
 		Expect(sar("kube-node-lease")).To(BeFalse(), "node heartbeats")
 		Expect(sar("kube-system")).To(BeFalse(), "other leader elections")
+
+		By("no rights on the management cluster's own Nodes and Pods (H12): it rebooted the node without them")
+		can := func(verb, resource, sub string) bool {
+			GinkgoHelper()
+			r, err := env.Clientset.AuthorizationV1().SubjectAccessReviews().Create(ctx, &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
+				User: asManager.Impersonate.UserName, Groups: asManager.Impersonate.Groups,
+				ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: "default", Verb: verb, Resource: resource, Subresource: sub},
+			}}, metav1.CreateOptions{})
+			Expect(err).NotTo(HaveOccurred())
+			return r.Status.Allowed
+		}
+		Expect(can("patch", "nodes", "")).To(BeFalse())
+		Expect(can("create", "pods", "eviction")).To(BeFalse())
+		Expect(can("list", "pods", "")).To(BeFalse())
 	})
 })

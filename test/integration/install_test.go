@@ -5,10 +5,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -16,6 +18,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/yaml"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
 	"github.com/nodecycle/nodecycle/internal/nodes"
@@ -39,8 +42,34 @@ func agentClientIn(namespace, node string, groups ...string) kubernetes.Interfac
 	return kubernetes.NewForConfigOrDie(cfg)
 }
 
+// managerClient is what the manager's pod would be, with the rights of an
+// admin: only admission policies stop it.
+func managerClient() kubernetes.Interface {
+	return impersonate("system:serviceaccount:nodecycle-system:nodecycle-manager")
+}
+
+// impersonate is a client for user, with the rights of an admin: only
+// admission policies stop it.
+func impersonate(user string, groups ...string) kubernetes.Interface {
+	GinkgoHelper()
+	cfg := rest.CopyConfig(env.Config)
+	cfg.Impersonate = rest.ImpersonationConfig{UserName: user, Groups: append([]string{"system:masters", "system:authenticated"}, groups...)}
+	return kubernetes.NewForConfigOrDie(cfg)
+}
+
 var _ = Describe("Installation with kubectl apply -k config/default", Ordered, func() {
 	ctx := context.Background()
+
+	// The node annotation policy applies to every writer: the other suites'
+	// managers and helpers write as admin, so it goes when this suite ends.
+	AfterAll(func() {
+		Expect(env.Clientset.AdmissionregistrationV1().ValidatingAdmissionPolicyBindings().Delete(ctx, "nodecycle-node-annotations", metav1.DeleteOptions{})).To(Succeed())
+		Eventually(func() error {
+			p := nodes.AnnotationsPatch(map[string]*string{v1alpha1.AnnotationRebootRequest: ptr.To("probe")})
+			_, err := env.Clientset.CoreV1().Nodes().Patch(ctx, "vap-1", types.MergePatchType, p, metav1.PatchOptions{})
+			return err
+		}, 30*time.Second).Should(Succeed())
+	})
 
 	BeforeAll(func() {
 		user, err := env.Env.AddUser(envtestAdmin(), nil)
@@ -133,6 +162,32 @@ var _ = Describe("Installation with kubectl apply -k config/default", Ordered, f
 		}
 	})
 
+	It("reserves the nodecycle.io/* Node annotations to the manager and the agent", func() {
+		set := func(c kubernetes.Interface, key, value string) error {
+			p := nodes.AnnotationsPatch(map[string]*string{key: &value})
+			_, err := c.CoreV1().Nodes().Patch(ctx, "vap-1", types.MergePatchType, p, metav1.PatchOptions{})
+			return err
+		}
+		alice := impersonate("alice")
+		kubelet := impersonate("system:node:vap-1", "system:nodes")
+		Eventually(func() error { return set(alice, v1alpha1.AnnotationRebootRequest, "forged") }, 30*time.Second).
+			Should(MatchError(ContainSubstring("only nodecycle's manager may set nodecycle.io/reboot-request")))
+		for what, err := range map[string]error{
+			"a cordon nodecycle would lift":    set(alice, v1alpha1.AnnotationCordonedBy, "nodecycle-system/x"),
+			"a BMC address from the kubelet":   set(kubelet, "nodecycle.io/bmc-address", "https://attacker.example"),
+			"an agent's ack from someone else": set(alice, v1alpha1.AnnotationRebootAck, "forged"),
+			"a reboot request from the agent":  set(agentClient("vap-1"), v1alpha1.AnnotationRebootRequest, "forged"),
+		} {
+			Expect(apierrors.IsForbidden(err) || apierrors.IsInvalid(err)).To(BeTrue(), "%s: got %v", what, err)
+		}
+		Expect(set(managerClient(), v1alpha1.AnnotationRebootRequest, "r1")).To(Succeed())
+		Expect(set(alice, "example.com/other", "fine")).To(Succeed(), "other annotations are not nodecycle's business")
+		By("anyone may give up a request")
+		p := nodes.AnnotationsPatch(map[string]*string{v1alpha1.AnnotationRebootRequest: nil})
+		_, err := alice.CoreV1().Nodes().Patch(ctx, "vap-1", types.MergePatchType, p, metav1.PatchOptions{})
+		Expect(err).NotTo(HaveOccurred())
+	})
+
 	It("runs the real agent under that identity", func() {
 		a := newTestAgent("vap-2")
 		a.client = agentClient("vap-2")
@@ -148,10 +203,42 @@ var _ = Describe("Installation with kubectl apply -k config/default", Ordered, f
 		}).Should(Equal(n.Status.NodeInfo.BootID))
 		cordonedByNodecycle(ctx, "vap-2")
 		p := nodes.AnnotationsPatch(map[string]*string{v1alpha1.AnnotationRebootRequest: ptr.To("req-vap")})
-		_, err = env.Clientset.CoreV1().Nodes().Patch(ctx, "vap-2", types.MergePatchType, p, metav1.PatchOptions{})
+		_, err = managerClient().CoreV1().Nodes().Patch(ctx, "vap-2", types.MergePatchType, p, metav1.PatchOptions{})
 		Expect(err).NotTo(HaveOccurred())
 		Eventually(a.reboots).Should(Equal(1))
 		Eventually(conditionStatus("vap-2", v1alpha1.ConditionRebootRequired)).Should(Equal(corev1.ConditionFalse))
+	})
+})
+
+// H10: the least-privilege variant renders an agent that is not
+// privileged, holds CAP_KILL alone and reboots by signal; the namespace
+// states its Pod Security level.
+var _ = Describe("The least-privilege install (config/least-privilege)", func() {
+	It("runs the agent with CAP_KILL alone and --reboot-method=signal", func() {
+		kubectl := filepath.Join(os.Getenv("KUBEBUILDER_ASSETS"), "kubectl")
+		out, err := exec.Command(kubectl, "kustomize", filepath.Join(framework.RepoRoot(), "config", "least-privilege")).Output()
+		Expect(err).NotTo(HaveOccurred())
+		var ds *appsv1.DaemonSet
+		var ns *corev1.Namespace
+		for _, doc := range strings.Split(string(out), "\n---\n") {
+			switch {
+			case strings.Contains(doc, "kind: DaemonSet"):
+				ds = &appsv1.DaemonSet{}
+				Expect(yaml.Unmarshal([]byte(doc), ds)).To(Succeed())
+			case strings.Contains(doc, "kind: Namespace"):
+				ns = &corev1.Namespace{}
+				Expect(yaml.Unmarshal([]byte(doc), ns)).To(Succeed())
+			}
+		}
+		Expect(ds).NotTo(BeNil())
+		c := ds.Spec.Template.Spec.Containers[0]
+		Expect(c.Args).To(ContainElement("--reboot-method=signal"))
+		sc := c.SecurityContext
+		Expect(sc.Privileged).To(HaveValue(BeFalse()))
+		Expect(sc.AllowPrivilegeEscalation).To(HaveValue(BeFalse()))
+		Expect(sc.Capabilities.Drop).To(Equal([]corev1.Capability{"ALL"}))
+		Expect(sc.Capabilities.Add).To(Equal([]corev1.Capability{"KILL"}))
+		Expect(ns.Labels).To(HaveKeyWithValue("pod-security.kubernetes.io/enforce", "privileged"))
 	})
 })
 

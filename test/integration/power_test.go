@@ -15,7 +15,6 @@ import (
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
 	"github.com/nodecycle/nodecycle/internal/nodes"
-	"github.com/nodecycle/nodecycle/providers"
 	"github.com/nodecycle/nodecycle/providers/ipmi"
 	"github.com/nodecycle/nodecycle/providers/vsphere"
 	"github.com/nodecycle/nodecycle/test/framework"
@@ -74,7 +73,7 @@ var _ = Describe("Power-cycle", func() {
 		c.setNode(node, func(n *corev1.Node) { n.Spec.ProviderID = "vsphere://" + uuid })
 		c.powerPolicy([]v1alpha1.Strategy{v1alpha1.StrategyPowerCycle},
 			v1alpha1.PowerCycleSpec{Provider: vsphere.Name, Endpoint: vc.Endpoint, InsecureSkipVerify: true,
-				SoftOffTimeout: metav1.Duration{Duration: 2 * time.Second}, PowerTimeout: metav1.Duration{Duration: time.Minute}},
+				SoftOffTimeout: v1alpha1.NewDuration(2 * time.Second), PowerTimeout: v1alpha1.NewDuration(time.Minute)},
 			vc.Username, vc.Password)
 
 		a := c.agents[node]
@@ -108,11 +107,10 @@ var _ = Describe("Power-cycle", func() {
 		c.agents[node].stop()
 		delete(c.agents, node)
 		setRebootRequired(node)
-		c.setNode(node, func(n *corev1.Node) {
-			n.Annotations = map[string]string{providers.AnnotationBMCAddress: bmc.Addr}
-		})
+		// H5: what the node can write does not choose the BMC; the policy's table does.
+		c.setNode(node, func(n *corev1.Node) { n.Annotations["nodecycle.io/bmc-address"] = "127.0.0.1:1" })
 		c.powerPolicy([]v1alpha1.Strategy{v1alpha1.StrategyReboot, v1alpha1.StrategyPowerCycle},
-			v1alpha1.PowerCycleSpec{Provider: ipmi.Name, SoftOffTimeout: metav1.Duration{Duration: time.Second}, PowerTimeout: metav1.Duration{Duration: time.Minute}},
+			v1alpha1.PowerCycleSpec{Provider: ipmi.Name, Machines: map[string]string{node: bmc.Addr}, SoftOffTimeout: v1alpha1.NewDuration(time.Second), PowerTimeout: v1alpha1.NewDuration(time.Minute)},
 			bmc.Username, bmc.Password)
 		go (&framework.PowerKubelet{Client: env.Clientset, Node: node, Observe: bmc.Observe}).Run(c.ctx)
 
