@@ -21,7 +21,7 @@ export KUBEBUILDER_ASSETS := $(ASSETS)
 SHELL := /bin/bash
 .SHELLFLAGS := -o pipefail -ec
 
-.PHONY: all build test unit lint bench bench-scale sandbox generate manifests tools verify-generated clean-tools
+.PHONY: all build test unit lint mutate bench bench-scale sandbox generate manifests tools verify-generated clean-tools
 
 all: build
 
@@ -43,6 +43,12 @@ test: tools generate
 # a fake client and clock, flags, settings, drain and gate rules), in seconds.
 unit:
 	go test -count=1 ./api/... ./controllers/... ./internal/...
+
+# Mutate: applies each safety-rule mutation of hack/mutate/mutations.txt
+# to a copy of the repository and fails when one survives its tests.
+# MUTATE_ONLY=text runs the rules containing text.
+mutate: tools generate
+	go run ./hack/mutate -only "$(MUTATE_ONLY)"
 
 # Lint: golangci-lint with .golangci.yml, built once into $(CACHE).
 lint: $(GOLANGCI_LINT)

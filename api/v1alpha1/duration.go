@@ -71,7 +71,7 @@ func (d Duration) MarshalJSON() ([]byte, error) {
 	if d.Invalid != "" {
 		return []byte(d.Invalid), nil
 	}
-	return json.Marshal(d.Duration.String())
+	return json.Marshal(d.String())
 }
 
 // ToUnstructured implements value.UnstructuredConverter.
@@ -81,7 +81,7 @@ func (d Duration) ToUnstructured() any {
 		_ = json.Unmarshal([]byte(d.Invalid), &v) // Invalid is always valid JSON
 		return v
 	}
-	return d.Duration.String()
+	return d.String()
 }
 
 // durationErrs names each of the durations that is not one.

@@ -58,7 +58,7 @@ func reconcileNode(t *testing.T, o *Opener, sc Scope, c client.Client) []v1alpha
 		t.Fatal(err)
 	}
 	if wanted {
-		if _, err := o.OpenCycle(ctx, sc, n, history, o.Config.CycleSpec("n1", nil)); err != nil {
+		if _, err = o.OpenCycle(ctx, sc, n, history, o.Config.CycleSpec("n1", nil)); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -195,12 +195,12 @@ var _ = Describe("Installation with kubectl apply -k config/default", Ordered, f
 		defer a.stop()
 		a.requireReboot()
 		Eventually(conditionStatus("vap-2", v1alpha1.ConditionRebootRequired)).Should(Equal(corev1.ConditionTrue))
-		n, err := env.Clientset.CoreV1().Nodes().Get(ctx, "vap-2", metav1.GetOptions{})
+		node, err := env.Clientset.CoreV1().Nodes().Get(ctx, "vap-2", metav1.GetOptions{})
 		Expect(err).NotTo(HaveOccurred())
 		Eventually(func() string {
 			n, _ := env.Clientset.CoreV1().Nodes().Get(ctx, "vap-2", metav1.GetOptions{})
 			return n.Annotations[v1alpha1.AnnotationCheckedBoot]
-		}).Should(Equal(n.Status.NodeInfo.BootID))
+		}).Should(Equal(node.Status.NodeInfo.BootID))
 		cordonedByNodecycle(ctx, "vap-2")
 		p := nodes.AnnotationsPatch(map[string]*string{v1alpha1.AnnotationRebootRequest: ptr.To("req-vap")})
 		_, err = managerClient().CoreV1().Nodes().Patch(ctx, "vap-2", types.MergePatchType, p, metav1.PatchOptions{})
