@@ -778,3 +778,23 @@ func TestRemovingNodecyclesCordonMarkKeepsTheCordon(t *testing.T) {
 		t.Errorf("message %q does not say the node stays cordoned", msg)
 	}
 }
+
+// A node that came back on a new boot but never Ready fails its reboot
+// and keeps nodecycle's cordon: it is uncordoned only once Ready.
+func TestAFailedNodeThatIsNotReadyStaysCordoned(t *testing.T) {
+	h := newHarness(t)
+	h.open()
+	h.runUntil(v1alpha1.PhaseWaitingForNodeReady)
+	h.editNode(func(n *corev1.Node) {
+		n.Status.NodeInfo.BootID = "boot-2"
+		setCondition(n, corev1.NodeReady, corev1.ConditionFalse)
+	})
+	h.runUntil(v1alpha1.PhaseFailed)
+	nc := h.cycle()
+	if nc.Status.Reason != v1alpha1.ReasonRebootTimeout || !strings.Contains(nc.Status.Message, "not Ready and stays cordoned") {
+		t.Fatalf("reason %s (%s), want RebootTimeout saying the node stays cordoned", nc.Status.Reason, nc.Status.Message)
+	}
+	if n := h.node(); !n.Spec.Unschedulable || n.Annotations[v1alpha1.AnnotationCordonedBy] == "" {
+		t.Fatal("a node that is not Ready was uncordoned")
+	}
+}

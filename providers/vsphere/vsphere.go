@@ -6,7 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"strings"
+	"regexp"
 
 	"github.com/vmware/govmomi"
 	"github.com/vmware/govmomi/find"
@@ -142,12 +142,24 @@ func (p *Provider) PowerOff(ctx context.Context, m providers.Machine, mode provi
 	})
 }
 
-// redact keeps the password out of an error that quotes the URL.
+// redact keeps the password out of an error that quotes it (a URL with
+// its user info, a peer that echoes the request): every occurrence that
+// stands alone, raw or URL-escaped, becomes xxxxx. Occurrences inside a
+// longer word are left, so that a short password does not mangle the rest
+// of the message ("https" stays "https" for the password "p").
 func redact(err error, u *url.URL) error {
-	if pw, ok := u.User.Password(); ok && pw != "" {
-		return errors.New(strings.ReplaceAll(err.Error(), pw, "xxxxx"))
+	pw, ok := u.User.Password()
+	if !ok || pw == "" {
+		return err
 	}
-	return err
+	msg := err.Error()
+	for _, form := range []string{pw, url.QueryEscape(pw), url.PathEscape(pw)} {
+		re := regexp.MustCompile(`(^|[^A-Za-z0-9])` + regexp.QuoteMeta(form) + `($|[^A-Za-z0-9])`)
+		for re.MatchString(msg) { // overlapping matches ("p p") need more than one pass
+			msg = re.ReplaceAllString(msg, "${1}xxxxx${2}")
+		}
+	}
+	return errors.New(msg)
 }
 
 // PowerCycle implements providers.Cycler (a VM reset). A VM that is off is

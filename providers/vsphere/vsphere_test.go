@@ -1,8 +1,18 @@
 package vsphere
 
 import (
+	"bytes"
 	"context"
+	"crypto/tls"
+	"encoding/xml"
+	"fmt"
+	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -104,4 +114,41 @@ func TestPowerCycleByReset(t *testing.T) {
 	ep, user, pass, uuid := startVCenter(t)
 	p, _ := New(providers.Settings{Endpoint: ep, Username: user, Password: pass, InsecureSkipVerify: true})
 	providertest.Cycle(t, p, providers.Machine{Candidates: []string{uuid}})
+}
+
+// A peer whose error echoes what it was sent (here the Login request, with
+// the password) must not put the password into nodecycle's messages; a
+// short password must not mangle the rest of the message.
+func TestRedactsACredentialThePeerEchoes(t *testing.T) {
+	ep, user, _, _ := startVCenter(t)
+	target, err := url.Parse(ep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: target.Scheme, Host: target.Host})
+	proxy.Transport = &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}} //nolint:gosec // the simulator's own certificate
+	echo := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if !bytes.Contains(body, []byte("<Login")) {
+			r.Body = io.NopCloser(bytes.NewReader(body))
+			proxy.ServeHTTP(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "text/xml")
+		w.WriteHeader(http.StatusInternalServerError)
+		var escaped bytes.Buffer
+		_ = xml.EscapeText(&escaped, body)
+		fmt.Fprintf(w, `<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"><soapenv:Body><soapenv:Fault><faultcode>ServerFaultCode</faultcode><faultstring>cannot parse %s</faultstring></soapenv:Fault></soapenv:Body></soapenv:Envelope>`, escaped.String())
+	}))
+	t.Cleanup(echo.Close)
+	for _, password := range []string{"s3cr3t-Passw0rd", "p"} {
+		p, _ := New(providers.Settings{Endpoint: echo.URL + "/sdk", Username: user, Password: password, InsecureSkipVerify: true})
+		providertest.FailsWithin(t, 10*time.Second, "login", ">"+password+"<", func(ctx context.Context) error {
+			_, err := p.PowerState(ctx, providers.Machine{Candidates: []string{"x"}})
+			if err != nil && strings.Contains(err.Error(), "httxxxxx") {
+				t.Errorf("the message was mangled: %v", err)
+			}
+			return err
+		})
+	}
 }
