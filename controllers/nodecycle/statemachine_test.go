@@ -798,3 +798,37 @@ func TestAFailedNodeThatIsNotReadyStaysCordoned(t *testing.T) {
 		t.Fatal("a node that is not Ready was uncordoned")
 	}
 }
+
+// The alert gate fails closed: an Alertmanager that cannot be asked (down,
+// or answering an error) holds the NodeCycle in Pending and says why; the
+// node is not touched until an answer says no blocking alert fires.
+func TestAnAlertmanagerThatCannotBeAskedHoldsMaintenance(t *testing.T) {
+	var healthy atomic.Bool
+	am := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		if !healthy.Load() {
+			http.Error(w, "overloaded", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("[]"))
+	}))
+	defer am.Close()
+	h := newHarness(t)
+	nc := h.open()
+	nc.Spec.BlockingAlerts = &v1alpha1.AlertGate{AlertmanagerURL: am.URL, Matchers: []string{`severity="critical"`}}
+	if err := h.c.Update(h.ctx, nc); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		h.settle()
+		h.clock.Step(gatePollInterval)
+	}
+	got := h.cycle()
+	if got.Status.Phase != v1alpha1.PhasePending || got.Status.StartTime != nil || !strings.Contains(got.Status.Message, "503") {
+		t.Fatalf("phase %s (%s); want Pending, no slot, saying why", got.Status.Phase, got.Status.Message)
+	}
+	if h.node().Spec.Unschedulable {
+		t.Fatal("the node was cordoned while the alerts could not be checked")
+	}
+	healthy.Store(true)
+	h.runUntil(v1alpha1.PhaseWaitingForNodeReady)
+}

@@ -2,11 +2,16 @@ package libvirt
 
 import (
 	"context"
+	"encoding/binary"
+	"io"
+	"net"
 	"os"
 	"os/exec"
 	"os/user"
 	"path/filepath"
 	"strconv"
+	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -87,7 +92,7 @@ func newProvider(t testing.TB, endpoint string) providers.Provider {
 func TestPowerCycleOnTestDriver(t *testing.T) {
 	p := newProvider(t, startLibvirtd(t))
 	providertest.PowerCycle(t, p, providers.Machine{Candidates: []string{testDomainUUID}, Source: "test"})
-	// Also by name, as the annotation nodecycle.io/machine-name gives it.
+	// Also by name, as the policy's machines table may give it.
 	providertest.Expect(t, p, providers.Machine{Candidates: []string{testDomain}}, providers.PowerOn)
 }
 
@@ -135,7 +140,83 @@ func TestCloseEndsTheConnection(t *testing.T) {
 	providertest.Expect(t, p, providers.Machine{Candidates: []string{testDomain}}, providers.PowerOn)
 }
 
+// A power cycle of a running domain is a reset, counted on the wire: the
+// test driver's domain stays "running" whether or not it was reset, so
+// only the calls tell a reset from nothing.
 func TestPowerCycleByReset(t *testing.T) {
-	p := newProvider(t, startLibvirtd(t))
+	counter := &procCounter{seen: map[uint32]int{}}
+	p := newProvider(t, counter.proxy(t, startLibvirtd(t)))
 	providertest.Cycle(t, p, providers.Machine{Candidates: []string{testDomain}})
+	if n := counter.count(procDomainReset); n != 1 {
+		t.Fatalf("%d DomainReset calls, want 1 (the cycle of the running domain)", n)
+	}
+}
+
+// libvirt RPC procedure numbers (REMOTE_PROC_*).
+const procDomainReset = 245
+
+// procCounter sits between the provider and libvirtd and counts the RPC
+// calls by procedure number.
+type procCounter struct {
+	mu   sync.Mutex
+	seen map[uint32]int
+}
+
+func (c *procCounter) count(proc uint32) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.seen[proc]
+}
+
+// proxy listens on a new unix socket that forwards to endpoint.
+func (c *procCounter) proxy(t *testing.T, endpoint string) string {
+	t.Helper()
+	sock := filepath.Join(t.TempDir(), "proxy.sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = l.Close() })
+	go func() {
+		for {
+			client, err := l.Accept()
+			if err != nil {
+				return
+			}
+			server, err := net.Dial("unix", strings.TrimPrefix(endpoint, "unix://"))
+			if err != nil {
+				_ = client.Close()
+				continue
+			}
+			go func() { _, _ = io.Copy(client, server); _ = client.Close() }()
+			go func() { c.forward(server, client); _ = server.Close() }()
+		}
+	}()
+	return "unix://" + sock
+}
+
+// forward copies client packets to server, noting each one's procedure:
+// a packet is a 4-byte big-endian length (itself included), then program,
+// version and procedure, 4 bytes each.
+func (c *procCounter) forward(server io.Writer, client io.Reader) {
+	for {
+		var head [16]byte
+		if _, err := io.ReadFull(client, head[:]); err != nil {
+			return
+		}
+		n := binary.BigEndian.Uint32(head[0:4])
+		if n < 16 {
+			return
+		}
+		rest := make([]byte, n-16)
+		if _, err := io.ReadFull(client, rest); err != nil {
+			return
+		}
+		c.mu.Lock()
+		c.seen[binary.BigEndian.Uint32(head[12:16])]++
+		c.mu.Unlock()
+		if _, err := server.Write(append(head[:], rest...)); err != nil {
+			return
+		}
+	}
 }

@@ -110,10 +110,34 @@ func BenchmarkPowerCycle(b *testing.B) {
 	providertest.BenchmarkCycle(b, p, providers.Machine{Candidates: []string{v.PoweredOnVMUUIDs()[0]}})
 }
 
+// A power cycle of a running VM is a reset: the simulator's boot time of
+// the VM must change, not only its power state read "on" afterwards.
 func TestPowerCycleByReset(t *testing.T) {
-	ep, user, pass, uuid := startVCenter(t)
-	p, _ := New(providers.Settings{Endpoint: ep, Username: user, Password: pass, InsecureSkipVerify: true})
-	providertest.Cycle(t, p, providers.Machine{Candidates: []string{uuid}})
+	v, err := peers.StartVCenter()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(v.Stop)
+	uuid := v.PoweredOnVMUUIDs()[0]
+	p, _ := New(providers.Settings{Endpoint: v.Endpoint, Username: v.Username, Password: v.Password, InsecureSkipVerify: true})
+	m := providers.Machine{Candidates: []string{uuid}}
+	boot := func() string {
+		t.Helper()
+		_, b, err := v.Observe(context.Background(), uuid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	before := boot()
+	if err := p.(providers.Cycler).PowerCycle(context.Background(), m); err != nil {
+		t.Fatal(err)
+	}
+	providertest.Wait(t, p, m, providers.PowerOn)
+	if after := boot(); after == before {
+		t.Fatalf("the VM was not reset: boot time %s before and after", before)
+	}
+	providertest.Cycle(t, p, m)
 }
 
 // A peer whose error echoes what it was sent (here the Login request, with
