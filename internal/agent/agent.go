@@ -76,11 +76,22 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.Ready()
 	log := a.Log.WithValues("Node", a.NodeName)
 
-	if _, err := a.Client.CoreV1().Nodes().Get(ctx, a.NodeName, metav1.GetOptions{}); err != nil {
+	// A Node that does not exist is a configuration error; any other error
+	// (an API server restarting, overloaded) is waited out.
+	for delay := 100 * time.Millisecond; ; delay = min(2*delay, 10*time.Second) {
+		_, err := a.Client.CoreV1().Nodes().Get(ctx, a.NodeName, metav1.GetOptions{})
+		if err == nil {
+			break
+		}
 		if apierrors.IsNotFound(err) {
 			return fmt.Errorf("node %q does not exist: set --node-name (or NODE_NAME from the downward API) to this pod's spec.nodeName", a.NodeName)
 		}
-		return fmt.Errorf("reading node %q: %w", a.NodeName, err)
+		log.Error(err, "Reading own Node; retrying", "in", delay)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("reading node %q: %w", a.NodeName, err)
+		case <-a.Clock.After(delay):
+		}
 	}
 
 	// Watch only this Node: an idle agent costs the API server one watch.

@@ -1,0 +1,187 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/nodecycle/nodecycle/api/v1alpha1"
+	"github.com/nodecycle/nodecycle/internal/nodes"
+	"github.com/nodecycle/nodecycle/providers/vsphere"
+	"github.com/nodecycle/nodecycle/test/framework"
+	"github.com/nodecycle/nodecycle/test/peers"
+)
+
+// managerProcess runs the real manager binary and kills it with SIGKILL
+// at random moments, starting a new one each time, until stopped.
+type managerProcess struct {
+	bin   string
+	args  []string
+	kills atomic.Int32
+	stop  chan struct{}
+	done  chan struct{}
+}
+
+func (m *managerProcess) run(minUp, maxUp time.Duration) {
+	defer close(m.done)
+	for {
+		cmd := exec.Command(m.bin, m.args...)
+		cmd.Stdout, cmd.Stderr = GinkgoWriter, GinkgoWriter
+		if err := cmd.Start(); err != nil {
+			Fail(fmt.Sprintf("starting the manager: %v", err))
+		}
+		up := minUp + time.Duration(rand.Int64N(int64(maxUp-minUp)))
+		select {
+		case <-m.stop:
+			_ = cmd.Process.Signal(syscall.SIGTERM)
+			_ = cmd.Wait()
+			return
+		case <-time.After(up):
+			_ = cmd.Process.Kill() // SIGKILL: no deferred clean-up, no graceful shutdown
+			_ = cmd.Wait()
+			m.kills.Add(1)
+		}
+	}
+}
+
+// The crash campaign: the manager process is SIGKILLed at random points
+// while a cluster of agent-rebooted and vSphere-power-cycled nodes needs
+// reboot after reboot. A watch checks all along that at most one node is
+// in maintenance; at the end nothing is left cordoned, every node was
+// rebooted exactly once per boot that needed it, and MaintenanceInProgress
+// is False everywhere.
+var _ = Describe("Crash campaign", func() {
+	It("keeps every promise across SIGKILLs of the manager over 54 node cycles, reboot and power-cycle mixed", func() {
+		const rounds, agentNodes, powerNodes = 9, 4, 2
+		vc, err := peers.StartVCenter()
+		Expect(err).NotTo(HaveOccurred())
+		defer vc.Stop()
+		vms := vc.PoweredOnVMUUIDs()
+		Expect(len(vms)).To(BeNumerically(">=", powerNodes))
+
+		c := newCluster("crash", agentNodes+powerNodes)
+		var bootsMu sync.Mutex
+		boots := map[string]int{}
+		for i := 1; i <= agentNodes+powerNodes; i++ {
+			group := "reboot"
+			if i > agentNodes {
+				group = "power"
+				node, uuid := c.node(i), vms[i-agentNodes-1]
+				// No agent: the condition is written as an agent would.
+				c.agents[node].stop()
+				delete(c.agents, node)
+				c.setNode(node, func(n *corev1.Node) { n.Spec.ProviderID = "vsphere://" + uuid })
+				go (&framework.PowerKubelet{Client: env.Clientset, Node: node,
+					Observe: func(ctx context.Context) (bool, string, error) { return vc.Observe(ctx, uuid) },
+					OnBoot:  func() { bootsMu.Lock(); boots[node]++; bootsMu.Unlock() }}).Run(c.ctx)
+			}
+			c.setNode(c.node(i), func(n *corev1.Node) { n.Labels["group"] = group })
+		}
+		Expect(env.Client.Create(c.ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "vcenter", Namespace: c.name},
+			Data: map[string][]byte{"username": []byte(vc.Username), "password": []byte(vc.Password)}})).To(Succeed())
+		Expect(env.Client.Create(c.ctx, &v1alpha1.NodeCyclePolicy{
+			ObjectMeta: metav1.ObjectMeta{Name: "power", Namespace: c.name},
+			Spec: v1alpha1.NodeCyclePolicySpec{
+				NodeSelector: metav1.LabelSelector{MatchLabels: map[string]string{runLabel: c.name, "group": "power"}},
+				Strategies:   []v1alpha1.Strategy{v1alpha1.StrategyPowerCycle},
+				PowerCycle: &v1alpha1.PowerCycleSpec{Provider: vsphere.Name, Endpoint: vc.Endpoint, InsecureSkipVerify: true,
+					CredentialsSecretRef: &v1alpha1.SecretReference{Name: "vcenter"},
+					SoftOffTimeout:       v1alpha1.NewDuration(time.Second), PowerTimeout: v1alpha1.NewDuration(time.Minute)},
+			},
+		})).To(Succeed())
+
+		bin := filepath.Join(GinkgoT().TempDir(), "nodecycle-manager")
+		out, err := exec.Command("go", "build", "-o", bin, filepath.Join(framework.RepoRoot(), "cmd", "manager")).CombinedOutput()
+		Expect(err).NotTo(HaveOccurred(), string(out))
+		kubeconfig, err := env.AdminKubeconfig()
+		Expect(err).NotTo(HaveOccurred())
+		mgr := &managerProcess{bin: bin, stop: make(chan struct{}), done: make(chan struct{}),
+			args: c.managerFlags("--kubeconfig="+kubeconfig, "--leader-elect=false", "--metrics-bind-address=0", "--health-probe-bind-address=0",
+				"--history-limit=20", "--reboot-loop-window=1ms", "--retry-backoff=1s", "--max-retry-backoff=2s")}
+		go mgr.run(500*time.Millisecond, 3*time.Second)
+		stopped := false
+		stopManager := func() {
+			if !stopped {
+				stopped = true
+				close(mgr.stop)
+				<-mgr.done
+			}
+		}
+		defer stopManager()
+
+		succeeded := func(node string) int {
+			n := 0
+			for _, nc := range nodeCycles(c.name) {
+				if nc.Spec.NodeName == node && nc.Status.Phase == v1alpha1.PhaseSucceeded {
+					n++
+				}
+			}
+			return n
+		}
+		start := time.Now()
+		for r := 1; r <= rounds; r++ {
+			for i := 1; i <= agentNodes+powerNodes; i++ {
+				if a, ok := c.agents[c.node(i)]; ok {
+					a.requireReboot()
+				} else {
+					setRebootRequired(c.node(i))
+				}
+			}
+			for i := 1; i <= agentNodes+powerNodes; i++ {
+				node := c.node(i)
+				Eventually(func() int { return succeeded(node) }, 3*time.Minute).Should(Equal(r), "round %d, node %s", r, node)
+			}
+		}
+		stopManager()
+
+		By("a manager that is left to run clears up what the last kill left")
+		final := startManager(c.managerFlags("--history-limit=20")...)
+		defer final()
+		Eventually(func(g Gomega) {
+			for i := 1; i <= agentNodes+powerNodes; i++ {
+				n := c.getNode(c.node(i))
+				g.Expect(n.Spec.Unschedulable).To(BeFalse(), n.Name)
+				g.Expect(n.Annotations).NotTo(HaveKey(v1alpha1.AnnotationCordonedBy), n.Name)
+				g.Expect(nodes.IsConditionTrue(n, v1alpha1.ConditionMaintenanceInProgress)).To(BeFalse(), n.Name)
+			}
+		}).Should(Succeed())
+
+		cycles, failed := len(nodeCycles(c.name)), 0
+		for _, nc := range nodeCycles(c.name) {
+			if nc.Status.Phase == v1alpha1.PhaseFailed {
+				failed++
+			}
+		}
+		_, maxMaintenance, _ := c.inv.snapshot()
+		bootsMu.Lock()
+		defer bootsMu.Unlock()
+		reboots := map[string]int{}
+		for i := 1; i <= agentNodes+powerNodes; i++ {
+			node := c.node(i)
+			if i <= agentNodes {
+				reboots[node] = c.kubelet.Reboots(node)
+			} else {
+				reboots[node] = boots[node]
+			}
+		}
+		AddReportEntry("crash campaign", fmt.Sprintf("%d manager kills (SIGKILL), %d NodeCycles (%d failed and retried), reboots per node %v, at most %d node(s) in maintenance at once, %s",
+			mgr.kills.Load(), cycles, failed, reboots, maxMaintenance, time.Since(start).Round(time.Second)))
+		fmt.Fprintf(GinkgoWriter, "crash campaign: %d kills, %d NodeCycles, %d failed, reboots %v, max in maintenance %d\n", mgr.kills.Load(), cycles, failed, reboots, maxMaintenance)
+		Expect(mgr.kills.Load()).To(BeNumerically(">=", 20), "the campaign must kill the manager often")
+		Expect(maxMaintenance).To(Equal(1), "never two nodes in maintenance")
+		for node, n := range reboots {
+			Expect(n).To(Equal(rounds), "node %s: exactly one reboot per boot that needed one", node)
+		}
+	})
+})
