@@ -106,9 +106,9 @@ type PowerCycleSpec struct {
 	Provider string `json:"provider"`
 
 	// Endpoint is the vCenter SDK URL (vsphere), the libvirt socket
-	// (unix:///run/libvirt/libvirt-sock or tcp://host:16509), or the path of
-	// VBoxManage (virtualbox). IPMI and Redfish take each node's BMC from
-	// machines.
+	// (unix:///run/libvirt/libvirt-sock or tcp://host:16509). VirtualBox
+	// takes none (the manager runs VBoxManage from its own PATH); IPMI and
+	// Redfish take each node's BMC from machines.
 	// +optional
 	Endpoint string `json:"endpoint,omitempty"`
 

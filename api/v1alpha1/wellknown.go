@@ -24,6 +24,9 @@ const (
 	// only when this is the node's current boot: a condition left from
 	// before a reboot is never taken for a need of the new boot.
 	AnnotationCheckedBoot = "nodecycle.io/checked-boot-id"
+	// LabelDrain=skip on a Pod keeps the drain from evicting it: it goes
+	// down with the node's reboot. nodecycle's manager carries it.
+	LabelDrain = "nodecycle.io/drain"
 	// AnnotationCordonedBy marks a cordon made by nodecycle; its value is the
 	// NodeCycle (namespace/name) that made it. A cordon without it belongs to
 	// someone else and is left alone.

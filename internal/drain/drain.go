@@ -97,10 +97,17 @@ func (d *Drainer) Step(ctx context.Context, nodeName string, opts v1alpha1.Drain
 }
 
 // skip reports pods a drain leaves alone: mirror pods (the kubelet owns
-// them), DaemonSet pods (the DaemonSet would put them right back) and pods
-// that already finished.
+// them), DaemonSet pods (the DaemonSet would put them right back), pods
+// labelled nodecycle.io/drain=skip (nodecycle's own manager: evicting the
+// manager in the middle of its work would leave the node cordoned until a
+// new one is scheduled, never on a one-node cluster; the pod goes down with
+// the reboot instead, and comes back with the node or on its standby) and
+// pods that already finished.
 func skip(pod *corev1.Pod) bool {
 	if _, ok := pod.Annotations[mirrorPodAnnotation]; ok {
+		return true
+	}
+	if pod.Labels[v1alpha1.LabelDrain] == "skip" {
 		return true
 	}
 	if ref := metav1.GetControllerOf(pod); ref != nil && ref.Kind == "DaemonSet" {

@@ -32,6 +32,7 @@ func TestSkipAndRefuse(t *testing.T) {
 	}{
 		{"mirror pod", corev1.Pod{ObjectMeta: metav1.ObjectMeta{Annotations: map[string]string{mirrorPodAnnotation: "x"}}}, v1alpha1.DrainSpec{}, true, ""},
 		{"daemonset pod", corev1.Pod{ObjectMeta: metav1.ObjectMeta{OwnerReferences: owned("DaemonSet")}}, v1alpha1.DrainSpec{}, true, ""},
+		{"drain skip label (the manager's own pod)", corev1.Pod{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{v1alpha1.LabelDrain: "skip"}, OwnerReferences: owned("ReplicaSet")}}, v1alpha1.DrainSpec{}, true, ""},
 		{"finished pod", corev1.Pod{Status: corev1.PodStatus{Phase: corev1.PodSucceeded}}, v1alpha1.DrainSpec{}, true, ""},
 		{"replicaset pod", corev1.Pod{ObjectMeta: metav1.ObjectMeta{OwnerReferences: owned("ReplicaSet")}}, v1alpha1.DrainSpec{}, false, ""},
 		{"bare pod refused", corev1.Pod{}, v1alpha1.DrainSpec{}, false, "not managed by a controller"},

@@ -21,16 +21,17 @@ type Provider struct {
 	vboxmanage string
 }
 
-// New builds the provider. Endpoint is the path of VBoxManage (default:
-// VBoxManage from PATH).
+// New builds the provider. It runs VBoxManage from the manager's PATH: a
+// policy names no program for the manager to run (whoever may write a
+// policy would otherwise choose what the manager executes), so an
+// endpoint is refused.
 func New(s providers.Settings) (providers.Provider, error) {
-	bin := s.Endpoint
-	if bin == "" {
-		bin = "VBoxManage"
+	if s.Endpoint != "" {
+		return nil, fmt.Errorf("virtualbox takes no endpoint (got %q): the manager runs VBoxManage from its own PATH", s.Endpoint)
 	}
-	path, err := exec.LookPath(bin)
+	path, err := exec.LookPath("VBoxManage")
 	if err != nil {
-		return nil, fmt.Errorf("VBoxManage not found at %q: %w", bin, err)
+		return nil, fmt.Errorf("VBoxManage not found on the manager's PATH: %w", err)
 	}
 	return &Provider{vboxmanage: path}, nil
 }

@@ -25,8 +25,9 @@ func standIn(t testing.TB) providers.Provider {
 			t.Fatal(err)
 		}
 	}
-	bin, _ := filepath.Abs("testdata/VBoxManage")
-	p, err := New(providers.Settings{Endpoint: bin})
+	testdata, _ := filepath.Abs("testdata")
+	t.Setenv("PATH", testdata+string(os.PathListSeparator)+os.Getenv("PATH"))
+	p, err := New(providers.Settings{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +62,12 @@ func TestErrors(t *testing.T) {
 		_, err := p.PowerState(ctx, providers.Machine{Candidates: []string{"nosuchvm"}})
 		return err
 	})
-	if _, err := New(providers.Settings{Endpoint: "/nonexistent/VBoxManage"}); err == nil || !strings.Contains(err.Error(), "VBoxManage not found") {
+	// A policy names no program for the manager to run.
+	if _, err := New(providers.Settings{Endpoint: "/tmp/evil"}); err == nil || !strings.Contains(err.Error(), "virtualbox takes no endpoint") {
+		t.Fatalf("want the endpoint refused, got %v", err)
+	}
+	t.Setenv("PATH", t.TempDir())
+	if _, err := New(providers.Settings{}); err == nil || !strings.Contains(err.Error(), "VBoxManage not found on the manager's PATH") {
 		t.Fatalf("want a clear error for a missing VBoxManage, got %v", err)
 	}
 }

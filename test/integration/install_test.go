@@ -240,6 +240,27 @@ var _ = Describe("The least-privilege install (config/least-privilege)", func() 
 		Expect(sc.Capabilities.Add).To(Equal([]corev1.Capability{"KILL"}))
 		Expect(ns.Labels).To(HaveKeyWithValue("pod-security.kubernetes.io/enforce", "privileged"))
 	})
+
+	// H13: the manager is not evicted by its own drain, keeps its two
+	// replicas apart, and can be scheduled on a cordoned node.
+	It("runs a manager that its own drain leaves alone", func() {
+		kubectl := filepath.Join(os.Getenv("KUBEBUILDER_ASSETS"), "kubectl")
+		out, err := exec.Command(kubectl, "kustomize", filepath.Join(framework.RepoRoot(), "config", "default")).Output()
+		Expect(err).NotTo(HaveOccurred())
+		var dep *appsv1.Deployment
+		for _, doc := range strings.Split(string(out), "\n---\n") {
+			if strings.Contains(doc, "kind: Deployment") {
+				dep = &appsv1.Deployment{}
+				Expect(yaml.Unmarshal([]byte(doc), dep)).To(Succeed())
+			}
+		}
+		Expect(dep).NotTo(BeNil())
+		pod := dep.Spec.Template
+		Expect(pod.Labels).To(HaveKeyWithValue(v1alpha1.LabelDrain, "skip"))
+		Expect(*dep.Spec.Replicas).To(BeNumerically(">=", 2))
+		Expect(pod.Spec.Affinity.PodAntiAffinity.PreferredDuringSchedulingIgnoredDuringExecution).NotTo(BeEmpty())
+		Expect(pod.Spec.Tolerations).To(ContainElement(HaveField("Key", corev1.TaintNodeUnschedulable)))
+	})
 })
 
 func conditionPatch(t string, s corev1.ConditionStatus) []byte {
