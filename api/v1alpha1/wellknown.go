@@ -27,6 +27,9 @@ const (
 	// LabelDrain=skip on a Pod keeps the drain from evicting it: it goes
 	// down with the node's reboot. nodecycle's manager carries it.
 	LabelDrain = "nodecycle.io/drain"
+	// FinalizerPowerOn is on a NodeCycle while its machine may be off:
+	// deleting the NodeCycle powers the machine on first.
+	FinalizerPowerOn = "nodecycle.io/power-on"
 	// AnnotationCordonedBy marks a cordon made by nodecycle; its value is the
 	// NodeCycle (namespace/name) that made it. A cordon without it belongs to
 	// someone else and is left alone.

@@ -7,6 +7,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
@@ -29,7 +30,8 @@ const (
 //
 //	PoweringOff -> PoweringOn -> WaitingForNodeReady -> Uncordoning
 type powerCycle struct {
-	power *power.Cache
+	power  *power.Cache
+	client client.Client // the NodeCycles' cluster, for the finalizer
 }
 
 func (*powerCycle) Name() v1alpha1.Strategy { return v1alpha1.StrategyPowerCycle }
@@ -71,7 +73,11 @@ func (st *powerCycle) Step(ctx context.Context, s *step) (reconcile.Result, erro
 	case status.Phase == v1alpha1.PhaseWaitingForNodeReady:
 		return waitForNewBoot(ctx, s)
 	case status.RebootRequestID == "":
-		// Saved before anything is done, as for a reboot request.
+		// Saved before anything is done, as for a reboot request; the
+		// finalizer makes sure a deleted NodeCycle leaves no machine off.
+		if err := holdPower(ctx, st.client, s); err != nil {
+			return reconcile.Result{}, err
+		}
 		status.BootIDBefore = nodes.BootID(s.node)
 		status.RebootRequestID = string(s.nc.UID)
 		return reconcile.Result{}, nil
@@ -122,6 +128,18 @@ func (st *powerCycle) providerError(ctx context.Context, s *step, p providers.Pr
 	}
 	s.nc.Status.Message = fmt.Sprintf("Retrying: %v", err)
 	return reconcile.Result{RequeueAfter: powerPollInterval}
+}
+
+// powerOnNow asks for the machine to be on, for a NodeCycle deleted in a
+// power phase.
+func (st *powerCycle) powerOnNow(ctx context.Context, s *step) error {
+	callCtx, cancel := context.WithTimeout(ctx, providerCallTimeout)
+	defer cancel()
+	p, m, err := st.power.Target(callCtx, s.nc, s.node)
+	if err != nil {
+		return err
+	}
+	return p.PowerOn(callCtx, m)
 }
 
 // giveUp ends the power cycle without a new boot: it asks for power-on

@@ -80,6 +80,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		return reconcile.Result{}, client.IgnoreNotFound(err)
 	}
 	if nc.Status.Phase.Terminal() {
+		if err := r.releasePower(ctx, nc); err != nil {
+			return reconcile.Result{}, err
+		}
 		return r.expire(ctx, nc)
 	}
 	log := logf.FromContext(ctx).WithValues("Node", klog.KRef("", nc.Spec.NodeName), "phase", nc.Status.Phase)
@@ -98,6 +101,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		return reconcile.Result{}, err
 	}
 
+	if !nc.DeletionTimestamp.IsZero() {
+		return r.deleted(ctx, s)
+	}
 	result, err := r.reconcilePhase(ctx, s)
 	if err != nil {
 		// Shown where the operator looks (the step is retried with backoff):
@@ -120,6 +126,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		return reconcile.Result{}, err
 	}
 	r.publish(ctx, s)
+	if err := r.releasePower(ctx, s.nc); err != nil {
+		return reconcile.Result{}, err
+	}
 	return result, nil
 }
 

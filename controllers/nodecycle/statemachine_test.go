@@ -832,3 +832,39 @@ func TestAnAlertmanagerThatCannotBeAskedHoldsMaintenance(t *testing.T) {
 	healthy.Store(true)
 	h.runUntil(v1alpha1.PhaseWaitingForNodeReady)
 }
+
+// Lower: a NodeCycle deleted while its machine is off powers the machine
+// on before it goes (a finalizer); a finished one carries no finalizer.
+func TestDeletingAPowerCycleMidWayPowersTheMachineOn(t *testing.T) {
+	h := newHarness(t)
+	h.power.stuckOn = true // the machine stays off: the NodeCycle waits in PoweringOn
+	h.open(v1alpha1.StrategyPowerCycle)
+	h.runUntil(v1alpha1.PhasePoweringOn)
+	h.settle()
+	if !slices.Contains(h.cycle().Finalizers, v1alpha1.FinalizerPowerOn) {
+		t.Fatalf("no finalizer while the machine is off: %v", h.cycle().Finalizers)
+	}
+	h.power.stuckOn = false
+	if err := h.c.Delete(h.ctx, h.cycle()); err != nil {
+		t.Fatal(err)
+	}
+	h.reconcile()
+	if s := h.power.state[testNode]; s != providers.PowerOn {
+		t.Fatalf("machine %s after its NodeCycle was deleted", s)
+	}
+	if err := h.c.Get(h.ctx, client.ObjectKey{Namespace: testNamespace, Name: testCycle}, &v1alpha1.NodeCycle{}); !apierrors.IsNotFound(err) {
+		t.Fatalf("the NodeCycle is still there: %v", err)
+	}
+
+	t.Run("finished", func(t *testing.T) {
+		h := newHarness(t)
+		h.open(v1alpha1.StrategyPowerCycle)
+		h.runUntil(v1alpha1.PhaseWaitingForNodeReady)
+		h.boot("boot-2")
+		h.runUntil(v1alpha1.PhaseSucceeded)
+		h.settle()
+		if f := h.cycle().Finalizers; len(f) != 0 {
+			t.Fatalf("finalizers %v on a finished NodeCycle", f)
+		}
+	})
+}

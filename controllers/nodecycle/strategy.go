@@ -53,7 +53,7 @@ type Table map[v1alpha1.Strategy]Strategy
 func DefaultStrategies(cfg settings.Config, c client.Client, power *power.Cache) Table {
 	return NewTable(
 		&reboot{agentSelector: cfg.AgentSelector},
-		&powerCycle{power: power},
+		&powerCycle{power: power, client: c},
 		&replace{client: c, defaultTimeout: cfg.ReplaceTimeout},
 	)
 }
