@@ -5,6 +5,8 @@ package providers
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"sort"
@@ -74,6 +76,9 @@ type Settings struct {
 	Endpoint           string
 	Username, Password string
 	InsecureSkipVerify bool
+	// CABundle is PEM: the authorities TLS certificates are verified with,
+	// instead of the system roots.
+	CABundle string
 	// Options are provider-specific settings (cipherSuite for IPMI, uri
 	// for libvirt).
 	Options map[string]string
@@ -127,4 +132,18 @@ func (r *Registry) New(name string, s Settings) (Provider, error) {
 		return nil, fmt.Errorf("provider %s: %w", name, err)
 	}
 	return p, nil
+}
+
+// TLSConfig is the client TLS configuration of s: its CA bundle as the
+// roots when it has one, no verification only when asked for.
+func (s Settings) TLSConfig() (*tls.Config, error) {
+	cfg := &tls.Config{InsecureSkipVerify: s.InsecureSkipVerify, MinVersion: tls.VersionTLS12} //nolint:gosec // an explicit setting of the policy
+	if s.CABundle != "" {
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM([]byte(s.CABundle)) {
+			return nil, errors.New("caBundle holds no PEM certificate")
+		}
+		cfg.RootCAs = pool
+	}
+	return cfg, nil
 }

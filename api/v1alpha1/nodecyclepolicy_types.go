@@ -128,8 +128,17 @@ type PowerCycleSpec struct {
 	CredentialsSecretRef *SecretReference `json:"credentialsSecretRef,omitempty"`
 
 	// InsecureSkipVerify accepts any TLS certificate (vCenter, Redfish).
+	// Prefer caBundle: without verification anyone on the path can take
+	// the credentials.
 	// +optional
 	InsecureSkipVerify bool `json:"insecureSkipVerify,omitempty"`
+
+	// CABundle is the PEM certificate(s) of the authority that signed the
+	// vCenter's or the BMCs' TLS certificates (a self-signed certificate is
+	// its own authority). Without it the manager's system roots are used.
+	// +optional
+	// +kubebuilder:validation:MaxLength=65536
+	CABundle string `json:"caBundle,omitempty"`
 
 	// Options are provider settings: cipherSuite (ipmi, default 3), uri
 	// (libvirt, default qemu:///system).

@@ -28,7 +28,7 @@ const AnnotationCredentialsFor = "nodecycle.io/credentials-for"
 // not cached) and its values never leave this function except inside the
 // Settings.
 func Settings(ctx context.Context, r client.Reader, secrets, namespace string, pc *v1alpha1.PowerCycleSpec) (providers.Settings, error) {
-	s := providers.Settings{Endpoint: pc.Endpoint, InsecureSkipVerify: pc.InsecureSkipVerify, Options: pc.Options}
+	s := providers.Settings{Endpoint: pc.Endpoint, InsecureSkipVerify: pc.InsecureSkipVerify, CABundle: pc.CABundle, Options: pc.Options}
 	if pc.CredentialsSecretRef == nil {
 		return s, nil
 	}

@@ -3,6 +3,13 @@ package providertest
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
 	"strings"
 	"testing"
 	"time"
@@ -125,4 +132,22 @@ func Cycle(t *testing.T, p providers.Provider, m providers.Machine) {
 	Wait(t, p, m, providers.PowerOff)
 	call(t, "power cycle when off", func(ctx context.Context) error { return c.PowerCycle(ctx, m) })
 	Wait(t, p, m, providers.PowerOn)
+}
+
+// UnrelatedCA is the PEM of a freshly made self-signed certificate that
+// signed nothing: a caBundle that must not verify any peer.
+func UnrelatedCA(t testing.TB) string {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "unrelated"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
 }

@@ -3,6 +3,7 @@ package redfish
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net/http"
@@ -21,7 +22,7 @@ const Name = "redfish"
 // Provider talks to the Redfish service of the BMC each Machine names.
 type Provider struct {
 	username, password string
-	insecure           bool
+	tls                *tls.Config
 }
 
 // New builds the provider.
@@ -29,7 +30,11 @@ func New(s providers.Settings) (providers.Provider, error) {
 	if s.Username == "" {
 		return nil, errors.New("credentials have no username")
 	}
-	return &Provider{username: s.Username, password: s.Password, insecure: s.InsecureSkipVerify}, nil
+	cfg, err := s.TLSConfig()
+	if err != nil {
+		return nil, err
+	}
+	return &Provider{username: s.Username, password: s.Password, tls: cfg}, nil
 }
 
 func endpoint(m providers.Machine) (string, error) {
@@ -58,8 +63,8 @@ func (p *Provider) with(ctx context.Context, m providers.Machine, do func(*schem
 		timeout = time.Until(d)
 	}
 	c, err := gofish.ConnectContext(ctx, gofish.ClientConfig{
-		Endpoint: ep, Username: p.username, Password: p.password, Insecure: p.insecure, BasicAuth: true,
-		HTTPClient: &http.Client{Timeout: timeout, Transport: transport(p.insecure)},
+		Endpoint: ep, Username: p.username, Password: p.password, Insecure: p.tls.InsecureSkipVerify, BasicAuth: true,
+		HTTPClient: &http.Client{Timeout: timeout, Transport: transport(p.tls)},
 	})
 	if err != nil {
 		return fmt.Errorf("Redfish BMC %s: connecting: %w", ep, err)

@@ -3,6 +3,7 @@ package redfish
 import (
 	"context"
 	"encoding/json"
+	"encoding/pem"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -196,5 +197,35 @@ func TestPowerCycleByReset(t *testing.T) {
 	defer b.mu.Unlock()
 	if b.cycles != 1 {
 		t.Fatalf("%d PowerCycle resets, want 1", b.cycles)
+	}
+}
+
+// Lower: a BMC with its own certificate is trusted through caBundle, not
+// insecureSkipVerify; without either, the unknown certificate is refused
+// before any credential is sent.
+func TestVerifiesTheBMCWithTheCABundle(t *testing.T) {
+	b := &bmc{power: "On", allowed: []string{"On", "ForceOff"}, user: "root", pw: "calvin"}
+	srv := httptest.NewTLSServer(b)
+	t.Cleanup(srv.Close)
+	m := providers.Machine{Candidates: []string{srv.URL}}
+	ca := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}))
+	p, err := New(providers.Settings{Username: "root", Password: "calvin", CABundle: ca})
+	if err != nil {
+		t.Fatal(err)
+	}
+	providertest.Expect(t, p, m, providers.PowerOn)
+
+	unverified, _ := New(providers.Settings{Username: "root", Password: "calvin"})
+	providertest.FailsWithin(t, 5*time.Second, "certificate", "calvin", func(ctx context.Context) error {
+		_, err := unverified.PowerState(ctx, m)
+		return err
+	})
+	wrong, _ := New(providers.Settings{Username: "root", Password: "calvin", CABundle: providertest.UnrelatedCA(t)})
+	providertest.FailsWithin(t, 5*time.Second, "certificate", "calvin", func(ctx context.Context) error {
+		_, err := wrong.PowerState(ctx, m)
+		return err
+	})
+	if _, err := New(providers.Settings{Username: "root", Password: "calvin", CABundle: "not PEM"}); err == nil || !strings.Contains(err.Error(), "caBundle holds no PEM certificate") {
+		t.Fatalf("a bad caBundle: %v", err)
 	}
 }

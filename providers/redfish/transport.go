@@ -5,8 +5,8 @@ import (
 	"net/http"
 )
 
-func transport(insecure bool) *http.Transport {
+func transport(cfg *tls.Config) *http.Transport {
 	t := http.DefaultTransport.(*http.Transport).Clone()
-	t.TLSClientConfig = &tls.Config{InsecureSkipVerify: insecure} //nolint:gosec // an explicit setting of the policy
+	t.TLSClientConfig = cfg.Clone()
 	return t
 }

@@ -3,6 +3,7 @@ package vsphere
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net/url"
@@ -11,6 +12,9 @@ import (
 	"github.com/vmware/govmomi"
 	"github.com/vmware/govmomi/find"
 	"github.com/vmware/govmomi/object"
+	"github.com/vmware/govmomi/session"
+	"github.com/vmware/govmomi/vim25"
+	"github.com/vmware/govmomi/vim25/soap"
 	"github.com/vmware/govmomi/vim25/types"
 
 	"github.com/nodecycle/nodecycle/providers"
@@ -21,8 +25,8 @@ const Name = "vsphere"
 
 // Provider talks to one vCenter or ESXi host.
 type Provider struct {
-	url      *url.URL
-	insecure bool
+	url *url.URL
+	tls *tls.Config
 }
 
 // New builds the provider. Endpoint is the SDK URL (https://vcenter/sdk).
@@ -35,7 +39,11 @@ func New(s providers.Settings) (providers.Provider, error) {
 		return nil, errors.New("credentials have no username")
 	}
 	u.User = url.UserPassword(s.Username, s.Password)
-	return &Provider{url: u, insecure: s.InsecureSkipVerify}, nil
+	cfg, err := s.TLSConfig()
+	if err != nil {
+		return nil, err
+	}
+	return &Provider{url: u, tls: cfg}, nil
 }
 
 func (p *Provider) String() string { return "vSphere " + p.url.Host }
@@ -44,7 +52,7 @@ func (p *Provider) String() string { return "vSphere " + p.url.Host }
 // time per cluster, so a session per operation costs little and leaves no
 // state behind.
 func (p *Provider) session(ctx context.Context, m providers.Machine, do func(*object.VirtualMachine) error) error {
-	c, err := govmomi.NewClient(ctx, p.url, p.insecure)
+	c, err := p.login(ctx)
 	if err != nil {
 		return fmt.Errorf("%s: login: %w", p, redact(err, p.url))
 	}
@@ -140,6 +148,24 @@ func (p *Provider) PowerOff(ctx context.Context, m providers.Machine, mode provi
 		}
 		return nil
 	})
+}
+
+// login opens a session, verifying the vCenter's certificate with the
+// policy's CA bundle when it has one.
+func (p *Provider) login(ctx context.Context) (*govmomi.Client, error) {
+	sc := soap.NewClient(p.url, p.tls.InsecureSkipVerify)
+	if p.tls.RootCAs != nil {
+		sc.DefaultTransport().TLSClientConfig.RootCAs = p.tls.RootCAs
+	}
+	vc, err := vim25.NewClient(ctx, sc)
+	if err != nil {
+		return nil, err
+	}
+	c := &govmomi.Client{Client: vc, SessionManager: session.NewManager(vc)}
+	if err := c.Login(ctx, p.url.User); err != nil {
+		return nil, err
+	}
+	return c, nil
 }
 
 // redact keeps the password out of an error that quotes it (a URL with

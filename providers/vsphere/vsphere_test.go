@@ -176,3 +176,26 @@ func TestRedactsACredentialThePeerEchoes(t *testing.T) {
 		})
 	}
 }
+
+// Lower: the vCenter's own certificate is trusted through caBundle, not
+// insecureSkipVerify; without either it is refused before the login.
+func TestVerifiesTheVCenterWithTheCABundle(t *testing.T) {
+	v, err := peers.StartVCenter()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(v.Stop)
+	m := providers.Machine{Candidates: []string{v.PoweredOnVMUUIDs()[0]}}
+	p, err := New(providers.Settings{Endpoint: v.Endpoint, Username: v.Username, Password: v.Password, CABundle: v.CACert()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	providertest.Expect(t, p, m, providers.PowerOn)
+	for _, bundle := range []string{"", providertest.UnrelatedCA(t)} {
+		unverified, _ := New(providers.Settings{Endpoint: v.Endpoint, Username: v.Username, Password: v.Password, CABundle: bundle})
+		providertest.FailsWithin(t, 5*time.Second, "certificate", v.Password, func(ctx context.Context) error {
+			_, err := unverified.PowerState(ctx, m)
+			return err
+		})
+	}
+}

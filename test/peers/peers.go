@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"net"
 	"net/http"
@@ -147,6 +148,12 @@ func StartVCenter() (*VCenter, error) {
 	u := *srv.URL
 	u.User = nil
 	return &VCenter{Endpoint: u.String(), Username: "nodecycle", Password: "vcenter-secret", model: model, server: srv}, nil
+}
+
+// CACert is the simulator's self-signed certificate in PEM, for a
+// policy's caBundle.
+func (v *VCenter) CACert() string {
+	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: v.server.Certificate().Raw}))
 }
 
 // PoweredOnVMUUIDs lists the BIOS UUIDs of the simulator's running VMs.
