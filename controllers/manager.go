@@ -25,6 +25,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
@@ -44,6 +45,9 @@ import (
 type Options struct {
 	Kubeconfig    string
 	MetricsAddr   string
+	// MetricsSecure serves /metrics over HTTPS to callers whose token may
+	// get the non-resource URL /metrics.
+	MetricsSecure bool
 	ProbeAddr     string
 	LeaderElect   bool
 	LeaderElectNS string
@@ -76,7 +80,8 @@ func ParseOptions(args []string, lookupEnv func(string) (string, bool), usage io
 	fs := flag.NewFlagSet("nodecycle-manager", flag.ContinueOnError)
 	fs.SetOutput(usage)
 	fs.StringVar(&o.Kubeconfig, "kubeconfig", "", "Path to a kubeconfig; empty means in-cluster configuration.")
-	fs.StringVar(&o.MetricsAddr, "metrics-bind-address", ":8080", "Address of the Prometheus /metrics endpoint; 0 disables it.")
+	fs.StringVar(&o.MetricsAddr, "metrics-bind-address", ":8443", "Address of the Prometheus /metrics endpoint; 0 disables it.")
+	fs.BoolVar(&o.MetricsSecure, "metrics-secure", true, "Serve /metrics over HTTPS (a self-signed certificate) and only to callers whose token may get the non-resource URL /metrics (ClusterRole nodecycle-metrics-reader); false serves plain HTTP to anyone.")
 	fs.StringVar(&o.ProbeAddr, "health-probe-bind-address", ":8081", "Address of /healthz and /readyz; 0 disables it.")
 	fs.BoolVar(&o.LeaderElect, "leader-elect", true, "Elect a leader so that only one manager acts at a time.")
 	fs.StringVar(&o.LeaderElectNS, "leader-election-namespace", "", "Namespace of the leader election Lease; defaults to --namespace.")
@@ -157,7 +162,7 @@ func New(ctx context.Context, cfg *rest.Config, o *Options, clk clock.PassiveClo
 	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                  Scheme(),
-		Metrics:                 metricsserver.Options{BindAddress: o.MetricsAddr},
+		Metrics:                 metricsOptions(o),
 		HealthProbeBindAddress:  o.ProbeAddr,
 		LeaderElection:          o.LeaderElect,
 		LeaderElectionID:        "nodecycle-manager.nodecycle.io",
@@ -257,4 +262,15 @@ func setupClusterAPI(ctx context.Context, mgr ctrl.Manager, o *Options, opener c
 		ClusterSource: cc.GetClusterSource("nodecycle-machine", machine.ClusterMachines(mgr.GetClient())),
 	}
 	return capi, mr.SetupWithManager(mgr)
+}
+
+// metricsOptions serves /metrics: by default over HTTPS, authenticated
+// (TokenReview) and authorized (SubjectAccessReview) by the API server.
+func metricsOptions(o *Options) metricsserver.Options {
+	opts := metricsserver.Options{BindAddress: o.MetricsAddr}
+	if o.MetricsSecure {
+		opts.SecureServing = true
+		opts.FilterProvider = filters.WithAuthenticationAndAuthorization
+	}
+	return opts
 }

@@ -30,6 +30,8 @@ import (
 // +kubebuilder:rbac:groups=nodecycle.io,resources=nodecyclepolicies,verbs=get;list;watch
 // +kubebuilder:rbac:groups=nodecycle.io,resources=nodecyclepolicies/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups="",namespace=nodecycle-system,resources=secrets,verbs=get
+// +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create
+// +kubebuilder:rbac:groups=authorization.k8s.io,resources=subjectaccessreviews,verbs=create
 // +kubebuilder:rbac:groups=coordination.k8s.io,namespace=nodecycle-system,resources=leases,verbs=get;list;watch;create;update;patch
 
 // SetupWithManager registers the Reconciler. The Clusters add the watches
