@@ -43,8 +43,8 @@ import (
 
 // Options are the manager's settings.
 type Options struct {
-	Kubeconfig    string
-	MetricsAddr   string
+	Kubeconfig  string
+	MetricsAddr string
 	// MetricsSecure serves /metrics over HTTPS to callers whose token may
 	// get the non-resource URL /metrics.
 	MetricsSecure bool
