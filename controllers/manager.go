@@ -180,7 +180,7 @@ func New(ctx context.Context, cfg *rest.Config, o *Options, clk clock.PassiveClo
 	if err != nil {
 		return nil, fmt.Errorf("creating manager: %w", err)
 	}
-	if err := setupIndexes(ctx, mgr); err != nil {
+	if err := setupIndexes(ctx, mgr, o.ClusterAPI); err != nil {
 		return nil, err
 	}
 	recorder := mgr.GetEventRecorder("nodecycle-manager")
@@ -215,10 +215,16 @@ func New(ctx context.Context, cfg *rest.Config, o *Options, clk clock.PassiveClo
 	return mgr, nil
 }
 
-// setupIndexes adds the cache indexes the reconcilers read through.
-func setupIndexes(ctx context.Context, mgr ctrl.Manager) error {
+// setupIndexes adds the cache indexes the reconcilers read through. In
+// Cluster API mode the Nodes are the workload clusters' (indexed in their
+// caches): an index here would start an informer on the management
+// cluster's own Nodes, which the manager may not list there.
+func setupIndexes(ctx context.Context, mgr ctrl.Manager, clusterAPI bool) error {
 	if err := cycles.SetupIndexes(ctx, mgr.GetFieldIndexer()); err != nil {
 		return err
+	}
+	if clusterAPI {
+		return nil
 	}
 	if err := mgr.GetFieldIndexer().IndexField(ctx, &corev1.Node{}, nodes.IndexCordonedBy, nodes.CordonedByNodecycle); err != nil {
 		return fmt.Errorf("indexing nodes cordoned by nodecycle: %w", err)

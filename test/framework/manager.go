@@ -2,7 +2,9 @@ package framework
 
 import (
 	"context"
+	"errors"
 	"io"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/client-go/rest"
@@ -41,5 +43,13 @@ func StartManager(cfg *rest.Config, usage io.Writer, args ...string) (stop func(
 	}
 	done := make(chan error, 1)
 	go func() { done <- mgr.Start(ctx) }()
-	return func() error { cancel(); return <-done }, metrics, nil
+	return func() error {
+		cancel()
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(time.Minute):
+			return errors.New("the manager did not stop within a minute of its context's end (a cache that never synced?)")
+		}
+	}, metrics, nil
 }
