@@ -35,6 +35,10 @@ func New(s providers.Settings) (providers.Provider, error) {
 	if err != nil || u.Host == "" {
 		return nil, fmt.Errorf("endpoint %q is not a URL such as https://vcenter.example.com/sdk", s.Endpoint)
 	}
+	if u.Scheme != "https" {
+		// The login carries the credentials.
+		return nil, fmt.Errorf("endpoint %q: only https is allowed, since the login carries the credentials", s.Endpoint)
+	}
 	if s.Username == "" {
 		return nil, errors.New("credentials have no username")
 	}

@@ -78,6 +78,12 @@ func TestErrors(t *testing.T) {
 			t.Fatal("want an error for an endpoint that is not a URL")
 		}
 	})
+	// H5: credentials never in clear.
+	t.Run("plain http", func(t *testing.T) {
+		if _, err := New(providers.Settings{Endpoint: "http://vcenter.example.com/sdk", Username: "u", Password: "p"}); err == nil || !strings.Contains(err.Error(), "only https") {
+			t.Fatalf("want http refused, got %v", err)
+		}
+	})
 }
 
 // blackhole is an address that accepts TCP connections and never answers.
