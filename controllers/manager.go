@@ -190,7 +190,7 @@ func New(ctx context.Context, cfg *rest.Config, o *Options, clk clock.PassiveClo
 		reg = metrics.Registry
 	}
 	opener := cycles.Opener{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: recorder, Clock: clk, Config: o.Controllers}
-	var clusters cluster.Clusters = cluster.Local{W: cluster.Workload{Client: mgr.GetClient(), Reader: mgr.GetAPIReader()}, Recorder: recorder}
+	var clusters cluster.Clusters = cluster.Local{W: cluster.Workload{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Config: mgr.GetConfig()}, Recorder: recorder}
 	if o.ClusterAPI {
 		capi, err := setupClusterAPI(ctx, mgr, o, opener)
 		if err != nil {

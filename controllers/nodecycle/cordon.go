@@ -58,6 +58,9 @@ func (r *Reconciler) cordon(ctx context.Context, s *step) (reconcile.Result, err
 // drain makes one non-blocking drain step and requeues until the node is
 // empty or the drain timeout passes.
 func (r *Reconciler) drain(ctx context.Context, s *step) (reconcile.Result, error) {
+	if r.drainWatch != nil {
+		r.drainWatch.ensure(ctx, s)
+	}
 	d := drain.Drainer{Reader: s.workload().Reader, Writer: s.workload().Client}
 	res, err := d.Step(ctx, s.node.Name, s.nc.Spec.Drain)
 	if err != nil {

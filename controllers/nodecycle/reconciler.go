@@ -63,6 +63,9 @@ type Reconciler struct {
 	// NodeCycles of a cluster never both see a free slot. Clusters do not
 	// wait for each other: their slots are counted apart.
 	admission sync.Map // namespace/cluster -> *sync.Mutex
+
+	// drainWatch wakes a draining NodeCycle when a pod of its node goes.
+	drainWatch *drainWatch
 }
 
 // New returns a Reconciler with the built-in strategies.
@@ -70,6 +73,7 @@ func New(c client.Client, apiReader client.Reader, rec events.EventRecorder, clk
 	return &Reconciler{
 		Client: c, APIReader: apiReader, Recorder: rec, Clock: clk, Config: cfg, Metrics: m, Clusters: clusters,
 		Strategies: DefaultStrategies(cfg, c, &power.Cache{Registry: registry, Secrets: apiReader, SecretsNamespace: cfg.Namespace}),
+		drainWatch: newDrainWatch(),
 	}
 }
 
@@ -78,6 +82,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	nc := &v1alpha1.NodeCycle{}
 	if err := r.Client.Get(ctx, req.NamespacedName, nc); err != nil {
 		return reconcile.Result{}, client.IgnoreNotFound(err)
+	}
+	if r.drainWatch != nil && (nc.Status.Phase != v1alpha1.PhaseDraining || !nc.DeletionTimestamp.IsZero()) {
+		r.drainWatch.stop(req.NamespacedName)
 	}
 	if nc.Status.Phase.Terminal() {
 		if err := r.releasePower(ctx, nc); err != nil {
@@ -126,6 +133,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		return reconcile.Result{}, err
 	}
 	r.publish(ctx, s)
+	if r.drainWatch != nil && s.nc.Status.Phase != v1alpha1.PhaseDraining {
+		r.drainWatch.stop(req.NamespacedName)
+	}
 	if err := r.releasePower(ctx, s.nc); err != nil {
 		return reconcile.Result{}, err
 	}

@@ -13,6 +13,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
 	"github.com/nodecycle/nodecycle/internal/cycles"
@@ -23,7 +24,7 @@ import (
 // +kubebuilder:rbac:groups=nodecycle.io,resources=nodecycles/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups="",resources=nodes,verbs=get;list;watch;patch
 // +kubebuilder:rbac:groups="",resources=nodes/status,verbs=patch
-// +kubebuilder:rbac:groups="",resources=pods,verbs=get;list
+// +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=pods/eviction,verbs=create
 // +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list
 // +kubebuilder:rbac:groups="";events.k8s.io,resources=events,verbs=create;patch;update
@@ -46,6 +47,9 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&v1alpha1.NodeCycle{}, handler.EnqueueRequestsFromMapFunc(r.waitingInCluster), builder.WithPredicates(slotFreed)).
 		WithOptions(controller.Options{MaxConcurrentReconciles: 4})
 	b = r.Clusters.Watch(b, r.nodeEvents, r.openInCluster)
+	if r.drainWatch != nil {
+		b = b.WatchesRawSource(source.Channel(r.drainWatch.events, &handler.EnqueueRequestForObject{}))
+	}
 	c, err := b.Build(r)
 	r.controller = c
 	return err

@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/events"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -22,6 +23,9 @@ type Workload struct {
 	// Reader reads live from the cluster's API server (Pods, and whatever
 	// must not be stale).
 	Reader client.Reader
+	// Config reaches the cluster's API server for watches of a few objects
+	// (the pods of a node being drained); nil when there is none.
+	Config *rest.Config
 }
 
 // Target is what a NodeCycle's work needs of the cluster its node lives in.

@@ -97,7 +97,11 @@ func (c ClusterAPI) Workload(ctx context.Context, namespace, cluster string) (Wo
 	if err != nil {
 		return Workload{}, err
 	}
-	return Workload{Client: cached, Reader: live}, nil
+	cfg, err := c.cache.GetRESTConfig(ctx, key)
+	if err != nil {
+		return Workload{}, err
+	}
+	return Workload{Client: cached, Reader: live, Config: cfg}, nil
 }
 
 // Target implements Clusters.
