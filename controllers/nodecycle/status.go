@@ -3,6 +3,7 @@ package nodecycle
 import (
 	"context"
 	"fmt"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -67,10 +68,16 @@ func (r *Reconciler) publish(ctx context.Context, s *step) {
 }
 
 // setCondition writes the Node's MaintenanceInProgress for the NodeCycle's
-// phase (only when it changes).
+// phase, only when it says something new. Each write is a Node status
+// patch, so: a phase that passes within one step (Cordoning, Uncordoning)
+// is not written, and a message alone (drain progress, a wait's detail)
+// refreshes the condition at most every messageRefresh. Status and reason
+// are always written at once.
 func (r *Reconciler) setCondition(ctx context.Context, s *step) error {
 	status, reason := corev1.ConditionFalse, v1alpha1.ReasonMaintenancePending
 	switch p := s.nc.Status.Phase; {
+	case p == v1alpha1.PhaseCordoning || p == v1alpha1.PhaseUncordoning:
+		return nil
 	case p.Active():
 		status, reason = corev1.ConditionTrue, s.conditionReason()
 	case p == v1alpha1.PhaseSucceeded:
@@ -80,8 +87,16 @@ func (r *Reconciler) setCondition(ctx context.Context, s *step) error {
 	case p == v1alpha1.PhaseSkipped:
 		reason = v1alpha1.ReasonMaintenanceSkipped
 	}
+	if c := nodes.Condition(s.node, v1alpha1.ConditionMaintenanceInProgress); c != nil && c.Status == status &&
+		c.Reason == string(reason) && s.now.Sub(c.LastHeartbeatTime.Time) < messageRefresh {
+		return nil
+	}
 	return nodes.SetMaintenanceCondition(ctx, s.workload().Client, s.node, status, reason, s.nc.Status.Message, s.now)
 }
+
+// messageRefresh is how often a condition whose status and reason stay is
+// rewritten for a new message.
+const messageRefresh = 10 * time.Second
 
 // conditionReason is MaintenanceInProgress's reason in the current phase.
 func (s *step) conditionReason() v1alpha1.Reason {
