@@ -4,10 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -77,6 +81,10 @@ func BenchmarkReplaceMachine(b *testing.B) {
 	}
 	defer func() { _ = stop() }()
 
+	watching, err := client.NewWithWatch(env.Config, client.Options{Scheme: controllers.Scheme()})
+	if err != nil {
+		b.Fatal(err)
+	}
 	var total, waiting time.Duration
 	b.ResetTimer()
 	for i := range b.N {
@@ -85,31 +93,36 @@ func BenchmarkReplaceMachine(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
+		// The end is seen on a watch of the NodeCycles, not by polling.
+		w, err := watching.Watch(ctx, &v1alpha1.NodeCycleList{}, client.InNamespace(ns))
+		if err != nil {
+			b.Fatal(err)
+		}
 		start := time.Now()
 		if err = framework.RequireReboot(ctx, c, machines[0].Status.NodeRef.Name); err != nil {
 			b.Fatal(err)
 		}
-		err = poll(3*time.Minute, func() error {
-			var list v1alpha1.NodeCycleList
-			if err = c.List(ctx, &list, client.InNamespace(ns)); err != nil {
-				return err
-			}
-			ms = list.Items
-			done := 0
-			for _, nc := range ms {
-				if nc.Status.Phase == v1alpha1.PhaseSucceeded {
-					done++
+		succeeded, timeout := map[string]bool{}, time.After(3*time.Minute)
+		for len(succeeded) < i+1 {
+			select {
+			case ev, ok := <-w.ResultChan():
+				if !ok {
+					b.Fatal("the watch of NodeCycles closed")
 				}
+				if nc, isCycle := ev.Object.(*v1alpha1.NodeCycle); isCycle && nc.Status.Phase == v1alpha1.PhaseSucceeded {
+					succeeded[nc.Name] = true
+				}
+			case <-timeout:
+				b.Fatalf("%d of %d NodeCycles succeeded within 3m", len(succeeded), i+1)
 			}
-			if done < i+1 {
-				return fmt.Errorf("%d of %d NodeCycles succeeded", done, i+1)
-			}
-			return nil
-		})
-		if err != nil {
-			b.Fatal(err)
 		}
 		total += time.Since(start)
+		w.Stop()
+		var list v1alpha1.NodeCycleList
+		if err = c.List(ctx, &list, client.InNamespace(ns)); err != nil {
+			b.Fatal(err)
+		}
+		ms = list.Items
 		for _, nc := range ms {
 			if nc.Spec.MachineName != machines[0].Name {
 				continue
@@ -150,8 +163,15 @@ func BenchmarkManagerPerCluster(b *testing.B) {
 		b.Fatal(err)
 	}
 	for range b.N {
+		metricsAddr := freeAddr(b)
+		logPath := filepath.Join(b.TempDir(), "manager.log")
+		logFile, err := os.Create(logPath)
+		if err != nil {
+			b.Fatal(err)
+		}
 		cmd := exec.Command(bin, "--kubeconfig="+kubeconfig, "--cluster-api", "--leader-elect=false",
-			"--metrics-bind-address=0", "--health-probe-bind-address=0", "--agent-pod-selector=")
+			"--metrics-bind-address="+metricsAddr, "--metrics-secure=false", "--health-probe-bind-address=0", "--agent-pod-selector=")
+		cmd.Stdout, cmd.Stderr = logFile, logFile
 		if err := cmd.Start(); err != nil {
 			b.Fatal(err)
 		}
@@ -187,7 +207,25 @@ func BenchmarkManagerPerCluster(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
-		time.Sleep(15 * time.Second) // the manager connects and starts its Node watches
+		// Measured only once the manager reads every cluster's Nodes: its
+		// per-cluster gauge is there for each of them.
+		if err := poll(3*time.Minute, func() error {
+			resp, err := http.Get("http://" + metricsAddr + "/metrics")
+			if err != nil {
+				return err
+			}
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(resp.Body)
+			for i := range clusters {
+				if want := fmt.Sprintf(`nodecycle_nodes_reboot_required{cluster="%s/fleet-%d"}`, ns, i); !strings.Contains(string(body), want) {
+					return fmt.Errorf("not yet connected: no %s", want)
+				}
+			}
+			return nil
+		}); err != nil {
+			out, _ := os.ReadFile(logPath)
+			b.Fatalf("the manager did not connect to every cluster: %v\n%s", err, tail(string(out), 40))
+		}
 		rss, err1 := framework.ProcStatusKiB(cmd.Process.Pid, "VmRSS:")
 		hwm, err2 := framework.ProcStatusKiB(cmd.Process.Pid, "VmHWM:")
 		if err := errors.Join(err1, err2); err != nil {
@@ -213,4 +251,24 @@ func envInt(name string, def int) int {
 		return v
 	}
 	return def
+}
+
+// freeAddr is a loopback address with a port nobody listens on.
+func freeAddr(b *testing.B) string {
+	b.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// tail is the last n lines of s.
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
 }

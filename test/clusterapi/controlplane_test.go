@@ -41,7 +41,7 @@ var _ = Describe("Control-plane Machines", func() {
 			mostWorkers = max(mostWorkers, n)
 		}, client.InNamespace(ns))
 
-		DeferCleanup(startManager("--max-concurrent=2"))
+		startManager("--max-concurrent=2")
 		requireReboot(ctx, k8s, cpNode)
 		for _, m := range workers {
 			requireReboot(ctx, k8s, m.Status.NodeRef.Name)

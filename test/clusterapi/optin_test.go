@@ -32,7 +32,7 @@ var _ = Describe("Opt-in through the MachineDeployment", func() {
 		cp := &clusterv1.Machine{}
 		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "dev-cp"}, cp)).To(Succeed())
 
-		DeferCleanup(startManager())
+		startManager()
 		for _, m := range []clusterv1.Machine{plain, typo, *cp} {
 			requireReboot(ctx, k8s, m.Status.NodeRef.Name)
 		}
@@ -102,7 +102,7 @@ var _ = Describe("Opt-in through the MachineDeployment", func() {
 		c.Spec.Paused = ptr.To(true)
 		Expect(k8s.Patch(ctx, c, patch)).To(Succeed())
 
-		DeferCleanup(startManager())
+		startManager()
 		requireReboot(ctx, k8s, m.Status.NodeRef.Name)
 		Consistently(func() []v1alpha1.NodeCycle { return cyclesIn(ctx, ns) }).WithTimeout(3 * time.Second).Should(BeEmpty())
 

@@ -53,7 +53,7 @@ var _ = Describe("In-place reboot of a Cluster API node", func() {
 		Expect(m.Annotations).To(HaveKey(clusterv1.MachineSkipRemediationAnnotation))
 
 		By("a new manager finishes the NodeCycle and lifts skip-remediation")
-		DeferCleanup(startManager())
+		startManager()
 		Eventually(func(g Gomega) {
 			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(&nc), &nc)).To(Succeed())
 			g.Expect(nc.Status.Phase).To(Equal(v1alpha1.PhaseSucceeded), nc.Status.Message)

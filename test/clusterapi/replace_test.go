@@ -46,7 +46,7 @@ var _ = Describe("The replace strategy", func() {
 			mostAtOnce = max(mostAtOnce, len(deleting))
 		}, client.InNamespace(ns), client.MatchingLabels{clusterv1.MachineDeploymentNameLabel: "workers"})
 
-		DeferCleanup(startManager())
+		startManager()
 		requireReboot(ctx, k8s, before[0].Status.NodeRef.Name)
 		requireReboot(ctx, k8s, before[1].Status.NodeRef.Name)
 
@@ -95,7 +95,7 @@ var _ = Describe("The replace strategy", func() {
 		hook := clusterv1.PreDrainDeleteHookAnnotationPrefix + "/backup"
 		Expect(setMachineAnnotations(ctx, &ms[0], map[string]string{hook: "backup-operator"})).To(Succeed())
 
-		DeferCleanup(startManager("--replace-timeout=4s", "--gone-machine-history=3s"))
+		startManager("--replace-timeout=4s", "--gone-machine-history=3s")
 		requireReboot(ctx, k8s, ms[0].Status.NodeRef.Name)
 		var failed v1alpha1.NodeCycle
 		Eventually(func(g Gomega) {

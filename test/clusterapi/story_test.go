@@ -58,7 +58,7 @@ var _ = Describe("The story where operators look", func() {
 
 		By("a restarted manager reconnects without reporting the reachable cluster unreachable")
 		stop()
-		DeferCleanup(startManager())
+		startManager()
 		Consistently(func(g Gomega) {
 			g.Expect(eventsOn(ctx, ns, "Cluster", cluster)).NotTo(ContainElement(ContainSubstring(string(v1alpha1.ReasonClusterUnreachable))))
 		}).WithTimeout(8 * time.Second).WithPolling(200 * time.Millisecond).Should(Succeed())

@@ -71,11 +71,16 @@ func kubectl(args ...string) string {
 }
 
 // startManager runs the real manager in Cluster API mode until stop is called.
+// startManager runs the manager in Cluster API mode until the spec ends,
+// or until stop (which may be called more than once) is called earlier.
 func startManager(args ...string) (stop func()) {
 	GinkgoHelper()
 	stopManager, _, err := framework.StartManager(env.Config, GinkgoWriter, append([]string{"--cluster-api", "--agent-pod-selector="}, args...)...)
 	Expect(err).NotTo(HaveOccurred())
-	return func() { Expect(stopManager()).To(Succeed()) }
+	var once sync.Once
+	stop = func() { once.Do(func() { Expect(stopManager()).To(Succeed()) }) }
+	DeferCleanup(stop)
+	return stop
 }
 
 // startKubelet plays the kubelets of the provisioned nodes of a workload
