@@ -6,10 +6,14 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
+	"github.com/nodecycle/nodecycle/test/framework"
 )
 
 var _ = Describe("In-place reboot of a Cluster API node", func() {
@@ -23,6 +27,30 @@ var _ = Describe("In-place reboot of a Cluster API node", func() {
 		target, other := ms[0], ms[1]
 		nodeName := target.Status.NodeRef.Name
 		kubelet := startKubelet(env.Config, 3*time.Second)
+		// Cluster API's own MachineHealthCheck: a node NotReady for 1s is
+		// unhealthy, and its Machine would be replaced.
+		Expect(k8s.Create(ctx, &clusterv1.MachineHealthCheck{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "pool"},
+			Spec: clusterv1.MachineHealthCheckSpec{
+				ClusterName: cluster,
+				Selector:    metav1.LabelSelector{MatchLabels: map[string]string{clusterv1.MachineDeploymentNameLabel: "pool"}},
+				Checks: clusterv1.MachineHealthCheckChecks{UnhealthyNodeConditions: []clusterv1.UnhealthyNodeCondition{
+					{Type: corev1.NodeReady, Status: corev1.ConditionFalse, TimeoutSeconds: ptr.To(int32(1))},
+					{Type: corev1.NodeReady, Status: corev1.ConditionUnknown, TimeoutSeconds: ptr.To(int32(1))},
+				}},
+			},
+		})).To(Succeed())
+		machineHealthy := func(name string) func(g Gomega) {
+			return func(g Gomega) {
+				m := &clusterv1.Machine{}
+				g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, m)).To(Succeed())
+				g.Expect(m.DeletionTimestamp.IsZero()).To(BeTrue(), "Machine %s deleted", name)
+				c := meta.FindStatusCondition(m.Status.Conditions, clusterv1.MachineHealthCheckSucceededCondition)
+				g.Expect(c).NotTo(BeNil(), "the MachineHealthCheck has not looked at Machine %s", name)
+				g.Expect(c.Status).To(Equal(metav1.ConditionTrue), "Machine %s: %s", name, c.Message)
+			}
+		}
+		Eventually(machineHealthy(target.Name)).Should(Succeed(), "the MachineHealthCheck runs")
 
 		// A skip-remediation that nodecycle did not set stays; one it set for
 		// a NodeCycle that no longer exists (a crash) is lifted.
@@ -46,6 +74,14 @@ var _ = Describe("In-place reboot of a Cluster API node", func() {
 		Expect(m.Annotations).To(HaveKeyWithValue(clusterv1.MachineSkipRemediationAnnotation, ""))
 		Expect(m.Annotations).To(HaveKeyWithValue(v1alpha1.AnnotationSkipRemediationBy, ns+"/"+nc.Name))
 		Expect(nc.Spec.MachineName).To(Equal(target.Name))
+
+		By("the node is down for longer than the MachineHealthCheck allows, and its Machine stays")
+		Consistently(func(g Gomega) {
+			m := &clusterv1.Machine{}
+			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(&target), m)).To(Succeed())
+			g.Expect(m.DeletionTimestamp.IsZero()).To(BeTrue())
+			g.Expect(meta.FindStatusCondition(m.Status.Conditions, clusterv1.MachineOwnerRemediatedCondition)).To(BeNil())
+		}).WithTimeout(2 * time.Second).Should(Succeed())
 
 		By("the manager stops in the middle of the reboot; the annotation stays meanwhile")
 		stop()
@@ -81,6 +117,16 @@ var _ = Describe("In-place reboot of a Cluster API node", func() {
 			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(&other), m)).To(Succeed())
 			g.Expect(m.Annotations).To(HaveKeyWithValue(clusterv1.MachineSkipRemediationAnnotation, "ops"))
 		}).WithTimeout(2 * time.Second).Should(Succeed())
+		Eventually(machineHealthy(target.Name)).Should(Succeed(), "the rebooted Machine is healthy again")
+
+		By("without nodecycle's skip-remediation the same outage is remediated: the MachineHealthCheck is real")
+		Expect(framework.SetNodeStatus(ctx, kubelet.Client, nodeName, "", false)).To(Succeed())
+		Eventually(func(g Gomega) {
+			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(&target), m)).To(Succeed())
+			c := meta.FindStatusCondition(m.Status.Conditions, clusterv1.MachineHealthCheckSucceededCondition)
+			g.Expect(c).NotTo(BeNil())
+			g.Expect(c.Status).To(Equal(metav1.ConditionFalse))
+		}).Should(Succeed())
 	})
 })
 

@@ -28,6 +28,7 @@ import (
 	"sigs.k8s.io/cluster-api/core/reconcilers/clusterresourceset"
 	"sigs.k8s.io/cluster-api/core/reconcilers/machine"
 	"sigs.k8s.io/cluster-api/core/reconcilers/machinedeployment"
+	"sigs.k8s.io/cluster-api/core/reconcilers/machinehealthcheck"
 	"sigs.k8s.io/cluster-api/core/reconcilers/machineset"
 	"sigs.k8s.io/cluster-api/core/setup"
 	"sigs.k8s.io/cluster-api/feature"
@@ -171,6 +172,9 @@ func (c *ClusterAPI) setup(ctx context.Context, mgr ctrl.Manager) error {
 	}
 	if err := (&machinedeployment.Reconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader()}).SetupWithManager(ctx, mgr, opts); err != nil {
 		return fmt.Errorf("machinedeployment controller: %w", err)
+	}
+	if err := (&machinehealthcheck.Reconciler{Client: mgr.GetClient(), ClusterCache: cc}).SetupWithManager(ctx, mgr, opts); err != nil {
+		return fmt.Errorf("machinehealthcheck controller: %w", err)
 	}
 	for _, gvk := range []schema.GroupVersionKind{infraMachineGVK, bootstrapGVK} {
 		u := &unstructured.Unstructured{}
