@@ -122,6 +122,11 @@ func (r *Reconciler) uncordon(ctx context.Context, s *step) (reconcile.Result, e
 	case s.node.Spec.Unschedulable:
 		message += "; the cordon is not nodecycle's (it was there before maintenance, or nodecycle.io/cordoned-by was removed) and stays cordoned"
 	}
+	if (!ours || !nodes.IsReady(s.node)) && !rebootPending(s) {
+		if err := clearRebootRequest(ctx, s); err != nil {
+			return reconcile.Result{}, err
+		}
+	}
 	if err := s.target.ResumeRemediation(ctx, cycles.Owner(s.nc)); err != nil {
 		return reconcile.Result{}, err
 	}

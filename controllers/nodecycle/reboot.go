@@ -114,9 +114,7 @@ func waitForNewBoot(ctx context.Context, s *step) (reconcile.Result, error) {
 	ready := nodes.IsReady(s.node)
 	rebooted := current != "" && current != status.BootIDBefore
 	if rebooted && ready {
-		if err := clearRebootRequest(ctx, s); err != nil {
-			return reconcile.Result{}, err
-		}
+		// The request goes with the uncordon, in one write.
 		status.BootIDAfter = current
 		s.moveTo(v1alpha1.PhaseUncordoning, "Node rebooted and Ready; uncordoning")
 		s.event(corev1.EventTypeNormal, v1alpha1.ReasonRebootVerified, "Node rebooted: boot ID %q -> %q, Ready", status.BootIDBefore, current)
@@ -143,7 +141,11 @@ func waitForNewBoot(ctx context.Context, s *step) (reconcile.Result, error) {
 		s.escalateOrFail(v1alpha1.ReasonRebootTimeout, why)
 		return reconcile.Result{}, nil
 	}
-	status.Message = fmt.Sprintf("Waiting for the reboot: boot ID %s, Ready=%t, agent acknowledged: %t", describeBoot(status.BootIDBefore, current), ready, acked)
+	// The detail of a short wait (the node seen NotReady, then Ready on
+	// its new boot) is not worth a write each; a long wait's is.
+	if waited >= messageRefresh {
+		status.Message = fmt.Sprintf("Waiting for the reboot: boot ID %s, Ready=%t, agent acknowledged: %t", describeBoot(status.BootIDBefore, current), ready, acked)
+	}
 	return reconcile.Result{RequeueAfter: timeout - waited}, nil
 }
 

@@ -112,6 +112,13 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		return r.deleted(ctx, s)
 	}
 	result, err := r.reconcilePhase(ctx, s)
+	// A step that ends in Draining (after the cordon) or Uncordoning (after
+	// the proof of reboot) goes on at once: what follows is safe to do
+	// again after a crash, so the two steps share one save. Every other
+	// step is saved before the next one acts.
+	for err == nil && result.IsZero() && s.nc.Status.Phase != s.before.Status.Phase && chained(s.nc.Status.Phase) {
+		result, err = r.reconcilePhase(ctx, s)
+	}
 	if err != nil {
 		// Shown where the operator looks (the step is retried with backoff):
 		// a step that keeps failing, a missing permission say, is not only in
@@ -252,4 +259,10 @@ func sharedPhase(p v1alpha1.Phase) bool {
 		return true
 	}
 	return false
+}
+
+// chained reports the phases a step may run in right after the step that
+// moved into them, before a save.
+func chained(p v1alpha1.Phase) bool {
+	return p == v1alpha1.PhaseDraining || p == v1alpha1.PhaseUncordoning
 }

@@ -399,7 +399,24 @@ func TestResumeFromEveryPhase(t *testing.T) {
 					h.createMachine(testMachine, "ms-1", "")
 				}
 				h.open(tc.ladder...)
-				if at != "" {
+				switch at {
+				case "":
+				case v1alpha1.PhaseDraining:
+					// A drain that waits for its evicted pod is saved in
+					// Draining.
+					h.create(workloadPod("web-1", testNode))
+					h.runUntilOrReboot(at)
+				case v1alpha1.PhaseUncordoning:
+					// Saved in Uncordoning when the uncordon must be tried
+					// again (a conflict), or by an earlier manager.
+					h.runUntilOrReboot(v1alpha1.PhaseWaitingForNodeReady)
+					h.boot("boot-2")
+					nc := h.cycle()
+					nc.Status.Phase, nc.Status.BootIDAfter = v1alpha1.PhaseUncordoning, "boot-2"
+					if err := h.c.Status().Update(h.ctx, nc); err != nil {
+						t.Fatal(err)
+					}
+				default:
 					h.runUntilOrReboot(at)
 				}
 				h.restart()
@@ -714,6 +731,7 @@ func TestDeletedNodeFailsAndACrashMidDrainIsNotRepeated(t *testing.T) {
 
 func TestAStepThatKeepsFailingSaysSoInTheStatus(t *testing.T) {
 	h := newHarness(t)
+	h.create(workloadPod("web-1", testNode)) // the drain waits for it
 	h.open()
 	h.runUntil(v1alpha1.PhaseDraining)
 	h.r.Clusters = brokenClusters{h.r.Clusters}

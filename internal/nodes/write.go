@@ -35,6 +35,8 @@ func Uncordon(ctx context.Context, c client.Client, node *corev1.Node) error {
 	before := node.DeepCopy()
 	node.Spec.Unschedulable = false
 	delete(node.Annotations, v1alpha1.AnnotationCordonedBy)
+	// A reboot request done with goes in the same write.
+	delete(node.Annotations, v1alpha1.AnnotationRebootRequest)
 	return c.Patch(ctx, node, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}))
 }
 

@@ -172,7 +172,7 @@ func BenchmarkManagerPerCluster(b *testing.B) {
 		cmd := exec.Command(bin, "--kubeconfig="+kubeconfig, "--cluster-api", "--leader-elect=false",
 			"--metrics-bind-address="+metricsAddr, "--metrics-secure=false", "--health-probe-bind-address=0", "--agent-pod-selector=")
 		cmd.Stdout, cmd.Stderr = logFile, logFile
-		if err := cmd.Start(); err != nil {
+		if err = cmd.Start(); err != nil {
 			b.Fatal(err)
 		}
 		time.Sleep(5 * time.Second)

@@ -77,10 +77,10 @@ var _ = Describe("In-place reboot of a Cluster API node", func() {
 
 		By("the node is down for longer than the MachineHealthCheck allows, and its Machine stays")
 		Consistently(func(g Gomega) {
-			m := &clusterv1.Machine{}
-			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(&target), m)).To(Succeed())
-			g.Expect(m.DeletionTimestamp.IsZero()).To(BeTrue())
-			g.Expect(meta.FindStatusCondition(m.Status.Conditions, clusterv1.MachineOwnerRemediatedCondition)).To(BeNil())
+			rebooting := &clusterv1.Machine{}
+			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(&target), rebooting)).To(Succeed())
+			g.Expect(rebooting.DeletionTimestamp.IsZero()).To(BeTrue())
+			g.Expect(meta.FindStatusCondition(rebooting.Status.Conditions, clusterv1.MachineOwnerRemediatedCondition)).To(BeNil())
 		}).WithTimeout(2 * time.Second).Should(Succeed())
 
 		By("the manager stops in the middle of the reboot; the annotation stays meanwhile")
