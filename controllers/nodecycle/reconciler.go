@@ -135,6 +135,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	}
 	if err := r.save(ctx, s); err != nil {
 		if apierrors.IsConflict(err) {
+			s.publishEvents()
 			return reconcile.Result{RequeueAfter: conflictRetry}, nil
 		}
 		return reconcile.Result{}, err

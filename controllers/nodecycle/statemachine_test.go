@@ -15,6 +15,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
@@ -885,4 +886,29 @@ func TestDeletingAPowerCycleMidWayPowersTheMachineOn(t *testing.T) {
 			t.Fatalf("finalizers %v on a finished NodeCycle", f)
 		}
 	})
+}
+
+// A step's save that loses to a conflict after the step acted (the cordon
+// lifted) still tells it: the step done again from the NodeCycle as it was
+// no longer sees its own cordon, and would say nothing.
+func TestAnEventOfAStepWhoseSaveConflictedIsKept(t *testing.T) {
+	conflicted := false
+	h := newHarness(t, withInterceptor(interceptor.Funcs{SubResourcePatch: func(ctx context.Context, c client.Client, sub string, obj client.Object, p client.Patch, opts ...client.SubResourcePatchOption) error {
+		if nc, ok := obj.(*v1alpha1.NodeCycle); ok && nc.Status.Phase.Terminal() && !conflicted {
+			conflicted = true
+			return apierrors.NewConflict(schema.GroupResource{Group: "nodecycle.io", Resource: "nodecycles"}, nc.Name, errors.New("the object has been modified"))
+		}
+		return c.SubResource(sub).Patch(ctx, obj, p, opts...)
+	}}))
+	h.open()
+	h.runUntil(v1alpha1.PhaseWaitingForNodeReady)
+	h.reasons()
+	h.boot("boot-2")
+	h.runUntil(v1alpha1.PhaseSucceeded)
+	if got := h.reasons(); !conflicted || !slices.Contains(got, string(v1alpha1.ReasonUncordoned)) {
+		t.Fatalf("conflict %t, Events %v: the uncordon is not told", conflicted, got)
+	}
+	if h.node().Spec.Unschedulable {
+		t.Fatal("node left cordoned")
+	}
 }

@@ -49,16 +49,7 @@ func (r *Reconciler) leaving(ctx context.Context, s *step) error {
 // publish tells the operator, after the step is saved: Events on the Node
 // (or its Machine) and the Node's MaintenanceInProgress condition.
 func (r *Reconciler) publish(ctx context.Context, s *step) {
-	if s.target != nil {
-		for _, e := range s.events {
-			related := e.related
-			if related == nil {
-				related = s.nc
-			}
-			s.target.Eventf(s.node, related, e.eventType, e.reason, string(s.nc.Status.Phase), "%s", e.message)
-		}
-	}
-	s.events = nil
+	s.publishEvents()
 	if s.node == nil {
 		return
 	}
@@ -113,4 +104,21 @@ func (s *step) conditionReason() v1alpha1.Reason {
 		}
 		return v1alpha1.Reason(p)
 	}
+}
+
+// publishEvents records the step's Events. A step whose save lost to a
+// conflict publishes them too: what it did to the cluster (a cordon lifted,
+// a pod evicted) happened, and the step done again from the NodeCycle as
+// it was may no longer see it to tell.
+func (s *step) publishEvents() {
+	if s.target != nil {
+		for _, e := range s.events {
+			related := e.related
+			if related == nil {
+				related = s.nc
+			}
+			s.target.Eventf(s.node, related, e.eventType, e.reason, string(s.nc.Status.Phase), "%s", e.message)
+		}
+	}
+	s.events = nil
 }
