@@ -177,23 +177,7 @@ func BenchmarkWritesPerCycle(b *testing.B) {
 func roll(b *testing.B, run string, count int, mgrWrites, agentWrites *framework.Writes) ([]time.Duration, time.Duration) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	sel := labels.SelectorFromSet(labels.Set{"bench": run})
-	if _, err := env.Clientset.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: run}}, metav1.CreateOptions{}); err != nil {
-		b.Fatal(err)
-	}
-	kubelet := &framework.Kubelet{Client: env.Clientset, Selector: sel, DownTime: 500 * time.Millisecond}
-	go kubelet.Run(ctx)
-	var sentinels []string
-	for i := range count {
-		n := fmt.Sprintf("%s-%d", run, i)
-		if err := framework.CreateNode(ctx, env.Clientset, n, map[string]string{"bench": run}); err != nil {
-			b.Fatal(err)
-		}
-		dir := b.TempDir()
-		s := filepath.Join(dir, "reboot-required")
-		defer startAgentWith(b, n, dir, "rm -f "+s, agentWrites)()
-		sentinels = append(sentinels, s)
-	}
+	sel, sentinels := benchNodes(ctx, b, run, count, 500*time.Millisecond, agentWrites)
 	list, err := env.Clientset.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
 	if err != nil {
 		b.Fatal(err)
@@ -228,6 +212,33 @@ func roll(b *testing.B, run string, count int, mgrWrites, agentWrites *framework
 		b.Fatal(err)
 	}
 	return r.Dead, r.Total
+}
+
+// benchNodes makes the run's namespace and count Nodes labelled
+// bench=<run>, each with a real agent (whose reboot removes its sentinel),
+// played by the simulated kubelet (down for downTime) until ctx ends; the
+// agents stop when the benchmark does. agentWrites, when not nil, counts
+// the agents' writes. It returns the Nodes' selector and sentinels.
+func benchNodes(ctx context.Context, b *testing.B, run string, count int, downTime time.Duration, agentWrites *framework.Writes) (labels.Selector, []string) {
+	b.Helper()
+	sel := labels.SelectorFromSet(labels.Set{"bench": run})
+	if _, err := env.Clientset.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: run}}, metav1.CreateOptions{}); err != nil {
+		b.Fatal(err)
+	}
+	kubelet := &framework.Kubelet{Client: env.Clientset, Selector: sel, DownTime: downTime}
+	go kubelet.Run(ctx)
+	var sentinels []string
+	for i := range count {
+		n := fmt.Sprintf("%s-%d", run, i)
+		if err := framework.CreateNode(ctx, env.Clientset, n, map[string]string{"bench": run}); err != nil {
+			b.Fatal(err)
+		}
+		dir := b.TempDir()
+		s := filepath.Join(dir, "reboot-required")
+		b.Cleanup(startAgentWith(b, n, dir, "rm -f "+s, agentWrites))
+		sentinels = append(sentinels, s)
+	}
+	return sel, sentinels
 }
 
 // BenchmarkAgentIdle runs the agent binary against the API server for 60 s

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sort"
 	"sync"
 	"testing"
@@ -13,7 +12,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/utils/clock"
@@ -35,27 +33,14 @@ func BenchmarkDrainEnd(b *testing.B) {
 	const run, count = "drainend", 5
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	sel := labels.SelectorFromSet(labels.Set{"bench": run})
-	if _, err := env.Clientset.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: run}}, metav1.CreateOptions{}); err != nil {
-		b.Fatal(err)
-	}
-	kubelet := &framework.Kubelet{Client: env.Clientset, Selector: sel, DownTime: 200 * time.Millisecond}
-	go kubelet.Run(ctx)
-	var sentinels []string
+	_, sentinels := benchNodes(ctx, b, run, count, 200*time.Millisecond, nil)
 	for i := range count {
 		n := fmt.Sprintf("%s-%d", run, i)
-		if err := framework.CreateNode(ctx, env.Clientset, n, map[string]string{"bench": run}); err != nil {
-			b.Fatal(err)
-		}
 		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: run, Name: "app-" + n, Finalizers: []string{holdFinalizer}},
 			Spec: corev1.PodSpec{NodeName: n, Containers: []corev1.Container{{Name: "app", Image: "app"}}}}
 		if _, err := env.Clientset.CoreV1().Pods(run).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
 			b.Fatal(err)
 		}
-		dir := b.TempDir()
-		s := filepath.Join(dir, "reboot-required")
-		defer startAgent(b, n, dir, "rm -f "+s)()
-		sentinels = append(sentinels, s)
 	}
 
 	var mu sync.Mutex
