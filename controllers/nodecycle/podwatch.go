@@ -81,6 +81,19 @@ func (d *drainWatch) stop(key types.NamespacedName) {
 	}
 }
 
+// stopAll ends every watch: the manager stops.
+func (d *drainWatch) stopAll() {
+	d.mu.Lock()
+	stops := make([]context.CancelFunc, 0, len(d.running))
+	for _, stop := range d.running {
+		stops = append(stops, stop)
+	}
+	d.mu.Unlock()
+	for _, stop := range stops {
+		stop()
+	}
+}
+
 func (d *drainWatch) forget(key types.NamespacedName) {
 	d.mu.Lock()
 	delete(d.running, key)

@@ -11,6 +11,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/source"
@@ -49,6 +50,14 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	b = r.Clusters.Watch(b, r.nodeEvents, r.openInCluster)
 	if r.drainWatch != nil {
 		b = b.WatchesRawSource(source.Channel(r.drainWatch.events, &handler.EnqueueRequestForObject{}))
+		// The watches outlive no manager.
+		if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+			<-ctx.Done()
+			r.drainWatch.stopAll()
+			return nil
+		})); err != nil {
+			return err
+		}
 	}
 	c, err := b.Build(r)
 	r.controller = c
