@@ -32,11 +32,16 @@ func (r *Reconciler) cordon(ctx context.Context, s *step) (reconcile.Result, err
 			s.event(corev1.EventTypeNormal, v1alpha1.ReasonRemediationPaused, "Machine %s annotated %s for the maintenance", s.target.Machine(), clusterv1.MachineSkipRemediationAnnotation)
 		}
 	}
+	// The Event of the cordon also says what comes next: one Event, not two.
+	next := "; " + string(s.currentName()) + " follows"
+	if st, _ := s.current(); st.InPlace() {
+		next = fmt.Sprintf("; draining it (timeout %s)", s.nc.Spec.Drain.Timeout.Duration)
+	}
 	switch {
 	case s.node.Annotations[v1alpha1.AnnotationCordonedBy] == owner:
 		// done before a restart
 	case s.node.Spec.Unschedulable && s.node.Annotations[v1alpha1.AnnotationCordonedBy] == "":
-		s.event(corev1.EventTypeNormal, v1alpha1.ReasonAlreadyCordoned, "Node was already cordoned by someone else; it will stay cordoned afterwards")
+		s.event(corev1.EventTypeNormal, v1alpha1.ReasonAlreadyCordoned, "Node was already cordoned by someone else; it will stay cordoned afterwards%s", next)
 	default:
 		if err := nodes.Cordon(ctx, s.workload().Client, s.node, owner); err != nil {
 			if apierrors.IsConflict(err) {
@@ -44,14 +49,13 @@ func (r *Reconciler) cordon(ctx context.Context, s *step) (reconcile.Result, err
 			}
 			return reconcile.Result{}, fmt.Errorf("cordoning node %s: %w", s.node.Name, err)
 		}
-		s.event(corev1.EventTypeNormal, v1alpha1.ReasonCordoned, "Node cordoned by nodecycle")
+		s.event(corev1.EventTypeNormal, v1alpha1.ReasonCordoned, "Node cordoned by nodecycle%s", next)
 	}
 	if st, _ := s.current(); !st.InPlace() {
 		s.startCurrent() // the strategy takes the node away, draining it its own way
 		return reconcile.Result{}, nil
 	}
 	s.moveTo(v1alpha1.PhaseDraining, "Draining the node")
-	s.event(corev1.EventTypeNormal, v1alpha1.ReasonDraining, "Draining the node (timeout %s)", s.nc.Spec.Drain.Timeout.Duration)
 	return reconcile.Result{}, nil
 }
 

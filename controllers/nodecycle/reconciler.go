@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -66,6 +67,12 @@ type Reconciler struct {
 
 	// drainWatch wakes a draining NodeCycle when a pod of its node goes.
 	drainWatch *drainWatch
+
+	// saved is the resourceVersion each NodeCycle's last save produced: a
+	// reconcile that reads an older one from the cache (an event of its
+	// node came first) waits for the cache instead of doing the step again
+	// from a stale state and losing its save to a conflict.
+	saved sync.Map // types.NamespacedName -> string
 }
 
 // New returns a Reconciler with the built-in strategies.
@@ -81,7 +88,13 @@ func New(c client.Client, apiReader client.Reader, rec events.EventRecorder, clk
 func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
 	nc := &v1alpha1.NodeCycle{}
 	if err := r.Client.Get(ctx, req.NamespacedName, nc); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.saved.Delete(req.NamespacedName)
+		}
 		return reconcile.Result{}, client.IgnoreNotFound(err)
+	}
+	if last, ok := r.saved.Load(req.NamespacedName); ok && olderThan(nc.ResourceVersion, last.(string)) {
+		return reconcile.Result{RequeueAfter: conflictRetry}, nil
 	}
 	if r.drainWatch != nil && (nc.Status.Phase != v1alpha1.PhaseDraining || !nc.DeletionTimestamp.IsZero()) {
 		r.drainWatch.stop(req.NamespacedName)
@@ -111,12 +124,17 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	if !nc.DeletionTimestamp.IsZero() {
 		return r.deleted(ctx, s)
 	}
+	from := s.nc.Status.Phase
 	result, err := r.reconcilePhase(ctx, s)
-	// A step that ends in Draining (after the cordon) or Uncordoning (after
-	// the proof of reboot) goes on at once: what follows is safe to do
-	// again after a crash, so the two steps share one save. Every other
-	// step is saved before the next one acts.
-	for err == nil && result.IsZero() && s.nc.Status.Phase != s.before.Status.Phase && chained(s.nc.Status.Phase) {
+	// A step that ends in Cordoning (after the slot was taken and saved),
+	// Draining (after the cordon), Rebooting (after the drain: its first
+	// step only records the boot and the request id, which are saved
+	// before the request is written) or Uncordoning (after the proof of
+	// reboot) goes on at once: what follows is safe to do again after a
+	// crash, so the steps share one save. Every other step is saved before
+	// the next one acts.
+	for err == nil && result.IsZero() && s.nc.Status.Phase != from && chained(s.nc.Status.Phase) {
+		from = s.nc.Status.Phase
 		result, err = r.reconcilePhase(ctx, s)
 	}
 	if err != nil {
@@ -265,5 +283,18 @@ func sharedPhase(p v1alpha1.Phase) bool {
 // chained reports the phases a step may run in right after the step that
 // moved into them, before a save.
 func chained(p v1alpha1.Phase) bool {
-	return p == v1alpha1.PhaseDraining || p == v1alpha1.PhaseUncordoning
+	switch p {
+	case v1alpha1.PhaseCordoning, v1alpha1.PhaseDraining, v1alpha1.PhaseRebooting, v1alpha1.PhaseUncordoning:
+		return true
+	}
+	return false
+}
+
+// olderThan reports whether resourceVersion rv is older than ref. The API
+// server's resourceVersions are etcd revisions; anything that does not
+// parse as one is never called older.
+func olderThan(rv, ref string) bool {
+	a, errA := strconv.ParseUint(rv, 10, 64)
+	b, errB := strconv.ParseUint(ref, 10, 64)
+	return errA == nil && errB == nil && a < b
 }

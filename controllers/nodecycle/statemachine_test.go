@@ -83,7 +83,7 @@ func TestRebootWalksEveryPhaseAndProvesTheReboot(t *testing.T) {
 	if c := nodeCondition(n, v1alpha1.ConditionMaintenanceInProgress); c == nil || c.Status != corev1.ConditionFalse || c.Reason != string(v1alpha1.ReasonMaintenanceCompleted) {
 		t.Errorf("MaintenanceInProgress = %+v, want False/MaintenanceCompleted", c)
 	}
-	wantEvents := []string{"MaintenanceStarted", "Cordoned", "Draining", "Evicted", "Drained", "RebootRequested", "RebootVerified", "Uncordoned", "MaintenanceCompleted"}
+	wantEvents := []string{"MaintenanceStarted", "Cordoned", "Evicted", "Drained", "RebootRequested", "RebootVerified", "Uncordoned", "MaintenanceCompleted"}
 	if got := h.reasons(); !slices.Equal(got, wantEvents) {
 		t.Errorf("events %v, want %v", got, wantEvents)
 	}
@@ -294,7 +294,10 @@ func TestPowerCycleSurvivesProviderErrors(t *testing.T) {
 		h.open(v1alpha1.StrategyPowerCycle, v1alpha1.StrategyReboot)
 		h.runUntil(v1alpha1.PhasePoweringOn)
 		h.power.stuckOn = true
-		h.runUntil(v1alpha1.PhaseRebooting)
+		h.runUntil(v1alpha1.PhaseWaitingForNodeReady) // the reboot requested at once
+		if nc := h.cycle(); nc.Status.Strategy != v1alpha1.StrategyReboot {
+			t.Fatalf("strategy %s after the power-on timeout, want reboot", nc.Status.Strategy)
+		}
 		if r := h.reasons(); !slices.Contains(r, string(v1alpha1.ReasonEscalating)) {
 			t.Errorf("no Escalating Event in %v", r)
 		}
@@ -402,6 +405,10 @@ func TestResumeFromEveryPhase(t *testing.T) {
 				h.open(tc.ladder...)
 				switch at {
 				case "":
+				case v1alpha1.PhaseCordoning:
+					// Saved by the admission, which took the slot, before
+					// the cordon.
+					h.settleUntilAdmitted(tc.ladder[0])
 				case v1alpha1.PhaseDraining:
 					// A drain that waits for its evicted pod is saved in
 					// Draining.
@@ -910,5 +917,17 @@ func TestAnEventOfAStepWhoseSaveConflictedIsKept(t *testing.T) {
 	}
 	if h.node().Spec.Unschedulable {
 		t.Fatal("node left cordoned")
+	}
+}
+
+// settleUntilAdmitted leaves the NodeCycle as the admission saves it before
+// the cordon: in Cordoning, holding the slot.
+func (h *harness) settleUntilAdmitted(strategy v1alpha1.Strategy) {
+	h.t.Helper()
+	nc := h.cycle()
+	now := metav1.NewMicroTime(h.clock.Now())
+	nc.Status.Phase, nc.Status.StartTime, nc.Status.PhaseStartTime, nc.Status.Strategy = v1alpha1.PhaseCordoning, &now, &now, strategy
+	if err := h.c.Status().Update(h.ctx, nc); err != nil {
+		h.t.Fatal(err)
 	}
 }

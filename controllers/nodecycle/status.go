@@ -7,6 +7,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
@@ -33,6 +34,12 @@ func (r *Reconciler) save(ctx context.Context, s *step) error {
 		}
 	}
 	s.before = s.nc.DeepCopy()
+	key := types.NamespacedName{Namespace: s.nc.Namespace, Name: s.nc.Name}
+	if s.nc.Status.Phase.Terminal() {
+		r.saved.Delete(key)
+	} else {
+		r.saved.Store(key, s.nc.ResourceVersion)
+	}
 	return nil
 }
 
@@ -60,14 +67,14 @@ func (r *Reconciler) publish(ctx context.Context, s *step) {
 
 // setCondition writes the Node's MaintenanceInProgress for the NodeCycle's
 // phase, only when it says something new. Each write is a Node status
-// patch, so: a phase that passes within one step (Cordoning, Uncordoning)
-// is not written, and a message alone (drain progress, a wait's detail)
+// patch, so: a phase that passes within a step or two (Cordoning,
+// Rebooting: the request is written at once, Uncordoning) is not written, and a message alone (drain progress, a wait's detail)
 // refreshes the condition at most every messageRefresh. Status and reason
 // are always written at once.
 func (r *Reconciler) setCondition(ctx context.Context, s *step) error {
 	status, reason := corev1.ConditionFalse, v1alpha1.ReasonMaintenancePending
 	switch p := s.nc.Status.Phase; {
-	case p == v1alpha1.PhaseCordoning || p == v1alpha1.PhaseUncordoning:
+	case p == v1alpha1.PhaseCordoning || p == v1alpha1.PhaseUncordoning || p == v1alpha1.PhaseRebooting:
 		return nil
 	case p.Active():
 		status, reason = corev1.ConditionTrue, s.conditionReason()

@@ -39,7 +39,7 @@ var _ = Describe("The story where operators look", func() {
 			g.Expect(cycles[0].Status.Phase).To(Equal(v1alpha1.PhaseSucceeded), cycles[0].Status.Message)
 		}).Should(Succeed())
 
-		story := []string{"MaintenanceStarted", "RemediationPaused", "Cordoned", "Draining", "Drained",
+		story := []string{"MaintenanceStarted", "RemediationPaused", "Cordoned", "Drained",
 			"RebootRequested", "RebootVerified", "Uncordoned", "MaintenanceCompleted"}
 		By("kubectl describe machine shows every step (Events found by the Machine's UID)")
 		Eventually(func(g Gomega) {

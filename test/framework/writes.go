@@ -40,6 +40,13 @@ func (w *Writes) add(key string) {
 	w.counts[key]++
 }
 
+// Reset forgets what was counted so far.
+func (w *Writes) Reset() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.counts = nil
+}
+
 // Total is the number of writes counted.
 func (w *Writes) Total() int {
 	w.mu.Lock()

@@ -213,7 +213,7 @@ var _ = Describe("Manager", func() {
 			Expect(nc.Status.BootIDAfter).NotTo(BeEmpty())
 			Expect(nc.Status.BootIDAfter).NotTo(Equal(nc.Status.BootIDBefore))
 			Expect(c.getNode(n).Status.NodeInfo.BootID).To(Equal(nc.Status.BootIDAfter))
-			Expect(eventReasons(n)).To(ContainElements("NodeCycleCreated", "MaintenanceStarted", "Cordoned", "Draining", "Drained",
+			Expect(eventReasons(n)).To(ContainElements("NodeCycleCreated", "MaintenanceStarted", "Cordoned", "Drained",
 				"RebootRequested", "RebootVerified", "Uncordoned", string(v1alpha1.ReasonMaintenanceCompleted)))
 			node := c.getNode(n)
 			Expect(node.Status.Conditions).To(ContainElement(And(
