@@ -147,10 +147,17 @@ func (r *Reconciler) slotsTaken(ctx context.Context, reader client.Reader, s *st
 		}
 		node := &corev1.Node{}
 		if err := s.workload().Client.Get(ctx, client.ObjectKey{Name: name}, node); err != nil {
-			if apierrors.IsNotFound(err) {
-				continue
+			if !apierrors.IsNotFound(err) {
+				return 0, fmt.Errorf("reading node %s: %w", name, err)
 			}
-			return 0, fmt.Errorf("reading node %s: %w", name, err)
+			// Deleted during its maintenance (a machine that did not come
+			// back, say): its slot is held for a reboot timeout after the
+			// failure, then the cluster goes on without it.
+			if last.Status.Reason == v1alpha1.ReasonNodeDeleted && last.Status.CompletionTime != nil &&
+				s.now.Sub(last.Status.CompletionTime.Time) < last.Spec.RebootTimeout.Duration {
+				busy[name] = true
+			}
+			continue
 		}
 		if !nodes.IsReady(node) && (last.Status.BootIDBefore == "" || nodes.BootID(node) == last.Status.BootIDBefore) {
 			busy[name] = true

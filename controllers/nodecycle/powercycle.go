@@ -135,7 +135,11 @@ func (st *powerCycle) providerError(ctx context.Context, s *step, p providers.Pr
 func (st *powerCycle) powerOnNow(ctx context.Context, s *step) error {
 	callCtx, cancel := context.WithTimeout(ctx, providerCallTimeout)
 	defer cancel()
-	p, m, err := st.power.Target(callCtx, s.nc, s.node)
+	node := s.node
+	if node == nil { // deleted: only the policy's machines table can name its machine
+		node = &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: s.nc.Spec.NodeName}}
+	}
+	p, m, err := st.power.Target(callCtx, s.nc, node)
 	if err != nil {
 		return err
 	}

@@ -196,7 +196,16 @@ func (r *Reconciler) reconcilePhase(ctx context.Context, s *step) (reconcile.Res
 	// An in-place strategy needs its node throughout; one that replaces the
 	// node sees it go.
 	if s.node == nil && (sharedPhase(s.nc.Status.Phase) || strategy.InPlace()) {
-		s.finish(v1alpha1.PhaseFailed, v1alpha1.ReasonNodeDeleted, fmt.Sprintf("Node %s no longer exists", s.nc.Spec.NodeName))
+		msg := fmt.Sprintf("Node %s no longer exists", s.nc.Spec.NodeName)
+		if pc, ok := strategy.(*powerCycle); ok && poweredOff(s.nc.Status.Phase) {
+			// The machine may be off: it is not left so.
+			if err := pc.powerOnNow(ctx, s); err != nil {
+				msg += fmt.Sprintf("; its machine may be off, and powering it on failed: %v", err)
+			} else {
+				msg += "; its machine was powered on"
+			}
+		}
+		s.finish(v1alpha1.PhaseFailed, v1alpha1.ReasonNodeDeleted, msg)
 		return reconcile.Result{}, nil
 	}
 	switch p := s.nc.Status.Phase; p {

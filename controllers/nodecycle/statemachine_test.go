@@ -931,3 +931,54 @@ func (h *harness) settleUntilAdmitted(strategy v1alpha1.Strategy) {
 		h.t.Fatal(err)
 	}
 }
+
+// Lower: a Node deleted while its machine is powered off fails its
+// NodeCycle with the machine powered on again, and holds its cluster's
+// slot for a reboot timeout (its machine may not be back) before the next
+// node may go.
+func TestANodeDeletedMidPowerCycleIsPoweredOnAndHoldsTheSlot(t *testing.T) {
+	h := newHarness(t)
+	h.power.stuckOn = true
+	h.open(v1alpha1.StrategyPowerCycle)
+	h.runUntil(v1alpha1.PhasePoweringOn)
+	h.power.stuckOn = false
+	if err := h.c.Delete(h.ctx, h.node()); err != nil {
+		t.Fatal(err)
+	}
+	h.settle()
+	nc := h.cycle()
+	if nc.Status.Phase != v1alpha1.PhaseFailed || nc.Status.Reason != v1alpha1.ReasonNodeDeleted || !strings.Contains(nc.Status.Message, "its machine was powered on") {
+		t.Fatalf("phase %s reason %s (%s)", nc.Status.Phase, nc.Status.Reason, nc.Status.Message)
+	}
+	if s := h.power.state[testNode]; s != providers.PowerOn {
+		t.Fatalf("machine %s after its node was deleted mid power-cycle", s)
+	}
+
+	other := testNodeObject("worker-2", "boot-1")
+	h.create(other)
+	next := &v1alpha1.NodeCycle{ObjectMeta: metav1.ObjectMeta{Namespace: testNamespace, Name: "worker-2-next"},
+		Spec: h.cfg.CycleSpec("worker-2", nil)}
+	next.Spec.BootID, next.Spec.Attempt = "boot-1", 1
+	h.create(next)
+	get := func() *v1alpha1.NodeCycle {
+		got := &v1alpha1.NodeCycle{}
+		if err := h.c.Get(h.ctx, client.ObjectKeyFromObject(next), got); err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	reconcileNext := func() {
+		if _, err := h.r.Reconcile(h.ctx, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(next)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reconcileNext()
+	if got := get(); got.Status.Phase != v1alpha1.PhasePending {
+		t.Fatalf("the next node started at once (%s): the deleted node's slot was freed", got.Status.Phase)
+	}
+	h.clock.Step(h.cfg.RebootTimeout)
+	reconcileNext()
+	if got := get(); got.Status.StartTime == nil {
+		t.Fatalf("the next node still waits after the reboot timeout: %s (%s)", got.Status.Phase, got.Status.Message)
+	}
+}
