@@ -25,7 +25,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
-	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
@@ -36,6 +35,7 @@ import (
 	"github.com/nodecycle/nodecycle/internal/cluster"
 	"github.com/nodecycle/nodecycle/internal/cycles"
 	"github.com/nodecycle/nodecycle/internal/flagenv"
+	"github.com/nodecycle/nodecycle/internal/metricsauth"
 	"github.com/nodecycle/nodecycle/internal/nodes"
 	"github.com/nodecycle/nodecycle/internal/settings"
 	"github.com/nodecycle/nodecycle/providers/all"
@@ -276,7 +276,7 @@ func metricsOptions(o *Options) metricsserver.Options {
 	opts := metricsserver.Options{BindAddress: o.MetricsAddr}
 	if o.MetricsSecure {
 		opts.SecureServing = true
-		opts.FilterProvider = filters.WithAuthenticationAndAuthorization
+		opts.FilterProvider = metricsauth.Filter
 	}
 	return opts
 }

@@ -22,6 +22,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
@@ -197,27 +198,34 @@ func roll(b *testing.B, run string, count int, mgrWrites, agentWrites *framework
 			b.Fatal(err)
 		}
 	}
+	cfg := env.Config
+	if mgrWrites != nil {
+		cfg = mgrWrites.Wrap(cfg)
+	}
+	start := time.Now()
+	startBenchManager(ctx, b, run, cfg)
+	r, err := framework.WatchRoll(w, count, start, 5*time.Minute)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return r.Dead, r.Total
+}
+
+// startBenchManager runs the manager in-process with its defaults for the
+// run's namespace and nodes, through cfg, until ctx ends.
+func startBenchManager(ctx context.Context, b *testing.B, run string, cfg *rest.Config) {
+	b.Helper()
 	opts, err := controllers.ParseOptions([]string{"--metrics-bind-address=0", "--health-probe-bind-address=0", "--leader-elect=false",
 		"--namespace=" + run, "--node-selector=bench=" + run, "--agent-pod-selector="}, func(string) (string, bool) { return "", false }, os.Stderr)
 	if err != nil {
 		b.Fatal(err)
 	}
 	opts.Registry, opts.SkipNameValidation = prometheus.NewRegistry(), true
-	cfg := env.Config
-	if mgrWrites != nil {
-		cfg = mgrWrites.Wrap(cfg)
-	}
 	mgr, err := controllers.New(ctx, cfg, opts, clock.RealClock{})
 	if err != nil {
 		b.Fatal(err)
 	}
-	start := time.Now()
 	go func() { _ = mgr.Start(ctx) }()
-	r, err := framework.WatchRoll(w, count, start, 5*time.Minute)
-	if err != nil {
-		b.Fatal(err)
-	}
-	return r.Dead, r.Total
 }
 
 // benchNodes makes the run's namespace and count Nodes labelled

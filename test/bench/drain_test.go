@@ -9,12 +9,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
-	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
@@ -106,17 +104,7 @@ func BenchmarkDrainEnd(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	opts, err := controllers.ParseOptions([]string{"--metrics-bind-address=0", "--health-probe-bind-address=0", "--leader-elect=false",
-		"--namespace=" + run, "--node-selector=bench=" + run, "--agent-pod-selector="}, func(string) (string, bool) { return "", false }, os.Stderr)
-	if err != nil {
-		b.Fatal(err)
-	}
-	opts.Registry, opts.SkipNameValidation = prometheus.NewRegistry(), true
-	mgr, err := controllers.New(ctx, env.Config, opts, clock.RealClock{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	go func() { _ = mgr.Start(ctx) }()
+	startBenchManager(ctx, b, run, env.Config)
 	select {
 	case <-done:
 	case <-time.After(5 * time.Minute):
