@@ -81,19 +81,28 @@ set_working_mc 0x20
 		return nil, err
 	}
 	b := &BMC{Addr: fmt.Sprintf("127.0.0.1:%d", port), Username: "admin", Password: "secret", cmd: cmd, dir: dir}
-	// ipmi_sim binds its port a moment after it starts.
+	// ipmi_sim binds its port a moment after it starts. Its socket is
+	// looked for in /proc/net/udp: probing by binding the port ourselves
+	// could take it from under ipmi_sim, which then never listens.
 	for deadline := time.Now().Add(10 * time.Second); ; {
-		c, err := net.ListenPacket("udp", b.Addr)
-		if err != nil {
-			return b, nil // taken: ipmi_sim listens
+		if udpListening(port) {
+			return b, nil
 		}
-		_ = c.Close()
 		if time.Now().After(deadline) {
 			b.Stop()
 			return nil, fmt.Errorf("ipmi_sim did not listen on %s", b.Addr)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// udpListening says whether a socket is bound to 127.0.0.1:port.
+func udpListening(port int) bool {
+	table, err := os.ReadFile("/proc/net/udp")
+	if err != nil {
+		return false
+	}
+	return strings.Contains(string(table), fmt.Sprintf(" 0100007F:%04X ", port))
 }
 
 // Observe reads the chassis as the BMC keeps it: power, and how many
