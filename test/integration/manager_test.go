@@ -213,7 +213,7 @@ var _ = Describe("Manager", func() {
 			Expect(nc.Status.BootIDAfter).NotTo(BeEmpty())
 			Expect(nc.Status.BootIDAfter).NotTo(Equal(nc.Status.BootIDBefore))
 			Expect(c.getNode(n).Status.NodeInfo.BootID).To(Equal(nc.Status.BootIDAfter))
-			Expect(eventReasons(n)).To(ContainElements("NodeCycleCreated", "MaintenanceStarted", "Cordoned", "Drained",
+			Eventually(func() []string { return eventReasons(n) }).Should(ContainElements("NodeCycleCreated", "MaintenanceStarted", "Cordoned", "Drained",
 				"RebootRequested", "RebootVerified", "Uncordoned", string(v1alpha1.ReasonMaintenanceCompleted)))
 			node := c.getNode(n)
 			Expect(node.Status.Conditions).To(ContainElement(And(
@@ -263,7 +263,7 @@ var _ = Describe("Manager", func() {
 		_, _, requested := c.inv.snapshot()
 		Expect(requested).To(BeEmpty())
 		Expect(c.agents[c.node(1)].reboots()).To(Equal(0))
-		Expect(eventReasons(c.node(1))).To(ContainElements("DrainTimeout", string(v1alpha1.ReasonMaintenanceFailed), "Uncordoned"))
+		Eventually(func() []string { return eventReasons(c.node(1)) }).Should(ContainElements("DrainTimeout", string(v1alpha1.ReasonMaintenanceFailed), "Uncordoned"))
 		node := c.getNode(c.node(1))
 		Expect(node.Status.Conditions).To(ContainElement(And(
 			HaveField("Type", corev1.NodeConditionType(v1alpha1.ConditionMaintenanceInProgress)),
