@@ -39,14 +39,24 @@ func TestSandboxDemo(t *testing.T) {
 		t.Fatalf("the evicted pods did not start on worker-2: %v", rep.RunningOn)
 	}
 
-	// The timeline printed every step of worker-1, in order.
-	steps := []string{
+	// The timeline printed every step of worker-1, in order. The eviction
+	// Events are recorded asynchronously, so a replacement pod may be
+	// printed Running before them: between the cordon and the reboot
+	// request both must appear, in either order.
+	rest := out.String()
+	rest = after(t, rest, []string{
 		`worker-1 +sentinel file created`,
 		`worker-1 +condition RebootRequired=True`,
 		`worker-1 +NodeCycle nodecycle-system/worker-1-\S+ created`,
 		`worker-1 +cordoned`,
-		`worker-1 +evicted pod demo/nginx-`,
-		`worker-2 +pod demo/nginx-\S+ Running`,
+	})
+	drain, _, _ := strings.Cut(rest, "reboot requested")
+	for _, s := range []string{`worker-1 +evicted pod demo/nginx-`, `worker-2 +pod demo/nginx-\S+ Running`} {
+		if !regexp.MustCompile(s).MatchString(drain) {
+			t.Fatalf("timeline lacks %q between the cordon and the reboot request", s)
+		}
+	}
+	after(t, rest, []string{
 		`worker-1 +reboot requested`,
 		`worker-1 +NotReady`,
 		`worker-1 +new boot ID`,
@@ -56,15 +66,7 @@ func TestSandboxDemo(t *testing.T) {
 		`Summary`,
 		`kubectl describe node worker-1`,
 		`require-reboot worker-2`,
-	}
-	rest := out.String()
-	for _, s := range steps {
-		loc := regexp.MustCompile(s).FindStringIndex(rest)
-		if loc == nil {
-			t.Fatalf("timeline lacks %q (in order)", s)
-		}
-		rest = rest[loc[1]:]
-	}
+	})
 
 	// Nothing is left behind.
 	if _, err := os.Stat(rep.Dir); !os.IsNotExist(err) {
@@ -73,6 +75,19 @@ func TestSandboxDemo(t *testing.T) {
 	if kids := children(t); len(kids) > 0 {
 		t.Fatalf("processes left running: %v", kids)
 	}
+}
+
+// after finds the steps in out in order and returns what follows the last.
+func after(t *testing.T, out string, steps []string) string {
+	t.Helper()
+	for _, s := range steps {
+		loc := regexp.MustCompile(s).FindStringIndex(out)
+		if loc == nil {
+			t.Fatalf("timeline lacks %q (in order)", s)
+		}
+		out = out[loc[1]:]
+	}
+	return out
 }
 
 // children lists the live child processes of this test process.
