@@ -18,16 +18,27 @@ ASSETS := $(CACHE)/assets-kube-$(KUBE_VERSION)-etcd-$(ETCD_VERSION)
 
 export KUBEBUILDER_ASSETS := $(ASSETS)
 
+# The image `make image` builds: VERSION goes into the binaries and the
+# image's labels; IMAGE_BASE is scratch unless a registry offers another.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+IMAGE ?= ghcr.io/nodecycle/nodecycle:$(VERSION)
+IMAGE_BASE ?= scratch
+
 SHELL := /bin/bash
 .SHELLFLAGS := -o pipefail -ec
 
-.PHONY: all build test unit lint mutate bench bench-scale sandbox generate manifests tools verify-generated clean-tools
+.PHONY: all build image e2e test unit lint mutate bench bench-scale sandbox generate manifests tools verify-generated clean-tools
 
 all: build
 
 build: generate
 	go build -o bin/nodecycle-agent ./cmd/agent
 	go build -o bin/nodecycle-manager ./cmd/manager
+
+# Image: the manager and agent image from the Dockerfile, built with no
+# registry (static binaries and Debian's busybox-static on FROM scratch).
+image:
+	hack/image.sh $(IMAGE) $(VERSION) $(IMAGE_BASE)
 
 # Sandbox: a local control plane with kwok nodes, the real manager and
 # agents, and a demo reboot. Extra flags: make sandbox ARGS="--reboot-all".
@@ -38,6 +49,12 @@ sandbox: tools generate
 test: tools generate
 	go vet ./...
 	go test -count=1 -timeout 20m ./...
+
+# E2E: the tests that need a Docker engine (build tag e2e): the image that
+# `make image` builds, its metadata, and its manager and agent taking a
+# node through a reboot against a real API server.
+e2e: tools generate
+	go test -count=1 -timeout 30m -tags e2e ./test/image/
 
 # Unit: the tests that need no API server (the NodeCycle state machine on
 # a fake client and clock, flags, settings, drain and gate rules), in seconds.

@@ -22,6 +22,7 @@ import (
 
 	"github.com/nodecycle/nodecycle/internal/agent"
 	"github.com/nodecycle/nodecycle/internal/kubeconfig"
+	"github.com/nodecycle/nodecycle/internal/version"
 )
 
 func main() {
@@ -34,17 +35,22 @@ func main() {
 }
 
 func run() error {
+	if version.Requested(os.Args[1:]) {
+		fmt.Println("nodecycle-agent", version.Version)
+		return nil
+	}
 	opts, err := agent.ParseOptions(os.Args[1:], os.LookupEnv, os.Stderr)
 	if err != nil {
 		return err
 	}
 	log := textlogger.NewLogger(textlogger.NewConfig(textlogger.Verbosity(opts.Verbosity)))
+	log.Info("nodecycle-agent", "version", version.Version)
 
 	cfg, err := kubeconfig.Load(opts.Kubeconfig)
 	if err != nil {
 		return err
 	}
-	cfg.UserAgent = "nodecycle-agent"
+	cfg.UserAgent = "nodecycle-agent/" + version.Version
 	client, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return fmt.Errorf("creating API client: %w", err)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/nodecycle/nodecycle/controllers"
 	"github.com/nodecycle/nodecycle/internal/kubeconfig"
+	"github.com/nodecycle/nodecycle/internal/version"
 )
 
 func main() {
@@ -26,11 +27,16 @@ func main() {
 }
 
 func run() error {
+	if version.Requested(os.Args[1:]) {
+		fmt.Println("nodecycle-manager", version.Version)
+		return nil
+	}
 	opts, err := controllers.ParseOptions(os.Args[1:], os.LookupEnv, os.Stderr)
 	if err != nil {
 		return err
 	}
 	ctrl.SetLogger(textlogger.NewLogger(textlogger.NewConfig(textlogger.Verbosity(opts.Verbosity))))
+	ctrl.Log.Info("nodecycle-manager", "version", version.Version)
 	cfg, err := kubeconfig.Load(opts.Kubeconfig)
 	if err != nil {
 		return err
