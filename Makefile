@@ -8,12 +8,14 @@ ETCD_VERSION := v3.6.16
 KWOK_VERSION := v0.8.0
 CONTROLLER_GEN_VERSION := v0.23.0
 GOLANGCI_LINT_VERSION := v2.15.0
+HELM_VERSION := v3.22.0
 
 KUBE_DIR := $(CACHE)/kube-$(KUBE_VERSION)
 ETCD_DIR := $(CACHE)/etcd-$(ETCD_VERSION)
 KWOK := $(CACHE)/kwok-$(KWOK_VERSION)/kwok
 CONTROLLER_GEN := $(CACHE)/controller-gen-$(CONTROLLER_GEN_VERSION)/controller-gen
 GOLANGCI_LINT := $(CACHE)/golangci-lint-$(GOLANGCI_LINT_VERSION)/golangci-lint
+HELM := $(CACHE)/helm-$(HELM_VERSION)/helm
 ASSETS := $(CACHE)/assets-kube-$(KUBE_VERSION)-etcd-$(ETCD_VERSION)
 
 export KUBEBUILDER_ASSETS := $(ASSETS)
@@ -91,12 +93,13 @@ generate: $(CONTROLLER_GEN) $(ASSETS)/kubectl
 	$(CONTROLLER_GEN) crd rbac:roleName=nodecycle-manager paths=./api/... paths=./controllers/... \
 		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
 	$(ASSETS)/kubectl kustomize config/workload > config/clusterapi/agent/nodecycle-agent.yaml
+	$(ASSETS)/kubectl kustomize config/default | go run ./hack/chart charts/nodecycle
 
 KUBE_TOOLS := kube-apiserver kube-controller-manager kube-scheduler kubectl
 # The built binaries are kept, never treated as intermediate files.
-.PRECIOUS: $(addprefix $(KUBE_DIR)/,$(KUBE_TOOLS)) $(ETCD_DIR)/etcd $(KWOK)
+.PRECIOUS: $(addprefix $(KUBE_DIR)/,$(KUBE_TOOLS)) $(ETCD_DIR)/etcd $(KWOK) $(HELM)
 
-tools: $(ASSETS)/kube-apiserver $(ASSETS)/etcd $(ASSETS)/kubectl $(ASSETS)/kube-controller-manager $(ASSETS)/kube-scheduler $(ASSETS)/kwok
+tools: $(ASSETS)/kube-apiserver $(ASSETS)/etcd $(ASSETS)/kubectl $(ASSETS)/kube-controller-manager $(ASSETS)/kube-scheduler $(ASSETS)/kwok $(ASSETS)/helm
 
 $(KUBE_DIR)/%:
 	@echo "Building $* $(KUBE_VERSION) into $(KUBE_DIR) (kube-apiserver takes about 10 minutes, once)"
@@ -109,6 +112,13 @@ $(ETCD_DIR)/etcd:
 $(KWOK):
 	@echo "Building kwok $(KWOK_VERSION) into $(dir $(KWOK)) (about 3 minutes, once)"
 	cd hack/tools/kwok && go build -o $@ sigs.k8s.io/kwok/cmd/kwok
+
+$(HELM):
+	@echo "Building helm $(HELM_VERSION) into $(dir $@) (about 3 minutes, once)"
+	GOBIN=$(dir $@) go install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
+
+$(ASSETS)/helm: $(HELM)
+	mkdir -p $(ASSETS) && ln -sf $< $@
 
 $(ASSETS)/kwok: $(KWOK)
 	mkdir -p $(ASSETS) && ln -sf $< $@
@@ -124,7 +134,7 @@ $(CONTROLLER_GEN):
 
 # Fails when generated files are not committed.
 verify-generated: generate
-	git diff --exit-code -- api config
+	git diff --exit-code -- api config charts
 
 clean-tools:
 	rm -rf $(CACHE)
