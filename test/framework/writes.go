@@ -11,7 +11,8 @@ import (
 )
 
 // Writes counts the write requests (anything but GET) a client sends,
-// by verb and resource ("PATCH nodes/status").
+// by verb and resource ("PATCH nodes/status"; "PATCH nodes (409)" for one
+// refused as a conflict).
 type Writes struct {
 	mu     sync.Mutex
 	counts map[string]int
@@ -22,10 +23,15 @@ func (w *Writes) Wrap(cfg *rest.Config) *rest.Config {
 	c := rest.CopyConfig(cfg)
 	c.Wrap(func(rt http.RoundTripper) http.RoundTripper {
 		return roundTripper(func(r *http.Request) (*http.Response, error) {
+			resp, err := rt.RoundTrip(r)
 			if r.Method != http.MethodGet {
-				w.add(r.Method + " " + resourceOf(r.URL.Path))
+				key := r.Method + " " + resourceOf(r.URL.Path)
+				if err == nil && resp.StatusCode == http.StatusConflict {
+					key += " (409)"
+				}
+				w.add(key)
 			}
-			return rt.RoundTrip(r)
+			return resp, err
 		})
 	})
 	return c
