@@ -982,3 +982,39 @@ func TestANodeDeletedMidPowerCycleIsPoweredOnAndHoldsTheSlot(t *testing.T) {
 		t.Fatalf("the next node still waits after the reboot timeout: %s (%s)", got.Status.Phase, got.Status.Message)
 	}
 }
+
+// A NodeCycle that just ended and is read again from a cache that has not
+// seen its last save yet is not taken through its last steps again: no
+// write, no Event (the reconcile waits for the cache).
+func TestAStaleReadOfAnEndedNodeCycleDoesNothing(t *testing.T) {
+	var stale *v1alpha1.NodeCycle
+	writes := 0
+	h := newHarness(t, withInterceptor(interceptor.Funcs{
+		Get: func(ctx context.Context, c client.WithWatch, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+			if nc, ok := obj.(*v1alpha1.NodeCycle); ok && stale != nil {
+				stale.DeepCopyInto(nc)
+				return nil
+			}
+			return c.Get(ctx, key, obj, opts...)
+		},
+		SubResourcePatch: func(ctx context.Context, c client.Client, sub string, obj client.Object, p client.Patch, opts ...client.SubResourcePatchOption) error {
+			writes++
+			return c.SubResource(sub).Patch(ctx, obj, p, opts...)
+		},
+		Patch: func(ctx context.Context, c client.WithWatch, obj client.Object, p client.Patch, opts ...client.PatchOption) error {
+			writes++
+			return c.Patch(ctx, obj, p, opts...)
+		},
+	}))
+	h.open()
+	h.runUntil(v1alpha1.PhaseWaitingForNodeReady)
+	before := h.cycle()
+	h.boot("boot-2")
+	h.runUntil(v1alpha1.PhaseSucceeded)
+	h.reasons()
+	stale, writes = before, 0
+	h.reconcile()
+	if got := h.reasons(); writes != 0 || len(got) != 0 {
+		t.Fatalf("a stale read of the ended NodeCycle made %d writes and Events %v", writes, got)
+	}
+}

@@ -34,12 +34,9 @@ func (r *Reconciler) save(ctx context.Context, s *step) error {
 		}
 	}
 	s.before = s.nc.DeepCopy()
-	key := types.NamespacedName{Namespace: s.nc.Namespace, Name: s.nc.Name}
-	if s.nc.Status.Phase.Terminal() {
-		r.saved.Delete(key)
-	} else {
-		r.saved.Store(key, s.nc.ResourceVersion)
-	}
+	// Kept after the end too: a stale read of a NodeCycle that just ended
+	// would do its last step again. Forgotten when the NodeCycle is gone.
+	r.saved.Store(types.NamespacedName{Namespace: s.nc.Namespace, Name: s.nc.Name}, s.nc.ResourceVersion)
 	return nil
 }
 

@@ -2,10 +2,13 @@ package nodes
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -28,16 +31,52 @@ func Cordon(ctx context.Context, c client.Client, node *corev1.Node, owner strin
 	return c.Patch(ctx, node, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}))
 }
 
-// Uncordon lifts nodecycle's cordon. The optimistic lock makes it fail
-// rather than overwrite a change made since the node was read (an admin
-// cordoning it again, say).
+// Uncordon lifts nodecycle's cordon, as the node was read: a JSON patch
+// whose test operations require nodecycle's cordon annotation (and the
+// reboot request, when one was read) to be unchanged. Unlike a
+// resourceVersion lock, a write to any other field since the read (the
+// kubelet's status, the agent's condition, as a node comes back from a
+// reboot) does not refuse it; a change to these fields (an admin taking
+// the cordon over by removing the annotation, say) does, as a conflict.
 func Uncordon(ctx context.Context, c client.Client, node *corev1.Node) error {
-	before := node.DeepCopy()
-	node.Spec.Unschedulable = false
-	delete(node.Annotations, v1alpha1.AnnotationCordonedBy)
+	owner, ok := node.Annotations[v1alpha1.AnnotationCordonedBy]
+	if !ok {
+		return fmt.Errorf("node %s does not carry nodecycle's cordon", node.Name)
+	}
+	ops := []jsonPatchOp{
+		{Op: "test", Path: annotationPath(v1alpha1.AnnotationCordonedBy), Value: owner},
+		{Op: "remove", Path: annotationPath(v1alpha1.AnnotationCordonedBy)},
+		{Op: "add", Path: "/spec/unschedulable", Value: false},
+	}
 	// A reboot request done with goes in the same write.
-	delete(node.Annotations, v1alpha1.AnnotationRebootRequest)
-	return c.Patch(ctx, node, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}))
+	if id, ok := node.Annotations[v1alpha1.AnnotationRebootRequest]; ok {
+		ops = append(ops,
+			jsonPatchOp{Op: "test", Path: annotationPath(v1alpha1.AnnotationRebootRequest), Value: id},
+			jsonPatchOp{Op: "remove", Path: annotationPath(v1alpha1.AnnotationRebootRequest)})
+	}
+	patch, err := json.Marshal(ops)
+	if err != nil {
+		return err
+	}
+	err = c.Patch(ctx, node, client.RawPatch(types.JSONPatchType, patch))
+	if apierrors.IsInvalid(err) {
+		// How the API server answers a failed test operation.
+		return apierrors.NewConflict(corev1.Resource("nodes"), node.Name, err)
+	}
+	return err
+}
+
+// jsonPatchOp is one operation of a JSON patch (RFC 6902).
+type jsonPatchOp struct {
+	Op    string `json:"op"`
+	Path  string `json:"path"`
+	Value any    `json:"value"`
+}
+
+// annotationPath is the JSON pointer of an annotation: "/" in its key is
+// written "~1".
+func annotationPath(key string) string {
+	return "/metadata/annotations/" + strings.ReplaceAll(strings.ReplaceAll(key, "~", "~0"), "/", "~1")
 }
 
 // SetAnnotations sets (value) or removes (nil) annotations on an object,

@@ -2,6 +2,7 @@ package framework
 
 import (
 	"fmt"
+	"maps"
 	"net/http"
 	"sort"
 	"strings"
@@ -51,6 +52,21 @@ func (w *Writes) Reset() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.counts = nil
+}
+
+// Add adds what o counted.
+func (w *Writes) Add(o *Writes) {
+	o.mu.Lock()
+	counts := maps.Clone(o.counts)
+	o.mu.Unlock()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.counts == nil {
+		w.counts = map[string]int{}
+	}
+	for k, n := range counts {
+		w.counts[k] += n
+	}
 }
 
 // Total is the number of writes counted.

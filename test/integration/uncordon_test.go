@@ -1,0 +1,69 @@
+package integration
+
+import (
+	"context"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/nodecycle/nodecycle/api/v1alpha1"
+	"github.com/nodecycle/nodecycle/internal/nodes"
+	"github.com/nodecycle/nodecycle/test/framework"
+)
+
+// The uncordon is refused only when nodecycle's own fields changed since
+// the Node was read, not when anything else on the Node did.
+var _ = Describe("Uncordon", func() {
+	ctx := context.Background()
+	read := func(name string) *corev1.Node {
+		GinkgoHelper()
+		var n corev1.Node
+		Expect(env.Client.Get(ctx, client.ObjectKey{Name: name}, &n)).To(Succeed())
+		return &n
+	}
+	cordonedWithRequest := func(name string) *corev1.Node {
+		GinkgoHelper()
+		Expect(framework.CreateNode(ctx, env.Clientset, name, nil)).To(Succeed())
+		cordonedByNodecycle(ctx, name)
+		Expect(nodes.SetAnnotations(ctx, env.Client, read(name), map[string]*string{v1alpha1.AnnotationRebootRequest: ptr.To("r1")})).To(Succeed())
+		return read(name)
+	}
+
+	It("succeeds on a Node read before the kubelet and the agent wrote it", func() {
+		stale := cordonedWithRequest("uncordon-stale")
+		Expect(framework.SetNodeStatus(ctx, env.Clientset, "uncordon-stale", "boot-2", true)).To(Succeed())
+		Expect(nodes.SetAnnotations(ctx, env.Client, read("uncordon-stale"), map[string]*string{v1alpha1.AnnotationCheckedBoot: ptr.To("boot-2")})).To(Succeed())
+		Expect(nodes.Uncordon(ctx, env.Client, stale)).To(Succeed())
+		n := read("uncordon-stale")
+		Expect(n.Spec.Unschedulable).To(BeFalse())
+		Expect(n.Annotations).NotTo(HaveKey(v1alpha1.AnnotationCordonedBy))
+		Expect(n.Annotations).NotTo(HaveKey(v1alpha1.AnnotationRebootRequest))
+		Expect(n.Annotations).To(HaveKeyWithValue(v1alpha1.AnnotationCheckedBoot, "boot-2"))
+	})
+
+	It("is a conflict when an admin took the cordon over since the read, and leaves the Node as it is", func() {
+		stale := cordonedWithRequest("uncordon-taken")
+		remove := []byte(`{"metadata":{"annotations":{"` + v1alpha1.AnnotationCordonedBy + `":null}}}`)
+		_, err := env.Clientset.CoreV1().Nodes().Patch(ctx, "uncordon-taken", types.MergePatchType, remove, metav1.PatchOptions{})
+		Expect(err).NotTo(HaveOccurred())
+		err = nodes.Uncordon(ctx, env.Client, stale)
+		Expect(apierrors.IsConflict(err)).To(BeTrue(), "%v", err)
+		Expect(read("uncordon-taken").Spec.Unschedulable).To(BeTrue())
+	})
+
+	It("is a conflict when the reboot request changed since the read", func() {
+		stale := cordonedWithRequest("uncordon-request")
+		Expect(nodes.SetAnnotations(ctx, env.Client, read("uncordon-request"), map[string]*string{v1alpha1.AnnotationRebootRequest: ptr.To("r2")})).To(Succeed())
+		err := nodes.Uncordon(ctx, env.Client, stale)
+		Expect(apierrors.IsConflict(err)).To(BeTrue(), "%v", err)
+		n := read("uncordon-request")
+		Expect(n.Spec.Unschedulable).To(BeTrue())
+		Expect(n.Annotations).To(HaveKeyWithValue(v1alpha1.AnnotationRebootRequest, "r2"))
+	})
+})
