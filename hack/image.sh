@@ -11,7 +11,7 @@ base=${3:-scratch}
 cache=${CACHE:-$HOME/.cache/nodecycle}
 
 command -v docker >/dev/null || { echo "hack/image.sh: docker is not installed; the image is built with a Docker engine" >&2; exit 1; }
-docker version --format '{{.Server.Version}}' >/dev/null 2>&1 ||
+timeout 30 docker version --format "{{.Server.Version}}" >/dev/null 2>&1 ||
   { echo "hack/image.sh: the Docker engine does not answer (docker version failed); start dockerd" >&2; exit 1; }
 
 # busybox-static, cached by its Debian version.
