@@ -66,6 +66,7 @@ type Options struct {
 	nodeSelector       string
 	drainTimeout       time.Duration
 	rebootTimeout      time.Duration
+	hookTimeout        time.Duration
 	replaceTimeout     time.Duration
 	retryBackoff       time.Duration
 	maxRetryBackof     time.Duration
@@ -96,6 +97,7 @@ func ParseOptions(args []string, lookupEnv func(string) (string, bool), usage io
 	fs.BoolVar(&c.Drain.DeleteEmptyDirData, "delete-emptydir-data", def.Drain.DeleteEmptyDirData, "Evict pods that use emptyDir volumes (their data is lost).")
 	fs.BoolVar(&c.Drain.EvictUnmanagedPods, "evict-unmanaged-pods", def.Drain.EvictUnmanagedPods, "Evict pods that no controller recreates.")
 	fs.DurationVar(&o.rebootTimeout, "reboot-timeout", def.RebootTimeout, "Time limit from the reboot request to a new boot ID and Ready=True.")
+	fs.DurationVar(&o.hookTimeout, "hook-timeout", def.HookTimeout, "Time limit of each wait for pre-reboot.hook.nodecycle.io/* and post-reboot.hook.nodecycle.io/* annotations on a node in maintenance.")
 	fs.BoolVar(&o.ClusterAPI, "cluster-api", false, "Run in a Cluster API management cluster: handle the nodes of every workload Cluster (opted in by nodecycle.io/strategy on their MachineDeployments) instead of this cluster's.")
 	fs.DurationVar(&o.replaceTimeout, "replace-timeout", def.ReplaceTimeout, "Time limit of the replace strategy, from the Machine's deletion until its replacement's Node is Ready.")
 	fs.DurationVar(&o.retryBackoff, "retry-backoff", def.RetryBackoff, "Wait after a failed operation before the node is tried again; doubles with each failure.")
@@ -124,6 +126,7 @@ func ParseOptions(args []string, lookupEnv func(string) (string, bool), usage io
 	}
 	c.Drain.Timeout.Duration = o.drainTimeout
 	c.RebootTimeout = o.rebootTimeout
+	c.HookTimeout = o.hookTimeout
 	c.ReplaceTimeout = o.replaceTimeout
 	c.RetryBackoff = o.retryBackoff
 	c.MaxRetryBackoff = o.maxRetryBackof

@@ -118,6 +118,9 @@ func (s *NodeCycleSpec) DurationErr() error {
 		"spec.rebootTimeout":  &s.RebootTimeout,
 		"spec.replaceTimeout": s.ReplaceTimeout,
 	}
+	if s.Hooks != nil {
+		fields["spec.hooks.timeout"] = s.Hooks.Timeout
+	}
 	s.PowerCycle.durations("spec.", fields)
 	return durationErrs(fields)
 }
@@ -127,6 +130,9 @@ func (s *NodeCyclePolicySpec) DurationErr() error {
 	fields := map[string]*Duration{
 		"spec.drainTimeout":  s.DrainTimeout,
 		"spec.rebootTimeout": s.RebootTimeout,
+	}
+	if s.Hooks != nil {
+		fields["spec.hooks.timeout"] = s.Hooks.Timeout
 	}
 	s.PowerCycle.durations("spec.", fields)
 	return durationErrs(fields)

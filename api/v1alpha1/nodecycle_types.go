@@ -33,6 +33,12 @@ const (
 	PhasePoweringOn          Phase = "PoweringOn"
 	PhaseWaitingForNodeReady Phase = "WaitingForNodeReady"
 	PhaseUncordoning         Phase = "Uncordoning"
+	// Wait points of the in-place strategies, entered only while the Node
+	// carries a hook annotation: after the drain, before the reboot or power
+	// cycle (pre-reboot.hook.nodecycle.io/*), and after the proof of
+	// reboot, before the uncordon (post-reboot.hook.nodecycle.io/*).
+	PhaseWaitingForPreRebootHooks  Phase = "WaitingForPreRebootHooks"
+	PhaseWaitingForPostRebootHooks Phase = "WaitingForPostRebootHooks"
 	// Phases of the replace strategy, which never uncordons: the node goes.
 	PhaseDeletingMachine       Phase = "DeletingMachine"
 	PhaseWaitingForReplacement Phase = "WaitingForReplacement"
@@ -121,6 +127,36 @@ type NodeCycleSpec struct {
 	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('720h')",message="must be a duration from 1s to 720h"
 	ReplaceTimeout *Duration `json:"replaceTimeout,omitempty"`
+
+	// Hooks hold the in-place strategies for other controllers.
+	// +optional
+	Hooks *HookSpec `json:"hooks,omitempty"`
+}
+
+// HookSpec says how nodecycle waits for other controllers around a reboot
+// (a storage operator moving data, a database operator moving a primary)
+// and which labels tell them that the node is in maintenance.
+type HookSpec struct {
+	// Timeout bounds each wait: before the reboot, while the Node carries
+	// an annotation with the prefix pre-reboot.hook.nodecycle.io/ (then the
+	// NodeCycle fails PreRebootHookTimeout and the node is uncordoned,
+	// nothing rebooted); before the uncordon, while it carries one with the
+	// prefix post-reboot.hook.nodecycle.io/ (then the NodeCycle fails
+	// PostRebootHookTimeout and the node stays cordoned until those hooks
+	// are released). Default: the manager's --hook-timeout (30m).
+	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('720h')",message="must be a duration from 1s to 720h"
+	Timeout *Duration `json:"timeout,omitempty"`
+
+	// Labels are put on the Node with nodecycle's cordon and removed with
+	// its uncordon (kured's pre- and post-reboot node labels), so that
+	// other controllers can select nodes in maintenance.
+	// +optional
+	// +kubebuilder:validation:MaxProperties=16
+	Labels map[string]string `json:"labels,omitempty"`
 }
 
 // DrainSpec holds how pods are evicted from a node.

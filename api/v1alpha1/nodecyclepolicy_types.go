@@ -42,6 +42,11 @@ type NodeCyclePolicySpec struct {
 	// +optional
 	PowerCycle *PowerCycleSpec `json:"powerCycle,omitempty"`
 
+	// Hooks: the wait for other controllers' hook annotations and the
+	// labels of a node in maintenance.
+	// +optional
+	Hooks *HookSpec `json:"hooks,omitempty"`
+
 	// Gates hold when maintenance may start.
 	Gates `json:",inline"`
 }

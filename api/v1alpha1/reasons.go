@@ -23,6 +23,7 @@ const (
 	ReasonPowerCycling          Reason = "PowerCycling"
 	ReasonWaitingForNodeReady   Reason = "WaitingForNodeReady"
 	ReasonUncordoning           Reason = "Uncordoning"
+	ReasonWaitingForHooks       Reason = "WaitingForHooks"
 	ReasonDeletingMachine       Reason = "DeletingMachine"
 	ReasonWaitingForReplacement Reason = "WaitingForReplacement"
 
@@ -65,6 +66,8 @@ const (
 const (
 	ReasonDrainTimeout               Reason = "DrainTimeout"
 	ReasonDrainRefused               Reason = "DrainRefused"
+	ReasonPreRebootHookTimeout       Reason = "PreRebootHookTimeout"
+	ReasonPostRebootHookTimeout      Reason = "PostRebootHookTimeout"
 	ReasonRebootTimeout              Reason = "RebootTimeout"
 	ReasonAgentNotReady              Reason = "AgentNotReady"
 	ReasonProviderError              Reason = "ProviderError"

@@ -34,6 +34,19 @@ const (
 	// NodeCycle (namespace/name) that made it. A cordon without it belongs to
 	// someone else and is left alone.
 	AnnotationCordonedBy = "nodecycle.io/cordoned-by"
+	// AnnotationMaintenanceLabels lists (comma-separated) the label keys
+	// nodecycle put on the Node with its cordon (a policy's hooks.labels);
+	// the uncordon removes them and it.
+	AnnotationMaintenanceLabels = "nodecycle.io/maintenance-labels"
+	// PrefixPreRebootHook: while the Node carries an annotation with this
+	// prefix (another controller's own, such as
+	// pre-reboot.hook.nodecycle.io/rook-ceph), the drained node is not
+	// rebooted or power-cycled. Controllers add theirs when they see
+	// MaintenanceInProgress=True and remove it when they are ready.
+	PrefixPreRebootHook = "pre-reboot.hook.nodecycle.io/"
+	// PrefixPostRebootHook: while the Node carries an annotation with this
+	// prefix, the rebooted node is not uncordoned.
+	PrefixPostRebootHook = "post-reboot.hook.nodecycle.io/"
 
 	// AnnotationStrategy on a Cluster API MachineDeployment (or control-plane
 	// object) opts its Machines' nodes in; the value is one strategy or a

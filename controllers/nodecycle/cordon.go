@@ -43,7 +43,7 @@ func (r *Reconciler) cordon(ctx context.Context, s *step) (reconcile.Result, err
 	case s.node.Spec.Unschedulable && s.node.Annotations[v1alpha1.AnnotationCordonedBy] == "":
 		s.event(corev1.EventTypeNormal, v1alpha1.ReasonAlreadyCordoned, "Node was already cordoned by someone else; it will stay cordoned afterwards%s", next)
 	default:
-		if err := nodes.Cordon(ctx, s.workload().Client, s.node, owner); err != nil {
+		if err := nodes.Cordon(ctx, s.workload().Client, s.node, owner, s.hookLabels()); err != nil {
 			if apierrors.IsConflict(err) {
 				return reconcile.Result{RequeueAfter: conflictRetry}, nil
 			}
@@ -85,6 +85,10 @@ func (r *Reconciler) drain(ctx context.Context, s *step) (reconcile.Result, erro
 	if res.Done() {
 		r.Metrics.drainDuration.Observe(elapsed.Seconds())
 		s.event(corev1.EventTypeNormal, v1alpha1.ReasonDrained, "Node drained in %s", elapsed.Round(time.Second))
+		if held := nodes.Hooks(s.node, v1alpha1.PrefixPreRebootHook); len(held) > 0 {
+			s.moveTo(v1alpha1.PhaseWaitingForPreRebootHooks, hooksMessage(beforeReboot, held, s.hookTimeout()))
+			return reconcile.Result{RequeueAfter: s.hookTimeout()}, nil
+		}
 		s.startCurrent()
 		return reconcile.Result{}, nil
 	}
@@ -110,9 +114,13 @@ func (r *Reconciler) uncordon(ctx context.Context, s *step) (reconcile.Result, e
 		message = fmt.Sprintf("Node rebooted (boot ID %q -> %q) and returned to service", s.nc.Status.BootIDBefore, s.nc.Status.BootIDAfter)
 	}
 	_, ours := s.node.Annotations[v1alpha1.AnnotationCordonedBy]
+	held := nodes.Hooks(s.node, v1alpha1.PrefixPostRebootHook)
 	switch {
 	case ours && rebootPending(s):
 		// The node may still reboot: pods back on it would go down with it.
+	case ours && len(held) > 0:
+		// After a failure too: the hooks' owners said the node may not serve yet.
+		message += fmt.Sprintf("; post-reboot hooks still held (%s): the node stays cordoned until they are released", strings.Join(held, ", "))
 	case ours && nodes.IsReady(s.node):
 		if err := nodes.Uncordon(ctx, s.workload().Client, s.node); err != nil {
 			if apierrors.IsConflict(err) {
@@ -126,7 +134,7 @@ func (r *Reconciler) uncordon(ctx context.Context, s *step) (reconcile.Result, e
 	case s.node.Spec.Unschedulable:
 		message += "; the cordon is not nodecycle's (it was there before maintenance, or nodecycle.io/cordoned-by was removed) and stays cordoned"
 	}
-	if (!ours || !nodes.IsReady(s.node)) && !rebootPending(s) {
+	if (!ours || !nodes.IsReady(s.node) || len(held) > 0) && !rebootPending(s) {
 		if err := clearRebootRequest(ctx, s); err != nil {
 			return reconcile.Result{}, err
 		}

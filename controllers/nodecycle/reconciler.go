@@ -217,6 +217,10 @@ func (r *Reconciler) reconcilePhase(ctx context.Context, s *step) (reconcile.Res
 		return r.drain(ctx, s)
 	case v1alpha1.PhaseUncordoning:
 		return r.uncordon(ctx, s)
+	case v1alpha1.PhaseWaitingForPreRebootHooks:
+		return r.preRebootHooks(s)
+	case v1alpha1.PhaseWaitingForPostRebootHooks:
+		return r.postRebootHooks(s)
 	default:
 		if !slices.Contains(strategy.Phases(), p) {
 			s.finish(v1alpha1.PhaseFailed, v1alpha1.ReasonUnknownPhase, fmt.Sprintf("Unknown phase %q for strategy %s", p, strategy.Name()))
@@ -283,7 +287,8 @@ func (r *Reconciler) expire(ctx context.Context, nc *v1alpha1.NodeCycle) (reconc
 // sharedPhase reports whether phase p is the engine's, not a strategy's.
 func sharedPhase(p v1alpha1.Phase) bool {
 	switch p {
-	case "", v1alpha1.PhasePending, v1alpha1.PhaseCordoning, v1alpha1.PhaseDraining, v1alpha1.PhaseUncordoning:
+	case "", v1alpha1.PhasePending, v1alpha1.PhaseCordoning, v1alpha1.PhaseDraining, v1alpha1.PhaseUncordoning,
+		v1alpha1.PhaseWaitingForPreRebootHooks, v1alpha1.PhaseWaitingForPostRebootHooks:
 		return true
 	}
 	return false

@@ -102,6 +102,8 @@ func (s *step) conditionReason() v1alpha1.Reason {
 		return v1alpha1.ReasonDraining
 	case v1alpha1.PhaseUncordoning:
 		return v1alpha1.ReasonUncordoning
+	case v1alpha1.PhaseWaitingForPreRebootHooks, v1alpha1.PhaseWaitingForPostRebootHooks:
+		return v1alpha1.ReasonWaitingForHooks
 	default:
 		if strategy, ok := s.current(); ok {
 			return strategy.ConditionReason(p)

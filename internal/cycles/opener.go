@@ -183,7 +183,9 @@ func (r *Opener) cleanUpLeftovers(ctx context.Context, sc Scope, node *corev1.No
 		}
 		log.Info("Removed a reboot request no NodeCycle waits for")
 	}
-	if cordoned && nodes.IsReady(node) {
+	// Post-reboot hooks still held (their wait timed out): the cordon stays
+	// until they are released.
+	if cordoned && nodes.IsReady(node) && len(nodes.Hooks(node, v1alpha1.PrefixPostRebootHook)) == 0 {
 		owner := node.Annotations[v1alpha1.AnnotationCordonedBy]
 		if err := nodes.Uncordon(ctx, sc.W.Client, node); err != nil {
 			return fmt.Errorf("uncordoning node %s: %w", node.Name, client.IgnoreNotFound(err))

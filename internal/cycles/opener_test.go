@@ -77,3 +77,47 @@ func newTestOpener(now time.Time, objs ...client.Object) (*Opener, Scope, client
 	sc := Scope{Namespace: testNamespace, W: cluster.Workload{Client: c, Reader: c}, Events: cluster.NodeEvents{Recorder: o.Recorder}}
 	return o, sc, c
 }
+
+// A node whose NodeCycle failed PostRebootHookTimeout keeps nodecycle's
+// cordon while a post-reboot hook is held; released, the cordon (and the
+// maintenance label) is lifted.
+func TestACordonHeldByAPostRebootHookStays(t *testing.T) {
+	const ns = testNamespace
+	node := &corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: "n1", Labels: map[string]string{"maint": "true"}, Annotations: map[string]string{
+			v1alpha1.AnnotationCordonedBy: ns + "/n1-a-1", v1alpha1.AnnotationMaintenanceLabels: "maint",
+			v1alpha1.PrefixPostRebootHook + "ceph": ""}},
+		Spec: corev1.NodeSpec{Unschedulable: true},
+		Status: corev1.NodeStatus{NodeInfo: corev1.NodeSystemInfo{BootID: "boot-2"},
+			Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}}},
+	}
+	failed := &v1alpha1.NodeCycle{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "n1-a-1"},
+		Spec:   v1alpha1.NodeCycleSpec{NodeName: "n1", BootID: "boot-1", Attempt: 1},
+		Status: v1alpha1.NodeCycleStatus{Phase: v1alpha1.PhaseFailed, Reason: v1alpha1.ReasonPostRebootHookTimeout, BootIDBefore: "boot-1", BootIDAfter: "boot-2"}}
+	o, sc, c := newTestOpener(metav1.Now().Time, node, failed)
+	settle := func() *corev1.Node {
+		t.Helper()
+		n := &corev1.Node{}
+		if err := c.Get(context.Background(), client.ObjectKey{Name: "n1"}, n); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := o.Settle(context.Background(), sc, n); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Get(context.Background(), client.ObjectKey{Name: "n1"}, n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	n := settle()
+	if !n.Spec.Unschedulable {
+		t.Fatal("the cordon was lifted while a post-reboot hook is held")
+	}
+	delete(n.Annotations, v1alpha1.PrefixPostRebootHook+"ceph")
+	if err := c.Update(context.Background(), n); err != nil {
+		t.Fatal(err)
+	}
+	if n := settle(); n.Spec.Unschedulable || n.Labels["maint"] != "" || n.Annotations[v1alpha1.AnnotationMaintenanceLabels] != "" {
+		t.Fatalf("released, the node stays cordoned (%t) or labelled (%v, %v)", n.Spec.Unschedulable, n.Labels, n.Annotations)
+	}
+}

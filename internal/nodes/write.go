@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -22,13 +23,42 @@ func BootID(node *corev1.Node) string { return node.Status.NodeInfo.BootID }
 
 // Cordon marks the node unschedulable and the cordon as owner's (a
 // NodeCycle, namespace/name), so that only nodecycle's own cordons are ever
-// lifted. The optimistic lock makes it fail with a conflict rather than
-// overwrite a change made since the node was read.
-func Cordon(ctx context.Context, c client.Client, node *corev1.Node, owner string) error {
+// lifted, and puts labels on it (a policy's hooks.labels): the keys it adds
+// are listed in nodecycle.io/maintenance-labels for the uncordon to remove;
+// a label the node already carries is left as it is. The optimistic lock
+// makes it fail with a conflict rather than overwrite a change made since
+// the node was read.
+func Cordon(ctx context.Context, c client.Client, node *corev1.Node, owner string, labels map[string]string) error {
 	before := node.DeepCopy()
 	node.Spec.Unschedulable = true
 	metav1.SetMetaDataAnnotation(&node.ObjectMeta, v1alpha1.AnnotationCordonedBy, owner)
+	var added []string
+	for k, v := range labels {
+		if _, ok := node.Labels[k]; ok {
+			continue
+		}
+		metav1.SetMetaDataLabel(&node.ObjectMeta, k, v)
+		added = append(added, k)
+	}
+	if len(added) > 0 {
+		slices.Sort(added)
+		metav1.SetMetaDataAnnotation(&node.ObjectMeta, v1alpha1.AnnotationMaintenanceLabels, strings.Join(added, ","))
+	}
 	return c.Patch(ctx, node, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}))
+}
+
+// Hooks lists the names of the hooks the node holds: the rest of each
+// annotation key with prefix (PrefixPreRebootHook, PrefixPostRebootHook),
+// sorted.
+func Hooks(node *corev1.Node, prefix string) []string {
+	var names []string
+	for k := range node.Annotations {
+		if name, ok := strings.CutPrefix(k, prefix); ok {
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names)
+	return names
 }
 
 // Uncordon lifts nodecycle's cordon, as the node was read: a JSON patch
@@ -54,6 +84,19 @@ func Uncordon(ctx context.Context, c client.Client, node *corev1.Node) error {
 			jsonPatchOp{Op: "test", Path: annotationPath(v1alpha1.AnnotationRebootRequest), Value: id},
 			jsonPatchOp{Op: "remove", Path: annotationPath(v1alpha1.AnnotationRebootRequest)})
 	}
+	// So do the maintenance labels nodecycle put on with its cordon.
+	if keys, ok := node.Annotations[v1alpha1.AnnotationMaintenanceLabels]; ok {
+		ops = append(ops,
+			jsonPatchOp{Op: "test", Path: annotationPath(v1alpha1.AnnotationMaintenanceLabels), Value: keys},
+			jsonPatchOp{Op: "remove", Path: annotationPath(v1alpha1.AnnotationMaintenanceLabels)})
+		for _, k := range strings.Split(keys, ",") {
+			if v, ok := node.Labels[k]; ok && k != "" {
+				ops = append(ops,
+					jsonPatchOp{Op: "test", Path: labelPath(k), Value: v},
+					jsonPatchOp{Op: "remove", Path: labelPath(k)})
+			}
+		}
+	}
 	patch, err := json.Marshal(ops)
 	if err != nil {
 		return err
@@ -73,10 +116,13 @@ type jsonPatchOp struct {
 	Value any    `json:"value"`
 }
 
-// annotationPath is the JSON pointer of an annotation: "/" in its key is
-// written "~1".
-func annotationPath(key string) string {
-	return "/metadata/annotations/" + strings.ReplaceAll(strings.ReplaceAll(key, "~", "~0"), "/", "~1")
+// annotationPath and labelPath are the JSON pointers of an annotation and
+// a label: "/" in a key is written "~1".
+func annotationPath(key string) string { return "/metadata/annotations/" + pointerEscape(key) }
+func labelPath(key string) string      { return "/metadata/labels/" + pointerEscape(key) }
+
+func pointerEscape(key string) string {
+	return strings.ReplaceAll(strings.ReplaceAll(key, "~", "~0"), "/", "~1")
 }
 
 // SetAnnotations sets (value) or removes (nil) annotations on an object,

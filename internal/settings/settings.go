@@ -27,6 +27,8 @@ type Config struct {
 	// ReplaceTimeout bounds the replace strategy, from the Machine's
 	// deletion until its replacement's Node is Ready.
 	ReplaceTimeout time.Duration
+	// HookTimeout bounds each wait for pre- and post-reboot hooks.
+	HookTimeout time.Duration
 	// RetryBackoff is the wait after a failed operation before the node is
 	// tried again; it doubles with every failure of the same boot, up to
 	// MaxRetryBackoff.
@@ -64,6 +66,7 @@ func DefaultConfig() Config {
 		},
 		RebootTimeout:      15 * time.Minute,
 		ReplaceTimeout:     30 * time.Minute,
+		HookTimeout:        30 * time.Minute,
 		RetryBackoff:       5 * time.Minute,
 		MaxRetryBackoff:    time.Hour,
 		HistoryLimit:       5,
@@ -98,6 +101,9 @@ func (c Config) Validate() error {
 	}
 	if c.ReplaceTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("replace timeout must be positive, got %s", c.ReplaceTimeout))
+	}
+	if c.HookTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("hook timeout must be positive, got %s", c.HookTimeout))
 	}
 	if c.RetryBackoff <= 0 || c.MaxRetryBackoff < c.RetryBackoff {
 		errs = append(errs, fmt.Errorf("retry backoff must be positive and at most the max retry backoff, got %s and %s", c.RetryBackoff, c.MaxRetryBackoff))
@@ -147,6 +153,7 @@ func (c Config) CycleSpec(node string, policy *v1alpha1.NodeCyclePolicy) v1alpha
 		Drain:          c.Drain,
 		RebootTimeout:  v1alpha1.NewDuration(c.RebootTimeout),
 		ReplaceTimeout: ptr.To(v1alpha1.NewDuration(c.ReplaceTimeout)),
+		Hooks:          &v1alpha1.HookSpec{Timeout: ptr.To(v1alpha1.NewDuration(c.HookTimeout))},
 	}
 	if policy == nil {
 		return spec
@@ -168,6 +175,17 @@ func (c Config) CycleSpec(node string, policy *v1alpha1.NodeCyclePolicy) v1alpha
 		spec.PowerCycle.Machines = nil
 		if m, ok := p.PowerCycle.Machines[node]; ok {
 			spec.PowerCycle.Machines = map[string]string{node: m}
+		}
+	}
+	if p.Hooks != nil {
+		if p.Hooks.Timeout != nil {
+			spec.Hooks.Timeout = ptr.To(*p.Hooks.Timeout)
+		}
+		for k, v := range p.Hooks.Labels {
+			if spec.Hooks.Labels == nil {
+				spec.Hooks.Labels = map[string]string{}
+			}
+			spec.Hooks.Labels[k] = v
 		}
 	}
 	p.Gates.DeepCopyInto(&spec.Gates)
