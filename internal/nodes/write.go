@@ -146,14 +146,32 @@ func SetMaintenanceCondition(ctx context.Context, c client.Client, node *corev1.
 	return nil
 }
 
-// Strip is a cache transform that drops what nodecycle never reads from a
-// Node (managed fields, the image list), which is most of its size.
+// Strip is a cache transform that keeps of a Node only what nodecycle
+// reads (its metadata without managed fields, spec, the boot ID, and the
+// conditions Ready, RebootRequired and MaintenanceInProgress): the image
+// list, managed fields, capacity, addresses and the kubelet's other
+// conditions are most of a Node's size, times every Node of every
+// cluster. nodecycle only patches Nodes (never updates them whole), so what
+// the cache lacks is never written back.
 func Strip(obj any) (any, error) {
-	if n, ok := obj.(*corev1.Node); ok {
-		n.ManagedFields = nil
-		n.Status.Images = nil
+	n, ok := obj.(*corev1.Node)
+	if !ok {
+		return obj, nil
 	}
-	return obj, nil
+	n.ManagedFields = nil
+	n.Status = corev1.NodeStatus{
+		NodeInfo:   corev1.NodeSystemInfo{BootID: n.Status.NodeInfo.BootID},
+		Conditions: slices.DeleteFunc(n.Status.Conditions, func(c corev1.NodeCondition) bool { return !keptConditions[c.Type] }),
+		Phase:      n.Status.Phase,
+	}
+	return n, nil
+}
+
+// keptConditions are the Node conditions nodecycle reads.
+var keptConditions = map[corev1.NodeConditionType]bool{
+	corev1.NodeReady:                        true,
+	v1alpha1.ConditionRebootRequired:        true,
+	v1alpha1.ConditionMaintenanceInProgress: true,
 }
 
 // IndexCordonedBy is the cache index of Nodes that carry nodecycle's cordon.
