@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -96,6 +97,9 @@ func ParseOptions(args []string, lookupEnv func(string) (string, bool), usage io
 	fs.Int64Var(&c.Drain.GracePeriodSeconds, "pod-grace-period", def.Drain.GracePeriodSeconds, "Grace period in seconds given to evicted pods; -1 keeps each pod's own.")
 	fs.BoolVar(&c.Drain.DeleteEmptyDirData, "delete-emptydir-data", def.Drain.DeleteEmptyDirData, "Evict pods that use emptyDir volumes (their data is lost).")
 	fs.BoolVar(&c.Drain.EvictUnmanagedPods, "evict-unmanaged-pods", def.Drain.EvictUnmanagedPods, "Evict pods that no controller recreates.")
+	drainPodSelector := fs.String("drain-pod-selector", "", "Escape hatch: evict only the pods this label selector (kubectl syntax) selects; the others go down with the reboot. Empty: every pod.")
+	fs.Int64Var(&c.Drain.SkipWaitForDeleteTimeoutSeconds, "skip-wait-for-delete-timeout", 0, "Escape hatch: do not wait for a pod whose deletion began more than this many seconds ago; 0 waits for every pod.")
+	fs.BoolVar(&c.Drain.DeleteAfterTimeout, "delete-after-drain-timeout", false, "Escape hatch: at the drain timeout, delete the pods left (no PodDisruptionBudget is asked) and go on, instead of failing.")
 	fs.DurationVar(&o.rebootTimeout, "reboot-timeout", def.RebootTimeout, "Time limit from the reboot request to a new boot ID and Ready=True.")
 	fs.DurationVar(&o.hookTimeout, "hook-timeout", def.HookTimeout, "Time limit of each wait for pre-reboot.hook.nodecycle.io/* and post-reboot.hook.nodecycle.io/* annotations on a node in maintenance.")
 	fs.BoolVar(&o.ClusterAPI, "cluster-api", false, "Run in a Cluster API management cluster: handle the nodes of every workload Cluster (opted in by nodecycle.io/strategy on their MachineDeployments) instead of this cluster's.")
@@ -123,6 +127,11 @@ func ParseOptions(args []string, lookupEnv func(string) (string, bool), usage io
 	c.NodeSelector = sel
 	if c.AgentSelector, err = labels.Parse(*agentSelector); err != nil {
 		return nil, fmt.Errorf("invalid --agent-pod-selector %q: %w", *agentSelector, err)
+	}
+	if *drainPodSelector != "" {
+		if c.Drain.PodSelector, err = metav1.ParseToLabelSelector(*drainPodSelector); err != nil {
+			return nil, fmt.Errorf("invalid --drain-pod-selector %q: %w", *drainPodSelector, err)
+		}
 	}
 	c.Drain.Timeout.Duration = o.drainTimeout
 	c.RebootTimeout = o.rebootTimeout

@@ -182,6 +182,30 @@ type DrainSpec struct {
 
 	// EvictUnmanagedPods allows evicting pods no controller recreates.
 	EvictUnmanagedPods bool `json:"evictUnmanagedPods"`
+
+	// The escape hatches below are off by default; each trades safety for
+	// a drain that finishes (README, "Drain escape hatches").
+
+	// PodSelector: only the pods it selects are evicted (kured's
+	// --drain-pod-selector); the others stay and go down with the reboot.
+	// Empty: every pod.
+	// +optional
+	PodSelector *metav1.LabelSelector `json:"podSelector,omitempty"`
+
+	// SkipWaitForDeleteTimeoutSeconds: a pod whose deletion began more than
+	// this long ago is not waited for (kubectl drain's
+	// --skip-wait-for-delete-timeout; what Cluster API does on an
+	// unreachable node, where pods are never confirmed gone). 0: every pod
+	// is waited for.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	SkipWaitForDeleteTimeoutSeconds int64 `json:"skipWaitForDeleteTimeoutSeconds,omitempty"`
+
+	// DeleteAfterTimeout: when the drain timeout passes, the pods still on
+	// the node are deleted, which no PodDisruptionBudget stops, and the
+	// maintenance goes on, instead of failing DrainTimeout.
+	// +optional
+	DeleteAfterTimeout bool `json:"deleteAfterTimeout,omitempty"`
 }
 
 // NodeCycleStatus is the durable state of the operation. A restarted manager

@@ -29,6 +29,18 @@ type NodeCyclePolicySpec struct {
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('720h')",message="must be a duration from 1s to 720h"
 	DrainTimeout *Duration `json:"drainTimeout,omitempty"`
 
+	// DrainPodSelector, DrainSkipWaitForDeleteTimeoutSeconds and
+	// DrainDeleteAfterTimeout set the NodeCycle's drain escape hatches
+	// (spec.drain.podSelector, skipWaitForDeleteTimeoutSeconds,
+	// deleteAfterTimeout) for the policy's nodes.
+	// +optional
+	DrainPodSelector *metav1.LabelSelector `json:"drainPodSelector,omitempty"`
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	DrainSkipWaitForDeleteTimeoutSeconds *int64 `json:"drainSkipWaitForDeleteTimeoutSeconds,omitempty"`
+	// +optional
+	DrainDeleteAfterTimeout *bool `json:"drainDeleteAfterTimeout,omitempty"`
+
 	// RebootTimeout bounds the wait for a new boot ID and Ready after a
 	// reboot request or a power-on.
 	// +optional

@@ -45,6 +45,7 @@ const (
 	ReasonAlreadyCordoned     Reason = "AlreadyCordoned"
 	ReasonEvicted             Reason = "Evicted"
 	ReasonDrained             Reason = "Drained"
+	ReasonPodsDeleted         Reason = "PodsDeleted"
 	ReasonRebootVerified      Reason = "RebootVerified"
 	ReasonPowerOffRequested   Reason = "PowerOffRequested"
 	ReasonSoftPowerOffRefused Reason = "SoftPowerOffRefused"
@@ -66,6 +67,7 @@ const (
 const (
 	ReasonDrainTimeout               Reason = "DrainTimeout"
 	ReasonDrainRefused               Reason = "DrainRefused"
+	ReasonInvalidDrainPodSelector    Reason = "InvalidDrainPodSelector"
 	ReasonPreRebootHookTimeout       Reason = "PreRebootHookTimeout"
 	ReasonPostRebootHookTimeout      Reason = "PostRebootHookTimeout"
 	ReasonRebootTimeout              Reason = "RebootTimeout"

@@ -38,6 +38,10 @@ const (
 	// nodecycle put on the Node with its cordon (a policy's hooks.labels);
 	// the uncordon removes them and it.
 	AnnotationMaintenanceLabels = "nodecycle.io/maintenance-labels"
+	// AnnotationDoNotDisrupt=true on a Pod keeps maintenance of its node
+	// from starting while it runs (Karpenter's karpenter.sh/do-not-disrupt
+	// convention); a maintenance that has started is not stopped by it.
+	AnnotationDoNotDisrupt = "nodecycle.io/do-not-disrupt"
 	// PrefixPreRebootHook: while the Node carries an annotation with this
 	// prefix (another controller's own, such as
 	// pre-reboot.hook.nodecycle.io/rook-ceph), the drained node is not

@@ -216,20 +216,19 @@ func (r *Reconciler) blockers(ctx context.Context, s *step) (hold bool, wait tim
 			return true, gatePollInterval, nil
 		}
 	}
-	if len(g.BlockingPodSelectors) == 0 {
-		return false, 0, nil
-	}
+	// The pods on the node: a blocking selector's, or one annotated
+	// nodecycle.io/do-not-disrupt=true, holds the maintenance.
 	var pods corev1.PodList
 	if err = s.workload().Reader.List(ctx, &pods, client.MatchingFields{"spec.nodeName": s.node.Name}); err != nil {
 		return true, 0, fmt.Errorf("listing pods on node %s: %w", s.node.Name, err)
 	}
-	blocker, err := gates.BlockingPod(pods.Items, g.BlockingPodSelectors)
+	blocker, why, err := gates.BlockingPod(pods.Items, g.BlockingPodSelectors)
 	if err != nil {
 		s.finish(v1alpha1.PhaseFailed, v1alpha1.ReasonInvalidBlockingPodSelector, fmt.Sprintf("Policy %s: %v", s.nc.Spec.Policy, err))
 		return true, 0, nil
 	}
 	if blocker != "" {
-		s.nc.Status.Message = fmt.Sprintf("Waiting: pod %s matches the policy's blockingPodSelectors", blocker)
+		s.nc.Status.Message = fmt.Sprintf("Waiting: pod %s runs on the node (%s)", blocker, why)
 		return true, gatePollInterval, nil
 	}
 	return false, 0, nil

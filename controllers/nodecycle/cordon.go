@@ -66,7 +66,7 @@ func (r *Reconciler) drain(ctx context.Context, s *step) (reconcile.Result, erro
 		r.drainWatch.ensure(ctx, s)
 	}
 	d := drain.Drainer{Reader: s.workload().Reader, Writer: s.workload().Client}
-	res, err := d.Step(ctx, s.node.Name, s.nc.Spec.Drain)
+	res, err := d.Step(ctx, s.node.Name, s.nc.Spec.Drain, s.now)
 	if err != nil {
 		return reconcile.Result{}, err
 	}
@@ -85,20 +85,35 @@ func (r *Reconciler) drain(ctx context.Context, s *step) (reconcile.Result, erro
 	if res.Done() {
 		r.Metrics.drainDuration.Observe(elapsed.Seconds())
 		s.event(corev1.EventTypeNormal, v1alpha1.ReasonDrained, "Node drained in %s", elapsed.Round(time.Second))
-		if held := nodes.Hooks(s.node, v1alpha1.PrefixPreRebootHook); len(held) > 0 {
-			s.moveTo(v1alpha1.PhaseWaitingForPreRebootHooks, hooksMessage(beforeReboot, held, s.hookTimeout()))
-			return reconcile.Result{RequeueAfter: s.hookTimeout()}, nil
-		}
-		s.startCurrent()
-		return reconcile.Result{}, nil
+		return s.drained()
 	}
 	timeout := s.nc.Spec.Drain.Timeout.Duration
+	if elapsed >= timeout && s.nc.Spec.Drain.DeleteAfterTimeout {
+		deleted, err := d.DeleteRemaining(ctx, s.node.Name, s.nc.Spec.Drain)
+		if err != nil {
+			return reconcile.Result{}, err
+		}
+		s.event(corev1.EventTypeWarning, v1alpha1.ReasonPodsDeleted, "Drain did not finish within %s; deleted the %d pods left (deleteAfterTimeout): %s",
+			timeout, len(deleted), strings.Join(deleted, ", "))
+		return s.drained()
+	}
 	if elapsed >= timeout {
 		s.fail(v1alpha1.ReasonDrainTimeout, fmt.Sprintf("Drain did not finish within %s; %d pods still on the node: %s", timeout, len(res.Waiting), res.Summary(5)))
 		return reconcile.Result{}, nil
 	}
 	s.nc.Status.Message = fmt.Sprintf("Draining: %d pods still on the node: %s", len(res.Waiting), res.Summary(5))
 	return reconcile.Result{RequeueAfter: min(drainPollInterval, timeout-elapsed)}, nil
+}
+
+// drained goes on from a drained node: to its pre-reboot hooks while one
+// is held, else to the strategy.
+func (s *step) drained() (reconcile.Result, error) {
+	if held := nodes.Hooks(s.node, v1alpha1.PrefixPreRebootHook); len(held) > 0 {
+		s.moveTo(v1alpha1.PhaseWaitingForPreRebootHooks, hooksMessage(beforeReboot, held, s.hookTimeout()))
+		return reconcile.Result{RequeueAfter: s.hookTimeout()}, nil
+	}
+	s.startCurrent()
+	return reconcile.Result{}, nil
 }
 
 // uncordon lifts nodecycle's cordon when the node is Ready, then ends the

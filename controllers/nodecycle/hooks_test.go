@@ -1,11 +1,16 @@
 package nodecycle
 
 import (
+	"context"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
 	"github.com/nodecycle/nodecycle/internal/nodes"
@@ -150,5 +155,30 @@ func TestHookLabels(t *testing.T) {
 	n = h.node()
 	if _, ok := n.Labels["maintenance.example.com/reboot"]; ok || n.Labels["team"] != "storage" || n.Annotations[v1alpha1.AnnotationMaintenanceLabels] != "" {
 		t.Fatalf("labels %v, annotations %v after the uncordon", n.Labels, n.Annotations)
+	}
+}
+
+// deleteAfterTimeout: at the drain timeout the pods a PodDisruptionBudget
+// still protects are deleted (a Warning Event names them) and the reboot
+// goes on, instead of failing DrainTimeout.
+func TestDeleteAfterDrainTimeout(t *testing.T) {
+	h := newHarness(t, withInterceptor(interceptor.Funcs{SubResourceCreate: func(ctx context.Context, c client.Client, sub string, obj client.Object, s client.Object, opts ...client.SubResourceCreateOption) error {
+		if obj.GetName() == "guarded" {
+			return apierrors.NewTooManyRequests("Cannot evict pod as it would violate the pod's disruption budget.", 10)
+		}
+		return c.SubResource(sub).Create(ctx, obj, s, opts...)
+	}}))
+	h.cfg.Drain.DeleteAfterTimeout = true
+	h.create(workloadPod("guarded", testNode))
+	h.open()
+	h.runUntil(v1alpha1.PhaseWaitingForNodeReady)
+	if err := h.c.Get(h.ctx, client.ObjectKey{Namespace: "demo", Name: "guarded"}, &corev1.Pod{}); !apierrors.IsNotFound(err) {
+		t.Fatalf("the guarded pod is still there: %v", err)
+	}
+	if got := h.reasons(); !slices.Contains(got, string(v1alpha1.ReasonPodsDeleted)) || slices.Contains(got, string(v1alpha1.ReasonDrainTimeout)) {
+		t.Fatalf("Events %v", got)
+	}
+	if d := h.clock.Since(h.cycle().Status.StartTime.Time); d < h.cfg.Drain.Timeout.Duration {
+		t.Fatalf("deleted after %s, before the drain timeout", d)
 	}
 }

@@ -11,6 +11,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
@@ -192,6 +193,12 @@ func (r *Reconciler) reconcilePhase(ctx context.Context, s *step) (reconcile.Res
 		// Stored before the CRD checked it: decoded, reported, not acted on.
 		s.finish(v1alpha1.PhaseFailed, v1alpha1.ReasonInvalidSpec, fmt.Sprintf("The spec cannot be used: %v", err))
 		return reconcile.Result{}, nil
+	}
+	if sel := s.nc.Spec.Drain.PodSelector; sel != nil && !s.nc.Status.Phase.Active() {
+		if _, err := metav1.LabelSelectorAsSelector(sel); err != nil {
+			s.finish(v1alpha1.PhaseFailed, v1alpha1.ReasonInvalidDrainPodSelector, fmt.Sprintf("spec.drain.podSelector: %v", err))
+			return reconcile.Result{}, nil
+		}
 	}
 	// An in-place strategy needs its node throughout; one that replaces the
 	// node sees it go.

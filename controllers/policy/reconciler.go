@@ -76,10 +76,15 @@ func (r *Reconciler) validate(ctx context.Context, p *v1alpha1.NodeCyclePolicy) 
 	if _, err := metav1.LabelSelectorAsSelector(&p.Spec.NodeSelector); err != nil {
 		errs = append(errs, fmt.Errorf("nodeSelector: %w", err))
 	}
+	if sel := p.Spec.DrainPodSelector; sel != nil {
+		if _, err := metav1.LabelSelectorAsSelector(sel); err != nil {
+			errs = append(errs, fmt.Errorf("drainPodSelector: %w", err))
+		}
+	}
 	if err := gates.Validate(p.Spec.MaintenanceWindows); err != nil {
 		errs = append(errs, err)
 	}
-	if _, err := gates.BlockingPod(nil, p.Spec.BlockingPodSelectors); err != nil {
+	if _, _, err := gates.BlockingPod(nil, p.Spec.BlockingPodSelectors); err != nil {
 		errs = append(errs, err)
 	}
 	if slices.Contains(p.Spec.Strategies, v1alpha1.StrategyPowerCycle) && p.Spec.PowerCycle == nil {

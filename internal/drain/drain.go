@@ -3,8 +3,10 @@ package drain
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
@@ -64,36 +66,82 @@ func (r Result) Summary(limit int) string {
 }
 
 // Step evicts every evictable pod on the node that is not already going
-// away, and reports what is left. It never waits.
-func (d *Drainer) Step(ctx context.Context, nodeName string, opts v1alpha1.DrainSpec) (Result, error) {
-	var pods corev1.PodList
-	if err := d.Reader.List(ctx, &pods, client.MatchingFields{"spec.nodeName": nodeName}); err != nil {
-		return Result{}, fmt.Errorf("listing pods on node %s: %w", nodeName, err)
+// away, and reports what is left, as of now. It never waits.
+func (d *Drainer) Step(ctx context.Context, nodeName string, opts v1alpha1.DrainSpec, now time.Time) (Result, error) {
+	pods, err := d.pods(ctx, nodeName, opts)
+	if err != nil {
+		return Result{}, err
 	}
-	sort.Slice(pods.Items, func(i, j int) bool {
-		return client.ObjectKeyFromObject(&pods.Items[i]).String() < client.ObjectKeyFromObject(&pods.Items[j]).String()
-	})
 	var res Result
-	for i := range pods.Items {
-		pod := &pods.Items[i]
+	for i := range pods {
+		pod := &pods[i]
 		key := client.ObjectKeyFromObject(pod).String()
-		if skip(pod) {
-			continue
-		}
 		if why := refuse(pod, opts); why != "" {
 			res.Refused = append(res.Refused, PodState{Pod: key, Reason: why})
 			continue
 		}
-		res.Evictable++
 		if pod.DeletionTimestamp != nil {
+			if skipWait := opts.SkipWaitForDeleteTimeoutSeconds; skipWait > 0 && now.Sub(pod.DeletionTimestamp.Time) > time.Duration(skipWait)*time.Second {
+				continue // deleted long ago: its node may never confirm it gone
+			}
+			res.Evictable++
 			res.Waiting = append(res.Waiting, PodState{Pod: key, Reason: "terminating"})
 			continue
 		}
+		res.Evictable++
 		if why := d.evict(ctx, pod, opts); why != "" {
 			res.Waiting = append(res.Waiting, PodState{Pod: key, Reason: why})
 		}
 	}
 	return res, nil
+}
+
+// DeleteRemaining deletes the pods the drain would still wait for and that
+// are not already being deleted (DeleteAfterTimeout: no
+// PodDisruptionBudget is asked), with the drain's grace period, and returns
+// them, sorted.
+func (d *Drainer) DeleteRemaining(ctx context.Context, nodeName string, opts v1alpha1.DrainSpec) ([]string, error) {
+	pods, err := d.pods(ctx, nodeName, opts)
+	if err != nil {
+		return nil, err
+	}
+	var deleted []string
+	for i := range pods {
+		pod := &pods[i]
+		if pod.DeletionTimestamp != nil || refuse(pod, opts) != "" {
+			continue
+		}
+		del := &client.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &pod.UID}}
+		if opts.GracePeriodSeconds >= 0 {
+			del.GracePeriodSeconds = &opts.GracePeriodSeconds
+		}
+		if err := d.Writer.Delete(ctx, pod, del); err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+			return deleted, fmt.Errorf("deleting pod %s: %w", client.ObjectKeyFromObject(pod), err)
+		}
+		deleted = append(deleted, client.ObjectKeyFromObject(pod).String())
+	}
+	return deleted, nil
+}
+
+// pods lists, sorted, the pods on the node that the drain removes: not
+// the ones it skips, and only those of opts.PodSelector when it is set.
+func (d *Drainer) pods(ctx context.Context, nodeName string, opts v1alpha1.DrainSpec) ([]corev1.Pod, error) {
+	sel := labels.Everything()
+	if opts.PodSelector != nil {
+		var err error
+		if sel, err = metav1.LabelSelectorAsSelector(opts.PodSelector); err != nil {
+			return nil, fmt.Errorf("drain pod selector: %w", err)
+		}
+	}
+	var list corev1.PodList
+	if err := d.Reader.List(ctx, &list, client.MatchingFields{"spec.nodeName": nodeName}); err != nil {
+		return nil, fmt.Errorf("listing pods on node %s: %w", nodeName, err)
+	}
+	pods := slices.DeleteFunc(list.Items, func(p corev1.Pod) bool { return skip(&p) || !sel.Matches(labels.Set(p.Labels)) })
+	sort.Slice(pods, func(i, j int) bool {
+		return client.ObjectKeyFromObject(&pods[i]).String() < client.ObjectKeyFromObject(&pods[j]).String()
+	})
+	return pods, nil
 }
 
 // skip reports pods a drain leaves alone: mirror pods (the kubelet owns

@@ -5,10 +5,12 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
@@ -84,12 +86,81 @@ func TestAnEvictionErrorIsAWaitingReason(t *testing.T) {
 			return c.SubResource(sub).Create(ctx, obj, s, opts...)
 		}}).Build()
 	d := Drainer{Reader: c, Writer: c}
-	res, err := d.Step(context.Background(), "n1", v1alpha1.DrainSpec{})
+	res, err := d.Step(context.Background(), "n1", v1alpha1.DrainSpec{}, time.Now())
 	if err != nil {
 		t.Fatalf("Step: %v", err)
 	}
 	if len(res.Waiting) != 2 || res.Waiting[0].Pod != "demo/a" || !strings.Contains(res.Waiting[0].Reason, "more than one PodDisruptionBudget") ||
 		res.Waiting[1].Reason != ReasonEvicted {
 		t.Fatalf("waiting %+v: want demo/a refused with the API server's reason and demo/b evicted", res.Waiting)
+	}
+}
+
+func podOn(name string, lbls map[string]string, deleted *time.Time) *corev1.Pod {
+	p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "demo", Name: name, Labels: lbls, OwnerReferences: owned("ReplicaSet"), UID: "uid-" + types.UID(name)},
+		Spec: corev1.PodSpec{NodeName: "n1"}}
+	if deleted != nil {
+		p.DeletionTimestamp = &metav1.Time{Time: *deleted}
+		p.Finalizers = []string{"test/keep"} // the fake client keeps a deleted pod only with a finalizer
+	}
+	return p
+}
+
+func fakeWithPods(pods ...client.Object) client.Client {
+	return fake.NewClientBuilder().WithObjects(pods...).
+		WithIndex(&corev1.Pod{}, "spec.nodeName", func(o client.Object) []string { return []string{o.(*corev1.Pod).Spec.NodeName} }).Build()
+}
+
+// The escape hatches: a pod deleted long ago is not waited for; only the
+// pods of the drain pod selector are evicted.
+func TestEscapeHatches(t *testing.T) {
+	now := time.Now()
+	longAgo, justNow := now.Add(-10*time.Minute), now.Add(-10*time.Second)
+	c := fakeWithPods(podOn("stuck", nil, &longAgo), podOn("leaving", nil, &justNow), podOn("app", map[string]string{"drain": "yes"}, nil), podOn("other", nil, nil))
+	d := Drainer{Reader: c, Writer: c}
+
+	res, err := d.Step(context.Background(), "n1", v1alpha1.DrainSpec{SkipWaitForDeleteTimeoutSeconds: 300}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := res.Summary(10); strings.Contains(got, "demo/stuck") || !strings.Contains(got, "demo/leaving (terminating)") {
+		t.Fatalf("with a 300 s skip-wait, waiting for %s", got)
+	}
+	res, err = d.Step(context.Background(), "n1", v1alpha1.DrainSpec{}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := res.Summary(10); !strings.Contains(got, "demo/stuck (terminating)") {
+		t.Fatalf("without skip-wait, waiting for %s", got)
+	}
+
+	c2 := fakeWithPods(podOn("app", map[string]string{"drain": "yes"}, nil), podOn("other", nil, nil))
+	d2 := Drainer{Reader: c2, Writer: c2}
+	res, err = d2.Step(context.Background(), "n1", v1alpha1.DrainSpec{PodSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"drain": "yes"}}}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Waiting) != 1 || res.Waiting[0].Pod != "demo/app" || res.Waiting[0].Reason != ReasonEvicted || res.Evictable != 1 {
+		t.Fatalf("with a pod selector: %+v", res)
+	}
+}
+
+// At the drain timeout with deleteAfterTimeout, the pods left are deleted,
+// not the ones already going and not the ones the settings refuse.
+func TestDeleteRemaining(t *testing.T) {
+	now := time.Now()
+	bare := podOn("bare", nil, nil)
+	bare.OwnerReferences = nil
+	c := fakeWithPods(podOn("blocked", nil, nil), podOn("going", nil, &now), bare)
+	d := Drainer{Reader: c, Writer: c}
+	deleted, err := d.DeleteRemaining(context.Background(), "n1", v1alpha1.DrainSpec{GracePeriodSeconds: 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(deleted) != 1 || deleted[0] != "demo/blocked" {
+		t.Fatalf("deleted %v, want demo/blocked", deleted)
+	}
+	if err := c.Get(context.Background(), client.ObjectKey{Namespace: "demo", Name: "blocked"}, &corev1.Pod{}); !apierrors.IsNotFound(err) {
+		t.Fatalf("demo/blocked is still there: %v", err)
 	}
 }

@@ -103,14 +103,15 @@ func clock(s string) (h, m int, err error) {
 	return t.Hour(), t.Minute(), nil
 }
 
-// BlockingPod names the first running pod that matches one of the
-// selectors, "" when none does.
-func BlockingPod(pods []corev1.Pod, selectors []metav1.LabelSelector) (string, error) {
+// BlockingPod names the first running pod that keeps maintenance of its
+// node from starting, and why: it carries nodecycle.io/do-not-disrupt=true,
+// or it matches one of the selectors. "" when none does.
+func BlockingPod(pods []corev1.Pod, selectors []metav1.LabelSelector) (pod, why string, err error) {
 	sels := make([]labels.Selector, 0, len(selectors))
 	for i := range selectors {
 		s, err := metav1.LabelSelectorAsSelector(&selectors[i])
 		if err != nil {
-			return "", fmt.Errorf("blockingPodSelectors[%d]: %w", i, err)
+			return "", "", fmt.Errorf("blockingPodSelectors[%d]: %w", i, err)
 		}
 		sels = append(sels, s)
 	}
@@ -118,11 +119,15 @@ func BlockingPod(pods []corev1.Pod, selectors []metav1.LabelSelector) (string, e
 		if p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
 			continue
 		}
+		name := p.Namespace + "/" + p.Name
+		if p.Annotations[v1alpha1.AnnotationDoNotDisrupt] == "true" {
+			return name, v1alpha1.AnnotationDoNotDisrupt + "=true", nil
+		}
 		for _, s := range sels {
 			if !s.Empty() && s.Matches(labels.Set(p.Labels)) {
-				return p.Namespace + "/" + p.Name, nil
+				return name, "it matches the policy's blockingPodSelectors", nil
 			}
 		}
 	}
-	return "", nil
+	return "", "", nil
 }

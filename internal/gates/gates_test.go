@@ -77,14 +77,24 @@ func TestBlockingPod(t *testing.T) {
 		pod("web", "Running", map[string]string{"app": "web"}),
 		pod("backup-1", "Running", map[string]string{"backup": "running"}),
 	}
-	if got, err := BlockingPod(pods, sel); err != nil || got != "db/backup-1" {
-		t.Fatalf("got %q %v", got, err)
+	if got, why, err := BlockingPod(pods, sel); err != nil || got != "db/backup-1" || !strings.Contains(why, "blockingPodSelectors") {
+		t.Fatalf("got %q %q %v", got, why, err)
 	}
-	if got, _ := BlockingPod(pods[:2], sel); got != "" {
+	if got, _, _ := BlockingPod(pods[:2], sel); got != "" {
 		t.Fatalf("finished and unmatched pods block: %q", got)
 	}
+	// Karpenter's convention: a pod says itself that its node must wait.
+	quiet := pod("etl", "Running", nil)
+	quiet.Annotations = map[string]string{v1alpha1.AnnotationDoNotDisrupt: "true"}
+	if got, why, _ := BlockingPod(append(pods[:2:2], quiet), nil); got != "db/etl" || why != "nodecycle.io/do-not-disrupt=true" {
+		t.Fatalf("a do-not-disrupt pod: got %q %q", got, why)
+	}
+	quiet.Annotations[v1alpha1.AnnotationDoNotDisrupt] = "false"
+	if got, _, _ := BlockingPod([]corev1.Pod{quiet}, nil); got != "" {
+		t.Fatalf("do-not-disrupt=false blocks: %q", got)
+	}
 	bad := []metav1.LabelSelector{{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "a", Operator: "Sometimes"}}}}
-	if _, err := BlockingPod(pods, bad); err == nil {
+	if _, _, err := BlockingPod(pods, bad); err == nil {
 		t.Fatal("an invalid selector must be an error")
 	}
 }

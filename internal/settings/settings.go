@@ -92,6 +92,9 @@ func (c Config) Validate() error {
 	if c.Drain.Timeout.Duration <= 0 {
 		errs = append(errs, fmt.Errorf("drain timeout must be positive, got %s", c.Drain.Timeout.Duration))
 	}
+	if c.Drain.SkipWaitForDeleteTimeoutSeconds < 0 {
+		errs = append(errs, fmt.Errorf("skip wait for delete timeout must be 0 (off) or positive, got %d", c.Drain.SkipWaitForDeleteTimeoutSeconds))
+	}
 	if c.Drain.GracePeriodSeconds < -1 || c.Drain.GracePeriodSeconds == 0 {
 		// 0 deletes at once, without waiting for the pod's containers to stop.
 		errs = append(errs, fmt.Errorf("pod grace period must be -1 (the pod's own) or at least 1, got %d (0 would force-delete)", c.Drain.GracePeriodSeconds))
@@ -168,6 +171,15 @@ func (c Config) CycleSpec(node string, policy *v1alpha1.NodeCyclePolicy) v1alpha
 	}
 	if p.RebootTimeout != nil {
 		spec.RebootTimeout = *p.RebootTimeout
+	}
+	if p.DrainPodSelector != nil {
+		spec.Drain.PodSelector = p.DrainPodSelector.DeepCopy()
+	}
+	if p.DrainSkipWaitForDeleteTimeoutSeconds != nil {
+		spec.Drain.SkipWaitForDeleteTimeoutSeconds = *p.DrainSkipWaitForDeleteTimeoutSeconds
+	}
+	if p.DrainDeleteAfterTimeout != nil {
+		spec.Drain.DeleteAfterTimeout = *p.DrainDeleteAfterTimeout
 	}
 	if p.PowerCycle != nil {
 		spec.PowerCycle = p.PowerCycle.DeepCopy()

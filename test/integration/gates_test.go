@@ -81,7 +81,7 @@ var _ = Describe("Gates", func() {
 		defer stop()
 
 		Eventually(func() string { return c.messageOf(node) }).Should(
-			Equal(fmt.Sprintf("Waiting: pod %s/backup matches the policy's blockingPodSelectors", c.name)))
+			Equal(fmt.Sprintf("Waiting: pod %s/backup runs on the node (it matches the policy's blockingPodSelectors)", c.name)))
 		Consistently(func() v1alpha1.Phase { return c.cycleOf(node).Status.Phase }, 2*time.Second).Should(Equal(v1alpha1.PhasePending))
 
 		By("the backup finishes")
@@ -123,6 +123,28 @@ var _ = Describe("Alert gate", func() {
 
 		By("the alert resolves")
 		Expect(am.Fire(map[string]string{"alertname": "EtcdNoLeader", "severity": "critical"}, time.Now())).To(Succeed())
+		Eventually(c.phases, 2*time.Minute).Should(Equal(map[string][]v1alpha1.Phase{node: {v1alpha1.PhaseSucceeded}}))
+	})
+
+	It("waits while a pod annotated nodecycle.io/do-not-disrupt=true runs on the node, without any policy", func() {
+		c := newCluster("gate-dnd", 1)
+		node := c.node(1)
+		etl := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: "etl", Namespace: c.name, Annotations: map[string]string{v1alpha1.AnnotationDoNotDisrupt: "true"}},
+			Spec: corev1.PodSpec{NodeName: node, TerminationGracePeriodSeconds: ptr.To(int64(0)),
+				Containers: []corev1.Container{{Name: "etl", Image: "busybox"}}},
+		}
+		Expect(env.Client.Create(c.ctx, etl)).To(Succeed())
+		c.agents[node].requireReboot()
+		stop := startManager(c.managerFlags()...)
+		defer stop()
+
+		Eventually(func() string { return c.messageOf(node) }).Should(
+			Equal(fmt.Sprintf("Waiting: pod %s/etl runs on the node (nodecycle.io/do-not-disrupt=true)", c.name)))
+		Consistently(func() v1alpha1.Phase { return c.cycleOf(node).Status.Phase }, 2*time.Second).Should(Equal(v1alpha1.PhasePending))
+
+		By("the job finishes")
+		Expect(env.Client.Delete(c.ctx, etl, client.GracePeriodSeconds(0))).To(Succeed())
 		Eventually(c.phases, 2*time.Minute).Should(Equal(map[string][]v1alpha1.Phase{node: {v1alpha1.PhaseSucceeded}}))
 	})
 })
