@@ -90,13 +90,20 @@ func TestPreRebootHookTimeout(t *testing.T) {
 	}
 }
 
-// A post-reboot hook keeps the rebooted node cordoned until released.
-func TestPostRebootHookHoldsTheUncordon(t *testing.T) {
+// rebootedWithPostRebootHook is a NodeCycle whose node rebooted and holds
+// the post-reboot hook ceph-health.
+func rebootedWithPostRebootHook(t *testing.T) *harness {
 	h := newHarness(t)
 	h.setAnnotation(v1alpha1.PrefixPostRebootHook+"ceph-health", ptrTo(""))
 	h.open()
 	h.runUntil(v1alpha1.PhaseWaitingForNodeReady)
 	h.boot("boot-2")
+	return h
+}
+
+// A post-reboot hook keeps the rebooted node cordoned until released.
+func TestPostRebootHookHoldsTheUncordon(t *testing.T) {
+	h := rebootedWithPostRebootHook(t)
 	h.runUntil(v1alpha1.PhaseWaitingForPostRebootHooks)
 	h.settle()
 	if nc := h.cycle(); nc.Status.Phase != v1alpha1.PhaseWaitingForPostRebootHooks || !h.node().Spec.Unschedulable ||
@@ -113,11 +120,7 @@ func TestPostRebootHookHoldsTheUncordon(t *testing.T) {
 // A post-reboot hook still held at the timeout fails the NodeCycle and
 // keeps the node cordoned.
 func TestPostRebootHookTimeoutKeepsTheCordon(t *testing.T) {
-	h := newHarness(t)
-	h.setAnnotation(v1alpha1.PrefixPostRebootHook+"ceph-health", ptrTo(""))
-	h.open()
-	h.runUntil(v1alpha1.PhaseWaitingForNodeReady)
-	h.boot("boot-2")
+	h := rebootedWithPostRebootHook(t)
 	h.runUntil(v1alpha1.PhaseFailed)
 	nc, n := h.cycle(), h.node()
 	if nc.Status.Reason != v1alpha1.ReasonPostRebootHookTimeout || !strings.Contains(nc.Status.Message, "stays cordoned") {

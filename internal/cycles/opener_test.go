@@ -35,20 +35,7 @@ func TestLeftoversOfAPendingRebootStay(t *testing.T) {
 		Spec:   v1alpha1.NodeCycleSpec{NodeName: "n1", BootID: "boot-1", Attempt: 1},
 		Status: v1alpha1.NodeCycleStatus{Phase: v1alpha1.PhaseFailed, RebootRequestID: "req", BootIDBefore: "boot-1"}}
 	o, sc, c := newTestOpener(metav1.Now().Time, node, failed)
-	settle := func() *corev1.Node {
-		t.Helper()
-		n := &corev1.Node{}
-		if err := c.Get(context.Background(), client.ObjectKey{Name: "n1"}, n); err != nil {
-			t.Fatal(err)
-		}
-		if _, _, err := o.Settle(context.Background(), sc, n); err != nil {
-			t.Fatal(err)
-		}
-		if err := c.Get(context.Background(), client.ObjectKey{Name: "n1"}, n); err != nil {
-			t.Fatal(err)
-		}
-		return n
-	}
+	settle := func() *corev1.Node { return settleNode(t, o, sc, c, "n1") }
 	if n := settle(); !n.Spec.Unschedulable || n.Annotations[v1alpha1.AnnotationRebootRequest] != "req" {
 		t.Fatalf("a pending reboot's cordon or request was lifted: %t %v", n.Spec.Unschedulable, n.Annotations)
 	}
@@ -63,6 +50,23 @@ func TestLeftoversOfAPendingRebootStay(t *testing.T) {
 }
 
 const testNamespace = "nodecycle-system"
+
+// settleNode has the Opener settle the node as read now and returns it as
+// it is afterwards.
+func settleNode(t *testing.T, o *Opener, sc Scope, c client.Client, name string) *corev1.Node {
+	t.Helper()
+	n := &corev1.Node{}
+	if err := c.Get(context.Background(), client.ObjectKey{Name: name}, n); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := o.Settle(context.Background(), sc, n); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Get(context.Background(), client.ObjectKey{Name: name}, n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
 
 // newTestOpener is an Opener on a fake client holding objs, at now on a
 // fake clock, with its Events recorded in memory.
@@ -95,20 +99,7 @@ func TestACordonHeldByAPostRebootHookStays(t *testing.T) {
 		Spec:   v1alpha1.NodeCycleSpec{NodeName: "n1", BootID: "boot-1", Attempt: 1},
 		Status: v1alpha1.NodeCycleStatus{Phase: v1alpha1.PhaseFailed, Reason: v1alpha1.ReasonPostRebootHookTimeout, BootIDBefore: "boot-1", BootIDAfter: "boot-2"}}
 	o, sc, c := newTestOpener(metav1.Now().Time, node, failed)
-	settle := func() *corev1.Node {
-		t.Helper()
-		n := &corev1.Node{}
-		if err := c.Get(context.Background(), client.ObjectKey{Name: "n1"}, n); err != nil {
-			t.Fatal(err)
-		}
-		if _, _, err := o.Settle(context.Background(), sc, n); err != nil {
-			t.Fatal(err)
-		}
-		if err := c.Get(context.Background(), client.ObjectKey{Name: "n1"}, n); err != nil {
-			t.Fatal(err)
-		}
-		return n
-	}
+	settle := func() *corev1.Node { return settleNode(t, o, sc, c, "n1") }
 	n := settle()
 	if !n.Spec.Unschedulable {
 		t.Fatal("the cordon was lifted while a post-reboot hook is held")
