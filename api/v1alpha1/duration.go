@@ -117,6 +117,7 @@ func (s *NodeCycleSpec) DurationErr() error {
 		"spec.drain.timeout":  &s.Drain.Timeout,
 		"spec.rebootTimeout":  &s.RebootTimeout,
 		"spec.replaceTimeout": s.ReplaceTimeout,
+		"spec.settleTime":     s.SettleTime,
 	}
 	if s.Hooks != nil {
 		fields["spec.hooks.timeout"] = s.Hooks.Timeout
@@ -130,6 +131,7 @@ func (s *NodeCyclePolicySpec) DurationErr() error {
 	fields := map[string]*Duration{
 		"spec.drainTimeout":  s.DrainTimeout,
 		"spec.rebootTimeout": s.RebootTimeout,
+		"spec.settleTime":    s.SettleTime,
 	}
 	if s.Hooks != nil {
 		fields["spec.hooks.timeout"] = s.Hooks.Timeout

@@ -81,6 +81,24 @@ type Gates struct {
 	// asked, maintenance does not start either.
 	// +optional
 	BlockingAlerts *AlertGate `json:"blockingAlerts,omitempty"`
+
+	// SettleTime: a node's maintenance starts at least this long after the
+	// last maintenance in its cluster ended, so that what it disturbed
+	// settles first. Default: the manager's --settle-time (0, none).
+	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="duration(self) <= duration('720h')",message="must be a duration up to 720h"
+	SettleTime *Duration `json:"settleTime,omitempty"`
+
+	// WaitForHealthyPodDisruptionBudgets: a node's maintenance starts only
+	// while every PodDisruptionBudget of its cluster is healthy
+	// (status.currentHealthy >= status.desiredHealthy): the pods evicted
+	// from the last node are back before the next node is drained. Default:
+	// the manager's --wait-for-healthy-pdbs (false).
+	// +optional
+	WaitForHealthyPodDisruptionBudgets *bool `json:"waitForHealthyPodDisruptionBudgets,omitempty"`
 }
 
 // AlertGate names an Alertmanager and the alerts that block maintenance.

@@ -4,11 +4,13 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"sort"
 	"strings"
 	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -204,6 +206,9 @@ func (r *Reconciler) window(s *step) (hold bool, wait time.Duration) {
 // pods on the node.
 func (r *Reconciler) blockers(ctx context.Context, s *step) (hold bool, wait time.Duration, err error) {
 	g := s.nc.Spec.Gates
+	if hold, wait, err = r.settling(ctx, s); err != nil || hold {
+		return true, wait, err
+	}
 	if g.BlockingAlerts != nil {
 		firing, alertsErr := gates.BlockingAlerts(ctx, http.DefaultClient, g.BlockingAlerts)
 		switch {
@@ -232,4 +237,57 @@ func (r *Reconciler) blockers(ctx context.Context, s *step) (hold bool, wait tim
 		return true, gatePollInterval, nil
 	}
 	return false, 0, nil
+}
+
+// settling holds a maintenance after the last one of its cluster: for the
+// settle time after it ended, and while a PodDisruptionBudget of the
+// cluster is not healthy (the evicted pods are not back yet).
+func (r *Reconciler) settling(ctx context.Context, s *step) (hold bool, wait time.Duration, err error) {
+	g := s.nc.Spec.Gates
+	if g.SettleTime != nil && g.SettleTime.Duration > 0 {
+		var list v1alpha1.NodeCycleList
+		if err := r.Client.List(ctx, &list, client.InNamespace(s.nc.Namespace)); err != nil {
+			return true, 0, fmt.Errorf("listing NodeCycles: %w", err)
+		}
+		var last *v1alpha1.NodeCycle
+		for i, other := range list.Items {
+			st := other.Status
+			if other.Spec.ClusterName != s.nc.Spec.ClusterName || other.Name == s.nc.Name || st.StartTime == nil || st.CompletionTime == nil ||
+				(st.Phase != v1alpha1.PhaseSucceeded && st.Phase != v1alpha1.PhaseFailed) {
+				continue
+			}
+			if last == nil || last.Status.CompletionTime.Before(st.CompletionTime) {
+				last = &list.Items[i]
+			}
+		}
+		if last != nil {
+			if since := s.now.Sub(last.Status.CompletionTime.Time); since < g.SettleTime.Duration {
+				s.nc.Status.Message = fmt.Sprintf("Waiting: settling for %s after the maintenance of node %s ended at %s",
+					g.SettleTime.Duration, last.Spec.NodeName, last.Status.CompletionTime.UTC().Format(time.RFC3339))
+				return true, g.SettleTime.Duration - since, nil
+			}
+		}
+	}
+	if g.WaitForHealthyPodDisruptionBudgets == nil || !*g.WaitForHealthyPodDisruptionBudgets {
+		return false, 0, nil
+	}
+	var pdbs policyv1.PodDisruptionBudgetList
+	if err := s.workload().Reader.List(ctx, &pdbs); err != nil {
+		return true, 0, fmt.Errorf("listing PodDisruptionBudgets: %w", err)
+	}
+	var unhealthy []string
+	for _, p := range pdbs.Items {
+		if p.Status.CurrentHealthy < p.Status.DesiredHealthy {
+			unhealthy = append(unhealthy, fmt.Sprintf("%s/%s (%d of %d healthy)", p.Namespace, p.Name, p.Status.CurrentHealthy, p.Status.DesiredHealthy))
+		}
+	}
+	if len(unhealthy) == 0 {
+		return false, 0, nil
+	}
+	sort.Strings(unhealthy)
+	if len(unhealthy) > 5 {
+		unhealthy = append(unhealthy[:5], fmt.Sprintf("and %d more", len(unhealthy)-5))
+	}
+	s.nc.Status.Message = "Waiting: PodDisruptionBudgets not healthy yet: " + strings.Join(unhealthy, ", ")
+	return true, gatePollInterval, nil
 }

@@ -29,6 +29,10 @@ type Config struct {
 	ReplaceTimeout time.Duration
 	// HookTimeout bounds each wait for pre- and post-reboot hooks.
 	HookTimeout time.Duration
+	// SettleTime and WaitForHealthyPDBs are the default gates after a
+	// maintenance (a policy's settleTime, waitForHealthyPodDisruptionBudgets).
+	SettleTime         time.Duration
+	WaitForHealthyPDBs bool
 	// RetryBackoff is the wait after a failed operation before the node is
 	// tried again; it doubles with every failure of the same boot, up to
 	// MaxRetryBackoff.
@@ -105,6 +109,9 @@ func (c Config) Validate() error {
 	if c.ReplaceTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("replace timeout must be positive, got %s", c.ReplaceTimeout))
 	}
+	if c.SettleTime < 0 {
+		errs = append(errs, fmt.Errorf("settle time must not be negative, got %s", c.SettleTime))
+	}
 	if c.HookTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("hook timeout must be positive, got %s", c.HookTimeout))
 	}
@@ -158,6 +165,12 @@ func (c Config) CycleSpec(node string, policy *v1alpha1.NodeCyclePolicy) v1alpha
 		ReplaceTimeout: ptr.To(v1alpha1.NewDuration(c.ReplaceTimeout)),
 		Hooks:          &v1alpha1.HookSpec{Timeout: ptr.To(v1alpha1.NewDuration(c.HookTimeout))},
 	}
+	if c.SettleTime > 0 {
+		spec.SettleTime = ptr.To(v1alpha1.NewDuration(c.SettleTime))
+	}
+	if c.WaitForHealthyPDBs {
+		spec.WaitForHealthyPodDisruptionBudgets = ptr.To(true)
+	}
 	if policy == nil {
 		return spec
 	}
@@ -200,6 +213,13 @@ func (c Config) CycleSpec(node string, policy *v1alpha1.NodeCyclePolicy) v1alpha
 			spec.Hooks.Labels[k] = v
 		}
 	}
+	settle, healthy := spec.SettleTime, spec.WaitForHealthyPodDisruptionBudgets
 	p.Gates.DeepCopyInto(&spec.Gates)
+	if spec.SettleTime == nil {
+		spec.SettleTime = settle
+	}
+	if spec.WaitForHealthyPodDisruptionBudgets == nil {
+		spec.WaitForHealthyPodDisruptionBudgets = healthy
+	}
 	return spec
 }

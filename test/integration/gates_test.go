@@ -7,11 +7,14 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
+	"github.com/nodecycle/nodecycle/test/framework"
 	"github.com/nodecycle/nodecycle/test/peers"
 )
 
@@ -145,6 +148,32 @@ var _ = Describe("Alert gate", func() {
 
 		By("the job finishes")
 		Expect(env.Client.Delete(c.ctx, etl, client.GracePeriodSeconds(0))).To(Succeed())
+		Eventually(c.phases, 2*time.Minute).Should(Equal(map[string][]v1alpha1.Phase{node: {v1alpha1.PhaseSucceeded}}))
+	})
+
+	It("with --wait-for-healthy-pdbs, waits until every PodDisruptionBudget is healthy", func() {
+		c := newCluster("gate-pdb", 1)
+		node := c.node(1)
+		// Its pod is not there yet: the budget wants 1 healthy pod and has none.
+		Expect(env.Client.Create(c.ctx, &policyv1.PodDisruptionBudget{
+			ObjectMeta: metav1.ObjectMeta{Name: "db", Namespace: c.name},
+			Spec: policyv1.PodDisruptionBudgetSpec{MinAvailable: ptr.To(intstr.FromInt32(1)),
+				Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "db"}}},
+		})).To(Succeed())
+		c.agents[node].requireReboot()
+		stop := startManager(c.managerFlags("--wait-for-healthy-pdbs")...)
+		defer stop()
+
+		Eventually(func() string { return c.messageOf(node) }).Should(
+			Equal(fmt.Sprintf("Waiting: PodDisruptionBudgets not healthy yet: %s/db (0 of 1 healthy)", c.name)))
+		Consistently(func() v1alpha1.Phase { return c.cycleOf(node).Status.Phase }, 2*time.Second).Should(Equal(v1alpha1.PhasePending))
+
+		By("its pod runs elsewhere and is Ready")
+		Expect(framework.CreateNode(c.ctx, env.Clientset, c.name+"-other", map[string]string{runLabel: c.name})).To(Succeed())
+		Expect(env.Client.Create(c.ctx, &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: "db-0", Namespace: c.name, Labels: map[string]string{"app": "db"}},
+			Spec:       corev1.PodSpec{NodeName: c.name + "-other", Containers: []corev1.Container{{Name: "db", Image: "postgres"}}},
+		})).To(Succeed())
 		Eventually(c.phases, 2*time.Minute).Should(Equal(map[string][]v1alpha1.Phase{node: {v1alpha1.PhaseSucceeded}}))
 	})
 })
