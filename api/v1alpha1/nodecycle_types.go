@@ -39,6 +39,9 @@ const (
 	// reboot, before the uncordon (post-reboot.hook.nodecycle.io/*).
 	PhaseWaitingForPreRebootHooks  Phase = "WaitingForPreRebootHooks"
 	PhaseWaitingForPostRebootHooks Phase = "WaitingForPostRebootHooks"
+	// PhaseWaitingForPods: after the proof of reboot, the node's DaemonSet
+	// pods (or a selector's) are not Ready yet; entered only when asked for.
+	PhaseWaitingForPods Phase = "WaitingForPods"
 	// Phases of the replace strategy, which never uncordons: the node goes.
 	PhaseDeletingMachine       Phase = "DeletingMachine"
 	PhaseWaitingForReplacement Phase = "WaitingForReplacement"
@@ -131,6 +134,24 @@ type NodeCycleSpec struct {
 	// Hooks hold the in-place strategies for other controllers.
 	// +optional
 	Hooks *HookSpec `json:"hooks,omitempty"`
+
+	// WaitForPods: after the proof of reboot, the node is uncordoned only
+	// once these pods on it are Ready (again, since the maintenance began);
+	// they have the hook timeout, then the NodeCycle fails PodsNotReady and
+	// the node is uncordoned.
+	// +optional
+	WaitForPods *PodsReadySpec `json:"waitForPods,omitempty"`
+}
+
+// PodsReadySpec picks the pods on a rebooted node that must be Ready before
+// it takes other pods again.
+type PodsReadySpec struct {
+	// DaemonSetPods: the node's DaemonSet pods (CNI, storage and log agents).
+	// +optional
+	DaemonSetPods bool `json:"daemonSetPods,omitempty"`
+	// PodSelector: the node's pods it selects.
+	// +optional
+	PodSelector *metav1.LabelSelector `json:"podSelector,omitempty"`
 }
 
 // HookSpec says how nodecycle waits for other controllers around a reboot

@@ -59,6 +59,11 @@ type NodeCyclePolicySpec struct {
 	// +optional
 	Hooks *HookSpec `json:"hooks,omitempty"`
 
+	// WaitForPods: the pods that must be Ready on a rebooted node before it
+	// is uncordoned. Default: the manager's --wait-for-daemonset-pods.
+	// +optional
+	WaitForPods *PodsReadySpec `json:"waitForPods,omitempty"`
+
 	// Gates hold when maintenance may start.
 	Gates `json:",inline"`
 }

@@ -24,6 +24,7 @@ const (
 	ReasonWaitingForNodeReady   Reason = "WaitingForNodeReady"
 	ReasonUncordoning           Reason = "Uncordoning"
 	ReasonWaitingForHooks       Reason = "WaitingForHooks"
+	ReasonWaitingForPods        Reason = "WaitingForPods"
 	ReasonDeletingMachine       Reason = "DeletingMachine"
 	ReasonWaitingForReplacement Reason = "WaitingForReplacement"
 
@@ -70,6 +71,7 @@ const (
 	ReasonInvalidDrainPodSelector    Reason = "InvalidDrainPodSelector"
 	ReasonPreRebootHookTimeout       Reason = "PreRebootHookTimeout"
 	ReasonPostRebootHookTimeout      Reason = "PostRebootHookTimeout"
+	ReasonPodsNotReady               Reason = "PodsNotReady"
 	ReasonRebootTimeout              Reason = "RebootTimeout"
 	ReasonAgentNotReady              Reason = "AgentNotReady"
 	ReasonProviderError              Reason = "ProviderError"

@@ -117,12 +117,7 @@ func waitForNewBoot(ctx context.Context, s *step) (reconcile.Result, error) {
 		// The request goes with the uncordon, in one write.
 		status.BootIDAfter = current
 		s.event(corev1.EventTypeNormal, v1alpha1.ReasonRebootVerified, "Node rebooted: boot ID %q -> %q, Ready", status.BootIDBefore, current)
-		if held := nodes.Hooks(s.node, v1alpha1.PrefixPostRebootHook); len(held) > 0 {
-			s.moveTo(v1alpha1.PhaseWaitingForPostRebootHooks, hooksMessage(beforeUncordon(status), held, s.hookTimeout()))
-			return reconcile.Result{RequeueAfter: s.hookTimeout()}, nil
-		}
-		s.moveTo(v1alpha1.PhaseUncordoning, "Node rebooted and Ready; uncordoning")
-		return reconcile.Result{}, nil
+		return afterProof(ctx, s)
 	}
 	acked := s.node.Annotations[v1alpha1.AnnotationRebootAck] == status.RebootRequestID
 	waited := s.elapsed()

@@ -200,6 +200,12 @@ func (r *Reconciler) reconcilePhase(ctx context.Context, s *step) (reconcile.Res
 			return reconcile.Result{}, nil
 		}
 	}
+	if w := s.nc.Spec.WaitForPods; w != nil && w.PodSelector != nil && !s.nc.Status.Phase.Active() {
+		if _, err := metav1.LabelSelectorAsSelector(w.PodSelector); err != nil {
+			s.finish(v1alpha1.PhaseFailed, v1alpha1.ReasonInvalidSpec, fmt.Sprintf("The spec cannot be used: spec.waitForPods.podSelector: %v", err))
+			return reconcile.Result{}, nil
+		}
+	}
 	// An in-place strategy needs its node throughout; one that replaces the
 	// node sees it go.
 	if s.node == nil && (sharedPhase(s.nc.Status.Phase) || strategy.InPlace()) {
@@ -228,6 +234,8 @@ func (r *Reconciler) reconcilePhase(ctx context.Context, s *step) (reconcile.Res
 		return r.preRebootHooks(s)
 	case v1alpha1.PhaseWaitingForPostRebootHooks:
 		return r.postRebootHooks(s)
+	case v1alpha1.PhaseWaitingForPods:
+		return r.podsReady(ctx, s)
 	default:
 		if !slices.Contains(strategy.Phases(), p) {
 			s.finish(v1alpha1.PhaseFailed, v1alpha1.ReasonUnknownPhase, fmt.Sprintf("Unknown phase %q for strategy %s", p, strategy.Name()))
@@ -295,7 +303,7 @@ func (r *Reconciler) expire(ctx context.Context, nc *v1alpha1.NodeCycle) (reconc
 func sharedPhase(p v1alpha1.Phase) bool {
 	switch p {
 	case "", v1alpha1.PhasePending, v1alpha1.PhaseCordoning, v1alpha1.PhaseDraining, v1alpha1.PhaseUncordoning,
-		v1alpha1.PhaseWaitingForPreRebootHooks, v1alpha1.PhaseWaitingForPostRebootHooks:
+		v1alpha1.PhaseWaitingForPreRebootHooks, v1alpha1.PhaseWaitingForPostRebootHooks, v1alpha1.PhaseWaitingForPods:
 		return true
 	}
 	return false

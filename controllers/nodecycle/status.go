@@ -104,6 +104,8 @@ func (s *step) conditionReason() v1alpha1.Reason {
 		return v1alpha1.ReasonUncordoning
 	case v1alpha1.PhaseWaitingForPreRebootHooks, v1alpha1.PhaseWaitingForPostRebootHooks:
 		return v1alpha1.ReasonWaitingForHooks
+	case v1alpha1.PhaseWaitingForPods:
+		return v1alpha1.ReasonWaitingForPods
 	default:
 		if strategy, ok := s.current(); ok {
 			return strategy.ConditionReason(p)

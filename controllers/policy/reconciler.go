@@ -76,6 +76,11 @@ func (r *Reconciler) validate(ctx context.Context, p *v1alpha1.NodeCyclePolicy) 
 	if _, err := metav1.LabelSelectorAsSelector(&p.Spec.NodeSelector); err != nil {
 		errs = append(errs, fmt.Errorf("nodeSelector: %w", err))
 	}
+	if w := p.Spec.WaitForPods; w != nil && w.PodSelector != nil {
+		if _, err := metav1.LabelSelectorAsSelector(w.PodSelector); err != nil {
+			errs = append(errs, fmt.Errorf("waitForPods.podSelector: %w", err))
+		}
+	}
 	if sel := p.Spec.DrainPodSelector; sel != nil {
 		if _, err := metav1.LabelSelectorAsSelector(sel); err != nil {
 			errs = append(errs, fmt.Errorf("drainPodSelector: %w", err))

@@ -33,6 +33,9 @@ type Config struct {
 	// maintenance (a policy's settleTime, waitForHealthyPodDisruptionBudgets).
 	SettleTime         time.Duration
 	WaitForHealthyPDBs bool
+	// WaitForDaemonSetPods: a rebooted node is uncordoned only once its
+	// DaemonSet pods are Ready again (a policy's waitForPods overrides it).
+	WaitForDaemonSetPods bool
 	// RetryBackoff is the wait after a failed operation before the node is
 	// tried again; it doubles with every failure of the same boot, up to
 	// MaxRetryBackoff.
@@ -171,6 +174,9 @@ func (c Config) CycleSpec(node string, policy *v1alpha1.NodeCyclePolicy) v1alpha
 	if c.WaitForHealthyPDBs {
 		spec.WaitForHealthyPodDisruptionBudgets = ptr.To(true)
 	}
+	if c.WaitForDaemonSetPods {
+		spec.WaitForPods = &v1alpha1.PodsReadySpec{DaemonSetPods: true}
+	}
 	if policy == nil {
 		return spec
 	}
@@ -201,6 +207,9 @@ func (c Config) CycleSpec(node string, policy *v1alpha1.NodeCyclePolicy) v1alpha
 		if m, ok := p.PowerCycle.Machines[node]; ok {
 			spec.PowerCycle.Machines = map[string]string{node: m}
 		}
+	}
+	if p.WaitForPods != nil {
+		spec.WaitForPods = p.WaitForPods.DeepCopy()
 	}
 	if p.Hooks != nil {
 		if p.Hooks.Timeout != nil {
