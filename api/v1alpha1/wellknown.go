@@ -38,6 +38,12 @@ const (
 	// nodecycle put on the Node with its cordon (a policy's hooks.labels);
 	// the uncordon removes them and it.
 	AnnotationMaintenanceLabels = "nodecycle.io/maintenance-labels"
+	// AnnotationPaused holds new maintenance; its value says who paused
+	// and why ("alice: change freeze until Monday"). On the manager's
+	// Namespace it pauses all of nodecycle, on a NodeCyclePolicy that
+	// policy's nodes, on a Cluster API Cluster that cluster. A maintenance
+	// that has started finishes.
+	AnnotationPaused = "nodecycle.io/paused"
 	// AnnotationDoNotDisrupt=true on a Pod keeps maintenance of its node
 	// from starting while it runs (Karpenter's karpenter.sh/do-not-disrupt
 	// convention); a maintenance that has started is not stopped by it.

@@ -206,6 +206,10 @@ func (r *Reconciler) window(s *step) (hold bool, wait time.Duration) {
 // pods on the node.
 func (r *Reconciler) blockers(ctx context.Context, s *step) (hold bool, wait time.Duration, err error) {
 	g := s.nc.Spec.Gates
+	if why, err := r.pausedBy(ctx, s); err != nil || why != "" {
+		s.nc.Status.Message = "Waiting: paused, " + why
+		return true, slotPollInterval, err
+	}
 	if hold, wait, err = r.settling(ctx, s); err != nil || hold {
 		return true, wait, err
 	}
@@ -290,4 +294,30 @@ func (r *Reconciler) settling(ctx context.Context, s *step) (hold bool, wait tim
 	}
 	s.nc.Status.Message = "Waiting: PodDisruptionBudgets not healthy yet: " + strings.Join(unhealthy, ", ")
 	return true, gatePollInterval, nil
+}
+
+// pausedBy says who paused the NodeCycle's maintenance and why: the
+// annotation nodecycle.io/paused on the manager's Namespace (all of
+// nodecycle) or on the NodeCycle's policy; "" when neither holds it. (A
+// Cluster API Cluster's pause is its Target's.) Read live: a pause is
+// honoured at once.
+func (r *Reconciler) pausedBy(ctx context.Context, s *step) (string, error) {
+	ns := &corev1.Namespace{}
+	if err := r.APIReader.Get(ctx, client.ObjectKey{Name: r.Config.Namespace}, ns); err != nil && !apierrors.IsNotFound(err) {
+		return "", fmt.Errorf("reading namespace %s: %w", r.Config.Namespace, err)
+	}
+	if why, ok := ns.Annotations[v1alpha1.AnnotationPaused]; ok {
+		return fmt.Sprintf("namespace %s: %s", r.Config.Namespace, why), nil
+	}
+	if s.nc.Spec.Policy == "" {
+		return "", nil
+	}
+	p := &v1alpha1.NodeCyclePolicy{}
+	if err := r.Client.Get(ctx, client.ObjectKey{Namespace: s.nc.Namespace, Name: s.nc.Spec.Policy}, p); err != nil {
+		return "", client.IgnoreNotFound(err)
+	}
+	if why, ok := p.Annotations[v1alpha1.AnnotationPaused]; ok {
+		return fmt.Sprintf("policy %s: %s", p.Name, why), nil
+	}
+	return "", nil
 }

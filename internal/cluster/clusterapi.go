@@ -253,6 +253,9 @@ func (t machineTarget) Paused(ctx context.Context) (string, error) {
 	if annotations.IsPaused(cluster, m) {
 		return fmt.Sprintf("Cluster %s or Machine %s is paused", t.cluster, t.machine), nil
 	}
+	if why, ok := cluster.Annotations[v1alpha1.AnnotationPaused]; ok {
+		return fmt.Sprintf("paused, Cluster %s: %s", t.cluster, why), nil
+	}
 	return "", nil
 }
 

@@ -111,6 +111,33 @@ var _ = Describe("Opt-in through the MachineDeployment", func() {
 		Expect(k8s.Patch(ctx, c, patch)).To(Succeed())
 		Eventually(func() []v1alpha1.NodeCycle { return cyclesIn(ctx, ns) }).Should(HaveLen(1))
 	})
+
+	It("holds new maintenance of a Cluster annotated nodecycle.io/paused, saying who and why", func(ctx SpecContext) {
+		const ns, cluster = "paused-by", "upgrading"
+		c, err := capi.CreateCluster(ctx, ns, cluster, env.Config)
+		Expect(err).NotTo(HaveOccurred())
+		_, err = capi.CreateMachineDeployment(ctx, ns, cluster, "pool", 1, map[string]string{v1alpha1.AnnotationStrategy: "reboot"})
+		Expect(err).NotTo(HaveOccurred())
+		m := readyMachines(ctx, k8s, ns, "pool", 1)[0]
+		patch := client.MergeFrom(c.DeepCopy())
+		c.Annotations = map[string]string{v1alpha1.AnnotationPaused: "carol: control plane upgrade"}
+		Expect(k8s.Patch(ctx, c, patch)).To(Succeed())
+
+		startManager()
+		requireReboot(ctx, k8s, m.Status.NodeRef.Name)
+		message := func() string {
+			if list := cyclesIn(ctx, ns); len(list) == 1 {
+				return string(list[0].Status.Phase) + ": " + list[0].Status.Message
+			}
+			return ""
+		}
+		Eventually(message).Should(Equal("Pending: Waiting: paused, Cluster upgrading: carol: control plane upgrade"))
+
+		patch = client.MergeFrom(c.DeepCopy())
+		delete(c.Annotations, v1alpha1.AnnotationPaused)
+		Expect(k8s.Patch(ctx, c, patch)).To(Succeed())
+		Eventually(message).ShouldNot(HavePrefix("Pending"))
+	})
 })
 
 // setAnnotation sets nodecycle.io/strategy on a MachineDeployment; "" removes it.
