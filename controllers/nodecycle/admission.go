@@ -206,9 +206,13 @@ func (r *Reconciler) window(s *step) (hold bool, wait time.Duration) {
 // pods on the node.
 func (r *Reconciler) blockers(ctx context.Context, s *step) (hold bool, wait time.Duration, err error) {
 	g := s.nc.Spec.Gates
-	if why, err := r.pausedBy(ctx, s); err != nil || why != "" {
+	why, err := r.pausedBy(ctx, s)
+	if err != nil {
+		return true, 0, err
+	}
+	if why != "" {
 		s.nc.Status.Message = "Waiting: paused, " + why
-		return true, slotPollInterval, err
+		return true, slotPollInterval, nil
 	}
 	if hold, wait, err = r.settling(ctx, s); err != nil || hold {
 		return true, wait, err

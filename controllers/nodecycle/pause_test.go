@@ -34,8 +34,8 @@ func TestPausePolicyAndNotHalfWay(t *testing.T) {
 	policy := &v1alpha1.NodeCyclePolicy{ObjectMeta: metav1.ObjectMeta{Namespace: testNamespace, Name: "workers",
 		Annotations: map[string]string{v1alpha1.AnnotationPaused: "bob: waiting for the storage upgrade"}}}
 	h.create(policy)
-	nc := h.open()
-	nc = h.cycle()
+	h.open()
+	nc := h.cycle()
 	nc.Spec.Policy = "workers"
 	if err := h.c.Update(h.ctx, nc); err != nil {
 		t.Fatal(err)
