@@ -41,8 +41,11 @@ var _ = Describe("Hooks", func() {
 		n := c.getNode(node)
 		Expect(n.Spec.Unschedulable).To(BeTrue())
 		Expect(n.Labels).To(HaveKeyWithValue("storage.example.com/maintenance", "true"))
-		Eventually(func() string {
-			return nodes.Condition(c.getNode(node), v1alpha1.ConditionMaintenanceInProgress).Reason
+		Eventually(func() string { // written after the save that reached the phase
+			if cond := nodes.Condition(c.getNode(node), v1alpha1.ConditionMaintenanceInProgress); cond != nil {
+				return cond.Reason
+			}
+			return ""
 		}).Should(Equal(string(v1alpha1.ReasonWaitingForHooks)))
 		Consistently(func() int { return c.kubelet.Reboots(node) }, time.Second).Should(BeZero())
 
