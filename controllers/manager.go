@@ -93,6 +93,7 @@ func ParseOptions(args []string, lookupEnv func(string) (string, bool), usage io
 	fs.StringVar(&c.Namespace, "namespace", def.Namespace, "Namespace of the NodeCycles of this cluster.")
 	fs.StringVar(&o.nodeSelector, "node-selector", "", "Label selector of the nodes to handle (kubectl syntax); empty selects all nodes. Nodes labelled nodecycle.io/exclude=true are always left alone.")
 	fs.IntVar(&c.MaxConcurrent, "max-concurrent", def.MaxConcurrent, "Nodes of the cluster in maintenance at the same time.")
+	fs.StringVar(&c.TopologyKey, "topology-key", "", "Node label (topology.kubernetes.io/zone, say): at most one node per value of it in maintenance at once, within --max-concurrent. Nodes without it count as one value.")
 	fs.DurationVar(&o.drainTimeout, "drain-timeout", def.Drain.Timeout.Duration, "Time limit of a drain; then the operation fails and the node is uncordoned.")
 	fs.Int64Var(&c.Drain.GracePeriodSeconds, "pod-grace-period", def.Drain.GracePeriodSeconds, "Grace period in seconds given to evicted pods; -1 keeps each pod's own.")
 	fs.BoolVar(&c.Drain.DeleteEmptyDirData, "delete-emptydir-data", def.Drain.DeleteEmptyDirData, "Evict pods that use emptyDir volumes (their data is lost).")

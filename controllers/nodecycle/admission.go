@@ -107,6 +107,10 @@ func (r *Reconciler) admit(ctx context.Context, s *step) (reconcile.Result, erro
 // naming them would change, and be written for every waiting node, with
 // every node that goes through maintenance.
 func (r *Reconciler) waitForSlot(s *step, taken int) {
+	if s.zoneBusy != "" {
+		s.nc.Status.Message = fmt.Sprintf("Waiting for a maintenance slot: %s (at most one per %s)", s.zoneBusy, r.Config.TopologyKey)
+		return
+	}
 	s.nc.Status.Message = fmt.Sprintf("Waiting for a maintenance slot (%d of %d taken; kubectl get nodecycles shows which)", taken, r.Config.MaxConcurrent)
 }
 
@@ -117,6 +121,7 @@ func (r *Reconciler) waitForSlot(s *step, taken int) {
 // counts as taken, and it waits until no other node holds one.
 func (r *Reconciler) slotsTaken(ctx context.Context, reader client.Reader, s *step) (int, error) {
 	nc := s.nc
+	s.zoneBusy = ""
 	// The whole namespace: a cordon's owner may be a NodeCycle of another
 	// cluster whose Nodes this API server also serves.
 	var list v1alpha1.NodeCycleList
@@ -178,6 +183,24 @@ func (r *Reconciler) slotsTaken(ctx context.Context, reader client.Reader, s *st
 	}
 	if len(busy) > 0 && (controlPlane || nc.Spec.ControlPlane) {
 		return max(len(busy), r.Config.MaxConcurrent), nil
+	}
+	// With a topology key, a node whose zone already has one in
+	// maintenance finds every slot taken.
+	if key := r.Config.TopologyKey; key != "" && s.node != nil && len(busy) > 0 {
+		zone := s.node.Labels[key]
+		for name := range busy {
+			other := &corev1.Node{}
+			if err := s.workload().Client.Get(ctx, client.ObjectKey{Name: name}, other); err != nil {
+				if apierrors.IsNotFound(err) {
+					continue
+				}
+				return 0, fmt.Errorf("reading node %s: %w", name, err)
+			}
+			if other.Labels[key] == zone {
+				s.zoneBusy = fmt.Sprintf("another node of %s=%q is in maintenance", key, zone)
+				return max(len(busy), r.Config.MaxConcurrent), nil
+			}
+		}
 	}
 	return len(busy), nil
 }

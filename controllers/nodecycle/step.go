@@ -24,6 +24,9 @@ type step struct {
 	now    time.Time
 	table  Table
 	events []pendingEvent
+	// zoneBusy says that another node of this node's topology zone holds
+	// a slot, when that is why the slots are taken.
+	zoneBusy string
 }
 
 type pendingEvent struct {

@@ -20,6 +20,9 @@ type Config struct {
 	NodeSelector labels.Selector
 	// MaxConcurrent is the number of nodes of one cluster in maintenance at once.
 	MaxConcurrent int
+	// TopologyKey, when set, allows at most one node per value of this
+	// node label (a zone, say) in maintenance at once, within MaxConcurrent.
+	TopologyKey string
 	// Drain holds the drain settings copied into each new NodeCycle.
 	Drain v1alpha1.DrainSpec
 	// RebootTimeout bounds the wait for a new boot ID and Ready.

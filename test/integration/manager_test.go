@@ -185,6 +185,33 @@ var _ = Describe("Manager", func() {
 		Expect(err).To(MatchError(ContainSubstring("--cluster-api: this cluster does not serve Cluster API's Cluster (cluster.x-k8s.io/v1beta2)")))
 	})
 
+	It("with a topology key, rolls three zones in parallel, never two nodes of one zone at once", func() {
+		c := newCluster("zones", 9)
+		for i := 1; i <= 9; i++ {
+			zone := fmt.Sprintf(`{"metadata":{"labels":{%q:"zone-%d"}}}`, corev1.LabelTopologyZone, (i-1)%3)
+			_, err := env.Clientset.CoreV1().Nodes().Patch(c.ctx, c.node(i), types.MergePatchType, []byte(zone), metav1.PatchOptions{})
+			Expect(err).NotTo(HaveOccurred())
+		}
+		for _, a := range c.agents {
+			a.requireReboot()
+		}
+		stop := startManager(c.managerFlags("--max-concurrent=3", "--topology-key="+corev1.LabelTopologyZone)...)
+		defer stop()
+		want := map[string][]v1alpha1.Phase{}
+		for i := 1; i <= 9; i++ {
+			want[c.node(i)] = []v1alpha1.Phase{v1alpha1.PhaseSucceeded}
+		}
+		Eventually(c.phases, 4*time.Minute).Should(Equal(want))
+		c.inv.mu.Lock()
+		maxPerZone, maxCordoned := c.inv.maxPerZone, c.inv.maxCordoned
+		c.inv.mu.Unlock()
+		Expect(maxPerZone).To(Equal(1), "never two nodes of one zone cordoned at once")
+		Expect(maxCordoned).To(Equal(3), "the three zones in parallel")
+		for i := 1; i <= 9; i++ {
+			Expect(c.kubelet.Reboots(c.node(i))).To(Equal(1))
+		}
+	})
+
 	It("drains and reboots every node that needs it exactly once, one node at a time", func() {
 		c := newCluster("roll", 3)
 		c.deploy("web", 4, 1)

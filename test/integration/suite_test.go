@@ -155,11 +155,15 @@ type invariant struct {
 	maxMaintenance int
 	requested      map[string]bool
 	events         int
+	// zone and maxPerZone: the most nodes of one topology.kubernetes.io/zone
+	// cordoned at once.
+	zone       map[string]string
+	maxPerZone int
 }
 
 func watchInvariant(ctx context.Context, selector labels.Selector) *invariant {
 	GinkgoHelper()
-	inv := &invariant{cordoned: map[string]bool{}, maintenance: map[string]bool{}, requested: map[string]bool{}}
+	inv := &invariant{cordoned: map[string]bool{}, maintenance: map[string]bool{}, requested: map[string]bool{}, zone: map[string]string{}}
 	list, err := env.Clientset.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: selector.String()})
 	Expect(err).NotTo(HaveOccurred())
 	for i := range list.Items {
@@ -189,6 +193,14 @@ func (inv *invariant) observe(n *corev1.Node) {
 	}
 	inv.maxCordoned = max(inv.maxCordoned, count(inv.cordoned))
 	inv.maxMaintenance = max(inv.maxMaintenance, count(inv.maintenance))
+	inv.zone[n.Name] = n.Labels[corev1.LabelTopologyZone]
+	perZone := map[string]int{}
+	for name, c := range inv.cordoned {
+		if c && inv.zone[name] != "" {
+			perZone[inv.zone[name]]++
+			inv.maxPerZone = max(inv.maxPerZone, perZone[inv.zone[name]])
+		}
+	}
 }
 
 func (inv *invariant) snapshot() (maxCordoned, maxMaintenance int, requested map[string]bool) {
