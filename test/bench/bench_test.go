@@ -149,12 +149,29 @@ func BenchmarkManagerDeadTime(b *testing.B) {
 	var total time.Duration
 	for range b.N {
 		runs++ // the testing package calls a benchmark more than once
-		d, t := roll(b, fmt.Sprintf("bench-roll-%d", runs), nodeCount, nil, nil)
+		d, t := roll(b, fmt.Sprintf("bench-roll-%d", runs), nodeCount, nil, nil, 0)
 		dead, total = append(dead, d...), t
 	}
 	b.ReportMetric(framework.Millis(framework.Percentile(dead, 0.5)), "dead-p50-ms")
 	b.ReportMetric(framework.Millis(framework.Percentile(dead, 1)), "dead-max-ms")
 	b.ReportMetric(total.Seconds(), "roll-s")
+}
+
+// BenchmarkZones: a roll of 30 nodes in 3 zones, one node at a time and
+// then with --max-concurrent=3 --topology-key=topology.kubernetes.io/zone;
+// reports both totals and their ratio.
+func BenchmarkZones(b *testing.B) {
+	const nodeCount, zones = 30, 3
+	var serial, parallel time.Duration
+	for range b.N {
+		runs++
+		_, serial = roll(b, fmt.Sprintf("bench-zones-serial-%d", runs), nodeCount, nil, nil, zones)
+		_, parallel = roll(b, fmt.Sprintf("bench-zones-%d", runs), nodeCount, nil, nil, zones,
+			"--max-concurrent=3", "--topology-key="+corev1.LabelTopologyZone)
+	}
+	b.ReportMetric(serial.Seconds(), "one-at-a-time-s")
+	b.ReportMetric(parallel.Seconds(), "zones-s")
+	b.ReportMetric(serial.Seconds()/parallel.Seconds(), "speedup")
 }
 
 // BenchmarkWritesPerCycle: the API writes of one in-place node cycle
@@ -166,7 +183,7 @@ func BenchmarkWritesPerCycle(b *testing.B) {
 	var mgr, agents framework.Writes
 	for range b.N {
 		runs++
-		roll(b, fmt.Sprintf("bench-writes-%d", runs), nodeCount, &mgr, &agents)
+		roll(b, fmt.Sprintf("bench-writes-%d", runs), nodeCount, &mgr, &agents, 0)
 	}
 	cycles := b.N * nodeCount
 	b.Logf("manager writes per cycle: %s", mgr.Per(cycles))
@@ -178,7 +195,7 @@ func BenchmarkWritesPerCycle(b *testing.B) {
 
 // roll reboots count nodes with real agents and the real manager; writes,
 // when not nil, count the manager's and the agents' API writes.
-func roll(b *testing.B, run string, count int, mgrWrites, agentWrites *framework.Writes) ([]time.Duration, time.Duration) {
+func roll(b *testing.B, run string, count int, mgrWrites, agentWrites *framework.Writes, zones int, managerArgs ...string) ([]time.Duration, time.Duration) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var rollAgents *framework.Writes
@@ -186,7 +203,7 @@ func roll(b *testing.B, run string, count int, mgrWrites, agentWrites *framework
 		rollAgents = &framework.Writes{}
 		defer agentWrites.Add(rollAgents)
 	}
-	sel, sentinels := benchNodes(ctx, b, run, count, 500*time.Millisecond, rollAgents)
+	sel, sentinels := benchNodes(ctx, b, run, count, 500*time.Millisecond, rollAgents, zones)
 	if rollAgents != nil {
 		// An agent's first start (its condition and checked boot) is not
 		// part of a cycle; its start after each reboot is, and is counted.
@@ -210,7 +227,7 @@ func roll(b *testing.B, run string, count int, mgrWrites, agentWrites *framework
 		cfg = mgrWrites.Wrap(cfg)
 	}
 	start := time.Now()
-	startBenchManager(ctx, b, run, cfg)
+	startBenchManager(ctx, b, run, cfg, managerArgs...)
 	r, err := framework.WatchRoll(w, count, start, 5*time.Minute)
 	if err != nil {
 		b.Fatal(err)
@@ -218,12 +235,13 @@ func roll(b *testing.B, run string, count int, mgrWrites, agentWrites *framework
 	return r.Dead, r.Total
 }
 
-// startBenchManager runs the manager in-process with its defaults for the
-// run's namespace and nodes, through cfg, until ctx ends.
-func startBenchManager(ctx context.Context, b *testing.B, run string, cfg *rest.Config) {
+// startBenchManager runs the manager in-process with its defaults (and
+// extra flags) for the run's namespace and nodes, through cfg, until ctx
+// ends.
+func startBenchManager(ctx context.Context, b *testing.B, run string, cfg *rest.Config, extra ...string) {
 	b.Helper()
-	opts, err := controllers.ParseOptions([]string{"--metrics-bind-address=0", "--health-probe-bind-address=0", "--leader-elect=false",
-		"--namespace=" + run, "--node-selector=bench=" + run, "--agent-pod-selector="}, func(string) (string, bool) { return "", false }, os.Stderr)
+	opts, err := controllers.ParseOptions(append([]string{"--metrics-bind-address=0", "--health-probe-bind-address=0", "--leader-elect=false",
+		"--namespace=" + run, "--node-selector=bench=" + run, "--agent-pod-selector="}, extra...), func(string) (string, bool) { return "", false }, os.Stderr)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -239,8 +257,9 @@ func startBenchManager(ctx context.Context, b *testing.B, run string, cfg *rest.
 // bench=<run>, each with a real agent (whose reboot removes its sentinel),
 // played by the simulated kubelet (down for downTime) until ctx ends; the
 // agents stop when the benchmark does. agentWrites, when not nil, counts
-// the agents' writes. It returns the Nodes' selector and sentinels.
-func benchNodes(ctx context.Context, b *testing.B, run string, count int, downTime time.Duration, agentWrites *framework.Writes) (labels.Selector, []string) {
+// the agents' writes. With zones, node i is in topology zone i%zones. It
+// returns the Nodes' selector and sentinels.
+func benchNodes(ctx context.Context, b *testing.B, run string, count int, downTime time.Duration, agentWrites *framework.Writes, zones int) (labels.Selector, []string) {
 	b.Helper()
 	sel := labels.SelectorFromSet(labels.Set{"bench": run})
 	if _, err := env.Clientset.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: run}}, metav1.CreateOptions{}); err != nil {
@@ -251,7 +270,11 @@ func benchNodes(ctx context.Context, b *testing.B, run string, count int, downTi
 	var sentinels []string
 	for i := range count {
 		n := fmt.Sprintf("%s-%d", run, i)
-		if err := framework.CreateNode(ctx, env.Clientset, n, map[string]string{"bench": run}); err != nil {
+		lbls := map[string]string{"bench": run}
+		if zones > 0 {
+			lbls[corev1.LabelTopologyZone] = fmt.Sprintf("zone-%d", i%zones)
+		}
+		if err := framework.CreateNode(ctx, env.Clientset, n, lbls); err != nil {
 			b.Fatal(err)
 		}
 		dir := b.TempDir()

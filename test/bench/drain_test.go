@@ -31,7 +31,7 @@ func BenchmarkDrainEnd(b *testing.B) {
 	const run, count = "drainend", 5
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	_, sentinels := benchNodes(ctx, b, run, count, 200*time.Millisecond, nil)
+	_, sentinels := benchNodes(ctx, b, run, count, 200*time.Millisecond, nil, 0)
 	for i := range count {
 		n := fmt.Sprintf("%s-%d", run, i)
 		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: run, Name: "app-" + n, Finalizers: []string{holdFinalizer}},
