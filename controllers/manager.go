@@ -6,6 +6,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -92,7 +94,7 @@ func ParseOptions(args []string, lookupEnv func(string) (string, bool), usage io
 	fs.IntVar(&o.Burst, "kube-api-burst", 100, "Burst of requests above --kube-api-qps.")
 	fs.StringVar(&c.Namespace, "namespace", def.Namespace, "Namespace of the NodeCycles of this cluster.")
 	fs.StringVar(&o.nodeSelector, "node-selector", "", "Label selector of the nodes to handle (kubectl syntax); empty selects all nodes. Nodes labelled nodecycle.io/exclude=true are always left alone.")
-	fs.IntVar(&c.MaxConcurrent, "max-concurrent", def.MaxConcurrent, "Nodes of the cluster in maintenance at the same time.")
+	maxConcurrent := fs.String("max-concurrent", strconv.Itoa(def.MaxConcurrent), "Nodes of the cluster in maintenance at the same time: a number, or a percentage (25%) of the cluster's Nodes nodecycle may handle, rounded up, at least 1.")
 	fs.StringVar(&c.TopologyKey, "topology-key", "", "Node label (topology.kubernetes.io/zone, say): at most one node per value of it in maintenance at once, within --max-concurrent. Nodes without it count as one value.")
 	fs.DurationVar(&o.drainTimeout, "drain-timeout", def.Drain.Timeout.Duration, "Time limit of a drain; then the operation fails and the node is uncordoned.")
 	fs.Int64Var(&c.Drain.GracePeriodSeconds, "pod-grace-period", def.Drain.GracePeriodSeconds, "Grace period in seconds given to evicted pods; -1 keeps each pod's own.")
@@ -136,6 +138,14 @@ func ParseOptions(args []string, lookupEnv func(string) (string, bool), usage io
 		if c.Drain.PodSelector, err = metav1.ParseToLabelSelector(*drainPodSelector); err != nil {
 			return nil, fmt.Errorf("invalid --drain-pod-selector %q: %w", *drainPodSelector, err)
 		}
+	}
+	if pct, ok := strings.CutSuffix(*maxConcurrent, "%"); ok {
+		if c.MaxConcurrentPercent, err = strconv.Atoi(pct); err != nil || c.MaxConcurrentPercent < 1 || c.MaxConcurrentPercent > 100 {
+			return nil, fmt.Errorf("invalid --max-concurrent %q: a percentage must be 1%% to 100%%", *maxConcurrent)
+		}
+		c.MaxConcurrent = 1
+	} else if c.MaxConcurrent, err = strconv.Atoi(*maxConcurrent); err != nil {
+		return nil, fmt.Errorf("invalid --max-concurrent %q: want a number or a percentage such as 25%%", *maxConcurrent)
 	}
 	c.Drain.Timeout.Duration = o.drainTimeout
 	c.RebootTimeout = o.rebootTimeout

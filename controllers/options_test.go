@@ -20,6 +20,9 @@ func TestParseOptionsRejectsBadInput(t *testing.T) {
 		{"negative reboot timeout", []string{"--reboot-timeout=-5m"}, nil, "reboot timeout must be positive"},
 		{"malformed selector", []string{"--node-selector=role in (a"}, nil, "invalid --node-selector"},
 		{"zero concurrency", []string{"--max-concurrent=0"}, nil, "max concurrent must be at least 1"},
+		{"malformed concurrency", []string{"--max-concurrent=three"}, nil, "invalid --max-concurrent \"three\""},
+		{"zero percent", []string{"--max-concurrent=0%"}, nil, "a percentage must be 1% to 100%"},
+		{"over 100 percent", []string{"--max-concurrent=150%"}, nil, "a percentage must be 1% to 100%"},
 		{"grace period below -1", []string{"--pod-grace-period=-2"}, nil, "pod grace period"},
 		{"unknown flag", []string{"--drain-timout=1m"}, nil, "drain-timout"},
 		{"stray argument", []string{"reboot"}, nil, "unexpected arguments"},
@@ -58,5 +61,15 @@ func TestParseOptionsDefaultsAndFlags(t *testing.T) {
 	}
 	if o.Controllers.NodeSelector.String() != "pool=workers" || o.Controllers.Drain.Timeout.Duration != 90*time.Second || o.LeaderElectNS != "ops" {
 		t.Fatalf("flags not applied: %+v", o.Controllers)
+	}
+}
+
+func TestMaxConcurrentPercentage(t *testing.T) {
+	o, err := ParseOptions([]string{"--max-concurrent=25%"}, noEnv, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := o.Controllers; c.MaxConcurrentPercent != 25 || c.MaxConcurrent != 1 {
+		t.Fatalf("25%%: percent %d, at least %d", c.MaxConcurrentPercent, c.MaxConcurrent)
 	}
 }

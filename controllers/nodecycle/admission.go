@@ -58,7 +58,12 @@ func (r *Reconciler) admit(ctx context.Context, s *step) (reconcile.Result, erro
 	// The cache answers "no slot" cheaply for the many waiting NodeCycles;
 	// only a free slot is worth the gates that ask other servers (pods on
 	// the node, Alertmanager), and is confirmed against the API server.
-	if taken, err := r.slotsTaken(ctx, r.Client, s); err != nil || taken >= r.Config.MaxConcurrent {
+	slots, slotsErr := r.slots(ctx, s)
+	if slotsErr != nil {
+		return reconcile.Result{}, slotsErr
+	}
+	s.maxSlots = slots
+	if taken, err := r.slotsTaken(ctx, r.Client, s); err != nil || taken >= s.maxSlots {
 		r.waitForSlot(s, taken)
 		return reconcile.Result{RequeueAfter: slotPollInterval}, err
 	}
@@ -82,7 +87,7 @@ func (r *Reconciler) admit(ctx context.Context, s *step) (reconcile.Result, erro
 	if err != nil {
 		return reconcile.Result{}, err
 	}
-	if taken >= r.Config.MaxConcurrent {
+	if taken >= s.maxSlots {
 		r.waitForSlot(s, taken)
 		return reconcile.Result{RequeueAfter: slotPollInterval}, nil
 	}
@@ -111,7 +116,7 @@ func (r *Reconciler) waitForSlot(s *step, taken int) {
 		s.nc.Status.Message = fmt.Sprintf("Waiting for a maintenance slot: %s (at most one per %s)", s.zoneBusy, r.Config.TopologyKey)
 		return
 	}
-	s.nc.Status.Message = fmt.Sprintf("Waiting for a maintenance slot (%d of %d taken; kubectl get nodecycles shows which)", taken, r.Config.MaxConcurrent)
+	s.nc.Status.Message = fmt.Sprintf("Waiting for a maintenance slot (%d of %d taken; kubectl get nodecycles shows which)", taken, s.maxSlots)
 }
 
 // slotsTaken counts the nodes of the NodeCycle's cluster that hold a
@@ -182,7 +187,7 @@ func (r *Reconciler) slotsTaken(ctx context.Context, reader client.Reader, s *st
 		busy[n.Name] = true
 	}
 	if len(busy) > 0 && (controlPlane || nc.Spec.ControlPlane) {
-		return max(len(busy), r.Config.MaxConcurrent), nil
+		return max(len(busy), s.maxSlots), nil
 	}
 	// With a topology key, a node whose zone already has one in
 	// maintenance finds every slot taken.
@@ -198,7 +203,7 @@ func (r *Reconciler) slotsTaken(ctx context.Context, reader client.Reader, s *st
 			}
 			if other.Labels[key] == zone {
 				s.zoneBusy = fmt.Sprintf("another node of %s=%q is in maintenance", key, zone)
-				return max(len(busy), r.Config.MaxConcurrent), nil
+				return max(len(busy), s.maxSlots), nil
 			}
 		}
 	}
@@ -347,4 +352,25 @@ func (r *Reconciler) pausedBy(ctx context.Context, s *step) (string, error) {
 		return fmt.Sprintf("policy %s: %s", p.Name, why), nil
 	}
 	return "", nil
+}
+
+// slots is the number of maintenance slots of the NodeCycle's cluster:
+// --max-concurrent, or its percentage of the cluster's Nodes that
+// nodecycle may handle (read from the cache), rounded up, at least 1.
+func (r *Reconciler) slots(ctx context.Context, s *step) (int, error) {
+	pct := r.Config.MaxConcurrentPercent
+	if pct == 0 {
+		return r.Config.MaxConcurrent, nil
+	}
+	var list corev1.NodeList
+	if err := s.workload().Client.List(ctx, &list, client.UnsafeDisableDeepCopy); err != nil {
+		return 0, fmt.Errorf("listing nodes: %w", err)
+	}
+	eligible := 0
+	for i := range list.Items {
+		if ok, _, _ := r.Config.Eligibility(&list.Items[i]); ok {
+			eligible++
+		}
+	}
+	return max((eligible*pct+99)/100, r.Config.MaxConcurrent, 1), nil
 }

@@ -1,6 +1,7 @@
 package nodecycle
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -52,4 +53,39 @@ func TestWaitForHealthyPodDisruptionBudgets(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.runUntil(v1alpha1.PhaseWaitingForNodeReady)
+}
+
+// --max-concurrent as a percentage: of the cluster's Nodes nodecycle may
+// handle, rounded up; an excluded node does not count.
+func TestMaxConcurrentPercentage(t *testing.T) {
+	for _, tc := range []struct {
+		pct      int
+		admitted bool
+	}{{25, false}, {50, true}} {
+		t.Run(fmt.Sprintf("%d%%", tc.pct), func(t *testing.T) {
+			h := newHarness(t)
+			h.cfg.MaxConcurrentPercent = tc.pct
+			h.restart()
+			for _, n := range []string{"worker-2", "worker-3", "worker-4"} {
+				h.create(testNodeObject(n, "boot-1"))
+			}
+			excluded := testNodeObject("excluded", "boot-1")
+			excluded.Labels = map[string]string{v1alpha1.LabelExclude: "true"}
+			h.create(excluded)
+			// worker-2 is in maintenance: 1 of 1 slot at 25 % of 4, 1 of 2 at 50 %.
+			started := metav1.NewMicroTime(h.clock.Now())
+			h.create(&v1alpha1.NodeCycle{ObjectMeta: metav1.ObjectMeta{Namespace: testNamespace, Name: "worker-2-b-1"},
+				Spec:   v1alpha1.NodeCycleSpec{NodeName: "worker-2", Strategies: []v1alpha1.Strategy{v1alpha1.StrategyReboot}, Attempt: 1},
+				Status: v1alpha1.NodeCycleStatus{Phase: v1alpha1.PhaseWaitingForNodeReady, StartTime: &started}})
+			h.open()
+			h.settle()
+			nc := h.cycle()
+			if admitted := nc.Status.Phase != v1alpha1.PhasePending; admitted != tc.admitted {
+				t.Fatalf("%d%%: phase %s (%s)", tc.pct, nc.Status.Phase, nc.Status.Message)
+			}
+			if !tc.admitted && nc.Status.Message != "Waiting for a maintenance slot (1 of 1 taken; kubectl get nodecycles shows which)" {
+				t.Fatalf("message %q", nc.Status.Message)
+			}
+		})
+	}
 }

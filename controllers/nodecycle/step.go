@@ -27,6 +27,9 @@ type step struct {
 	// zoneBusy says that another node of this node's topology zone holds
 	// a slot, when that is why the slots are taken.
 	zoneBusy string
+	// maxSlots is the cluster's number of maintenance slots, as the
+	// admission computed it.
+	maxSlots int
 }
 
 type pendingEvent struct {

@@ -18,8 +18,13 @@ type Config struct {
 	Namespace string
 	// NodeSelector picks the nodes nodecycle handles; empty selects all.
 	NodeSelector labels.Selector
-	// MaxConcurrent is the number of nodes of one cluster in maintenance at once.
+	// MaxConcurrent is the number of nodes of one cluster in maintenance at
+	// once; with MaxConcurrentPercent, the least it is.
 	MaxConcurrent int
+	// MaxConcurrentPercent, when not 0, makes the number that percentage of
+	// the cluster's Nodes nodecycle may handle, rounded up, at least
+	// MaxConcurrent.
+	MaxConcurrentPercent int
 	// TopologyKey, when set, allows at most one node per value of this
 	// node label (a zone, say) in maintenance at once, within MaxConcurrent.
 	TopologyKey string
@@ -95,6 +100,9 @@ func (c Config) Validate() error {
 	}
 	if c.NodeSelector == nil {
 		errs = append(errs, errors.New("node selector must be set (use labels.Everything)"))
+	}
+	if c.MaxConcurrentPercent < 0 || c.MaxConcurrentPercent > 100 {
+		errs = append(errs, fmt.Errorf("max concurrent percentage must be between 1 and 100, got %d", c.MaxConcurrentPercent))
 	}
 	if c.MaxConcurrent < 1 {
 		errs = append(errs, fmt.Errorf("max concurrent must be at least 1, got %d", c.MaxConcurrent))
