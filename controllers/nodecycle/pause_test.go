@@ -5,6 +5,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
 )
@@ -16,15 +17,7 @@ func TestPauseAll(t *testing.T) {
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: testNamespace, Annotations: map[string]string{v1alpha1.AnnotationPaused: "alice: change freeze"}}}
 	h.create(ns)
 	h.open()
-	h.settle()
-	if nc := h.cycle(); nc.Status.Phase != v1alpha1.PhasePending || nc.Status.Message != "Waiting: paused, namespace nodecycle-system: alice: change freeze" {
-		t.Fatalf("phase %s: %q", nc.Status.Phase, nc.Status.Message)
-	}
-	delete(ns.Annotations, v1alpha1.AnnotationPaused)
-	if err := h.c.Update(h.ctx, ns); err != nil {
-		t.Fatal(err)
-	}
-	h.runUntil(v1alpha1.PhaseWaitingForNodeReady)
+	h.expectPausedThenResume(ns, "Waiting: paused, namespace nodecycle-system: alice: change freeze")
 }
 
 // A pause on a policy holds its nodes; a pause never stops a maintenance
@@ -40,17 +33,26 @@ func TestPausePolicyAndNotHalfWay(t *testing.T) {
 	if err := h.c.Update(h.ctx, nc); err != nil {
 		t.Fatal(err)
 	}
-	h.settle()
-	if nc := h.cycle(); nc.Status.Phase != v1alpha1.PhasePending || nc.Status.Message != "Waiting: paused, policy workers: bob: waiting for the storage upgrade" {
-		t.Fatalf("phase %s: %q", nc.Status.Phase, nc.Status.Message)
-	}
-	delete(policy.Annotations, v1alpha1.AnnotationPaused)
-	if err := h.c.Update(h.ctx, policy); err != nil {
-		t.Fatal(err)
-	}
-	h.runUntil(v1alpha1.PhaseWaitingForNodeReady)
+	h.expectPausedThenResume(policy, "Waiting: paused, policy workers: bob: waiting for the storage upgrade")
 
 	h.create(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: testNamespace, Annotations: map[string]string{v1alpha1.AnnotationPaused: "alice: stop"}}})
 	h.boot("boot-2")
 	h.runUntil(v1alpha1.PhaseSucceeded)
+}
+
+// expectPausedThenResume checks that the NodeCycle waits with message, then
+// removes the pause from paused and sees the maintenance go on.
+func (h *harness) expectPausedThenResume(paused client.Object, message string) {
+	h.t.Helper()
+	h.settle()
+	if nc := h.cycle(); nc.Status.Phase != v1alpha1.PhasePending || nc.Status.Message != message {
+		h.t.Fatalf("phase %s: %q", nc.Status.Phase, nc.Status.Message)
+	}
+	a := paused.GetAnnotations()
+	delete(a, v1alpha1.AnnotationPaused)
+	paused.SetAnnotations(a)
+	if err := h.c.Update(h.ctx, paused); err != nil {
+		h.t.Fatal(err)
+	}
+	h.runUntil(v1alpha1.PhaseWaitingForNodeReady)
 }

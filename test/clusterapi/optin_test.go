@@ -92,12 +92,8 @@ var _ = Describe("Opt-in through the MachineDeployment", func() {
 	})
 
 	It("starts nothing on a paused Cluster", func(ctx SpecContext) {
-		const ns, cluster = "paused", "frozen"
-		c, err := capi.CreateCluster(ctx, ns, cluster, env.Config)
-		Expect(err).NotTo(HaveOccurred())
-		_, err = capi.CreateMachineDeployment(ctx, ns, cluster, "pool", 1, map[string]string{v1alpha1.AnnotationStrategy: "reboot"})
-		Expect(err).NotTo(HaveOccurred())
-		m := readyMachines(ctx, k8s, ns, "pool", 1)[0]
+		const ns = "paused"
+		c, m := clusterWithOneMachine(ctx, ns, "frozen")
 		patch := client.MergeFrom(c.DeepCopy())
 		c.Spec.Paused = ptr.To(true)
 		Expect(k8s.Patch(ctx, c, patch)).To(Succeed())
@@ -113,12 +109,8 @@ var _ = Describe("Opt-in through the MachineDeployment", func() {
 	})
 
 	It("holds new maintenance of a Cluster annotated nodecycle.io/paused, saying who and why", func(ctx SpecContext) {
-		const ns, cluster = "paused-by", "upgrading"
-		c, err := capi.CreateCluster(ctx, ns, cluster, env.Config)
-		Expect(err).NotTo(HaveOccurred())
-		_, err = capi.CreateMachineDeployment(ctx, ns, cluster, "pool", 1, map[string]string{v1alpha1.AnnotationStrategy: "reboot"})
-		Expect(err).NotTo(HaveOccurred())
-		m := readyMachines(ctx, k8s, ns, "pool", 1)[0]
+		const ns = "paused-by"
+		c, m := clusterWithOneMachine(ctx, ns, "upgrading")
 		patch := client.MergeFrom(c.DeepCopy())
 		c.Annotations = map[string]string{v1alpha1.AnnotationPaused: "carol: control plane upgrade"}
 		Expect(k8s.Patch(ctx, c, patch)).To(Succeed())
@@ -139,6 +131,18 @@ var _ = Describe("Opt-in through the MachineDeployment", func() {
 		Eventually(message).ShouldNot(HavePrefix("Pending"))
 	})
 })
+
+// clusterWithOneMachine makes a Cluster whose MachineDeployment "pool" of
+// one Machine opted in with reboot, and returns the Cluster and the Machine
+// once it is ready.
+func clusterWithOneMachine(ctx SpecContext, ns, name string) (*clusterv1.Cluster, clusterv1.Machine) {
+	GinkgoHelper()
+	c, err := capi.CreateCluster(ctx, ns, name, env.Config)
+	Expect(err).NotTo(HaveOccurred())
+	_, err = capi.CreateMachineDeployment(ctx, ns, name, "pool", 1, map[string]string{v1alpha1.AnnotationStrategy: "reboot"})
+	Expect(err).NotTo(HaveOccurred())
+	return c, readyMachines(ctx, k8s, ns, "pool", 1)[0]
+}
 
 // setAnnotation sets nodecycle.io/strategy on a MachineDeployment; "" removes it.
 func setAnnotation(ctx SpecContext, md, value string) {
