@@ -106,6 +106,7 @@ func ParseOptions(args []string, lookupEnv func(string) (string, bool), usage io
 	fs.DurationVar(&o.rebootTimeout, "reboot-timeout", def.RebootTimeout, "Time limit from the reboot request to a new boot ID and Ready=True.")
 	fs.DurationVar(&c.SettleTime, "settle-time", 0, "A node's maintenance starts at least this long after the last one in its cluster ended (a policy's settleTime overrides it).")
 	fs.BoolVar(&c.WaitForHealthyPDBs, "wait-for-healthy-pdbs", false, "A node's maintenance starts only while every PodDisruptionBudget of its cluster is healthy (a policy's waitForHealthyPodDisruptionBudgets overrides it).")
+	fs.BoolVar(&c.TaintWaitingNodes, "taint-waiting-nodes", false, "A node waiting for its maintenance carries the taint "+v1alpha1.TaintMaintenancePending+":PreferNoSchedule, so that pods evicted elsewhere avoid it; the cordon takes it off (a policy's taintWhileWaiting overrides it).")
 	fs.BoolVar(&c.WaitForDaemonSetPods, "wait-for-daemonset-pods", false, "Uncordon a rebooted node only once its DaemonSet pods are Ready again (a policy's waitForPods overrides it).")
 	fs.DurationVar(&o.hookTimeout, "hook-timeout", def.HookTimeout, "Time limit of each wait for pre-reboot.hook.nodecycle.io/* and post-reboot.hook.nodecycle.io/* annotations on a node in maintenance.")
 	fs.BoolVar(&o.ClusterAPI, "cluster-api", false, "Run in a Cluster API management cluster: handle the nodes of every workload Cluster (opted in by nodecycle.io/strategy on their MachineDeployments) instead of this cluster's.")
@@ -217,16 +218,22 @@ func New(ctx context.Context, cfg *rest.Config, o *Options, clk clock.PassiveClo
 	}
 	opener := cycles.Opener{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: recorder, Clock: clk, Config: o.Controllers}
 	var clusters cluster.Clusters = cluster.Local{W: cluster.Workload{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Config: mgr.GetConfig()}, Recorder: recorder}
+	var requests nodecycle.Resolver
 	if o.ClusterAPI {
-		capi, err := setupClusterAPI(ctx, mgr, o, opener)
+		capi, mr, err := setupClusterAPI(ctx, mgr, o, opener)
 		if err != nil {
 			return nil, fmt.Errorf("setting up controllers: %w", err)
 		}
-		clusters = capi
-	} else if err := (&node.Reconciler{Opener: opener}).SetupWithManager(mgr); err != nil {
-		return nil, fmt.Errorf("setting up controllers: %w", err)
+		clusters, requests = capi, mr
+	} else {
+		nr := &node.Reconciler{Opener: opener}
+		if err := nr.SetupWithManager(mgr); err != nil {
+			return nil, fmt.Errorf("setting up controllers: %w", err)
+		}
+		requests = nr
 	}
 	ncr := nodecycle.New(mgr.GetClient(), mgr.GetAPIReader(), recorder, clk, o.Controllers, clusters, registry, nodecycle.NewMetrics(reg, clusters))
+	ncr.Requests = requests
 	if err := ncr.SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("setting up controllers: %w", err)
 	}
@@ -261,11 +268,11 @@ func setupIndexes(ctx context.Context, mgr ctrl.Manager, clusterAPI bool) error 
 // setupClusterAPI wires the Cluster API mode: a ClusterCache of nodecycle's
 // own reaches the workload clusters, and the machine reconciler opens
 // NodeCycles for opted-in Machines.
-func setupClusterAPI(ctx context.Context, mgr ctrl.Manager, o *Options, opener cycles.Opener) (cluster.ClusterAPI, error) {
+func setupClusterAPI(ctx context.Context, mgr ctrl.Manager, o *Options, opener cycles.Opener) (cluster.ClusterAPI, *machine.Reconciler, error) {
 	for _, kind := range []string{"Cluster", "Machine", "MachineDeployment"} {
 		gvk := clusterv1.GroupVersion.WithKind(kind)
 		if _, err := mgr.GetRESTMapper().RESTMapping(gvk.GroupKind(), gvk.Version); err != nil {
-			return cluster.ClusterAPI{}, fmt.Errorf("--cluster-api: this cluster does not serve Cluster API's %s (%s); install Cluster API %s or run without --cluster-api: %w", kind, gvk.GroupVersion(), clusterv1.GroupVersion.Version, err)
+			return cluster.ClusterAPI{}, nil, fmt.Errorf("--cluster-api: this cluster does not serve Cluster API's %s (%s); install Cluster API %s or run without --cluster-api: %w", kind, gvk.GroupVersion(), clusterv1.GroupVersion.Version, err)
 		}
 	}
 	cc, err := clustercache.SetupWithManager(ctx, mgr, clustercache.Options{
@@ -278,22 +285,22 @@ func setupClusterAPI(ctx context.Context, mgr ctrl.Manager, o *Options, opener c
 		},
 	}, controller.Options{MaxConcurrentReconciles: 10})
 	if err != nil {
-		return cluster.ClusterAPI{}, fmt.Errorf("setting up the cluster cache: %w", err)
+		return cluster.ClusterAPI{}, nil, fmt.Errorf("setting up the cluster cache: %w", err)
 	}
 	// The workload clusters' caches outlive the manager's context unless shut down.
 	if err := cluster.ShutdownWithManager(mgr, cc); err != nil {
-		return cluster.ClusterAPI{}, err
+		return cluster.ClusterAPI{}, nil, err
 	}
 	capi := cluster.NewClusterAPI(mgr.GetClient(), cc, opener.Recorder)
 	if err := capi.StopWithManager(mgr); err != nil {
-		return cluster.ClusterAPI{}, err
+		return cluster.ClusterAPI{}, nil, err
 	}
 	mr := &machine.Reconciler{
 		Opener:        opener,
 		Clusters:      capi,
 		ClusterSource: cc.GetClusterSource("nodecycle-machine", machine.ClusterMachines(mgr.GetClient())),
 	}
-	return capi, mr.SetupWithManager(mgr)
+	return capi, mr, mr.SetupWithManager(mgr)
 }
 
 // metricsOptions serves /metrics: by default over HTTPS, authenticated

@@ -64,15 +64,18 @@ func (p Phase) Active() bool {
 // NodeCycleSpec says which node is cycled and with which settings. The
 // settings are copied from the manager's configuration when the NodeCycle is
 // created, so an operation keeps its settings across manager restarts.
+// +kubebuilder:validation:XValidation:rule="has(self.request) || (has(self.strategies) && has(self.attempt) && has(self.drain) && has(self.rebootTimeout))",message="strategies, attempt, drain and rebootTimeout are required, unless the NodeCycle is an on-demand request (spec.request)"
 type NodeCycleSpec struct {
 	// NodeName is the Node this operation is about.
 	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
 	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="nodeName is immutable"
 	NodeName string `json:"nodeName"`
 
 	// ClusterName names the workload cluster of the node; empty means the
 	// cluster the manager runs in.
 	// +optional
+	// +kubebuilder:validation:MaxLength=253
 	ClusterName string `json:"clusterName,omitempty"`
 
 	// MachineName is the Cluster API Machine of the node, in the NodeCycle's
@@ -87,9 +90,20 @@ type NodeCycleSpec struct {
 
 	// Strategies is the escalation ladder: the first runs; when its wait for
 	// the node times out, the next one runs, on the still drained node.
+	// Left out of an on-demand request: the manager fills it in.
+	// +optional
 	// +kubebuilder:validation:MinItems=1
 	// +listType=set
-	Strategies []Strategy `json:"strategies"`
+	Strategies []Strategy `json:"strategies,omitempty"`
+
+	// Request marks an on-demand request: a NodeCycle a person created
+	// (kubectl create, kubectl nodecycle request) for a node that need not
+	// ask for a reboot. It needs only nodeName (and clusterName in Cluster
+	// API mode); the manager fills in the rest of the spec once, from the
+	// settings an automatic NodeCycle of the node would get, or refuses the
+	// request (phase Failed, reason RequestRefused, the message says why).
+	// +optional
+	Request *RequestSpec `json:"request,omitempty"`
 
 	// Policy names the NodeCyclePolicy the settings came from; empty when
 	// they came from the manager's flags.
@@ -108,19 +122,22 @@ type NodeCycleSpec struct {
 	BootID string `json:"bootID,omitempty"`
 
 	// Attempt counts the operations for the same boot of this node, from 1.
+	// +optional
 	// +kubebuilder:validation:Minimum=1
-	Attempt int32 `json:"attempt"`
+	Attempt int32 `json:"attempt,omitempty"`
 
 	// Drain holds how pods are evicted.
-	Drain DrainSpec `json:"drain"`
+	// +optional
+	Drain DrainSpec `json:"drain,omitzero"`
 
 	// RebootTimeout bounds the wait from the reboot request until the node
 	// runs a new boot and is Ready.
+	// +optional
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
 	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('720h')",message="must be a duration from 1s to 720h"
-	RebootTimeout Duration `json:"rebootTimeout"`
+	RebootTimeout Duration `json:"rebootTimeout,omitzero"`
 
 	// ReplaceTimeout bounds the replace strategy, from the Machine's deletion
 	// until its replacement's Node is Ready.
@@ -141,6 +158,32 @@ type NodeCycleSpec struct {
 	// the node is uncordoned.
 	// +optional
 	WaitForPods *PodsReadySpec `json:"waitForPods,omitempty"`
+}
+
+// RequestSpec is what a person asks for in an on-demand request.
+type RequestSpec struct {
+	// Strategy to use; empty: the ladder an automatic NodeCycle of the
+	// node would get. It must be one of that ladder's strategies (the
+	// node's NodeCyclePolicy or MachineDeployment allows it).
+	// +optional
+	Strategy Strategy `json:"strategy,omitempty"`
+
+	// Reason says why, for the people who read the NodeCycle and the
+	// node's Events.
+	// +optional
+	// +kubebuilder:validation:MaxLength=256
+	Reason string `json:"reason,omitempty"`
+
+	// RequestedBy names who asked (kubectl nodecycle request fills it in).
+	// +optional
+	// +kubebuilder:validation:MaxLength=256
+	RequestedBy string `json:"requestedBy,omitempty"`
+}
+
+// Unresolved says that the NodeCycle is an on-demand request whose spec
+// the manager has not filled in yet.
+func (s *NodeCycleSpec) Unresolved() bool {
+	return s.Request != nil && len(s.Strategies) == 0
 }
 
 // PodsReadySpec picks the pods on a rebooted node that must be Ready before
@@ -329,7 +372,10 @@ type NodeCycle struct {
 	// Spec is fixed when the NodeCycle is created: the node, its cluster and
 	// Machine, and the settings. Editing it could move an operation out of
 	// its cluster's slot count or point a replace at another Machine.
-	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="spec is immutable; delete the NodeCycle and let nodecycle open a new one"
+	// The manager fills in an on-demand request's spec once (strategies
+	// empty before, set after), keeping the request (and nodeName, which
+	// is immutable on its own); nothing else changes.
+	// +kubebuilder:validation:XValidation:rule="has(oldSelf.request) && !has(oldSelf.strategies) ? (has(self.request) && self.request == oldSelf.request) : self == oldSelf",message="spec is immutable; delete the NodeCycle and let nodecycle open a new one"
 	Spec   NodeCycleSpec   `json:"spec,omitempty"`
 	Status NodeCycleStatus `json:"status,omitempty"`
 }

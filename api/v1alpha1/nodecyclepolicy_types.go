@@ -104,6 +104,14 @@ type Gates struct {
 	// the manager's --wait-for-healthy-pdbs (false).
 	// +optional
 	WaitForHealthyPodDisruptionBudgets *bool `json:"waitForHealthyPodDisruptionBudgets,omitempty"`
+
+	// TaintWhileWaiting: while a node waits for its maintenance (Pending),
+	// it carries the taint nodecycle.io/maintenance-pending:PreferNoSchedule,
+	// so that pods evicted from other nodes do not land on it just before
+	// its own drain; the cordon takes it off. Default: the manager's
+	// --taint-waiting-nodes (false).
+	// +optional
+	TaintWhileWaiting *bool `json:"taintWhileWaiting,omitempty"`
 }
 
 // AlertGate names an Alertmanager and the alerts that block maintenance.

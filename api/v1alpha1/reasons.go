@@ -89,6 +89,7 @@ const (
 	ReasonExcluded                   Reason = "Excluded"
 	ReasonNotSelected                Reason = "NotSelected"
 	ReasonRebootNoLongerRequired     Reason = "RebootNoLongerRequired"
+	ReasonRequestRefused             Reason = "RequestRefused"
 )
 
 // Reasons of the NodeCyclePolicy condition Valid.

@@ -62,6 +62,11 @@ const (
 	// object) opts its Machines' nodes in; the value is one strategy or a
 	// comma-separated escalation ladder, e.g. "reboot,power-cycle,replace".
 	AnnotationStrategy = "nodecycle.io/strategy"
+	// AnnotationPriority (an integer, default 0) orders the NodeCycles that
+	// wait for a maintenance slot: the highest first, then the oldest. On
+	// a NodeCycle it is its own; on a Node it is copied into the node's
+	// next NodeCycle when it is opened.
+	AnnotationPriority = "nodecycle.io/priority"
 	// AnnotationSkipRemediationBy marks Cluster API's skip-remediation
 	// annotation on a Machine as nodecycle's; the value is the NodeCycle
 	// (namespace/name). Only such a skip-remediation is ever removed.
@@ -70,6 +75,9 @@ const (
 	// through the ClusterResourceSet in config/clusterapi.
 	LabelAgent = "nodecycle.io/agent"
 
+	// TaintMaintenancePending (effect PreferNoSchedule, no value) is on a
+	// Node while its NodeCycle waits, with taintWhileWaiting.
+	TaintMaintenancePending = "nodecycle.io/maintenance-pending"
 	// LabelExclude opts a Node out when its value is "true".
 	LabelExclude = "nodecycle.io/exclude"
 )

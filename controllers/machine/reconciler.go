@@ -193,6 +193,67 @@ func (r *Reconciler) releaseRemediation(ctx context.Context, m *clusterv1.Machin
 	return nil
 }
 
+// Resolve fills in an on-demand request for a node of a workload
+// cluster: the spec an automatic NodeCycle of its Machine would get, with
+// the requested strategy. A request for a cluster, node or Machine that
+// does not exist, a Machine that is not opted in, an excluded node, or a
+// strategy its ladder does not name, is refused.
+func (r *Reconciler) Resolve(ctx context.Context, nc *v1alpha1.NodeCycle) (v1alpha1.NodeCycleSpec, error) {
+	name := nc.Spec.ClusterName
+	if name == "" {
+		return nc.Spec, cycles.Refusef("spec.clusterName is required: this manager runs in Cluster API mode and handles the nodes of workload clusters")
+	}
+	if err := r.Client.Get(ctx, client.ObjectKey{Namespace: nc.Namespace, Name: name}, &clusterv1.Cluster{}); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nc.Spec, cycles.Refusef("Cluster %s/%s does not exist", nc.Namespace, name)
+		}
+		return nc.Spec, err
+	}
+	w, err := r.Clusters.Workload(ctx, nc.Namespace, name)
+	if err != nil {
+		return nc.Spec, err // retried: the connection may come
+	}
+	node := &corev1.Node{}
+	if err = w.Client.Get(ctx, types.NamespacedName{Name: nc.Spec.NodeName}, node); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nc.Spec, cycles.Refusef("node %s does not exist in cluster %s", nc.Spec.NodeName, name)
+		}
+		return nc.Spec, err
+	}
+	var machines clusterv1.MachineList
+	if err = r.Client.List(ctx, &machines, client.InNamespace(nc.Namespace), client.MatchingLabels{clusterv1.ClusterNameLabel: name}); err != nil {
+		return nc.Spec, err
+	}
+	var m *clusterv1.Machine
+	for i := range machines.Items {
+		if machines.Items[i].Status.NodeRef.Name == node.Name {
+			m = &machines.Items[i]
+		}
+	}
+	if m == nil {
+		return nc.Spec, cycles.Refusef("node %s has no Machine in cluster %s", node.Name, name)
+	}
+	_, ladder, err := r.ladderFor(ctx, m)
+	switch {
+	case err != nil:
+		return nc.Spec, cycles.Refusef("Machine %s: %v", m.Name, err)
+	case ladder == nil:
+		return nc.Spec, cycles.Refusef("Machine %s is not opted in: neither its MachineDeployment nor its control plane has the annotation %s", m.Name, v1alpha1.AnnotationStrategy)
+	}
+	if ok, _, why := r.Config.Eligibility(node); !ok {
+		return nc.Spec, cycles.Refusef("%s", why)
+	}
+	policy, err := r.PolicyFor(ctx, nc.Namespace, node)
+	if err != nil {
+		return nc.Spec, cycles.Refusef("%v", err)
+	}
+	spec := r.Config.CycleSpec(node.Name, policy)
+	spec.Strategies = ladder
+	spec.MachineName = m.Name
+	spec.ControlPlane = isControlPlane(m)
+	return cycles.ResolveRequest(nc, node, spec)
+}
+
 // withdraw deletes the node's NodeCycle that has not started yet once the
 // Machine is no longer opted in (annotation removed or made invalid):
 // nothing was done to the node, so there is nothing to undo.
@@ -202,8 +263,8 @@ func (r *Reconciler) withdraw(ctx context.Context, sc cycles.Scope, node *corev1
 		return err
 	}
 	open := cycles.Open(history)
-	if open == nil || open.Status.Phase.Active() {
-		return nil // an operation under way finishes
+	if open == nil || open.Status.Phase.Active() || open.Spec.Request != nil {
+		return nil // an operation under way finishes; a person's request is theirs to withdraw
 	}
 	if err := r.Client.Delete(ctx, open, client.Preconditions{UID: &open.UID, ResourceVersion: &open.ResourceVersion}); client.IgnoreNotFound(err) != nil {
 		if apierrors.IsConflict(err) {

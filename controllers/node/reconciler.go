@@ -4,6 +4,7 @@ import (
 	"context"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -83,4 +84,31 @@ func (r *Reconciler) nodesNeedingReboot(ctx context.Context, _ client.Object) []
 		}
 	}
 	return reqs
+}
+
+// Resolve fills in an on-demand request for a node of this cluster: the
+// spec an automatic NodeCycle of the node would get, with the requested
+// strategy; a request for a node that does not exist, is excluded or not
+// selected, or for a strategy the node's policy does not allow, is refused.
+func (r *Reconciler) Resolve(ctx context.Context, nc *v1alpha1.NodeCycle) (v1alpha1.NodeCycleSpec, error) {
+	if nc.Spec.ClusterName != "" {
+		return nc.Spec, cycles.Refusef("cluster %q: this manager handles only the cluster it runs in (Cluster API mode is off)", nc.Spec.ClusterName)
+	}
+	node := &corev1.Node{}
+	if err := r.Client.Get(ctx, types.NamespacedName{Name: nc.Spec.NodeName}, node); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nc.Spec, cycles.Refusef("node %s does not exist", nc.Spec.NodeName)
+		}
+		return nc.Spec, err
+	}
+	if ok, _, why := r.Config.Eligibility(node); !ok {
+		return nc.Spec, cycles.Refusef("%s", why)
+	}
+	policy, err := r.PolicyFor(ctx, r.Config.Namespace, node)
+	if err != nil {
+		return nc.Spec, cycles.Refusef("%v", err)
+	}
+	spec := r.Config.CycleSpec(node.Name, policy)
+	_, spec.ControlPlane = node.Labels[LabelControlPlane]
+	return cycles.ResolveRequest(nc, node, spec)
 }

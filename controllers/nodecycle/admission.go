@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -13,6 +14,7 @@ import (
 	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
@@ -26,6 +28,27 @@ import (
 // here: at most Config.MaxConcurrent nodes of a cluster hold a slot, and a
 // control-plane node holds the whole cluster.
 func (r *Reconciler) admit(ctx context.Context, s *step) (reconcile.Result, error) {
+	res, err := r.tryAdmit(ctx, s)
+	if err != nil {
+		return res, err
+	}
+	// taintWhileWaiting: on while Pending; off when it ends without
+	// starting (the cordon takes it off when it starts).
+	p := s.nc.Status.Phase
+	want := p == v1alpha1.PhasePending && ptr.Deref(s.nc.Spec.TaintWhileWaiting, false)
+	if (want || p.Terminal()) && want != nodes.HasWaitingTaint(s.node) {
+		if err := nodes.SetWaitingTaint(ctx, s.workload().Client, s.node, want); err != nil {
+			if apierrors.IsConflict(err) {
+				return reconcile.Result{RequeueAfter: conflictRetry}, nil
+			}
+			return reconcile.Result{}, fmt.Errorf("tainting node %s: %w", s.node.Name, err)
+		}
+	}
+	return res, nil
+}
+
+// tryAdmit is admit without the taint of a waiting node.
+func (r *Reconciler) tryAdmit(ctx context.Context, s *step) (reconcile.Result, error) {
 	if ok, reason, msg := r.Config.Eligibility(s.node); !ok {
 		s.finish(v1alpha1.PhaseSkipped, reason, msg)
 		return reconcile.Result{}, nil
@@ -36,7 +59,8 @@ func (r *Reconciler) admit(ctx context.Context, s *step) (reconcile.Result, erro
 			return reconcile.Result{}, nil
 		}
 	}
-	if !nodes.IsConditionTrue(s.node, v1alpha1.ConditionRebootRequired) {
+	// An on-demand request needs no RebootRequired: a person asked.
+	if s.nc.Spec.Request == nil && !nodes.IsConditionTrue(s.node, v1alpha1.ConditionRebootRequired) {
 		s.finish(v1alpha1.PhaseSkipped, v1alpha1.ReasonRebootNoLongerRequired, fmt.Sprintf("Node no longer has %s=True", v1alpha1.ConditionRebootRequired))
 		return reconcile.Result{}, nil
 	}
@@ -63,8 +87,11 @@ func (r *Reconciler) admit(ctx context.Context, s *step) (reconcile.Result, erro
 		return reconcile.Result{}, slotsErr
 	}
 	s.maxSlots = slots
-	if taken, err := r.slotsTaken(ctx, r.Client, s); err != nil || taken >= s.maxSlots {
-		r.waitForSlot(s, taken)
+	// NodeCycles ahead in the queue (waiting for a slot too, with a higher
+	// priority or older) are served first: a slot they will take counts
+	// as taken.
+	if taken, err := r.slotsTaken(ctx, r.Client, s); err != nil || taken+s.ahead >= s.maxSlots {
+		r.waitForSlot(s, min(taken+s.ahead, s.maxSlots))
 		return reconcile.Result{RequeueAfter: slotPollInterval}, err
 	}
 	if hold, wait, err := r.blockers(ctx, s); err != nil || hold {
@@ -116,7 +143,33 @@ func (r *Reconciler) waitForSlot(s *step, taken int) {
 		s.nc.Status.Message = fmt.Sprintf("Waiting for a maintenance slot: %s (at most one per %s)", s.zoneBusy, r.Config.TopologyKey)
 		return
 	}
-	s.nc.Status.Message = fmt.Sprintf("Waiting for a maintenance slot (%d of %d taken; kubectl get nodecycles shows which)", taken, s.maxSlots)
+	s.nc.Status.Message = fmt.Sprintf("%s%d of %d taken; kubectl get nodecycles shows which)", waitingForSlot, taken, s.maxSlots)
+}
+
+// waitingForSlot begins the message of a NodeCycle that waits for nothing
+// but a slot of its cluster: the queue is made of those.
+const waitingForSlot = "Waiting for a maintenance slot ("
+
+// priority is the NodeCycle's nodecycle.io/priority; 0 when absent or not
+// an integer.
+func priority(nc *v1alpha1.NodeCycle) int64 {
+	p, err := strconv.ParseInt(nc.Annotations[v1alpha1.AnnotationPriority], 10, 64)
+	if err != nil {
+		return 0
+	}
+	return p
+}
+
+// goesFirst says whether a waiting NodeCycle is served before b: a higher
+// priority, then the older, then the name.
+func goesFirst(a, b *v1alpha1.NodeCycle) bool {
+	if pa, pb := priority(a), priority(b); pa != pb {
+		return pa > pb
+	}
+	if !a.CreationTimestamp.Equal(&b.CreationTimestamp) {
+		return a.CreationTimestamp.Before(&b.CreationTimestamp)
+	}
+	return a.Name < b.Name
 }
 
 // slotsTaken counts the nodes of the NodeCycle's cluster that hold a
@@ -137,10 +190,15 @@ func (r *Reconciler) slotsTaken(ctx context.Context, reader client.Reader, s *st
 	clusterOf := map[string]string{}
 	controlPlane := false
 	newest := map[string]*v1alpha1.NodeCycle{}
+	s.ahead = 0
 	for i, other := range list.Items {
 		clusterOf[other.Name] = other.Spec.ClusterName
 		if other.Spec.ClusterName != nc.Spec.ClusterName {
 			continue
+		}
+		if other.Status.Phase == v1alpha1.PhasePending && other.Name != nc.Name &&
+			strings.HasPrefix(other.Status.Message, waitingForSlot) && goesFirst(&list.Items[i], nc) {
+			s.ahead++
 		}
 		if other.Status.Phase.Active() {
 			busy[other.Spec.NodeName] = true

@@ -51,6 +51,10 @@ func (r *Reconciler) cordon(ctx context.Context, s *step) (reconcile.Result, err
 		}
 		s.event(corev1.EventTypeNormal, v1alpha1.ReasonCordoned, "Node cordoned by nodecycle%s", next)
 	}
+	// A cordon nodecycle did not write itself left the waiting taint on.
+	if err := nodes.SetWaitingTaint(ctx, s.workload().Client, s.node, false); err != nil {
+		return reconcile.Result{}, fmt.Errorf("taking the waiting taint off node %s: %w", s.node.Name, err)
+	}
 	if st, _ := s.current(); !st.InPlace() {
 		s.startCurrent() // the strategy takes the node away, draining it its own way
 		return reconcile.Result{}, nil

@@ -56,6 +56,8 @@ type Reconciler struct {
 	Clusters cluster.Clusters
 	// Strategies is the table of strategies a ladder may name.
 	Strategies Table
+	// Requests fills in on-demand requests; nil refuses them.
+	Requests Resolver
 
 	// controller receives the Node watches of workload clusters.
 	controller controller.Controller
@@ -108,6 +110,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	}
 	log := logf.FromContext(ctx).WithValues("Node", klog.KRef("", nc.Spec.NodeName), "phase", nc.Status.Phase)
 	ctx = logf.IntoContext(ctx, log)
+	if nc.Spec.Unresolved() {
+		return r.resolve(ctx, nc)
+	}
 
 	s := r.newStep(nc)
 	target, err := r.Clusters.Target(ctx, nc)

@@ -27,6 +27,9 @@ type step struct {
 	// zoneBusy says that another node of this node's topology zone holds
 	// a slot, when that is why the slots are taken.
 	zoneBusy string
+	// ahead counts the NodeCycles of the cluster that wait for a slot and
+	// go first (a higher priority, or older): they are served first.
+	ahead int
 	// maxSlots is the cluster's number of maintenance slots, as the
 	// admission computed it.
 	maxSlots int

@@ -129,6 +129,11 @@ func (r *Opener) OpenCycle(ctx context.Context, sc Scope, node *corev1.Node, cyc
 		ObjectMeta: metav1.ObjectMeta{Name: Name(sc.Cluster, node.Name, spec.BootID, attempt), Namespace: sc.Namespace},
 		Spec:       spec,
 	}
+	if p, ok := node.Annotations[v1alpha1.AnnotationPriority]; ok {
+		// The node's place in the queue of its cluster (an operator can
+		// still change it on the NodeCycle).
+		nc.Annotations = map[string]string{v1alpha1.AnnotationPriority: p}
+	}
 	if err := r.Client.Create(ctx, nc); err != nil {
 		if apierrors.IsAlreadyExists(err) {
 			return reconcile.Result{}, nil
@@ -161,7 +166,8 @@ func (r *Opener) backoff(node *corev1.Node, last *v1alpha1.NodeCycle) time.Durat
 func (r *Opener) cleanUpLeftovers(ctx context.Context, sc Scope, node *corev1.Node, history []v1alpha1.NodeCycle) error {
 	_, request := node.Annotations[v1alpha1.AnnotationRebootRequest]
 	_, cordoned := node.Annotations[v1alpha1.AnnotationCordonedBy]
-	if !request && (!cordoned || !nodes.IsReady(node)) {
+	tainted := nodes.HasWaitingTaint(node)
+	if !request && !tainted && (!cordoned || !nodes.IsReady(node)) {
 		return nil
 	}
 	if len(history) > 0 && RebootPending(node, &history[0]) {
@@ -177,6 +183,12 @@ func (r *Opener) cleanUpLeftovers(ctx context.Context, sc Scope, node *corev1.No
 		}
 	}
 	log := logf.FromContext(ctx)
+	if tainted {
+		if err := nodes.SetWaitingTaint(ctx, sc.W.Client, node, false); err != nil {
+			return fmt.Errorf("taking the waiting taint off node %s: %w", node.Name, err)
+		}
+		log.Info("Took off the waiting taint no NodeCycle waits for")
+	}
 	if request {
 		if err := nodes.SetAnnotations(ctx, sc.W.Client, node, map[string]*string{v1alpha1.AnnotationRebootRequest: nil}); err != nil {
 			return fmt.Errorf("removing stale reboot request from node %s: %w", node.Name, err)

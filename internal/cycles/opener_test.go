@@ -16,6 +16,7 @@ import (
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
 	"github.com/nodecycle/nodecycle/internal/cluster"
+	"github.com/nodecycle/nodecycle/internal/nodes"
 	"github.com/nodecycle/nodecycle/internal/settings"
 )
 
@@ -110,5 +111,45 @@ func TestACordonHeldByAPostRebootHookStays(t *testing.T) {
 	}
 	if n := settle(); n.Spec.Unschedulable || n.Labels["maint"] != "" || n.Annotations[v1alpha1.AnnotationMaintenanceLabels] != "" {
 		t.Fatalf("released, the node stays cordoned (%t) or labelled (%v, %v)", n.Spec.Unschedulable, n.Labels, n.Annotations)
+	}
+}
+
+// A node's nodecycle.io/priority is copied into its new NodeCycle: the
+// NodeCycle's place in its cluster's queue.
+func TestOpenCycleCopiesThePriority(t *testing.T) {
+	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1", Annotations: map[string]string{v1alpha1.AnnotationPriority: "7"}},
+		Status: corev1.NodeStatus{NodeInfo: corev1.NodeSystemInfo{BootID: "boot-1"}}}
+	o, sc, c := newTestOpener(metav1.Now().Time, node)
+	if _, err := o.OpenCycle(context.Background(), sc, node, nil, o.Config.CycleSpec("n1", nil)); err != nil {
+		t.Fatal(err)
+	}
+	var list v1alpha1.NodeCycleList
+	if err := c.List(context.Background(), &list); err != nil || len(list.Items) != 1 {
+		t.Fatalf("%v %d", err, len(list.Items))
+	}
+	if p := list.Items[0].Annotations[v1alpha1.AnnotationPriority]; p != "7" {
+		t.Fatalf("priority %q, want 7", p)
+	}
+}
+
+// The waiting taint of a node no NodeCycle waits for any more (deleted
+// while Pending, or a crash between the end and the taint's removal) is
+// taken off; one whose NodeCycle still waits keeps it.
+func TestALeftWaitingTaintIsTakenOff(t *testing.T) {
+	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1"},
+		Spec:   corev1.NodeSpec{Taints: []corev1.Taint{{Key: "other", Effect: corev1.TaintEffectNoSchedule}, nodes.WaitingTaint}},
+		Status: corev1.NodeStatus{NodeInfo: corev1.NodeSystemInfo{BootID: "boot-1"}}}
+	waiting := &v1alpha1.NodeCycle{ObjectMeta: metav1.ObjectMeta{Namespace: testNamespace, Name: "n1-a-1"},
+		Spec: v1alpha1.NodeCycleSpec{NodeName: "n1", BootID: "boot-1", Attempt: 1}, Status: v1alpha1.NodeCycleStatus{Phase: v1alpha1.PhasePending}}
+	o, sc, c := newTestOpener(metav1.Now().Time, node, waiting)
+	if n := settleNode(t, o, sc, c, "n1"); !nodes.HasWaitingTaint(n) {
+		t.Fatal("the taint of a waiting node was taken off")
+	}
+	if err := c.Delete(context.Background(), waiting); err != nil {
+		t.Fatal(err)
+	}
+	n := settleNode(t, o, sc, c, "n1")
+	if nodes.HasWaitingTaint(n) || len(n.Spec.Taints) != 1 || n.Spec.Taints[0].Key != "other" {
+		t.Fatalf("taints %v, want only the other one", n.Spec.Taints)
 	}
 }

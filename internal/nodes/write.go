@@ -44,6 +44,41 @@ func Cordon(ctx context.Context, c client.Client, node *corev1.Node, owner strin
 		slices.Sort(added)
 		metav1.SetMetaDataAnnotation(&node.ObjectMeta, v1alpha1.AnnotationMaintenanceLabels, strings.Join(added, ","))
 	}
+	// The cordon replaces the taint of a waiting node, in the same write.
+	node.Spec.Taints = withoutWaitingTaint(node.Spec.Taints)
+	return c.Patch(ctx, node, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}))
+}
+
+// WaitingTaint is the taint of a node whose NodeCycle waits.
+var WaitingTaint = corev1.Taint{Key: v1alpha1.TaintMaintenancePending, Effect: corev1.TaintEffectPreferNoSchedule}
+
+// HasWaitingTaint says whether the node carries WaitingTaint.
+func HasWaitingTaint(node *corev1.Node) bool {
+	return slices.ContainsFunc(node.Spec.Taints, isWaitingTaint)
+}
+
+func isWaitingTaint(t corev1.Taint) bool { return WaitingTaint.MatchTaint(&t) }
+
+func withoutWaitingTaint(taints []corev1.Taint) []corev1.Taint {
+	if !slices.ContainsFunc(taints, isWaitingTaint) {
+		return taints
+	}
+	return slices.DeleteFunc(slices.Clone(taints), isWaitingTaint)
+}
+
+// SetWaitingTaint puts WaitingTaint on the node (on) or takes it off; the
+// taint list is written whole, under the optimistic lock (a conflict: read
+// again and retry).
+func SetWaitingTaint(ctx context.Context, c client.Client, node *corev1.Node, on bool) error {
+	if HasWaitingTaint(node) == on {
+		return nil
+	}
+	before := node.DeepCopy()
+	if on {
+		node.Spec.Taints = append(slices.Clone(node.Spec.Taints), WaitingTaint)
+	} else {
+		node.Spec.Taints = withoutWaitingTaint(node.Spec.Taints)
+	}
 	return c.Patch(ctx, node, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}))
 }
 

@@ -41,6 +41,8 @@ type Config struct {
 	// maintenance (a policy's settleTime, waitForHealthyPodDisruptionBudgets).
 	SettleTime         time.Duration
 	WaitForHealthyPDBs bool
+	// TaintWaitingNodes is the default of a policy's taintWhileWaiting.
+	TaintWaitingNodes bool
 	// WaitForDaemonSetPods: a rebooted node is uncordoned only once its
 	// DaemonSet pods are Ready again (a policy's waitForPods overrides it).
 	WaitForDaemonSetPods bool
@@ -185,6 +187,9 @@ func (c Config) CycleSpec(node string, policy *v1alpha1.NodeCyclePolicy) v1alpha
 	if c.WaitForHealthyPDBs {
 		spec.WaitForHealthyPodDisruptionBudgets = ptr.To(true)
 	}
+	if c.TaintWaitingNodes {
+		spec.TaintWhileWaiting = ptr.To(true)
+	}
 	if c.WaitForDaemonSetPods {
 		spec.WaitForPods = &v1alpha1.PodsReadySpec{DaemonSetPods: true}
 	}
@@ -233,13 +238,16 @@ func (c Config) CycleSpec(node string, policy *v1alpha1.NodeCyclePolicy) v1alpha
 			spec.Hooks.Labels[k] = v
 		}
 	}
-	settle, healthy := spec.SettleTime, spec.WaitForHealthyPodDisruptionBudgets
+	settle, healthy, taint := spec.SettleTime, spec.WaitForHealthyPodDisruptionBudgets, spec.TaintWhileWaiting
 	p.Gates.DeepCopyInto(&spec.Gates)
 	if spec.SettleTime == nil {
 		spec.SettleTime = settle
 	}
 	if spec.WaitForHealthyPodDisruptionBudgets == nil {
 		spec.WaitForHealthyPodDisruptionBudgets = healthy
+	}
+	if spec.TaintWhileWaiting == nil {
+		spec.TaintWhileWaiting = taint
 	}
 	return spec
 }

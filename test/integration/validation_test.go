@@ -77,6 +77,33 @@ var _ = Describe("The CRDs refuse bad input at kubectl apply", func() {
 		Expect(unstructured.SetNestedField(nc.Object, "other-cluster", "spec", "clusterName")).To(Succeed())
 		Expect(env.Client.Update(context.Background(), nc)).To(MatchError(ContainSubstring("spec is immutable")))
 	})
+	It("takes an on-demand request with only a node, and fills it in once", func() {
+		// Without spec.request, the settings are required.
+		noSettings := cycle(map[string]any{})
+		spec := noSettings.Object["spec"].(map[string]any)
+		for _, k := range []string{"strategies", "attempt", "drain", "rebootTimeout"} {
+			delete(spec, k)
+		}
+		refused(noSettings, "strategies, attempt, drain and rebootTimeout are required, unless the NodeCycle is an on-demand request")
+		req := &unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": v1alpha1.GroupVersion.String(), "kind": "NodeCycle",
+			"metadata": map[string]any{"generateName": "request-", "namespace": "default"},
+			"spec":     map[string]any{"nodeName": "n1", "request": map[string]any{"strategy": "reboot", "reason": "kernel CVE"}},
+		}}
+		refused(req, "")
+		// Filled in once, as the manager does; the request itself stays.
+		filled := cycle(map[string]any{"request": map[string]any{"strategy": "reboot", "reason": "kernel CVE"}})
+		filled.SetName(req.GetName())
+		filled.SetGenerateName("")
+		filled.SetResourceVersion(req.GetResourceVersion())
+		changedRequest := filled.DeepCopy()
+		Expect(unstructured.SetNestedField(changedRequest.Object, "other", "spec", "request", "reason")).To(Succeed())
+		Expect(env.Client.Update(context.Background(), changedRequest)).To(MatchError(ContainSubstring("spec is immutable")))
+		Expect(env.Client.Update(context.Background(), filled)).To(Succeed())
+		// Then it is as immutable as any NodeCycle's.
+		Expect(unstructured.SetNestedField(filled.Object, "20m", "spec", "rebootTimeout")).To(Succeed())
+		Expect(env.Client.Update(context.Background(), filled)).To(MatchError(ContainSubstring("spec is immutable")))
+	})
 	It("keeps the manager's policy informer working", func() {
 		// Every policy the API server accepted decodes in the client.
 		var list v1alpha1.NodeCyclePolicyList
