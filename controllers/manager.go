@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -27,6 +28,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 
+	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
@@ -40,6 +42,7 @@ import (
 	"github.com/nodecycle/nodecycle/internal/flagenv"
 	"github.com/nodecycle/nodecycle/internal/metricsauth"
 	"github.com/nodecycle/nodecycle/internal/nodes"
+	"github.com/nodecycle/nodecycle/internal/notify"
 	"github.com/nodecycle/nodecycle/internal/settings"
 	"github.com/nodecycle/nodecycle/providers/all"
 )
@@ -73,6 +76,11 @@ type Options struct {
 	replaceTimeout     time.Duration
 	retryBackoff       time.Duration
 	maxRetryBackof     time.Duration
+	// Notifications: the Secret of receivers (shoutrrr URLs) in the
+	// manager's namespace ("": none), the reasons sent, the template.
+	NotificationSecret   string
+	NotificationReasons  []v1alpha1.Reason
+	NotificationTemplate string
 }
 
 // ParseOptions reads the manager's flags, then the NODECYCLE_* environment
@@ -117,6 +125,9 @@ func ParseOptions(args []string, lookupEnv func(string) (string, bool), usage io
 	fs.IntVar(&c.QuarantineAfter, "quarantine-after", def.QuarantineAfter, "Quarantine a node, instead of rebooting it again, once it needed a new reboot right after this many verified reboots in a row (at most --history-limit).")
 	fs.DurationVar(&c.LoopWindow, "reboot-loop-window", def.LoopWindow, "A node that needs a reboot again within this time of a verified one counts toward --quarantine-after.")
 	fs.DurationVar(&c.GoneMachineHistory, "gone-machine-history", def.GoneMachineHistory, "Cluster API mode: how long a finished NodeCycle is kept once its Machine no longer exists (replaced or scaled away).")
+	fs.StringVar(&o.NotificationSecret, "notification-secret", "", "Secret in --namespace whose every key holds a receiver's shoutrrr URL (slack://, teams://, generic://, smtp://, ...); the Events of --notify-on are sent to each. Empty: no notifications.")
+	notifyOn := fs.String("notify-on", joinReasons(notify.DefaultReasons), "Comma-separated Event reasons that are sent to the receivers of --notification-secret.")
+	fs.StringVar(&o.NotificationTemplate, "notification-template", notify.DefaultTemplate, "Go text/template of a notification's text; fields .Reason .Type .Kind .Namespace .Name .Cluster .Message.")
 	agentSelector := fs.String("agent-pod-selector", def.AgentSelector.String(), "Label selector of the agent's pods; an in-place reboot is requested only while a Ready agent pod runs on the node. Empty disables the check.")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -148,6 +159,12 @@ func ParseOptions(args []string, lookupEnv func(string) (string, bool), usage io
 	} else if c.MaxConcurrent, err = strconv.Atoi(*maxConcurrent); err != nil {
 		return nil, fmt.Errorf("invalid --max-concurrent %q: want a number or a percentage such as 25%%", *maxConcurrent)
 	}
+	if o.NotificationReasons, err = notify.ParseReasons(*notifyOn); err != nil {
+		return nil, fmt.Errorf("invalid --notify-on: %w", err)
+	}
+	if _, err := notify.New(nil, "", "", nil, o.NotificationTemplate, nil, logr.Discard(), nil); err != nil {
+		return nil, fmt.Errorf("invalid --notification-template: %w", err)
+	}
 	c.Drain.Timeout.Duration = o.drainTimeout
 	c.RebootTimeout = o.rebootTimeout
 	c.HookTimeout = o.hookTimeout
@@ -164,6 +181,14 @@ func ParseOptions(args []string, lookupEnv func(string) (string, bool), usage io
 		return nil, fmt.Errorf("invalid flags: %w", err)
 	}
 	return o, nil
+}
+
+func joinReasons(rs []v1alpha1.Reason) string {
+	parts := make([]string, len(rs))
+	for i, r := range rs {
+		parts[i] = string(r)
+	}
+	return strings.Join(parts, ",")
 }
 
 // Scheme holds the types the manager reads and writes.
@@ -215,6 +240,17 @@ func New(ctx context.Context, cfg *rest.Config, o *Options, clk clock.PassiveClo
 	reg := o.Registry
 	if reg == nil {
 		reg = metrics.Registry
+	}
+	if o.NotificationSecret != "" {
+		n, err := notify.New(mgr.GetAPIReader(), o.Controllers.Namespace, o.NotificationSecret, o.NotificationReasons, o.NotificationTemplate,
+			recorder, ctrl.Log.WithName("notify"), reg)
+		if err != nil {
+			return nil, err
+		}
+		if err := mgr.Add(manager.RunnableFunc(n.Start)); err != nil {
+			return nil, err
+		}
+		recorder = n.Wrap(recorder)
 	}
 	opener := cycles.Opener{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: recorder, Clock: clk, Config: o.Controllers}
 	var clusters cluster.Clusters = cluster.Local{W: cluster.Workload{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Config: mgr.GetConfig()}, Recorder: recorder}

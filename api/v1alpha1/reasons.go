@@ -61,6 +61,7 @@ const (
 	ReasonPolicyError         Reason = "PolicyError"
 	ReasonClusterUnreachable  Reason = "ClusterUnreachable"
 	ReasonInvalidPolicy       Reason = "InvalidPolicy"
+	ReasonNotificationFailed  Reason = "NotificationFailed"
 )
 
 // Reasons a NodeCycle failed or was skipped: its status.reason, and the

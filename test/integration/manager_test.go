@@ -148,15 +148,33 @@ func (c *cluster) getNode(name string) *corev1.Node {
 // eventReasons lists the reasons of the Events about a node.
 func eventReasons(node string) []string {
 	GinkgoHelper()
-	list, err := env.Clientset.CoreV1().Events("").List(context.Background(), metav1.ListOptions{
-		FieldSelector: fields.Set{"involvedObject.kind": "Node", "involvedObject.name": node}.String(),
-	})
-	Expect(err).NotTo(HaveOccurred())
 	var reasons []string
-	for _, e := range list.Items {
+	for _, e := range nodeEvents(node, "") {
 		reasons = append(reasons, e.Reason)
 	}
 	return reasons
+}
+
+// eventMessages are the messages of the node's Events of reason.
+func eventMessages(node, reason string) []string {
+	GinkgoHelper()
+	var out []string
+	for _, e := range nodeEvents(node, reason) {
+		out = append(out, e.Message)
+	}
+	return out
+}
+
+// nodeEvents lists the Events about the node (of reason, unless "").
+func nodeEvents(node, reason string) []corev1.Event {
+	GinkgoHelper()
+	sel := fields.Set{"involvedObject.kind": "Node", "involvedObject.name": node}
+	if reason != "" {
+		sel["reason"] = reason
+	}
+	list, err := env.Clientset.CoreV1().Events("").List(context.Background(), metav1.ListOptions{FieldSelector: sel.String()})
+	Expect(err).NotTo(HaveOccurred())
+	return list.Items
 }
 
 func (c *cluster) expectOneAtATime() {
