@@ -6,6 +6,7 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -175,5 +176,55 @@ var _ = Describe("Alert gate", func() {
 			Spec:       corev1.PodSpec{NodeName: c.name + "-other", Containers: []corev1.Container{{Name: "db", Image: "postgres"}}},
 		})).To(Succeed())
 		Eventually(c.phases, 2*time.Minute).Should(Equal(map[string][]v1alpha1.Phase{node: {v1alpha1.PhaseSucceeded}}))
+	})
+})
+
+var _ = Describe("Ready before the uncordon", func() {
+	It("with --wait-for-daemonset-pods, keeps the rebooted node cordoned until its DaemonSet pod is Ready on the new boot", func() {
+		c := newCluster("pods-ready", 1)
+		node := c.node(1)
+		labels := map[string]string{"app": "cni"}
+		ds := &appsv1.DaemonSet{
+			ObjectMeta: metav1.ObjectMeta{Name: "cni", Namespace: c.name},
+			Spec: appsv1.DaemonSetSpec{
+				Selector: &metav1.LabelSelector{MatchLabels: labels},
+				Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: corev1.PodSpec{
+					Containers: []corev1.Container{{Name: "cni", Image: "cni:1"}},
+				}},
+			},
+		}
+		Expect(env.Client.Create(c.ctx, ds)).To(Succeed())
+		// Its pod on the node, as the DaemonSet controller makes it.
+		pod := corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: "cni-" + node, Namespace: c.name, Labels: labels,
+				OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "DaemonSet", Name: ds.Name, UID: ds.UID, Controller: ptr.To(true)}}},
+			Spec: corev1.PodSpec{NodeName: node, TerminationGracePeriodSeconds: ptr.To(int64(1)),
+				Tolerations: []corev1.Toleration{{Key: corev1.TaintNodeUnschedulable, Operator: corev1.TolerationOpExists}},
+				Containers:  []corev1.Container{{Name: "cni", Image: "cni:1"}}},
+		}
+		Expect(env.Client.Create(c.ctx, &pod)).To(Succeed())
+		Eventually(func(g Gomega) {
+			g.Expect(env.Client.Get(c.ctx, client.ObjectKeyFromObject(&pod), &pod)).To(Succeed())
+			g.Expect(pod.Status.Conditions).To(ContainElement(HaveField("Type", corev1.PodReady)))
+		}).Should(Succeed())
+
+		c.agents[node].requireReboot()
+		stop := startManager(c.managerFlags("--wait-for-daemonset-pods")...)
+		defer stop()
+		// Rebooted, Ready, but the pod's Ready dates from the old boot.
+		Eventually(c.phases, time.Minute).Should(Equal(map[string][]v1alpha1.Phase{node: {v1alpha1.PhaseWaitingForPods}}))
+		Expect(c.messageOf(node)).To(ContainSubstring(fmt.Sprintf("waiting for pods to be Ready: %s/%s", c.name, pod.Name)))
+		Consistently(func() bool { return c.getNode(node).Spec.Unschedulable }, 2*time.Second).Should(BeTrue())
+
+		By("the kubelet starts the pod on the new boot")
+		Expect(env.Client.Get(c.ctx, client.ObjectKeyFromObject(&pod), &pod)).To(Succeed())
+		for i := range pod.Status.Conditions {
+			if pod.Status.Conditions[i].Type == corev1.PodReady {
+				pod.Status.Conditions[i].LastTransitionTime = metav1.Now()
+			}
+		}
+		Expect(env.Client.Status().Update(c.ctx, &pod)).To(Succeed())
+		Eventually(c.phases, time.Minute).Should(Equal(map[string][]v1alpha1.Phase{node: {v1alpha1.PhaseSucceeded}}))
+		Expect(c.getNode(node).Spec.Unschedulable).To(BeFalse())
 	})
 })
