@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 
 	corev1 "k8s.io/api/core/v1"
@@ -15,6 +16,7 @@ import (
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
 	"sigs.k8s.io/cluster-api/controllers/clustercache"
 	"sigs.k8s.io/cluster-api/util/annotations"
+	"sigs.k8s.io/cluster-api/util/conditions"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
@@ -256,7 +258,60 @@ func (t machineTarget) Paused(ctx context.Context) (string, error) {
 	if why, ok := cluster.Annotations[v1alpha1.AnnotationPaused]; ok {
 		return fmt.Sprintf("paused, Cluster %s: %s", t.cluster, why), nil
 	}
-	return "", nil
+	var machines clusterv1.MachineList
+	if err := t.mgmt.List(ctx, &machines, client.InNamespace(t.namespace), client.MatchingLabels{clusterv1.ClusterNameLabel: t.cluster}); err != nil {
+		return "", fmt.Errorf("listing Machines of Cluster %s: %w", t.cluster, err)
+	}
+	var md *clusterv1.MachineDeployment
+	if name := m.Labels[clusterv1.MachineDeploymentNameLabel]; name != "" {
+		md = &clusterv1.MachineDeployment{}
+		if err := t.mgmt.Get(ctx, client.ObjectKey{Namespace: t.namespace, Name: name}, md); err != nil {
+			if !apierrors.IsNotFound(err) {
+				return "", fmt.Errorf("reading MachineDeployment %s: %w", name, err)
+			}
+			md = nil
+		}
+	}
+	return LifecycleHold(cluster, md, machines.Items), nil
+}
+
+// LifecycleHold says why Cluster API's own work on the cluster holds new
+// maintenance, "" when nothing does: the Cluster rolling out (its control
+// plane or a MachineDeployment: an upgrade, a template change) or
+// remediating Machines, a Machine of it updating in place, or the node's
+// own MachineDeployment rolling out (read directly, as the Cluster's
+// summary may lag). Two replacements at once would cost more capacity than
+// either plans for, and a reboot in the middle of an in-place update
+// breaks it.
+func LifecycleHold(cluster *clusterv1.Cluster, md *clusterv1.MachineDeployment, machines []clusterv1.Machine) string {
+	if c := conditions.Get(cluster, clusterv1.ClusterRollingOutCondition); c != nil && c.Status == metav1.ConditionTrue {
+		return fmt.Sprintf("Cluster %s is rolling out (%s)", cluster.Name, oneLine(c.Message))
+	}
+	if c := conditions.Get(cluster, clusterv1.ClusterRemediatingCondition); c != nil && c.Status == metav1.ConditionTrue {
+		return fmt.Sprintf("Cluster %s is remediating Machines (%s)", cluster.Name, oneLine(c.Message))
+	}
+	for i := range machines {
+		m := &machines[i]
+		_, annotated := m.Annotations[clusterv1.UpdateInProgressAnnotation]
+		if c := conditions.Get(m, clusterv1.MachineUpdatingCondition); annotated || (c != nil && c.Status == metav1.ConditionTrue) {
+			return fmt.Sprintf("Machine %s of Cluster %s is updating in place", m.Name, cluster.Name)
+		}
+	}
+	if md != nil {
+		if c := conditions.Get(md, clusterv1.MachineDeploymentRollingOutCondition); c != nil && c.Status == metav1.ConditionTrue {
+			return fmt.Sprintf("MachineDeployment %s is rolling out (%s)", md.Name, oneLine(c.Message))
+		}
+	}
+	return ""
+}
+
+// oneLine keeps a condition's message to its first line.
+func oneLine(s string) string {
+	s, _, _ = strings.Cut(strings.TrimSpace(s), "\n")
+	if s == "" {
+		return "no message"
+	}
+	return s
 }
 
 // PauseRemediation implements Target: Cluster API's skip-remediation on the

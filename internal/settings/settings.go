@@ -43,6 +43,10 @@ type Config struct {
 	WaitForHealthyPDBs bool
 	// TaintWaitingNodes is the default of a policy's taintWhileWaiting.
 	TaintWaitingNodes bool
+	// ExcludeFromMedik8s puts medik8s' exclude-from-remediation label on a
+	// node with the cordon (removed with the uncordon), so that medik8s
+	// does not remediate a node that is only rebooting.
+	ExcludeFromMedik8s bool
 	// WaitForDaemonSetPods: a rebooted node is uncordoned only once its
 	// DaemonSet pods are Ready again (a policy's waitForPods overrides it).
 	WaitForDaemonSetPods bool
@@ -67,6 +71,10 @@ type Config struct {
 	// pods).
 	AgentSelector labels.Selector
 }
+
+// LabelMedik8sExclude keeps medik8s' remediation (Self Node Remediation,
+// Node Healthcheck Operator) off a node.
+const LabelMedik8sExclude = "remediation.medik8s.io/exclude-from-remediation"
 
 // DefaultConfig is the configuration the manager runs with when no flag
 // says otherwise.
@@ -173,6 +181,17 @@ func (c Config) Backoff(next int32) time.Duration {
 // CycleSpec is the spec of a new NodeCycle: the manager's settings, with
 // what the node's policy sets on top.
 func (c Config) CycleSpec(node string, policy *v1alpha1.NodeCyclePolicy) v1alpha1.NodeCycleSpec {
+	spec := c.cycleSpec(node, policy)
+	if c.ExcludeFromMedik8s {
+		if spec.Hooks.Labels == nil {
+			spec.Hooks.Labels = map[string]string{}
+		}
+		spec.Hooks.Labels[LabelMedik8sExclude] = "true"
+	}
+	return spec
+}
+
+func (c Config) cycleSpec(node string, policy *v1alpha1.NodeCyclePolicy) v1alpha1.NodeCycleSpec {
 	spec := v1alpha1.NodeCycleSpec{
 		NodeName:       node,
 		Strategies:     []v1alpha1.Strategy{v1alpha1.StrategyReboot},

@@ -53,3 +53,19 @@ func TestValidateNamesEveryProblem(t *testing.T) {
 		}
 	}
 }
+
+// With ExcludeFromMedik8s, every NodeCycle puts medik8s' exclude label on
+// its node with the cordon, next to a policy's labels.
+func TestExcludeFromMedik8s(t *testing.T) {
+	c := DefaultConfig()
+	if got := c.CycleSpec("n1", nil).Hooks.Labels; got[LabelMedik8sExclude] != "" {
+		t.Fatalf("off by default, got %v", got)
+	}
+	c.ExcludeFromMedik8s = true
+	policy := &v1alpha1.NodeCyclePolicy{Spec: v1alpha1.NodeCyclePolicySpec{Hooks: &v1alpha1.HookSpec{Labels: map[string]string{"maint": "true"}}}}
+	for _, p := range []*v1alpha1.NodeCyclePolicy{nil, policy} {
+		if got := c.CycleSpec("n1", p).Hooks.Labels; got[LabelMedik8sExclude] != "true" || (p != nil && got["maint"] != "true") {
+			t.Fatalf("policy %v: labels %v", p != nil, got)
+		}
+	}
+}

@@ -7,8 +7,10 @@ import (
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
+	"sigs.k8s.io/cluster-api/util/conditions"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
@@ -129,6 +131,40 @@ var _ = Describe("Opt-in through the MachineDeployment", func() {
 		delete(c.Annotations, v1alpha1.AnnotationPaused)
 		Expect(k8s.Patch(ctx, c, patch)).To(Succeed())
 		Eventually(message).ShouldNot(HavePrefix("Pending"))
+	})
+})
+
+// Cluster API's own work on a cluster holds new maintenance there: the
+// Cluster rolling out (its control plane or a MachineDeployment) or
+// remediating Machines. (No Cluster controller runs in this suite, so the
+// test writes the Cluster's conditions as it would.)
+var _ = Describe("Cluster API lifecycle", func() {
+	It("holds new maintenance while the Cluster rolls out or remediates, and says so", func(ctx SpecContext) {
+		const ns = "lifecycle"
+		c, m := clusterWithOneMachine(ctx, ns, "busy")
+		setCondition := func(typ string, status metav1.ConditionStatus, message string) {
+			GinkgoHelper()
+			Expect(k8s.Get(ctx, client.ObjectKeyFromObject(c), c)).To(Succeed())
+			conditions.Set(c, metav1.Condition{Type: typ, Status: status, Reason: "Test", Message: message})
+			Expect(k8s.Status().Update(ctx, c)).To(Succeed())
+		}
+		setCondition(clusterv1.ClusterRollingOutCondition, metav1.ConditionTrue, "* MachineDeployment pool: Rolling out 1 not up-to-date replicas")
+		startManager()
+		requireReboot(ctx, k8s, m.Status.NodeRef.Name)
+		message := func() string {
+			if list := cyclesIn(ctx, ns); len(list) == 1 {
+				return string(list[0].Status.Phase) + ": " + list[0].Status.Message
+			}
+			return ""
+		}
+		Eventually(message).Should(Equal("Pending: Waiting: Cluster busy is rolling out (* MachineDeployment pool: Rolling out 1 not up-to-date replicas)"))
+
+		setCondition(clusterv1.ClusterRollingOutCondition, metav1.ConditionFalse, "")
+		setCondition(clusterv1.ClusterRemediatingCondition, metav1.ConditionTrue, "* Machine pool-x: MachineHealthCheck failed")
+		Eventually(message, time.Minute).Should(Equal("Pending: Waiting: Cluster busy is remediating Machines (* Machine pool-x: MachineHealthCheck failed)"))
+
+		setCondition(clusterv1.ClusterRemediatingCondition, metav1.ConditionFalse, "")
+		Eventually(message, time.Minute).ShouldNot(HavePrefix("Pending"))
 	})
 })
 
