@@ -1,0 +1,95 @@
+package clusterapi
+
+import (
+	"context"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/nodecycle/nodecycle/api/v1alpha1"
+	"github.com/nodecycle/nodecycle/internal/power"
+	"github.com/nodecycle/nodecycle/providers/ipmi"
+	"github.com/nodecycle/nodecycle/test/framework"
+	"github.com/nodecycle/nodecycle/test/peers"
+)
+
+// power-cycle on a Machine's node, end to end: the MachineDeployment opts
+// in with power-cycle, the policy in the Cluster's namespace names the BMC
+// (ipmi_sim) and credentials the manager's namespace lends to it; the
+// Machine is kept off MachineHealthChecks while its machine is off.
+var _ = Describe("Power-cycle of a workload node", func() {
+	It("power-cycles the Machine's node through its BMC, with skip-remediation held meanwhile", func(ctx SpecContext) {
+		bmc, err := peers.StartBMC()
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(bmc.Stop)
+
+		const ns, name = "power", "metal"
+		_, err = capi.CreateCluster(ctx, ns, name, env.Config)
+		Expect(err).NotTo(HaveOccurred())
+		_, err = capi.CreateMachineDeployment(ctx, ns, name, "pool", 1, map[string]string{v1alpha1.AnnotationStrategy: "power-cycle"})
+		Expect(err).NotTo(HaveOccurred())
+		m := readyMachines(ctx, k8s, ns, "pool", 1)[0]
+		node := m.Status.NodeRef.Name
+
+		// The credentials live in the manager's namespace, lent to this one.
+		if err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "nodecycle-system"}}); err != nil && !apierrors.IsAlreadyExists(err) {
+			Expect(err).NotTo(HaveOccurred())
+		}
+		Expect(k8s.Create(ctx, &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Name: "metal-bmc", Namespace: "nodecycle-system", Annotations: map[string]string{power.AnnotationCredentialsFor: ns}},
+			Data:       map[string][]byte{"username": []byte(bmc.Username), "password": []byte(bmc.Password)},
+		})).To(Succeed())
+		Expect(k8s.Create(ctx, &v1alpha1.NodeCyclePolicy{
+			ObjectMeta: metav1.ObjectMeta{Name: "bmc", Namespace: ns},
+			Spec: v1alpha1.NodeCyclePolicySpec{PowerCycle: &v1alpha1.PowerCycleSpec{
+				Provider: ipmi.Name, Machines: map[string]string{node: bmc.Addr}, CredentialsSecretRef: &v1alpha1.SecretReference{Name: "metal-bmc"},
+				SoftOffTimeout: v1alpha1.NewDuration(time.Second), PowerTimeout: v1alpha1.NewDuration(time.Minute),
+			}},
+		})).To(Succeed())
+		cs, err := kubernetes.NewForConfig(env.Config)
+		Expect(err).NotTo(HaveOccurred())
+		kctx, cancel := context.WithCancel(context.Background())
+		DeferCleanup(cancel)
+		go (&framework.PowerKubelet{Client: cs, Node: node, Observe: bmc.Observe}).Run(kctx)
+
+		startManager("--reboot-timeout=1m", "--retry-backoff=1h")
+		requireReboot(ctx, k8s, node)
+
+		By("skip-remediation is on the Machine while its machine is off")
+		Eventually(func(g Gomega) {
+			cycles := cyclesIn(ctx, ns)
+			g.Expect(cycles).To(HaveLen(1))
+			g.Expect(cycles[0].Status.Phase).To(BeElementOf(v1alpha1.PhasePoweringOff, v1alpha1.PhasePoweringOn, v1alpha1.PhaseWaitingForNodeReady))
+			held := &clusterv1.Machine{}
+			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(&m), held)).To(Succeed())
+			g.Expect(held.Annotations).To(HaveKey(clusterv1.MachineSkipRemediationAnnotation))
+		}).Should(Succeed())
+
+		By("the node comes back on a new boot; the Machine is released")
+		var nc v1alpha1.NodeCycle
+		Eventually(func(g Gomega) {
+			cycles := cyclesIn(ctx, ns)
+			g.Expect(cycles).To(HaveLen(1))
+			nc = cycles[0]
+			g.Expect(nc.Status.Phase).To(Equal(v1alpha1.PhaseSucceeded), nc.Status.Message)
+		}).WithTimeout(2 * time.Minute).Should(Succeed())
+		Expect(nc.Spec.MachineName).To(Equal(m.Name))
+		Expect(nc.Spec.Policy).To(Equal("bmc"))
+		Expect(nc.Status.Strategy).To(Equal(v1alpha1.StrategyPowerCycle))
+		Expect(nc.Status.BootIDAfter).NotTo(Equal(nc.Status.BootIDBefore))
+		Eventually(func(g Gomega) {
+			released := &clusterv1.Machine{}
+			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(&m), released)).To(Succeed())
+			g.Expect(released.Annotations).NotTo(HaveKey(clusterv1.MachineSkipRemediationAnnotation))
+		}).Should(Succeed())
+		Eventually(func() []string { return eventsOn(ctx, ns, "Machine", m.Name) }).Should(ContainElements(
+			HavePrefix("PowerOffRequested: "), HavePrefix("PoweredOff: "), HavePrefix("PoweredOn: "), HavePrefix("RebootVerified: ")))
+	})
+})
