@@ -92,7 +92,7 @@ generate: $(CONTROLLER_GEN) $(ASSETS)/kubectl
 	$(CONTROLLER_GEN) object paths=./api/...
 	$(CONTROLLER_GEN) crd rbac:roleName=nodecycle-manager paths=./api/... paths=./controllers/... \
 		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
-	$(ASSETS)/kubectl kustomize config/workload > config/clusterapi/agent/nodecycle-agent.yaml
+	$(ASSETS)/kubectl kustomize config/workload > controllers/agentinstall/nodecycle-agent.yaml
 	$(ASSETS)/kubectl kustomize config/default | go run ./hack/chart charts/nodecycle
 
 KUBE_TOOLS := kube-apiserver kube-controller-manager kube-scheduler kubectl

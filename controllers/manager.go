@@ -33,6 +33,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
+	"github.com/nodecycle/nodecycle/controllers/agentinstall"
 	"github.com/nodecycle/nodecycle/controllers/machine"
 	"github.com/nodecycle/nodecycle/controllers/node"
 	"github.com/nodecycle/nodecycle/controllers/nodecycle"
@@ -81,6 +82,10 @@ type Options struct {
 	NotificationSecret   string
 	NotificationReasons  []v1alpha1.Reason
 	NotificationTemplate string
+	// InstallAgent (Cluster API mode) applies the agent to every Cluster
+	// labelled nodecycle.io/agent=enabled; AgentImage replaces its image.
+	InstallAgent bool
+	AgentImage   string
 }
 
 // ParseOptions reads the manager's flags, then the NODECYCLE_* environment
@@ -119,6 +124,8 @@ func ParseOptions(args []string, lookupEnv func(string) (string, bool), usage io
 	fs.BoolVar(&c.WaitForDaemonSetPods, "wait-for-daemonset-pods", false, "Uncordon a rebooted node only once its DaemonSet pods are Ready again (a policy's waitForPods overrides it).")
 	fs.DurationVar(&o.hookTimeout, "hook-timeout", def.HookTimeout, "Time limit of each wait for pre-reboot.hook.nodecycle.io/* and post-reboot.hook.nodecycle.io/* annotations on a node in maintenance.")
 	fs.BoolVar(&o.ClusterAPI, "cluster-api", false, "Run in a Cluster API management cluster: handle the nodes of every workload Cluster (opted in by nodecycle.io/strategy on their MachineDeployments) instead of this cluster's.")
+	fs.BoolVar(&o.InstallAgent, "install-agent", true, "Cluster API mode: install the agent (config/workload, built in) in every workload Cluster labelled "+v1alpha1.LabelAgent+"=enabled, in any namespace, with server-side apply; re-applied every 10 minutes.")
+	fs.StringVar(&o.AgentImage, "agent-image", "", "Cluster API mode: the image of the agent it installs; empty keeps the built-in manifest's.")
 	fs.DurationVar(&o.replaceTimeout, "replace-timeout", def.ReplaceTimeout, "Time limit of the replace strategy, from the Machine's deletion until its replacement's Node is Ready.")
 	fs.DurationVar(&o.retryBackoff, "retry-backoff", def.RetryBackoff, "Wait after a failed operation before the node is tried again; doubles with each failure.")
 	fs.DurationVar(&o.maxRetryBackof, "max-retry-backoff", def.MaxRetryBackoff, "Longest wait between retries.")
@@ -336,6 +343,15 @@ func setupClusterAPI(ctx context.Context, mgr ctrl.Manager, o *Options, opener c
 		Opener:        opener,
 		Clusters:      capi,
 		ClusterSource: cc.GetClusterSource("nodecycle-machine", machine.ClusterMachines(mgr.GetClient())),
+	}
+	if o.InstallAgent {
+		ai := &agentinstall.Reconciler{Client: mgr.GetClient(), Clusters: capi, Recorder: opener.Recorder, Image: o.AgentImage,
+			ClusterSource: cc.GetClusterSource("nodecycle-agent-install", func(_ context.Context, c client.Object) []ctrl.Request {
+				return []ctrl.Request{{NamespacedName: client.ObjectKeyFromObject(c)}}
+			})}
+		if err := ai.SetupWithManager(mgr); err != nil {
+			return cluster.ClusterAPI{}, nil, err
+		}
 	}
 	return capi, mr, mr.SetupWithManager(mgr)
 }

@@ -62,6 +62,7 @@ const (
 	ReasonClusterUnreachable  Reason = "ClusterUnreachable"
 	ReasonInvalidPolicy       Reason = "InvalidPolicy"
 	ReasonNotificationFailed  Reason = "NotificationFailed"
+	ReasonAgentInstallFailed  Reason = "AgentInstallFailed"
 )
 
 // Reasons a NodeCycle failed or was skipped: its status.reason, and the

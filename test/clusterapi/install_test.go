@@ -24,9 +24,9 @@ import (
 var _ = Describe("Installation with kubectl apply -k config/clusterapi", func() {
 	It("carries the rendered agent manifests of config/workload", func() {
 		rendered := kubectl("kustomize", filepath.Join(framework.RepoRoot(), "config", "workload"))
-		inTree, err := os.ReadFile(filepath.Join(framework.RepoRoot(), "config", "clusterapi", "agent", "nodecycle-agent.yaml"))
+		inTree, err := os.ReadFile(filepath.Join(framework.RepoRoot(), "controllers", "agentinstall", "nodecycle-agent.yaml"))
 		Expect(err).NotTo(HaveOccurred())
-		Expect(string(inTree)).To(Equal(rendered), "config/clusterapi/agent/nodecycle-agent.yaml is stale: run make generate")
+		Expect(string(inTree)).To(Equal(rendered), "controllers/agentinstall/nodecycle-agent.yaml is stale: run make generate")
 	})
 
 	// H12: in Cluster API mode the manager's ClusterRole is ../rbac's
@@ -57,54 +57,57 @@ var _ = Describe("Installation with kubectl apply -k config/clusterapi", func() 
 		Expect(role(rendered)).To(Equal(want))
 	})
 
-	It("installs the manager in Cluster API mode, and the agent in every Cluster labelled nodecycle.io/agent=enabled", func(ctx SpecContext) {
+	It("installs the manager in Cluster API mode, which installs the agent in every Cluster labelled nodecycle.io/agent=enabled, in any namespace", func(ctx SpecContext) {
 		kc, err := env.AdminKubeconfig()
 		Expect(err).NotTo(HaveOccurred())
 		out := kubectl("--kubeconfig", kc, "apply", "--server-side", "--force-conflicts", "-k", filepath.Join(framework.RepoRoot(), "config", "clusterapi"))
-		Expect(out).To(ContainSubstring("clusterresourceset.addons.cluster.x-k8s.io/nodecycle-agent serverside-applied"))
 		Expect(out).To(ContainSubstring("deployment.apps/nodecycle-manager serverside-applied"))
 		Expect(out).NotTo(ContainSubstring("daemonset"), "no agent in the management cluster itself")
 		manager := &appsv1.Deployment{}
 		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: "nodecycle-system", Name: "nodecycle-manager"}, manager)).To(Succeed())
 		Expect(manager.Spec.Template.Spec.Containers[0].Args).To(ContainElement("--cluster-api"))
 
+		const ns = "team-a" // not the manager's namespace
 		workload, err := framework.Start()
 		Expect(err).NotTo(HaveOccurred())
 		DeferCleanup(workload.Stop)
-		DeferCleanup(func(ctx SpecContext) error { return capi.DeleteCluster(ctx, "default", "labelled") })
+		DeferCleanup(func(ctx SpecContext) error { return capi.DeleteCluster(ctx, ns, "labelled") })
 		wc, err := client.New(workload.Config, client.Options{})
 		Expect(err).NotTo(HaveOccurred())
-		cluster, err := capi.CreateCluster(ctx, "default", "labelled", workload.Config)
+		cluster, err := capi.CreateCluster(ctx, ns, "labelled", workload.Config)
 		Expect(err).NotTo(HaveOccurred())
 		cluster.Labels = map[string]string{v1alpha1.LabelAgent: "enabled"}
 		Expect(k8s.Update(ctx, cluster)).To(Succeed())
 
-		Eventually(func(g Gomega) {
-			ds := &appsv1.DaemonSet{}
-			g.Expect(wc.Get(ctx, client.ObjectKey{Namespace: "nodecycle-system", Name: "nodecycle-agent"}, ds)).To(Succeed())
-			g.Expect(wc.Get(ctx, client.ObjectKey{Name: "nodecycle-agent-own-node"}, &admissionregistrationv1.ValidatingAdmissionPolicy{})).To(Succeed())
-		}).Should(Succeed())
-
-		By("the installed RBAC is all the manager needs: it reboots a node as its service account")
-		_, err = capi.CreateMachineDeployment(ctx, "default", "labelled", "labelled-pool", 1, map[string]string{v1alpha1.AnnotationStrategy: "reboot"})
-		Expect(err).NotTo(HaveOccurred())
-		m := readyMachines(ctx, wc, "default", "labelled-pool", 1)[0]
-		startKubelet(workload.Config, time.Second)
+		By("the manager, as its service account with the installed RBAC, installs the agent and reboots a node")
 		asManager := rest.CopyConfig(env.Config)
 		asManager.Impersonate = rest.ImpersonationConfig{
 			UserName: "system:serviceaccount:nodecycle-system:nodecycle-manager",
 			Groups:   []string{"system:serviceaccounts", "system:serviceaccounts:nodecycle-system", "system:authenticated"},
 		}
-		stop, _, err := framework.StartManager(asManager, GinkgoWriter, "--cluster-api", "--agent-pod-selector=", "--leader-elect=true", "--leader-election-namespace=nodecycle-system")
+		stop, _, err := framework.StartManager(asManager, GinkgoWriter, "--cluster-api", "--agent-pod-selector=", "--leader-elect=true", "--leader-election-namespace=nodecycle-system",
+			"--agent-image=registry.example.com/nodecycle:test")
 		Expect(err).NotTo(HaveOccurred())
 		DeferCleanup(stop)
+		Eventually(func(g Gomega) {
+			ds := &appsv1.DaemonSet{}
+			g.Expect(wc.Get(ctx, client.ObjectKey{Namespace: "nodecycle-system", Name: "nodecycle-agent"}, ds)).To(Succeed())
+			g.Expect(ds.Spec.Template.Spec.Containers[0].Image).To(Equal("registry.example.com/nodecycle:test"))
+			g.Expect(ds.ManagedFields).To(ContainElement(HaveField("Manager", "nodecycle-manager")))
+			g.Expect(wc.Get(ctx, client.ObjectKey{Name: "nodecycle-agent-own-node"}, &admissionregistrationv1.ValidatingAdmissionPolicy{})).To(Succeed())
+		}).Should(Succeed())
+
+		_, err = capi.CreateMachineDeployment(ctx, ns, "labelled", "labelled-pool", 1, map[string]string{v1alpha1.AnnotationStrategy: "reboot"})
+		Expect(err).NotTo(HaveOccurred())
+		m := readyMachines(ctx, wc, ns, "labelled-pool", 1)[0]
+		startKubelet(workload.Config, time.Second)
 		requireReboot(ctx, wc, m.Status.NodeRef.Name)
 		Eventually(func(g Gomega) {
-			cycles := cyclesIn(ctx, "default")
+			cycles := cyclesIn(ctx, ns)
 			g.Expect(cycles).To(HaveLen(1))
 			g.Expect(cycles[0].Status.Phase).To(Equal(v1alpha1.PhaseSucceeded), cycles[0].Status.Message)
 		}).Should(Succeed())
-		Eventually(func() []string { return eventsOn(ctx, "default", "Machine", m.Name) }).Should(ContainElement(HavePrefix("RemediationPaused: ")))
+		Eventually(func() []string { return eventsOn(ctx, ns, "Machine", m.Name) }).Should(ContainElement(HavePrefix("RemediationPaused: ")))
 
 		By("Leases only in its own namespace (H12): it cannot forge node heartbeats or take other leader leases")
 		sar := func(namespace string) bool {

@@ -39,7 +39,7 @@ var _ = Describe("Power-cycle of a workload node", func() {
 		node := m.Status.NodeRef.Name
 
 		// The credentials live in the manager's namespace, lent to this one.
-		if err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "nodecycle-system"}}); err != nil && !apierrors.IsAlreadyExists(err) {
+		if err = k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "nodecycle-system"}}); err != nil && !apierrors.IsAlreadyExists(err) {
 			Expect(err).NotTo(HaveOccurred())
 		}
 		Expect(k8s.Create(ctx, &corev1.Secret{
