@@ -10,13 +10,16 @@ CONTROLLER_GEN_VERSION := v0.23.0
 GOLANGCI_LINT_VERSION := v2.15.0
 HELM_VERSION := v3.22.0
 
-KUBE_DIR := $(CACHE)/kube-$(KUBE_VERSION)
+# "-versioned": built with the version stamped in (the API server reports
+# it at /version, which clients such as clusterctl check).
+KUBE_BUILD := $(KUBE_VERSION)-versioned
+KUBE_DIR := $(CACHE)/kube-$(KUBE_BUILD)
 ETCD_DIR := $(CACHE)/etcd-$(ETCD_VERSION)
 KWOK := $(CACHE)/kwok-$(KWOK_VERSION)/kwok
 CONTROLLER_GEN := $(CACHE)/controller-gen-$(CONTROLLER_GEN_VERSION)/controller-gen
 GOLANGCI_LINT := $(CACHE)/golangci-lint-$(GOLANGCI_LINT_VERSION)/golangci-lint
 HELM := $(CACHE)/helm-$(HELM_VERSION)/helm
-ASSETS := $(CACHE)/assets-kube-$(KUBE_VERSION)-etcd-$(ETCD_VERSION)
+ASSETS := $(CACHE)/assets-kube-$(KUBE_BUILD)-etcd-$(ETCD_VERSION)
 
 export KUBEBUILDER_ASSETS := $(ASSETS)
 
@@ -29,7 +32,7 @@ IMAGE_BASE ?= scratch
 SHELL := /bin/bash
 .SHELLFLAGS := -o pipefail -ec
 
-.PHONY: all build image e2e test unit lint mutate bench bench-scale sandbox generate manifests tools verify-generated clean-tools
+.PHONY: all build image release e2e test unit lint mutate bench bench-scale sandbox generate manifests tools verify-generated clean-tools
 
 all: build
 
@@ -41,6 +44,13 @@ build: generate
 # registry (static binaries and Debian's busybox-static on FROM scratch).
 image:
 	hack/image.sh $(IMAGE) $(VERSION) $(IMAGE_BASE)
+
+# Release: the clusterctl addon provider "nodecycle": out/addon-components.yaml
+# (config/release, with ${VAR:=default} variables) and out/metadata.yaml.
+# RELEASE_VERSION is the release's semantic version.
+RELEASE_VERSION ?= v0.1.0
+release: tools generate
+	$(ASSETS)/kubectl kustomize config/release | go run ./hack/release $(RELEASE_VERSION) out
 
 # Sandbox: a local control plane with kwok nodes, the real manager and
 # agents, and a demo reboot. Extra flags: make sandbox ARGS="--reboot-all".
@@ -95,6 +105,9 @@ generate: $(CONTROLLER_GEN) $(ASSETS)/kubectl
 	$(ASSETS)/kubectl kustomize config/workload > controllers/agentinstall/nodecycle-agent.yaml
 	$(ASSETS)/kubectl kustomize config/default | go run ./hack/chart charts/nodecycle
 
+KUBE_MINOR := $(word 2,$(subst ., ,$(KUBE_VERSION)))
+KUBE_LDFLAGS := $(foreach pkg,k8s.io/component-base/version k8s.io/client-go/pkg/version,\
+	-X $(pkg).gitVersion=$(KUBE_VERSION) -X $(pkg).gitMajor=1 -X $(pkg).gitMinor=$(KUBE_MINOR) -X $(pkg).gitTreeState=clean)
 KUBE_TOOLS := kube-apiserver kube-controller-manager kube-scheduler kubectl
 # The built binaries are kept, never treated as intermediate files.
 .PRECIOUS: $(addprefix $(KUBE_DIR)/,$(KUBE_TOOLS)) $(ETCD_DIR)/etcd $(KWOK) $(HELM)
@@ -103,7 +116,7 @@ tools: $(ASSETS)/kube-apiserver $(ASSETS)/etcd $(ASSETS)/kubectl $(ASSETS)/kube-
 
 $(KUBE_DIR)/%:
 	@echo "Building $* $(KUBE_VERSION) into $(KUBE_DIR) (kube-apiserver takes about 10 minutes, once)"
-	cd hack/tools/kube && go build -o $@ k8s.io/kubernetes/cmd/$*
+	cd hack/tools/kube && go build -ldflags "$(KUBE_LDFLAGS)" -o $@ k8s.io/kubernetes/cmd/$*
 
 $(ETCD_DIR)/etcd:
 	@echo "Building etcd $(ETCD_VERSION) into $(ETCD_DIR) (about 1 minute, once)"

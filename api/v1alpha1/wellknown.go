@@ -71,8 +71,14 @@ const (
 	// annotation on a Machine as nodecycle's; the value is the NodeCycle
 	// (namespace/name). Only such a skip-remediation is ever removed.
 	AnnotationSkipRemediationBy = "nodecycle.io/skip-remediation-by"
-	// LabelAgent=enabled on a Cluster API Cluster installs the agent in it
-	// through the ClusterResourceSet in config/clusterapi.
+	// AnnotationBlockMove is clusterctl's block-move: clusterctl move waits
+	// while a Machine carries it. nodecycle puts it on a Machine whose node
+	// it reboots or power-cycles, with AnnotationBlockMoveBy (the NodeCycle)
+	// marking it as its own; only such a block-move is ever removed.
+	AnnotationBlockMove   = "clusterctl.cluster.x-k8s.io/block-move"
+	AnnotationBlockMoveBy = "nodecycle.io/block-move-by"
+	// LabelAgent=enabled on a Cluster API Cluster makes the manager install
+	// the agent in its workload cluster (--install-agent).
 	LabelAgent = "nodecycle.io/agent"
 
 	// TaintMaintenancePending (effect PreferNoSchedule, no value) is on a

@@ -174,7 +174,9 @@ func (r *Reconciler) ladderFor(ctx context.Context, m *clusterv1.Machine) (clien
 func (r *Reconciler) releaseRemediation(ctx context.Context, m *clusterv1.Machine) error {
 	owner, ok := m.Annotations[v1alpha1.AnnotationSkipRemediationBy]
 	if !ok {
-		return nil
+		if owner, ok = m.Annotations[v1alpha1.AnnotationBlockMoveBy]; !ok {
+			return nil
+		}
 	}
 	if key, err := objectKeyOf(owner); err == nil {
 		nc := &v1alpha1.NodeCycle{}
@@ -186,7 +188,7 @@ func (r *Reconciler) releaseRemediation(ctx context.Context, m *clusterv1.Machin
 		}
 	}
 	// Its NodeCycle finished or is gone (or the marker is malformed): lift it.
-	if err := cluster.ReleaseRemediation(ctx, r.Client, m); err != nil {
+	if err := cluster.ReleaseRemediation(ctx, r.Client, m, owner); err != nil {
 		return err
 	}
 	logf.FromContext(ctx).Info("Lifted a skip-remediation left by nodecycle", "NodeCycle", owner)

@@ -315,20 +315,29 @@ func oneLine(s string) string {
 }
 
 // PauseRemediation implements Target: Cluster API's skip-remediation on the
-// Machine, marked as owner's. One set by someone else is left alone (and
-// stays).
+// Machine, marked as owner's, and clusterctl's block-move (a clusterctl
+// move waits until the operation ends), marked likewise. Either one set by
+// someone else is left alone (and stays).
 func (t machineTarget) PauseRemediation(ctx context.Context, owner string) (bool, error) {
 	m := &clusterv1.Machine{}
 	if err := t.mgmt.Get(ctx, client.ObjectKey{Namespace: t.namespace, Name: t.machine}, m); err != nil {
 		return false, fmt.Errorf("reading Machine %s: %w", t.machine, err)
 	}
-	if _, skipping := m.Annotations[clusterv1.MachineSkipRemediationAnnotation]; skipping {
-		return false, nil // ours from before a restart, or someone else's
+	set := map[string]*string{}
+	_, skipping := m.Annotations[clusterv1.MachineSkipRemediationAnnotation]
+	if !skipping { // else ours from before a restart, or someone else's
+		set[clusterv1.MachineSkipRemediationAnnotation], set[v1alpha1.AnnotationSkipRemediationBy] = ptr.To(""), &owner
 	}
-	if err := nodes.SetAnnotations(ctx, t.mgmt, m, map[string]*string{clusterv1.MachineSkipRemediationAnnotation: ptr.To(""), v1alpha1.AnnotationSkipRemediationBy: &owner}); err != nil {
+	if _, blocked := m.Annotations[v1alpha1.AnnotationBlockMove]; !blocked {
+		set[v1alpha1.AnnotationBlockMove], set[v1alpha1.AnnotationBlockMoveBy] = ptr.To(""), &owner
+	}
+	if len(set) == 0 {
+		return false, nil
+	}
+	if err := nodes.SetAnnotations(ctx, t.mgmt, m, set); err != nil {
 		return false, fmt.Errorf("pausing remediation of Machine %s: %w", m.Name, err)
 	}
-	return true, nil
+	return !skipping, nil
 }
 
 // ResumeRemediation implements Target.
@@ -337,15 +346,28 @@ func (t machineTarget) ResumeRemediation(ctx context.Context, owner string) erro
 	if err := t.mgmt.Get(ctx, client.ObjectKey{Namespace: t.namespace, Name: t.machine}, m); err != nil {
 		return client.IgnoreNotFound(err)
 	}
-	if m.Annotations[v1alpha1.AnnotationSkipRemediationBy] != owner {
-		return nil
-	}
-	return ReleaseRemediation(ctx, t.mgmt, m)
+	return ReleaseRemediation(ctx, t.mgmt, m, owner)
 }
 
-// ReleaseRemediation removes nodecycle's skip-remediation from a Machine.
-func ReleaseRemediation(ctx context.Context, mgmt client.Client, m *clusterv1.Machine) error {
-	if err := nodes.SetAnnotations(ctx, mgmt, m, map[string]*string{clusterv1.MachineSkipRemediationAnnotation: nil, v1alpha1.AnnotationSkipRemediationBy: nil}); err != nil {
+// ReleaseRemediation removes from a Machine the skip-remediation and the
+// block-move that nodecycle's markers show as owner's (the NodeCycle,
+// namespace/name; "" for any NodeCycle's).
+func ReleaseRemediation(ctx context.Context, mgmt client.Client, m *clusterv1.Machine, owner string) error {
+	ours := func(marker string) bool {
+		by, ok := m.Annotations[marker]
+		return ok && (owner == "" || by == owner)
+	}
+	unset := map[string]*string{}
+	if ours(v1alpha1.AnnotationSkipRemediationBy) {
+		unset[clusterv1.MachineSkipRemediationAnnotation], unset[v1alpha1.AnnotationSkipRemediationBy] = nil, nil
+	}
+	if ours(v1alpha1.AnnotationBlockMoveBy) {
+		unset[v1alpha1.AnnotationBlockMove], unset[v1alpha1.AnnotationBlockMoveBy] = nil, nil
+	}
+	if len(unset) == 0 {
+		return nil
+	}
+	if err := nodes.SetAnnotations(ctx, mgmt, m, unset); err != nil {
 		return fmt.Errorf("resuming remediation of Machine %s: %w", m.Name, client.IgnoreNotFound(err))
 	}
 	return nil

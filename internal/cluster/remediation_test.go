@@ -48,3 +48,47 @@ func TestResumeRemediationLiftsOnlyItsOwn(t *testing.T) {
 		})
 	}
 }
+
+// clusterctl's block-move goes on with the skip-remediation and comes off
+// with it; one someone else put on stays.
+func TestBlockMoveDuringTheOperation(t *testing.T) {
+	s := runtime.NewScheme()
+	_ = clusterv1.AddToScheme(s)
+	for _, tc := range []struct {
+		name    string
+		before  map[string]string
+		wantOff bool
+	}{
+		{name: "nodecycle's", before: nil, wantOff: true},
+		{name: "someone else's", before: map[string]string{v1alpha1.AnnotationBlockMove: ""}, wantOff: false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := &clusterv1.Machine{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "m-1", Annotations: tc.before}}
+			c := fake.NewClientBuilder().WithScheme(s).WithObjects(m).Build()
+			target := machineTarget{mgmt: c, namespace: "ns", machine: "m-1"}
+			get := func() map[string]string {
+				got := &clusterv1.Machine{}
+				if err := c.Get(context.Background(), client.ObjectKey{Namespace: "ns", Name: "m-1"}, got); err != nil {
+					t.Fatal(err)
+				}
+				return got.Annotations
+			}
+			if _, err := target.PauseRemediation(context.Background(), "ns/nc-1"); err != nil {
+				t.Fatal(err)
+			}
+			if _, blocked := get()[v1alpha1.AnnotationBlockMove]; !blocked {
+				t.Fatal("no block-move during the operation")
+			}
+			if err := target.ResumeRemediation(context.Background(), "ns/nc-1"); err != nil {
+				t.Fatal(err)
+			}
+			a := get()
+			if _, blocked := a[v1alpha1.AnnotationBlockMove]; blocked == tc.wantOff {
+				t.Fatalf("block-move present %t after the operation, want removed %t", blocked, tc.wantOff)
+			}
+			if _, skipping := a[clusterv1.MachineSkipRemediationAnnotation]; skipping {
+				t.Fatal("skip-remediation stayed")
+			}
+		})
+	}
+}

@@ -23,7 +23,8 @@ import (
 // power-cycle on a Machine's node, end to end: the MachineDeployment opts
 // in with power-cycle, the policy in the Cluster's namespace names the BMC
 // (ipmi_sim) and credentials the manager's namespace lends to it; the
-// Machine is kept off MachineHealthChecks while its machine is off.
+// Machine is kept off MachineHealthChecks, and clusterctl move waits,
+// while its machine is off.
 var _ = Describe("Power-cycle of a workload node", func() {
 	It("power-cycles the Machine's node through its BMC, with skip-remediation held meanwhile", func(ctx SpecContext) {
 		bmc, err := peers.StartBMC()
@@ -70,6 +71,7 @@ var _ = Describe("Power-cycle of a workload node", func() {
 			held := &clusterv1.Machine{}
 			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(&m), held)).To(Succeed())
 			g.Expect(held.Annotations).To(HaveKey(clusterv1.MachineSkipRemediationAnnotation))
+			g.Expect(held.Annotations).To(HaveKey(v1alpha1.AnnotationBlockMove), "clusterctl move waits")
 		}).Should(Succeed())
 
 		By("the node comes back on a new boot; the Machine is released")
@@ -88,6 +90,7 @@ var _ = Describe("Power-cycle of a workload node", func() {
 			released := &clusterv1.Machine{}
 			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(&m), released)).To(Succeed())
 			g.Expect(released.Annotations).NotTo(HaveKey(clusterv1.MachineSkipRemediationAnnotation))
+			g.Expect(released.Annotations).NotTo(HaveKey(v1alpha1.AnnotationBlockMove))
 		}).Should(Succeed())
 		Eventually(func() []string { return eventsOn(ctx, ns, "Machine", m.Name) }).Should(ContainElements(
 			HavePrefix("PowerOffRequested: "), HavePrefix("PoweredOff: "), HavePrefix("PoweredOn: "), HavePrefix("RebootVerified: ")))

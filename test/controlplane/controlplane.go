@@ -40,7 +40,7 @@ func Assets() string {
 		return a
 	}
 	home, _ := os.UserHomeDir()
-	return filepath.Join(home, ".cache", "nodecycle", "assets-kube-"+KubeVersion+"-etcd-"+EtcdVersion)
+	return filepath.Join(home, ".cache", "nodecycle", "assets-kube-"+KubeVersion+"-versioned-etcd-"+EtcdVersion)
 }
 
 // Env is a running control plane.

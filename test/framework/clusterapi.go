@@ -79,14 +79,29 @@ var (
 	disableRateLimiting sync.Once
 )
 
+// ModuleDir is the directory of a module of the build ("" if the go
+// command cannot say).
+func ModuleDir(path string) string {
+	dir, _ := moduleDir(path)
+	return dir
+}
+
+func moduleDir(path string) (string, error) {
+	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", path).Output()
+	if err != nil {
+		return "", fmt.Errorf("finding the module %s: %w", path, err)
+	}
+	return strings.TrimSpace(string(out)), nil
+}
+
 // ClusterAPICRDs are Cluster API's CRDs (from the module) and the generic
 // provider CRDs of its test builder.
 func ClusterAPICRDs() (envtest.CRDInstallOptions, error) {
-	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "sigs.k8s.io/cluster-api").Output()
+	mod, err := moduleDir("sigs.k8s.io/cluster-api")
 	if err != nil {
-		return envtest.CRDInstallOptions{}, fmt.Errorf("finding the cluster-api module: %w", err)
+		return envtest.CRDInstallOptions{}, err
 	}
-	dir := strings.TrimSpace(string(out)) + "/core/config/crd/bases"
+	dir := mod + "/core/config/crd/bases"
 	return envtest.CRDInstallOptions{
 		Paths:              []string{dir},
 		ErrorIfPathMissing: true,
