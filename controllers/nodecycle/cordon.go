@@ -69,7 +69,11 @@ func (r *Reconciler) drain(ctx context.Context, s *step) (reconcile.Result, erro
 	if r.drainWatch != nil {
 		r.drainWatch.ensure(ctx, s)
 	}
-	d := drain.Drainer{Reader: s.workload().Reader, Writer: s.workload().Client}
+	rules, err := r.drainRules(ctx, s)
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+	d := drain.Drainer{Reader: s.workload().Reader, Writer: s.workload().Client, Rules: rules}
 	res, err := d.Step(ctx, s.node.Name, s.nc.Spec.Drain, s.now)
 	if err != nil {
 		return reconcile.Result{}, err

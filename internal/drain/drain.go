@@ -27,6 +27,39 @@ const mirrorPodAnnotation = "kubernetes.io/config.mirror"
 type Drainer struct {
 	Reader client.Reader
 	Writer client.Client
+	// Rules, when set, says how each pod is drained (Cluster API's
+	// MachineDrainRules and the pod label cluster.x-k8s.io/drain); nil
+	// drains every pod, all at once.
+	Rules func(*corev1.Pod) Rule
+}
+
+// Behaviors of a Rule, as Cluster API's MachineDrainRule names them.
+const (
+	BehaviorDrain         = "Drain"
+	BehaviorSkip          = "Skip"
+	BehaviorWaitCompleted = "WaitCompleted"
+)
+
+// Rule is how the drain treats one pod: Drain (evicted, in groups by
+// Order, the lowest first: a group starts once the one before it is gone),
+// Skip (left on the node), WaitCompleted (not evicted; the drain waits
+// until it completes; it belongs to order 0). Source names where the rule
+// comes from, for the messages.
+type Rule struct {
+	Behavior string
+	Order    int32
+	Source   string
+}
+
+func (d *Drainer) rule(pod *corev1.Pod) Rule {
+	if d.Rules == nil {
+		return Rule{Behavior: BehaviorDrain}
+	}
+	r := d.Rules(pod)
+	if r.Behavior == BehaviorWaitCompleted {
+		r.Order = 0
+	}
+	return r
 }
 
 // PodState is one pod still on the node and why.
@@ -73,9 +106,26 @@ func (d *Drainer) Step(ctx context.Context, nodeName string, opts v1alpha1.Drain
 		return Result{}, err
 	}
 	var res Result
+	// The group drained now: the lowest order among the pods left.
+	first := int32(0)
+	for i := range pods {
+		if r := d.rule(&pods[i]); i == 0 || r.Order < first {
+			first = r.Order
+		}
+	}
 	for i := range pods {
 		pod := &pods[i]
 		key := client.ObjectKeyFromObject(pod).String()
+		switch r := d.rule(pod); {
+		case r.Behavior == BehaviorWaitCompleted:
+			res.Evictable++
+			res.Waiting = append(res.Waiting, PodState{Pod: key, Reason: "waiting for it to complete (" + r.Source + ")"})
+			continue
+		case r.Order > first:
+			res.Evictable++
+			res.Waiting = append(res.Waiting, PodState{Pod: key, Reason: fmt.Sprintf("drained after the pods of order %d (%s)", first, r.Source)})
+			continue
+		}
 		if why := refuse(pod, opts); why != "" {
 			res.Refused = append(res.Refused, PodState{Pod: key, Reason: why})
 			continue
@@ -108,8 +158,8 @@ func (d *Drainer) DeleteRemaining(ctx context.Context, nodeName string, opts v1a
 	var deleted []string
 	for i := range pods {
 		pod := &pods[i]
-		if pod.DeletionTimestamp != nil || refuse(pod, opts) != "" {
-			continue
+		if pod.DeletionTimestamp != nil || refuse(pod, opts) != "" || d.rule(pod).Behavior == BehaviorWaitCompleted {
+			continue // WaitCompleted: never evicted nor deleted
 		}
 		del := &client.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &pod.UID}}
 		if opts.GracePeriodSeconds >= 0 {
@@ -137,7 +187,9 @@ func (d *Drainer) pods(ctx context.Context, nodeName string, opts v1alpha1.Drain
 	if err := d.Reader.List(ctx, &list, client.MatchingFields{"spec.nodeName": nodeName}); err != nil {
 		return nil, fmt.Errorf("listing pods on node %s: %w", nodeName, err)
 	}
-	pods := slices.DeleteFunc(list.Items, func(p corev1.Pod) bool { return skip(&p) || !sel.Matches(labels.Set(p.Labels)) })
+	pods := slices.DeleteFunc(list.Items, func(p corev1.Pod) bool {
+		return skip(&p) || !sel.Matches(labels.Set(p.Labels)) || d.rule(&p).Behavior == BehaviorSkip
+	})
 	sort.Slice(pods, func(i, j int) bool {
 		return client.ObjectKeyFromObject(&pods[i]).String() < client.ObjectKeyFromObject(&pods[j]).String()
 	})

@@ -3,6 +3,7 @@ package drain
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -162,5 +163,46 @@ func TestDeleteRemaining(t *testing.T) {
 	}
 	if err := c.Get(context.Background(), client.ObjectKey{Namespace: "demo", Name: "blocked"}, &corev1.Pod{}); !apierrors.IsNotFound(err) {
 		t.Fatalf("demo/blocked is still there: %v", err)
+	}
+}
+
+// Rules: Skip leaves a pod, WaitCompleted waits without evicting, and a
+// higher order waits for the lower groups.
+func TestDrainRules(t *testing.T) {
+	c := fakeWithPods(podOn("keep", map[string]string{"rule": "skip"}, nil), podOn("job", map[string]string{"rule": "wait"}, nil),
+		podOn("db", map[string]string{"rule": "late"}, nil), podOn("web", nil, nil))
+	d := Drainer{Reader: c, Writer: c, Rules: func(p *corev1.Pod) Rule {
+		switch p.Labels["rule"] {
+		case "skip":
+			return Rule{Behavior: BehaviorSkip, Source: "s"}
+		case "wait":
+			return Rule{Behavior: BehaviorWaitCompleted, Order: 7, Source: "w"} // always order 0
+		case "late":
+			return Rule{Behavior: BehaviorDrain, Order: 10, Source: "l"}
+		}
+		return Rule{Behavior: BehaviorDrain}
+	}}
+	res, err := d.Step(context.Background(), "n1", v1alpha1.DrainSpec{EvictUnmanagedPods: true, DeleteEmptyDirData: true, GracePeriodSeconds: -1}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, w := range res.Waiting {
+		got[w.Pod] = w.Reason
+	}
+	want := map[string]string{
+		"demo/job": "waiting for it to complete (w)",
+		"demo/db":  "drained after the pods of order 0 (l)",
+		"demo/web": ReasonEvicted,
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("waiting %v, want %v", got, want)
+	}
+	deleted, err := d.DeleteRemaining(context.Background(), "n1", v1alpha1.DrainSpec{EvictUnmanagedPods: true, DeleteEmptyDirData: true, GracePeriodSeconds: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(deleted) != "[demo/db]" {
+		t.Fatalf("deleted %v at the timeout: want db only (keep is skipped, job never deleted, web already evicted)", deleted)
 	}
 }
