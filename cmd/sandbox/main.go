@@ -2,6 +2,7 @@
 // kwok nodes, the real manager and agents, and a demo reboot.
 //
 //	sandbox [--nodes N] [--reboot-all] [--no-demo] [--duration D]
+//	sandbox --cluster-api [--no-demo] [--duration D]
 //	sandbox require-reboot NODE
 package main
 
@@ -52,6 +53,7 @@ func run(args []string) error {
 	fs.BoolVar(&o.RebootAll, "reboot-all", false, "Every worker needs a reboot: watch them go one at a time.")
 	fs.BoolVar(&o.NoDemo, "no-demo", false, "Start the cluster only, no demo reboot.")
 	fs.DurationVar(&o.Duration, "duration", 0, "Exit after this long (0: run until Ctrl-C).")
+	clusterAPI := fs.Bool("cluster-api", false, "A Cluster API management cluster with two workload clusters (MachineDeployments opted in with reboot and replace) instead of one cluster.")
 	verbosity := fs.Int("v", -1, "Log the manager and agents to stderr at this verbosity (-1: no logs).")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -67,7 +69,11 @@ func run(args []string) error {
 	klog.SetLogger(o.Log)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	_, err := sandbox.Run(ctx, o)
+	run := sandbox.Run
+	if *clusterAPI {
+		run = sandbox.RunClusterAPI
+	}
+	_, err := run(ctx, o)
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return nil
 	}

@@ -110,3 +110,43 @@ func children(t *testing.T) []string {
 	}
 	return out
 }
+
+// TestClusterAPISandbox is the smoke test of `make sandbox
+// ARGS=--cluster-api`: two workload clusters, one node of each needs a
+// reboot; the reboot cluster's node is rebooted and the replace cluster's
+// Machine replaced, at the same time.
+func TestClusterAPISandbox(t *testing.T) {
+	var out bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+	defer cancel()
+	rep, err := RunClusterAPI(ctx, Options{ExitAfterDemo: true, DownTime: time.Second, Out: &out})
+	t.Log("\n" + out.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Cycles) != 2 {
+		t.Fatalf("want two finished NodeCycles, got %d", len(rep.Cycles))
+	}
+	for _, nc := range rep.Cycles {
+		if nc.Status.Phase != v1alpha1.PhaseSucceeded {
+			t.Fatalf("NodeCycle %s/%s ended %s: %s", nc.Namespace, nc.Name, nc.Status.Phase, nc.Status.Message)
+		}
+	}
+	alpha, beta := rep.Cycles[0], rep.Cycles[1]
+	if alpha.Spec.ClusterName != "alpha" || alpha.Status.Strategy != v1alpha1.StrategyReboot || alpha.Status.BootIDAfter == alpha.Status.BootIDBefore {
+		t.Fatalf("alpha: %+v", alpha.Status)
+	}
+	if beta.Spec.ClusterName != "beta" || beta.Status.Strategy != v1alpha1.StrategyReplace || beta.Status.ReplacementMachine == "" {
+		t.Fatalf("beta: %+v", beta.Status)
+	}
+	// Both clusters at once: each started before the other ended.
+	if !alpha.Status.StartTime.Before(beta.Status.CompletionTime) || !beta.Status.StartTime.Before(alpha.Status.CompletionTime) {
+		t.Fatalf("the clusters went one after the other: alpha %s-%s, beta %s-%s", alpha.Status.StartTime, alpha.Status.CompletionTime, beta.Status.StartTime, beta.Status.CompletionTime)
+	}
+	for _, want := range []string{`alpha +node \S+ \(Machine \S+\) needs a reboot`, `beta +Machine \S+ deleted`, `beta +Machine \S+ created \(the MachineSet's replacement\)`,
+		`alpha +NodeCycle \S+ \[6/6\]: Node rebooted`, `kubectl get nodecycles -A`} {
+		if !regexp.MustCompile(want).MatchString(out.String()) {
+			t.Errorf("the output lacks %q", want)
+		}
+	}
+}

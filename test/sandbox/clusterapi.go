@@ -1,0 +1,247 @@
+package sandbox
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/clock"
+	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/nodecycle/nodecycle/api/v1alpha1"
+	"github.com/nodecycle/nodecycle/controllers"
+	"github.com/nodecycle/nodecycle/test/controlplane"
+	"github.com/nodecycle/nodecycle/test/framework"
+)
+
+// A workload cluster of the Cluster API sandbox.
+type workloadCluster struct {
+	namespace, name, pool string
+	strategy              v1alpha1.Strategy
+	controlPlane          bool
+	env                   *controlplane.Env
+	client                client.Client
+}
+
+// RunClusterAPI is the Cluster API sandbox: a management cluster (a real
+// control plane) with Cluster API's core controllers in process and a
+// provisioner playing the infrastructure provider, two workload clusters
+// (each a real control plane of its own) whose MachineDeployments opt in
+// with reboot ("alpha", namespace team-a) and replace ("beta", team-b), and
+// the real manager in Cluster API mode. One node of each cluster needs a
+// reboot; the timeline shows both clusters handled at once.
+func RunClusterAPI(ctx context.Context, o Options) (*Report, error) {
+	o.defaults()
+	if o.Duration > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, o.Duration)
+		defer cancel()
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	out := &printer{w: o.Out, start: time.Now()}
+	out.say("Starting the management cluster's control plane and two workload clusters' (kube-apiserver and etcd each) on 127.0.0.1")
+	var envs []*controlplane.Env
+	defer func() {
+		cancel()
+		for _, e := range envs {
+			_ = e.Stop()
+		}
+		out.say("Stopped; removed the clusters' directories")
+	}()
+	start := func() (*controlplane.Env, error) {
+		e, err := controlplane.Start()
+		if err == nil {
+			envs = append(envs, e)
+		}
+		return e, err
+	}
+	mgmt, err := start()
+	if err != nil {
+		return nil, err
+	}
+	rep := &Report{Dir: mgmt.Dir, RunningOn: map[string]int{}}
+	if rep.Kubeconfig, err = mgmt.AdminKubeconfig(); err != nil {
+		return rep, err
+	}
+	clusters := []*workloadCluster{
+		{namespace: "team-a", name: "alpha", pool: "alpha-workers", strategy: v1alpha1.StrategyReboot},
+		{namespace: "team-b", name: "beta", pool: "beta-workers", strategy: v1alpha1.StrategyReplace, controlPlane: true},
+	}
+	for _, wc := range clusters {
+		if wc.env, err = start(); err != nil {
+			return rep, err
+		}
+		wc.client = wc.env.Client
+	}
+	out.say("Starting Cluster API's controllers (Machine, MachineSet, MachineDeployment, MachineHealthCheck) in process")
+	capi, err := framework.StartClusterAPI(mgmt.Config)
+	if err != nil {
+		return rep, err
+	}
+	defer capi.Stop()
+	for _, wc := range clusters {
+		if _, err = capi.CreateCluster(ctx, wc.namespace, wc.name, wc.env.Config); err != nil {
+			return rep, err
+		}
+		if wc.controlPlane { // Cluster API drains a deleted Machine's Node only in a cluster with a control plane
+			if _, err = capi.CreateControlPlaneMachine(ctx, wc.namespace, wc.name, wc.name+"-cp", nil); err != nil {
+				return rep, err
+			}
+		}
+		if _, err = capi.CreateMachineDeployment(ctx, wc.namespace, wc.name, wc.pool, 2, map[string]string{v1alpha1.AnnotationStrategy: string(wc.strategy)}); err != nil {
+			return rep, err
+		}
+		cs, err := kubernetes.NewForConfig(wc.env.Config)
+		if err != nil {
+			return rep, err
+		}
+		k := &framework.Kubelet{Client: cs, Selector: labels.SelectorFromSet(labels.Set{framework.NodeLabel: "true"}), DownTime: o.DownTime, RebootOnRequest: true}
+		go k.Run(ctx)
+		out.say("Cluster %s/%s: MachineDeployment %s of 2 Machines, annotated %s=%s", wc.namespace, wc.name, wc.pool, v1alpha1.AnnotationStrategy, wc.strategy)
+	}
+	machines := map[*workloadCluster][]clusterv1.Machine{}
+	for _, wc := range clusters {
+		if err := pollUntil(ctx, 2*time.Minute, func() (bool, error) {
+			ms, err := framework.ReadyMachines(ctx, mgmt.Client, wc.client, wc.namespace, wc.pool, 2)
+			machines[wc] = ms
+			return err == nil, nil
+		}); err != nil {
+			return rep, fmt.Errorf("cluster %s: Machines not Ready: %w", wc.name, err)
+		}
+	}
+	opts, err := controllers.ParseOptions([]string{"--metrics-bind-address=0", "--health-probe-bind-address=0", "--leader-elect=false",
+		"--cluster-api", "--install-agent=false", "--agent-pod-selector=", "--drain-timeout=2m", "--reboot-timeout=2m", "--replace-timeout=3m"},
+		func(string) (string, bool) { return "", false }, io.Discard)
+	if err != nil {
+		return rep, err
+	}
+	opts.Registry, opts.SkipNameValidation = prometheus.NewRegistry(), true
+	mgr, err := controllers.New(ctx, mgmt.Config, opts, clock.RealClock{})
+	if err != nil {
+		return rep, err
+	}
+	mgrDone := make(chan error, 1)
+	go func() { mgrDone <- mgr.Start(ctx) }()
+	<-mgr.Elected()
+	out.say("Started the nodecycle manager in Cluster API mode (the simulated kubelets play the agents)")
+
+	if !o.NoDemo {
+		for _, wc := range clusters {
+			node := machines[wc][0].Status.NodeRef.Name
+			if err := framework.RequireReboot(ctx, wc.client, node); err != nil {
+				return rep, err
+			}
+			out.event(wc.name, "node %s (Machine %s) needs a reboot", node, machines[wc][0].Name)
+		}
+		if err := followClusters(ctx, mgmt.Client, out, rep, clusters); err != nil {
+			return rep, err
+		}
+	}
+	printClusterAPIUsage(o.Out, rep, clusters)
+	if o.ExitAfterDemo {
+		return rep, nil
+	}
+	select {
+	case <-ctx.Done():
+	case err := <-mgrDone:
+		return rep, fmt.Errorf("manager stopped: %w", err)
+	}
+	return rep, nil
+}
+
+// followClusters prints each NodeCycle's phases and the Machines that come
+// and go, until every NodeCycle has ended.
+func followClusters(ctx context.Context, mgmt client.Client, out *printer, rep *Report, clusters []*workloadCluster) error {
+	seen := map[string]v1alpha1.Phase{}
+	machines := map[string]bool{}
+	return pollUntil(ctx, 4*time.Minute, func() (bool, error) {
+		done, total := 0, 0
+		for _, wc := range clusters {
+			var cycles v1alpha1.NodeCycleList
+			if err := mgmt.List(ctx, &cycles, client.InNamespace(wc.namespace)); err != nil {
+				return false, err
+			}
+			for _, nc := range cycles.Items {
+				total++
+				key := nc.Namespace + "/" + nc.Name
+				if p := nc.Status.Phase; p != seen[key] {
+					seen[key] = p
+					out.event(wc.name, "NodeCycle %s %s: %s", nc.Name, progress(p), nc.Status.Message)
+				}
+				if nc.Status.Phase.Terminal() {
+					done++
+				}
+			}
+			var ms clusterv1.MachineList
+			if err := mgmt.List(ctx, &ms, client.InNamespace(wc.namespace), client.MatchingLabels{clusterv1.MachineDeploymentNameLabel: wc.pool}); err != nil {
+				return false, err
+			}
+			for _, m := range ms.Items {
+				key := wc.namespace + "/" + m.Name
+				if !machines[key] {
+					machines[key] = true
+					if len(seen) > 0 {
+						out.event(wc.name, "Machine %s created (the MachineSet's replacement)", m.Name)
+					}
+				}
+				if !m.DeletionTimestamp.IsZero() && machines[key] {
+					machines[key] = false
+					out.event(wc.name, "Machine %s deleted", m.Name)
+				}
+			}
+		}
+		if total > 0 && done == total {
+			for _, wc := range clusters {
+				var cycles v1alpha1.NodeCycleList
+				if err := mgmt.List(ctx, &cycles, client.InNamespace(wc.namespace)); err != nil {
+					return false, err
+				}
+				rep.Cycles = append(rep.Cycles, cycles.Items...)
+			}
+			sort.Slice(rep.Cycles, func(i, j int) bool { return rep.Cycles[i].Namespace < rep.Cycles[j].Namespace })
+			return true, nil
+		}
+		return false, nil
+	})
+}
+
+// pollUntil polls ok every 100ms until it says done, or the timeout passes.
+func pollUntil(ctx context.Context, timeout time.Duration, ok func() (bool, error)) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for {
+		done, err := ok()
+		if err != nil || done {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func printClusterAPIUsage(w io.Writer, rep *Report, clusters []*workloadCluster) {
+	var b strings.Builder
+	for _, wc := range clusters {
+		fmt.Fprintf(&b, "  kubectl get secret -n %s %s-kubeconfig -o jsonpath='{.data.value}' | base64 -d > %s.kubeconfig   # then: kubectl --kubeconfig %s.kubeconfig get nodes\n",
+			wc.namespace, wc.name, wc.name, wc.name)
+	}
+	fmt.Fprintf(w, `
+The sandbox keeps running; stop it with Ctrl-C.
+
+  export KUBECONFIG=%s   # the management cluster
+  kubectl get clusters,machinedeployments,machines -A
+  kubectl get nodecycles -A
+  kubectl describe machine -n team-a
+%s`, rep.Kubeconfig, b.String())
+}
