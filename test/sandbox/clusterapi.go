@@ -99,9 +99,9 @@ func RunClusterAPI(ctx context.Context, o Options) (*Report, error) {
 		if _, err = capi.CreateMachineDeployment(ctx, wc.namespace, wc.name, wc.pool, 2, map[string]string{v1alpha1.AnnotationStrategy: string(wc.strategy)}); err != nil {
 			return rep, err
 		}
-		cs, err := kubernetes.NewForConfig(wc.env.Config)
-		if err != nil {
-			return rep, err
+		cs, csErr := kubernetes.NewForConfig(wc.env.Config)
+		if csErr != nil {
+			return rep, csErr
 		}
 		k := &framework.Kubelet{Client: cs, Selector: labels.SelectorFromSet(labels.Set{framework.NodeLabel: "true"}), DownTime: o.DownTime, RebootOnRequest: true}
 		go k.Run(ctx)
@@ -109,10 +109,10 @@ func RunClusterAPI(ctx context.Context, o Options) (*Report, error) {
 	}
 	machines := map[*workloadCluster][]clusterv1.Machine{}
 	for _, wc := range clusters {
-		if err := pollUntil(ctx, 2*time.Minute, func() (bool, error) {
-			ms, err := framework.ReadyMachines(ctx, mgmt.Client, wc.client, wc.namespace, wc.pool, 2)
+		if err = pollUntil(ctx, 2*time.Minute, func() (bool, error) {
+			ms, notReady := framework.ReadyMachines(ctx, mgmt.Client, wc.client, wc.namespace, wc.pool, 2)
 			machines[wc] = ms
-			return err == nil, nil
+			return notReady == nil, nil
 		}); err != nil {
 			return rep, fmt.Errorf("cluster %s: Machines not Ready: %w", wc.name, err)
 		}
