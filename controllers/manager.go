@@ -38,6 +38,7 @@ import (
 	"github.com/nodecycle/nodecycle/controllers/node"
 	"github.com/nodecycle/nodecycle/controllers/nodecycle"
 	"github.com/nodecycle/nodecycle/controllers/policy"
+	"github.com/nodecycle/nodecycle/controllers/remediation"
 	"github.com/nodecycle/nodecycle/internal/cluster"
 	"github.com/nodecycle/nodecycle/internal/cycles"
 	"github.com/nodecycle/nodecycle/internal/flagenv"
@@ -352,6 +353,9 @@ func setupClusterAPI(ctx context.Context, mgr ctrl.Manager, o *Options, opener c
 		if err := ai.SetupWithManager(mgr); err != nil {
 			return cluster.ClusterAPI{}, nil, err
 		}
+	}
+	if err := (&remediation.Reconciler{Opener: opener, Clusters: capi}).SetupWithManager(mgr); err != nil {
+		return cluster.ClusterAPI{}, nil, err
 	}
 	return capi, mr, mr.SetupWithManager(mgr)
 }

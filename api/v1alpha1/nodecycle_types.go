@@ -96,6 +96,14 @@ type NodeCycleSpec struct {
 	// +listType=set
 	Strategies []Strategy `json:"strategies,omitempty"`
 
+	// Remediation names the NodeCycleRemediation (of a MachineHealthCheck)
+	// this NodeCycle works for: the node need not be Ready nor ask for a
+	// reboot (it is unhealthy), and its Machine is not kept off
+	// MachineHealthChecks (the MachineHealthCheck asked).
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	Remediation string `json:"remediation,omitempty"`
+
 	// Request marks an on-demand request: a NodeCycle a person created
 	// (kubectl create, kubectl nodecycle request) for a node that need not
 	// ask for a reboot. It needs only nodeName (and clusterName in Cluster

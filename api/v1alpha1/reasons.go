@@ -63,6 +63,7 @@ const (
 	ReasonInvalidPolicy       Reason = "InvalidPolicy"
 	ReasonNotificationFailed  Reason = "NotificationFailed"
 	ReasonAgentInstallFailed  Reason = "AgentInstallFailed"
+	ReasonRemediationFailed   Reason = "RemediationFailed"
 )
 
 // Reasons a NodeCycle failed or was skipped: its status.reason, and the

@@ -265,8 +265,10 @@ func (r *Reconciler) withdraw(ctx context.Context, sc cycles.Scope, node *corev1
 		return err
 	}
 	open := cycles.Open(history)
-	if open == nil || open.Status.Phase.Active() || open.Spec.Request != nil {
-		return nil // an operation under way finishes; a person's request is theirs to withdraw
+	if open == nil || open.Status.Phase.Active() || open.Spec.Request != nil || open.Spec.Remediation != "" {
+		// An operation under way finishes; a person's request, or a
+		// MachineHealthCheck's remediation, needs no opt-in.
+		return nil
 	}
 	if err := r.Client.Delete(ctx, open, client.Preconditions{UID: &open.UID, ResourceVersion: &open.ResourceVersion}); client.IgnoreNotFound(err) != nil {
 		if apierrors.IsConflict(err) {

@@ -59,8 +59,10 @@ func (r *Reconciler) tryAdmit(ctx context.Context, s *step) (reconcile.Result, e
 			return reconcile.Result{}, nil
 		}
 	}
-	// An on-demand request needs no RebootRequired: a person asked.
-	if s.nc.Spec.Request == nil && !nodes.IsConditionTrue(s.node, v1alpha1.ConditionRebootRequired) {
+	// An on-demand request needs no RebootRequired: a person asked; nor
+	// a remediation: a MachineHealthCheck did.
+	asked := s.nc.Spec.Request != nil || s.nc.Spec.Remediation != ""
+	if !asked && !nodes.IsConditionTrue(s.node, v1alpha1.ConditionRebootRequired) {
 		s.finish(v1alpha1.PhaseSkipped, v1alpha1.ReasonRebootNoLongerRequired, fmt.Sprintf("Node no longer has %s=True", v1alpha1.ConditionRebootRequired))
 		return reconcile.Result{}, nil
 	}
@@ -68,7 +70,7 @@ func (r *Reconciler) tryAdmit(ctx context.Context, s *step) (reconcile.Result, e
 		s.nc.Status.Phase = v1alpha1.PhasePending
 		s.nc.Status.Strategy = s.currentName() // shown while it waits
 	}
-	if !nodes.IsReady(s.node) {
+	if !nodes.IsReady(s.node) && s.nc.Spec.Remediation == "" { // an unhealthy node is a remediation's reason
 		s.nc.Status.Message = "Waiting for the node to be Ready before starting"
 		return reconcile.Result{RequeueAfter: slotPollInterval}, nil
 	}

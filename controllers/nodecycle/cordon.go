@@ -23,7 +23,8 @@ import (
 // its Machine is first kept off MachineHealthChecks.
 func (r *Reconciler) cordon(ctx context.Context, s *step) (reconcile.Result, error) {
 	owner := cycles.Owner(s.nc)
-	if s.inPlaceAnywhere() {
+	// A remediation's Machine stays the MachineHealthCheck's: it asked.
+	if s.inPlaceAnywhere() && s.nc.Spec.Remediation == "" {
 		paused, err := s.target.PauseRemediation(ctx, owner)
 		if err != nil {
 			return reconcile.Result{}, err

@@ -1,0 +1,136 @@
+package clusterapi
+
+import (
+	"context"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/ptr"
+	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/nodecycle/nodecycle/api/v1alpha1"
+	"github.com/nodecycle/nodecycle/internal/power"
+	"github.com/nodecycle/nodecycle/providers/ipmi"
+	"github.com/nodecycle/nodecycle/test/framework"
+	"github.com/nodecycle/nodecycle/test/peers"
+)
+
+// remediatedPool makes a Cluster with a MachineDeployment "pool" of one
+// Machine (not opted in to planned maintenance), a
+// NodeCycleRemediationTemplate with ladder and retryLimit, and Cluster
+// API's MachineHealthCheck (a node NotReady for 1 s is unhealthy) naming
+// it; it returns the Machine once Ready.
+func remediatedPool(ctx SpecContext, ns, name string, ladder []v1alpha1.Strategy, retryLimit int32) clusterv1.Machine {
+	GinkgoHelper()
+	_, err := capi.CreateCluster(ctx, ns, name, env.Config)
+	Expect(err).NotTo(HaveOccurred())
+	_, err = capi.CreateMachineDeployment(ctx, ns, name, "pool", 1, nil)
+	Expect(err).NotTo(HaveOccurred())
+	m := readyMachines(ctx, k8s, ns, "pool", 1)[0]
+	Expect(k8s.Create(ctx, &v1alpha1.NodeCycleRemediationTemplate{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "nodecycle"},
+		Spec: v1alpha1.NodeCycleRemediationTemplateSpec{Template: v1alpha1.NodeCycleRemediationTemplateResource{
+			Spec: v1alpha1.NodeCycleRemediationSpec{Strategies: ladder, RetryLimit: retryLimit}}},
+	})).To(Succeed())
+	Expect(k8s.Create(ctx, &clusterv1.MachineHealthCheck{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "pool"},
+		Spec: clusterv1.MachineHealthCheckSpec{
+			ClusterName: name,
+			Selector:    metav1.LabelSelector{MatchLabels: map[string]string{clusterv1.MachineDeploymentNameLabel: "pool"}},
+			Checks: clusterv1.MachineHealthCheckChecks{UnhealthyNodeConditions: []clusterv1.UnhealthyNodeCondition{
+				{Type: corev1.NodeReady, Status: corev1.ConditionFalse, TimeoutSeconds: ptr.To(int32(1))},
+				{Type: corev1.NodeReady, Status: corev1.ConditionUnknown, TimeoutSeconds: ptr.To(int32(1))},
+			}},
+			Remediation: clusterv1.MachineHealthCheckRemediation{TemplateRef: clusterv1.MachineHealthCheckRemediationTemplateReference{
+				APIVersion: v1alpha1.GroupVersion.String(), Kind: "NodeCycleRemediationTemplate", Name: "nodecycle"}},
+		},
+	})).To(Succeed())
+	return m
+}
+
+// MachineHealthCheck external remediation by nodecycle, with Cluster API's
+// own MachineHealthCheck controller creating and deleting the remediation.
+var _ = Describe("Remediation for MachineHealthChecks", func() {
+	It("power-cycles an unhealthy node through its BMC; the MachineHealthCheck sees it healthy and deletes the remediation", func(ctx SpecContext) {
+		bmc, err := peers.StartBMC()
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(bmc.Stop)
+		const ns = "remediate"
+		m := remediatedPool(ctx, ns, "sick", []v1alpha1.Strategy{v1alpha1.StrategyPowerCycle}, 2)
+		node := m.Status.NodeRef.Name
+		if err = k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "nodecycle-system"}}); err != nil && !apierrors.IsAlreadyExists(err) {
+			Expect(err).NotTo(HaveOccurred())
+		}
+		Expect(k8s.Create(ctx, &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Name: "sick-bmc", Namespace: "nodecycle-system", Annotations: map[string]string{power.AnnotationCredentialsFor: ns}},
+			Data:       map[string][]byte{"username": []byte(bmc.Username), "password": []byte(bmc.Password)},
+		})).To(Succeed())
+		Expect(k8s.Create(ctx, &v1alpha1.NodeCyclePolicy{
+			ObjectMeta: metav1.ObjectMeta{Name: "bmc", Namespace: ns},
+			Spec: v1alpha1.NodeCyclePolicySpec{PowerCycle: &v1alpha1.PowerCycleSpec{
+				Provider: ipmi.Name, Machines: map[string]string{node: bmc.Addr}, CredentialsSecretRef: &v1alpha1.SecretReference{Name: "sick-bmc"},
+				SoftOffTimeout: v1alpha1.NewDuration(time.Second), PowerTimeout: v1alpha1.NewDuration(time.Minute),
+			}},
+		})).To(Succeed())
+		cs, err := kubernetes.NewForConfig(env.Config)
+		Expect(err).NotTo(HaveOccurred())
+		kctx, cancel := context.WithCancel(context.Background())
+		DeferCleanup(cancel)
+		go (&framework.PowerKubelet{Client: cs, Node: node, Observe: bmc.Observe}).Run(kctx)
+		startManager("--reboot-timeout=1m")
+		before := &corev1.Node{}
+		Expect(k8s.Get(ctx, client.ObjectKey{Name: node}, before)).To(Succeed())
+
+		By("the node hangs: NotReady; the MachineHealthCheck asks nodecycle")
+		Expect(framework.SetNodeStatus(ctx, cs, node, "", false)).To(Succeed())
+		rem := &v1alpha1.NodeCycleRemediation{}
+		Eventually(func(g Gomega) {
+			g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: m.Name}, rem)).To(Succeed())
+			g.Expect(rem.Status.Phase).To(Equal(v1alpha1.RemediationRunning))
+			g.Expect(rem.OwnerReferences).To(ContainElement(HaveField("Name", m.Name)))
+		}).Should(Succeed())
+
+		By("power-cycled; back on a new boot; the remediation is deleted by the MachineHealthCheck")
+		Eventually(func() error {
+			return k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: m.Name}, &v1alpha1.NodeCycleRemediation{})
+		}, 2*time.Minute).Should(Satisfy(apierrors.IsNotFound))
+		cycles := cyclesIn(ctx, ns)
+		Expect(cycles).To(HaveLen(1))
+		nc := cycles[0]
+		Expect(nc.Status.Phase).To(Equal(v1alpha1.PhaseSucceeded), nc.Status.Message)
+		Expect(nc.Status.Strategy).To(Equal(v1alpha1.StrategyPowerCycle))
+		Expect(nc.Spec.Remediation).To(Equal(m.Name))
+		after := &corev1.Node{}
+		Expect(k8s.Get(ctx, client.ObjectKey{Name: node}, after)).To(Succeed())
+		Expect(after.Status.NodeInfo.BootID).NotTo(Equal(before.Status.NodeInfo.BootID))
+		still := &clusterv1.Machine{}
+		Expect(k8s.Get(ctx, client.ObjectKeyFromObject(&m), still)).To(Succeed())
+		Expect(still.DeletionTimestamp.IsZero()).To(BeTrue(), "remediated in place, not replaced")
+		Eventually(func() []string { return eventsOn(ctx, ns, "Machine", m.Name) }).Should(ContainElements(
+			HavePrefix("NodeCycleCreated: MachineHealthCheck remediation"), HavePrefix("PoweredOn: "), HavePrefix("RebootVerified: ")))
+	})
+
+	It("fails, within its retry limit and with a message, for a Machine whose infrastructure it cannot power-cycle", func(ctx SpecContext) {
+		const ns = "remediate-unknown"
+		m := remediatedPool(ctx, ns, "nobmc", []v1alpha1.Strategy{v1alpha1.StrategyPowerCycle}, 2)
+		cs, err := kubernetes.NewForConfig(env.Config)
+		Expect(err).NotTo(HaveOccurred())
+		startManager()
+		Expect(framework.SetNodeStatus(ctx, cs, m.Status.NodeRef.Name, "", false)).To(Succeed())
+		rem := &v1alpha1.NodeCycleRemediation{}
+		Eventually(func(g Gomega) {
+			g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: m.Name}, rem)).To(Succeed())
+			g.Expect(rem.Status.Phase).To(Equal(v1alpha1.RemediationFailed), rem.Status.Message)
+		}).Should(Succeed())
+		Expect(rem.Status.Attempts).To(Equal(int32(2)))
+		Expect(rem.Status.Message).To(And(HavePrefix("2 of 2 attempts failed"), ContainSubstring("power")))
+		Expect(cyclesIn(ctx, ns)).To(HaveLen(2))
+		Eventually(func() []string { return eventsOn(ctx, ns, "NodeCycleRemediation", m.Name) }).Should(ContainElement(HavePrefix("RemediationFailed: ")))
+	})
+})
