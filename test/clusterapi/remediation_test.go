@@ -30,7 +30,13 @@ func remediatedPool(ctx SpecContext, ns, name string, ladder []v1alpha1.Strategy
 	GinkgoHelper()
 	_, err := capi.CreateCluster(ctx, ns, name, env.Config)
 	Expect(err).NotTo(HaveOccurred())
-	_, err = capi.CreateMachineDeployment(ctx, ns, name, "pool", 1, nil)
+	return remediatedPoolIn(ctx, ns, name, ladder, retryLimit)
+}
+
+// remediatedPoolIn is remediatedPool in a Cluster that exists.
+func remediatedPoolIn(ctx SpecContext, ns, name string, ladder []v1alpha1.Strategy, retryLimit int32) clusterv1.Machine {
+	GinkgoHelper()
+	_, err := capi.CreateMachineDeployment(ctx, ns, name, "pool", 1, nil)
 	Expect(err).NotTo(HaveOccurred())
 	m := readyMachines(ctx, k8s, ns, "pool", 1)[0]
 	Expect(k8s.Create(ctx, &v1alpha1.NodeCycleRemediationTemplate{
@@ -114,6 +120,36 @@ var _ = Describe("Remediation for MachineHealthChecks", func() {
 		Expect(still.DeletionTimestamp.IsZero()).To(BeTrue(), "remediated in place, not replaced")
 		Eventually(func() []string { return eventsOn(ctx, ns, "Machine", m.Name) }).Should(ContainElements(
 			HavePrefix("NodeCycleCreated: MachineHealthCheck remediation"), HavePrefix("PoweredOn: "), HavePrefix("RebootVerified: ")))
+	})
+
+	It("hands back a node that never comes back: its Machine is replaced and the replacement is Ready", func(ctx SpecContext) {
+		const ns, name = "remediate-replace", "gone"
+		_, err := capi.CreateCluster(ctx, ns, name, env.Config)
+		Expect(err).NotTo(HaveOccurred())
+		// Cluster API drains and deletes a deleted Machine's Node only in a
+		// cluster with a control plane.
+		_, err = capi.CreateControlPlaneMachine(ctx, ns, name, name+"-cp", nil)
+		Expect(err).NotTo(HaveOccurred())
+		m := remediatedPoolIn(ctx, ns, name, []v1alpha1.Strategy{v1alpha1.StrategyReboot, v1alpha1.StrategyReplace}, 1)
+		cs, err := kubernetes.NewForConfig(env.Config)
+		Expect(err).NotTo(HaveOccurred())
+		// No kubelet answers the reboot: the node stays down.
+		startManager("--reboot-timeout=3s")
+		Expect(framework.SetNodeStatus(ctx, cs, m.Status.NodeRef.Name, "", false)).To(Succeed())
+		Eventually(func(g Gomega) {
+			cycles := cyclesIn(ctx, ns)
+			g.Expect(cycles).To(HaveLen(1))
+			g.Expect(cycles[0].Status.Phase).To(Equal(v1alpha1.PhaseSucceeded), cycles[0].Status.Message)
+			g.Expect(cycles[0].Status.Strategy).To(Equal(v1alpha1.StrategyReplace))
+			g.Expect(cycles[0].Status.ReplacementMachine).NotTo(BeEmpty())
+		}, 3*time.Minute).Should(Succeed())
+		replacement := readyMachines(ctx, k8s, ns, "pool", 1)[0]
+		Expect(replacement.Name).NotTo(Equal(m.Name))
+		var phases []v1alpha1.Phase
+		for _, d := range cyclesIn(ctx, ns)[0].Status.PhaseDurations {
+			phases = append(phases, d.Phase)
+		}
+		Expect(phases).To(ContainElements(v1alpha1.PhaseWaitingForNodeReady, v1alpha1.PhaseDeletingMachine), "the reboot was tried first, then the Machine handed back")
 	})
 
 	It("fails, within its retry limit and with a message, for a Machine whose infrastructure it cannot power-cycle", func(ctx SpecContext) {
