@@ -68,12 +68,7 @@ var _ = Describe("Cluster API drain rules", func() {
 
 		startManager()
 		requireReboot(ctx, k8s, node)
-		message := func() string {
-			if list := cyclesIn(ctx, ns); len(list) == 1 {
-				return string(list[0].Status.Phase) + ": " + list[0].Status.Message
-			}
-			return ""
-		}
+		message := func() string { return onlyCycleMessage(ctx, ns) }
 		By("order 0 first: web goes; the job is waited for; db (order 10) waits for them")
 		Eventually(gone(web)).Should(BeTrue())
 		Eventually(message).Should(And(HavePrefix("Draining: "),

@@ -119,12 +119,7 @@ var _ = Describe("Opt-in through the MachineDeployment", func() {
 
 		startManager()
 		requireReboot(ctx, k8s, m.Status.NodeRef.Name)
-		message := func() string {
-			if list := cyclesIn(ctx, ns); len(list) == 1 {
-				return string(list[0].Status.Phase) + ": " + list[0].Status.Message
-			}
-			return ""
-		}
+		message := func() string { return onlyCycleMessage(ctx, ns) }
 		Eventually(message).Should(Equal("Pending: Waiting: paused, Cluster upgrading: carol: control plane upgrade"))
 
 		patch = client.MergeFrom(c.DeepCopy())
@@ -151,12 +146,7 @@ var _ = Describe("Cluster API lifecycle", func() {
 		setCondition(clusterv1.ClusterRollingOutCondition, metav1.ConditionTrue, "* MachineDeployment pool: Rolling out 1 not up-to-date replicas")
 		startManager()
 		requireReboot(ctx, k8s, m.Status.NodeRef.Name)
-		message := func() string {
-			if list := cyclesIn(ctx, ns); len(list) == 1 {
-				return string(list[0].Status.Phase) + ": " + list[0].Status.Message
-			}
-			return ""
-		}
+		message := func() string { return onlyCycleMessage(ctx, ns) }
 		Eventually(message).Should(Equal("Pending: Waiting: Cluster busy is rolling out (* MachineDeployment pool: Rolling out 1 not up-to-date replicas)"))
 
 		setCondition(clusterv1.ClusterRollingOutCondition, metav1.ConditionFalse, "")
@@ -167,6 +157,15 @@ var _ = Describe("Cluster API lifecycle", func() {
 		Eventually(message, time.Minute).ShouldNot(HavePrefix("Pending"))
 	})
 })
+
+// onlyCycleMessage is "phase: message" of the namespace's one NodeCycle,
+// "" while there is not exactly one.
+func onlyCycleMessage(ctx SpecContext, ns string) string {
+	if list := cyclesIn(ctx, ns); len(list) == 1 {
+		return string(list[0].Status.Phase) + ": " + list[0].Status.Message
+	}
+	return ""
+}
 
 // clusterWithOneMachine makes a Cluster whose MachineDeployment "pool" of
 // one Machine opted in with reboot, and returns the Cluster and the Machine

@@ -39,26 +39,7 @@ var _ = Describe("Power-cycle of a workload node", func() {
 		m := readyMachines(ctx, k8s, ns, "pool", 1)[0]
 		node := m.Status.NodeRef.Name
 
-		// The credentials live in the manager's namespace, lent to this one.
-		if err = k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "nodecycle-system"}}); err != nil && !apierrors.IsAlreadyExists(err) {
-			Expect(err).NotTo(HaveOccurred())
-		}
-		Expect(k8s.Create(ctx, &corev1.Secret{
-			ObjectMeta: metav1.ObjectMeta{Name: "metal-bmc", Namespace: "nodecycle-system", Annotations: map[string]string{power.AnnotationCredentialsFor: ns}},
-			Data:       map[string][]byte{"username": []byte(bmc.Username), "password": []byte(bmc.Password)},
-		})).To(Succeed())
-		Expect(k8s.Create(ctx, &v1alpha1.NodeCyclePolicy{
-			ObjectMeta: metav1.ObjectMeta{Name: "bmc", Namespace: ns},
-			Spec: v1alpha1.NodeCyclePolicySpec{PowerCycle: &v1alpha1.PowerCycleSpec{
-				Provider: ipmi.Name, Machines: map[string]string{node: bmc.Addr}, CredentialsSecretRef: &v1alpha1.SecretReference{Name: "metal-bmc"},
-				SoftOffTimeout: v1alpha1.NewDuration(time.Second), PowerTimeout: v1alpha1.NewDuration(time.Minute),
-			}},
-		})).To(Succeed())
-		cs, err := kubernetes.NewForConfig(env.Config)
-		Expect(err).NotTo(HaveOccurred())
-		kctx, cancel := context.WithCancel(context.Background())
-		DeferCleanup(cancel)
-		go (&framework.PowerKubelet{Client: cs, Node: node, Observe: bmc.Observe}).Run(kctx)
+		bmcPolicy(ctx, ns, node, bmc)
 
 		startManager("--reboot-timeout=1m", "--retry-backoff=1h")
 		requireReboot(ctx, k8s, node)
@@ -96,3 +77,29 @@ var _ = Describe("Power-cycle of a workload node", func() {
 			HavePrefix("PowerOffRequested: "), HavePrefix("PoweredOff: "), HavePrefix("PoweredOn: "), HavePrefix("RebootVerified: ")))
 	})
 })
+
+// bmcPolicy makes the node's machine power-cyclable through bmc: the
+// credentials in the manager's namespace, lent to ns; a NodeCyclePolicy
+// "bmc" in ns naming the BMC; and a kubelet that follows the machine.
+func bmcPolicy(ctx SpecContext, ns, node string, bmc *peers.BMC) {
+	GinkgoHelper()
+	if err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "nodecycle-system"}}); err != nil && !apierrors.IsAlreadyExists(err) {
+		Expect(err).NotTo(HaveOccurred())
+	}
+	Expect(k8s.Create(ctx, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: ns + "-bmc", Namespace: "nodecycle-system", Annotations: map[string]string{power.AnnotationCredentialsFor: ns}},
+		Data:       map[string][]byte{"username": []byte(bmc.Username), "password": []byte(bmc.Password)},
+	})).To(Succeed())
+	Expect(k8s.Create(ctx, &v1alpha1.NodeCyclePolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: "bmc", Namespace: ns},
+		Spec: v1alpha1.NodeCyclePolicySpec{PowerCycle: &v1alpha1.PowerCycleSpec{
+			Provider: ipmi.Name, Machines: map[string]string{node: bmc.Addr}, CredentialsSecretRef: &v1alpha1.SecretReference{Name: ns + "-bmc"},
+			SoftOffTimeout: v1alpha1.NewDuration(time.Second), PowerTimeout: v1alpha1.NewDuration(time.Minute),
+		}},
+	})).To(Succeed())
+	cs, err := kubernetes.NewForConfig(env.Config)
+	Expect(err).NotTo(HaveOccurred())
+	kctx, cancel := context.WithCancel(context.Background())
+	DeferCleanup(cancel)
+	go (&framework.PowerKubelet{Client: cs, Node: node, Observe: bmc.Observe}).Run(kctx)
+}

@@ -1,7 +1,6 @@
 package clusterapi
 
 import (
-	"context"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -15,8 +14,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
-	"github.com/nodecycle/nodecycle/internal/power"
-	"github.com/nodecycle/nodecycle/providers/ipmi"
 	"github.com/nodecycle/nodecycle/test/framework"
 	"github.com/nodecycle/nodecycle/test/peers"
 )
@@ -70,25 +67,9 @@ var _ = Describe("Remediation for MachineHealthChecks", func() {
 		const ns = "remediate"
 		m := remediatedPool(ctx, ns, "sick", []v1alpha1.Strategy{v1alpha1.StrategyPowerCycle}, 2)
 		node := m.Status.NodeRef.Name
-		if err = k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "nodecycle-system"}}); err != nil && !apierrors.IsAlreadyExists(err) {
-			Expect(err).NotTo(HaveOccurred())
-		}
-		Expect(k8s.Create(ctx, &corev1.Secret{
-			ObjectMeta: metav1.ObjectMeta{Name: "sick-bmc", Namespace: "nodecycle-system", Annotations: map[string]string{power.AnnotationCredentialsFor: ns}},
-			Data:       map[string][]byte{"username": []byte(bmc.Username), "password": []byte(bmc.Password)},
-		})).To(Succeed())
-		Expect(k8s.Create(ctx, &v1alpha1.NodeCyclePolicy{
-			ObjectMeta: metav1.ObjectMeta{Name: "bmc", Namespace: ns},
-			Spec: v1alpha1.NodeCyclePolicySpec{PowerCycle: &v1alpha1.PowerCycleSpec{
-				Provider: ipmi.Name, Machines: map[string]string{node: bmc.Addr}, CredentialsSecretRef: &v1alpha1.SecretReference{Name: "sick-bmc"},
-				SoftOffTimeout: v1alpha1.NewDuration(time.Second), PowerTimeout: v1alpha1.NewDuration(time.Minute),
-			}},
-		})).To(Succeed())
+		bmcPolicy(ctx, ns, node, bmc)
 		cs, err := kubernetes.NewForConfig(env.Config)
 		Expect(err).NotTo(HaveOccurred())
-		kctx, cancel := context.WithCancel(context.Background())
-		DeferCleanup(cancel)
-		go (&framework.PowerKubelet{Client: cs, Node: node, Observe: bmc.Observe}).Run(kctx)
 		startManager("--reboot-timeout=1m")
 		before := &corev1.Node{}
 		Expect(k8s.Get(ctx, client.ObjectKey{Name: node}, before)).To(Succeed())
