@@ -87,10 +87,15 @@ var _ = Describe("Remediation for MachineHealthChecks", func() {
 		Eventually(func() error {
 			return k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: m.Name}, &v1alpha1.NodeCycleRemediation{})
 		}, 2*time.Minute).Should(Satisfy(apierrors.IsNotFound))
-		cycles := cyclesIn(ctx, ns)
-		Expect(cycles).To(HaveLen(1))
-		nc := cycles[0]
-		Expect(nc.Status.Phase).To(Equal(v1alpha1.PhaseSucceeded), nc.Status.Message)
+		// The MachineHealthCheck may see the node Ready a moment before the
+		// NodeCycle sees its new boot ID (two writes of the kubelet).
+		var nc v1alpha1.NodeCycle
+		Eventually(func(g Gomega) {
+			cycles := cyclesIn(ctx, ns)
+			g.Expect(cycles).To(HaveLen(1))
+			nc = cycles[0]
+			g.Expect(nc.Status.Phase).To(Equal(v1alpha1.PhaseSucceeded), nc.Status.Message)
+		}).Should(Succeed())
 		Expect(nc.Status.Strategy).To(Equal(v1alpha1.StrategyPowerCycle))
 		Expect(nc.Spec.Remediation).To(Equal(m.Name))
 		after := &corev1.Node{}
