@@ -354,7 +354,9 @@ func setupClusterAPI(ctx context.Context, mgr ctrl.Manager, o *Options, opener c
 			return cluster.ClusterAPI{}, nil, err
 		}
 	}
-	if err := (&remediation.Reconciler{Opener: opener, Clusters: capi}).SetupWithManager(mgr); err != nil {
+	rr := &remediation.Reconciler{Opener: opener, Clusters: capi,
+		ClusterSource: cc.GetClusterSource("nodecycle-remediation", remediation.InCluster(mgr.GetClient()))}
+	if err := rr.SetupWithManager(mgr); err != nil {
 		return cluster.ClusterAPI{}, nil, err
 	}
 	return capi, mr, mr.SetupWithManager(mgr)

@@ -23,6 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
 	"github.com/nodecycle/nodecycle/internal/cluster"
@@ -50,6 +51,9 @@ const unreachableSkipWait = 1
 type Reconciler struct {
 	cycles.Opener
 	Clusters cluster.ClusterAPI
+	// ClusterSource tells of workload clusters that connect: a remediation
+	// that waited for its cluster goes on at once.
+	ClusterSource source.Source
 }
 
 // Reconcile implements reconcile.Reconciler.
@@ -131,7 +135,9 @@ func (r *Reconciler) open(ctx context.Context, rem *v1alpha1.NodeCycleRemediatio
 	}
 	w, err := r.Clusters.Workload(ctx, m.Namespace, m.Spec.ClusterName)
 	if err != nil {
-		rem.Status.Message = fmt.Sprintf("Waiting: cluster %s cannot be reached: %v", m.Spec.ClusterName, err)
+		// The ClusterCache's connect event comes back here (ClusterSource);
+		// the poll is for a cluster that stays unreachable.
+		rem.Status.Message = fmt.Sprintf("Waiting: cluster %s cannot be reached yet: %v", m.Spec.ClusterName, err)
 		return reconcile.Result{RequeueAfter: 30 * time.Second}, nil
 	}
 	node := &corev1.Node{}
@@ -192,7 +198,7 @@ func (r *Reconciler) open(ctx context.Context, rem *v1alpha1.NodeCycleRemediatio
 
 // SetupWithManager registers the Reconciler.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
-	return ctrl.NewControllerManagedBy(mgr).
+	b := ctrl.NewControllerManagedBy(mgr).
 		Named("nodecycle-remediation").
 		For(&v1alpha1.NodeCycleRemediation{}).
 		// A remediation's NodeCycle that moves on moves the remediation.
@@ -206,6 +212,25 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 				return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: nc.Namespace, Name: nc.Spec.MachineName}}}
 			}
 			return nil
-		})).
-		Complete(r)
+		}))
+	if r.ClusterSource != nil {
+		b = b.WatchesRawSource(r.ClusterSource)
+	}
+	return b.Complete(r)
+}
+
+// InCluster enqueues the remediations of a Cluster's namespace (on the
+// connect of its workload cluster).
+func InCluster(c client.Reader) func(context.Context, client.Object) []reconcile.Request {
+	return func(ctx context.Context, o client.Object) []reconcile.Request {
+		var list v1alpha1.NodeCycleRemediationList
+		if err := c.List(ctx, &list, client.InNamespace(o.GetNamespace())); err != nil {
+			return nil
+		}
+		reqs := make([]reconcile.Request, 0, len(list.Items))
+		for i := range list.Items {
+			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])})
+		}
+		return reqs
+	}
 }

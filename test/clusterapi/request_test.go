@@ -47,6 +47,7 @@ var _ = Describe("On-demand requests of a workload node", func() {
 			g.Expect(asked.Status.Phase).To(Equal(v1alpha1.PhaseSucceeded), "%s: %s", asked.Status.Phase, asked.Status.Message)
 		}).WithTimeout(time.Minute).Should(Succeed())
 		Expect(asked.Spec.MachineName).To(Equal(m.Name))
-		Expect(eventsOn(ctx, ns, "Machine", m.Name)).To(ContainElements(HavePrefix("NodeCycleCreated: On-demand request"), HavePrefix("RebootVerified: ")))
+		// Events are recorded asynchronously.
+		Eventually(func() []string { return eventsOn(ctx, ns, "Machine", m.Name) }).Should(ContainElements(HavePrefix("NodeCycleCreated: On-demand request"), HavePrefix("RebootVerified: ")))
 	})
 })

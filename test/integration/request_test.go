@@ -65,7 +65,8 @@ var _ = Describe("kubectl nodecycle", func() {
 		Eventually(status).Should(MatchRegexp(`plugin-1-request-\S+ +plugin-1 +- +reboot +Succeeded`))
 		Expect(c.agents[c.node(1)].reboots()).To(Equal(1))
 		Expect(status()).To(ContainSubstring("Paused: no"))
-		Expect(eventReasons(c.node(1))).To(ContainElements("NodeCycleCreated", "MaintenanceStarted", "RebootVerified", "MaintenanceCompleted"))
+		// Events are recorded asynchronously.
+		Eventually(func() []string { return eventReasons(c.node(1)) }).Should(ContainElements("NodeCycleCreated", "MaintenanceStarted", "RebootVerified", "MaintenanceCompleted"))
 		for _, n := range []string{c.node(2), c.node(3)} {
 			Expect(c.agents[n].reboots()).To(Equal(0), fmt.Sprintf("node %s", n))
 		}

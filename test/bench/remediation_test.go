@@ -1,0 +1,150 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/ptr"
+	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/nodecycle/nodecycle/api/v1alpha1"
+	"github.com/nodecycle/nodecycle/internal/nodes"
+	"github.com/nodecycle/nodecycle/internal/power"
+	"github.com/nodecycle/nodecycle/providers/ipmi"
+	"github.com/nodecycle/nodecycle/test/framework"
+	"github.com/nodecycle/nodecycle/test/peers"
+)
+
+// BenchmarkRemediation measures a MachineHealthCheck's remediation by
+// nodecycle, on Cluster API's own controllers: from the node going NotReady
+// until the Machine's pool has a Ready node on a new boot again. power-cycle:
+// the same Machine power-cycled through ipmi_sim (soft-off timeout 1 s);
+// replace: the Machine handed back and its replacement's node Ready. The
+// MachineHealthCheck's own timeout (1 s) is included.
+func BenchmarkRemediation(b *testing.B) {
+	for _, strategy := range []v1alpha1.Strategy{v1alpha1.StrategyPowerCycle, v1alpha1.StrategyReplace} {
+		b.Run(string(strategy), func(b *testing.B) { benchRemediation(b, strategy) })
+	}
+}
+
+func benchRemediation(b *testing.B, strategy v1alpha1.Strategy) {
+	ctx := context.Background()
+	capi, c := clusterAPI(b)
+	cs, err := kubernetes.NewForConfig(env.Config)
+	if err != nil {
+		b.Fatal(err)
+	}
+	runs++
+	ns, cluster := fmt.Sprintf("bench-remediation-%d", runs), "bench"
+	if _, err = capi.CreateCluster(ctx, ns, cluster, env.Config); err != nil {
+		b.Fatal(err)
+	}
+	if _, err = capi.CreateControlPlaneMachine(ctx, ns, cluster, "bench-cp", nil); err != nil {
+		b.Fatal(err)
+	}
+	if _, err = capi.CreateMachineDeployment(ctx, ns, cluster, "workers", 1, nil); err != nil {
+		b.Fatal(err)
+	}
+	machines, err := readyMachinesWithin(ctx, c, ns, "workers", 1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	node := machines[0].Status.NodeRef.Name
+	if strategy == v1alpha1.StrategyPowerCycle {
+		bmc, err := peers.StartBMC()
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer bmc.Stop()
+		if err := lendBMC(ctx, c, ns, node, bmc); err != nil {
+			b.Fatal(err)
+		}
+		kctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		go (&framework.PowerKubelet{Client: cs, Node: node, Observe: bmc.Observe}).Run(kctx)
+	}
+	if err = c.Create(ctx, &v1alpha1.NodeCycleRemediationTemplate{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "nodecycle"},
+		Spec: v1alpha1.NodeCycleRemediationTemplateSpec{Template: v1alpha1.NodeCycleRemediationTemplateResource{
+			Spec: v1alpha1.NodeCycleRemediationSpec{Strategies: []v1alpha1.Strategy{strategy}, RetryLimit: 1}}}}); err != nil {
+		b.Fatal(err)
+	}
+	if err = c.Create(ctx, &clusterv1.MachineHealthCheck{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "workers"},
+		Spec: clusterv1.MachineHealthCheckSpec{
+			ClusterName: cluster,
+			Selector:    metav1.LabelSelector{MatchLabels: map[string]string{clusterv1.MachineDeploymentNameLabel: "workers"}},
+			Checks: clusterv1.MachineHealthCheckChecks{UnhealthyNodeConditions: []clusterv1.UnhealthyNodeCondition{
+				{Type: corev1.NodeReady, Status: corev1.ConditionFalse, TimeoutSeconds: ptr.To(int32(1))}}},
+			Remediation: clusterv1.MachineHealthCheckRemediation{TemplateRef: clusterv1.MachineHealthCheckRemediationTemplateReference{
+				APIVersion: v1alpha1.GroupVersion.String(), Kind: "NodeCycleRemediationTemplate", Name: "nodecycle"}},
+		}}); err != nil {
+		b.Fatal(err)
+	}
+	stop, _, err := framework.StartManager(env.Config, os.Stderr, "--cluster-api", "--agent-pod-selector=", "--reboot-timeout=1m")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() { _ = stop() }()
+	before := &corev1.Node{}
+	if err = c.Get(ctx, client.ObjectKey{Name: node}, before); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	start := time.Now()
+	if err = framework.SetNodeStatus(ctx, cs, node, "", false); err != nil {
+		b.Fatal(err)
+	}
+	// A Ready node of the pool on a new boot: the same Machine's, or its
+	// replacement's.
+	err = poll(3*time.Minute, func() error {
+		ms, err := framework.ReadyMachines(ctx, c, c, ns, "workers", 1)
+		if err != nil {
+			return err
+		}
+		n := &corev1.Node{}
+		if err := c.Get(ctx, client.ObjectKey{Name: ms[0].Status.NodeRef.Name}, n); err != nil {
+			return err
+		}
+		if !nodes.IsReady(n) || (n.Name == node && nodes.BootID(n) == nodes.BootID(before)) {
+			return fmt.Errorf("node %s not back yet", n.Name)
+		}
+		return nil
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(time.Since(start).Seconds(), "to-ready-s")
+	var list v1alpha1.NodeCycleList
+	if err = c.List(ctx, &list, client.InNamespace(ns)); err != nil {
+		b.Fatal(err)
+	}
+	for _, nc := range list.Items {
+		b.Logf("NodeCycle %s created %s after the node went NotReady, phases %v", nc.Name, nc.CreationTimestamp.Sub(start).Round(time.Millisecond), nc.Status.PhaseDurations)
+	}
+}
+
+// lendBMC puts the BMC's credentials in the manager's namespace, lent to
+// ns, and a policy in ns naming the BMC for node.
+func lendBMC(ctx context.Context, c client.Client, ns, node string, bmc *peers.BMC) error {
+	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "nodecycle-system"}}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return err
+	}
+	if err := c.Create(ctx, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: ns + "-bmc", Namespace: "nodecycle-system", Annotations: map[string]string{power.AnnotationCredentialsFor: ns}},
+		Data:       map[string][]byte{"username": []byte(bmc.Username), "password": []byte(bmc.Password)},
+	}); err != nil {
+		return err
+	}
+	return c.Create(ctx, &v1alpha1.NodeCyclePolicy{ObjectMeta: metav1.ObjectMeta{Name: "bmc", Namespace: ns},
+		Spec: v1alpha1.NodeCyclePolicySpec{PowerCycle: &v1alpha1.PowerCycleSpec{
+			Provider: ipmi.Name, Machines: map[string]string{node: bmc.Addr}, CredentialsSecretRef: &v1alpha1.SecretReference{Name: ns + "-bmc"},
+			SoftOffTimeout: v1alpha1.NewDuration(time.Second), PowerTimeout: v1alpha1.NewDuration(time.Minute),
+		}}})
+}
