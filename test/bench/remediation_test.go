@@ -59,12 +59,12 @@ func benchRemediation(b *testing.B, strategy v1alpha1.Strategy) {
 	}
 	node := machines[0].Status.NodeRef.Name
 	if strategy == v1alpha1.StrategyPowerCycle {
-		bmc, err := peers.StartBMC()
-		if err != nil {
-			b.Fatal(err)
+		bmc, bmcErr := peers.StartBMC()
+		if bmcErr != nil {
+			b.Fatal(bmcErr)
 		}
 		defer bmc.Stop()
-		if err := lendBMC(ctx, c, ns, node, bmc); err != nil {
+		if err = lendBMC(ctx, c, ns, node, bmc); err != nil {
 			b.Fatal(err)
 		}
 		kctx, cancel := context.WithCancel(ctx)
@@ -104,13 +104,13 @@ func benchRemediation(b *testing.B, strategy v1alpha1.Strategy) {
 	// A Ready node of the pool on a new boot: the same Machine's, or its
 	// replacement's.
 	err = poll(3*time.Minute, func() error {
-		ms, err := framework.ReadyMachines(ctx, c, c, ns, "workers", 1)
-		if err != nil {
-			return err
+		ms, notReady := framework.ReadyMachines(ctx, c, c, ns, "workers", 1)
+		if notReady != nil {
+			return notReady
 		}
 		n := &corev1.Node{}
-		if err := c.Get(ctx, client.ObjectKey{Name: ms[0].Status.NodeRef.Name}, n); err != nil {
-			return err
+		if getErr := c.Get(ctx, client.ObjectKey{Name: ms[0].Status.NodeRef.Name}, n); getErr != nil {
+			return getErr
 		}
 		if !nodes.IsReady(n) || (n.Name == node && nodes.BootID(n) == nodes.BootID(before)) {
 			return fmt.Errorf("node %s not back yet", n.Name)
