@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -170,8 +171,14 @@ var _ = Describe("Installation with kubectl apply -k config/default", Ordered, f
 		}
 		alice := impersonate("alice")
 		kubelet := impersonate("system:node:vap-1", "system:nodes")
-		Eventually(func() error { return set(alice, v1alpha1.AnnotationRebootRequest, "forged") }, 30*time.Second).
-			Should(MatchError(ContainSubstring("only nodecycle's manager may set nodecycle.io/reboot-request")))
+		// The policy is loaded asynchronously. Each try writes a new value:
+		// a value that got in before the policy was loaded would be no
+		// write the next time, and be allowed.
+		try := 0
+		Eventually(func() error {
+			try++
+			return set(alice, v1alpha1.AnnotationRebootRequest, fmt.Sprintf("forged-%d", try))
+		}, 30*time.Second).Should(MatchError(ContainSubstring("only nodecycle's manager may set nodecycle.io/reboot-request")))
 		for what, err := range map[string]error{
 			"a cordon nodecycle would lift":    set(alice, v1alpha1.AnnotationCordonedBy, "nodecycle-system/x"),
 			"a BMC address from the kubelet":   set(kubelet, "nodecycle.io/bmc-address", "https://attacker.example"),

@@ -8,15 +8,12 @@ import (
 	"strings"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/utils/clock"
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
-	"github.com/nodecycle/nodecycle/controllers"
 	"github.com/nodecycle/nodecycle/test/controlplane"
 	"github.com/nodecycle/nodecycle/test/framework"
 )
@@ -117,20 +114,11 @@ func RunClusterAPI(ctx context.Context, o Options) (*Report, error) {
 			return rep, fmt.Errorf("cluster %s: Machines not Ready: %w", wc.name, err)
 		}
 	}
-	opts, err := controllers.ParseOptions([]string{"--metrics-bind-address=0", "--health-probe-bind-address=0", "--leader-elect=false",
-		"--cluster-api", "--install-agent=false", "--agent-pod-selector=", "--drain-timeout=2m", "--reboot-timeout=2m", "--replace-timeout=3m"},
-		func(string) (string, bool) { return "", false }, io.Discard)
+	mgrDone, err := startManager(ctx, mgmt.Config, "--cluster-api", "--install-agent=false", "--agent-pod-selector=",
+		"--drain-timeout=2m", "--reboot-timeout=2m", "--replace-timeout=3m")
 	if err != nil {
 		return rep, err
 	}
-	opts.Registry, opts.SkipNameValidation = prometheus.NewRegistry(), true
-	mgr, err := controllers.New(ctx, mgmt.Config, opts, clock.RealClock{})
-	if err != nil {
-		return rep, err
-	}
-	mgrDone := make(chan error, 1)
-	go func() { mgrDone <- mgr.Start(ctx) }()
-	<-mgr.Elected()
 	out.say("Started the nodecycle manager in Cluster API mode (the simulated kubelets play the agents)")
 
 	if !o.NoDemo {
@@ -146,15 +134,7 @@ func RunClusterAPI(ctx context.Context, o Options) (*Report, error) {
 		}
 	}
 	printClusterAPIUsage(o.Out, rep, clusters)
-	if o.ExitAfterDemo {
-		return rep, nil
-	}
-	select {
-	case <-ctx.Done():
-	case err := <-mgrDone:
-		return rep, fmt.Errorf("manager stopped: %w", err)
-	}
-	return rep, nil
+	return keepRunning(ctx, o, rep, mgrDone)
 }
 
 // followClusters prints each NodeCycle's phases and the Machines that come

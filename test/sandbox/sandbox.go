@@ -24,6 +24,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/utils/clock"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -147,22 +148,9 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if err = c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: Namespace}}); err != nil {
 		return rep, err
 	}
-	opts, err := controllers.ParseOptions([]string{"--metrics-bind-address=0", "--health-probe-bind-address=0", "--leader-elect=false",
-		"--namespace=" + Namespace, "--drain-timeout=2m", "--reboot-timeout=2m",
-		"--agent-pod-selector="}, func(string) (string, bool) { return "", false }, io.Discard)
+	mgrDone, err := startManager(ctx, env.Config, "--namespace="+Namespace, "--drain-timeout=2m", "--reboot-timeout=2m", "--agent-pod-selector=")
 	if err != nil {
 		return rep, err
-	}
-	opts.Registry, opts.SkipNameValidation = prometheus.NewRegistry(), true
-	mgr, err := controllers.New(ctx, env.Config, opts, clock.RealClock{})
-	if err != nil {
-		return rep, err
-	}
-	mgrDone := make(chan error, 1)
-	go func() { mgrDone <- mgr.Start(ctx) }()
-	<-mgr.Elected()
-	if !mgr.GetCache().WaitForCacheSync(ctx) {
-		return rep, fmt.Errorf("manager cache did not sync: %w", ctx.Err())
 	}
 	out.say("Started the nodecycle manager and one agent per node")
 	agents := map[string]string{} // node -> sentinel
@@ -188,6 +176,35 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		}
 	}
 	printUsage(o.Out, rep, names)
+	return keepRunning(ctx, o, rep, mgrDone)
+}
+
+// startManager runs the real manager (no metrics, probes nor leader
+// election) with args until ctx ends, once its cache has synced; the
+// channel receives the end of its run.
+func startManager(ctx context.Context, cfg *rest.Config, args ...string) (<-chan error, error) {
+	opts, err := controllers.ParseOptions(append([]string{"--metrics-bind-address=0", "--health-probe-bind-address=0", "--leader-elect=false"}, args...),
+		func(string) (string, bool) { return "", false }, io.Discard)
+	if err != nil {
+		return nil, err
+	}
+	opts.Registry, opts.SkipNameValidation = prometheus.NewRegistry(), true
+	mgr, err := controllers.New(ctx, cfg, opts, clock.RealClock{})
+	if err != nil {
+		return nil, err
+	}
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	<-mgr.Elected()
+	if !mgr.GetCache().WaitForCacheSync(ctx) {
+		return nil, fmt.Errorf("manager cache did not sync: %w", ctx.Err())
+	}
+	return done, nil
+}
+
+// keepRunning returns at once after a demo run (ExitAfterDemo), else when
+// ctx ends, or with an error when the manager stopped by itself.
+func keepRunning(ctx context.Context, o Options, rep *Report, mgrDone <-chan error) (*Report, error) {
 	if o.ExitAfterDemo {
 		return rep, nil
 	}
