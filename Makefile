@@ -32,7 +32,7 @@ IMAGE_BASE ?= scratch
 SHELL := /bin/bash
 .SHELLFLAGS := -o pipefail -ec
 
-.PHONY: all build image release e2e test unit lint mutate bench bench-scale sandbox generate manifests tools verify-generated clean-tools
+.PHONY: all build image release e2e test unit lint mutate bench bench-fleet bench-scale sandbox generate manifests tools verify-generated clean-tools
 
 all: build
 
@@ -90,8 +90,14 @@ $(GOLANGCI_LINT):
 # Benchmarks: prints a table and writes it to bin/bench.txt.
 bench: tools generate
 	mkdir -p bin
-	go test -count=1 -timeout 20m -run "^$$" -bench . -benchtime 1x ./test/bench/ | grep -E "^(Benchmark|goos|cpu|PASS|FAIL|ok)" | tee bin/bench.txt
+	go test -count=1 -timeout 20m -run "^$$" -bench . -skip Fleet -benchtime 1x ./test/bench/ | grep -E "^(Benchmark|goos|cpu|PASS|FAIL|ok)" | tee bin/bench.txt
 	go test -count=1 -timeout 20m -run "^$$" -bench . -benchtime 20x ./providers/... | grep -E "^(Benchmark|pkg|FAIL|ok)" | tee -a bin/bench.txt
+
+# Fleet benchmark: the manager's memory and detection latency with
+# FLEET_CLUSTERS (default 1000) workload clusters of FLEET_NODES (default 50).
+bench-fleet: tools generate
+	mkdir -p bin
+	go test -count=1 -timeout 90m -run "^$$" -bench Fleet -benchtime 1x ./test/bench/ | grep -E "^(Benchmark|goos|cpu|PASS|FAIL|ok)|fleet_test.go" | tee bin/bench-fleet.txt
 
 # Scale benchmark on kwok nodes: SCALE_NODES (default 1000), SCALE_REBOOT (default 20).
 bench-scale: tools generate

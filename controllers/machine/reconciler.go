@@ -66,6 +66,17 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	if annotations.IsPaused(cluster, m) {
 		return reconcile.Result{}, nil // nothing new starts while Cluster API is paused (clusterctl move pauses)
 	}
+	owner, ladder, ladderErr := r.ladderFor(ctx, m)
+	if ladder == nil && ladderErr == nil {
+		// Not opted in: its workload cluster is reached only when nodecycle
+		// has a past with the node (a NodeCycle to withdraw, leftovers to
+		// clean up). The manager's memory grows with the clusters that
+		// opted in, not with all of them.
+		history, err := cycles.OfNode(ctx, r.Client, m.Namespace, m.Spec.ClusterName, m.Status.NodeRef.Name)
+		if err != nil || len(history) == 0 {
+			return reconcile.Result{}, err
+		}
+	}
 	w, err := r.Clusters.Workload(ctx, m.Namespace, m.Spec.ClusterName)
 	if err == nil {
 		err = r.Clusters.WatchNodes(ctx, m.Namespace, m.Spec.ClusterName, "nodecycle-machine-nodes", r.controller, r.nodeToMachine(m.Namespace, m.Spec.ClusterName))
@@ -86,7 +97,6 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		return reconcile.Result{}, client.IgnoreNotFound(err)
 	}
 	sc := cycles.Scope{Namespace: m.Namespace, Cluster: m.Spec.ClusterName, W: w, Events: r.Clusters.EventsFor(ctx, m)}
-	owner, ladder, ladderErr := r.ladderFor(ctx, m)
 	if ladder == nil {
 		if err = r.withdraw(ctx, sc, node); err != nil {
 			return reconcile.Result{}, err

@@ -1,6 +1,7 @@
 package clusterapi
 
 import (
+	"strings"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
 	"github.com/nodecycle/nodecycle/internal/nodes"
+	"github.com/nodecycle/nodecycle/test/framework"
 )
 
 var _ = Describe("Opt-in through the MachineDeployment", func() {
@@ -91,6 +93,48 @@ var _ = Describe("Opt-in through the MachineDeployment", func() {
 		setAnnotation(ctx, "plain", "")
 		Eventually(func() error { return k8s.Get(ctx, client.ObjectKeyFromObject(&waiting), &waiting) }).Should(Satisfy(apierrors.IsNotFound))
 		Eventually(func() []string { return eventsOn(ctx, ns, "Machine", plain.Name) }).Should(ContainElement(HavePrefix("Withdrawn: ")))
+	})
+
+	It("reaches the workload cluster of a Cluster only once a Machine of it opts in", func(ctx SpecContext) {
+		const ns = "optin-reach"
+		for _, c := range []string{"quiet", "loud"} {
+			_, err := capi.CreateCluster(ctx, ns, c, env.Config)
+			Expect(err).NotTo(HaveOccurred())
+			var opt map[string]string
+			if c == "loud" {
+				opt = map[string]string{v1alpha1.AnnotationStrategy: "reboot"}
+			}
+			_, err = capi.CreateMachineDeployment(ctx, ns, c, c+"-pool", 1, opt)
+			Expect(err).NotTo(HaveOccurred())
+			readyMachines(ctx, k8s, ns, c+"-pool", 1)
+		}
+		stopManager, metrics, err := framework.StartManager(env.Config, GinkgoWriter, "--cluster-api", "--agent-pod-selector=")
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(stopManager)
+		// The reboot-required gauge has a value for each cluster whose Nodes the manager watches.
+		watched := func() []string {
+			families, err := metrics.Gather()
+			Expect(err).NotTo(HaveOccurred())
+			var out []string
+			for _, f := range families {
+				for _, m := range f.GetMetric() {
+					if v := m.GetLabel()[0].GetValue(); f.GetName() == "nodecycle_nodes_reboot_required" && strings.HasPrefix(v, ns+"/") {
+						out = append(out, v)
+					}
+				}
+			}
+			return out
+		}
+		Eventually(watched).Should(ContainElement(ns + "/loud"))
+		Consistently(watched).WithTimeout(3 * time.Second).Should(Equal([]string{ns + "/loud"}))
+
+		By("opting its MachineDeployment in connects to the quiet cluster")
+		md := &clusterv1.MachineDeployment{}
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "quiet-pool"}, md)).To(Succeed())
+		patch := client.MergeFrom(md.DeepCopy())
+		md.Annotations = map[string]string{v1alpha1.AnnotationStrategy: "reboot"}
+		Expect(k8s.Patch(ctx, md, patch)).To(Succeed())
+		Eventually(watched).Should(ConsistOf(ns+"/loud", ns+"/quiet"))
 	})
 
 	It("starts nothing on a paused Cluster", func(ctx SpecContext) {
