@@ -57,6 +57,8 @@ type Options struct {
 	// get the non-resource URL /metrics.
 	MetricsSecure bool
 	ProbeAddr     string
+	// ProfilerAddr serves Go's pprof endpoints when not empty.
+	ProfilerAddr  string
 	LeaderElect   bool
 	LeaderElectNS string
 	QPS           float64
@@ -101,6 +103,7 @@ func ParseOptions(args []string, lookupEnv func(string) (string, bool), usage io
 	fs.StringVar(&o.MetricsAddr, "metrics-bind-address", ":8443", "Address of the Prometheus /metrics endpoint; 0 disables it.")
 	fs.BoolVar(&o.MetricsSecure, "metrics-secure", true, "Serve /metrics over HTTPS (a self-signed certificate) and only to callers whose token may get the non-resource URL /metrics (ClusterRole nodecycle-metrics-reader); false serves plain HTTP to anyone.")
 	fs.StringVar(&o.ProbeAddr, "health-probe-bind-address", ":8081", "Address of /healthz and /readyz; 0 disables it.")
+	fs.StringVar(&o.ProfilerAddr, "profiler-address", "", "Address of Go's pprof endpoints (/debug/pprof/), for example 127.0.0.1:6060; empty disables them.")
 	fs.BoolVar(&o.LeaderElect, "leader-elect", true, "Elect a leader so that only one manager acts at a time.")
 	fs.StringVar(&o.LeaderElectNS, "leader-election-namespace", "", "Namespace of the leader election Lease; defaults to --namespace.")
 	fs.IntVar(&o.Verbosity, "v", 0, "Log verbosity.")
@@ -225,6 +228,7 @@ func New(ctx context.Context, cfg *rest.Config, o *Options, clk clock.PassiveClo
 		Scheme:                  Scheme(),
 		Metrics:                 metricsOptions(o),
 		HealthProbeBindAddress:  o.ProbeAddr,
+		PprofBindAddress:        o.ProfilerAddr,
 		LeaderElection:          o.LeaderElect,
 		LeaderElectionID:        "nodecycle-manager.nodecycle.io",
 		LeaderElectionNamespace: o.LeaderElectNS,
@@ -232,6 +236,8 @@ func New(ctx context.Context, cfg *rest.Config, o *Options, clk clock.PassiveClo
 		LeaderElectionReleaseOnCancel: true,
 		Controller:                    config.Controller{SkipNameValidation: &o.SkipNameValidation},
 		Cache: cache.Options{
+			// Nothing reads managedFields, a large part of each cached Machine.
+			DefaultTransform: cache.TransformStripManagedFields(),
 			ByObject: map[client.Object]cache.ByObject{
 				&corev1.Node{}:        {Transform: nodes.Strip},
 				&v1alpha1.NodeCycle{}: nodeCycles,

@@ -80,7 +80,7 @@ func (c ClusterAPI) EventsFor(ctx context.Context, m *clusterv1.Machine) Machine
 	e := MachineEvents{Regarding: m, Management: c.recorder}
 	key := client.ObjectKey{Namespace: m.Namespace, Name: m.Spec.ClusterName}
 	if cfg, err := c.cache.GetRESTConfig(ctx, key); err == nil {
-		e.Workload = c.recorders.get(key, cfg)
+		e.Workload = c.recorders.lazy(key, cfg)
 	}
 	return e
 }

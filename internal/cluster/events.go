@@ -83,6 +83,26 @@ type recorder struct {
 	recorder    events.EventRecorder
 }
 
+// lazy returns a recorder of the cluster whose connection has cfg that
+// makes its Event broadcaster (a client, goroutines, a queue) at the first
+// Event: most connected clusters never get one.
+func (r *recorders) lazy(key client.ObjectKey, cfg *rest.Config) events.EventRecorder {
+	return lazyRecorder{r: r, key: key, cfg: cfg}
+}
+
+type lazyRecorder struct {
+	r   *recorders
+	key client.ObjectKey
+	cfg *rest.Config
+}
+
+// Eventf implements events.EventRecorder.
+func (l lazyRecorder) Eventf(regarding, related runtime.Object, eventtype, reason, action, note string, args ...any) {
+	if rec := l.r.get(l.key, l.cfg); rec != nil {
+		rec.Eventf(regarding, related, eventtype, reason, action, note, args...)
+	}
+}
+
 // get returns the recorder of the cluster whose connection has cfg.
 func (r *recorders) get(key client.ObjectKey, cfg *rest.Config) events.EventRecorder {
 	r.mu.Lock()

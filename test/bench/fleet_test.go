@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -44,7 +45,8 @@ import (
 // API's controllers do not run: the Clusters, MachineDeployments and
 // Machines are written as they would leave them. The Clusters carry
 // nodecycle.io/paused, so a detected node's NodeCycle waits and nothing is
-// done to the node. Run with `make bench-fleet`.
+// done to the node. FLEET_PROFILES names a directory for the manager's heap
+// and goroutine profiles in each row. Run with `make bench-fleet`.
 func BenchmarkFleet(b *testing.B) {
 	ctx := context.Background()
 	total, first := envInt("FLEET_CLUSTERS", 1000), envInt("FLEET_FIRST", 100)
@@ -321,8 +323,10 @@ func (f *fleet) measure(ctx context.Context, b *testing.B, optedIn int) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	profilerAddr := freeAddr(b)
 	cmd := exec.Command(f.bin, "--kubeconfig="+f.kubeconfig, "--cluster-api", "--leader-elect=false",
-		"--metrics-bind-address="+metricsAddr, "--metrics-secure=false", "--health-probe-bind-address=0", "--agent-pod-selector=")
+		"--metrics-bind-address="+metricsAddr, "--metrics-secure=false", "--health-probe-bind-address=0", "--agent-pod-selector=",
+		"--profiler-address="+profilerAddr)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	start := time.Now()
 	if err = cmd.Start(); err != nil {
@@ -344,13 +348,21 @@ func (f *fleet) measure(ctx context.Context, b *testing.B, optedIn int) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	if dir := os.Getenv("FLEET_PROFILES"); dir != "" {
+		for _, profile := range []string{"heap", "goroutine"} {
+			if err = saveProfile(profilerAddr, profile, filepath.Join(dir, fmt.Sprintf("%s-%d-%d.pprof", profile, f.clusters, optedIn))); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
 	latencies, err := f.detect(ctx, optedIn)
 	if err != nil {
 		fail(err)
 	}
 	rssAfter, err1 := framework.ProcStatusKiB(cmd.Process.Pid, "VmRSS:")
 	hwm, err2 := framework.ProcStatusKiB(cmd.Process.Pid, "VmHWM:")
-	if err := errors.Join(err1, err2); err != nil {
+	m, err3 := scrape(metricsAddr)
+	if err := errors.Join(err1, err2, err3); err != nil {
 		b.Fatal(err)
 	}
 	if err := f.reset(ctx); err != nil {
@@ -362,32 +374,73 @@ func (f *fleet) measure(ctx context.Context, b *testing.B, optedIn int) {
 	b.ReportMetric(connected.Seconds(), "settle-s")
 	b.ReportMetric(float64(max(rss, rssAfter))/1024, "rss-MiB")
 	b.ReportMetric(float64(hwm)/1024, "peak-MiB")
+	b.ReportMetric(m.heapInUse/(1<<20), "heap-MiB")
+	b.ReportMetric(m.goroutines, "goroutines")
 	b.ReportMetric(framework.Millis(framework.Percentile(latencies, 0.5)), "detect-p50-ms")
 	b.ReportMetric(framework.Millis(framework.Percentile(latencies, 0.99)), "detect-p99-ms")
 }
 
-// settled: the manager watches the Nodes of want clusters (its
-// reboot-required gauge has a value for each) and its Machine queue is empty.
-func settled(metricsAddr string, want int) error {
-	resp, err := http.Get("http://" + metricsAddr + "/metrics")
+// saveProfile writes one of the manager's profiles (heap after a
+// collection, goroutine) for go tool pprof.
+func saveProfile(profilerAddr, profile, path string) error {
+	resp, err := http.Get("http://" + profilerAddr + "/debug/pprof/" + profile + "?gc=1")
 	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
-	clusters, depth := 0, -1.0
+	out, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err = io.Copy(out, resp.Body); err != nil {
+		return err
+	}
+	return out.Close()
+}
+
+// managerMetrics are what the fleet benchmark reads from the manager's /metrics.
+type managerMetrics struct {
+	// clusters have a reboot-required gauge: the manager watches their Nodes.
+	clusters                  int
+	machinesQueued, heapInUse float64
+	goroutines                float64
+}
+
+func scrape(metricsAddr string) (managerMetrics, error) {
+	m := managerMetrics{machinesQueued: -1}
+	resp, err := http.Get("http://" + metricsAddr + "/metrics")
+	if err != nil {
+		return m, err
+	}
+	defer resp.Body.Close()
 	s := bufio.NewScanner(resp.Body)
 	s.Buffer(nil, 1<<20)
 	for s.Scan() {
 		line := s.Text()
+		value := func(v *float64) { _, _ = fmt.Sscan(line[strings.LastIndexByte(line, ' ')+1:], v) }
 		switch {
 		case strings.HasPrefix(line, `nodecycle_nodes_reboot_required{cluster="fleet-`):
-			clusters++
+			m.clusters++
 		case strings.HasPrefix(line, "workqueue_depth{") && strings.Contains(line, `name="nodecycle-machine"`):
-			_, _ = fmt.Sscan(line[strings.LastIndexByte(line, ' ')+1:], &depth)
+			value(&m.machinesQueued)
+		case strings.HasPrefix(line, "go_memstats_heap_inuse_bytes "):
+			value(&m.heapInUse)
+		case strings.HasPrefix(line, "go_goroutines "):
+			value(&m.goroutines)
 		}
 	}
-	if clusters != want || depth != 0 {
-		return fmt.Errorf("watching the Nodes of %d of %d clusters, %v Machines queued", clusters, want, depth)
+	return m, s.Err()
+}
+
+// settled: the manager watches the Nodes of want clusters and its Machine
+// queue is empty.
+func settled(metricsAddr string, want int) error {
+	m, err := scrape(metricsAddr)
+	if err != nil {
+		return err
+	}
+	if m.clusters != want || m.machinesQueued != 0 {
+		return fmt.Errorf("watching the Nodes of %d of %d clusters, %v Machines queued", m.clusters, want, m.machinesQueued)
 	}
 	return nil
 }
