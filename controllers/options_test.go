@@ -73,3 +73,11 @@ func TestMaxConcurrentPercentage(t *testing.T) {
 		t.Fatalf("25%%: percent %d, at least %d", c.MaxConcurrentPercent, c.MaxConcurrent)
 	}
 }
+
+// The first lists of a large management cluster take minutes: the manager
+// waits for them instead of exiting after controller-runtime's 2 minutes.
+func TestManagerWaitsLongForItsFirstLists(t *testing.T) {
+	if got := controllerConfig(&Options{}).CacheSyncTimeout; got < 10*time.Minute {
+		t.Fatalf("controllers wait %v for their caches, want at least 10m", got)
+	}
+}

@@ -332,16 +332,33 @@ func (f *fleet) measure(ctx context.Context, b *testing.B, optedIn int) {
 	if err = cmd.Start(); err != nil {
 		b.Fatal(err)
 	}
+	exited := make(chan struct{})
+	var exitErr error
+	go func() {
+		exitErr = cmd.Wait()
+		close(exited)
+	}()
 	defer func() {
 		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
+		<-exited
 	}()
 	fail := func(err error) {
 		out, _ := os.ReadFile(logPath)
 		b.Fatalf("%v\n%s", err, tail(string(out), 40))
 	}
-	if err = poll(20*time.Minute, func() error { return settled(metricsAddr, optedIn) }); err != nil {
-		fail(fmt.Errorf("the manager did not settle: %w", err))
+	for deadline := time.Now().Add(20 * time.Minute); ; time.Sleep(time.Second) {
+		select {
+		case <-exited:
+			fail(fmt.Errorf("the manager exited: %w", exitErr))
+		default:
+		}
+		err = settled(metricsAddr, optedIn)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			fail(fmt.Errorf("the manager did not settle: %w", err))
+		}
 	}
 	connected := time.Since(start)
 	rss, err := framework.ProcStatusKiB(cmd.Process.Pid, "VmRSS:")
