@@ -117,8 +117,11 @@ var _ = Describe("Opt-in through the MachineDeployment", func() {
 			Expect(err).NotTo(HaveOccurred())
 			var out []string
 			for _, f := range families {
+				if f.GetName() != "nodecycle_nodes_reboot_required" {
+					continue
+				}
 				for _, m := range f.GetMetric() {
-					if v := m.GetLabel()[0].GetValue(); f.GetName() == "nodecycle_nodes_reboot_required" && strings.HasPrefix(v, ns+"/") {
+					if v := m.GetLabel()[0].GetValue(); strings.HasPrefix(v, ns+"/") {
 						out = append(out, v)
 					}
 				}
