@@ -251,6 +251,7 @@ func New(ctx context.Context, cfg *rest.Config, o *Options, clk clock.PassiveClo
 			DefaultTransform: cache.TransformStripManagedFields(),
 			ByObject: map[client.Object]cache.ByObject{
 				&corev1.Node{}:        {Transform: nodes.Strip},
+				&clusterv1.Machine{}:  {Transform: cluster.StripMachine},
 				&v1alpha1.NodeCycle{}: nodeCycles,
 			},
 		},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 
@@ -206,6 +207,23 @@ func CacheOptions() clustercache.CacheOptions {
 			Object: &corev1.Node{}, Field: nodes.IndexCordonedBy, ExtractValue: nodes.CordonedByNodecycle,
 		}},
 	}
+}
+
+// StripMachine is the management cache's transform of Machines: it drops
+// what nodecycle never reads (managedFields, and of the status all but the
+// node reference, phase, initialization, deletion and the Updating
+// condition). A fleet holds tens of thousands of Machines.
+func StripMachine(obj any) (any, error) {
+	m, ok := obj.(*clusterv1.Machine)
+	if !ok {
+		return obj, nil
+	}
+	m.ManagedFields = nil
+	m.Status = clusterv1.MachineStatus{
+		NodeRef: m.Status.NodeRef, Phase: m.Status.Phase, Initialization: m.Status.Initialization, Deletion: m.Status.Deletion,
+		Conditions: slices.DeleteFunc(m.Status.Conditions, func(c metav1.Condition) bool { return c.Type != clusterv1.MachineUpdatingCondition }),
+	}
+	return m, nil
 }
 
 // ShutdownWithManager stops the ClusterCache's per-cluster caches when the
