@@ -6,16 +6,11 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
-	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
-	"github.com/nodecycle/nodecycle/internal/power"
-	"github.com/nodecycle/nodecycle/providers/ipmi"
 	"github.com/nodecycle/nodecycle/test/framework"
 	"github.com/nodecycle/nodecycle/test/peers"
 )
@@ -83,20 +78,7 @@ var _ = Describe("Power-cycle of a workload node", func() {
 // "bmc" in ns naming the BMC; and a kubelet that follows the machine.
 func bmcPolicy(ctx SpecContext, ns, node string, bmc *peers.BMC) {
 	GinkgoHelper()
-	if err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "nodecycle-system"}}); err != nil && !apierrors.IsAlreadyExists(err) {
-		Expect(err).NotTo(HaveOccurred())
-	}
-	Expect(k8s.Create(ctx, &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Name: ns + "-bmc", Namespace: "nodecycle-system", Annotations: map[string]string{power.AnnotationCredentialsFor: ns}},
-		Data:       map[string][]byte{"username": []byte(bmc.Username), "password": []byte(bmc.Password)},
-	})).To(Succeed())
-	Expect(k8s.Create(ctx, &v1alpha1.NodeCyclePolicy{
-		ObjectMeta: metav1.ObjectMeta{Name: "bmc", Namespace: ns},
-		Spec: v1alpha1.NodeCyclePolicySpec{PowerCycle: &v1alpha1.PowerCycleSpec{
-			Provider: ipmi.Name, Machines: map[string]string{node: bmc.Addr}, CredentialsSecretRef: &v1alpha1.SecretReference{Name: ns + "-bmc"},
-			SoftOffTimeout: v1alpha1.NewDuration(time.Second), PowerTimeout: v1alpha1.NewDuration(time.Minute),
-		}},
-	})).To(Succeed())
+	Expect(framework.LendBMC(ctx, k8s, ns, node, bmc)).To(Succeed())
 	cs, err := kubernetes.NewForConfig(env.Config)
 	Expect(err).NotTo(HaveOccurred())
 	kctx, cancel := context.WithCancel(context.Background())
