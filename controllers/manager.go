@@ -341,7 +341,9 @@ func setupClusterAPI(ctx context.Context, mgr ctrl.Manager, o *Options, opener c
 	cc, err := clustercache.SetupWithManager(ctx, mgr, clustercache.Options{
 		// Kubeconfig Secrets are read live when a cluster connects; no Secret is cached.
 		SecretClient: mgr.GetAPIReader(),
-		Cache:        cluster.CacheOptions(),
+		// Only the Clusters nodecycle needs (nodecycle.io/connect).
+		ClusterFilter: cluster.ConnectFilter,
+		Cache:         cluster.CacheOptions(),
 		Client: clustercache.ClientOptions{
 			QPS: float32(o.QPS), Burst: o.Burst, UserAgent: "nodecycle-manager",
 			Cache: clustercache.ClientCacheOptions{DisableFor: []client.Object{&corev1.Pod{}, &corev1.Secret{}, &corev1.ConfigMap{}}},

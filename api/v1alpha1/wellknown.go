@@ -44,6 +44,13 @@ const (
 	// policy's nodes, on a Cluster API Cluster that cluster. A maintenance
 	// that has started finishes.
 	AnnotationPaused = "nodecycle.io/paused"
+	// AnnotationConnect on a Cluster API Cluster lets the manager connect
+	// to its workload cluster. The manager sets it (value "true") the first
+	// time it needs the cluster: an opted-in Machine, a NodeCycle, a
+	// remediation, the agent label. It connects to no other Cluster, so its
+	// memory grows with the clusters that use nodecycle, not with all of
+	// them. Removing it disconnects the cluster until it is needed again.
+	AnnotationConnect = "nodecycle.io/connect"
 	// AnnotationDoNotDisrupt=true on a Pod keeps maintenance of its node
 	// from starting while it runs (Karpenter's karpenter.sh/do-not-disrupt
 	// convention); a maintenance that has started is not stopped by it.

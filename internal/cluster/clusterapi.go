@@ -93,6 +93,11 @@ func (c ClusterAPI) Workload(ctx context.Context, namespace, cluster string) (Wo
 	}
 	key := client.ObjectKey{Namespace: namespace, Name: cluster}
 	cached, err := c.cache.GetClient(ctx, key)
+	if errors.Is(err, clustercache.ErrClusterNotConnected) {
+		if askErr := c.askToConnect(ctx, key); askErr != nil {
+			return Workload{}, askErr
+		}
+	}
 	if err != nil {
 		return Workload{}, err
 	}
@@ -105,6 +110,35 @@ func (c ClusterAPI) Workload(ctx context.Context, namespace, cluster string) (Wo
 		return Workload{}, err
 	}
 	return Workload{Client: cached, Reader: live, Config: cfg}, nil
+}
+
+// askToConnect puts nodecycle.io/connect on the Cluster, which lets the
+// ClusterCache connect to it (ConnectFilter); its connect event wakes who
+// asked.
+func (c ClusterAPI) askToConnect(ctx context.Context, key client.ObjectKey) error {
+	cl := &clusterv1.Cluster{}
+	if err := c.mgmt.Get(ctx, key, cl); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	if ConnectFilter(cl) {
+		return nil // asked already: connecting, or it cannot be reached
+	}
+	patch := client.MergeFrom(cl.DeepCopy())
+	if cl.Annotations == nil {
+		cl.Annotations = map[string]string{}
+	}
+	cl.Annotations[v1alpha1.AnnotationConnect] = "true"
+	if err := c.mgmt.Patch(ctx, cl, patch); client.IgnoreNotFound(err) != nil {
+		return fmt.Errorf("asking to connect to cluster %s: %w", key, err)
+	}
+	return nil
+}
+
+// ConnectFilter is the ClusterCache's filter: only the Clusters nodecycle
+// asked for (nodecycle.io/connect) are connected to.
+func ConnectFilter(cl *clusterv1.Cluster) bool {
+	_, ok := cl.Annotations[v1alpha1.AnnotationConnect]
+	return ok
 }
 
 // Target implements Clusters.

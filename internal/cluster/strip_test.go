@@ -6,6 +6,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
+
+	"github.com/nodecycle/nodecycle/api/v1alpha1"
 )
 
 // The cache keeps of a Machine what nodecycle reads, and drops the rest.
@@ -41,5 +43,13 @@ func TestStripMachineKeepsWhatIsRead(t *testing.T) {
 	}
 	if other, _ := StripMachine(&corev1.Node{}); other == nil {
 		t.Fatal("another kind is passed through")
+	}
+}
+
+// The ClusterCache connects only to the Clusters nodecycle asked for.
+func TestConnectFilter(t *testing.T) {
+	asked := &clusterv1.Cluster{ObjectMeta: metav1.ObjectMeta{Annotations: map[string]string{v1alpha1.AnnotationConnect: "true"}}}
+	if !ConnectFilter(asked) || ConnectFilter(&clusterv1.Cluster{}) {
+		t.Fatal("ConnectFilter must pass exactly the Clusters annotated " + v1alpha1.AnnotationConnect)
 	}
 }

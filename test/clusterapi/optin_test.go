@@ -95,7 +95,7 @@ var _ = Describe("Opt-in through the MachineDeployment", func() {
 		Eventually(func() []string { return eventsOn(ctx, ns, "Machine", plain.Name) }).Should(ContainElement(HavePrefix("Withdrawn: ")))
 	})
 
-	It("reaches the workload cluster of a Cluster only once a Machine of it opts in", func(ctx SpecContext) {
+	It("connects to the workload cluster of a Cluster only once a Machine of it opts in", func(ctx SpecContext) {
 		const ns = "optin-reach"
 		for _, c := range []string{"quiet", "loud"} {
 			_, err := capi.CreateCluster(ctx, ns, c, env.Config)
@@ -130,6 +130,16 @@ var _ = Describe("Opt-in through the MachineDeployment", func() {
 		}
 		Eventually(watched).Should(ContainElement(ns + "/loud"))
 		Consistently(watched).WithTimeout(3 * time.Second).Should(Equal([]string{ns + "/loud"}))
+		By("only the opted-in Cluster is marked for a connection")
+		connect := func(name string) func() map[string]string {
+			return func() map[string]string {
+				c := &clusterv1.Cluster{}
+				Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, c)).To(Succeed())
+				return c.Annotations
+			}
+		}
+		Expect(connect("loud")()).To(HaveKeyWithValue(v1alpha1.AnnotationConnect, "true"))
+		Expect(connect("quiet")()).NotTo(HaveKey(v1alpha1.AnnotationConnect))
 
 		By("opting its MachineDeployment in connects to the quiet cluster")
 		md := &clusterv1.MachineDeployment{}
@@ -138,6 +148,7 @@ var _ = Describe("Opt-in through the MachineDeployment", func() {
 		md.Annotations = map[string]string{v1alpha1.AnnotationStrategy: "reboot"}
 		Expect(k8s.Patch(ctx, md, patch)).To(Succeed())
 		Eventually(watched).Should(ConsistOf(ns+"/loud", ns+"/quiet"))
+		Expect(connect("quiet")()).To(HaveKeyWithValue(v1alpha1.AnnotationConnect, "true"))
 	})
 
 	It("starts nothing on a paused Cluster", func(ctx SpecContext) {
