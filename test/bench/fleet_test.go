@@ -209,15 +209,10 @@ func (f *fleet) addCluster(ctx context.Context, i int, optedIn bool) error {
 	if err := f.c.Create(ctx, kubeconfig.GenerateSecret(cluster, kubeconfig.FromEnvTestConfig(f.server(i).views.Config(name), cluster))); err != nil {
 		return err
 	}
-	now := metav1.Now()
-	cluster.Status.Initialization = clusterv1.ClusterInitializationStatus{InfrastructureProvisioned: ptr.To(true), ControlPlaneInitialized: ptr.To(true)}
-	cluster.Status.Conditions = []metav1.Condition{
-		{Type: clusterv1.ClusterControlPlaneInitializedCondition, Status: metav1.ConditionTrue, Reason: "Initialized", LastTransitionTime: now},
-		{Type: clusterv1.ClusterInfrastructureReadyCondition, Status: metav1.ConditionTrue, Reason: "Ready", LastTransitionTime: now},
-	}
-	if err := f.c.Status().Update(ctx, cluster); err != nil {
+	if err := framework.MarkProvisioned(ctx, f.c, cluster); err != nil {
 		return err
 	}
+	now := metav1.Now()
 	pool := name + "-pool"
 	labels := map[string]string{clusterv1.ClusterNameLabel: name, clusterv1.MachineDeploymentNameLabel: pool}
 	template := clusterv1.MachineSpec{

@@ -235,19 +235,28 @@ func (c *ClusterAPI) CreateCluster(ctx context.Context, namespace, name string, 
 	if err := c.Client.Create(ctx, secret); err != nil {
 		return nil, fmt.Errorf("creating kubeconfig Secret: %w", err)
 	}
+	if err := MarkProvisioned(ctx, c.Client, cluster); err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	c.workloads[client.ObjectKeyFromObject(cluster)] = workload
+	c.mu.Unlock()
+	return cluster, nil
+}
+
+// MarkProvisioned writes the status of a Cluster whose infrastructure and
+// control plane are up, as Cluster API's controllers would.
+func MarkProvisioned(ctx context.Context, c client.Client, cluster *clusterv1.Cluster) error {
 	now := metav1.Now()
 	cluster.Status.Initialization = clusterv1.ClusterInitializationStatus{InfrastructureProvisioned: ptr.To(true), ControlPlaneInitialized: ptr.To(true)}
 	cluster.Status.Conditions = []metav1.Condition{
 		{Type: clusterv1.ClusterControlPlaneInitializedCondition, Status: metav1.ConditionTrue, Reason: "Initialized", LastTransitionTime: now},
 		{Type: clusterv1.ClusterInfrastructureReadyCondition, Status: metav1.ConditionTrue, Reason: "Ready", LastTransitionTime: now},
 	}
-	if err := c.Client.Status().Update(ctx, cluster); err != nil {
-		return nil, fmt.Errorf("marking Cluster provisioned: %w", err)
+	if err := c.Status().Update(ctx, cluster); err != nil {
+		return fmt.Errorf("marking Cluster provisioned: %w", err)
 	}
-	c.mu.Lock()
-	c.workloads[client.ObjectKeyFromObject(cluster)] = workload
-	c.mu.Unlock()
-	return cluster, nil
+	return nil
 }
 
 func (c *ClusterAPI) ensureNamespace(ctx context.Context, name string) error {
