@@ -235,6 +235,11 @@ func New(ctx context.Context, cfg *rest.Config, o *Options, clk clock.PassiveClo
 	if o.ClusterAPI {
 		nodeCycles = cache.ByObject{} // in each Cluster's namespace
 	}
+	byObject := map[client.Object]cache.ByObject{&corev1.Node{}: {Transform: nodes.Strip}, &v1alpha1.NodeCycle{}: nodeCycles}
+	if o.ClusterAPI {
+		// Only in this mode: a local cluster need not serve Machines at all.
+		byObject[&clusterv1.Machine{}] = cache.ByObject{Transform: cluster.StripMachine}
+	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                  Scheme(),
 		Metrics:                 metricsOptions(o),
@@ -249,11 +254,7 @@ func New(ctx context.Context, cfg *rest.Config, o *Options, clk clock.PassiveClo
 		Cache: cache.Options{
 			// Nothing reads managedFields, a large part of each cached Machine.
 			DefaultTransform: cache.TransformStripManagedFields(),
-			ByObject: map[client.Object]cache.ByObject{
-				&corev1.Node{}:        {Transform: nodes.Strip},
-				&clusterv1.Machine{}:  {Transform: cluster.StripMachine},
-				&v1alpha1.NodeCycle{}: nodeCycles,
-			},
+			ByObject:         byObject,
 		},
 	})
 	if err != nil {
