@@ -24,6 +24,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
@@ -233,6 +234,9 @@ func New(ctx context.Context, cfg *rest.Config, o *Options, clk clock.PassiveClo
 	cfg.QPS, cfg.Burst = float32(o.QPS), o.Burst
 	nodeCycles := cache.ByObject{Namespaces: map[string]cache.Config{o.Controllers.Namespace: {}}}
 	if o.ClusterAPI {
+		if err := requireClusterAPI(cfg); err != nil {
+			return nil, err
+		}
 		nodeCycles = cache.ByObject{} // in each Cluster's namespace
 	}
 	byObject := map[client.Object]cache.ByObject{&corev1.Node{}: {Transform: nodes.Strip}, &v1alpha1.NodeCycle{}: nodeCycles}
@@ -312,6 +316,26 @@ func New(ctx context.Context, cfg *rest.Config, o *Options, clk clock.PassiveClo
 	return mgr, nil
 }
 
+// requireClusterAPI checks, before the manager's caches are set up for
+// them, that the cluster serves Cluster API's kinds.
+func requireClusterAPI(cfg *rest.Config) error {
+	httpClient, err := rest.HTTPClientFor(cfg)
+	if err != nil {
+		return err
+	}
+	mapper, err := apiutil.NewDynamicRESTMapper(cfg, httpClient)
+	if err != nil {
+		return err
+	}
+	for _, kind := range []string{"Cluster", "Machine", "MachineDeployment"} {
+		gvk := clusterv1.GroupVersion.WithKind(kind)
+		if _, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version); err != nil {
+			return fmt.Errorf("--cluster-api: this cluster does not serve Cluster API's %s (%s); install Cluster API %s or run without --cluster-api: %w", kind, gvk.GroupVersion(), clusterv1.GroupVersion.Version, err)
+		}
+	}
+	return nil
+}
+
 // setupIndexes adds the cache indexes the reconcilers read through. In
 // Cluster API mode the Nodes are the workload clusters' (indexed in their
 // caches): an index here would start an informer on the management
@@ -333,12 +357,6 @@ func setupIndexes(ctx context.Context, mgr ctrl.Manager, clusterAPI bool) error 
 // own reaches the workload clusters, and the machine reconciler opens
 // NodeCycles for opted-in Machines.
 func setupClusterAPI(ctx context.Context, mgr ctrl.Manager, o *Options, opener cycles.Opener) (cluster.ClusterAPI, *machine.Reconciler, error) {
-	for _, kind := range []string{"Cluster", "Machine", "MachineDeployment"} {
-		gvk := clusterv1.GroupVersion.WithKind(kind)
-		if _, err := mgr.GetRESTMapper().RESTMapping(gvk.GroupKind(), gvk.Version); err != nil {
-			return cluster.ClusterAPI{}, nil, fmt.Errorf("--cluster-api: this cluster does not serve Cluster API's %s (%s); install Cluster API %s or run without --cluster-api: %w", kind, gvk.GroupVersion(), clusterv1.GroupVersion.Version, err)
-		}
-	}
 	cc, err := clustercache.SetupWithManager(ctx, mgr, clustercache.Options{
 		// Kubeconfig Secrets are read live when a cluster connects; no Secret is cached.
 		SecretClient: mgr.GetAPIReader(),
