@@ -20,7 +20,6 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/clock"
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
-	"sigs.k8s.io/cluster-api/controllers/clustercache"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -353,40 +352,29 @@ func setupIndexes(ctx context.Context, mgr ctrl.Manager, clusterAPI bool) error 
 	return nil
 }
 
-// setupClusterAPI wires the Cluster API mode: a ClusterCache of nodecycle's
-// own reaches the workload clusters, and the machine reconciler opens
+// setupClusterAPI wires the Cluster API mode: Connections reach the
+// workload clusters, and the machine reconciler opens
 // NodeCycles for opted-in Machines.
 func setupClusterAPI(ctx context.Context, mgr ctrl.Manager, o *Options, opener cycles.Opener) (cluster.ClusterAPI, *machine.Reconciler, error) {
-	cc, err := clustercache.SetupWithManager(ctx, mgr, clustercache.Options{
-		// Kubeconfig Secrets are read live when a cluster connects; no Secret is cached.
-		SecretClient: mgr.GetAPIReader(),
-		// Only the Clusters nodecycle needs (nodecycle.io/connect).
-		ClusterFilter: cluster.ConnectFilter,
-		Cache:         cluster.CacheOptions(),
-		Client: clustercache.ClientOptions{
-			QPS: float32(o.QPS), Burst: o.Burst, UserAgent: "nodecycle-manager",
-			Cache: clustercache.ClientCacheOptions{DisableFor: []client.Object{&corev1.Pod{}, &corev1.Secret{}, &corev1.ConfigMap{}}},
-		},
-	}, controller.Options{MaxConcurrentReconciles: 10})
-	if err != nil {
-		return cluster.ClusterAPI{}, nil, fmt.Errorf("setting up the cluster cache: %w", err)
+	// Kubeconfig Secrets are read live when a cluster connects; no Secret is cached.
+	conns := cluster.NewConnections(mgr.GetClient(), mgr.GetAPIReader(), mgr.GetScheme(), cluster.ConnectionDefaults(cluster.ConnectionOptions{
+		QPS: float32(o.QPS), Burst: o.Burst, UserAgent: "nodecycle-manager",
+	}))
+	if err := conns.SetupWithManager(mgr, controller.Options{MaxConcurrentReconciles: 10}); err != nil {
+		return cluster.ClusterAPI{}, nil, fmt.Errorf("setting up the workload cluster connections: %w", err)
 	}
-	// The workload clusters' caches outlive the manager's context unless shut down.
-	if err := cluster.ShutdownWithManager(mgr, cc); err != nil {
-		return cluster.ClusterAPI{}, nil, err
-	}
-	capi := cluster.NewClusterAPI(mgr.GetClient(), cc, opener.Recorder)
+	capi := cluster.NewClusterAPI(mgr.GetClient(), conns, opener.Recorder)
 	if err := capi.StopWithManager(mgr); err != nil {
 		return cluster.ClusterAPI{}, nil, err
 	}
 	mr := &machine.Reconciler{
 		Opener:        opener,
 		Clusters:      capi,
-		ClusterSource: cc.GetClusterSource("nodecycle-machine", machine.ClusterMachines(mgr.GetClient())),
+		ClusterSource: conns.Source(machine.ClusterMachines(mgr.GetClient())),
 	}
 	if o.InstallAgent {
 		ai := &agentinstall.Reconciler{Client: mgr.GetClient(), Clusters: capi, Recorder: opener.Recorder, Image: o.AgentImage,
-			ClusterSource: cc.GetClusterSource("nodecycle-agent-install", func(_ context.Context, c client.Object) []ctrl.Request {
+			ClusterSource: conns.Source(func(_ context.Context, c client.Object) []ctrl.Request {
 				return []ctrl.Request{{NamespacedName: client.ObjectKeyFromObject(c)}}
 			})}
 		if err := ai.SetupWithManager(mgr); err != nil {
@@ -394,7 +382,7 @@ func setupClusterAPI(ctx context.Context, mgr ctrl.Manager, o *Options, opener c
 		}
 	}
 	rr := &remediation.Reconciler{Opener: opener, Clusters: capi,
-		ClusterSource: cc.GetClusterSource("nodecycle-remediation", remediation.InCluster(mgr.GetClient()))}
+		ClusterSource: conns.Source(remediation.InCluster(mgr.GetClient()))}
 	if err := rr.SetupWithManager(mgr); err != nil {
 		return cluster.ClusterAPI{}, nil, err
 	}

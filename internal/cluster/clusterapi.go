@@ -11,11 +11,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/ptr"
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
-	"sigs.k8s.io/cluster-api/controllers/clustercache"
 	"sigs.k8s.io/cluster-api/util/annotations"
 	"sigs.k8s.io/cluster-api/util/conditions"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -31,13 +29,13 @@ import (
 )
 
 // ClusterAPI reaches the workload clusters of Cluster API Clusters through
-// Cluster API's ClusterCache (the <cluster>-kubeconfig Secret). A
+// Connections (the <cluster>-kubeconfig Secret). A
 // NodeCycle's cluster is the Cluster of that name in its namespace, and its
 // node's Machine is spec.machineName there.
 type ClusterAPI struct {
 	// mgmt reads and writes the management cluster (Clusters, Machines).
 	mgmt  client.Client
-	cache clustercache.ClusterCache
+	conns *Connections
 	// recorder records Events in the management cluster; workload
 	// clusters get theirs from recorders.
 	recorder  events.EventRecorder
@@ -48,10 +46,10 @@ type ClusterAPI struct {
 
 var _ Clusters = ClusterAPI{}
 
-// NewClusterAPI returns the Clusters of a ClusterCache; mgmt reaches the
+// NewClusterAPI returns the Clusters of conns; mgmt reaches the
 // management cluster, and rec records Events there.
-func NewClusterAPI(mgmt client.Client, cc clustercache.ClusterCache, rec events.EventRecorder) ClusterAPI {
-	return ClusterAPI{mgmt: mgmt, cache: cc, recorder: rec, recorders: &recorders{}, watched: &sync.Map{}}
+func NewClusterAPI(mgmt client.Client, conns *Connections, rec events.EventRecorder) ClusterAPI {
+	return ClusterAPI{mgmt: mgmt, conns: conns, recorder: rec, recorders: &recorders{}, watched: &sync.Map{}}
 }
 
 // StopWithManager stops the workload clusters' Event recorders when the
@@ -68,11 +66,11 @@ func (c ClusterAPI) StopWithManager(mgr manager.Manager) error {
 // its chance: a connection was tried and failed, or its health probes
 // fail. A cluster the manager has not tried to connect to yet (just after
 // it started) is not reported.
-func (c ClusterAPI) Unreachable(ctx context.Context, namespace, cluster string, err error) bool {
-	if !errors.Is(err, clustercache.ErrClusterNotConnected) {
+func (c ClusterAPI) Unreachable(_ context.Context, namespace, cluster string, err error) bool {
+	if !errors.Is(err, ErrNotConnected) {
 		return true
 	}
-	return c.cache.GetHealthCheckingState(ctx, client.ObjectKey{Namespace: namespace, Name: cluster}).ConsecutiveFailures > 0
+	return c.conns.Failing(client.ObjectKey{Namespace: namespace, Name: cluster})
 }
 
 // EventsFor records Events about the node of Machine m, on m and on the
@@ -80,7 +78,7 @@ func (c ClusterAPI) Unreachable(ctx context.Context, namespace, cluster string, 
 func (c ClusterAPI) EventsFor(ctx context.Context, m *clusterv1.Machine) MachineEvents {
 	e := MachineEvents{Regarding: m, Management: c.recorder}
 	key := client.ObjectKey{Namespace: m.Namespace, Name: m.Spec.ClusterName}
-	if cfg, err := c.cache.GetRESTConfig(ctx, key); err == nil {
+	if cfg, err := c.conns.Config(key); err == nil {
 		e.Workload = c.recorders.lazy(key, cfg)
 	}
 	return e
@@ -92,8 +90,8 @@ func (c ClusterAPI) Workload(ctx context.Context, namespace, cluster string) (Wo
 		return Workload{}, errors.New("the NodeCycle names no cluster; in Cluster API mode every NodeCycle belongs to a Cluster")
 	}
 	key := client.ObjectKey{Namespace: namespace, Name: cluster}
-	cached, err := c.cache.GetClient(ctx, key)
-	if errors.Is(err, clustercache.ErrClusterNotConnected) {
+	cached, live, cfg, err := c.conns.Clients(key)
+	if errors.Is(err, ErrNotConnected) {
 		if askErr := c.askToConnect(ctx, key); askErr != nil {
 			return Workload{}, askErr
 		}
@@ -101,19 +99,11 @@ func (c ClusterAPI) Workload(ctx context.Context, namespace, cluster string) (Wo
 	if err != nil {
 		return Workload{}, err
 	}
-	live, err := c.cache.GetUncachedClient(ctx, key)
-	if err != nil {
-		return Workload{}, err
-	}
-	cfg, err := c.cache.GetRESTConfig(ctx, key)
-	if err != nil {
-		return Workload{}, err
-	}
 	return Workload{Client: cached, Reader: live, Config: cfg}, nil
 }
 
-// askToConnect puts nodecycle.io/connect on the Cluster, which lets the
-// ClusterCache connect to it (ConnectFilter); its connect event wakes who
+// askToConnect puts nodecycle.io/connect on the Cluster, which lets
+// Connections connect to it (ConnectFilter); its connect event wakes who
 // asked.
 func (c ClusterAPI) askToConnect(ctx context.Context, key client.ObjectKey) error {
 	cl := &clusterv1.Cluster{}
@@ -134,8 +124,8 @@ func (c ClusterAPI) askToConnect(ctx context.Context, key client.ObjectKey) erro
 	return nil
 }
 
-// ConnectFilter is the ClusterCache's filter: only the Clusters nodecycle
-// asked for (nodecycle.io/connect) are connected to.
+// ConnectFilter says which Clusters Connections connects to: only those
+// nodecycle asked for (nodecycle.io/connect).
 func ConnectFilter(cl *clusterv1.Cluster) bool {
 	_, ok := cl.Annotations[v1alpha1.AnnotationConnect]
 	return ok
@@ -190,16 +180,15 @@ func (c ClusterAPI) MachineGone(ctx context.Context, nc *v1alpha1.NodeCycle) (bo
 // disconnects, and a Cluster that is unpaused or deleted, wake its
 // NodeCycles. Nodes are watched per cluster through WatchNodes.
 func (c ClusterAPI) Watch(b *builder.Builder, _ func(namespace, cluster string) handler.EventHandler, clusterCycles handler.MapFunc) *builder.Builder {
-	return b.WatchesRawSource(c.cache.GetClusterSource("nodecycle", clusterCycles)).
+	return b.WatchesRawSource(c.conns.Source(clusterCycles)).
 		Watches(&clusterv1.Cluster{}, handler.EnqueueRequestsFromMapFunc(clusterCycles), builder.WithPredicates(PausedOrDeleted))
 }
 
 // WatchNodes implements Clusters.
-func (c ClusterAPI) WatchNodes(ctx context.Context, namespace, cluster, name string, ctrl controller.Controller, h handler.EventHandler) error {
-	c.watched.Store(client.ObjectKey{Namespace: namespace, Name: cluster}, true)
-	return c.cache.Watch(ctx, client.ObjectKey{Namespace: namespace, Name: cluster}, clustercache.NewWatcher(clustercache.WatcherOptions{
-		Name: name, Watcher: ctrl, Kind: &corev1.Node{}, EventHandler: h,
-	}))
+func (c ClusterAPI) WatchNodes(_ context.Context, namespace, cluster, name string, ctrl controller.Controller, h handler.EventHandler) error {
+	key := client.ObjectKey{Namespace: namespace, Name: cluster}
+	c.watched.Store(key, true)
+	return c.conns.Watch(key, name, &corev1.Node{}, ctrl, h)
 }
 
 // Nodes implements Clusters: the cached Nodes of the connected clusters
@@ -209,7 +198,7 @@ func (c ClusterAPI) Nodes(ctx context.Context) (map[string][]corev1.Node, error)
 	var errs []error
 	c.watched.Range(func(k, _ any) bool {
 		key := k.(client.ObjectKey)
-		cl, err := c.cache.GetClient(ctx, key)
+		cl, _, _, err := c.conns.Clients(key)
 		if err != nil {
 			return true // not connected now: no value rather than a stale one
 		}
@@ -232,15 +221,14 @@ func (c ClusterAPI) Nodes(ctx context.Context) (map[string][]corev1.Node, error)
 	return out, errors.Join(errs...)
 }
 
-// CacheOptions are the per-cluster cache settings nodecycle needs: Nodes
-// without what it never reads, indexed by nodecycle's cordon.
-func CacheOptions() clustercache.CacheOptions {
-	return clustercache.CacheOptions{
-		DefaultTransform: toolscache.TransformFunc(nodes.Strip),
-		Indexes: []clustercache.CacheOptionsIndex{{
-			Object: &corev1.Node{}, Field: nodes.IndexCordonedBy, ExtractValue: nodes.CordonedByNodecycle,
-		}},
-	}
+// ConnectionDefaults are the per-cluster settings nodecycle needs: Nodes
+// without what it never reads, indexed by nodecycle's cordon; Pods,
+// Secrets and ConfigMaps always read live (never cached).
+func ConnectionDefaults(opts ConnectionOptions) ConnectionOptions {
+	opts.Transform = nodes.Strip
+	opts.Indexes = []Index{{Object: &corev1.Node{}, Field: nodes.IndexCordonedBy, Extract: nodes.CordonedByNodecycle}}
+	opts.Uncached = []client.Object{&corev1.Pod{}, &corev1.Secret{}, &corev1.ConfigMap{}}
+	return opts
 }
 
 // StripMachine is the management cache's transform of Machines: it drops
@@ -258,18 +246,6 @@ func StripMachine(obj any) (any, error) {
 		Conditions: slices.DeleteFunc(m.Status.Conditions, func(c metav1.Condition) bool { return c.Type != clusterv1.MachineUpdatingCondition }),
 	}
 	return m, nil
-}
-
-// ShutdownWithManager stops the ClusterCache's per-cluster caches when the
-// manager stops; they outlive the manager's context otherwise.
-func ShutdownWithManager(mgr manager.Manager, cc clustercache.ClusterCache) error {
-	return mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
-		<-ctx.Done()
-		if s, ok := cc.(interface{ Shutdown() }); ok {
-			s.Shutdown()
-		}
-		return nil
-	}))
 }
 
 // PausedOrDeleted passes Clusters whose spec.paused changed, and deleted ones.

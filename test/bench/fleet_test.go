@@ -206,7 +206,11 @@ func (f *fleet) addCluster(ctx context.Context, i int, optedIn bool) error {
 	if err := f.c.Create(ctx, cluster); err != nil {
 		return err
 	}
-	if err := f.c.Create(ctx, kubeconfig.GenerateSecret(cluster, kubeconfig.FromEnvTestConfig(f.server(i).views.Config(name), cluster))); err != nil {
+	kc, err := f.server(i).views.Kubeconfig(name)
+	if err != nil {
+		return err
+	}
+	if err := f.c.Create(ctx, kubeconfig.GenerateSecret(cluster, kc)); err != nil {
 		return err
 	}
 	if err := framework.MarkProvisioned(ctx, f.c, cluster); err != nil {

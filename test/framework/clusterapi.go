@@ -40,12 +40,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
-
+	"sigs.k8s.io/controller-runtime/pkg/manager"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
-	"github.com/nodecycle/nodecycle/internal/cluster"
 	"github.com/nodecycle/nodecycle/internal/nodes"
 )
 
@@ -172,7 +171,14 @@ func (c *ClusterAPI) setup(ctx context.Context, mgr ctrl.Manager) error {
 		return err
 	}
 	c.cache = cc
-	if err := cluster.ShutdownWithManager(mgr, cc); err != nil {
+	// The workload clusters' caches outlive the manager's context unless shut down.
+	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+		<-ctx.Done()
+		if s, ok := cc.(interface{ Shutdown() }); ok {
+			s.Shutdown()
+		}
+		return nil
+	})); err != nil {
 		return err
 	}
 	opts := controller.Options{MaxConcurrentReconciles: 5}

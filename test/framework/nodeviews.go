@@ -1,6 +1,7 @@
 package framework
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -10,6 +11,9 @@ import (
 	"strings"
 
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	"k8s.io/client-go/util/cert"
 )
 
 // FleetClusterLabel names the workload cluster a Node belongs to when
@@ -21,9 +25,13 @@ const FleetClusterLabel = "fleet.nodecycle.io/cluster"
 // cluster's Nodes carry FleetClusterLabel=<cluster>, and the cluster is
 // reached at <URL>/clusters/<cluster>, where lists and watches of Nodes
 // return its own Nodes only. Every other request, reads and writes of a
-// Node by name included, passes through unchanged.
+// Node by name included, passes through unchanged. The views speak TLS
+// and HTTP/2 as API servers do, and each cluster reaches them under a
+// server name of its own (<cluster>.fleet.test), so that a client keeps
+// one connection per cluster, as with an API server per cluster.
 type NodeViews struct {
 	URL string
+	ca  []byte
 	srv *http.Server
 }
 
@@ -57,18 +65,34 @@ func ServeNodeViews(cfg *rest.Config) (*NodeViews, error) {
 			}
 		},
 	}
+	certPEM, keyPEM, err := cert.GenerateSelfSignedCertKey("fleet.test", []net.IP{net.IPv4(127, 0, 0, 1)}, []string{"*.fleet.test"})
+	if err != nil {
+		return nil, err
+	}
+	pair, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return nil, err
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
-	v := &NodeViews{URL: "http://" + l.Addr().String(), srv: &http.Server{Handler: proxy}}
-	go func() { _ = v.srv.Serve(l) }()
+	v := &NodeViews{URL: "https://" + l.Addr().String(), ca: certPEM,
+		srv: &http.Server{Handler: proxy, TLSConfig: &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}}}
+	go func() { _ = v.srv.ServeTLS(l, "", "") }()
 	return v, nil
 }
 
-// Config reaches cluster's view.
-func (v *NodeViews) Config(cluster string) *rest.Config {
-	return &rest.Config{Host: fmt.Sprintf("%s/clusters/%s", v.URL, cluster), Username: "fleet", QPS: -1}
+// Kubeconfig reaches cluster's view (the API server ignores its token:
+// the views reach it as their own user).
+func (v *NodeViews) Kubeconfig(cluster string) ([]byte, error) {
+	cfg := clientcmdapi.NewConfig()
+	cfg.Clusters[cluster] = &clientcmdapi.Cluster{Server: fmt.Sprintf("%s/clusters/%s", v.URL, cluster),
+		CertificateAuthorityData: v.ca, TLSServerName: cluster + ".fleet.test"}
+	cfg.AuthInfos["fleet"] = &clientcmdapi.AuthInfo{Token: "fleet"}
+	cfg.Contexts[cluster] = &clientcmdapi.Context{Cluster: cluster, AuthInfo: "fleet"}
+	cfg.CurrentContext = cluster
+	return clientcmd.Write(*cfg)
 }
 
 // Close stops serving.
