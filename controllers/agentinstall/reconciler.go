@@ -97,7 +97,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	}
 	w, err := r.Clusters.Workload(ctx, c.Namespace, c.Name)
 	if err != nil {
-		// Not connected yet: the ClusterCache's connect event comes back here.
+		// Not connected yet: the connection's connect event comes back here.
 		logf.FromContext(ctx).V(1).Info("Workload cluster not reachable yet; the agent is installed once it is", "error", err.Error())
 		return reconcile.Result{RequeueAfter: time.Minute}, nil
 	}

@@ -41,7 +41,7 @@ type Reconciler struct {
 	cycles.Opener
 	Clusters cluster.ClusterAPI
 	// ClusterSource tells of workload clusters that connect or disconnect
-	// (the ClusterCache's); nil in tests that need no reconnects.
+	// (the connections'); nil in tests that need no reconnects.
 	ClusterSource source.Source
 
 	controller controller.Controller
@@ -84,7 +84,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	if err != nil {
 		// Reported on the Cluster once the connection had its chance (not
 		// while the manager is still connecting after its start); the
-		// ClusterCache's connect enqueues the Machines again.
+		// connection's connect event enqueues the Machines again.
 		if !r.Clusters.Unreachable(ctx, m.Namespace, m.Spec.ClusterName, err) {
 			return reconcile.Result{RequeueAfter: connectingPollInterval}, nil
 		}
@@ -374,7 +374,7 @@ func ClusterMachines(c client.Reader) func(context.Context, client.Object) []rec
 }
 
 // A Machine of a cluster that cannot be reached is looked at again this
-// often (the ClusterCache reconnects meanwhile); sooner while the first
+// often (its connection is made again meanwhile); sooner while the first
 // connection is still being made.
 const (
 	unreachablePollInterval = 30 * time.Second

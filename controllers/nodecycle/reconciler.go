@@ -32,7 +32,7 @@ const (
 	drainPollInterval = 2 * time.Second
 	slotPollInterval  = 30 * time.Second
 	// unreachablePollInterval: a NodeCycle of a cluster that cannot be
-	// reached looks again this often (the ClusterCache reconnects meanwhile).
+	// reached looks again this often (its connection is made again meanwhile).
 	unreachablePollInterval = 30 * time.Second
 	// gatePollInterval: blocking pods and alerts are not watched, so a
 	// blocked NodeCycle looks again this often.

@@ -135,7 +135,7 @@ func (r *Reconciler) open(ctx context.Context, rem *v1alpha1.NodeCycleRemediatio
 	}
 	w, err := r.Clusters.Workload(ctx, m.Namespace, m.Spec.ClusterName)
 	if err != nil {
-		// The ClusterCache's connect event comes back here (ClusterSource);
+		// The connection's connect event comes back here (ClusterSource);
 		// the poll is for a cluster that stays unreachable.
 		rem.Status.Message = fmt.Sprintf("Waiting: cluster %s cannot be reached yet: %v", m.Spec.ClusterName, err)
 		return reconcile.Result{RequeueAfter: 30 * time.Second}, nil

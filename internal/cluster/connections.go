@@ -84,9 +84,9 @@ func (o *ConnectionOptions) defaults() {
 // provisioned, probed every ProbeInterval, dropped after FailureThreshold
 // failed probes in a row or one refused as unauthorized (a rotated
 // kubeconfig), and made again after RetryInterval. It is lean, as a
-// manager holds a thousand of them: one HTTP client without compression,
-// the shared builtin REST mapper (no discovery), and a cache whose
-// informers start with the first watch or read of a kind.
+// manager holds a thousand of them: one HTTP transport without
+// compression, the shared builtin REST mapper (no discovery), and a cache
+// whose informers start with the first watch or read of a kind.
 type Connections struct {
 	mgmt    client.Reader
 	secrets client.Reader

@@ -46,7 +46,7 @@ func TestStripMachineKeepsWhatIsRead(t *testing.T) {
 	}
 }
 
-// The ClusterCache connects only to the Clusters nodecycle asked for.
+// Connections connect only to the Clusters nodecycle asked for.
 func TestConnectFilter(t *testing.T) {
 	asked := &clusterv1.Cluster{ObjectMeta: metav1.ObjectMeta{Annotations: map[string]string{v1alpha1.AnnotationConnect: "true"}}}
 	if !ConnectFilter(asked) || ConnectFilter(&clusterv1.Cluster{}) {

@@ -38,7 +38,10 @@ import (
 // RebootRequired=True until its NodeCycle is seen in the management
 // cluster, over FLEET_SAMPLES nodes of different clusters). One fleet grows
 // through three rows: FLEET_FIRST (default 100) clusters, all opted in;
-// all the clusters, with only the first opted in; all opted in.
+// all the clusters, with only the first opted in; all opted in. With
+// FLEET_GOMEMLIMIT (say 1GiB, what the Deployment sets for a 1 GiB memory
+// limit) a fourth row runs the manager of the last one with that
+// GOMEMLIMIT.
 //
 // The workload clusters share FLEET_SERVERS (default 4) real API servers
 // through framework.NodeViews, each cluster seeing its own Nodes. Cluster
@@ -82,14 +85,25 @@ func BenchmarkFleet(b *testing.B) {
 		b.Fatal(err)
 	}
 
-	rows := []struct{ clusters, optedIn int }{{first, first}, {total, first}, {total, total}}
-	for _, row := range rows {
-		if err := f.grow(ctx, row.clusters, row.optedIn); err != nil {
+	type row struct {
+		clusters, optedIn int
+		memLimit          string
+	}
+	rows := []row{{first, first, ""}, {total, first, ""}, {total, total, ""}}
+	if limit := os.Getenv("FLEET_GOMEMLIMIT"); limit != "" {
+		rows = append(rows, row{total, total, limit})
+	}
+	for _, r := range rows {
+		if err := f.grow(ctx, r.clusters, r.optedIn); err != nil {
 			b.Fatal(err)
 		}
-		b.Run(fmt.Sprintf("clusters=%d,opted-in=%d", row.clusters, row.optedIn), func(b *testing.B) {
+		name := fmt.Sprintf("clusters=%d,opted-in=%d", r.clusters, r.optedIn)
+		if r.memLimit != "" {
+			name += ",GOMEMLIMIT=" + r.memLimit
+		}
+		b.Run(name, func(b *testing.B) {
 			for range b.N {
-				f.measure(ctx, b, row.optedIn)
+				f.measure(ctx, b, r.optedIn, r.memLimit)
 			}
 		})
 	}
@@ -312,9 +326,10 @@ func (f *fleet) addMachine(ctx context.Context, i, j int, labels map[string]stri
 	return client.IgnoreAlreadyExists(f.server(i).c.Create(ctx, node))
 }
 
-// measure starts the manager, waits until it watches every opted-in
-// cluster's Nodes and has reconciled every Machine, then samples detection.
-func (f *fleet) measure(ctx context.Context, b *testing.B, optedIn int) {
+// measure starts the manager (with GOMEMLIMIT=memLimit unless ""), waits
+// until it watches every opted-in cluster's Nodes and has reconciled every
+// Machine, then samples detection.
+func (f *fleet) measure(ctx context.Context, b *testing.B, optedIn int, memLimit string) {
 	f.round++
 	metricsAddr := freeAddr(b)
 	logPath := filepath.Join(b.TempDir(), "manager.log")
@@ -327,6 +342,9 @@ func (f *fleet) measure(ctx context.Context, b *testing.B, optedIn int) {
 		"--metrics-bind-address="+metricsAddr, "--metrics-secure=false", "--health-probe-bind-address=0", "--agent-pod-selector=",
 		"--profiler-address="+profilerAddr)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if memLimit != "" {
+		cmd.Env = append(os.Environ(), "GOMEMLIMIT="+memLimit)
+	}
 	start := time.Now()
 	if err = cmd.Start(); err != nil {
 		b.Fatal(err)
@@ -366,7 +384,7 @@ func (f *fleet) measure(ctx context.Context, b *testing.B, optedIn int) {
 	}
 	if dir := os.Getenv("FLEET_PROFILES"); dir != "" {
 		for _, profile := range []string{"heap", "goroutine"} {
-			if err = saveProfile(profilerAddr, profile, filepath.Join(dir, fmt.Sprintf("%s-%d-%d.pprof", profile, f.clusters, optedIn))); err != nil {
+			if err = saveProfile(profilerAddr, profile, filepath.Join(dir, fmt.Sprintf("%s-%d-%d%s.pprof", profile, f.clusters, optedIn, memLimit))); err != nil {
 				b.Fatal(err)
 			}
 		}
