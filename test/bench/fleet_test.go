@@ -38,10 +38,11 @@ import (
 // RebootRequired=True until its NodeCycle is seen in the management
 // cluster, over FLEET_SAMPLES nodes of different clusters). One fleet grows
 // through three rows: FLEET_FIRST (default 100) clusters, all opted in;
-// all the clusters, with only the first opted in; all opted in. With
-// FLEET_GOMEMLIMIT (say 1GiB, what the Deployment sets for a 1 GiB memory
-// limit) a fourth row runs the manager of the last one with that
-// GOMEMLIMIT.
+// all the clusters, with only the first opted in; all opted in (a row
+// that repeats the one before it is left out). With FLEET_MEMORY_LIMIT
+// (say 1Gi) a last row runs the manager of the last one as its Deployment
+// would with that memory limit: in a memory cgroup of that limit, with
+// GOMEMLIMIT set to it.
 //
 // The workload clusters share FLEET_SERVERS (default 4) real API servers
 // through framework.NodeViews, each cluster seeing its own Nodes. Cluster
@@ -89,8 +90,13 @@ func BenchmarkFleet(b *testing.B) {
 		clusters, optedIn int
 		memLimit          string
 	}
-	rows := []row{{first, first, ""}, {total, first, ""}, {total, total, ""}}
-	if limit := os.Getenv("FLEET_GOMEMLIMIT"); limit != "" {
+	var rows []row
+	for _, r := range []row{{first, first, ""}, {total, first, ""}, {total, total, ""}} {
+		if len(rows) == 0 || rows[len(rows)-1] != r {
+			rows = append(rows, r)
+		}
+	}
+	if limit := os.Getenv("FLEET_MEMORY_LIMIT"); limit != "" {
 		rows = append(rows, row{total, total, limit})
 	}
 	for _, r := range rows {
@@ -99,7 +105,7 @@ func BenchmarkFleet(b *testing.B) {
 		}
 		name := fmt.Sprintf("clusters=%d,opted-in=%d", r.clusters, r.optedIn)
 		if r.memLimit != "" {
-			name += ",GOMEMLIMIT=" + r.memLimit
+			name += ",memory-limit=" + r.memLimit
 		}
 		b.Run(name, func(b *testing.B) {
 			for range b.N {
@@ -326,9 +332,10 @@ func (f *fleet) addMachine(ctx context.Context, i, j int, labels map[string]stri
 	return client.IgnoreAlreadyExists(f.server(i).c.Create(ctx, node))
 }
 
-// measure starts the manager (with GOMEMLIMIT=memLimit unless ""), waits
-// until it watches every opted-in cluster's Nodes and has reconciled every
-// Machine, then samples detection.
+// measure starts the manager (unless memLimit is "", in a memory cgroup of
+// that limit with GOMEMLIMIT set to it), waits until it watches every
+// opted-in cluster's Nodes and has reconciled every Machine, then samples
+// detection.
 func (f *fleet) measure(ctx context.Context, b *testing.B, optedIn int, memLimit string) {
 	f.round++
 	metricsAddr := freeAddr(b)
@@ -338,13 +345,24 @@ func (f *fleet) measure(ctx context.Context, b *testing.B, optedIn int, memLimit
 		b.Fatal(err)
 	}
 	profilerAddr := freeAddr(b)
-	cmd := exec.Command(f.bin, "--kubeconfig="+f.kubeconfig, "--cluster-api", "--leader-elect=false",
-		"--metrics-bind-address="+metricsAddr, "--metrics-secure=false", "--health-probe-bind-address=0", "--agent-pod-selector=",
-		"--profiler-address="+profilerAddr)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
+	argv := []string{f.bin, "--kubeconfig=" + f.kubeconfig, "--cluster-api", "--leader-elect=false",
+		"--metrics-bind-address=" + metricsAddr, "--metrics-secure=false", "--health-probe-bind-address=0", "--agent-pod-selector=",
+		"--profiler-address=" + profilerAddr}
+	var cg *memoryCgroup
+	var env []string
 	if memLimit != "" {
-		cmd.Env = append(os.Environ(), "GOMEMLIMIT="+memLimit)
+		limit, parseErr := resource.ParseQuantity(memLimit)
+		if parseErr != nil {
+			b.Fatalf("FLEET_MEMORY_LIMIT: %v", parseErr)
+		}
+		if cg, err = newMemoryCgroup(fmt.Sprintf("nodecycle-fleet-%d", f.round), limit.Value()); err != nil {
+			b.Fatal(err)
+		}
+		argv = cg.command(argv...)
+		env = append(os.Environ(), fmt.Sprintf("GOMEMLIMIT=%d", limit.Value()))
 	}
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Stdout, cmd.Stderr, cmd.Env = logFile, logFile, env
 	start := time.Now()
 	if err = cmd.Start(); err != nil {
 		b.Fatal(err)
@@ -358,6 +376,9 @@ func (f *fleet) measure(ctx context.Context, b *testing.B, optedIn int, memLimit
 	defer func() {
 		_ = cmd.Process.Kill()
 		<-exited
+		if cg != nil {
+			_ = cg.remove()
+		}
 	}()
 	fail := func(err error) {
 		out, _ := os.ReadFile(logPath)
@@ -410,6 +431,13 @@ func (f *fleet) measure(ctx context.Context, b *testing.B, optedIn int, memLimit
 	b.ReportMetric(connected.Seconds(), "settle-s")
 	b.ReportMetric(float64(max(rss, rssAfter))/1024, "rss-MiB")
 	b.ReportMetric(float64(hwm)/1024, "peak-MiB")
+	if cg != nil {
+		peak, err := cg.peakBytes()
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(float64(peak)/(1<<20), "cgroup-peak-MiB")
+	}
 	b.ReportMetric(m.heapInUse/(1<<20), "live-heap-MiB")
 	b.ReportMetric(m.goroutines, "goroutines")
 	b.ReportMetric(framework.Millis(framework.Percentile(latencies, 0.5)), "detect-p50-ms")
