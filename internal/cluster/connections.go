@@ -49,7 +49,7 @@ type ConnectionOptions struct {
 	// connection the next is tried (default 30 s).
 	ProbeInterval, ProbeTimeout, RetryInterval time.Duration
 	FailureThreshold                           int
-	// Transform shrinks the cached objects; IndexField indexes Nodes.
+	// Transform shrinks the cached objects; Indexes index the cache.
 	Transform toolscache.TransformFunc
 	Indexes   []Index
 	// Uncached are the kinds always read live.
@@ -184,7 +184,7 @@ func (c *Connections) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Res
 	if wait := lastRun.Add(c.opts.ProbeInterval).Sub(now); wait > 0 {
 		return ctrl.Result{RequeueAfter: wait}, nil
 	}
-	_, err := conn.probe.Get().AbsPath("/").Timeout(c.opts.ProbeTimeout).DoRaw(ctx)
+	err := c.probe(ctx, conn.probe)
 	c.mu.Lock()
 	s.lastRun = now
 	if err == nil {
@@ -242,7 +242,7 @@ func (c *Connections) connect(ctx context.Context, key client.ObjectKey) (*conne
 	if err != nil {
 		return nil, fmt.Errorf("making a REST client: %w", err)
 	}
-	if _, err = probe.Get().AbsPath("/").Timeout(c.opts.ProbeTimeout).DoRaw(ctx); err != nil {
+	if err = c.probe(ctx, probe); err != nil {
 		return nil, fmt.Errorf("the cluster is not reachable: %w", err)
 	}
 	mapper, err := workloadMapper(cfg, hc)
@@ -264,6 +264,12 @@ func (c *Connections) connect(ctx context.Context, key client.ObjectKey) (*conne
 	conn.stop = stop
 	go func() { _ = conn.cache.Start(cacheCtx) }()
 	return conn, nil
+}
+
+// probe asks the cluster's API server for / within ProbeTimeout.
+func (c *Connections) probe(ctx context.Context, rc *rest.RESTClient) error {
+	_, err := rc.Get().AbsPath("/").Timeout(c.opts.ProbeTimeout).DoRaw(ctx)
+	return err
 }
 
 // newCache makes a cluster's cache. Lists of its informers may take long
