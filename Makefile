@@ -9,6 +9,12 @@ KWOK_VERSION := v0.8.0
 CONTROLLER_GEN_VERSION := v0.23.0
 GOLANGCI_LINT_VERSION := v2.15.0
 HELM_VERSION := v3.22.0
+# The kind node image (make e2e-image): kind, and what kubeadm v1.37.2 runs
+# besides the Kubernetes binaries (kubeadm config images list).
+KIND_VERSION := v0.33.0
+NODE_ETCD_VERSION := v3.7.0
+COREDNS_VERSION := v1.14.6
+PAUSE_VERSION := 3.10.2
 
 # "-versioned": built with the version stamped in (the API server reports
 # it at /version, which clients such as clusterctl check).
@@ -19,6 +25,14 @@ KWOK := $(CACHE)/kwok-$(KWOK_VERSION)/kwok
 CONTROLLER_GEN := $(CACHE)/controller-gen-$(CONTROLLER_GEN_VERSION)/controller-gen
 GOLANGCI_LINT := $(CACHE)/golangci-lint-$(GOLANGCI_LINT_VERSION)/golangci-lint
 HELM := $(CACHE)/helm-$(HELM_VERSION)/helm
+KIND := $(CACHE)/kind-$(KIND_VERSION)/kind
+NODE_ETCD := $(CACHE)/etcd-$(NODE_ETCD_VERSION)/etcd
+COREDNS := $(CACHE)/coredns-$(COREDNS_VERSION)/coredns
+PAUSE := $(CACHE)/pause-$(PAUSE_VERSION)/pause
+# The node image's binaries, as links: kind, kubeadm's images, the node's own.
+NODE_BIN := $(CACHE)/kind-node-bin-$(KUBE_BUILD)
+NODE_KUBE_TOOLS := kubelet kubeadm kubectl kube-apiserver kube-controller-manager kube-scheduler kube-proxy
+E2E_NODE_IMAGE ?= nodecycle/kind-node:$(KUBE_VERSION)
 ASSETS := $(CACHE)/assets-kube-$(KUBE_BUILD)-etcd-$(ETCD_VERSION)
 
 export KUBEBUILDER_ASSETS := $(ASSETS)
@@ -32,7 +46,7 @@ IMAGE_BASE ?= scratch
 SHELL := /bin/bash
 .SHELLFLAGS := -o pipefail -ec
 
-.PHONY: all build image release e2e test unit lint mutate bench bench-fleet bench-scale sandbox generate manifests tools verify-generated clean-tools
+.PHONY: all build image release e2e e2e-image e2e-api kind kind-delete test unit lint mutate bench bench-fleet bench-scale sandbox generate manifests tools verify-generated clean-tools
 
 all: build
 
@@ -62,11 +76,31 @@ test: tools generate
 	go vet ./...
 	go test -count=1 -timeout 20m ./...
 
-# E2E: the tests that need a Docker engine (build tag e2e): the image that
-# `make image` builds, its metadata, and its manager and agent taking a
-# node through a reboot against a real API server.
-e2e: tools generate
+# E2E: nodecycle installed with its Helm chart in a kind cluster of real
+# kubelets (1 control plane, 2 workers) from the node image of e2e-image,
+# rebooting real nodes; then the image tests (e2e-api).
+e2e: e2e-image tools generate
+	KIND_NODE_IMAGE=$(E2E_NODE_IMAGE) KIND=$(KIND) go test -count=1 -timeout 40m -tags e2e -v ./test/kind/ 2>&1 | grep -vE "^=== (RUN|PAUSE|CONT)"
+	$(MAKE) e2e-api
+
+# E2E on an API server only: the image that `make image` builds, its
+# metadata, and its manager and agent taking a simulated node through a
+# reboot against a real API server.
+e2e-api: tools generate
 	go test -count=1 -timeout 30m -tags e2e ./test/image/
+
+# The kind node image for Kubernetes $(KUBE_VERSION), built with no registry
+# (hack/kind/node-image.sh); a second run with the same inputs takes seconds.
+e2e-image: $(addprefix $(NODE_BIN)/,$(NODE_KUBE_TOOLS) etcd coredns pause kind)
+	hack/kind/node-image.sh $(E2E_NODE_IMAGE) $(NODE_BIN) $(KUBE_VERSION)
+
+# Kind: a kind cluster of real kubelets named nodecycle with nodecycle
+# installed by its Helm chart, left running (make kind-delete removes it).
+kind: e2e-image tools generate
+	KIND_NODE_IMAGE=$(E2E_NODE_IMAGE) KIND=$(KIND) go run ./test/kind/cmd/kind-up
+
+kind-delete: $(KIND)
+	KIND_PROBE_IMAGE=$(E2E_NODE_IMAGE) KIND=$(KIND) hack/kind/kind.sh delete cluster --name nodecycle
 
 # Unit: the tests that need no API server (the NodeCycle state machine on
 # a fake client and clock, flags, settings, drain and gate rules), in seconds.
@@ -117,7 +151,7 @@ KUBE_LDFLAGS := $(foreach pkg,k8s.io/component-base/version k8s.io/client-go/pkg
 	-X $(pkg).gitVersion=$(KUBE_VERSION) -X $(pkg).gitMajor=1 -X $(pkg).gitMinor=$(KUBE_MINOR) -X $(pkg).gitTreeState=clean)
 KUBE_TOOLS := kube-apiserver kube-controller-manager kube-scheduler kubectl
 # The built binaries are kept, never treated as intermediate files.
-.PRECIOUS: $(addprefix $(KUBE_DIR)/,$(KUBE_TOOLS)) $(ETCD_DIR)/etcd $(KWOK) $(HELM)
+.PRECIOUS: $(addprefix $(KUBE_DIR)/,$(KUBE_TOOLS) $(NODE_KUBE_TOOLS)) $(ETCD_DIR)/etcd $(KWOK) $(HELM) $(KIND) $(NODE_ETCD) $(COREDNS) $(PAUSE)
 
 tools: $(ASSETS)/kube-apiserver $(ASSETS)/etcd $(ASSETS)/kubectl $(ASSETS)/kube-controller-manager $(ASSETS)/kube-scheduler $(ASSETS)/kwok $(ASSETS)/helm
 
@@ -148,6 +182,35 @@ $(ASSETS)/%: $(KUBE_DIR)/%
 
 $(ASSETS)/etcd: $(ETCD_DIR)/etcd
 	mkdir -p $(ASSETS) && ln -sf $< $@
+
+$(KIND):
+	@echo "Building kind $(KIND_VERSION) into $(dir $@) (about 1 minute, once)"
+	cd hack/tools/kind && go build -o $@ sigs.k8s.io/kind
+
+$(NODE_ETCD):
+	@echo "Building etcd $(NODE_ETCD_VERSION) for the kind node image into $(dir $@) (about 1 minute, once)"
+	cd hack/tools/etcd-node && go build -o $@ go.etcd.io/etcd/server/v3
+
+$(COREDNS):
+	@echo "Building CoreDNS $(COREDNS_VERSION) into $(dir $@) (a few minutes, once)"
+	cd hack/tools/coredns && go build -o $@ github.com/coredns/coredns
+
+# The pause container of kubeadm's images: Kubernetes' own pause.c, static.
+$(PAUSE):
+	mkdir -p $(dir $@)
+	gcc -Os -Wall -Werror -static -DVERSION=v$(PAUSE_VERSION) -o $@ \
+		$$(cd hack/tools/kube && go list -m -f '{{.Dir}}' k8s.io/kubernetes)/build/pause/linux/pause.c
+
+$(NODE_BIN)/kind: $(KIND)
+	mkdir -p $(NODE_BIN) && ln -sf $< $@
+$(NODE_BIN)/etcd: $(NODE_ETCD)
+	mkdir -p $(NODE_BIN) && ln -sf $< $@
+$(NODE_BIN)/coredns: $(COREDNS)
+	mkdir -p $(NODE_BIN) && ln -sf $< $@
+$(NODE_BIN)/pause: $(PAUSE)
+	mkdir -p $(NODE_BIN) && ln -sf $< $@
+$(NODE_BIN)/%: $(KUBE_DIR)/%
+	mkdir -p $(NODE_BIN) && ln -sf $< $@
 
 $(CONTROLLER_GEN):
 	GOBIN=$(dir $@) go install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_GEN_VERSION)

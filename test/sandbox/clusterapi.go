@@ -43,15 +43,15 @@ func RunClusterAPI(ctx context.Context, o Options) (*Report, error) {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	out := &printer{w: o.Out, start: time.Now()}
-	out.say("Starting the management cluster's control plane and two workload clusters' (kube-apiserver and etcd each) on 127.0.0.1")
+	out := framework.NewPrinter(o.Out)
+	out.Say("Starting the management cluster's control plane and two workload clusters' (kube-apiserver and etcd each) on 127.0.0.1")
 	var envs []*controlplane.Env
 	defer func() {
 		cancel()
 		for _, e := range envs {
 			_ = e.Stop()
 		}
-		out.say("Stopped; removed the clusters' directories")
+		out.Say("Stopped; removed the clusters' directories")
 	}()
 	start := func() (*controlplane.Env, error) {
 		e, err := controlplane.Start()
@@ -78,7 +78,7 @@ func RunClusterAPI(ctx context.Context, o Options) (*Report, error) {
 		}
 		wc.client = wc.env.Client
 	}
-	out.say("Starting Cluster API's controllers (Machine, MachineSet, MachineDeployment, MachineHealthCheck) in process")
+	out.Say("Starting Cluster API's controllers (Machine, MachineSet, MachineDeployment, MachineHealthCheck) in process")
 	capi, err := framework.StartClusterAPI(mgmt.Config)
 	if err != nil {
 		return rep, err
@@ -102,7 +102,7 @@ func RunClusterAPI(ctx context.Context, o Options) (*Report, error) {
 		}
 		k := &framework.Kubelet{Client: cs, Selector: labels.SelectorFromSet(labels.Set{framework.NodeLabel: "true"}), DownTime: o.DownTime, RebootOnRequest: true}
 		go k.Run(ctx)
-		out.say("Cluster %s/%s: MachineDeployment %s of 2 Machines, annotated %s=%s", wc.namespace, wc.name, wc.pool, v1alpha1.AnnotationStrategy, wc.strategy)
+		out.Say("Cluster %s/%s: MachineDeployment %s of 2 Machines, annotated %s=%s", wc.namespace, wc.name, wc.pool, v1alpha1.AnnotationStrategy, wc.strategy)
 	}
 	machines := map[*workloadCluster][]clusterv1.Machine{}
 	for _, wc := range clusters {
@@ -119,7 +119,7 @@ func RunClusterAPI(ctx context.Context, o Options) (*Report, error) {
 	if err != nil {
 		return rep, err
 	}
-	out.say("Started the nodecycle manager in Cluster API mode (the simulated kubelets play the agents)")
+	out.Say("Started the nodecycle manager in Cluster API mode (the simulated kubelets play the agents)")
 
 	if !o.NoDemo {
 		for _, wc := range clusters {
@@ -127,7 +127,7 @@ func RunClusterAPI(ctx context.Context, o Options) (*Report, error) {
 			if err := framework.RequireReboot(ctx, wc.client, node); err != nil {
 				return rep, err
 			}
-			out.event(wc.name, "node %s (Machine %s) needs a reboot", node, machines[wc][0].Name)
+			out.Event(wc.name, "node %s (Machine %s) needs a reboot", node, machines[wc][0].Name)
 		}
 		if err := followClusters(ctx, mgmt.Client, out, rep, clusters); err != nil {
 			return rep, err
@@ -139,7 +139,7 @@ func RunClusterAPI(ctx context.Context, o Options) (*Report, error) {
 
 // followClusters prints each NodeCycle's phases and the Machines that come
 // and go, until every NodeCycle has ended.
-func followClusters(ctx context.Context, mgmt client.Client, out *printer, rep *Report, clusters []*workloadCluster) error {
+func followClusters(ctx context.Context, mgmt client.Client, out *framework.Printer, rep *Report, clusters []*workloadCluster) error {
 	seen := map[string]v1alpha1.Phase{}
 	machines := map[string]bool{}
 	return pollUntil(ctx, 4*time.Minute, func() (bool, error) {
@@ -154,7 +154,7 @@ func followClusters(ctx context.Context, mgmt client.Client, out *printer, rep *
 				key := nc.Namespace + "/" + nc.Name
 				if p := nc.Status.Phase; p != seen[key] {
 					seen[key] = p
-					out.event(wc.name, "NodeCycle %s %s: %s", nc.Name, progress(p), nc.Status.Message)
+					out.Event(wc.name, "NodeCycle %s %s: %s", nc.Name, framework.Progress(p), nc.Status.Message)
 				}
 				if nc.Status.Phase.Terminal() {
 					done++
@@ -169,12 +169,12 @@ func followClusters(ctx context.Context, mgmt client.Client, out *printer, rep *
 				if !machines[key] {
 					machines[key] = true
 					if len(seen) > 0 {
-						out.event(wc.name, "Machine %s created (the MachineSet's replacement)", m.Name)
+						out.Event(wc.name, "Machine %s created (the MachineSet's replacement)", m.Name)
 					}
 				}
 				if !m.DeletionTimestamp.IsZero() && machines[key] {
 					machines[key] = false
-					out.event(wc.name, "Machine %s deleted", m.Name)
+					out.Event(wc.name, "Machine %s deleted", m.Name)
 				}
 			}
 		}

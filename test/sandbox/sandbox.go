@@ -34,6 +34,7 @@ import (
 	"github.com/nodecycle/nodecycle/internal/agent"
 	"github.com/nodecycle/nodecycle/internal/nodes"
 	"github.com/nodecycle/nodecycle/test/controlplane"
+	"github.com/nodecycle/nodecycle/test/framework"
 )
 
 //go:embed stages.yaml
@@ -112,8 +113,8 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	out := &printer{w: o.Out, start: time.Now()}
-	out.say("Starting the control plane (kube-apiserver, etcd, kube-controller-manager, kube-scheduler) on 127.0.0.1")
+	out := framework.NewPrinter(o.Out)
+	out.Say("Starting the control plane (kube-apiserver, etcd, kube-controller-manager, kube-scheduler) on 127.0.0.1")
 	env, err := controlplane.Start()
 	if err != nil {
 		return nil, err
@@ -121,7 +122,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	defer func() {
 		cancel()
 		_ = env.Stop()
-		out.say("Stopped; removed %s", env.Dir)
+		out.Say("Stopped; removed %s", env.Dir)
 	}()
 	rep := &Report{Dir: env.Dir, RunningOn: map[string]int{}}
 	if rep.Kubeconfig, err = env.AdminKubeconfig(); err != nil {
@@ -141,7 +142,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	for i := 1; i <= o.Workers; i++ {
 		names = append(names, fmt.Sprintf("worker-%d", i))
 	}
-	out.say("Creating nodes %s (simulated by kwok)", strings.Join(names, ", "))
+	out.Say("Creating nodes %s (simulated by kwok)", strings.Join(names, ", "))
 	if err = createNodes(ctx, c, names); err != nil {
 		return rep, err
 	}
@@ -152,7 +153,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if err != nil {
 		return rep, err
 	}
-	out.say("Started the nodecycle manager and one agent per node")
+	out.Say("Started the nodecycle manager and one agent per node")
 	agents := map[string]string{} // node -> sentinel
 	for _, n := range names {
 		sentinel, err := startAgent(ctx, env, env.Clientset, n, o)
@@ -164,7 +165,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if err := deployWorkload(ctx, c); err != nil {
 		return rep, err
 	}
-	out.say("nginx Deployment (4 replicas) and its PodDisruptionBudget (maxUnavailable 1) are running on the workers")
+	out.Say("nginx Deployment (4 replicas) and its PodDisruptionBudget (maxUnavailable 1) are running on the workers")
 
 	if !o.NoDemo {
 		targets := []string{"worker-1"}
@@ -423,18 +424,18 @@ func deployWorkload(ctx context.Context, c client.Client) error {
 
 // demo makes the targets need a reboot and prints the timeline until each
 // has a finished NodeCycle.
-func demo(ctx context.Context, env *controlplane.Env, out *printer, rep *Report, targets []string, sentinels map[string]string) error {
-	t, err := startTimeline(ctx, env, out)
+func demo(ctx context.Context, env *controlplane.Env, out *framework.Printer, rep *Report, targets []string, sentinels map[string]string) error {
+	t, err := framework.StartTimeline(ctx, env.Config, out, Namespace, DemoNamespace)
 	if err != nil {
 		return err
 	}
-	out.start = time.Now()
-	fmt.Fprintf(out.w, "\nDemo: %s need%s a reboot\n\n", strings.Join(targets, ", "), map[bool]string{true: "", false: "s"}[len(targets) > 1])
+	out.Restart()
+	fmt.Fprintf(out.Writer(), "\nDemo: %s need%s a reboot\n\n", strings.Join(targets, ", "), map[bool]string{true: "", false: "s"}[len(targets) > 1])
 	for _, n := range targets {
 		if err = os.WriteFile(sentinels[n], []byte("*** System restart required ***\n"), 0o644); err != nil {
 			return err
 		}
-		out.event(n, "sentinel file created: %s", sentinels[n])
+		out.Event(n, "sentinel file created: %s", sentinels[n])
 	}
 	var cycles []v1alpha1.NodeCycle
 	err = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 10*time.Minute, true, func(ctx context.Context) (bool, error) {
@@ -457,11 +458,11 @@ func demo(ctx context.Context, env *controlplane.Env, out *printer, rep *Report,
 		return fmt.Errorf("waiting for the demo to finish: %w", err)
 	}
 	time.Sleep(time.Second) // let the last pod and node events print
-	t.stop()
+	t.Stop()
 	sort.Slice(cycles, func(i, j int) bool { return cycles[i].Status.StartTime.Before(cycles[j].Status.StartTime) })
 	rep.Cycles = cycles
-	rep.RunningOn = t.runningOn()
-	printSummary(out.w, cycles, rep.RunningOn)
+	rep.RunningOn = t.RunningOn()
+	printSummary(out.Writer(), cycles, rep.RunningOn)
 	return nil
 }
 
@@ -473,7 +474,7 @@ func printSummary(w io.Writer, cycles []v1alpha1.NodeCycle, runningOn map[string
 			total = nc.Status.CompletionTime.Sub(nc.Status.StartTime.Time)
 		}
 		fmt.Fprintf(w, "  %s: %s in %s (boot ID %s -> %s)\n", nc.Spec.NodeName, nc.Status.Phase, total.Round(time.Millisecond),
-			short(nc.Status.BootIDBefore), short(nc.Status.BootIDAfter))
+			framework.Short(nc.Status.BootIDBefore), framework.Short(nc.Status.BootIDAfter))
 		for _, d := range nc.Status.PhaseDurations {
 			fmt.Fprintf(w, "    %-20s %s\n", d.Phase, d.Duration.Duration)
 		}
@@ -484,16 +485,6 @@ func printSummary(w io.Writer, cycles []v1alpha1.NodeCycle, runningOn map[string
 	}
 	sort.Strings(where)
 	fmt.Fprintf(w, "  nginx pods started during the demo, by node: %s\n", strings.Join(where, ", "))
-}
-
-func short(id string) string {
-	if len(id) > 8 {
-		return id[:8]
-	}
-	if id == "" {
-		return `""`
-	}
-	return id
 }
 
 func printUsage(w io.Writer, rep *Report, names []string) {

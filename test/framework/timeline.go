@@ -1,4 +1,4 @@
-package sandbox
+package framework
 
 import (
 	"context"
@@ -10,39 +10,56 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
 	"k8s.io/apimachinery/pkg/watch"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
 	"github.com/nodecycle/nodecycle/controllers"
 	"github.com/nodecycle/nodecycle/internal/nodes"
-	"github.com/nodecycle/nodecycle/test/controlplane"
 )
 
-// printer writes timestamped lines, one at a time.
-type printer struct {
+// Printer writes timestamped lines, one at a time: the timelines of the
+// sandbox and of the kind end-to-end tests.
+type Printer struct {
 	mu    sync.Mutex
 	w     io.Writer
 	start time.Time
 }
 
-func (p *printer) say(format string, args ...any) {
+// NewPrinter prints to w, with times counted from now.
+func NewPrinter(w io.Writer) *Printer { return &Printer{w: w, start: time.Now()} }
+
+// Restart counts times from now on.
+func (p *Printer) Restart() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.start = time.Now()
+}
+
+// Writer is where the lines go.
+func (p *Printer) Writer() io.Writer { return p.w }
+
+// Say prints a headline.
+func (p *Printer) Say(format string, args ...any) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	fmt.Fprintf(p.w, "==> "+format+"\n", args...)
 }
 
-func (p *printer) event(node, format string, args ...any) {
+// Event prints what happened to a node, with its time.
+func (p *Printer) Event(node, format string, args ...any) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	fmt.Fprintf(p.w, "[%+8.3fs] %-16s %s\n", time.Since(p.start).Seconds(), node, fmt.Sprintf(format, args...))
+	fmt.Fprintf(p.w, "[%+8.3fs] %-20s %s\n", time.Since(p.start).Seconds(), node, fmt.Sprintf(format, args...))
 }
 
 // steps are the phases a successful reboot walks through, for the progress count.
 var steps = []v1alpha1.Phase{v1alpha1.PhaseCordoning, v1alpha1.PhaseDraining, v1alpha1.PhaseRebooting,
 	v1alpha1.PhaseWaitingForNodeReady, v1alpha1.PhaseUncordoning, v1alpha1.PhaseSucceeded}
 
-func progress(p v1alpha1.Phase) string {
+// Progress is "[i/n]" for a phase of a successful reboot, else "".
+func Progress(p v1alpha1.Phase) string {
 	for i, s := range steps {
 		if s == p {
 			return fmt.Sprintf("[%d/%d]", i+1, len(steps))
@@ -51,9 +68,9 @@ func progress(p v1alpha1.Phase) string {
 	return ""
 }
 
-// timeline prints what happens to nodes, NodeCycles, pods and Events.
-type timeline struct {
-	out      *printer
+// Timeline prints what happens to nodes, NodeCycles, pods and Events.
+type Timeline struct {
+	out      *Printer
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
 	mu       sync.Mutex
@@ -63,11 +80,13 @@ type timeline struct {
 	podPhase map[string]corev1.PodPhase
 }
 
-func startTimeline(ctx context.Context, env *controlplane.Env, out *printer) (*timeline, error) {
+// StartTimeline prints, until Stop, the changes to nodes and Events, to the
+// NodeCycles of nodeCycleNamespace and to the pods of podNamespace.
+func StartTimeline(ctx context.Context, cfg *rest.Config, out *Printer, nodeCycleNamespace, podNamespace string) (*Timeline, error) {
 	ctx, cancel := context.WithCancel(ctx)
-	t := &timeline{out: out, cancel: cancel, running: map[string]int{}, nodes: map[string]*corev1.Node{},
+	t := &Timeline{out: out, cancel: cancel, running: map[string]int{}, nodes: map[string]*corev1.Node{},
 		phases: map[string]v1alpha1.Phase{}, podPhase: map[string]corev1.PodPhase{}}
-	wc, err := client.NewWithWatch(env.Config, client.Options{Scheme: controllers.Scheme()})
+	wc, err := client.NewWithWatch(cfg, client.Options{Scheme: controllers.Scheme()})
 	if err != nil {
 		cancel()
 		return nil, err
@@ -78,8 +97,8 @@ func startTimeline(ctx context.Context, env *controlplane.Env, out *printer) (*t
 		handle func(watch.Event)
 	}{
 		{&corev1.NodeList{}, nil, t.onNode},
-		{&v1alpha1.NodeCycleList{}, []client.ListOption{client.InNamespace(Namespace)}, t.onNodeCycle},
-		{&corev1.PodList{}, []client.ListOption{client.InNamespace(DemoNamespace)}, t.onPod},
+		{&v1alpha1.NodeCycleList{}, []client.ListOption{client.InNamespace(nodeCycleNamespace)}, t.onNodeCycle},
+		{&corev1.PodList{}, []client.ListOption{client.InNamespace(podNamespace)}, t.onPod},
 		{&corev1.EventList{}, nil, t.onEvent},
 	}
 	for _, s := range sources {
@@ -118,12 +137,14 @@ func startTimeline(ctx context.Context, env *controlplane.Env, out *printer) (*t
 	return t, nil
 }
 
-func (t *timeline) stop() {
+// Stop ends the watches.
+func (t *Timeline) Stop() {
 	t.cancel()
 	t.wg.Wait()
 }
 
-func (t *timeline) runningOn() map[string]int {
+// RunningOn counts, by node, the pods that started running since the start.
+func (t *Timeline) RunningOn() map[string]int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	out := map[string]int{}
@@ -152,7 +173,7 @@ func metaItems(list client.ObjectList) ([]client.Object, error) {
 	return out, nil
 }
 
-func (t *timeline) seed(o client.Object) {
+func (t *Timeline) seed(o client.Object) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	switch v := o.(type) {
@@ -165,7 +186,7 @@ func (t *timeline) seed(o client.Object) {
 	}
 }
 
-func (t *timeline) onNode(ev watch.Event) {
+func (t *Timeline) onNode(ev watch.Event) {
 	n, ok := ev.Object.(*corev1.Node)
 	if !ok {
 		return
@@ -177,7 +198,7 @@ func (t *timeline) onNode(ev watch.Event) {
 	if old == nil {
 		return
 	}
-	say := func(format string, args ...any) { t.out.event(n.Name, format, args...) }
+	say := func(format string, args ...any) { t.out.Event(n.Name, format, args...) }
 	if a, b := nodes.Condition(old, v1alpha1.ConditionRebootRequired), nodes.Condition(n, v1alpha1.ConditionRebootRequired); b != nil && (a == nil || a.Status != b.Status) {
 		say("condition RebootRequired=%s (%s)", b.Status, b.Reason)
 	}
@@ -188,7 +209,7 @@ func (t *timeline) onNode(ev watch.Event) {
 		say("uncordoned")
 	}
 	if id := n.Annotations[v1alpha1.AnnotationRebootRequest]; id != "" && old.Annotations[v1alpha1.AnnotationRebootRequest] != id {
-		say("reboot requested (request %s)", short(id))
+		say("reboot requested (request %s)", Short(id))
 	}
 	if id := n.Annotations[v1alpha1.AnnotationRebootAck]; id != "" && old.Annotations[v1alpha1.AnnotationRebootAck] != id {
 		say("agent acknowledged the request and runs its reboot command")
@@ -197,14 +218,14 @@ func (t *timeline) onNode(ev watch.Event) {
 		say("NotReady (rebooting)")
 	}
 	if old.Status.NodeInfo.BootID != n.Status.NodeInfo.BootID && old.Status.NodeInfo.BootID != "" {
-		say("new boot ID %s -> %s", short(old.Status.NodeInfo.BootID), short(n.Status.NodeInfo.BootID))
+		say("new boot ID %s -> %s", Short(old.Status.NodeInfo.BootID), Short(n.Status.NodeInfo.BootID))
 	}
 	if !nodes.IsReady(old) && nodes.IsReady(n) {
 		say("Ready")
 	}
 }
 
-func (t *timeline) onNodeCycle(ev watch.Event) {
+func (t *Timeline) onNodeCycle(ev watch.Event) {
 	nc, ok := ev.Object.(*v1alpha1.NodeCycle)
 	if !ok {
 		return
@@ -215,13 +236,13 @@ func (t *timeline) onNodeCycle(ev watch.Event) {
 	t.mu.Unlock()
 	switch {
 	case !seen && ev.Type == watch.Added:
-		t.out.event(nc.Spec.NodeName, "NodeCycle %s/%s created", nc.Namespace, nc.Name)
+		t.out.Event(nc.Spec.NodeName, "NodeCycle %s/%s created", nc.Namespace, nc.Name)
 	case seen && old != nc.Status.Phase && nc.Status.Phase != v1alpha1.PhasePending:
-		t.out.event(nc.Spec.NodeName, "%s NodeCycle phase %s: %s", progress(nc.Status.Phase), nc.Status.Phase, nc.Status.Message)
+		t.out.Event(nc.Spec.NodeName, "%s NodeCycle phase %s: %s", Progress(nc.Status.Phase), nc.Status.Phase, nc.Status.Message)
 	}
 }
 
-func (t *timeline) onPod(ev watch.Event) {
+func (t *Timeline) onPod(ev watch.Event) {
 	p, ok := ev.Object.(*corev1.Pod)
 	if !ok {
 		return
@@ -235,16 +256,27 @@ func (t *timeline) onPod(ev watch.Event) {
 	}
 	t.mu.Unlock()
 	if becameRunning {
-		t.out.event(p.Spec.NodeName, "pod %s/%s Running", p.Namespace, p.Name)
+		t.out.Event(p.Spec.NodeName, "pod %s/%s Running", p.Namespace, p.Name)
 	}
 }
 
-func (t *timeline) onEvent(ev watch.Event) {
+func (t *Timeline) onEvent(ev watch.Event) {
 	e, ok := ev.Object.(*corev1.Event)
 	if !ok || ev.Type != watch.Added || e.InvolvedObject.Kind != "Node" {
 		return
 	}
 	if e.Reason == "Evicted" || strings.HasPrefix(e.Reason, "Drain") && e.Type == corev1.EventTypeWarning {
-		t.out.event(e.InvolvedObject.Name, "%s", strings.ToLower(e.Message[:1])+e.Message[1:])
+		t.out.Event(e.InvolvedObject.Name, "%s", strings.ToLower(e.Message[:1])+e.Message[1:])
 	}
+}
+
+// Short is the first 8 characters of an ID, or "" quoted.
+func Short(id string) string {
+	if len(id) > 8 {
+		return id[:8]
+	}
+	if id == "" {
+		return `""`
+	}
+	return id
 }
