@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the nodecycle image with no registry: static binaries built here,
 # Debian's busybox-static for the agent's reboot command, a FROM scratch
-# Dockerfile. Usage: hack/image.sh IMAGE VERSION [BASE]
+# Dockerfile (hack/image/Dockerfile). The root Dockerfile builds the same
+# image where a Go and a busybox image can be pulled. Usage: hack/image.sh IMAGE VERSION [BASE]
 # BUSYBOX=/path/to/a/static/busybox skips the Debian package.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -50,7 +51,7 @@ ln -s ../../bin/busybox "$rootfs/usr/bin/nsenter"
 printf 'root:x:0:0:root:/root:/bin/sh\nnodecycle:x:65532:65532:nodecycle:/nonexistent:/sbin/nologin\n' >"$rootfs/etc/passwd"
 printf 'root:x:0:\nnodecycle:x:65532:\n' >"$rootfs/etc/group"
 
-DOCKER_BUILDKIT=${DOCKER_BUILDKIT:-0} docker build --quiet -f Dockerfile \
+DOCKER_BUILDKIT=${DOCKER_BUILDKIT:-0} docker build --quiet -f hack/image/Dockerfile \
   --build-arg "BASE=$base" --build-arg "VERSION=$version" -t "$image" "$rootfs" >/dev/null
 size=$(docker image inspect --format '{{.Size}}' "$image")
 echo "Built $image ($((size / 1024 / 1024)) MiB, version $version, base $base)"

@@ -20,7 +20,7 @@ docker image inspect "$probe_image" >/dev/null 2>&1 ||
   { echo "hack/kind/kind.sh: image $probe_image is not on this engine; build it with make e2e-image" >&2; exit 1; }
 
 if ! out=$(docker run --rm --privileged --entrypoint /bin/true "$probe_image" 2>&1); then
-  echo "kind: this engine refuses privileged containers (${out##*: }); using hack/kind/bin/docker" >&2
+  echo "kind: this engine refuses privileged containers ($(head -n1 <<<"$out")); using hack/kind/bin/docker" >&2
   export PATH="$here/bin:$PATH"
 fi
 if [ "$(docker info --format '{{.Driver}}')" = fuse-overlayfs ] && [ -z "${KIND_EXPERIMENTAL_CONTAINERD_SNAPSHOTTER:-}" ]; then

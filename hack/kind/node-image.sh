@@ -27,6 +27,11 @@ mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 packages=systemd,dbus,containerd,runc,containernetworking-plugins,iproute2,iptables,nftables,mount,procps,util-linux,kmod,ca-certificates,conntrack,ethtool,socat,libseccomp2,e2fsprogs
 
 log() { echo "node-image: $*" >&2; }
+# docker build with the classic builder (no BuildKit needed), quiet unless it fails.
+quiet_build() {
+  local out
+  out=$(DOCKER_BUILDKIT=0 docker build --quiet "$@" 2>&1) || { echo "$out" >&2; return 1; }
+}
 command -v docker >/dev/null || { echo "hack/kind/node-image.sh: docker is not installed; the node image is built with a Docker engine" >&2; exit 1; }
 timeout 30 docker version --format '{{.Server.Version}}' >/dev/null 2>&1 ||
   { echo "hack/kind/node-image.sh: the Docker engine does not answer (docker version failed); start dockerd" >&2; exit 1; }
@@ -86,7 +91,7 @@ while read -r ref; do
   cp "$bin/$b" "$work/$b/$b"
   printf 'FROM %s\nENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\nCOPY %s /usr/local/bin/%s\nENTRYPOINT %s\n' \
     "$base" "$b" "$b" "$entry" >"$work/$b/Dockerfile"
-  DOCKER_BUILDKIT=0 docker build --quiet -t "$ref" "$work/$b" >/dev/null
+  quiet_build -t "$ref" "$work/$b"
   images+=("$ref")
   log "built $ref"
 done < <("$bin/kubeadm" config images list --kubernetes-version "$kube_version" 2>/dev/null)
@@ -129,7 +134,7 @@ RUN chmod 0755 /usr/local/bin/* /kind/bin/* /usr/bin/kubelet /usr/bin/kubeadm /u
 ENV container=docker
 STOPSIGNAL SIGRTMIN+3
 EOF
-DOCKER_BUILDKIT=0 docker build --quiet -t "$image-stage" "$work" >/dev/null
+quiet_build -t "$image-stage" "$work"
 log "node filesystem built; preloading ${#images[@]} images"
 
 # 4. Preload the images into the node's containerd, then commit.

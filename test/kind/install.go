@@ -3,10 +3,12 @@ package kind
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -146,4 +148,40 @@ func (c *Cluster) DeploySample(ctx context.Context) error {
 	}
 	_, err := c.Kubectl(ctx, "-n", SampleNamespace, "rollout", "status", "deployment/"+SampleName, "--timeout", "3m")
 	return err
+}
+
+// Up builds the images, creates the kind cluster name (1 control plane, 2
+// workers), loads the images, installs nodecycle with managerFlags and
+// deploys the sample workload, printing each step to out.
+func Up(ctx context.Context, name string, managerFlags map[string]string, out io.Writer) (*Cluster, error) {
+	start := time.Now()
+	step := func(what string) { fmt.Fprintf(out, "[%6.1fs] %s\n", time.Since(start).Seconds(), what) }
+	step("building the nodecycle image (hack/image.sh, as make image) and the sample image")
+	image, err := BuildImages(ctx, fmt.Sprintf("v0.0.0-kind.%d", time.Now().Unix()))
+	if err != nil {
+		return nil, err
+	}
+	step("creating kind cluster " + name + " (1 control plane, 2 workers)")
+	c, err := Create(ctx, name, 2, out)
+	if err != nil {
+		return nil, err
+	}
+	fail := func(err error) (*Cluster, error) {
+		c.Delete()
+		return nil, err
+	}
+	step("loading the images into the nodes (kind load docker-image)")
+	if err := c.Load(ctx, image, SampleImage); err != nil {
+		return fail(err)
+	}
+	step("installing nodecycle with its Helm chart")
+	if err := c.Install(ctx, image, managerFlags); err != nil {
+		return fail(err)
+	}
+	step("deploying sample-deployment (4 replicas, PodDisruptionBudget maxUnavailable 1)")
+	if err := c.DeploySample(ctx); err != nil {
+		return fail(err)
+	}
+	step("ready")
+	return c, nil
 }

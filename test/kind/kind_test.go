@@ -36,17 +36,8 @@ func TestMain(m *testing.M) {
 func run(m *testing.M) int {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
-	start := time.Now()
-	step := func(what string) { fmt.Printf("[%6.1fs] %s\n", time.Since(start).Seconds(), what) }
 	var err error
-	step("building the nodecycle image (hack/image.sh) and the sample image")
-	image, err := BuildImages(ctx, fmt.Sprintf("v0.0.0-kind.%d", os.Getpid()))
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	step("creating kind cluster nodecycle-e2e (1 control plane, 2 workers)")
-	cluster, err = Create(ctx, "nodecycle-e2e", 2, os.Stdout)
+	cluster, err = Up(ctx, "nodecycle-e2e", map[string]string{"drain-timeout": drainTimeout.String()}, os.Stdout)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -56,22 +47,6 @@ func run(m *testing.M) int {
 	} else {
 		defer fmt.Printf("kind cluster %s kept: kubectl --kubeconfig %s\n", cluster.Name, cluster.Kubeconfig)
 	}
-	step("loading the images into the nodes (kind load docker-image)")
-	if err = cluster.Load(ctx, image, SampleImage); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	step("installing nodecycle with its Helm chart")
-	if err = cluster.Install(ctx, image, map[string]string{"drain-timeout": drainTimeout.String()}); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	step("deploying sample-deployment (4 replicas, PodDisruptionBudget maxUnavailable 1)")
-	if err = cluster.DeploySample(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	step("ready")
 	return m.Run()
 }
 
@@ -128,9 +103,10 @@ func checkRebooted(t *testing.T, ctx context.Context, nw *NodeWatch, node string
 			t.Errorf("%s: pod %s survived the drain", node, name)
 		}
 	}
-	if len(nw.Cordons(node)) == 0 || len(nw.Uncordons(node)) == 0 || len(nw.NotReady(node)) == 0 || len(nw.Ready(node)) == 0 {
-		t.Errorf("%s: watch saw cordons %v, NotReady %v, Ready %v, uncordons %v", node,
-			nw.Cordons(node), nw.NotReady(node), nw.Ready(node), nw.Uncordons(node))
+	for _, what := range []string{MarkCordoned, MarkRequested, MarkAcknowledged, MarkNewBootID, MarkUncordoned} {
+		if len(nw.Marks(node, what)) == 0 {
+			t.Errorf("%s: the watch never saw %s", node, what)
+		}
 	}
 	n, err := cluster.Clientset.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
 	if err != nil {
@@ -148,7 +124,7 @@ func checkRebooted(t *testing.T, ctx context.Context, nw *NodeWatch, node string
 func checkUntouched(t *testing.T, ctx context.Context, nw *NodeWatch, node string, before snapshot) {
 	t.Helper()
 	after := take(t, ctx, node)
-	if c := nw.Cordons(node); len(c) > 0 {
+	if c := nw.Marks(node, MarkCordoned); len(c) > 0 {
 		t.Errorf("%s: cordoned at %v", node, c)
 	}
 	if after.bootID != before.bootID || after.container.Restarts != before.container.Restarts {
@@ -196,7 +172,7 @@ func testSeed(t *testing.T) {
 	if o := nw.Overlaps(); len(o) > 0 {
 		t.Errorf("more than one node unschedulable: %v", o)
 	}
-	t.Logf("sentinel -> uncordoned %.1fs; NodeCycle phases: %s", nw.Uncordons(target)[0].Sub(start).Seconds(), phases(nc))
+	t.Logf("sentinel -> uncordoned %.1fs; NodeCycle phases: %s", nw.First(target, MarkUncordoned).Sub(start).Seconds(), phases(nc))
 
 	describe, err := cluster.Kubectl(ctx, "describe", "node", target)
 	if err != nil {
@@ -249,14 +225,14 @@ func testEveryWorker(t *testing.T) {
 	}
 	// One at a time: the second cordon comes after the first uncordon.
 	a, b := cluster.Workers[0], cluster.Workers[1]
-	if nw.Cordons(b)[0].Before(nw.Cordons(a)[0]) {
+	if nw.First(b, MarkCordoned).Before(nw.First(a, MarkCordoned)) {
 		a, b = b, a
 	}
-	if !nw.Cordons(b)[0].After(nw.Uncordons(a)[0]) {
-		t.Errorf("%s cordoned at %s before %s was uncordoned at %s", b, nw.Cordons(b)[0], a, nw.Uncordons(a)[0])
+	if !nw.First(b, MarkCordoned).After(nw.First(a, MarkUncordoned)) {
+		t.Errorf("%s cordoned at %s before %s was uncordoned at %s", b, nw.First(b, MarkCordoned), a, nw.First(a, MarkUncordoned))
 	}
 	t.Logf("both workers rebooted in %.1fs; dead time between them %.1fs", time.Since(start).Seconds(),
-		nw.Cordons(b)[0].Sub(nw.Uncordons(a)[0]).Seconds())
+		nw.First(b, MarkCordoned).Sub(nw.First(a, MarkUncordoned)).Seconds())
 }
 
 func testBlockedDrain(t *testing.T) {
@@ -330,8 +306,8 @@ func testBlockedDrain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n.Spec.Unschedulable || len(nw.Uncordons(target)) == 0 {
-		t.Errorf("not uncordoned after the failed drain (uncordons seen: %v)", nw.Uncordons(target))
+	if n.Spec.Unschedulable || len(nw.Marks(target, MarkUncordoned)) == 0 {
+		t.Errorf("not uncordoned after the failed drain (uncordons seen: %v)", nw.Marks(target, MarkUncordoned))
 	}
 	if _, asked := n.Annotations[v1alpha1.AnnotationRebootRequest]; asked {
 		t.Errorf("a reboot was requested: %v", n.Annotations)

@@ -12,23 +12,34 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
 
+	"github.com/nodecycle/nodecycle/api/v1alpha1"
 	"github.com/nodecycle/nodecycle/internal/nodes"
 )
 
-// NodeWatch records, from a watch on Nodes, what happened to each node and
-// whether two nodes were ever unschedulable at the same instant.
+// What a NodeWatch marks on a node.
+const (
+	MarkCordoned       = "cordoned"
+	MarkUncordoned     = "uncordoned"
+	MarkNotReady       = "NotReady"
+	MarkReady          = "Ready"
+	MarkNewBootID      = "new boot ID"
+	MarkRebootRequired = "RebootRequired"
+	MarkRequested      = "reboot requested"
+	MarkAcknowledged   = "reboot acknowledged"
+)
+
+// NodeWatch records, from a watch on Nodes, when each node changed in the
+// ways nodecycle cares about, and whether two nodes were ever unschedulable
+// at the same instant.
 type NodeWatch struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 
-	mu        sync.Mutex
-	cordons   map[string][]time.Time
-	uncordons map[string][]time.Time
-	bootIDs   map[string][]string
-	notReady  map[string][]time.Time
-	ready     map[string][]time.Time
-	unsched   map[string]bool
-	overlaps  []string
+	mu       sync.Mutex
+	last     map[string]*corev1.Node
+	marks    map[string]map[string][]time.Time
+	bootIDs  map[string][]string
+	overlaps []string
 }
 
 // WatchNodes starts recording from the nodes' current state.
@@ -43,11 +54,10 @@ func (c *Cluster) WatchNodes(ctx context.Context) (*NodeWatch, error) {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	nw := &NodeWatch{cancel: cancel, done: make(chan struct{}),
-		cordons: map[string][]time.Time{}, uncordons: map[string][]time.Time{}, bootIDs: map[string][]string{},
-		notReady: map[string][]time.Time{}, ready: map[string][]time.Time{}, unsched: map[string]bool{}}
+		last: map[string]*corev1.Node{}, marks: map[string]map[string][]time.Time{}, bootIDs: map[string][]string{}}
 	for i := range list.Items {
 		n := &list.Items[i]
-		nw.unsched[n.Name] = n.Spec.Unschedulable
+		nw.last[n.Name] = n
 		nw.bootIDs[n.Name] = []string{n.Status.NodeInfo.BootID}
 	}
 	go func() {
@@ -73,34 +83,51 @@ func (c *Cluster) WatchNodes(ctx context.Context) (*NodeWatch, error) {
 func (nw *NodeWatch) observe(n *corev1.Node, now time.Time) {
 	nw.mu.Lock()
 	defer nw.mu.Unlock()
-	was := nw.unsched[n.Name]
-	switch {
-	case n.Spec.Unschedulable && !was:
-		nw.cordons[n.Name] = append(nw.cordons[n.Name], now)
-	case !n.Spec.Unschedulable && was:
-		nw.uncordons[n.Name] = append(nw.uncordons[n.Name], now)
+	old := nw.last[n.Name]
+	nw.last[n.Name] = n
+	if old == nil {
+		return
 	}
-	nw.unsched[n.Name] = n.Spec.Unschedulable
+	mark := func(what string) {
+		if nw.marks[n.Name] == nil {
+			nw.marks[n.Name] = map[string][]time.Time{}
+		}
+		nw.marks[n.Name][what] = append(nw.marks[n.Name][what], now)
+	}
+	if n.Spec.Unschedulable && !old.Spec.Unschedulable {
+		mark(MarkCordoned)
+	}
+	if !n.Spec.Unschedulable && old.Spec.Unschedulable {
+		mark(MarkUncordoned)
+	}
+	if nodes.IsReady(old) && !nodes.IsReady(n) {
+		mark(MarkNotReady)
+	}
+	if !nodes.IsReady(old) && nodes.IsReady(n) {
+		mark(MarkReady)
+	}
+	if id := n.Status.NodeInfo.BootID; id != "" && id != old.Status.NodeInfo.BootID {
+		mark(MarkNewBootID)
+		nw.bootIDs[n.Name] = append(nw.bootIDs[n.Name], id)
+	}
+	if c, was := nodes.Condition(n, v1alpha1.ConditionRebootRequired), nodes.Condition(old, v1alpha1.ConditionRebootRequired); c != nil && c.Status == corev1.ConditionTrue && (was == nil || was.Status != corev1.ConditionTrue) {
+		mark(MarkRebootRequired)
+	}
+	if id := n.Annotations[v1alpha1.AnnotationRebootRequest]; id != "" && id != old.Annotations[v1alpha1.AnnotationRebootRequest] {
+		mark(MarkRequested)
+	}
+	if id := n.Annotations[v1alpha1.AnnotationRebootAck]; id != "" && id != old.Annotations[v1alpha1.AnnotationRebootAck] {
+		mark(MarkAcknowledged)
+	}
 	var down []string
-	for name, u := range nw.unsched {
-		if u {
+	for name, m := range nw.last {
+		if m.Spec.Unschedulable {
 			down = append(down, name)
 		}
 	}
 	if len(down) > 1 {
 		sort.Strings(down)
 		nw.overlaps = append(nw.overlaps, fmt.Sprintf("%s unschedulable together at %s", strings.Join(down, ", "), now.Format(time.RFC3339Nano)))
-	}
-	ids := nw.bootIDs[n.Name]
-	if id := n.Status.NodeInfo.BootID; id != "" && (len(ids) == 0 || ids[len(ids)-1] != id) {
-		nw.bootIDs[n.Name] = append(ids, id)
-	}
-	ready := nodes.IsReady(n)
-	switch r, nr := nw.ready[n.Name], nw.notReady[n.Name]; {
-	case !ready && (len(nr) == 0 || len(r) > 0 && r[len(r)-1].After(nr[len(nr)-1])):
-		nw.notReady[n.Name] = append(nr, now)
-	case ready && len(nr) > 0 && (len(r) == 0 || r[len(r)-1].Before(nr[len(nr)-1])):
-		nw.ready[n.Name] = append(r, now)
 	}
 }
 
@@ -117,22 +144,20 @@ func (nw *NodeWatch) Overlaps() []string {
 	return append([]string(nil), nw.overlaps...)
 }
 
-// Cordons is how often node became unschedulable; Uncordons, schedulable.
-func (nw *NodeWatch) Cordons(node string) []time.Time { return nw.times(nw.cordons, node) }
-
-// Uncordons is when node became schedulable again.
-func (nw *NodeWatch) Uncordons(node string) []time.Time { return nw.times(nw.uncordons, node) }
-
-// NotReady is when node stopped being Ready; Ready, when it was again.
-func (nw *NodeWatch) NotReady(node string) []time.Time { return nw.times(nw.notReady, node) }
-
-// Ready is when node became Ready again after being NotReady.
-func (nw *NodeWatch) Ready(node string) []time.Time { return nw.times(nw.ready, node) }
-
-func (nw *NodeWatch) times(m map[string][]time.Time, node string) []time.Time {
+// Marks are the times node changed in the way what names (Mark...).
+func (nw *NodeWatch) Marks(node, what string) []time.Time {
 	nw.mu.Lock()
 	defer nw.mu.Unlock()
-	return append([]time.Time(nil), m[node]...)
+	return append([]time.Time(nil), nw.marks[node][what]...)
+}
+
+// First is the first time node changed in the way what names, or the zero
+// time.
+func (nw *NodeWatch) First(node, what string) time.Time {
+	if m := nw.Marks(node, what); len(m) > 0 {
+		return m[0]
+	}
+	return time.Time{}
 }
 
 // BootIDs are the boot IDs node reported, the one at the start first.

@@ -31,8 +31,9 @@ cat >/etc/cni/net.d/10-nodecycle.conflist <<CONF
 }
 CONF
 
+gateway=$(ip -4 route show default | awk '{print $3; exit}')
 for i in $(seq 1 254); do
-  [ "$i" = "$n" ] && continue
+  [ "$i" = "$n" ] || [ "$prefix.$i" = "$gateway" ] && continue
   ip route replace "10.244.$i.0/24" via "$prefix.$i" dev eth0 onlink
 done
 echo "node-network: pods in $subnet on $ip"
