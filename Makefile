@@ -46,7 +46,7 @@ IMAGE_BASE ?= scratch
 SHELL := /bin/bash
 .SHELLFLAGS := -o pipefail -ec
 
-.PHONY: all build image release e2e e2e-image e2e-api kind kind-delete test unit lint mutate bench bench-fleet bench-scale sandbox generate manifests tools verify-generated clean-tools
+.PHONY: all build image release e2e e2e-image e2e-api kind kind-delete bench-kind test unit lint mutate bench bench-fleet bench-scale sandbox generate manifests tools verify-generated clean-tools
 
 all: build
 
@@ -133,6 +133,13 @@ bench: tools generate
 bench-fleet: tools generate
 	mkdir -p bin
 	FLEET_MEMORY_LIMIT=$${FLEET_MEMORY_LIMIT-1Gi} go test -count=1 -timeout 90m -run "^$$" -bench Fleet -benchtime 1x ./test/bench/ | grep -E "^(Benchmark|goos|cpu|PASS|FAIL|ok)|fleet_test.go" | tee bin/bench-fleet.txt
+
+# Benchmark on real kubelets: the seed scenario on a kind cluster
+# (KIND_BENCH_TIMES iterations, default 3), split into drain, the node's own
+# reboot and nodecycle's overhead, with the manager's and agent's memory and CPU.
+bench-kind: e2e-image tools generate
+	mkdir -p bin
+	KIND_NODE_IMAGE=$(E2E_NODE_IMAGE) KIND=$(KIND) go test -count=1 -timeout 40m -tags e2e -run "^$$" -bench KindReboot -benchtime $${KIND_BENCH_TIMES-3}x ./test/kind/ | grep -E "^(Benchmark|goos|cpu|PASS|FAIL|ok)|: total" | tee bin/bench-kind.txt
 
 # Scale benchmark on kwok nodes: SCALE_NODES (default 1000), SCALE_REBOOT (default 20).
 bench-scale: tools generate

@@ -43,9 +43,13 @@ func TestDockerfile(t *testing.T) {
 	busyboxImage := "nodecycle-test/busybox:" + tag
 	importImage(t, busyboxImage, nil, func(w *tar.Writer) { addFile(t, w, busybox, "bin/busybox", 0o755) })
 
-	// The module proxy: this host's module cache, on the bridge's gateway.
-	gateway := docker(t, "network", "inspect", "bridge", "--format", "{{(index .IPAM.Config 0).Gateway}}")
-	ln, err := net.Listen("tcp", gateway+":0")
+	// The module proxy: this host's module cache, on the address build
+	// containers reach the host at (their default gateway).
+	route := strings.Fields(docker(t, "run", "--rm", "--entrypoint", "/bin/busybox", busyboxImage, "ip", "route", "show", "default"))
+	if len(route) < 3 || route[0] != "default" {
+		t.Fatalf("default route of a container: %v", route)
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort(route[2], "0"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -120,7 +120,7 @@ func (c *Cluster) DeploySample(ctx context.Context) error {
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{Labels: labels},
 				Spec: corev1.PodSpec{
-					TerminationGracePeriodSeconds: ptr.To[int64](5),
+					TerminationGracePeriodSeconds: ptr.To[int64](2),
 					Containers: []corev1.Container{{
 						Name: "web", Image: SampleImage, ImagePullPolicy: corev1.PullNever,
 						Ports: []corev1.ContainerPort{{ContainerPort: 8080}},

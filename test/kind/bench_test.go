@@ -1,0 +1,126 @@
+//go:build e2e
+
+package kind
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/nodecycle/nodecycle/test/framework"
+)
+
+// BenchmarkKindReboot is the seed scenario on real kubelets, once per
+// iteration on worker 1: sentinel -> uncordoned, split into the drain
+// (cordon -> reboot requested), the node's own shutdown, boot and Ready
+// (reboot acknowledged by the agent -> new boot ID reported with Ready) and
+// nodecycle's overhead (the rest: detection, admission, the reboot request,
+// verification, uncordon). It also reports the manager's and agents' memory
+// and CPU, idle and during the reboot, read from /proc on the host (the
+// nodes' processes are the host's).
+func BenchmarkKindReboot(b *testing.B) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+	target := cluster.Workers[0]
+	const idle = 10 * time.Second
+	for range b.N {
+		if err := cluster.WaitAvailable(ctx); err != nil {
+			b.Fatal(err)
+		}
+		managers, err := Processes("nodecycle-manager")
+		if err != nil || len(managers) != 1 {
+			b.Fatalf("manager processes: %v %v", managers, err)
+		}
+		agents, err := Processes("nodecycle-agent")
+		if err != nil {
+			b.Fatal(err)
+		}
+		var agent Process
+		for _, a := range agents {
+			if a.Node == target {
+				agent = a
+			}
+		}
+		if agent.PID == 0 {
+			b.Fatalf("no agent of %s among %v", target, agents)
+		}
+		mgr := managers[0].PID
+		cpu := func(pid int) time.Duration {
+			d, err := framework.ProcCPU(pid)
+			if err != nil {
+				b.Fatal(err)
+			}
+			return d
+		}
+		rss := func(pid int, key string) float64 {
+			kib, err := framework.ProcStatusKiB(pid, key)
+			if err != nil {
+				b.Fatal(err)
+			}
+			return float64(kib) / 1024
+		}
+
+		// Idle: nothing to do for a while.
+		mgrCPU0, agentCPU0 := cpu(mgr), cpu(agent.PID)
+		time.Sleep(idle)
+		mgrIdle, agentIdle := cpu(mgr)-mgrCPU0, cpu(agent.PID)-agentCPU0
+		mgrRSSIdle, agentRSSIdle := rss(mgr, "VmRSS"), rss(agent.PID, "VmRSS")
+
+		nw, err := cluster.WatchNodes(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		mgrCPU1, agentCPU1 := cpu(mgr), cpu(agent.PID)
+		agentCPUBeforeReboot := agentCPU1
+		start := time.Now()
+		if err := cluster.RequireReboot(ctx, target); err != nil {
+			b.Fatal(err)
+		}
+		// The agent's CPU up to its reboot command, read before the node goes.
+		for nw.First(target, MarkAcknowledged).IsZero() && time.Since(start) < 5*time.Minute {
+			if d, err := framework.ProcCPU(agent.PID); err == nil {
+				agentCPUBeforeReboot = d
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		nc, err := cluster.WaitCycle(ctx, target, start, 10*time.Minute)
+		if err != nil {
+			b.Fatal(err)
+		}
+		mgrReboot := cpu(mgr) - mgrCPU1
+		mgrPeak := rss(mgr, "VmHWM")
+		nw.Stop()
+		if nc.Status.Phase != "Succeeded" {
+			b.Fatalf("NodeCycle %s: %s %s", nc.Name, nc.Status.Phase, nc.Status.Message)
+		}
+		at := func(what string) time.Time {
+			t := nw.First(target, what)
+			if t.IsZero() {
+				b.Fatalf("%s: the watch never saw %s", target, what)
+			}
+			return t
+		}
+		total := at(MarkUncordoned).Sub(start)
+		detect := at(MarkRebootRequired).Sub(start)
+		admit := at(MarkCordoned).Sub(at(MarkRebootRequired))
+		drain := at(MarkRequested).Sub(at(MarkCordoned))
+		node := at(MarkNewBootID).Sub(at(MarkAcknowledged))
+		overhead := total - drain - node
+		b.ReportMetric(total.Seconds(), "s-total")
+		b.ReportMetric(drain.Seconds(), "s-drain")
+		b.ReportMetric(node.Seconds(), "s-node-reboot")
+		b.ReportMetric(framework.Millis(overhead), "ms-overhead")
+		b.ReportMetric(framework.Millis(detect), "ms-detect")
+		b.ReportMetric(framework.Millis(admit), "ms-admit")
+		b.ReportMetric(mgrRSSIdle, "MiB-manager-rss-idle")
+		b.ReportMetric(mgrPeak, "MiB-manager-rss-peak")
+		b.ReportMetric(agentRSSIdle, "MiB-agent-rss-idle")
+		b.ReportMetric(framework.Millis(mgrIdle)*float64(time.Minute/idle), "ms-manager-cpu/min-idle")
+		b.ReportMetric(framework.Millis(agentIdle)*float64(time.Minute/idle), "ms-agent-cpu/min-idle")
+		b.ReportMetric(framework.Millis(mgrReboot), "ms-manager-cpu-reboot")
+		b.ReportMetric(framework.Millis(agentCPUBeforeReboot-agentCPU1), "ms-agent-cpu-reboot")
+		fmt.Printf("%s: total %.1fs = drain %.1fs + node's own reboot %.1fs + nodecycle %.0fms (detection %.0fms, admission %.0fms)\n",
+			target, total.Seconds(), drain.Seconds(), node.Seconds(), framework.Millis(overhead), framework.Millis(detect), framework.Millis(admit))
+	}
+}
