@@ -16,7 +16,6 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	toolscache "k8s.io/client-go/tools/cache"
-	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/utils/ptr"
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
 	"sigs.k8s.io/cluster-api/util/secret"
@@ -221,12 +220,9 @@ func (c *Connections) connect(ctx context.Context, key client.ObjectKey) (*conne
 	if err := c.secrets.Get(ctx, client.ObjectKey{Namespace: key.Namespace, Name: secret.Name(key.Name, secret.Kubeconfig)}, s); err != nil {
 		return nil, fmt.Errorf("reading the kubeconfig Secret: %w", err)
 	}
-	cfg, err := clientcmd.RESTConfigFromKubeConfig(s.Data[secret.KubeconfigDataName])
+	cfg, err := RESTConfigFromData(s.Data[secret.KubeconfigDataName])
 	if err != nil {
-		return nil, fmt.Errorf("parsing the kubeconfig Secret: %w", err)
-	}
-	if cfg.ExecProvider != nil || cfg.AuthProvider != nil {
-		return nil, errors.New("the kubeconfig Secret uses an exec or auth provider; only certificates and tokens are supported")
+		return nil, fmt.Errorf("kubeconfig Secret %s: %w", s.Name, err)
 	}
 	cfg.UserAgent, cfg.Timeout, cfg.QPS, cfg.Burst = c.opts.UserAgent, c.opts.Timeout, c.opts.QPS, c.opts.Burst
 	// Node events and the few lists nodecycle makes are small; a
