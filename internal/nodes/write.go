@@ -3,6 +3,7 @@ package nodes
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -137,12 +138,32 @@ func Uncordon(ctx context.Context, c client.Client, node *corev1.Node) error {
 		return err
 	}
 	err = c.Patch(ctx, node, client.RawPatch(types.JSONPatchType, patch))
-	if apierrors.IsInvalid(err) {
-		// How the API server answers a failed test operation.
+	if failedTest(err) {
 		return apierrors.NewConflict(corev1.Resource("nodes"), node.Name, err)
 	}
 	return err
 }
+
+// failedTest tells a JSON patch refused because one of its test operations
+// failed (what changed since the read: a conflict, retried at once) from
+// any other refusal the API server answers with 422 Invalid (an admission
+// policy, a validation): those are errors, retried with backoff. The API
+// server answers a patch it could not apply with the generic 422 and no
+// details (it drops the patch library's message); every other refusal names
+// the object or carries causes.
+func failedTest(err error) bool {
+	var status apierrors.APIStatus
+	if !apierrors.IsInvalid(err) || !errors.As(err, &status) {
+		return false
+	}
+	s := status.Status()
+	d := s.Details
+	return s.Message == unappliedPatch && (d == nil || d.Kind == "" && d.Name == "" && len(d.Causes) == 0)
+}
+
+// unappliedPatch is the message of the API server's 422 for a patch that
+// did not apply (apimachinery's NewGenericServerResponse).
+const unappliedPatch = "the server rejected our request due to an error in our request"
 
 // jsonPatchOp is one operation of a JSON patch (RFC 6902).
 type jsonPatchOp struct {

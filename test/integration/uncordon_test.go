@@ -2,9 +2,11 @@ package integration
 
 import (
 	"context"
+	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -55,6 +57,48 @@ var _ = Describe("Uncordon", func() {
 		err = nodes.Uncordon(ctx, env.Client, stale)
 		Expect(apierrors.IsConflict(err)).To(BeTrue(), "%v", err)
 		Expect(read("uncordon-taken").Spec.Unschedulable).To(BeTrue())
+	})
+
+	It("is no conflict when an admission policy refuses it, so that it backs off instead of being retried at once", func() {
+		stale := cordonedWithRequest("uncordon-denied")
+		policy := &admissionregistrationv1.ValidatingAdmissionPolicy{
+			ObjectMeta: metav1.ObjectMeta{Name: "deny-uncordon-denied"},
+			Spec: admissionregistrationv1.ValidatingAdmissionPolicySpec{
+				FailurePolicy: ptr.To(admissionregistrationv1.Fail),
+				MatchConstraints: &admissionregistrationv1.MatchResources{ResourceRules: []admissionregistrationv1.NamedRuleWithOperations{{
+					RuleWithOperations: admissionregistrationv1.RuleWithOperations{
+						Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Update},
+						Rule:       admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"nodes"}},
+					},
+				}}},
+				Validations: []admissionregistrationv1.Validation{{
+					Expression: `object.metadata.name != "uncordon-denied" || object.spec.?unschedulable.orValue(false)`,
+					Message:    "uncordon-denied stays cordoned",
+				}},
+			},
+		}
+		binding := &admissionregistrationv1.ValidatingAdmissionPolicyBinding{
+			ObjectMeta: metav1.ObjectMeta{Name: "deny-uncordon-denied"},
+			Spec: admissionregistrationv1.ValidatingAdmissionPolicyBindingSpec{PolicyName: policy.Name,
+				ValidationActions: []admissionregistrationv1.ValidationAction{admissionregistrationv1.Deny}},
+		}
+		Expect(env.Client.Create(ctx, policy)).To(Succeed())
+		Expect(env.Client.Create(ctx, binding)).To(Succeed())
+		DeferCleanup(func() {
+			Expect(env.Client.Delete(ctx, binding)).To(Succeed())
+			Expect(env.Client.Delete(ctx, policy)).To(Succeed())
+		})
+		// The policy is in force once a dry-run uncordon is refused.
+		uncordon := []byte(`{"spec":{"unschedulable":false}}`)
+		Eventually(func() error {
+			_, err := env.Clientset.CoreV1().Nodes().Patch(ctx, "uncordon-denied", types.MergePatchType, uncordon, metav1.PatchOptions{DryRun: []string{metav1.DryRunAll}})
+			return err
+		}).WithTimeout(30 * time.Second).Should(HaveOccurred())
+
+		err := nodes.Uncordon(ctx, env.Client, stale)
+		Expect(apierrors.IsInvalid(err)).To(BeTrue(), "%v", err)
+		Expect(apierrors.IsConflict(err)).To(BeFalse(), "%v", err)
+		Expect(read("uncordon-denied").Spec.Unschedulable).To(BeTrue())
 	})
 
 	It("is a conflict when the reboot request changed since the read", func() {
