@@ -5,8 +5,12 @@ package kind
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/nodecycle/nodecycle/test/framework"
 )
@@ -28,9 +32,9 @@ func BenchmarkKindReboot(b *testing.B) {
 		if err := cluster.WaitAvailable(ctx); err != nil {
 			b.Fatal(err)
 		}
-		managers, err := Processes("nodecycle-manager")
-		if err != nil || len(managers) != 1 {
-			b.Fatalf("manager processes: %v %v", managers, err)
+		mgr, err := leader(ctx)
+		if err != nil {
+			b.Fatal(err)
 		}
 		agents, err := Processes("nodecycle-agent")
 		if err != nil {
@@ -45,7 +49,6 @@ func BenchmarkKindReboot(b *testing.B) {
 		if agent.PID == 0 {
 			b.Fatalf("no agent of %s among %v", target, agents)
 		}
-		mgr := managers[0].PID
 		cpu := func(pid int) time.Duration {
 			d, err := framework.ProcCPU(pid)
 			if err != nil {
@@ -123,4 +126,31 @@ func BenchmarkKindReboot(b *testing.B) {
 		fmt.Printf("%s: total %.1fs = drain %.1fs + node's own reboot %.1fs + nodecycle %.0fms (detection %.0fms, admission %.0fms)\n",
 			target, total.Seconds(), drain.Seconds(), node.Seconds(), framework.Millis(overhead), framework.Millis(detect), framework.Millis(admit))
 	}
+}
+
+// leader is the PID of the manager that holds the leader lease (the chart
+// runs two).
+func leader(ctx context.Context) (int, error) {
+	var holder string
+	err := wait.PollUntilContextTimeout(ctx, time.Second, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		lease, err := cluster.Clientset.CoordinationV1().Leases(Namespace).Get(ctx, "nodecycle-manager.nodecycle.io", metav1.GetOptions{})
+		if err != nil || lease.Spec.HolderIdentity == nil {
+			return false, nil
+		}
+		holder = *lease.Spec.HolderIdentity
+		return true, nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("reading the leader lease: %w", err)
+	}
+	managers, err := Processes("nodecycle-manager")
+	if err != nil {
+		return 0, err
+	}
+	for _, m := range managers {
+		if m.Hostname != "" && strings.HasPrefix(holder, m.Hostname) {
+			return m.PID, nil
+		}
+	}
+	return 0, fmt.Errorf("no manager process of the lease holder %q among %v", holder, managers)
 }

@@ -133,13 +133,21 @@ func checkUntouched(t *testing.T, ctx context.Context, nw *NodeWatch, node strin
 	}
 }
 
-func startTimeline(t *testing.T, ctx context.Context) *framework.Timeline {
+// begin starts a scenario: it prints its headline and starts the node
+// watch and the printed timeline; times count from the returned start.
+func begin(t *testing.T, ctx context.Context, format string, args ...any) (*NodeWatch, *framework.Timeline, time.Time) {
 	t.Helper()
-	tl, err := framework.StartTimeline(ctx, cluster.Config, framework.NewPrinter(os.Stdout), Namespace, SampleNamespace)
+	nw, err := cluster.WatchNodes(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return tl
+	tl, err := framework.StartTimeline(ctx, cluster.Config, framework.NewPrinter(os.Stdout), Namespace, SampleNamespace)
+	if err != nil {
+		nw.Stop()
+		t.Fatal(err)
+	}
+	fmt.Printf(format, args...)
+	return nw, tl, time.Now()
 }
 
 func testSeed(t *testing.T) {
@@ -150,14 +158,8 @@ func testSeed(t *testing.T) {
 	if len(before.pods) == 0 {
 		t.Fatalf("no sample pod on %s to drain", target)
 	}
-	nw, err := cluster.WatchNodes(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	nw, tl, start := begin(t, ctx, "\n%s needs a reboot: touch %s\n", target, SentinelPath)
 	defer nw.Stop()
-	tl := startTimeline(t, ctx)
-	start := time.Now()
-	fmt.Printf("\n%s needs a reboot: touch %s\n", target, SentinelPath)
 	if err := cluster.RequireReboot(ctx, target); err != nil {
 		t.Fatal(err)
 	}
@@ -193,14 +195,8 @@ func testEveryWorker(t *testing.T) {
 	for _, w := range cluster.Workers {
 		before[w] = take(t, ctx, w)
 	}
-	nw, err := cluster.WatchNodes(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	nw, tl, start := begin(t, ctx, "\nevery worker needs a reboot: %s\n", strings.Join(cluster.Workers, ", "))
 	defer nw.Stop()
-	tl := startTimeline(t, ctx)
-	start := time.Now()
-	fmt.Printf("\nevery worker needs a reboot: %s\n", strings.Join(cluster.Workers, ", "))
 	for _, w := range cluster.Workers {
 		if err := cluster.RequireReboot(ctx, w); err != nil {
 			t.Fatal(err)
@@ -273,14 +269,8 @@ func testBlockedDrain(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := take(t, ctx, target)
-	nw, err := cluster.WatchNodes(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	nw, tl, start := begin(t, ctx, "\n%s needs a reboot, but pod blocked has a budget of no disruption\n", target)
 	defer nw.Stop()
-	tl := startTimeline(t, ctx)
-	start := time.Now()
-	fmt.Printf("\n%s needs a reboot, but pod blocked has a budget of no disruption\n", target)
 	if err := cluster.RequireReboot(ctx, target); err != nil {
 		t.Fatal(err)
 	}

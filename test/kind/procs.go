@@ -15,6 +15,8 @@ type Process struct {
 	PID int
 	// Node is the agent's NODE_NAME, empty for the manager.
 	Node string
+	// Hostname is the process's HOSTNAME: its pod's name.
+	Hostname string
 }
 
 // Processes finds the running processes whose command is name
@@ -39,6 +41,9 @@ func Processes(name string) ([]Process, error) {
 			for _, kv := range strings.Split(string(environ), "\x00") {
 				if v, ok := strings.CutPrefix(kv, "NODE_NAME="); ok {
 					p.Node = v
+				}
+				if v, ok := strings.CutPrefix(kv, "HOSTNAME="); ok {
+					p.Hostname = v
 				}
 			}
 		}
