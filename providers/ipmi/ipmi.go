@@ -25,6 +25,10 @@ type Provider struct {
 	cipherSuite        types.CipherSuiteID
 }
 
+// protected are the RMCP+ cipher suites with authentication, integrity and
+// confidentiality (AES-CBC-128): 3 (SHA1), 8 and 12 (MD5), 17 (SHA256).
+var protected = map[int]bool{3: true, 8: true, 12: true, 17: true}
+
 // New builds the provider. Option cipherSuite (default 3:
 // RAKP-HMAC-SHA1, HMAC-SHA1-96, AES-CBC-128) pins the RMCP+ cipher suite;
 // negotiating one costs each connection several seconds on many BMCs.
@@ -38,10 +42,12 @@ func New(s providers.Settings) (providers.Provider, error) {
 		if err != nil || n < 0 || n > 17 {
 			return nil, fmt.Errorf("option cipherSuite %q is not an IPMI cipher suite number (0-17)", v)
 		}
-		if n == 0 {
+		if !protected[n] {
 			// Suite 0 has no authentication: anyone on the BMC network
-			// could act as the BMC, and the session proves nothing.
-			return nil, errors.New("option cipherSuite 0 is refused: it has no authentication; use 3 (the default) or another suite the BMC supports")
+			// could act as the BMC. The others lack integrity or
+			// confidentiality: the session (and the power command) can be
+			// altered or read on the way.
+			return nil, fmt.Errorf("option cipherSuite %d is refused: it has no authentication, integrity or confidentiality; use 3 (the default), 8, 12 or 17", n)
 		}
 		cs = n
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -64,10 +65,19 @@ func TestErrors(t *testing.T) {
 			t.Fatal("want an error for a cipher suite that is not a number")
 		}
 	})
-	t.Run("cipher suite without authentication", func(t *testing.T) {
-		_, err := New(providers.Settings{Username: "admin", Options: map[string]string{"cipherSuite": "0"}})
-		if err == nil || !strings.Contains(err.Error(), "no authentication") {
-			t.Fatalf("error %v, want cipher suite 0 refused", err)
+	t.Run("cipher suites without authentication, integrity or confidentiality", func(t *testing.T) {
+		for n := 0; n <= 17; n++ {
+			_, err := New(providers.Settings{Username: "admin", Options: map[string]string{"cipherSuite": strconv.Itoa(n)}})
+			switch n {
+			case 3, 8, 12, 17:
+				if err != nil {
+					t.Errorf("cipher suite %d: %v", n, err)
+				}
+			default:
+				if err == nil || !strings.Contains(err.Error(), "is refused") {
+					t.Errorf("cipher suite %d: error %v, want it refused", n, err)
+				}
+			}
 		}
 	})
 }
