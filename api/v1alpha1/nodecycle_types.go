@@ -313,14 +313,20 @@ type NodeCycleStatus struct {
 
 	// StartTime is when the operation took its maintenance slot.
 	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}(Z|[+-][0-9]{2}:[0-9]{2})$`
 	StartTime *metav1.MicroTime `json:"startTime,omitempty"`
 
 	// PhaseStartTime is when the current phase began; timeouts count from it.
 	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}(Z|[+-][0-9]{2}:[0-9]{2})$`
 	PhaseStartTime *metav1.MicroTime `json:"phaseStartTime,omitempty"`
 
 	// CompletionTime is when the operation reached a terminal phase.
 	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}(Z|[+-][0-9]{2}:[0-9]{2})$`
 	CompletionTime *metav1.MicroTime `json:"completionTime,omitempty"`
 
 	// BootIDBefore is the node's boot ID recorded before the reboot request.
@@ -329,6 +335,8 @@ type NodeCycleStatus struct {
 
 	// RebootRequestTime is when the reboot was requested from the agent.
 	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}(Z|[+-][0-9]{2}:[0-9]{2})$`
 	RebootRequestTime *metav1.MicroTime `json:"rebootRequestTime,omitempty"`
 
 	// BootIDAfter is the boot ID that proved the reboot.

@@ -6,9 +6,11 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
@@ -86,5 +88,30 @@ var _ = Describe("An object the manager cannot use", func() {
 		Eventually(func() []string { return eventReasons(c.node(1)) }).Should(ContainElement(string(v1alpha1.ReasonPolicyError)))
 		Expect(c.phases()).NotTo(HaveKey(c.node(1)))
 		Expect(c.getNode(c.node(1)).Spec.Unschedulable).To(BeFalse())
+	})
+})
+
+// N4: a status timestamp edited by hand without microseconds made every
+// list of NodeCycles undecodable (MicroTime parses only with them), so the
+// manager's caches never synced. The API server now refuses it.
+var _ = Describe("A NodeCycle status timestamp without microseconds", func() {
+	It("is refused by the API server, and the NodeCycles stay decodable", func() {
+		ctx := context.Background()
+		nc := &unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": v1alpha1.GroupVersion.String(), "kind": "NodeCycle",
+			"metadata": map[string]any{"name": "hand-edited", "namespace": "default"},
+			"spec":     map[string]any{"nodeName": "hand-edited", "request": map[string]any{}},
+		}}
+		Expect(env.Client.Create(ctx, nc)).To(Succeed())
+		DeferCleanup(func() { Expect(client.IgnoreNotFound(env.Client.Delete(ctx, nc))).To(Succeed()) })
+		status := func(startTime string) error {
+			patch := []byte(`{"status":{"startTime":"` + startTime + `"}}`)
+			return env.Client.Status().Patch(ctx, nc.DeepCopy(), client.RawPatch(types.MergePatchType, patch))
+		}
+		err := status("2025-01-01T00:00:00Z")
+		Expect(apierrors.IsInvalid(err)).To(BeTrue(), "%v", err)
+		Expect(status("2025-01-01T00:00:00.000000Z")).To(Succeed())
+		var list v1alpha1.NodeCycleList
+		Expect(env.Client.List(ctx, &list, client.InNamespace("default"))).To(Succeed())
 	})
 })
