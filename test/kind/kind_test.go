@@ -4,6 +4,7 @@ package kind
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"os"
 	"slices"
@@ -36,8 +37,15 @@ func TestMain(m *testing.M) {
 func run(m *testing.M) int {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
+	flags := map[string]string{"drain-timeout": drainTimeout.String()}
+	flag.Parse()
+	if f := flag.Lookup("test.bench"); f != nil && f.Value.String() != "" {
+		// The benchmark reboots one node again and again on purpose: not
+		// the reboot loop nodecycle quarantines a node for.
+		flags["reboot-loop-window"] = "1s"
+	}
 	var err error
-	cluster, err = Up(ctx, "nodecycle-e2e", map[string]string{"drain-timeout": drainTimeout.String()}, os.Stdout)
+	cluster, err = Up(ctx, "nodecycle-e2e", flags, os.Stdout)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
