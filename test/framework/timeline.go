@@ -120,18 +120,7 @@ func StartTimeline(ctx context.Context, cfg *rest.Config, out *Printer, nodeCycl
 		t.wg.Add(1)
 		go func(handle func(watch.Event)) {
 			defer t.wg.Done()
-			defer w.Stop()
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case ev, ok := <-w.ResultChan():
-					if !ok {
-						return
-					}
-					handle(ev)
-				}
-			}
+			Follow(ctx, w, handle)
 		}(s.handle)
 	}
 	return t, nil
@@ -279,4 +268,21 @@ func Short(id string) string {
 		return `""`
 	}
 	return id
+}
+
+// Follow hands every event of w to handle until ctx ends or w closes, then
+// stops w.
+func Follow(ctx context.Context, w watch.Interface, handle func(watch.Event)) {
+	defer w.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case ev, ok := <-w.ResultChan():
+			if !ok {
+				return
+			}
+			handle(ev)
+		}
+	}
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
 	"github.com/nodecycle/nodecycle/internal/nodes"
+	"github.com/nodecycle/nodecycle/test/framework"
 )
 
 // What a NodeWatch marks on a node.
@@ -62,20 +63,11 @@ func (c *Cluster) WatchNodes(ctx context.Context) (*NodeWatch, error) {
 	}
 	go func() {
 		defer close(nw.done)
-		defer w.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case ev, ok := <-w.ResultChan():
-				if !ok {
-					return
-				}
-				if n, isNode := ev.Object.(*corev1.Node); isNode && ev.Type == watch.Modified {
-					nw.observe(n, time.Now())
-				}
+		framework.Follow(ctx, w, func(ev watch.Event) {
+			if n, isNode := ev.Object.(*corev1.Node); isNode && ev.Type == watch.Modified {
+				nw.observe(n, time.Now())
 			}
-		}
+		})
 	}()
 	return nw, nil
 }
