@@ -66,16 +66,16 @@ func BenchmarkKindReboot(b *testing.B) {
 			b.Fatal(err)
 		}
 		cpu := func(pid int) time.Duration {
-			d, err := framework.ProcCPU(pid)
-			if err != nil {
-				b.Fatal(err)
+			d, cpuErr := framework.ProcCPU(pid)
+			if cpuErr != nil {
+				b.Fatal(cpuErr)
 			}
 			return d
 		}
 		rss := func(pid int, key string) float64 {
-			kib, err := framework.ProcStatusKiB(pid, key)
-			if err != nil {
-				b.Fatal(err)
+			kib, rssErr := framework.ProcStatusKiB(pid, key)
+			if rssErr != nil {
+				b.Fatal(rssErr)
 			}
 			return float64(kib) / 1024
 		}
@@ -93,12 +93,12 @@ func BenchmarkKindReboot(b *testing.B) {
 		mgrCPU1, agentCPU1 := cpu(mgr), cpu(agent.PID)
 		agentCPUBeforeReboot := agentCPU1
 		start := time.Now()
-		if err := cluster.RequireReboot(ctx, target); err != nil {
+		if err = cluster.RequireReboot(ctx, target); err != nil {
 			b.Fatal(err)
 		}
 		// The agent's CPU up to its reboot command, read before the node goes.
 		for nw.First(target, MarkAcknowledged).IsZero() && time.Since(start) < 5*time.Minute {
-			if d, err := framework.ProcCPU(agent.PID); err == nil {
+			if d, cpuErr := framework.ProcCPU(agent.PID); cpuErr == nil {
 				agentCPUBeforeReboot = d
 			}
 			time.Sleep(50 * time.Millisecond)

@@ -320,7 +320,7 @@ func testBlockedDrain(t *testing.T) {
 func phases(nc *v1alpha1.NodeCycle) string {
 	var s []string
 	for _, p := range nc.Status.PhaseDurations {
-		s = append(s, fmt.Sprintf("%s %s", p.Phase, p.Duration.Duration.Round(time.Millisecond)))
+		s = append(s, fmt.Sprintf("%s %s", p.Phase, p.Duration.Round(time.Millisecond)))
 	}
 	return strings.Join(s, ", ")
 }
