@@ -149,11 +149,15 @@ for ref in "${images[@]}"; do
   grep -qx "$ref" "$work/loaded" || { echo "hack/kind/node-image.sh: $ref did not load into the node's containerd" >&2; exit 1; }
 done
 docker stop -t 10 "$build_container" >/dev/null
+old_id=$(docker image inspect --format '{{.Id}}' "$image" 2>/dev/null || true)
 docker commit \
   --change 'ENTRYPOINT ["/usr/local/bin/nodecycle-entrypoint", "/usr/local/bin/entrypoint", "/sbin/init"]' \
   --change 'CMD []' \
   --change "LABEL io.nodecycle.kind-node-key=$key io.nodecycle.kubernetes-version=$kube_version" \
   "$build_container" "$image" >/dev/null
+docker rm -f "$build_container" >/dev/null && build_container=""
+# The image this one replaces, if any, is not kept.
+[ -z "$old_id" ] || [ "$old_id" = "$(docker image inspect --format '{{.Id}}' "$image")" ] || docker rmi "$old_id" >/dev/null 2>&1 || true
 docker rmi "$image-stage" "${images[@]}" >/dev/null 2>&1 || true
 size=$(docker image inspect --format '{{.Size}}' "$image")
 log "built $image (Kubernetes $kube_version, $((size / 1024 / 1024)) MiB, key $key)"

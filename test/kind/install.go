@@ -171,7 +171,11 @@ func Up(ctx context.Context, name string, managerFlags map[string]string, out io
 		return nil, err
 	}
 	step("loading the images into the nodes (kind load docker-image)")
-	if err := c.Load(ctx, image, SampleImage); err != nil {
+	err = c.Load(ctx, image, SampleImage)
+	// The nodes have the image now; each run builds its own tag, which the
+	// engine need not keep.
+	_, _ = docker(ctx, "rmi", image)
+	if err != nil {
 		return fail(err)
 	}
 	step("installing nodecycle with its Helm chart")
