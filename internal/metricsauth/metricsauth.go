@@ -4,16 +4,24 @@
 // An allowed caller is remembered for a minute, so a scrape every few
 // seconds costs the API server two requests a minute; a refusal for 10 s,
 // so that a role just granted takes effect soon.
+//
+// Anyone who reaches the port can send a new token with every request:
+// the reviews of tokens not remembered are rate-limited (reviewsPerSecond,
+// reviewBurst; beyond that the answer is 429 without asking the API
+// server), tokens are remembered by their SHA-256 only, and at most
+// maxRemembered answers are kept (refusals go first).
 package metricsauth
 
 import (
 	"context"
+	"crypto/sha256"
 	"net/http"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
+	"golang.org/x/time/rate"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -22,10 +30,14 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 )
 
-// How long a token's answer is kept.
+// How long a token's answer is kept, how many are kept, and how fast
+// tokens not remembered are reviewed.
 const (
-	allowedTTL = time.Minute
-	refusedTTL = 10 * time.Second
+	allowedTTL       = time.Minute
+	refusedTTL       = 10 * time.Second
+	maxRemembered    = 1024
+	reviewsPerSecond = 2
+	reviewBurst      = 10
 )
 
 // Filter is a metricsserver.Options.FilterProvider.
@@ -34,7 +46,7 @@ func Filter(cfg *rest.Config, httpClient *http.Client) (metricsserver.Filter, er
 	if err != nil {
 		return nil, err
 	}
-	g := &guard{cs: cs, decided: map[string]decision{}, now: time.Now}
+	g := newGuard(cs, time.Now)
 	return func(log logr.Logger, next http.Handler) (http.Handler, error) {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
@@ -63,20 +75,33 @@ type decision struct {
 type guard struct {
 	cs      kubernetes.Interface
 	mu      sync.Mutex
-	decided map[string]decision // by token and path
+	decided map[[sha256.Size]byte]decision // by the hash of path and token
+	reviews *rate.Limiter
 	now     func() time.Time
 }
 
-// check answers 200, 401 or 403 for the token on path; an API server that
-// cannot be asked answers 403 (fail closed), not kept.
+func newGuard(cs kubernetes.Interface, now func() time.Time) *guard {
+	return &guard{cs: cs, decided: map[[sha256.Size]byte]decision{}, now: now, reviews: rate.NewLimiter(reviewsPerSecond, reviewBurst)}
+}
+
+// check answers 200, 401 or 403 for the token on path, or 429 when too
+// many tokens not remembered came in; an API server that cannot be asked
+// answers 403 (fail closed), not kept.
 func (g *guard) check(ctx context.Context, token, path string) (int, error) {
-	key := path + "\x00" + token
+	key := sha256.Sum256([]byte(path + "\x00" + token))
 	g.mu.Lock()
-	if d, ok := g.decided[key]; ok && g.now().Before(d.until) {
+	d, known := g.decided[key]
+	if known && g.now().Before(d.until) {
 		g.mu.Unlock()
 		return d.code, nil
 	}
+	// A caller allowed before is asked about again at once: new tokens
+	// never keep the scraper out.
+	limited := !(known && d.code == http.StatusOK) && !g.reviews.AllowN(g.now(), 1)
 	g.mu.Unlock()
+	if limited {
+		return http.StatusTooManyRequests, nil
+	}
 	tr, err := g.cs.AuthenticationV1().TokenReviews().Create(ctx, &authenticationv1.TokenReview{Spec: authenticationv1.TokenReviewSpec{Token: token}}, metav1.CreateOptions{})
 	if err != nil {
 		return http.StatusForbidden, err
@@ -102,10 +127,8 @@ func (g *guard) check(ctx context.Context, token, path string) (int, error) {
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	for k, d := range g.decided { // forget what is old, so the map stays small
-		if !g.now().Before(d.until) {
-			delete(g.decided, k)
-		}
+	if len(g.decided) >= maxRemembered {
+		g.forget(code == http.StatusOK)
 	}
 	ttl := refusedTTL
 	if code == http.StatusOK {
@@ -113,4 +136,25 @@ func (g *guard) check(ctx context.Context, token, path string) (int, error) {
 	}
 	g.decided[key] = decision{code: code, until: g.now().Add(ttl)}
 	return code, nil
+}
+
+// forget makes room: the refusals that are old, the other refusals, the
+// allowed callers that are old, then, for an allowed caller, any.
+func (g *guard) forget(allowed bool) {
+	now := g.now()
+	for _, gone := range []func(decision) bool{
+		func(d decision) bool { return d.code != http.StatusOK && !now.Before(d.until) },
+		func(d decision) bool { return d.code != http.StatusOK },
+		func(d decision) bool { return !now.Before(d.until) },
+		func(decision) bool { return allowed },
+	} {
+		for k, d := range g.decided {
+			if len(g.decided) < maxRemembered {
+				return
+			}
+			if gone(d) {
+				delete(g.decided, k)
+			}
+		}
+	}
 }
