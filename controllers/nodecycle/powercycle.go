@@ -149,11 +149,20 @@ func (st *powerCycle) powerOnNow(ctx context.Context, s *step) error {
 // giveUp ends the power cycle without a new boot: it asks for power-on
 // first, so that a machine is never left off, then runs the ladder's next
 // step or fails the NodeCycle.
+//
+// A provider that cannot be built (its Secret deleted, its settings
+// broken) is built once more to ask; when that fails too, the message says
+// that the machine may be off and must be powered on by hand.
 func (st *powerCycle) giveUp(ctx context.Context, s *step, p providers.Provider, m providers.Machine, reason v1alpha1.Reason, why string) {
-	if p != nil && len(m.Candidates) > 0 {
-		if err := p.PowerOn(ctx, m); err != nil {
-			why += fmt.Sprintf("; powering the machine on failed too: %v", err)
-		}
+	var err error
+	switch {
+	case p != nil && len(m.Candidates) > 0:
+		err = p.PowerOn(ctx, m)
+	case poweredOff(s.nc.Status.Phase):
+		err = st.powerOnNow(ctx, s)
+	}
+	if err != nil {
+		why += fmt.Sprintf("; the machine may be off: powering it on failed too (%v); power it on by hand", err)
 	}
 	s.escalateOrFail(reason, why)
 }

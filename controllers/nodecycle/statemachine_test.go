@@ -275,6 +275,24 @@ func TestPowerCycleSurvivesProviderErrors(t *testing.T) {
 			t.Errorf("given up after %s, before the power timeout", got)
 		}
 	})
+	// H8 remainder: the provider cannot be built any more while the
+	// machine is off (its Secret deleted): the message says so.
+	t.Run("a provider that cannot be built says the machine may be off", func(t *testing.T) {
+		h := newHarness(t)
+		h.open(v1alpha1.StrategyPowerCycle)
+		h.runUntil(v1alpha1.PhasePoweringOn)
+		nc := h.cycle()
+		nc.Spec.PowerCycle.CredentialsSecretRef = &v1alpha1.SecretReference{Name: "deleted"}
+		if err := h.c.Update(h.ctx, nc); err != nil {
+			t.Fatal(err)
+		}
+		h.runUntil(v1alpha1.PhaseFailed)
+		nc = h.cycle()
+		if nc.Status.Reason != v1alpha1.ReasonProviderError || !strings.Contains(nc.Status.Message, "the machine may be off: powering it on failed too") ||
+			!strings.Contains(nc.Status.Message, "power it on by hand") {
+			t.Fatalf("reason %s message %q", nc.Status.Reason, nc.Status.Message)
+		}
+	})
 	t.Run("a power-off timeout turns the machine on again and escalates", func(t *testing.T) {
 		h := newHarness(t, withMachine())
 		h.createMachine(testMachine, "ms-1", "")
