@@ -82,6 +82,9 @@ type Settings struct {
 	// Options are provider-specific settings (cipherSuite for IPMI, uri
 	// for libvirt).
 	Options map[string]string
+	// Machines are the patterns of the machines the credentials may be
+	// used for (the credentials Secret's key machines); empty: any.
+	Machines []string
 }
 
 // Factory builds a provider from its settings.

@@ -54,6 +54,9 @@ func (c *Cache) Target(ctx context.Context, nc *v1alpha1.NodeCycle, node *corev1
 		return nil, providers.Machine{}, fmt.Errorf("power-cycle %w", err)
 	}
 	m, err := providers.Resolve(node, pc.Provider, pc.Machines)
+	if err == nil {
+		err = Allowed(settings, m)
+	}
 	if err != nil {
 		return nil, providers.Machine{}, fmt.Errorf("power-cycle provider %s: %w", pc.Provider, err)
 	}

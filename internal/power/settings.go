@@ -3,6 +3,7 @@ package power
 import (
 	"context"
 	"fmt"
+	"path"
 	"slices"
 	"strings"
 
@@ -18,18 +19,46 @@ import (
 // commas, the namespaces whose NodeCyclePolicies may use it besides its own.
 const AnnotationCredentialsFor = "nodecycle.io/credentials-for"
 
+// Keys of a credentials Secret besides username and password: what the
+// operator who owns the Secret says about where its credentials may go.
+// They win over a policy's own settings; a policy of another namespace
+// (credentials-for) may not set these itself.
+const (
+	// SecretKeyEndpoint is the provider's endpoint (vCenter URL, libvirt
+	// URI or address, VBoxManage path).
+	SecretKeyEndpoint = "endpoint"
+	// SecretKeyMachines lists, one per line or separated by commas, the
+	// machines (VM names or UUIDs, BMC addresses) the credentials may be
+	// used for; path.Match patterns (tenant-a-*, 10.0.3.*).
+	SecretKeyMachines = "machines"
+	// SecretKeyCABundle and SecretKeyInsecureSkipVerify are the TLS
+	// settings of the endpoint or the BMCs.
+	SecretKeyCABundle           = "caBundle"
+	SecretKeyInsecureSkipVerify = "insecureSkipVerify"
+)
+
 // Settings reads the provider's settings and credentials for a policy of
 // namespace. Credentials Secrets are read only from secrets, the manager's
 // own namespace; a policy of another namespace (a Cluster's, in Cluster
 // API mode) may use one only when the Secret names that namespace in its
-// annotation nodecycle.io/credentials-for. So whoever may write a policy
-// but not read Secrets cannot make the manager send a credential it was
-// not given. The Secret is read from the API server each time (Secrets are
-// not cached) and its values never leave this function except inside the
-// Settings.
+// annotation nodecycle.io/credentials-for, and it must use one: a provider
+// without credentials (libvirt, VirtualBox) would otherwise reach whatever
+// the manager reaches. For such a namespace, where the credentials go is
+// the Secret's to say: its endpoint (key endpoint) or the machines it
+// allows (key machines), and its TLS settings; the policy may not set
+// them, nor the libvirt uri option. So whoever may write a policy but not
+// read Secrets cannot make the manager send a credential, or a power-off,
+// anywhere it was not given for. The Secret is read from the API server
+// each time (Secrets are not cached) and its values never leave this
+// function except inside the Settings.
 func Settings(ctx context.Context, r client.Reader, secrets, namespace string, pc *v1alpha1.PowerCycleSpec) (providers.Settings, error) {
 	s := providers.Settings{Endpoint: pc.Endpoint, InsecureSkipVerify: pc.InsecureSkipVerify, CABundle: pc.CABundle, Options: pc.Options}
+	foreign := namespace != secrets
 	if pc.CredentialsSecretRef == nil {
+		if foreign {
+			return s, fmt.Errorf("a policy of namespace %s needs a credentials Secret (spec.powerCycle.credentialsSecretRef) of the manager's namespace %s that lists it in %s and says where it may be used (key %s or %s)",
+				namespace, secrets, AnnotationCredentialsFor, SecretKeyEndpoint, SecretKeyMachines)
+		}
 		return s, nil
 	}
 	var secret corev1.Secret
@@ -40,13 +69,69 @@ func Settings(ctx context.Context, r client.Reader, secrets, namespace string, p
 		}
 		return s, fmt.Errorf("reading credentials Secret %s: %w", key, err)
 	}
-	if namespace != secrets && !slices.Contains(strings.Split(strings.ReplaceAll(secret.Annotations[AnnotationCredentialsFor], " ", ""), ","), namespace) {
+	if foreign && !slices.Contains(strings.Split(strings.ReplaceAll(secret.Annotations[AnnotationCredentialsFor], " ", ""), ","), namespace) {
 		return s, fmt.Errorf("credentials Secret %s may not be used by namespace %s: the Secret's owner lists the namespaces allowed in its annotation %s", key, namespace, AnnotationCredentialsFor)
 	}
+	if foreign {
+		if err := ownSettingsOf(pc); err != nil {
+			return s, fmt.Errorf("credentials Secret %s is shared with namespace %s, whose policy %w", key, namespace, err)
+		}
+		if len(secret.Data[SecretKeyEndpoint]) == 0 && len(secret.Data[SecretKeyMachines]) == 0 {
+			return s, fmt.Errorf("credentials Secret %s is shared with namespace %s but says nowhere where it may be used: add key %s or %s", key, namespace, SecretKeyEndpoint, SecretKeyMachines)
+		}
+	}
+	if v := string(secret.Data[SecretKeyEndpoint]); v != "" {
+		if pc.Endpoint != "" && pc.Endpoint != v {
+			return s, fmt.Errorf("spec.powerCycle.endpoint %q is not the endpoint of credentials Secret %s: leave it out", pc.Endpoint, key)
+		}
+		s.Endpoint = v
+	}
+	if v, ok := secret.Data[SecretKeyCABundle]; ok {
+		s.CABundle = string(v)
+	}
+	if v, ok := secret.Data[SecretKeyInsecureSkipVerify]; ok {
+		s.InsecureSkipVerify = strings.TrimSpace(string(v)) == "true"
+	}
+	s.Machines = strings.FieldsFunc(string(secret.Data[SecretKeyMachines]), func(r rune) bool { return r == ',' || r == '\n' || r == ' ' })
 	user, pass := secret.Data["username"], secret.Data["password"]
-	if len(user) == 0 || len(pass) == 0 {
-		return s, fmt.Errorf("credentials Secret %s needs the keys username and password", key)
+	if (len(user) == 0) != (len(pass) == 0) {
+		return s, fmt.Errorf("credentials Secret %s needs both keys username and password, or neither", key)
 	}
 	s.Username, s.Password = string(user), string(pass)
 	return s, nil
+}
+
+// ownSettingsOf says what a policy sets that only a shared Secret may.
+func ownSettingsOf(pc *v1alpha1.PowerCycleSpec) error {
+	var set []string
+	if pc.Endpoint != "" {
+		set = append(set, "endpoint")
+	}
+	if pc.InsecureSkipVerify {
+		set = append(set, "insecureSkipVerify")
+	}
+	if pc.CABundle != "" {
+		set = append(set, "caBundle")
+	}
+	if _, ok := pc.Options["uri"]; ok {
+		set = append(set, "options.uri")
+	}
+	if len(set) == 0 {
+		return nil
+	}
+	return fmt.Errorf("may not set %s: they come from the Secret", strings.Join(set, ", "))
+}
+
+// Allowed checks that every form of machine m is one the settings'
+// credentials may be used for.
+func Allowed(s providers.Settings, m providers.Machine) error {
+	if len(s.Machines) == 0 {
+		return nil
+	}
+	for _, c := range m.Candidates {
+		if !slices.ContainsFunc(s.Machines, func(pattern string) bool { ok, _ := path.Match(pattern, c); return ok }) {
+			return fmt.Errorf("machine %s (from %s) is not one its credentials Secret allows (key %s)", c, m.Source, SecretKeyMachines)
+		}
+	}
+	return nil
 }

@@ -23,7 +23,8 @@ func LendBMC(ctx context.Context, c client.Client, ns, node string, bmc *peers.B
 	}
 	if err := c.Create(ctx, &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Name: ns + "-bmc", Namespace: "nodecycle-system", Annotations: map[string]string{power.AnnotationCredentialsFor: ns}},
-		Data:       map[string][]byte{"username": []byte(bmc.Username), "password": []byte(bmc.Password)},
+		// The operator lends it for this BMC only.
+		Data: map[string][]byte{"username": []byte(bmc.Username), "password": []byte(bmc.Password), power.SecretKeyMachines: []byte(bmc.Addr)},
 	}); err != nil {
 		return err
 	}
