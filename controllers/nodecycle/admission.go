@@ -3,7 +3,6 @@ package nodecycle
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"sort"
 	"strconv"
 	"strings"
@@ -306,7 +305,11 @@ func (r *Reconciler) blockers(ctx context.Context, s *step) (hold bool, wait tim
 		return true, wait, err
 	}
 	if g.BlockingAlerts != nil {
-		firing, alertsErr := gates.BlockingAlerts(ctx, http.DefaultClient, g.BlockingAlerts)
+		if err := gates.AlertmanagerAllowed(g.BlockingAlerts, s.nc.Namespace, r.Config.Namespace, r.Config.AlertmanagerURLs); err != nil {
+			s.nc.Status.Message = fmt.Sprintf("Waiting: %v", err) // held: what cannot be checked is not known to be quiet
+			return true, gatePollInterval, nil
+		}
+		firing, alertsErr := gates.BlockingAlerts(ctx, nil, g.BlockingAlerts)
 		switch {
 		case alertsErr != nil:
 			// Fail closed: what cannot be checked is not known to be quiet.

@@ -1036,3 +1036,38 @@ func TestAStaleReadOfAnEndedNodeCycleDoesNothing(t *testing.T) {
 		t.Fatalf("a stale read of the ended NodeCycle made %d writes and Events %v", writes, got)
 	}
 }
+
+// N3: a NodeCycle of a namespace other than the manager's has the manager
+// ask only the Alertmanagers the operator allowed (--alertmanager-urls):
+// before, any URL was requested and its status code came back in the
+// message.
+func TestAnotherNamespaceAsksOnlyAllowedAlertmanagers(t *testing.T) {
+	var asked atomic.Int32
+	am := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		asked.Add(1)
+		_, _ = w.Write([]byte("[]"))
+	}))
+	defer am.Close()
+	h := newHarness(t)
+	h.cfg.Namespace = "operators" // the NodeCycle's namespace is a tenant's
+	h.restart()
+	nc := h.open()
+	nc.Spec.BlockingAlerts = &v1alpha1.AlertGate{AlertmanagerURL: am.URL}
+	if err := h.c.Update(h.ctx, nc); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		h.settle()
+		h.clock.Step(gatePollInterval)
+	}
+	if got := h.cycle(); asked.Load() != 0 || got.Status.Phase != v1alpha1.PhasePending ||
+		!strings.Contains(got.Status.Message, "may not be used by namespace "+testNamespace+": the manager's --alertmanager-urls allows none") {
+		t.Fatalf("Alertmanager asked %d times; phase %s: %s", asked.Load(), got.Status.Phase, got.Status.Message)
+	}
+	h.cfg.AlertmanagerURLs = []string{am.URL + "/"}
+	h.restart()
+	h.runUntil(v1alpha1.PhaseWaitingForNodeReady)
+	if asked.Load() == 0 {
+		t.Error("the allowed Alertmanager was never asked")
+	}
+}

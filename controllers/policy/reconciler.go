@@ -33,6 +33,8 @@ type Reconciler struct {
 	Providers *providers.Registry
 	// Namespace is the manager's: credentials Secrets are read there.
 	Namespace string
+	// AlertmanagerURLs are the Alertmanagers other namespaces may name.
+	AlertmanagerURLs []string
 }
 
 // Reconcile implements reconcile.Reconciler.
@@ -90,6 +92,9 @@ func (r *Reconciler) validate(ctx context.Context, p *v1alpha1.NodeCyclePolicy) 
 		errs = append(errs, err)
 	}
 	if _, _, err := gates.BlockingPod(nil, p.Spec.BlockingPodSelectors); err != nil {
+		errs = append(errs, err)
+	}
+	if err := gates.AlertmanagerAllowed(p.Spec.BlockingAlerts, p.Namespace, r.Namespace, r.AlertmanagerURLs); err != nil {
 		errs = append(errs, err)
 	}
 	if slices.Contains(p.Spec.Strategies, v1alpha1.StrategyPowerCycle) && p.Spec.PowerCycle == nil {

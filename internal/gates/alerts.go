@@ -13,9 +13,42 @@ import (
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
 )
 
+// AlertmanagerAllowed says whether a policy or NodeCycle of namespace may
+// have the manager ask the gate's Alertmanager: any, in the manager's own
+// namespace (the operator's); elsewhere only one of allowed (the manager's
+// --alertmanager-urls), so that a tenant cannot make the manager request
+// URLs of their choosing inside its network and read the status codes
+// back from the NodeCycle's message.
+func AlertmanagerAllowed(g *v1alpha1.AlertGate, namespace, managerNamespace string, allowed []string) error {
+	if g == nil || namespace == managerNamespace {
+		return nil
+	}
+	want := strings.TrimSuffix(g.AlertmanagerURL, "/")
+	for _, a := range allowed {
+		if strings.TrimSuffix(a, "/") == want {
+			return nil
+		}
+	}
+	return fmt.Errorf("blockingAlerts.alertmanagerURL %s may not be used by namespace %s: the manager's --alertmanager-urls allows %s", g.AlertmanagerURL, namespace, orNone(allowed))
+}
+
+func orNone(list []string) string {
+	if len(list) == 0 {
+		return "none"
+	}
+	return strings.Join(list, ", ")
+}
+
+// noRedirects is the client Alertmanager is asked with: an allowed URL
+// does not lead elsewhere.
+var noRedirects = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+
 // BlockingAlerts asks Alertmanager (API v2) for active, unsilenced,
 // uninhibited alerts matching the gate and returns their names, sorted.
 func BlockingAlerts(ctx context.Context, c *http.Client, g *v1alpha1.AlertGate) ([]string, error) {
+	if c == nil {
+		c = noRedirects
+	}
 	q := url.Values{"active": {"true"}, "silenced": {"false"}, "inhibited": {"false"}}
 	for _, m := range g.Matchers {
 		q.Add("filter", m)

@@ -28,6 +28,10 @@ type Config struct {
 	// TopologyKey, when set, allows at most one node per value of this
 	// node label (a zone, say) in maintenance at once, within MaxConcurrent.
 	TopologyKey string
+	// AlertmanagerURLs are the Alertmanagers that policies of namespaces
+	// other than Namespace may name in blockingAlerts; the manager asks no
+	// other URL for them.
+	AlertmanagerURLs []string
 	// Drain holds the drain settings copied into each new NodeCycle.
 	Drain v1alpha1.DrainSpec
 	// RebootTimeout bounds the wait for a new boot ID and Ready.
