@@ -81,3 +81,25 @@ func TestManagerWaitsLongForItsFirstLists(t *testing.T) {
 		t.Fatalf("controllers wait %v for their caches, want at least 10m", got)
 	}
 }
+
+// N10: the install gives the manager its container's memory limit; the Go
+// runtime's soft limit is 90% of it (at 100% the fleet's manager peaked at
+// 1,007 of 1,024 MiB), unless GOMEMLIMIT says otherwise.
+func TestSoftMemoryLimitIsNinetyPercentOfTheContainers(t *testing.T) {
+	env := func(vars map[string]string) func(string) (string, bool) {
+		return func(k string) (string, bool) { v, ok := vars[k]; return v, ok }
+	}
+	o, err := ParseOptions(nil, env(map[string]string{"NODECYCLE_MEMORY_LIMIT": "2147483648"}), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := SoftMemoryLimit(o.MemoryLimit, env(nil)); got != 1932735276 {
+		t.Fatalf("soft limit %d for a 2 GiB container, want 1932735276 (90%%)", got)
+	}
+	if got := SoftMemoryLimit(o.MemoryLimit, env(map[string]string{"GOMEMLIMIT": "1GiB"})); got != 0 {
+		t.Fatalf("soft limit %d with GOMEMLIMIT set, want 0 (the runtime's own)", got)
+	}
+	if got := SoftMemoryLimit(0, env(nil)); got != 0 {
+		t.Fatalf("soft limit %d without a container limit, want 0", got)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"runtime/debug"
 
 	"k8s.io/klog/v2/textlogger"
 	"k8s.io/utils/clock"
@@ -37,6 +38,10 @@ func run() error {
 	}
 	ctrl.SetLogger(textlogger.NewLogger(textlogger.NewConfig(textlogger.Verbosity(opts.Verbosity))))
 	ctrl.Log.Info("nodecycle-manager", "version", version.Version)
+	if soft := controllers.SoftMemoryLimit(opts.MemoryLimit, os.LookupEnv); soft > 0 {
+		debug.SetMemoryLimit(soft)
+		ctrl.Log.Info("Soft memory limit set", "bytes", soft, "containerLimit", opts.MemoryLimit)
+	}
 	cfg, err := kubeconfig.Load(opts.Kubeconfig)
 	if err != nil {
 		return err

@@ -74,6 +74,8 @@ type Clusters interface {
 	WatchNodes(ctx context.Context, namespace, cluster, name string, c controller.Controller, h handler.EventHandler) error
 	// Nodes returns the cached Nodes of every cluster whose Nodes are
 	// watched, by cluster ("namespace/name"; "" for the local cluster).
+	// They are the caches' own objects, not copies (a scrape reads every
+	// Node of every cluster): read them, never change them.
 	Nodes(ctx context.Context) (map[string][]corev1.Node, error)
 }
 
@@ -118,7 +120,7 @@ func (Local) WatchNodes(context.Context, string, string, string, controller.Cont
 // Nodes implements Clusters.
 func (l Local) Nodes(ctx context.Context) (map[string][]corev1.Node, error) {
 	var list corev1.NodeList
-	if err := l.W.Client.List(ctx, &list); err != nil {
+	if err := l.W.Client.List(ctx, &list, client.UnsafeDisableDeepCopy); err != nil {
 		return nil, err
 	}
 	return map[string][]corev1.Node{"": list.Items}, nil

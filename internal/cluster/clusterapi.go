@@ -203,7 +203,7 @@ func (c ClusterAPI) Nodes(ctx context.Context) (map[string][]corev1.Node, error)
 			return true // not connected now: no value rather than a stale one
 		}
 		var list corev1.NodeList
-		if err := cl.List(ctx, &list); err != nil {
+		if err := cl.List(ctx, &list, client.UnsafeDisableDeepCopy); err != nil {
 			errs = append(errs, err)
 			return true
 		}

@@ -42,7 +42,7 @@ import (
 // that repeats the one before it is left out). With FLEET_MEMORY_LIMIT
 // (say 1Gi) a last row runs the manager of the last one as its Deployment
 // would with that memory limit: in a memory cgroup of that limit, with
-// GOMEMLIMIT set to it.
+// --memory-limit set to it (a soft limit of 90%).
 //
 // The workload clusters share FLEET_SERVERS (default 4) real API servers
 // through framework.NodeViews, each cluster seeing its own Nodes. Cluster
@@ -333,7 +333,7 @@ func (f *fleet) addMachine(ctx context.Context, i, j int, labels map[string]stri
 }
 
 // measure starts the manager (unless memLimit is "", in a memory cgroup of
-// that limit with GOMEMLIMIT set to it), waits until it watches every
+// that limit with --memory-limit set to it), waits until it watches every
 // opted-in cluster's Nodes and has reconciled every Machine, then samples
 // detection.
 func (f *fleet) measure(ctx context.Context, b *testing.B, optedIn int, memLimit string) {
@@ -359,7 +359,7 @@ func (f *fleet) measure(ctx context.Context, b *testing.B, optedIn int, memLimit
 			b.Fatal(err)
 		}
 		argv = cg.command(argv...)
-		env = append(os.Environ(), fmt.Sprintf("GOMEMLIMIT=%d", limit.Value()))
+		env = append(os.Environ(), fmt.Sprintf("NODECYCLE_MEMORY_LIMIT=%d", limit.Value())) // as the Deployment sets it
 	}
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr, cmd.Env = logFile, logFile, env
