@@ -45,9 +45,22 @@ import (
 	"github.com/nodecycle/nodecycle/internal/metricsauth"
 	"github.com/nodecycle/nodecycle/internal/nodes"
 	"github.com/nodecycle/nodecycle/internal/notify"
+	"github.com/nodecycle/nodecycle/internal/printable"
 	"github.com/nodecycle/nodecycle/internal/settings"
 	"github.com/nodecycle/nodecycle/providers/all"
 )
+
+// SoftMemoryLimit is the Go runtime's soft memory limit for a container
+// memory limit of limit bytes: 90% of it, for the memory the runtime does
+// not count (stacks of cgo, the kernel's page cache of the binary) and the
+// bursts between two collections; 0 (leave the runtime's) when limit is 0
+// or GOMEMLIMIT is set.
+func SoftMemoryLimit(limit int64, lookupEnv func(string) (string, bool)) int64 {
+	if _, set := lookupEnv("GOMEMLIMIT"); set || limit <= 0 {
+		return 0
+	}
+	return limit / 10 * 9
+}
 
 // Options are the manager's settings.
 type Options struct {
@@ -64,6 +77,9 @@ type Options struct {
 	QPS           float64
 	Burst         int
 	Verbosity     int
+	// MemoryLimit is the container's memory limit in bytes (0: none); the
+	// Go runtime's soft limit is set to 90% of it (SoftMemoryLimit).
+	MemoryLimit int64
 	// ClusterAPI runs the manager in a Cluster API management cluster: it
 	// handles the nodes of every workload cluster, not its own.
 	ClusterAPI  bool
@@ -107,6 +123,7 @@ func ParseOptions(args []string, lookupEnv func(string) (string, bool), usage io
 	fs.BoolVar(&o.LeaderElect, "leader-elect", true, "Elect a leader so that only one manager acts at a time.")
 	fs.StringVar(&o.LeaderElectNS, "leader-election-namespace", "", "Namespace of the leader election Lease; defaults to --namespace.")
 	fs.IntVar(&o.Verbosity, "v", 0, "Log verbosity.")
+	fs.Int64Var(&o.MemoryLimit, "memory-limit", 0, "The container's memory limit in bytes (the install sets it from limits.memory); the Go runtime collects garbage harder from 90% of it on, leaving room for what it does not count. 0: no limit; GOMEMLIMIT, when set, wins.")
 	fs.Float64Var(&o.QPS, "kube-api-qps", 50, "Requests per second the manager may send to the API server (client-side limit).")
 	fs.IntVar(&o.Burst, "kube-api-burst", 100, "Burst of requests above --kube-api-qps.")
 	fs.StringVar(&c.Namespace, "namespace", def.Namespace, "Namespace of the NodeCycles of this cluster.")
@@ -123,6 +140,18 @@ func ParseOptions(args []string, lookupEnv func(string) (string, bool), usage io
 	fs.DurationVar(&o.rebootTimeout, "reboot-timeout", def.RebootTimeout, "Time limit from the reboot request to a new boot ID and Ready=True.")
 	fs.DurationVar(&c.SettleTime, "settle-time", 0, "A node's maintenance starts at least this long after the last one in its cluster ended (a policy's settleTime overrides it).")
 	fs.BoolVar(&c.WaitForHealthyPDBs, "wait-for-healthy-pdbs", false, "A node's maintenance starts only while every PodDisruptionBudget of its cluster is healthy (a policy's waitForHealthyPodDisruptionBudgets overrides it).")
+	fs.Func("alertmanager-urls", "Comma-separated base URLs of the Alertmanagers that NodeCyclePolicies of namespaces other than the manager's may name in blockingAlerts (the manager's own namespace may name any); empty: none.", func(v string) error {
+		c.AlertmanagerURLs = nil
+		for u := range strings.SplitSeq(v, ",") {
+			if u = strings.TrimSpace(u); u != "" {
+				if !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
+					return fmt.Errorf("%q is not an http(s) URL", u)
+				}
+				c.AlertmanagerURLs = append(c.AlertmanagerURLs, u)
+			}
+		}
+		return nil
+	})
 	fs.BoolVar(&c.TaintWaitingNodes, "taint-waiting-nodes", false, "A node waiting for its maintenance carries the taint "+v1alpha1.TaintMaintenancePending+":PreferNoSchedule, so that pods evicted elsewhere avoid it; the cordon takes it off (a policy's taintWhileWaiting overrides it).")
 	fs.BoolVar(&c.ExcludeFromMedik8s, "medik8s-exclude-from-remediation", false, "Put medik8s' label "+settings.LabelMedik8sExclude+"=true on a node with the cordon (removed with the uncordon), so that medik8s does not remediate a node that is only rebooting.")
 	fs.BoolVar(&c.WaitForDaemonSetPods, "wait-for-daemonset-pods", false, "Uncordon a rebooted node only once its DaemonSet pods are Ready again (a policy's waitForPods overrides it).")
@@ -283,6 +312,8 @@ func New(ctx context.Context, cfg *rest.Config, o *Options, clk clock.PassiveClo
 		}
 		recorder = n.Wrap(recorder)
 	}
+	// Outermost: Events and notifications quote what users wrote.
+	recorder = printable.Recorder(recorder)
 	opener := cycles.Opener{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: recorder, Clock: clk, Config: o.Controllers}
 	var clusters cluster.Clusters = cluster.Local{W: cluster.Workload{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Config: mgr.GetConfig()}, Recorder: recorder}
 	var requests nodecycle.Resolver
@@ -306,6 +337,7 @@ func New(ctx context.Context, cfg *rest.Config, o *Options, clk clock.PassiveClo
 	}
 	if err := (&policy.Reconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: recorder, Providers: registry, Namespace: o.Controllers.Namespace,
+		AlertmanagerURLs: o.Controllers.AlertmanagerURLs,
 	}).SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("setting up policy controller: %w", err)
 	}

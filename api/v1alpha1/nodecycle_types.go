@@ -69,6 +69,7 @@ type NodeCycleSpec struct {
 	// NodeName is the Node this operation is about.
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`
 	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="nodeName is immutable"
 	NodeName string `json:"nodeName"`
 
@@ -76,6 +77,7 @@ type NodeCycleSpec struct {
 	// cluster the manager runs in.
 	// +optional
 	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`
 	ClusterName string `json:"clusterName,omitempty"`
 
 	// MachineName is the Cluster API Machine of the node, in the NodeCycle's
@@ -180,11 +182,16 @@ type RequestSpec struct {
 	// node's Events.
 	// +optional
 	// +kubebuilder:validation:MaxLength=256
+	// +kubebuilder:validation:Pattern=`^[^\x00-\x1f\x7f]*$`
 	Reason string `json:"reason,omitempty"`
 
-	// RequestedBy names who asked (kubectl nodecycle request fills it in).
+	// RequestedBy is the user name of who asked, as the API server knows
+	// them (kubectl auth whoami). The install's admission policy
+	// (config/request-policy) makes it the creator's own user name;
+	// kubectl nodecycle request fills it in.
 	// +optional
 	// +kubebuilder:validation:MaxLength=256
+	// +kubebuilder:validation:Pattern=`^[^\x00-\x1f\x7f]*$`
 	RequestedBy string `json:"requestedBy,omitempty"`
 }
 

@@ -14,6 +14,7 @@ import (
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
 	"github.com/nodecycle/nodecycle/internal/cycles"
+	"github.com/nodecycle/nodecycle/internal/printable"
 )
 
 // Resolver fills in on-demand requests (NodeCycles a person created with
@@ -95,7 +96,7 @@ func (r *Reconciler) refuse(ctx context.Context, nc *v1alpha1.NodeCycle, why str
 	now := metav1.NewMicroTime(r.Clock.Now())
 	refused.Status.Phase = v1alpha1.PhaseFailed
 	refused.Status.Reason = v1alpha1.ReasonRequestRefused
-	refused.Status.Message = "Request refused: " + why
+	refused.Status.Message = printable.String("Request refused: " + why)
 	refused.Status.CompletionTime = &now
 	if err := r.Client.Status().Patch(ctx, refused, client.MergeFromWithOptions(nc, client.MergeFromWithOptimisticLock{})); err != nil {
 		return client.IgnoreNotFound(err)

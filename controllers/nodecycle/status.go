@@ -13,6 +13,7 @@ import (
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
 	"github.com/nodecycle/nodecycle/internal/nodes"
+	"github.com/nodecycle/nodecycle/internal/printable"
 )
 
 // save persists what the step changed in the NodeCycle's status, the one
@@ -20,6 +21,8 @@ import (
 // decision made on a NodeCycle as read is never written over a newer one
 // (a conflict means: read again and decide again).
 func (r *Reconciler) save(ctx context.Context, s *step) error {
+	// Messages quote what users wrote (a pause's reason, a node name).
+	s.nc.Status.Message = printable.String(s.nc.Status.Message)
 	if equality.Semantic.DeepEqual(s.before.Status, s.nc.Status) {
 		return nil
 	}

@@ -124,6 +124,11 @@ func templatize(obj *yaml.Node, kind string) {
 		if key == "namespace" && v.Kind == yaml.ScalarNode && v.Value == installNamespace {
 			v.Value = namespaceMark
 		}
+		// The admission policies name the manager by its full service
+		// account name, in CEL.
+		if key == "expression" && v.Kind == yaml.ScalarNode {
+			v.Value = strings.ReplaceAll(v.Value, "system:serviceaccount:"+installNamespace+":", "system:serviceaccount:"+namespaceMark+":")
+		}
 	})
 	var component string
 	switch kind {

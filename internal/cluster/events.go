@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"fmt"
 	"sync"
 
 	corev1 "k8s.io/api/core/v1"
@@ -13,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
+	"github.com/nodecycle/nodecycle/internal/printable"
 )
 
 // Events records Events about a node where the people who run it look:
@@ -54,6 +56,9 @@ type MachineEvents struct {
 
 // Eventf implements Events.
 func (e MachineEvents) Eventf(node *corev1.Node, related runtime.Object, eventtype string, reason v1alpha1.Reason, action, note string, args ...any) {
+	// The workload's recorders are not the manager's: quote what users
+	// wrote here too.
+	note, args = "%s", []any{printable.String(fmt.Sprintf(note, args...))}
 	switch {
 	case e.Regarding != nil:
 		e.Management.Eventf(e.Regarding, related, eventtype, string(reason), action, note, args...)

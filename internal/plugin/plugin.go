@@ -29,6 +29,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
+	"github.com/nodecycle/nodecycle/internal/printable"
 )
 
 // Connect makes the client of the cluster kubeconfig and context name ("":
@@ -195,7 +196,7 @@ func (p *plugin) request(ctx context.Context) error {
 		}
 		switch {
 		case nc.Status.Reason == v1alpha1.ReasonRequestRefused:
-			return fmt.Errorf("refused: %s", strings.TrimPrefix(nc.Status.Message, "Request refused: "))
+			return fmt.Errorf("refused: %s", printable.String(strings.TrimPrefix(nc.Status.Message, "Request refused: ")))
 		case !nc.Spec.Unresolved():
 			fmt.Fprintf(p.out, "accepted: strategy %s; follow it with kubectl get nodecycle -n %s %s -w\n", ladder(nc.Spec.Strategies), nc.Namespace, nc.Name)
 			return nil
@@ -229,7 +230,7 @@ func (p *plugin) status(ctx context.Context) error {
 		fmt.Fprintln(p.out, "Paused: no")
 	}
 	for _, s := range pauses {
-		fmt.Fprintf(p.out, "Paused: %s\n", s)
+		fmt.Fprintf(p.out, "Paused: %s\n", printable.String(s))
 	}
 	var list v1alpha1.NodeCycleList
 	if err := p.c.List(ctx, &list, client.InNamespace(p.o.namespace)); err != nil {
@@ -259,8 +260,13 @@ func (p *plugin) status(ctx context.Context) error {
 				by = "(someone)"
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", nc.Name, nc.Spec.NodeName, dash(nc.Spec.ClusterName), dash(string(nc.Status.Strategy)),
-			dash(string(nc.Status.Phase)), duration.HumanDuration(time.Since(nc.CreationTimestamp.Time)), by, nc.Status.Message)
+		// Every field may hold what someone wrote: shown escaped.
+		fields := []string{nc.Name, nc.Spec.NodeName, dash(nc.Spec.ClusterName), dash(string(nc.Status.Strategy)),
+			dash(string(nc.Status.Phase)), duration.HumanDuration(time.Since(nc.CreationTimestamp.Time)), by, nc.Status.Message}
+		for i := range fields {
+			fields[i] = printable.String(fields[i])
+		}
+		fmt.Fprintln(tw, strings.Join(fields, "\t"))
 	}
 	return tw.Flush()
 }

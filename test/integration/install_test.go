@@ -13,16 +13,19 @@ import (
 	. "github.com/onsi/gomega"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
 	"github.com/nodecycle/nodecycle/internal/nodes"
+	"github.com/nodecycle/nodecycle/internal/settings"
 	"github.com/nodecycle/nodecycle/test/framework"
 )
 
@@ -49,6 +52,17 @@ func managerClient() kubernetes.Interface {
 	return impersonate("system:serviceaccount:nodecycle-system:nodecycle-manager")
 }
 
+// crClient is a controller-runtime client for user in groups, with only
+// the rights RBAC gives them.
+func crClient(user string, groups ...string) client.Client {
+	GinkgoHelper()
+	cfg := rest.CopyConfig(env.Config)
+	cfg.Impersonate = rest.ImpersonationConfig{UserName: user, Groups: groups}
+	c, err := client.New(cfg, client.Options{Scheme: env.Client.Scheme()})
+	Expect(err).NotTo(HaveOccurred())
+	return c
+}
+
 // impersonate is a client for user, with the rights of an admin: only
 // admission policies stop it.
 func impersonate(user string, groups ...string) kubernetes.Interface {
@@ -64,6 +78,7 @@ var _ = Describe("Installation with kubectl apply -k config/default", Ordered, f
 	// The node annotation policy applies to every writer: the other suites'
 	// managers and helpers write as admin, so it goes when this suite ends.
 	AfterAll(func() {
+		Expect(env.Clientset.AdmissionregistrationV1().ValidatingAdmissionPolicyBindings().Delete(ctx, "nodecycle-requests", metav1.DeleteOptions{})).To(Succeed())
 		Expect(env.Clientset.AdmissionregistrationV1().ValidatingAdmissionPolicyBindings().Delete(ctx, "nodecycle-node-annotations", metav1.DeleteOptions{})).To(Succeed())
 		Eventually(func() error {
 			p := nodes.AnnotationsPatch(map[string]*string{v1alpha1.AnnotationRebootRequest: ptr.To("probe")})
@@ -189,10 +204,79 @@ var _ = Describe("Installation with kubectl apply -k config/default", Ordered, f
 		}
 		Expect(set(managerClient(), v1alpha1.AnnotationRebootRequest, "r1")).To(Succeed())
 		Expect(set(alice, "example.com/other", "fine")).To(Succeed(), "other annotations are not nodecycle's business")
+		Expect(set(alice, v1alpha1.AnnotationPriority, "10")).To(Succeed(), "the README tells users to write it (N5)")
+		By("another namespace's nodecycle-manager is not the manager (N5)")
+		err := set(impersonate("system:serviceaccount:team-a:nodecycle-manager"), v1alpha1.AnnotationRebootRequest, "forged")
+		Expect(apierrors.IsForbidden(err) || apierrors.IsInvalid(err)).To(BeTrue(), "got %v", err)
 		By("anyone may give up a request")
 		p := nodes.AnnotationsPatch(map[string]*string{v1alpha1.AnnotationRebootRequest: nil})
-		_, err := alice.CoreV1().Nodes().Patch(ctx, "vap-1", types.MergePatchType, p, metav1.PatchOptions{})
+		_, err = alice.CoreV1().Nodes().Patch(ctx, "vap-1", types.MergePatchType, p, metav1.PatchOptions{})
 		Expect(err).NotTo(HaveOccurred())
+	})
+
+	It("lets anyone but the manager create only requests, in their own name, and change no spec (N2)", func() {
+		// alice may create NodeCycles in the manager's namespace, as the
+		// README tells operators to grant to those who may reboot nodes.
+		Expect(env.Client.Create(ctx, &rbacv1.Role{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "nodecycle-system", Name: "requesters"},
+			Rules:      []rbacv1.PolicyRule{{APIGroups: []string{"nodecycle.io"}, Resources: []string{"nodecycles"}, Verbs: []string{"create", "get", "update", "patch", "delete"}}},
+		})).To(Succeed())
+		Expect(env.Client.Create(ctx, &rbacv1.RoleBinding{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "nodecycle-system", Name: "requesters"},
+			RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: "requesters"},
+			Subjects:   []rbacv1.Subject{{Kind: "User", Name: "alice"}},
+		})).To(Succeed())
+		alice := crClient("alice", "system:authenticated")
+		manager := crClient("system:serviceaccount:nodecycle-system:nodecycle-manager", "system:serviceaccounts", "system:serviceaccounts:nodecycle-system", "system:authenticated")
+		newCycle := func(spec v1alpha1.NodeCycleSpec) *v1alpha1.NodeCycle {
+			return &v1alpha1.NodeCycle{ObjectMeta: metav1.ObjectMeta{Namespace: "nodecycle-system", GenerateName: "vap-1-"}, Spec: spec}
+		}
+		full := settings.DefaultConfig().CycleSpec("vap-1", nil)
+		full.Strategies, full.Attempt = []v1alpha1.Strategy{v1alpha1.StrategyPowerCycle}, 1
+		full.PowerCycle = &v1alpha1.PowerCycleSpec{Provider: "redfish", Endpoint: "https://attacker.example", InsecureSkipVerify: true,
+			CredentialsSecretRef: &v1alpha1.SecretReference{Name: "any-secret-of-the-namespace"}}
+
+		By("a spec of one's own is denied, as is a request with a spec around it")
+		Eventually(func() error { return alice.Create(ctx, newCycle(full)) }, 30*time.Second).
+			Should(MatchError(ContainSubstring("only nodecycle's manager writes a NodeCycle's spec")))
+		for what, spec := range map[string]v1alpha1.NodeCycleSpec{
+			"a remediation, which skips the node's checks": {NodeName: "vap-1", Remediation: "x", Request: &v1alpha1.RequestSpec{RequestedBy: "alice"}},
+			"a request with strategies filled in":          {NodeName: "vap-1", Strategies: []v1alpha1.Strategy{v1alpha1.StrategyReboot}, Request: &v1alpha1.RequestSpec{RequestedBy: "alice"}},
+			"a request with drain settings":                {NodeName: "vap-1", Drain: v1alpha1.DrainSpec{Timeout: v1alpha1.Duration{Duration: time.Minute}, GracePeriodSeconds: -1, EvictUnmanagedPods: true}, Request: &v1alpha1.RequestSpec{RequestedBy: "alice"}},
+		} {
+			Expect(alice.Create(ctx, newCycle(spec))).To(MatchError(ContainSubstring("only nodecycle's manager writes a NodeCycle's spec")), what)
+		}
+
+		By("a request in someone else's name, or in no name, is denied")
+		for _, by := range []string{"bob", "system:serviceaccount:nodecycle-system:nodecycle-manager", ""} {
+			err := alice.Create(ctx, newCycle(v1alpha1.NodeCycleSpec{NodeName: "vap-1", Request: &v1alpha1.RequestSpec{RequestedBy: by}}))
+			Expect(err).To(MatchError(ContainSubstring("spec.request.requestedBy must be your own user name: alice")), "requestedBy %q", by)
+		}
+		By("control characters in a reason are refused")
+		err := alice.Create(ctx, newCycle(v1alpha1.NodeCycleSpec{NodeName: "vap-1", Request: &v1alpha1.RequestSpec{RequestedBy: "alice", Reason: "ok\x1b[2J"}}))
+		Expect(apierrors.IsInvalid(err)).To(BeTrue(), "got %v", err)
+
+		By("a request in one's own name is allowed, and its spec cannot be changed")
+		req := newCycle(v1alpha1.NodeCycleSpec{NodeName: "vap-1", Request: &v1alpha1.RequestSpec{RequestedBy: "alice", Reason: "kernel CVE"}})
+		Expect(alice.Create(ctx, req)).To(Succeed())
+		DeferCleanup(func() error { return client.IgnoreNotFound(env.Client.Delete(ctx, req)) })
+		req.Spec.Strategies, req.Spec.Attempt = []v1alpha1.Strategy{v1alpha1.StrategyReboot}, 1
+		req.Spec.RebootTimeout, req.Spec.Drain = full.RebootTimeout, full.Drain
+		Expect(alice.Update(ctx, req)).To(MatchError(ContainSubstring("only nodecycle's manager changes a NodeCycle's spec")))
+
+		By("the manager fills in a request and writes full specs")
+		Expect(manager.Update(ctx, req)).To(Succeed())
+		own := newCycle(full)
+		Expect(manager.Create(ctx, own)).To(Succeed())
+		Expect(env.Client.Delete(ctx, own)).To(Succeed())
+		By("another namespace's nodecycle-manager is not the manager")
+		impostor := crClient("system:serviceaccount:team-a:nodecycle-manager", "system:serviceaccounts", "system:authenticated")
+		Expect(env.Client.Create(ctx, &rbacv1.RoleBinding{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "nodecycle-system", Name: "impostor"},
+			RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: "requesters"},
+			Subjects:   []rbacv1.Subject{{Kind: "User", Name: "system:serviceaccount:team-a:nodecycle-manager"}},
+		})).To(Succeed())
+		Expect(impostor.Create(ctx, newCycle(full))).To(MatchError(ContainSubstring("only nodecycle's manager writes a NodeCycle's spec")))
 	})
 
 	It("runs the real agent under that identity", func() {

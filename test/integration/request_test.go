@@ -48,14 +48,18 @@ var _ = Describe("kubectl nodecycle", func() {
 		Expect(status()).To(ContainSubstring("Request refused: node plugin-9 does not exist"))
 
 		By("holding a request while paused, saying who paused and why")
-		out, err := run("pause", "--reason", "change freeze")
+		out, err := run("pause", "--reason", "change freeze\x1b[2J")
 		Expect(err).NotTo(HaveOccurred())
 		Expect(out).To(ContainSubstring("paused: namespace plugin"))
 		out, err = run("request", c.node(1), "--reason", "kernel CVE")
 		Expect(err).NotTo(HaveOccurred())
 		Expect(out).To(ContainSubstring("accepted: strategy reboot"))
-		Eventually(status).Should(MatchRegexp(`Paused: namespace plugin .*: .+: change freeze`))
-		Eventually(status).Should(MatchRegexp(`plugin-1-request-\S+ +plugin-1 +- +reboot +Pending .*Waiting: paused, namespace plugin: .+: change freeze`))
+		// A reason with a terminal escape is shown escaped, by the plugin
+		// and in the NodeCycle's message the manager writes (N8).
+		Eventually(status).Should(MatchRegexp(`Paused: namespace plugin .*: .+: change freeze\\x1b\[2J`))
+		Eventually(status).Should(MatchRegexp(`plugin-1-request-\S+ +plugin-1 +- +reboot +Pending .*Waiting: paused, namespace plugin: .+: change freeze\\x1b\[2J`))
+		Expect(status()).NotTo(ContainSubstring("\x1b"))
+		Expect(nodeCycles(c.name)).To(ContainElement(HaveField("Status.Message", HaveSuffix(`change freeze\x1b[2J`))))
 		Expect(c.agents[c.node(1)].reboots()).To(Equal(0))
 
 		By("rebooting the node, which asked for nothing, once resumed")
