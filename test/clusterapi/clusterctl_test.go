@@ -60,12 +60,22 @@ var _ = Describe("The clusterctl addon provider", func() {
 		kc, err := env.AdminKubeconfig()
 		Expect(err).NotTo(HaveOccurred())
 
-		By("clusterctl generate provider --addon nodecycle:v0.1.0 --target-namespace " + target)
+		By("clusterctl generate provider --addon nodecycle:v0.1.0 --target-namespace " + target + ", with NODECYCLE_NAMESPACE=" + target)
+		GinkgoT().Setenv("NODECYCLE_NAMESPACE", target) // the request policy's name for the manager
 		c, err := clusterctlclient.New(ctx, cfg)
 		Expect(err).NotTo(HaveOccurred())
 		components, err := c.GenerateProvider(ctx, "nodecycle:v0.1.0", clusterctlv1.AddonProviderType, clusterctlclient.ComponentsOptions{TargetNamespace: target})
 		Expect(err).NotTo(HaveOccurred())
-		Expect(components.Variables()).To(ContainElements("NODECYCLE_IMAGE", "NODECYCLE_AGENT_IMAGE", "NODECYCLE_MAX_CONCURRENT", "NODECYCLE_REPLICAS", "NODECYCLE_MEMORY_LIMIT"))
+		Expect(components.Variables()).To(ContainElements("NODECYCLE_IMAGE", "NODECYCLE_AGENT_IMAGE", "NODECYCLE_MAX_CONCURRENT", "NODECYCLE_REPLICAS", "NODECYCLE_MEMORY_LIMIT", "NODECYCLE_NAMESPACE"))
+		policy := false
+		for _, o := range components.Objs() {
+			if o.GetKind() == "ValidatingAdmissionPolicy" && o.GetName() == "nodecycle-requests" {
+				conditions, _, _ := unstructured.NestedSlice(o.Object, "spec", "matchConditions")
+				Expect(conditions).To(ConsistOf(HaveKeyWithValue("expression", ContainSubstring("system:serviceaccount:"+target+":nodecycle-manager"))))
+				policy = true
+			}
+		}
+		Expect(policy).To(BeTrue(), "the request policy is part of the addon")
 		for _, o := range components.Objs() {
 			if o.GetNamespace() != "" {
 				Expect(o.GetNamespace()).To(Equal(target), "%s %s", o.GetKind(), o.GetName())
