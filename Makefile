@@ -46,7 +46,7 @@ IMAGE_BASE ?= scratch
 SHELL := /bin/bash
 .SHELLFLAGS := -o pipefail -ec
 
-.PHONY: all build image release e2e e2e-image e2e-api e2e-dockerfile kind kind-delete bench-kind test unit lint mutate bench bench-fleet bench-scale sandbox generate manifests tools verify-generated clean-tools
+.PHONY: all build image release e2e e2e-image e2e-api e2e-dockerfile kind kind-delete bench-kind test unit lint mutate mutate-ci bench bench-fleet bench-scale sandbox generate manifests tools verify-generated clean-tools
 
 all: build
 
@@ -118,6 +118,11 @@ unit:
 # MUTATE_ONLY=text runs the rules containing text.
 mutate: tools generate
 	go run ./hack/mutate -only "$(MUTATE_ONLY)"
+
+# The mutations marked "ci: yes" (unit-test fast, about 4 minutes): .ci/run
+# runs them on every change.
+mutate-ci: tools generate
+	go run ./hack/mutate -ci
 
 # Lint: golangci-lint with .golangci.yml, built once into $(CACHE).
 lint: $(GOLANGCI_LINT)

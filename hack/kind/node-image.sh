@@ -41,7 +41,7 @@ done
 kind_dir=$(cd hack/tools/kind && go list -m -f '{{.Dir}}' sigs.k8s.io/kind)/images/base/files
 
 # The key of every input: a node image with this key is not built again.
-key=$( { echo "$suite $packages $kube_version"; cat "$0" hack/kind/node/*; "$bin/kind" version; "$bin/etcd" --version | head -n1; "$bin/coredns" -version | head -n1; } | sha256sum | cut -c1-16)
+key=$( { echo "$suite $packages $kube_version"; cat "$0" hack/kind/node/*; "$bin/kind" version; "$bin/etcd" --version | sed -n 1p; "$bin/coredns" -version | sed -n 1p; } | sha256sum | cut -c1-16)
 if [ "$(docker image inspect --format '{{index .Config.Labels "io.nodecycle.kind-node-key"}}' "$image" 2>/dev/null)" = "$key" ]; then
   log "$image is up to date (key $key)"
   exit 0

@@ -1,7 +1,10 @@
 // Command mutate applies each one-line mutation of a safety rule listed in
 // mutations.txt to a copy of the repository, runs the tests named for it,
-// and fails when a mutation survives (its tests still pass) or no longer
-// applies (its line changed: update the list). `make mutate` runs it.
+// and fails when a mutation survives (its tests still pass), times out
+// (not caught either) or no longer applies (its line changed: update the
+// list). Each set of tests first runs once unmutated: a baseline that
+// fails is an error, never a catch. `make mutate` runs it; `-ci` only the
+// mutations marked "ci: yes" (fast, for every CI run).
 package main
 
 import (
@@ -22,12 +25,14 @@ import (
 type mutation struct {
 	rule, file, from, to string
 	tests                []string
+	ci                   bool
 }
 
 func main() {
 	list := flag.String("list", "hack/mutate/mutations.txt", "the mutations")
 	only := flag.String("only", "", "run only the mutations whose rule contains this")
 	timeout := flag.Duration("timeout", 10*time.Minute, "time limit of one mutation's tests")
+	ciOnly := flag.Bool("ci", false, "run only the mutations marked ci: yes")
 	flag.Parse()
 	ms, err := parse(*list)
 	if err != nil {
@@ -41,23 +46,37 @@ func main() {
 	}
 	defer os.RemoveAll(dir)
 	bad := 0
+	baselines := map[string]string{} // by test packages: "" when they pass unmutated
 	fmt.Printf("%-9s %-8s %s\n", "result", "time", "rule (file)")
 	for _, m := range ms {
-		if *only != "" && !strings.Contains(m.rule, *only) {
+		if (*only != "" && !strings.Contains(m.rule, *only)) || (*ciOnly && !m.ci) {
 			continue
 		}
 		start := time.Now()
-		result, out := run(dir, m, *timeout)
+		key := strings.Join(m.tests, " ")
+		failed, ok := baselines[key]
+		if !ok {
+			if result, out := test(dir, m.tests, *timeout); result != "" {
+				failed = result + " unmutated:\n" + out
+			}
+			baselines[key] = failed
+		}
+		var result, out string
+		if failed != "" {
+			result, out = "error", "the tests fail without the mutation: "+failed
+		} else {
+			result, out = run(dir, m, *timeout)
+		}
 		fmt.Printf("%-9s %-8s %s (%s)\n", result, time.Since(start).Round(time.Second), m.rule, m.file)
 		if result != "caught" {
 			bad++
-			if result == "stale" || os.Getenv("MUTATE_VERBOSE") != "" {
+			if result == "stale" || result == "error" || os.Getenv("MUTATE_VERBOSE") != "" {
 				fmt.Println(indent(out))
 			}
 		}
 	}
 	if bad > 0 {
-		fmt.Printf("%d mutation(s) survived or no longer apply\n", bad)
+		fmt.Printf("%d mutation(s) survived, timed out, no longer apply or have failing tests\n", bad)
 		os.Exit(1)
 	}
 	fmt.Println("every mutation was caught")
@@ -112,6 +131,8 @@ func parse(path string) ([]mutation, error) {
 			cur.to = value
 		case "test":
 			cur.tests = strings.Fields(value)
+		case "ci":
+			cur.ci = value == "yes"
 		default:
 			return nil, fmt.Errorf("%s: unknown key %q", path, key)
 		}
@@ -180,18 +201,34 @@ func run(dir string, m mutation, timeout time.Duration) (string, string) {
 	if err = os.WriteFile(path, bytes.Replace(orig, []byte(m.from), []byte(m.to), 1), 0o644); err != nil {
 		return "stale", err.Error()
 	}
+	result, out := test(dir, m.tests, timeout)
+	switch result {
+	case "":
+		return "survived", out
+	case "failed":
+		return "caught", out
+	}
+	return result, out
+}
+
+// test runs the packages' tests: "" when they pass, "failed", "timeout"
+// (not a catch: a mutation that hangs the tests is not shown to be
+// caught) or "stale" (they do not compile).
+func test(dir string, packages []string, timeout time.Duration) (string, string) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "go", append([]string{"test", "-count=1", "-failfast"}, m.tests...)...)
+	cmd := exec.CommandContext(ctx, "go", append([]string{"test", "-count=1", "-failfast"}, packages...)...)
 	cmd.Dir = dir
 	out, err := cmd.CombinedOutput()
-	if err == nil {
-		return "survived", string(out)
+	switch {
+	case err == nil:
+		return "", string(out)
+	case errors.Is(ctx.Err(), context.DeadlineExceeded):
+		return "timeout", fmt.Sprintf("no result within %s:\n%s", timeout, out)
+	case strings.Contains(string(out), "[build failed]") || strings.Contains(string(out), "setup failed"):
+		return "stale", "the tests do not compile:\n" + string(out)
 	}
-	if strings.Contains(string(out), "[build failed]") || strings.Contains(string(out), "setup failed") {
-		return "stale", "the mutation does not compile:\n" + string(out)
-	}
-	return "caught", string(out)
+	return "failed", string(out)
 }
 
 func indent(s string) string {

@@ -6,7 +6,7 @@
 # Run by nodecycle-node-network.service at every boot, before containerd.
 set -o errexit -o nounset -o pipefail
 
-ip=$(ip -4 -o addr show dev eth0 | awk '{print $4}' | cut -d/ -f1 | head -n1)
+ip=$(ip -4 -o addr show dev eth0 | awk 'NR == 1 {split($4, a, "/"); print a[1]}')
 [ -n "$ip" ] || { echo "node-network: eth0 has no IPv4 address" >&2; exit 1; }
 prefix=${ip%.*}
 n=${ip##*.}
