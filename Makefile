@@ -46,7 +46,7 @@ IMAGE_BASE ?= scratch
 SHELL := /bin/bash
 .SHELLFLAGS := -o pipefail -ec
 
-.PHONY: all build image release e2e e2e-image e2e-api e2e-dockerfile kind kind-delete bench-kind test unit lint mutate mutate-ci bench bench-fleet bench-scale sandbox generate manifests tools verify-generated clean-tools
+.PHONY: all build image release e2e e2e-image e2e-api e2e-dockerfile kind kind-delete bench-kind test unit lint mutate mutate-ci fuzz bench bench-fleet bench-scale sandbox generate manifests tools verify-generated clean-tools
 
 all: build
 
@@ -123,6 +123,18 @@ mutate: tools generate
 # runs them on every change.
 mutate-ci: tools generate
 	go run ./hack/mutate -ci
+
+# Fuzz: every fuzz target for FUZZTIME each (default 60s); make test runs
+# their seed corpora (testdata/fuzz) only. A failure leaves its input in
+# the package's testdata/fuzz: commit it with the fix.
+FUZZTIME ?= 60s
+fuzz:
+	@set -e; for pkg in $$(grep -rl --include='*_test.go' '^func Fuzz' . | xargs -n1 dirname | sort -u); do \
+	  for target in $$(go test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+	    echo "==> $$target ($$pkg) for $(FUZZTIME)"; \
+	    go test -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME) $$pkg; \
+	  done; \
+	done
 
 # Lint: golangci-lint with .golangci.yml, built once into $(CACHE).
 lint: $(GOLANGCI_LINT)
