@@ -52,7 +52,12 @@ type Agent struct {
 	shown     bool
 	// refused is the last reboot request refused (logged once).
 	refused string
-	ready   chan struct{}
+	// unsure is the request whose ack this agent sent and was told failed
+	// with something other than a conflict: the API server may have made
+	// it all the same. Seen on the Node, it is this agent's ack, and the
+	// reboot follows.
+	unsure string
+	ready  chan struct{}
 }
 
 // Ready is closed once the agent watches its Node and has published its
@@ -255,6 +260,12 @@ func (a *Agent) handleRebootRequest(ctx context.Context, log logr.Logger) {
 		return
 	}
 	id, decision := Decide(node)
+	if decision == Ignore && id != "" && id == a.unsure && node.Annotations[v1alpha1.AnnotationRebootAck] == id && node.Spec.Unschedulable {
+		a.unsure = ""
+		log.WithValues("requestID", id).Info("Our acknowledgement was made although the API server answered an error; rebooting")
+		a.reboot(ctx, log.WithValues("requestID", id))
+		return
+	}
 	if decision == Ignore {
 		return
 	}
@@ -273,12 +284,19 @@ func (a *Agent) handleRebootRequest(ctx context.Context, log logr.Logger) {
 		node.ResourceVersion, v1alpha1.AnnotationRebootAck, id)
 	if _, err := a.Client.CoreV1().Nodes().Patch(ctx, a.NodeName, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
 		if !apierrors.IsConflict(err) {
+			a.unsure = id // a timeout or a 500 may come after the write
 			a.Metrics.apiErrors.Inc()
 			log.Error(err, "Acknowledging reboot request")
 		}
-		return // the next Node event retries
+		return // the next Node event retries, or finds the ack made
 	}
+	a.unsure = ""
 	log.Info("Reboot request acknowledged; rebooting")
+	a.reboot(ctx, log)
+}
+
+// reboot runs the Rebooter for an acknowledged request.
+func (a *Agent) reboot(ctx context.Context, log logr.Logger) {
 	if err := a.Rebooter.Reboot(ctx); err != nil {
 		a.Metrics.reboots.WithLabelValues("error").Inc()
 		log.Error(err, "Reboot failed; the manager's reboot timeout will report it")

@@ -24,12 +24,16 @@ import (
 )
 
 // faultProxy stands in front of the API server and answers a share of the
-// requests itself with 500, 429 or (for writes) 409, and cuts watches
-// after a random time. It forwards the rest with the admin's credentials.
+// requests (twice that of the writes) itself with 500, 429 or (for writes) 409; answers a share of the
+// writes with 500 or, after a delay, 504 once the API server has made them
+// (the write happened, the client is told it failed); answers a share of
+// the reads with 504 after a delay (a timeout); and cuts watches after a
+// random time. It forwards the rest with the admin's credentials.
 type faultProxy struct {
 	server                        *httptest.Server
 	share                         float64
 	failed, throttled, conflicted atomic.Int32
+	appliedThenFailed, timedOut   atomic.Int32
 	cut, passed                   atomic.Int32
 }
 
@@ -60,17 +64,34 @@ func startFaultProxy(share float64) *faultProxy {
 			return
 		}
 		write := r.Method != http.MethodGet
+		share := p.share
+		if write {
+			share *= 2 // fewer, and five ways to fail
+		}
 		switch x := roll(); {
-		case x < p.share/3:
+		case x < share/5:
 			p.failed.Add(1)
 			status(w, http.StatusInternalServerError, "InternalError")
-		case x < 2*p.share/3:
+		case x < 2*share/5:
 			p.throttled.Add(1)
 			w.Header().Set("Retry-After", "0")
 			status(w, http.StatusTooManyRequests, "TooManyRequests")
-		case x < p.share && write:
+		case x < 3*share/5 && write:
 			p.conflicted.Add(1)
 			status(w, http.StatusConflict, "Conflict")
+		case x < 4*share/5 && write:
+			// The API server makes the write; the client hears 500.
+			p.appliedThenFailed.Add(1)
+			forward.ServeHTTP(httptest.NewRecorder(), r)
+			status(w, http.StatusInternalServerError, "InternalError")
+		case x < share:
+			// A timeout: after a while, 504; a write was made all the same.
+			p.timedOut.Add(1)
+			if write {
+				forward.ServeHTTP(httptest.NewRecorder(), r)
+			}
+			time.Sleep(time.Duration(roll() * float64(time.Second)))
+			status(w, http.StatusGatewayTimeout, "Timeout")
 		default:
 			p.passed.Add(1)
 			forward.ServeHTTP(w, r)
@@ -92,8 +113,8 @@ func (p *faultProxy) config() *rest.Config {
 }
 
 func (p *faultProxy) String() string {
-	return fmt.Sprintf("%d passed, %d answered 500, %d answered 429, %d writes answered 409, %d watches cut",
-		p.passed.Load(), p.failed.Load(), p.throttled.Load(), p.conflicted.Load(), p.cut.Load())
+	return fmt.Sprintf("%d passed, %d answered 500, %d answered 429, %d writes answered 409, %d writes made and answered 500, %d timed out (504; writes made), %d watches cut",
+		p.passed.Load(), p.failed.Load(), p.throttled.Load(), p.conflicted.Load(), p.appliedThenFailed.Load(), p.timedOut.Load(), p.cut.Load())
 }
 
 // API faults: the manager and the agents talk to the API server through a
@@ -101,7 +122,7 @@ func (p *faultProxy) String() string {
 // roll still finishes, one node at a time, each rebooted once, nothing
 // left cordoned.
 var _ = Describe("API faults", func() {
-	It("finish a rolling reboot with every promise kept when a quarter of the requests fail and watches are cut", func() {
+	It("finish a rolling reboot with every promise kept when a quarter of the requests fail, writes are made but reported failed, requests time out and watches are cut", func() {
 		proxy := startFaultProxy(0.25)
 		c := newCluster("faults", 4)
 		cs, err := kubernetes.NewForConfig(proxy.config())
@@ -145,12 +166,23 @@ var _ = Describe("API faults", func() {
 		fmt.Fprintf(GinkgoWriter, "API faults: %s; at most %d node(s) in maintenance\n", proxy, maxMaintenance)
 		AddReportEntry("API faults", proxy.String())
 		Expect(maxMaintenance).To(Equal(1))
+		history := func(node string) string {
+			out := ""
+			for _, nc := range nodeCycles(c.name) {
+				if nc.Spec.NodeName == node {
+					out += fmt.Sprintf("\n%s %s %s boot %s -> %s request %s", nc.Name, nc.Status.Phase, nc.Status.Reason, nc.Status.BootIDBefore, nc.Status.BootIDAfter, nc.Status.RebootRequestID)
+				}
+			}
+			return out
+		}
 		for node, a := range c.agents {
-			Expect(a.reboots()).To(Equal(1), node)
+			Expect(a.reboots()).To(Equal(1), "%s:%s", node, history(node))
 			Expect(c.kubelet.Reboots(node)).To(Equal(1), node)
 		}
 		Expect(proxy.failed.Load()+proxy.throttled.Load()+proxy.conflicted.Load()).To(BeNumerically(">", 20), "faults were injected")
 		Expect(proxy.cut.Load()).To(BeNumerically(">", 5), "watches were cut")
+		Expect(proxy.appliedThenFailed.Load()).To(BeNumerically(">", 0), "writes were made and reported failed")
+		Expect(proxy.timedOut.Load()).To(BeNumerically(">", 0), "requests timed out")
 		Expect(strings.Contains(proxy.String(), "passed")).To(BeTrue())
 	})
 })
