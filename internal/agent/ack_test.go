@@ -55,7 +55,9 @@ func TestAnAckMadeDespiteAnErrorIsCarriedOut(t *testing.T) {
 		})
 		rebooter := &countingRebooter{}
 		a := &Agent{NodeName: "worker-1", Client: cs, Rebooter: rebooter, Metrics: NewMetrics(nil)}
-		a.lister = func() (*corev1.Node, error) { return cs.CoreV1().Nodes().Get(context.Background(), "worker-1", metav1.GetOptions{}) }
+		a.lister = func() (*corev1.Node, error) {
+			return cs.CoreV1().Nodes().Get(context.Background(), "worker-1", metav1.GetOptions{})
+		}
 		ctx := context.Background()
 		a.handleRebootRequest(ctx, logr.Discard()) // the ack is made, the answer is an error
 		if rebooter.n != 0 {
