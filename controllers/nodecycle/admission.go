@@ -305,8 +305,8 @@ func (r *Reconciler) blockers(ctx context.Context, s *step) (hold bool, wait tim
 		return true, wait, err
 	}
 	if g.BlockingAlerts != nil {
-		if err := gates.AlertmanagerAllowed(g.BlockingAlerts, s.nc.Namespace, r.Config.Namespace, r.Config.AlertmanagerURLs); err != nil {
-			s.nc.Status.Message = fmt.Sprintf("Waiting: %v", err) // held: what cannot be checked is not known to be quiet
+		if notAllowed := gates.AlertmanagerAllowed(g.BlockingAlerts, s.nc.Namespace, r.Config.Namespace, r.Config.AlertmanagerURLs); notAllowed != nil {
+			s.nc.Status.Message = fmt.Sprintf("Waiting: %v", notAllowed) // held: what cannot be checked is not known to be quiet
 			return true, gatePollInterval, nil
 		}
 		firing, alertsErr := gates.BlockingAlerts(ctx, nil, g.BlockingAlerts)

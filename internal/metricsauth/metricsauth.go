@@ -97,7 +97,7 @@ func (g *guard) check(ctx context.Context, token, path string) (int, error) {
 	}
 	// A caller allowed before is asked about again at once: new tokens
 	// never keep the scraper out.
-	limited := !(known && d.code == http.StatusOK) && !g.reviews.AllowN(g.now(), 1)
+	limited := (!known || d.code != http.StatusOK) && !g.reviews.AllowN(g.now(), 1)
 	g.mu.Unlock()
 	if limited {
 		return http.StatusTooManyRequests, nil

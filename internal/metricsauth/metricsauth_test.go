@@ -92,7 +92,7 @@ func TestRememberedAnswersAreBounded(t *testing.T) {
 	for i := range 3 * maxRemembered {
 		now = now.Add(time.Second/reviewsPerSecond + 10*time.Millisecond) // never limited
 		if i%(reviewsPerSecond*50) == 0 {
-			g.check(ctx, "prometheus-token", "/metrics") // keeps scraping; remembered for a minute
+			_, _ = g.check(ctx, "prometheus-token", "/metrics") // keeps scraping; remembered for a minute
 		}
 		if code, _ := g.check(ctx, fmt.Sprintf("forged-%d", i), "/metrics"); code != http.StatusUnauthorized {
 			t.Fatalf("forged token %d: %d", i, code)

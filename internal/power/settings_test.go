@@ -119,7 +119,7 @@ func TestASharedSecretSaysWhereItsCredentialsGo(t *testing.T) {
 		t.Fatalf("settings %+v, %v: want the Secret's endpoint and CA", got, err)
 	}
 	// The operator's own namespace: its policy's endpoint must agree with the Secret's.
-	if _, err := Settings(context.Background(), c, "nodecycle-system", "nodecycle-system", &v1alpha1.PowerCycleSpec{Provider: "vsphere", Endpoint: "https://other.example", CredentialsSecretRef: ref("vcenter")}); err == nil || !strings.Contains(err.Error(), "is not the endpoint of credentials Secret") {
+	if _, err = Settings(context.Background(), c, "nodecycle-system", "nodecycle-system", &v1alpha1.PowerCycleSpec{Provider: "vsphere", Endpoint: "https://other.example", CredentialsSecretRef: ref("vcenter")}); err == nil || !strings.Contains(err.Error(), "is not the endpoint of credentials Secret") {
 		t.Fatalf("an endpoint other than the Secret's: %v", err)
 	}
 
