@@ -3,12 +3,7 @@ package integration
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
-	"os/exec"
-	"path/filepath"
 	"sync"
-	"sync/atomic"
-	"syscall"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -22,38 +17,6 @@ import (
 	"github.com/nodecycle/nodecycle/test/framework"
 	"github.com/nodecycle/nodecycle/test/peers"
 )
-
-// managerProcess runs the real manager binary and kills it with SIGKILL
-// at random moments, starting a new one each time, until stopped.
-type managerProcess struct {
-	bin   string
-	args  []string
-	kills atomic.Int32
-	stop  chan struct{}
-	done  chan struct{}
-}
-
-func (m *managerProcess) run(minUp, maxUp time.Duration) {
-	defer close(m.done)
-	for {
-		cmd := exec.Command(m.bin, m.args...)
-		cmd.Stdout, cmd.Stderr = GinkgoWriter, GinkgoWriter
-		if err := cmd.Start(); err != nil {
-			Fail(fmt.Sprintf("starting the manager: %v", err))
-		}
-		up := minUp + time.Duration(rand.Int64N(int64(maxUp-minUp)))
-		select {
-		case <-m.stop:
-			_ = cmd.Process.Signal(syscall.SIGTERM)
-			_ = cmd.Wait()
-			return
-		case <-time.After(up):
-			_ = cmd.Process.Kill() // SIGKILL: no deferred clean-up, no graceful shutdown
-			_ = cmd.Wait()
-			m.kills.Add(1)
-		}
-	}
-}
 
 // The crash campaign: the manager process is SIGKILLed at random points
 // while a cluster of agent-rebooted and vSphere-power-cycled nodes needs
@@ -101,21 +64,19 @@ var _ = Describe("Crash campaign", func() {
 			},
 		})).To(Succeed())
 
-		bin := filepath.Join(GinkgoT().TempDir(), "nodecycle-manager")
-		out, err := exec.Command("go", "build", "-o", bin, filepath.Join(framework.RepoRoot(), "cmd", "manager")).CombinedOutput()
-		Expect(err).NotTo(HaveOccurred(), string(out))
+		bin, err := framework.BuildManager(GinkgoT().TempDir())
+		Expect(err).NotTo(HaveOccurred())
 		kubeconfig, err := env.AdminKubeconfig()
 		Expect(err).NotTo(HaveOccurred())
-		mgr := &managerProcess{bin: bin, stop: make(chan struct{}), done: make(chan struct{}),
-			args: c.managerFlags("--kubeconfig="+kubeconfig, "--leader-elect=false", "--metrics-bind-address=0", "--health-probe-bind-address=0",
+		mgr := &framework.Killer{Bin: bin, Output: GinkgoWriter, MinUp: 500 * time.Millisecond, MaxUp: 3 * time.Second,
+			Args: c.managerFlags("--kubeconfig="+kubeconfig, "--leader-elect=false", "--metrics-bind-address=0", "--health-probe-bind-address=0",
 				"--history-limit=20", "--reboot-loop-window=1ms", "--retry-backoff=1s", "--max-retry-backoff=2s")}
-		go mgr.run(500*time.Millisecond, 3*time.Second)
+		mgr.Start()
 		stopped := false
 		stopManager := func() {
 			if !stopped {
 				stopped = true
-				close(mgr.stop)
-				<-mgr.done
+				Expect(mgr.Stop()).To(Succeed())
 			}
 		}
 		defer stopManager()
@@ -133,7 +94,7 @@ var _ = Describe("Crash campaign", func() {
 		// At least minRounds rounds, and on until the manager was killed
 		// minKills times (at most maxRounds rounds).
 		r := 0
-		for r < minRounds || (mgr.kills.Load() < minKills && r < maxRounds) {
+		for r < minRounds || (mgr.Kills() < minKills && r < maxRounds) {
 			r++
 			for i := 1; i <= agentNodes+powerNodes; i++ {
 				if a, ok := c.agents[c.node(i)]; ok {
@@ -180,9 +141,9 @@ var _ = Describe("Crash campaign", func() {
 			}
 		}
 		AddReportEntry("crash campaign", fmt.Sprintf("%d manager kills (SIGKILL), %d NodeCycles (%d failed and retried), reboots per node %v, at most %d node(s) in maintenance at once, %s",
-			mgr.kills.Load(), cycles, failed, reboots, maxMaintenance, time.Since(start).Round(time.Second)))
-		fmt.Fprintf(GinkgoWriter, "crash campaign: %d kills, %d NodeCycles, %d failed, reboots %v, max in maintenance %d\n", mgr.kills.Load(), cycles, failed, reboots, maxMaintenance)
-		Expect(mgr.kills.Load()).To(BeNumerically(">=", minKills), "the campaign must kill the manager often")
+			mgr.Kills(), cycles, failed, reboots, maxMaintenance, time.Since(start).Round(time.Second)))
+		fmt.Fprintf(GinkgoWriter, "crash campaign: %d kills, %d NodeCycles, %d failed, reboots %v, max in maintenance %d\n", mgr.Kills(), cycles, failed, reboots, maxMaintenance)
+		Expect(mgr.Kills()).To(BeNumerically(">=", minKills), "the campaign must kill the manager often")
 		Expect(maxMaintenance).To(Equal(1), "never two nodes in maintenance")
 		for node, n := range reboots {
 			Expect(n).To(Equal(r), "node %s: exactly one reboot per boot that needed one", node)
