@@ -15,7 +15,7 @@ import (
 func BuildManager(dir string) (string, error) {
 	bin := filepath.Join(dir, "nodecycle-manager")
 	if out, err := exec.Command("go", "build", "-o", bin, filepath.Join(RepoRoot(), "cmd", "manager")).CombinedOutput(); err != nil {
-		return "", fmt.Errorf("building the manager: %v: %s", err, out)
+		return "", fmt.Errorf("building the manager: %w: %s", err, out)
 	}
 	return bin, nil
 }
