@@ -174,6 +174,7 @@ generate: $(CONTROLLER_GEN) $(ASSETS)/kubectl
 	$(CONTROLLER_GEN) crd rbac:roleName=nodecycle-manager paths=./api/... paths=./controllers/... \
 		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
 	$(ASSETS)/kubectl kustomize config/workload > controllers/agentinstall/nodecycle-agent.yaml
+	$(ASSETS)/kubectl kustomize config/workload-least-privilege > controllers/agentinstall/nodecycle-agent-least-privilege.yaml
 	$(ASSETS)/kubectl kustomize config/default | go run ./hack/chart charts/nodecycle
 
 KUBE_MINOR := $(word 2,$(subst ., ,$(KUBE_VERSION)))

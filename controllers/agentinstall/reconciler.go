@@ -1,10 +1,13 @@
 // Package agentinstall installs nodecycle's agent in every Cluster API
-// workload cluster whose Cluster is labelled nodecycle.io/agent=enabled, in
-// any namespace: the manager applies config/workload (rendered into
-// nodecycle-agent.yaml by make generate and built into the binary) through
-// its connection to the cluster, with server-side apply. A Cluster that
-// loses the label keeps its agent (removing a DaemonSet others may rely on
-// is an operator's decision).
+// workload cluster whose Cluster is labelled nodecycle.io/agent, in any
+// namespace: the manager applies config/workload (label value "enabled":
+// the default, privileged agent) or config/workload-least-privilege (value
+// "least-privilege": reboot by signal, CAP_KILL alone), each rendered by
+// make generate and built into the binary, through its connection to the
+// cluster, with server-side apply; changing the value switches the
+// variant. Another value is reported in a Warning Event and installs
+// nothing. A Cluster that loses the label keeps its agent (removing a
+// DaemonSet others may rely on is an operator's decision).
 package agentinstall
 
 import (
@@ -37,6 +40,15 @@ import (
 //go:embed nodecycle-agent.yaml
 var manifest []byte
 
+//go:embed nodecycle-agent-least-privilege.yaml
+var leastPrivilegeManifest []byte
+
+// The values of the label nodecycle.io/agent: which agent is installed.
+const (
+	VariantDefault        = "enabled"
+	VariantLeastPrivilege = "least-privilege"
+)
+
 // FieldOwner is the server-side apply field manager of what is installed.
 const FieldOwner = "nodecycle-manager"
 
@@ -55,12 +67,21 @@ type Reconciler struct {
 	// ClusterSource tells of workload clusters that connect.
 	ClusterSource source.Source
 
-	objects []*unstructured.Unstructured
+	objects map[string][]*unstructured.Unstructured // by variant
 }
 
-// Objects parses the built-in agent manifest, with image set when given.
-func Objects(image string) ([]*unstructured.Unstructured, error) {
-	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(manifest), 4096)
+// Objects parses the built-in agent manifest of variant (VariantDefault or
+// VariantLeastPrivilege), with image set when given.
+func Objects(image, variant string) ([]*unstructured.Unstructured, error) {
+	m := manifest
+	switch variant {
+	case VariantDefault:
+	case VariantLeastPrivilege:
+		m = leastPrivilegeManifest
+	default:
+		return nil, fmt.Errorf("unknown agent variant %q: want %s or %s", variant, VariantDefault, VariantLeastPrivilege)
+	}
+	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(m), 4096)
 	var out []*unstructured.Unstructured
 	for {
 		u := &unstructured.Unstructured{}
@@ -92,7 +113,15 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	if err := r.Client.Get(ctx, req.NamespacedName, c); err != nil {
 		return reconcile.Result{}, client.IgnoreNotFound(err)
 	}
-	if c.Labels[v1alpha1.LabelAgent] != "enabled" || !c.DeletionTimestamp.IsZero() || annotations.IsPaused(c, c) {
+	variant, labelled := c.Labels[v1alpha1.LabelAgent]
+	if !labelled || !c.DeletionTimestamp.IsZero() || annotations.IsPaused(c, c) {
+		return reconcile.Result{}, nil
+	}
+	objects, known := r.objects[variant]
+	if !known {
+		r.Recorder.Eventf(c, nil, corev1.EventTypeWarning, string(v1alpha1.ReasonAgentInstallFailed), "Install",
+			"Label %s=%q names no agent: want %s (the default agent) or %s (reboot by signal, CAP_KILL alone); nothing was installed",
+			v1alpha1.LabelAgent, variant, VariantDefault, VariantLeastPrivilege)
 		return reconcile.Result{}, nil
 	}
 	w, err := r.Clusters.Workload(ctx, c.Namespace, c.Name)
@@ -101,7 +130,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		logf.FromContext(ctx).V(1).Info("Workload cluster not reachable yet; the agent is installed once it is", "error", err.Error())
 		return reconcile.Result{RequeueAfter: time.Minute}, nil
 	}
-	for _, obj := range r.objects {
+	for _, obj := range objects {
 		u := obj.DeepCopy()
 		if err := w.Client.Patch(ctx, u, client.Apply, client.FieldOwner(FieldOwner), client.ForceOwnership); err != nil { //nolint:staticcheck // unstructured objects: client.Apply is the way
 			r.Recorder.Eventf(c, nil, corev1.EventTypeWarning, string(v1alpha1.ReasonAgentInstallFailed), "Install",
@@ -109,18 +138,21 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 			return reconcile.Result{}, fmt.Errorf("applying %s %s: %w", u.GetKind(), u.GetName(), err)
 		}
 	}
-	logf.FromContext(ctx).V(1).Info("Agent applied to the workload cluster", "objects", len(r.objects))
+	logf.FromContext(ctx).V(1).Info("Agent applied to the workload cluster", "variant", variant, "objects", len(objects))
 	return reconcile.Result{RequeueAfter: repairInterval}, nil
 }
 
 // SetupWithManager registers the Reconciler.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
-	objs, err := Objects(r.Image)
-	if err != nil {
-		return err
+	r.objects = map[string][]*unstructured.Unstructured{}
+	for _, variant := range []string{VariantDefault, VariantLeastPrivilege} {
+		objs, err := Objects(r.Image, variant)
+		if err != nil {
+			return err
+		}
+		r.objects[variant] = objs
 	}
-	r.objects = objs
-	labelled := predicate.NewPredicateFuncs(func(o client.Object) bool { return o.GetLabels()[v1alpha1.LabelAgent] == "enabled" })
+	labelled := predicate.NewPredicateFuncs(func(o client.Object) bool { _, ok := o.GetLabels()[v1alpha1.LabelAgent]; return ok })
 	b := ctrl.NewControllerManagedBy(mgr).
 		Named("nodecycle-agent-install").
 		For(&clusterv1.Cluster{}, builder.WithPredicates(labelled, predicate.Or(predicate.LabelChangedPredicate{}, predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{})))

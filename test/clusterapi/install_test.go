@@ -10,6 +10,7 @@ import (
 	. "github.com/onsi/gomega"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -22,11 +23,13 @@ import (
 )
 
 var _ = Describe("Installation with kubectl apply -k config/clusterapi", func() {
-	It("carries the rendered agent manifests of config/workload", func() {
-		rendered := kubectl("kustomize", filepath.Join(framework.RepoRoot(), "config", "workload"))
-		inTree, err := os.ReadFile(filepath.Join(framework.RepoRoot(), "controllers", "agentinstall", "nodecycle-agent.yaml"))
-		Expect(err).NotTo(HaveOccurred())
-		Expect(string(inTree)).To(Equal(rendered), "controllers/agentinstall/nodecycle-agent.yaml is stale: run make generate")
+	It("carries the rendered agent manifests of config/workload and config/workload-least-privilege", func() {
+		for dir, file := range map[string]string{"workload": "nodecycle-agent.yaml", "workload-least-privilege": "nodecycle-agent-least-privilege.yaml"} {
+			rendered := kubectl("kustomize", filepath.Join(framework.RepoRoot(), "config", dir))
+			inTree, err := os.ReadFile(filepath.Join(framework.RepoRoot(), "controllers", "agentinstall", file))
+			Expect(err).NotTo(HaveOccurred())
+			Expect(string(inTree)).To(Equal(rendered), "controllers/agentinstall/%s is stale: run make generate", file)
+		}
 	})
 
 	// H12: in Cluster API mode the manager's ClusterRole is ../rbac's
@@ -95,6 +98,35 @@ var _ = Describe("Installation with kubectl apply -k config/clusterapi", func() 
 			g.Expect(ds.Spec.Template.Spec.Containers[0].Image).To(Equal("registry.example.com/nodecycle:test"))
 			g.Expect(ds.ManagedFields).To(ContainElement(HaveField("Manager", "nodecycle-manager")))
 			g.Expect(wc.Get(ctx, client.ObjectKey{Name: "nodecycle-agent-own-node"}, &admissionregistrationv1.ValidatingAdmissionPolicy{})).To(Succeed())
+		}).Should(Succeed())
+
+		By("nodecycle.io/agent=least-privilege switches the Cluster's agent to the one that reboots by signal with CAP_KILL alone (H10)")
+		agentContainer := func(g Gomega) corev1.Container {
+			ds := &appsv1.DaemonSet{}
+			g.Expect(wc.Get(ctx, client.ObjectKey{Namespace: "nodecycle-system", Name: "nodecycle-agent"}, ds)).To(Succeed())
+			return ds.Spec.Template.Spec.Containers[0]
+		}
+		setAgentLabel := func(value string) {
+			GinkgoHelper()
+			Expect(k8s.Get(ctx, client.ObjectKeyFromObject(cluster), cluster)).To(Succeed())
+			cluster.Labels[v1alpha1.LabelAgent] = value
+			Expect(k8s.Update(ctx, cluster)).To(Succeed())
+		}
+		setAgentLabel("least-privilege")
+		Eventually(func(g Gomega) {
+			c := agentContainer(g)
+			g.Expect(c.Args).To(ContainElement("--reboot-method=signal"))
+			g.Expect(c.SecurityContext.Privileged).To(HaveValue(BeFalse()))
+			g.Expect(c.SecurityContext.Capabilities.Add).To(ConsistOf(corev1.Capability("KILL")))
+		}).Should(Succeed())
+		setAgentLabel("privileged")
+		Eventually(func() []string { return eventsOn(ctx, ns, "Cluster", "labelled") }).Should(ContainElement(ContainSubstring(`Label nodecycle.io/agent="privileged" names no agent`)))
+		Consistently(func(g Gomega) { g.Expect(agentContainer(g).Args).To(ContainElement("--reboot-method=signal")) }, 2*time.Second).Should(Succeed(), "a bad value installs nothing")
+		setAgentLabel("enabled")
+		Eventually(func(g Gomega) {
+			c := agentContainer(g)
+			g.Expect(c.Args).NotTo(ContainElement("--reboot-method=signal"))
+			g.Expect(c.SecurityContext.Privileged).To(HaveValue(BeTrue()))
 		}).Should(Succeed())
 
 		_, err = capi.CreateMachineDeployment(ctx, ns, "labelled", "labelled-pool", 1, map[string]string{v1alpha1.AnnotationStrategy: "reboot"})
