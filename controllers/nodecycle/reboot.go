@@ -66,7 +66,12 @@ func (st *reboot) requestReboot(ctx context.Context, s *step) (reconcile.Result,
 			return reconcile.Result{}, nil
 		}
 		status.BootIDBefore = nodes.BootID(s.node)
+		// Under nodecycle's own cordon the request names it: the agent
+		// carries it out only while that cordon is on the node.
 		status.RebootRequestID = string(s.nc.UID)
+		if owner := s.node.Annotations[v1alpha1.AnnotationCordonedBy]; owner != "" {
+			status.RebootRequestID = owner + "/" + string(s.nc.UID)
+		}
 		return reconcile.Result{}, nil
 	}
 	if s.node.Annotations[v1alpha1.AnnotationRebootRequest] != status.RebootRequestID {

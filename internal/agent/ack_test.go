@@ -93,3 +93,27 @@ func TestAnAckMadeDespiteAnErrorIsCarriedOut(t *testing.T) {
 		cs.ReactionChain = cs.ReactionChain[1:]
 	}
 }
+
+// H10: a request made under nodecycle's own cordon is carried out only
+// while that cordon is on the node; a request made under someone else's
+// cordon (nodecycle found the node cordoned) names none.
+func TestARequestUnderNodecyclesCordonNeedsThatCordon(t *testing.T) {
+	for _, tc := range []struct {
+		name, request, cordonedBy string
+		want                      Decision
+	}{
+		{"nodecycle's cordon for this request", "team-a/worker-1-abc-1/uid-1", "team-a/worker-1-abc-1", Reboot},
+		{"nodecycle's mark removed (an admin took the node over)", "team-a/worker-1-abc-1/uid-1", "", Refuse},
+		{"another NodeCycle's cordon", "team-a/worker-1-abc-1/uid-1", "team-a/worker-1-abc-2", Refuse},
+		{"a request under someone else's cordon", "uid-1", "", Reboot},
+	} {
+		node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "worker-1", Annotations: map[string]string{v1alpha1.AnnotationRebootRequest: tc.request}},
+			Spec: corev1.NodeSpec{Unschedulable: true}}
+		if tc.cordonedBy != "" {
+			node.Annotations[v1alpha1.AnnotationCordonedBy] = tc.cordonedBy
+		}
+		if _, got := Decide(node); got != tc.want {
+			t.Errorf("%s: decision %d, want %d", tc.name, got, tc.want)
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -274,7 +275,7 @@ func (a *Agent) handleRebootRequest(ctx context.Context, log logr.Logger) {
 		if a.refused != id {
 			a.refused = id
 			a.Metrics.reboots.WithLabelValues("refused").Inc()
-			log.Info("Refusing a reboot request on a node that is not cordoned")
+			log.Info("Refusing a reboot request on a node that is not cordoned, or not by nodecycle for this request", "cordonedBy", node.Annotations[v1alpha1.AnnotationCordonedBy])
 		}
 		return
 	}
@@ -312,10 +313,14 @@ const (
 	// Ignore: no request, or one already acknowledged (carried out before,
 	// perhaps by an earlier run of the agent): never twice for one id.
 	Ignore Decision = iota
-	// Refuse: a request on a node that is not cordoned. nodecycle cordons
-	// (or finds cordoned) and drains a node before it asks; such a request
-	// was not written by it, and carrying it out would take down pods that
-	// were never evicted.
+	// Refuse: a request on a node that is not cordoned, or whose cordon is
+	// not the one nodecycle made for it. nodecycle cordons (or finds
+	// cordoned) and drains a node before it asks; a request made under its
+	// own cordon names that cordon ("namespace/name/uid", the cordon being
+	// nodecycle.io/cordoned-by=namespace/name), and is refused once the
+	// cordon is gone or someone else's (an admin who took the node over by
+	// removing nodecycle's mark). Carrying it out would take down pods that
+	// were never evicted, or a node someone else is working on.
 	Refuse
 	// Reboot: acknowledge, then reboot.
 	Reboot
@@ -327,10 +332,20 @@ func Decide(node *corev1.Node) (string, Decision) {
 	switch {
 	case id == "" || node.Annotations[v1alpha1.AnnotationRebootAck] == id:
 		return id, Ignore
-	case !node.Spec.Unschedulable:
+	case !node.Spec.Unschedulable || !CordonMatches(node, id):
 		return id, Refuse
 	}
 	return id, Reboot
+}
+
+// CordonMatches says whether a reboot request id is one that may be
+// carried out under the node's cordon: a request that names nodecycle's
+// cordon ("namespace/name/uid") only while nodecycle.io/cordoned-by is
+// that namespace/name; a request without one (nodecycle found the node
+// cordoned by someone else) under any cordon.
+func CordonMatches(node *corev1.Node, id string) bool {
+	i := strings.LastIndex(id, "/")
+	return i < 0 || node.Annotations[v1alpha1.AnnotationCordonedBy] == id[:i]
 }
 
 // olderThan reports whether resourceVersion rv is older than ref. The API

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -31,6 +32,9 @@ func FuzzDecide(f *testing.F) {
 		}
 		if d == Reboot && (request == "" || request == ack || !cordoned) {
 			t.Fatalf("reboot for request %q, ack %q, cordoned %t", request, ack, cordoned)
+		}
+		if d == Reboot && strings.Contains(request, "/") {
+			t.Fatalf("reboot for request %q, which names a cordon the node does not carry", request)
 		}
 		if d == Ignore && request != "" && request != ack {
 			t.Fatalf("an unacknowledged request %q was ignored", request)

@@ -261,6 +261,9 @@ func (t *Timeline) onEvent(ev watch.Event) {
 
 // Short is the first 8 characters of an ID, or "" quoted.
 func Short(id string) string {
+	if i := strings.LastIndex(id, "/"); i >= 0 { // a request that names its cordon
+		id = id[i+1:]
+	}
 	if len(id) > 8 {
 		return id[:8]
 	}
