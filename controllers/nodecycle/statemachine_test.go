@@ -668,12 +668,7 @@ func TestGates(t *testing.T) {
 // The NodeCycles that wait for a slot ask no server but the manager's
 // cache: a blocking-alert gate is asked only once a slot is free.
 func TestWaitingForASlotAsksNoAlertmanager(t *testing.T) {
-	var asked atomic.Int32
-	am := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		asked.Add(1)
-		_, _ = w.Write([]byte("[]"))
-	}))
-	defer am.Close()
+	am, asked := quietAlertmanager(t)
 	h := newHarness(t)
 	other := testNodeObject("worker-2", "boot-1")
 	other.Spec.Unschedulable = true
@@ -688,14 +683,14 @@ func TestWaitingForASlotAsksNoAlertmanager(t *testing.T) {
 		h.settle()
 		h.clock.Step(slotPollInterval)
 	}
-	if n := asked.Load(); n != 0 || h.cycle().Status.Phase != v1alpha1.PhasePending {
+	if n := asked(); n != 0 || h.cycle().Status.Phase != v1alpha1.PhasePending {
 		t.Fatalf("Alertmanager asked %d times while no slot was free (phase %s)", n, h.cycle().Status.Phase)
 	}
 	if err := h.c.Delete(h.ctx, other); err != nil {
 		t.Fatal(err)
 	}
 	h.runUntil(v1alpha1.PhaseWaitingForNodeReady)
-	if asked.Load() == 0 {
+	if asked() == 0 {
 		t.Error("the alert gate was never asked once the slot was free")
 	}
 }
@@ -1042,12 +1037,7 @@ func TestAStaleReadOfAnEndedNodeCycleDoesNothing(t *testing.T) {
 // before, any URL was requested and its status code came back in the
 // message.
 func TestAnotherNamespaceAsksOnlyAllowedAlertmanagers(t *testing.T) {
-	var asked atomic.Int32
-	am := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		asked.Add(1)
-		_, _ = w.Write([]byte("[]"))
-	}))
-	defer am.Close()
+	am, asked := quietAlertmanager(t)
 	h := newHarness(t)
 	h.cfg.Namespace = "operators" // the NodeCycle's namespace is a tenant's
 	h.restart()
@@ -1060,14 +1050,26 @@ func TestAnotherNamespaceAsksOnlyAllowedAlertmanagers(t *testing.T) {
 		h.settle()
 		h.clock.Step(gatePollInterval)
 	}
-	if got := h.cycle(); asked.Load() != 0 || got.Status.Phase != v1alpha1.PhasePending ||
+	if got := h.cycle(); asked() != 0 || got.Status.Phase != v1alpha1.PhasePending ||
 		!strings.Contains(got.Status.Message, "may not be used by namespace "+testNamespace+": the manager's --alertmanager-urls allows none") {
-		t.Fatalf("Alertmanager asked %d times; phase %s: %s", asked.Load(), got.Status.Phase, got.Status.Message)
+		t.Fatalf("Alertmanager asked %d times; phase %s: %s", asked(), got.Status.Phase, got.Status.Message)
 	}
 	h.cfg.AlertmanagerURLs = []string{am.URL + "/"}
 	h.restart()
 	h.runUntil(v1alpha1.PhaseWaitingForNodeReady)
-	if asked.Load() == 0 {
+	if asked() == 0 {
 		t.Error("the allowed Alertmanager was never asked")
 	}
+}
+
+// quietAlertmanager is an Alertmanager with no alert firing; asked says
+// how often it was asked.
+func quietAlertmanager(t *testing.T) (*httptest.Server, func() int32) {
+	var asked atomic.Int32
+	am := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		asked.Add(1)
+		_, _ = w.Write([]byte("[]"))
+	}))
+	t.Cleanup(am.Close)
+	return am, asked.Load
 }

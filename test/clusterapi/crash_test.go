@@ -9,7 +9,6 @@ import (
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
-	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
@@ -50,16 +49,7 @@ var _ = Describe("Crash campaign in Cluster API mode", func() {
 			}
 			mostActive = max(mostActive, len(active))
 		}, client.InNamespace(ns))
-		deleting, mostDeleting := map[string]bool{}, 0
-		watchEvents(ctx, &clusterv1.MachineList{}, &mu, func(deleted bool, m *clusterv1.Machine) {
-			switch {
-			case deleted:
-				delete(deleting, m.Name)
-			case !m.DeletionTimestamp.IsZero():
-				deleting[m.Name] = true
-			}
-			mostDeleting = max(mostDeleting, len(deleting))
-		}, client.InNamespace(ns), client.MatchingLabels{clusterv1.MachineDeploymentNameLabel: "replace"})
+		replacing := mostDeleting(ctx, ns, "replace")
 
 		bin, err := framework.BuildManager(GinkgoT().TempDir())
 		Expect(err).NotTo(HaveOccurred())
@@ -69,23 +59,10 @@ var _ = Describe("Crash campaign in Cluster API mode", func() {
 			Args: []string{"--cluster-api", "--agent-pod-selector=", "--kubeconfig=" + kubeconfig, "--leader-elect=false", "--metrics-bind-address=0",
 				"--health-probe-bind-address=0", "--history-limit=50", "--reboot-loop-window=1ms", "--retry-backoff=1s", "--max-retry-backoff=2s"}}
 		mgr.Start()
-		stopped := false
-		stopManager := func() {
-			if !stopped {
-				stopped = true
-				Expect(mgr.Stop()).To(Succeed())
-			}
-		}
-		DeferCleanup(stopManager)
+		DeferCleanup(mgr.Stop)
 
 		succeeded := func(strategy v1alpha1.Strategy) int {
-			n := 0
-			for _, nc := range cyclesIn(ctx, ns) {
-				if nc.Status.Phase == v1alpha1.PhaseSucceeded && nc.Status.Strategy == strategy {
-					n++
-				}
-			}
-			return n
+			return framework.Succeeded(cyclesIn(ctx, ns), func(nc *v1alpha1.NodeCycle) bool { return nc.Status.Strategy == strategy })
 		}
 		start := time.Now()
 		round := 0
@@ -102,7 +79,7 @@ var _ = Describe("Crash campaign in Cluster API mode", func() {
 				g.Expect(succeeded(v1alpha1.StrategyReplace)).To(Equal(round*replaceNodes), "replacements of round %d", round)
 			}).WithTimeout(5 * time.Minute).Should(Succeed())
 		}
-		stopManager()
+		Expect(mgr.Stop()).To(Succeed())
 
 		By("a manager that is left to run clears up what the last kill left")
 		startManager("--history-limit=50")
@@ -126,10 +103,10 @@ var _ = Describe("Crash campaign in Cluster API mode", func() {
 		mu.Lock()
 		defer mu.Unlock()
 		AddReportEntry("crash campaign (Cluster API)", fmt.Sprintf("%d manager kills (SIGKILL), %d rounds, %d NodeCycles, reboots per node %v, at most %d NodeCycle(s) active and %d Machine(s) deleting at once, %s",
-			mgr.Kills(), round, len(cyclesIn(ctx, ns)), reboots, mostActive, mostDeleting, time.Since(start).Round(time.Second)))
+			mgr.Kills(), round, len(cyclesIn(ctx, ns)), reboots, mostActive, replacing(), time.Since(start).Round(time.Second)))
 		Expect(mgr.Kills()).To(BeNumerically(">=", minKills), "the campaign must kill the manager often")
 		Expect(mostActive).To(Equal(1), "never two NodeCycles of the cluster in maintenance")
-		Expect(mostDeleting).To(Equal(1), "never two Machines deleted at once")
+		Expect(replacing()).To(Equal(1), "never two Machines deleted at once")
 		for node, n := range reboots {
 			Expect(n).To(Equal(round), "node %s: exactly one reboot per round", node)
 		}

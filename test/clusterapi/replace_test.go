@@ -2,7 +2,6 @@ package clusterapi
 
 import (
 	"context"
-	"sync"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -34,17 +33,7 @@ var _ = Describe("The replace strategy", func() {
 		before := replaceCluster(ctx, ns, cluster, 3)
 
 		// Every Machine deletion of the MachineDeployment, from a watch.
-		var mu sync.Mutex
-		deleting, mostAtOnce := map[string]bool{}, 0
-		watchEvents(ctx, &clusterv1.MachineList{}, &mu, func(deleted bool, m *clusterv1.Machine) {
-			switch {
-			case deleted:
-				delete(deleting, m.Name)
-			case !m.DeletionTimestamp.IsZero():
-				deleting[m.Name] = true
-			}
-			mostAtOnce = max(mostAtOnce, len(deleting))
-		}, client.InNamespace(ns), client.MatchingLabels{clusterv1.MachineDeploymentNameLabel: "workers"})
+		mostAtOnce := mostDeleting(ctx, ns, "workers")
 
 		startManager()
 		requireReboot(ctx, k8s, before[0].Status.NodeRef.Name)
@@ -69,9 +58,7 @@ var _ = Describe("The replace strategy", func() {
 		}
 		Expect(names(after)).NotTo(ContainElements(before[0].Name, before[1].Name), "the old Machines are gone")
 		Expect(names(after)).To(ContainElement(before[2].Name), "the Machine that needed nothing stays")
-		mu.Lock()
-		defer mu.Unlock()
-		Expect(mostAtOnce).To(Equal(1), "Machines being deleted at the same time")
+		Expect(mostAtOnce()).To(Equal(1), "Machines being deleted at the same time")
 
 		for _, m := range before[:2] {
 			// Events are recorded asynchronously.

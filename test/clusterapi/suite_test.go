@@ -181,3 +181,21 @@ func watchEvents[T client.Object](ctx context.Context, list client.ObjectList, m
 		}
 	}()
 }
+
+// mostDeleting follows, from a watch, the Machines of a MachineDeployment
+// being deleted, and returns how many were at most at once so far.
+func mostDeleting(ctx context.Context, ns, md string) func() int {
+	GinkgoHelper()
+	var mu sync.Mutex
+	deleting, most := map[string]bool{}, 0
+	watchEvents(ctx, &clusterv1.MachineList{}, &mu, func(deleted bool, m *clusterv1.Machine) {
+		switch {
+		case deleted:
+			delete(deleting, m.Name)
+		case !m.DeletionTimestamp.IsZero():
+			deleting[m.Name] = true
+		}
+		most = max(most, len(deleting))
+	}, client.InNamespace(ns), client.MatchingLabels{clusterv1.MachineDeploymentNameLabel: md})
+	return func() int { mu.Lock(); defer mu.Unlock(); return most }
+}

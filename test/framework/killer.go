@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/nodecycle/nodecycle/api/v1alpha1"
 )
 
 // BuildManager builds the manager binary into dir and returns its path.
@@ -44,8 +46,8 @@ func (k *Killer) Start() {
 // Kills is how many times a manager was killed so far.
 func (k *Killer) Kills() int { return int(k.kills.Load()) }
 
-// Stop ends the last manager with SIGTERM; it returns an error when a
-// manager could not be started.
+// Stop ends the last manager with SIGTERM (a second call does nothing);
+// it returns an error when a manager could not be started.
 func (k *Killer) Stop() error {
 	select {
 	case <-k.stop:
@@ -77,4 +79,16 @@ func (k *Killer) run() {
 			k.kills.Add(1)
 		}
 	}
+}
+
+// Succeeded counts the NodeCycles of list that succeeded and keep says
+// are of interest: the campaigns' progress.
+func Succeeded(list []v1alpha1.NodeCycle, keep func(*v1alpha1.NodeCycle) bool) int {
+	n := 0
+	for i := range list {
+		if list[i].Status.Phase == v1alpha1.PhaseSucceeded && keep(&list[i]) {
+			n++
+		}
+	}
+	return n
 }

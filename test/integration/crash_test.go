@@ -72,23 +72,10 @@ var _ = Describe("Crash campaign", func() {
 			Args: c.managerFlags("--kubeconfig="+kubeconfig, "--leader-elect=false", "--metrics-bind-address=0", "--health-probe-bind-address=0",
 				"--history-limit=20", "--reboot-loop-window=1ms", "--retry-backoff=1s", "--max-retry-backoff=2s")}
 		mgr.Start()
-		stopped := false
-		stopManager := func() {
-			if !stopped {
-				stopped = true
-				Expect(mgr.Stop()).To(Succeed())
-			}
-		}
-		defer stopManager()
+		DeferCleanup(mgr.Stop)
 
 		succeeded := func(node string) int {
-			n := 0
-			for _, nc := range nodeCycles(c.name) {
-				if nc.Spec.NodeName == node && nc.Status.Phase == v1alpha1.PhaseSucceeded {
-					n++
-				}
-			}
-			return n
+			return framework.Succeeded(nodeCycles(c.name), func(nc *v1alpha1.NodeCycle) bool { return nc.Spec.NodeName == node })
 		}
 		start := time.Now()
 		// At least minRounds rounds, and on until the manager was killed
@@ -108,7 +95,7 @@ var _ = Describe("Crash campaign", func() {
 				Eventually(func() int { return succeeded(node) }, 3*time.Minute).Should(Equal(r), "round %d, node %s", r, node)
 			}
 		}
-		stopManager()
+		Expect(mgr.Stop()).To(Succeed())
 
 		By("a manager that is left to run clears up what the last kill left")
 		final := startManager(c.managerFlags("--history-limit=20")...)
