@@ -218,6 +218,10 @@ func (c *Connections) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Res
 func (c *Connections) connect(ctx context.Context, key client.ObjectKey) (*connection, error) {
 	s := &corev1.Secret{}
 	if err := c.secrets.Get(ctx, client.ObjectKey{Namespace: key.Namespace, Name: secret.Name(key.Name, secret.Kubeconfig)}, s); err != nil {
+		if apierrors.IsForbidden(err) {
+			return nil, fmt.Errorf("the manager may not read Secret %s/%s: namespace %s has not opted in (kubectl create rolebinding nodecycle-manager -n %s --clusterrole nodecycle-manager-namespace --serviceaccount <manager namespace>:nodecycle-manager): %w",
+				key.Namespace, secret.Name(key.Name, secret.Kubeconfig), key.Namespace, key.Namespace, err)
+		}
 		return nil, fmt.Errorf("reading the kubeconfig Secret: %w", err)
 	}
 	cfg, err := RESTConfigFromData(s.Data[secret.KubeconfigDataName])

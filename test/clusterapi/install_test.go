@@ -82,12 +82,37 @@ var _ = Describe("Installation with kubectl apply -k config/clusterapi", func() 
 		cluster.Labels = map[string]string{v1alpha1.LabelAgent: "enabled"}
 		Expect(k8s.Update(ctx, cluster)).To(Succeed())
 
-		By("the manager, as its service account with the installed RBAC, installs the agent and reboots a node")
 		asManager := rest.CopyConfig(env.Config)
 		asManager.Impersonate = rest.ImpersonationConfig{
 			UserName: "system:serviceaccount:nodecycle-system:nodecycle-manager",
 			Groups:   []string{"system:serviceaccounts", "system:serviceaccounts:nodecycle-system", "system:authenticated"},
 		}
+		may := func(verb, resource, namespace string) bool {
+			GinkgoHelper()
+			r, err := env.Clientset.AuthorizationV1().SubjectAccessReviews().Create(ctx, &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
+				User: asManager.Impersonate.UserName, Groups: asManager.Impersonate.Groups,
+				ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: namespace, Verb: verb, Resource: resource,
+					Group: map[string]string{"secrets": "", "clusters": "cluster.x-k8s.io", "machines": "cluster.x-k8s.io"}[resource]},
+			}}, metav1.CreateOptions{})
+			Expect(err).NotTo(HaveOccurred())
+			return r.Status.Allowed
+		}
+
+		By("H12: no Secret, Cluster patch or Machine delete in a namespace that has not opted in")
+		for _, right := range [][2]string{{"get", "secrets"}, {"patch", "clusters"}, {"delete", "machines"}} {
+			Expect(may(right[0], right[1], ns)).To(BeFalse(), "%s %s before the namespace opted in", right[0], right[1])
+		}
+		Expect(may("list", "clusters", ns)).To(BeTrue(), "Clusters are read everywhere")
+		By("the namespace opts in, as the README says")
+		Expect(k8s.Create(ctx, &rbacv1.RoleBinding{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "nodecycle-manager"},
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "nodecycle-manager-namespace"},
+			Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: "nodecycle-system", Name: "nodecycle-manager"}},
+		})).To(Succeed())
+		Expect(may("get", "secrets", ns)).To(BeTrue())
+		Expect(may("get", "secrets", "team-b")).To(BeFalse(), "another tenant's Secrets")
+
+		By("the manager, as its service account with the installed RBAC, installs the agent and reboots a node")
 		stop, _, err := framework.StartManager(asManager, GinkgoWriter, "--cluster-api", "--agent-pod-selector=", "--leader-elect=true", "--leader-election-namespace=nodecycle-system",
 			"--agent-image=registry.example.com/nodecycle:test")
 		Expect(err).NotTo(HaveOccurred())
