@@ -89,13 +89,13 @@ var _ = Describe("Installation with kubectl apply -k config/clusterapi", func() 
 		}
 		may := func(verb, resource, namespace string) bool {
 			GinkgoHelper()
-			r, err := env.Clientset.AuthorizationV1().SubjectAccessReviews().Create(ctx, &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
+			review, reviewErr := env.Clientset.AuthorizationV1().SubjectAccessReviews().Create(ctx, &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
 				User: asManager.Impersonate.UserName, Groups: asManager.Impersonate.Groups,
 				ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: namespace, Verb: verb, Resource: resource,
 					Group: map[string]string{"secrets": "", "clusters": "cluster.x-k8s.io", "machines": "cluster.x-k8s.io"}[resource]},
 			}}, metav1.CreateOptions{})
-			Expect(err).NotTo(HaveOccurred())
-			return r.Status.Allowed
+			Expect(reviewErr).NotTo(HaveOccurred())
+			return review.Status.Allowed
 		}
 
 		By("H12: no Secret, Cluster patch or Machine delete in a namespace that has not opted in")
