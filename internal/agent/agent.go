@@ -345,7 +345,11 @@ func Decide(node *corev1.Node) (string, Decision) {
 // cordoned by someone else) under any cordon.
 func CordonMatches(node *corev1.Node, id string) bool {
 	i := strings.LastIndex(id, "/")
-	return i < 0 || node.Annotations[v1alpha1.AnnotationCordonedBy] == id[:i]
+	if i < 0 {
+		return true
+	}
+	owner, cordoned := node.Annotations[v1alpha1.AnnotationCordonedBy]
+	return cordoned && owner == id[:i]
 }
 
 // olderThan reports whether resourceVersion rv is older than ref. The API
