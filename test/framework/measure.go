@@ -101,3 +101,22 @@ func WatchRoll(w watch.Interface, count int, start time.Time, timeout time.Durat
 	r.Total = time.Since(start)
 	return r, nil
 }
+
+// WatchNode follows w until Node name satisfies ok, and says when it was
+// seen so.
+func WatchNode(w watch.Interface, name string, ok func(*corev1.Node) bool, timeout time.Duration) (time.Time, error) {
+	deadline := time.After(timeout)
+	for {
+		select {
+		case <-deadline:
+			return time.Time{}, fmt.Errorf("node %s: not seen as wanted within %s", name, timeout)
+		case ev, open := <-w.ResultChan():
+			if !open {
+				return time.Time{}, fmt.Errorf("node %s: the watch closed", name)
+			}
+			if n, isNode := ev.Object.(*corev1.Node); isNode && n.Name == name && ok(n) {
+				return time.Now(), nil
+			}
+		}
+	}
+}

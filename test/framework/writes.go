@@ -129,3 +129,21 @@ func resourceOf(path string) string {
 		return parts[0] + "/" + parts[2]
 	}
 }
+
+// PerKind is the count of each kind of write divided by n, by kind.
+func (w *Writes) PerKind(n int) map[string]float64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	per := make(map[string]float64, len(w.counts))
+	for k, c := range w.counts {
+		per[k] = float64(c) / float64(n)
+	}
+	return per
+}
+
+// MetricUnit turns a kind of write ("PATCH nodes/status (409)") into a
+// benchmark unit without spaces ("PATCH-nodes/status-409/cycle").
+func MetricUnit(prefix, kind string) string {
+	r := strings.NewReplacer(" (", "-", ")", "", " ", "-")
+	return prefix + r.Replace(kind) + "/cycle"
+}
