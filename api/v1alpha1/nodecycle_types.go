@@ -290,7 +290,8 @@ type DrainSpec struct {
 // NodeCycleStatus is the durable state of the operation. A restarted manager
 // resumes from it.
 type NodeCycleStatus struct {
-	// Phase is the current step.
+	// Phase is where the operation stands: Pending, a phase of the engine
+	// or of the running strategy, or a terminal phase.
 	// +optional
 	Phase Phase `json:"phase,omitempty"`
 
@@ -299,8 +300,8 @@ type NodeCycleStatus struct {
 	// +optional
 	Strategy Strategy `json:"strategy,omitempty"`
 
-	// Step is the index in spec.strategies of the strategy that runs now;
-	// escalation moves it to the next index.
+	// Step is the index in spec.strategies of the strategy that runs now
+	// (the ladder's step); escalation moves it to the next index.
 	// +optional
 	// +kubebuilder:validation:Minimum=0
 	Step int32 `json:"step,omitempty"`

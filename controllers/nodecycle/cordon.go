@@ -21,7 +21,7 @@ import (
 // cordon marks the node unschedulable, and marks the cordon as nodecycle's
 // so that only nodecycle's own cordons are ever lifted. A node that keeps
 // its Machine is first kept off MachineHealthChecks.
-func (r *Reconciler) cordon(ctx context.Context, s *step) (reconcile.Result, error) {
+func (r *Reconciler) cordon(ctx context.Context, s *scope) (reconcile.Result, error) {
 	owner := cycles.Owner(s.nc)
 	// A remediation's Machine stays the MachineHealthCheck's: it asked.
 	if s.inPlaceAnywhere() && s.nc.Spec.Remediation == "" {
@@ -64,13 +64,13 @@ func (r *Reconciler) cordon(ctx context.Context, s *step) (reconcile.Result, err
 	return reconcile.Result{}, nil
 }
 
-// drain makes one non-blocking drain step and requeues until the node is
+// drain evicts what it may now, without blocking, and requeues until the node is
 // empty or the drain timeout passes.
-func (r *Reconciler) drain(ctx context.Context, s *step) (reconcile.Result, error) {
+func (r *Reconciler) drain(ctx context.Context, s *scope) (reconcile.Result, error) {
 	if r.drainWatch != nil {
 		r.drainWatch.ensure(ctx, s)
 	}
-	rules, err := r.drainRules(ctx, s)
+	rules, err := s.target.DrainRules(ctx)
 	if err != nil {
 		return reconcile.Result{}, err
 	}
@@ -116,7 +116,7 @@ func (r *Reconciler) drain(ctx context.Context, s *step) (reconcile.Result, erro
 
 // drained goes on from a drained node: to its pre-reboot hooks while one
 // is held, else to the strategy.
-func (s *step) drained() (reconcile.Result, error) {
+func (s *scope) drained() (reconcile.Result, error) {
 	if held := nodes.Hooks(s.node, v1alpha1.PrefixPreRebootHook); len(held) > 0 {
 		s.moveTo(v1alpha1.PhaseWaitingForPreRebootHooks, hooksMessage(beforeReboot, held, s.hookTimeout()))
 		return reconcile.Result{RequeueAfter: s.hookTimeout()}, nil
@@ -128,7 +128,7 @@ func (s *step) drained() (reconcile.Result, error) {
 // uncordon lifts nodecycle's cordon when the node is Ready, then ends the
 // NodeCycle. A node that is not Ready after a failure stays cordoned; the
 // node's reconciler lifts the cordon once it is Ready again.
-func (r *Reconciler) uncordon(ctx context.Context, s *step) (reconcile.Result, error) {
+func (r *Reconciler) uncordon(ctx context.Context, s *scope) (reconcile.Result, error) {
 	outcome := s.nc.Status.Outcome
 	if outcome == "" {
 		outcome = v1alpha1.PhaseSucceeded
@@ -140,7 +140,7 @@ func (r *Reconciler) uncordon(ctx context.Context, s *step) (reconcile.Result, e
 	_, ours := s.node.Annotations[v1alpha1.AnnotationCordonedBy]
 	held := nodes.Hooks(s.node, v1alpha1.PrefixPostRebootHook)
 	switch {
-	case ours && rebootPending(s):
+	case ours && s.rebootPending():
 		// The node may still reboot: pods back on it would go down with it.
 	case ours && len(held) > 0:
 		// After a failure too: the hooks' owners said the node may not serve yet.
@@ -158,8 +158,8 @@ func (r *Reconciler) uncordon(ctx context.Context, s *step) (reconcile.Result, e
 	case s.node.Spec.Unschedulable:
 		message += "; the cordon is not nodecycle's (it was there before maintenance, or nodecycle.io/cordoned-by was removed) and stays cordoned"
 	}
-	if (!ours || !nodes.IsReady(s.node) || len(held) > 0) && !rebootPending(s) {
-		if err := clearRebootRequest(ctx, s); err != nil {
+	if (!ours || !nodes.IsReady(s.node) || len(held) > 0) && !s.rebootPending() {
+		if err := s.clearRebootRequest(ctx); err != nil {
 			return reconcile.Result{}, err
 		}
 	}

@@ -30,7 +30,7 @@ import (
 const defaultHookTimeout = 30 * time.Minute
 
 // hookTimeout is the NodeCycle's limit of each wait for hooks.
-func (s *step) hookTimeout() time.Duration {
+func (s *scope) hookTimeout() time.Duration {
 	if h := s.nc.Spec.Hooks; h != nil && h.Timeout != nil && h.Timeout.Duration > 0 {
 		return h.Timeout.Duration
 	}
@@ -38,7 +38,7 @@ func (s *step) hookTimeout() time.Duration {
 }
 
 // hookLabels are the labels the cordon puts on the node.
-func (s *step) hookLabels() map[string]string {
+func (s *scope) hookLabels() map[string]string {
 	if s.nc.Spec.Hooks == nil {
 		return nil
 	}
@@ -59,7 +59,7 @@ func hooksMessage(what string, held []string, timeout time.Duration) string {
 
 // preRebootHooks waits, on the drained node, until no pre-reboot hook is
 // held, then starts the strategy.
-func (r *Reconciler) preRebootHooks(s *step) (reconcile.Result, error) {
+func (r *Reconciler) preRebootHooks(s *scope) (reconcile.Result, error) {
 	held := nodes.Hooks(s.node, v1alpha1.PrefixPreRebootHook)
 	if len(held) == 0 {
 		s.startCurrent()
@@ -70,7 +70,7 @@ func (r *Reconciler) preRebootHooks(s *step) (reconcile.Result, error) {
 
 // postRebootHooks waits, on the rebooted node, until no post-reboot hook
 // is held, then uncordons it.
-func (r *Reconciler) postRebootHooks(s *step) (reconcile.Result, error) {
+func (r *Reconciler) postRebootHooks(s *scope) (reconcile.Result, error) {
 	held := nodes.Hooks(s.node, v1alpha1.PrefixPostRebootHook)
 	if len(held) == 0 {
 		s.moveTo(v1alpha1.PhaseUncordoning, "Post-reboot hooks released; uncordoning")
@@ -82,7 +82,7 @@ func (r *Reconciler) postRebootHooks(s *step) (reconcile.Result, error) {
 // waitForHooks fails the NodeCycle once the hook timeout has passed in
 // this phase; until then it names the hooks held and wakes at the timeout
 // (a hook released wakes it through its Node's event).
-func (s *step) waitForHooks(held []string, timeoutReason v1alpha1.Reason, what, afterTimeout string) (reconcile.Result, error) {
+func (s *scope) waitForHooks(held []string, timeoutReason v1alpha1.Reason, what, afterTimeout string) (reconcile.Result, error) {
 	timeout, waited := s.hookTimeout(), s.elapsed()
 	if waited >= timeout {
 		s.fail(timeoutReason, fmt.Sprintf("Hooks still held after %s: %s; %s", timeout, strings.Join(held, ", "), afterTimeout))

@@ -13,51 +13,22 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
-	"github.com/nodecycle/nodecycle/internal/nodes"
 )
 
 // podsPollInterval is how often the pods of a rebooted node are looked at:
 // the NodeCycle controller does not watch pods.
 const podsPollInterval = 5 * time.Second
 
-// afterProof goes on from the proof of reboot: to the wait for the node's
-// pods (spec.waitForPods), then to its post-reboot hooks, then to the
-// uncordon.
-func afterProof(ctx context.Context, s *step) (reconcile.Result, error) {
-	if s.nc.Spec.WaitForPods != nil {
-		waiting, err := podsNotReady(ctx, s)
-		if err != nil {
-			return reconcile.Result{}, err
-		}
-		if len(waiting) > 0 {
-			s.moveTo(v1alpha1.PhaseWaitingForPods, podsMessage(waiting, s.hookTimeout()))
-			return reconcile.Result{RequeueAfter: podsPollInterval}, nil
-		}
-	}
-	return beforeUncordonHooks(s)
-}
-
-// beforeUncordonHooks goes to the post-reboot hooks while one is held,
-// else to the uncordon.
-func beforeUncordonHooks(s *step) (reconcile.Result, error) {
-	if held := nodes.Hooks(s.node, v1alpha1.PrefixPostRebootHook); len(held) > 0 {
-		s.moveTo(v1alpha1.PhaseWaitingForPostRebootHooks, hooksMessage(beforeUncordon(&s.nc.Status), held, s.hookTimeout()))
-		return reconcile.Result{RequeueAfter: s.hookTimeout()}, nil
-	}
-	s.moveTo(v1alpha1.PhaseUncordoning, "Node rebooted and Ready; uncordoning")
-	return reconcile.Result{}, nil
-}
-
 // podsReady waits in WaitingForPods until the node's pods are Ready, for
 // at most the hook timeout; then the NodeCycle fails PodsNotReady and the
 // node is uncordoned (it is Ready; its pods' owners are told by the Event).
-func (r *Reconciler) podsReady(ctx context.Context, s *step) (reconcile.Result, error) {
+func (r *Reconciler) podsReady(ctx context.Context, s *scope) (reconcile.Result, error) {
 	waiting, err := podsNotReady(ctx, s)
 	if err != nil {
 		return reconcile.Result{}, err
 	}
 	if len(waiting) == 0 {
-		return beforeUncordonHooks(s)
+		return s.beforeUncordonHooks()
 	}
 	timeout := s.hookTimeout()
 	if s.elapsed() >= timeout {
@@ -72,7 +43,7 @@ func (r *Reconciler) podsReady(ctx context.Context, s *step) (reconcile.Result, 
 // on the node that are not Ready since the maintenance began: a pod that
 // shows Ready from before the reboot has not been seen Ready on the new
 // boot yet.
-func podsNotReady(ctx context.Context, s *step) ([]string, error) {
+func podsNotReady(ctx context.Context, s *scope) ([]string, error) {
 	want := s.nc.Spec.WaitForPods
 	sel := labels.Nothing()
 	if want.PodSelector != nil {

@@ -44,7 +44,7 @@ func newDrainWatch() *drainWatch {
 
 // ensure runs the watch of nc's node, unless it runs already or the
 // cluster offers no way to watch.
-func (d *drainWatch) ensure(ctx context.Context, s *step) {
+func (d *drainWatch) ensure(ctx context.Context, s *scope) {
 	if cfg := s.workload().Config; cfg != nil {
 		d.watch(ctx, types.NamespacedName{Namespace: s.nc.Namespace, Name: s.nc.Name}, cfg, s.node.Name)
 	}

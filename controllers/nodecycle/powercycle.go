@@ -8,6 +8,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
@@ -36,25 +37,22 @@ type powerCycle struct {
 
 func (*powerCycle) Name() v1alpha1.Strategy { return v1alpha1.StrategyPowerCycle }
 func (*powerCycle) InPlace() bool           { return true }
-func (*powerCycle) Phases() []v1alpha1.Phase {
-	return []v1alpha1.Phase{v1alpha1.PhasePoweringOff, v1alpha1.PhasePoweringOn, v1alpha1.PhaseWaitingForNodeReady}
+func (*powerCycle) Phases() []PhaseSpec {
+	return []PhaseSpec{
+		{Phase: v1alpha1.PhasePoweringOff, Reason: v1alpha1.ReasonPowerCycling, Held: true},
+		{Phase: v1alpha1.PhasePoweringOn, Reason: v1alpha1.ReasonPowerCycling, Held: true},
+		{Phase: v1alpha1.PhaseWaitingForNodeReady, Reason: v1alpha1.ReasonWaitingForNodeReady},
+	}
 }
 
-func (*powerCycle) Start(s *step) {
+func (*powerCycle) Start(s *scope) {
 	s.nc.Status.PowerOffMode = ""
 	s.moveTo(v1alpha1.PhasePoweringOff, "Powering the machine off")
 }
 
-func (*powerCycle) ConditionReason(p v1alpha1.Phase) v1alpha1.Reason {
-	if p == v1alpha1.PhaseWaitingForNodeReady {
-		return v1alpha1.ReasonWaitingForNodeReady
-	}
-	return v1alpha1.ReasonPowerCycling
-}
-
 // Check makes sure, before the node is touched, that its machine can be
 // reached and read with the configured credentials.
-func (st *powerCycle) Check(ctx context.Context, s *step) (v1alpha1.Reason, error) {
+func (st *powerCycle) Check(ctx context.Context, s *scope) (v1alpha1.Reason, error) {
 	p, m, err := st.power.Target(ctx, s.nc, s.node)
 	if err != nil {
 		return v1alpha1.ReasonProviderError, err
@@ -67,15 +65,15 @@ func (st *powerCycle) Check(ctx context.Context, s *step) (v1alpha1.Reason, erro
 	return "", nil
 }
 
-func (st *powerCycle) Step(ctx context.Context, s *step) (reconcile.Result, error) {
+func (st *powerCycle) Advance(ctx context.Context, s *scope) (reconcile.Result, error) {
 	status := &s.nc.Status
 	switch {
 	case status.Phase == v1alpha1.PhaseWaitingForNodeReady:
-		return waitForNewBoot(ctx, s)
+		return s.waitForNewBoot(ctx)
 	case status.RebootRequestID == "":
 		// Saved before anything is done, as for a reboot request; the
 		// finalizer makes sure a deleted NodeCycle leaves no machine off.
-		if err := holdPower(ctx, st.client, s); err != nil {
+		if err := st.holdPower(ctx, s); err != nil {
 			return reconcile.Result{}, err
 		}
 		status.BootIDBefore = nodes.BootID(s.node)
@@ -95,9 +93,9 @@ func (st *powerCycle) Step(ctx context.Context, s *step) (reconcile.Result, erro
 }
 
 // readPower builds the provider, finds the machine and reads its power
-// state. An error is retried (providerError); ok false says the step is
+// state. An error is retried (providerError); ok false says the reconcile is
 // decided.
-func (st *powerCycle) readPower(ctx context.Context, s *step) (providers.Provider, providers.Machine, providers.PowerState, reconcile.Result, bool) {
+func (st *powerCycle) readPower(ctx context.Context, s *scope) (providers.Provider, providers.Machine, providers.PowerState, reconcile.Result, bool) {
 	p, m, err := st.power.Target(ctx, s.nc, s.node)
 	if err != nil {
 		return nil, m, providers.PowerUnknown, st.providerError(ctx, s, nil, m, err), false
@@ -111,7 +109,7 @@ func (st *powerCycle) readPower(ctx context.Context, s *step) (providers.Provide
 
 // limit is how long a power phase may take: the power timeout, or without
 // one the reboot timeout (a provider that keeps failing is given up).
-func limit(s *step) time.Duration {
+func limit(s *scope) time.Duration {
 	if d := s.nc.Spec.PowerCycle.PowerTimeout.Duration; d > 0 {
 		return d
 	}
@@ -121,7 +119,7 @@ func limit(s *step) time.Duration {
 // providerError retries a failing hypervisor or BMC (a timeout, a restart
 // of the BMC) until the phase's limit, saying so in the message; then the
 // power cycle is given up.
-func (st *powerCycle) providerError(ctx context.Context, s *step, p providers.Provider, m providers.Machine, err error) reconcile.Result {
+func (st *powerCycle) providerError(ctx context.Context, s *scope, p providers.Provider, m providers.Machine, err error) reconcile.Result {
 	if s.elapsed() >= limit(s) {
 		st.giveUp(ctx, s, p, m, v1alpha1.ReasonProviderError, fmt.Sprintf("%v (retried for %s)", err, limit(s)))
 		return reconcile.Result{}
@@ -132,7 +130,7 @@ func (st *powerCycle) providerError(ctx context.Context, s *step, p providers.Pr
 
 // powerOnNow asks for the machine to be on, for a NodeCycle deleted in a
 // power phase.
-func (st *powerCycle) powerOnNow(ctx context.Context, s *step) error {
+func (st *powerCycle) powerOnNow(ctx context.Context, s *scope) error {
 	callCtx, cancel := context.WithTimeout(ctx, providerCallTimeout)
 	defer cancel()
 	node := s.node
@@ -148,12 +146,12 @@ func (st *powerCycle) powerOnNow(ctx context.Context, s *step) error {
 
 // giveUp ends the power cycle without a new boot: it asks for power-on
 // first, so that a machine is never left off, then runs the ladder's next
-// step or fails the NodeCycle.
+// strategy or fails the NodeCycle.
 //
 // A provider that cannot be built (its Secret deleted, its settings
 // broken) is built once more to ask; when that fails too, the message says
 // that the machine may be off and must be powered on by hand.
-func (st *powerCycle) giveUp(ctx context.Context, s *step, p providers.Provider, m providers.Machine, reason v1alpha1.Reason, why string) {
+func (st *powerCycle) giveUp(ctx context.Context, s *scope, p providers.Provider, m providers.Machine, reason v1alpha1.Reason, why string) {
 	var err error
 	switch {
 	case p != nil && len(m.Candidates) > 0:
@@ -169,7 +167,7 @@ func (st *powerCycle) giveUp(ctx context.Context, s *step, p providers.Provider,
 
 // powerOff turns the machine off: soft first, hard once the soft-off
 // timeout passed or when soft is refused, then waits until it is off.
-func (st *powerCycle) powerOff(callCtx context.Context, s *step, p providers.Provider, m providers.Machine, state providers.PowerState) reconcile.Result {
+func (st *powerCycle) powerOff(callCtx context.Context, s *scope, p providers.Provider, m providers.Machine, state providers.PowerState) reconcile.Result {
 	status := &s.nc.Status
 	pc := s.nc.Spec.PowerCycle
 	elapsed := s.elapsed()
@@ -206,7 +204,7 @@ func (st *powerCycle) powerOff(callCtx context.Context, s *step, p providers.Pro
 
 // powerOn turns the machine on and waits until it is on; then the proof of
 // reboot is the same as for an in-place reboot.
-func (st *powerCycle) powerOn(callCtx context.Context, s *step, p providers.Provider, m providers.Machine, state providers.PowerState) reconcile.Result {
+func (st *powerCycle) powerOn(callCtx context.Context, s *scope, p providers.Provider, m providers.Machine, state providers.PowerState) reconcile.Result {
 	status := &s.nc.Status
 	pc := s.nc.Spec.PowerCycle
 	if state == providers.PowerOn {
@@ -225,4 +223,55 @@ func (st *powerCycle) powerOn(callCtx context.Context, s *step, p providers.Prov
 	}
 	status.Message = fmt.Sprintf("Power-on of machine %s requested through %s; waiting until it is on", m.Candidates[0], pc.Provider)
 	return reconcile.Result{RequeueAfter: powerPollInterval}
+}
+
+// While a NodeCycle may have its machine off (PoweringOff, PoweringOn: its
+// Held phases) it carries the finalizer nodecycle.io/power-on: deleting it
+// then (by hand, or with its namespace) first powers the machine on
+// (Abandon), so that no machine is left off by a NodeCycle that is gone.
+
+// poweredOff reports the phases in which the machine may be off.
+func poweredOff(p v1alpha1.Phase) bool {
+	return p == v1alpha1.PhasePoweringOff || p == v1alpha1.PhasePoweringOn
+}
+
+// holdPower adds the finalizer before the first power call; the scope's
+// NodeCycle and its base for the status save take the new metadata.
+func (st *powerCycle) holdPower(ctx context.Context, s *scope) error {
+	if controllerutil.ContainsFinalizer(s.nc, v1alpha1.FinalizerPowerOn) {
+		return nil
+	}
+	held := s.before.DeepCopy()
+	controllerutil.AddFinalizer(held, v1alpha1.FinalizerPowerOn)
+	if err := st.client.Patch(ctx, held, client.MergeFromWithOptions(s.before, client.MergeFromWithOptimisticLock{})); err != nil {
+		return fmt.Errorf("adding finalizer %s: %w", v1alpha1.FinalizerPowerOn, err)
+	}
+	held.ObjectMeta.DeepCopyInto(&s.nc.ObjectMeta)
+	held.ObjectMeta.DeepCopyInto(&s.before.ObjectMeta)
+	return nil
+}
+
+// Abandon powers the machine on when it may be off: the NodeCycle was
+// deleted, or its node is gone, in a power phase. A deleted NodeCycle
+// retries until the power timeout after its deletion, then gives up with
+// a Warning Event.
+func (st *powerCycle) Abandon(ctx context.Context, s *scope) (string, time.Duration) {
+	nc := s.nc
+	if !poweredOff(nc.Status.Phase) {
+		return "", 0
+	}
+	err := st.powerOnNow(ctx, s)
+	deleted := !nc.DeletionTimestamp.IsZero()
+	switch {
+	case err == nil:
+		if deleted {
+			s.event(corev1.EventTypeNormal, v1alpha1.ReasonPoweredOn, "NodeCycle deleted in %s; the machine was powered on", nc.Status.Phase)
+		}
+		return "its machine was powered on", 0
+	case deleted && s.now.Sub(nc.DeletionTimestamp.Time) < limit(s):
+		return "", powerPollInterval
+	case deleted:
+		s.event(corev1.EventTypeWarning, v1alpha1.ReasonProviderError, "NodeCycle deleted while the machine may be off; powering it on failed for %s: %v", limit(s), err)
+	}
+	return fmt.Sprintf("its machine may be off, and powering it on failed: %v", err), 0
 }

@@ -3,6 +3,7 @@ package nodecycle
 import (
 	"context"
 	"fmt"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -12,7 +13,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
-	"github.com/nodecycle/nodecycle/internal/cycles"
 	"github.com/nodecycle/nodecycle/internal/nodes"
 )
 
@@ -29,34 +29,35 @@ type reboot struct {
 
 func (*reboot) Name() v1alpha1.Strategy { return v1alpha1.StrategyReboot }
 func (*reboot) InPlace() bool           { return true }
-func (*reboot) Phases() []v1alpha1.Phase {
-	return []v1alpha1.Phase{v1alpha1.PhaseRebooting, v1alpha1.PhaseWaitingForNodeReady}
+func (*reboot) Phases() []PhaseSpec {
+	return []PhaseSpec{
+		// Its first reconcile only records the boot and the request id,
+		// which are saved before the request is written.
+		{Phase: v1alpha1.PhaseRebooting, Reason: v1alpha1.ReasonRebootRequested, Quiet: true, Chained: true},
+		{Phase: v1alpha1.PhaseWaitingForNodeReady, Reason: v1alpha1.ReasonWaitingForNodeReady},
+	}
 }
 
-func (*reboot) Check(context.Context, *step) (v1alpha1.Reason, error) { return "", nil }
+func (*reboot) Check(context.Context, *scope) (v1alpha1.Reason, error) { return "", nil }
 
-func (*reboot) Start(s *step) {
+func (*reboot) Start(s *scope) {
 	s.moveTo(v1alpha1.PhaseRebooting, "Requesting a reboot from the agent")
 }
 
-func (*reboot) ConditionReason(p v1alpha1.Phase) v1alpha1.Reason {
-	if p == v1alpha1.PhaseRebooting {
-		return v1alpha1.ReasonRebootRequested
-	}
-	return v1alpha1.ReasonWaitingForNodeReady
-}
+// Abandon: a reboot request left on a node that is gone does nothing.
+func (*reboot) Abandon(context.Context, *scope) (string, time.Duration) { return "", 0 }
 
-func (st *reboot) Step(ctx context.Context, s *step) (reconcile.Result, error) {
+func (st *reboot) Advance(ctx context.Context, s *scope) (reconcile.Result, error) {
 	if s.nc.Status.Phase == v1alpha1.PhaseRebooting {
 		return st.requestReboot(ctx, s)
 	}
-	return waitForNewBoot(ctx, s)
+	return s.waitForNewBoot(ctx)
 }
 
 // requestReboot records the boot ID, then asks the agent for a reboot. The
 // boot ID is saved before the request is made, so the proof of reboot never
 // compares against a boot ID read after the reboot.
-func (st *reboot) requestReboot(ctx context.Context, s *step) (reconcile.Result, error) {
+func (st *reboot) requestReboot(ctx context.Context, s *scope) (reconcile.Result, error) {
 	status := &s.nc.Status
 	if status.RebootRequestID == "" {
 		if ready, err := st.agentReady(ctx, s.workload().Reader, s.node.Name); err != nil {
@@ -108,70 +109,4 @@ func (st *reboot) agentReady(ctx context.Context, reader client.Reader, node str
 		}
 	}
 	return false, nil
-}
-
-// waitForNewBoot is how the wait of every in-place strategy ends: the node
-// runs a boot other than the one recorded before and is Ready (the proof of
-// reboot), or the reboot timeout passes and the ladder goes on.
-func waitForNewBoot(ctx context.Context, s *step) (reconcile.Result, error) {
-	status := &s.nc.Status
-	current := nodes.BootID(s.node)
-	ready := nodes.IsReady(s.node)
-	rebooted := current != "" && current != status.BootIDBefore
-	if rebooted && ready {
-		// The request goes with the uncordon, in one write.
-		status.BootIDAfter = current
-		s.event(corev1.EventTypeNormal, v1alpha1.ReasonRebootVerified, "Node rebooted: boot ID %q -> %q, Ready", status.BootIDBefore, current)
-		return afterProof(ctx, s)
-	}
-	acked := s.node.Annotations[v1alpha1.AnnotationRebootAck] == status.RebootRequestID
-	waited := s.elapsed()
-	timeout := s.nc.Spec.RebootTimeout.Duration
-	if waited >= timeout {
-		why := fmt.Sprintf("Node did not come back within %s after %s: boot ID %s, Ready=%t", timeout, s.currentName(), describeBoot(status.BootIDBefore, current), ready)
-		if s.currentName() == v1alpha1.StrategyReboot {
-			why += fmt.Sprintf(", agent acknowledged the request: %t", acked)
-		}
-		if rebootPending(s) && !s.hasNext() {
-			// The agent took the request and the node may still go down (a
-			// slow shutdown, a long POST): the request, the cordon and so
-			// the slot stay until it runs a new boot.
-			s.fail(v1alpha1.ReasonRebootTimeout, why+"; the reboot may still happen: the node stays cordoned, and keeps its cluster's slot, until it runs a new boot")
-			return reconcile.Result{}, nil
-		}
-		if err := clearRebootRequest(ctx, s); err != nil {
-			return reconcile.Result{}, err
-		}
-		s.escalateOrFail(v1alpha1.ReasonRebootTimeout, why)
-		return reconcile.Result{}, nil
-	}
-	// The detail of a short wait (the node seen NotReady, then Ready on
-	// its new boot) is not worth a write each; a long wait's is.
-	if waited >= messageRefresh {
-		status.Message = fmt.Sprintf("Waiting for the reboot: boot ID %s, Ready=%t, agent acknowledged: %t", describeBoot(status.BootIDBefore, current), ready, acked)
-	}
-	return reconcile.Result{RequeueAfter: timeout - waited}, nil
-}
-
-// rebootPending says the agent acknowledged this NodeCycle's reboot request
-// and the node still runs the boot recorded before it.
-func rebootPending(s *step) bool {
-	return cycles.RebootPending(s.node, s.nc)
-}
-
-func describeBoot(before, current string) string {
-	if before == current {
-		return fmt.Sprintf("still %q", current)
-	}
-	return fmt.Sprintf("%q -> %q", before, current)
-}
-
-func clearRebootRequest(ctx context.Context, s *step) error {
-	if _, ok := s.node.Annotations[v1alpha1.AnnotationRebootRequest]; !ok {
-		return nil
-	}
-	if err := nodes.SetAnnotations(ctx, s.workload().Client, s.node, map[string]*string{v1alpha1.AnnotationRebootRequest: nil}); err != nil {
-		return fmt.Errorf("removing reboot request from node %s: %w", s.node.Name, err)
-	}
-	return nil
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -17,6 +16,7 @@ import (
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
@@ -43,7 +43,7 @@ const (
 )
 
 // Reconciler drives NodeCycles through their phases (see doc.go). Every
-// step is persisted in the NodeCycle's status before the next one, so a
+// phase's work is persisted in the NodeCycle's status before the next one, so a
 // restarted manager resumes where the last one stopped.
 type Reconciler struct {
 	Client    client.Client
@@ -73,7 +73,7 @@ type Reconciler struct {
 
 	// saved is the resourceVersion each NodeCycle's last save produced: a
 	// reconcile that reads an older one from the cache (an event of its
-	// node came first) waits for the cache instead of doing the step again
+	// node came first) waits for the cache instead of doing the work again
 	// from a stale state and losing its save to a conflict.
 	saved sync.Map // types.NamespacedName -> string
 }
@@ -103,7 +103,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		r.drainWatch.stop(req.NamespacedName)
 	}
 	if nc.Status.Phase.Terminal() {
-		if err := r.releasePower(ctx, nc); err != nil {
+		if err := r.releaseFinalizer(ctx, nc, false); err != nil {
 			return reconcile.Result{}, err
 		}
 		return r.expire(ctx, nc)
@@ -114,7 +114,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		return r.resolve(ctx, nc)
 	}
 
-	s := r.newStep(nc)
+	s := r.newScope(nc)
 	target, err := r.Clusters.Target(ctx, nc)
 	if err == nil {
 		err = r.Clusters.WatchNodes(ctx, nc.Namespace, nc.Spec.ClusterName, "nodecycle-nodes", r.controller, r.nodeEvents(nc.Namespace, nc.Spec.ClusterName))
@@ -132,21 +132,19 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	}
 	from := s.nc.Status.Phase
 	result, err := r.reconcilePhase(ctx, s)
-	// A step that ends in Cordoning (after the slot was taken and saved),
-	// Draining (after the cordon), Rebooting (after the drain: its first
-	// step only records the boot and the request id, which are saved
-	// before the request is written) or Uncordoning (after the proof of
-	// reboot) goes on at once: what follows is safe to do again after a
-	// crash, so the steps share one save. Every other step is saved before
-	// the next one acts.
-	for err == nil && result.IsZero() && s.nc.Status.Phase != from && chained(s.nc.Status.Phase) {
+	// A reconcile that enters a chained phase (Cordoning after the slot
+	// was taken and saved, Draining after the cordon, Uncordoning after the
+	// proof of reboot, a strategy's: see PhaseSpec) goes on at once: what
+	// follows is safe to do again after a crash, so the two share one
+	// save. Every other phase's work is saved before the next one acts.
+	for err == nil && result.IsZero() && s.nc.Status.Phase != from && s.chained() {
 		from = s.nc.Status.Phase
 		result, err = r.reconcilePhase(ctx, s)
 	}
 	if err != nil {
-		// Shown where the operator looks (the step is retried with backoff):
-		// a step that keeps failing, a missing permission say, is not only in
-		// the manager's log. What the failed step changed is not kept.
+		// Shown where the operator looks (the reconcile is retried with backoff):
+		// work that keeps failing, a missing permission say, is not only in
+		// the manager's log. What the failed reconcile changed is not kept.
 		s.discard()
 		s.nc.Status.Message = fmt.Sprintf("Retrying after an error: %v", err)
 		if serr := r.save(ctx, s); serr != nil {
@@ -155,7 +153,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		return reconcile.Result{}, err
 	}
 	if err := r.leaving(ctx, s); err != nil {
-		return reconcile.Result{}, err // the slot is kept; the step is done again
+		return reconcile.Result{}, err // the slot is kept; the work is done again
 	}
 	if err := r.save(ctx, s); err != nil {
 		if apierrors.IsConflict(err) {
@@ -168,7 +166,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	if r.drainWatch != nil && s.nc.Status.Phase != v1alpha1.PhaseDraining {
 		r.drainWatch.stop(req.NamespacedName)
 	}
-	if err := r.releasePower(ctx, s.nc); err != nil {
+	if err := r.releaseFinalizer(ctx, s.nc, s.held()); err != nil {
 		return reconcile.Result{}, err
 	}
 	return result, nil
@@ -186,9 +184,9 @@ func (r *Reconciler) readNode(ctx context.Context, t cluster.Target, name string
 	return node, nil
 }
 
-// reconcilePhase does one step of the NodeCycle's phase: the phases every
+// reconcilePhase does one piece of work in the NodeCycle's phase: the phases every
 // strategy shares here, the strategy's own phases in its Step.
-func (r *Reconciler) reconcilePhase(ctx context.Context, s *step) (reconcile.Result, error) {
+func (r *Reconciler) reconcilePhase(ctx context.Context, s *scope) (reconcile.Result, error) {
 	strategy, ok := s.current()
 	if !ok {
 		s.finish(v1alpha1.PhaseFailed, v1alpha1.ReasonInvalidStrategy, fmt.Sprintf("Strategy %q of the ladder is unknown", s.currentName()))
@@ -213,15 +211,10 @@ func (r *Reconciler) reconcilePhase(ctx context.Context, s *step) (reconcile.Res
 	}
 	// An in-place strategy needs its node throughout; one that replaces the
 	// node sees it go.
-	if s.node == nil && (sharedPhase(s.nc.Status.Phase) || strategy.InPlace()) {
+	if s.node == nil && (enginePhase(s.nc.Status.Phase) || strategy.InPlace()) {
 		msg := fmt.Sprintf("Node %s no longer exists", s.nc.Spec.NodeName)
-		if pc, ok := strategy.(*powerCycle); ok && poweredOff(s.nc.Status.Phase) {
-			// The machine may be off: it is not left so.
-			if err := pc.powerOnNow(ctx, s); err != nil {
-				msg += fmt.Sprintf("; its machine may be off, and powering it on failed: %v", err)
-			} else {
-				msg += "; its machine was powered on"
-			}
+		if note, _ := strategy.Abandon(ctx, s); note != "" {
+			msg += "; " + note // a machine left off, say, is not left so
 		}
 		s.finish(v1alpha1.PhaseFailed, v1alpha1.ReasonNodeDeleted, msg)
 		return reconcile.Result{}, nil
@@ -242,11 +235,11 @@ func (r *Reconciler) reconcilePhase(ctx context.Context, s *step) (reconcile.Res
 	case v1alpha1.PhaseWaitingForPods:
 		return r.podsReady(ctx, s)
 	default:
-		if !slices.Contains(strategy.Phases(), p) {
+		if _, known := s.phase(); !known {
 			s.finish(v1alpha1.PhaseFailed, v1alpha1.ReasonUnknownPhase, fmt.Sprintf("Unknown phase %q for strategy %s", p, strategy.Name()))
 			return reconcile.Result{}, nil
 		}
-		return strategy.Step(ctx, s)
+		return strategy.Advance(ctx, s)
 	}
 }
 
@@ -255,7 +248,7 @@ func (r *Reconciler) reconcilePhase(ctx context.Context, s *step) (reconcile.Res
 // seen, and an operation under way keeps its slot.
 // A NodeCycle of a cluster that was deleted ends: Skipped when it had not
 // started, Failed otherwise (what it did went with the cluster).
-func (r *Reconciler) unreachable(ctx context.Context, s *step, cause error) (reconcile.Result, error) {
+func (r *Reconciler) unreachable(ctx context.Context, s *scope, cause error) (reconcile.Result, error) {
 	s.nc.Status.Message = fmt.Sprintf("Waiting: cluster %s cannot be reached: %v", s.nc.Spec.ClusterName, cause)
 	result := reconcile.Result{RequeueAfter: unreachablePollInterval}
 	gone, err := r.Clusters.Gone(ctx, s.nc)
@@ -304,24 +297,47 @@ func (r *Reconciler) expire(ctx context.Context, nc *v1alpha1.NodeCycle) (reconc
 	return reconcile.Result{}, client.IgnoreNotFound(r.Client.Delete(ctx, nc, client.Preconditions{UID: &nc.UID}))
 }
 
-// sharedPhase reports whether phase p is the engine's, not a strategy's.
-func sharedPhase(p v1alpha1.Phase) bool {
-	switch p {
-	case "", v1alpha1.PhasePending, v1alpha1.PhaseCordoning, v1alpha1.PhaseDraining, v1alpha1.PhaseUncordoning,
-		v1alpha1.PhaseWaitingForPreRebootHooks, v1alpha1.PhaseWaitingForPostRebootHooks, v1alpha1.PhaseWaitingForPods:
-		return true
-	}
-	return false
+// chained says the NodeCycle's phase runs right after the reconcile that
+// entered it.
+func (s *scope) chained() bool {
+	p, _ := s.phase()
+	return p.Chained
 }
 
-// chained reports the phases a step may run in right after the step that
-// moved into them, before a save.
-func chained(p v1alpha1.Phase) bool {
-	switch p {
-	case v1alpha1.PhaseCordoning, v1alpha1.PhaseDraining, v1alpha1.PhaseRebooting, v1alpha1.PhaseUncordoning:
-		return true
+// held says the NodeCycle's phase keeps its finalizer.
+func (s *scope) held() bool {
+	p, _ := s.phase()
+	return p.Held
+}
+
+// deleted handles a NodeCycle being deleted while it holds the finalizer:
+// the current strategy's Abandon undoes its phase first (a machine left
+// off is powered on), then the finalizer goes.
+func (r *Reconciler) deleted(ctx context.Context, s *scope) (reconcile.Result, error) {
+	if !controllerutil.ContainsFinalizer(s.nc, v1alpha1.FinalizerPowerOn) {
+		return reconcile.Result{}, nil
 	}
-	return false
+	if st, ok := s.current(); ok {
+		if _, retry := st.Abandon(ctx, s); retry > 0 {
+			return reconcile.Result{RequeueAfter: retry}, nil
+		}
+	}
+	s.publishEvents()
+	return reconcile.Result{}, r.releaseFinalizer(ctx, s.nc, false)
+}
+
+// releaseFinalizer removes the finalizer once the NodeCycle's phase does
+// not hold it (held) or the NodeCycle is being deleted and was abandoned.
+func (r *Reconciler) releaseFinalizer(ctx context.Context, nc *v1alpha1.NodeCycle, held bool) error {
+	if !controllerutil.ContainsFinalizer(nc, v1alpha1.FinalizerPowerOn) || (held && nc.DeletionTimestamp.IsZero()) {
+		return nil
+	}
+	before := nc.DeepCopy()
+	controllerutil.RemoveFinalizer(nc, v1alpha1.FinalizerPowerOn)
+	if err := r.Client.Patch(ctx, nc, client.MergeFrom(before)); err != nil {
+		return client.IgnoreNotFound(fmt.Errorf("removing finalizer %s: %w", v1alpha1.FinalizerPowerOn, err))
+	}
+	return nil
 }
 
 // olderThan reports whether resourceVersion rv is older than ref. The API

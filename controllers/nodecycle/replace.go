@@ -38,31 +38,30 @@ type replace struct {
 
 func (*replace) Name() v1alpha1.Strategy { return v1alpha1.StrategyReplace }
 func (*replace) InPlace() bool           { return false }
-func (*replace) Phases() []v1alpha1.Phase {
-	return []v1alpha1.Phase{v1alpha1.PhaseDeletingMachine, v1alpha1.PhaseWaitingForReplacement}
+func (*replace) Phases() []PhaseSpec {
+	return []PhaseSpec{
+		{Phase: v1alpha1.PhaseDeletingMachine, Reason: v1alpha1.ReasonDeletingMachine},
+		{Phase: v1alpha1.PhaseWaitingForReplacement, Reason: v1alpha1.ReasonWaitingForReplacement},
+	}
 }
 
-func (*replace) ConditionReason(p v1alpha1.Phase) v1alpha1.Reason {
-	if p == v1alpha1.PhaseDeletingMachine {
-		return v1alpha1.ReasonDeletingMachine
-	}
-	return v1alpha1.ReasonWaitingForReplacement
-}
+// Abandon: a Machine being deleted goes on being replaced by Cluster API.
+func (*replace) Abandon(context.Context, *scope) (string, time.Duration) { return "", 0 }
 
 // Check refuses a node without a Cluster API Machine: nothing would
 // replace it.
-func (*replace) Check(_ context.Context, s *step) (v1alpha1.Reason, error) {
+func (*replace) Check(_ context.Context, s *scope) (v1alpha1.Reason, error) {
 	if s.target.Machine() == "" {
 		return v1alpha1.ReasonNotAClusterAPINode, fmt.Errorf("Strategy replace needs a Cluster API Machine; node %s has none (replace works only with --cluster-api)", s.nc.Spec.NodeName)
 	}
 	return "", nil
 }
 
-func (*replace) Start(s *step) {
+func (*replace) Start(s *scope) {
 	s.moveTo(v1alpha1.PhaseDeletingMachine, fmt.Sprintf("Deleting Machine %s", s.target.Machine()))
 }
 
-func (st *replace) Step(ctx context.Context, s *step) (reconcile.Result, error) {
+func (st *replace) Advance(ctx context.Context, s *scope) (reconcile.Result, error) {
 	if s.nc.Status.Phase == v1alpha1.PhaseDeletingMachine {
 		return st.deleteMachine(ctx, s)
 	}
@@ -70,7 +69,7 @@ func (st *replace) Step(ctx context.Context, s *step) (reconcile.Result, error) 
 }
 
 // deleteMachine deletes the NodeCycle's Machine, once.
-func (st *replace) deleteMachine(ctx context.Context, s *step) (reconcile.Result, error) {
+func (st *replace) deleteMachine(ctx context.Context, s *scope) (reconcile.Result, error) {
 	name := s.target.Machine() // Check made sure there is one
 	m := &clusterv1.Machine{}
 	err := st.client.Get(ctx, client.ObjectKey{Namespace: s.nc.Namespace, Name: name}, m)
@@ -109,7 +108,7 @@ func (st *replace) deleteMachine(ctx context.Context, s *step) (reconcile.Result
 // waitForReplacement ends the NodeCycle once the old Machine is gone and a
 // new Machine of its MachineSet has a Ready Node, or fails it at the
 // replace timeout.
-func (st *replace) waitForReplacement(ctx context.Context, s *step) (reconcile.Result, error) {
+func (st *replace) waitForReplacement(ctx context.Context, s *scope) (reconcile.Result, error) {
 	status := &s.nc.Status
 	message, done, err := st.replacementState(ctx, s)
 	if err != nil {
@@ -134,7 +133,7 @@ func (st *replace) waitForReplacement(ctx context.Context, s *step) (reconcile.R
 }
 
 // replacementState says where the replacement stands.
-func (st *replace) replacementState(ctx context.Context, s *step) (message string, done bool, err error) {
+func (st *replace) replacementState(ctx context.Context, s *scope) (message string, done bool, err error) {
 	status := &s.nc.Status
 	name := s.target.Machine()
 	old := &clusterv1.Machine{}

@@ -12,9 +12,9 @@ import (
 	"github.com/nodecycle/nodecycle/internal/cluster"
 )
 
-// step is the work of one reconcile on one NodeCycle: the status it
+// scope is the work of one reconcile on one NodeCycle: the status it
 // changes in memory and the Events it will tell once the status is saved.
-type step struct {
+type scope struct {
 	nc *v1alpha1.NodeCycle
 	// before is the NodeCycle as last saved: the base of the next save.
 	before *v1alpha1.NodeCycle
@@ -24,15 +24,6 @@ type step struct {
 	now    time.Time
 	table  Table
 	events []pendingEvent
-	// zoneBusy says that another node of this node's topology zone holds
-	// a slot, when that is why the slots are taken.
-	zoneBusy string
-	// ahead counts the NodeCycles of the cluster that wait for a slot and
-	// go first (a higher priority, or older): they are served first.
-	ahead int
-	// maxSlots is the cluster's number of maintenance slots, as the
-	// admission computed it.
-	maxSlots int
 }
 
 type pendingEvent struct {
@@ -44,16 +35,16 @@ type pendingEvent struct {
 	related runtime.Object
 }
 
-func (r *Reconciler) newStep(nc *v1alpha1.NodeCycle) *step {
-	s := &step{nc: nc, before: nc.DeepCopy(), now: r.Clock.Now(), table: r.Strategies}
+func (r *Reconciler) newScope(nc *v1alpha1.NodeCycle) *scope {
+	s := &scope{nc: nc, before: nc.DeepCopy(), now: r.Clock.Now(), table: r.Strategies}
 	s.alignStep()
 	return s
 }
 
 // workload reaches the node's cluster.
-func (s *step) workload() cluster.Workload { return s.target.Workload() }
+func (s *scope) workload() cluster.Workload { return s.target.Workload() }
 
-func (s *step) event(eventType string, reason v1alpha1.Reason, format string, args ...any) {
+func (s *scope) event(eventType string, reason v1alpha1.Reason, format string, args ...any) {
 	s.events = append(s.events, pendingEvent{eventType: eventType, reason: reason, message: fmt.Sprintf(format, args...)})
 }
 
@@ -61,18 +52,18 @@ func (s *step) event(eventType string, reason v1alpha1.Reason, format string, ar
 // Events of one reason about one node are told apart by it: the recorder
 // folds those with the same regarding and related objects into one series,
 // whatever their messages say.
-func (s *step) eventAbout(related runtime.Object, eventType string, reason v1alpha1.Reason, format string, args ...any) {
+func (s *scope) eventAbout(related runtime.Object, eventType string, reason v1alpha1.Reason, format string, args ...any) {
 	s.events = append(s.events, pendingEvent{eventType: eventType, reason: reason, message: fmt.Sprintf(format, args...), related: related})
 }
 
-// discard forgets what the step changed since the last save.
-func (s *step) discard() {
+// discard forgets what the reconcile changed since the last save.
+func (s *scope) discard() {
 	s.nc.Status = *s.before.Status.DeepCopy()
 	s.events = nil
 }
 
 // elapsed is how long the NodeCycle has been in its phase.
-func (s *step) elapsed() time.Duration {
+func (s *scope) elapsed() time.Duration {
 	if s.nc.Status.PhaseStartTime == nil {
 		return 0 // a status edited by hand: count from now
 	}
@@ -80,7 +71,7 @@ func (s *step) elapsed() time.Duration {
 }
 
 // moveTo enters phase p: it records how long the previous phase took.
-func (s *step) moveTo(p v1alpha1.Phase, message string) {
+func (s *scope) moveTo(p v1alpha1.Phase, message string) {
 	st := &s.nc.Status
 	if st.PhaseStartTime != nil && st.Phase.Active() {
 		st.PhaseDurations = append(st.PhaseDurations, v1alpha1.PhaseDuration{
@@ -95,7 +86,7 @@ func (s *step) moveTo(p v1alpha1.Phase, message string) {
 
 // fail records why the operation failed and sends it to Uncordoning, which
 // undoes nodecycle's cordon before the NodeCycle ends as Failed.
-func (s *step) fail(reason v1alpha1.Reason, message string) {
+func (s *scope) fail(reason v1alpha1.Reason, message string) {
 	s.nc.Status.Outcome = v1alpha1.PhaseFailed
 	s.nc.Status.Reason = reason
 	s.event(corev1.EventTypeWarning, reason, "%s", message)
@@ -103,7 +94,7 @@ func (s *step) fail(reason v1alpha1.Reason, message string) {
 }
 
 // finish ends the NodeCycle in a terminal phase.
-func (s *step) finish(p v1alpha1.Phase, reason v1alpha1.Reason, message string) {
+func (s *scope) finish(p v1alpha1.Phase, reason v1alpha1.Reason, message string) {
 	st := &s.nc.Status
 	s.moveTo(p, message)
 	if reason != "" {

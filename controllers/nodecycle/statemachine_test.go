@@ -499,18 +499,20 @@ func (h *harness) replacementArrives() bool {
 // noop is a strategy known only to this test: it proves that a strategy
 // is its own type plus a line in the table, and that the engine gives it
 // the slot, the cordon, the drain, escalation and the uncordon.
-type noop struct{ steps int }
+type noop struct{ advances int }
 
 const phaseNooping v1alpha1.Phase = "Nooping"
 
-func (*noop) Name() v1alpha1.Strategy                               { return "noop" }
-func (*noop) InPlace() bool                                         { return true }
-func (*noop) Phases() []v1alpha1.Phase                              { return []v1alpha1.Phase{phaseNooping} }
-func (*noop) Check(context.Context, *step) (v1alpha1.Reason, error) { return "", nil }
-func (*noop) Start(s *step)                                         { s.moveTo(phaseNooping, "Doing nothing") }
-func (*noop) ConditionReason(v1alpha1.Phase) v1alpha1.Reason        { return "Nooping" }
-func (n *noop) Step(_ context.Context, s *step) (reconcile.Result, error) {
-	n.steps++
+func (*noop) Name() v1alpha1.Strategy { return "noop" }
+func (*noop) InPlace() bool           { return true }
+func (*noop) Phases() []PhaseSpec {
+	return []PhaseSpec{{Phase: phaseNooping, Reason: "Nooping"}}
+}
+func (*noop) Check(context.Context, *scope) (v1alpha1.Reason, error)  { return "", nil }
+func (*noop) Start(s *scope)                                          { s.moveTo(phaseNooping, "Doing nothing") }
+func (*noop) Abandon(context.Context, *scope) (string, time.Duration) { return "", 0 }
+func (n *noop) Advance(_ context.Context, s *scope) (reconcile.Result, error) {
+	n.advances++
 	s.moveTo(v1alpha1.PhaseUncordoning, "Nothing done")
 	return reconcile.Result{}, nil
 }
@@ -525,8 +527,8 @@ func TestAStrategyIsATypeAndALineInTheTable(t *testing.T) {
 	h.open(v1alpha1.StrategyReboot, "noop") // no agent: reboot escalates to noop
 	h.runUntil(v1alpha1.PhaseSucceeded)
 	want := []v1alpha1.Phase{v1alpha1.PhaseCordoning, v1alpha1.PhaseDraining, v1alpha1.PhaseRebooting, phaseNooping, v1alpha1.PhaseUncordoning, v1alpha1.PhaseSucceeded}
-	if got := phasesVisited(h.cycle()); !slices.Equal(got, want) || n.steps != 1 {
-		t.Errorf("phases %v (noop stepped %d times), want %v", got, n.steps, want)
+	if got := phasesVisited(h.cycle()); !slices.Equal(got, want) || n.advances != 1 {
+		t.Errorf("phases %v (noop advanced %d times), want %v", got, n.advances, want)
 	}
 }
 
@@ -884,12 +886,17 @@ func TestDeletingAPowerCycleMidWayPowersTheMachineOn(t *testing.T) {
 		t.Fatalf("no finalizer while the machine is off: %v", h.cycle().Finalizers)
 	}
 	h.power.stuckOn = false
+	h.reasons()
 	if err := h.c.Delete(h.ctx, h.cycle()); err != nil {
 		t.Fatal(err)
 	}
 	h.reconcile()
 	if s := h.power.state[testNode]; s != providers.PowerOn {
 		t.Fatalf("machine %s after its NodeCycle was deleted", s)
+	}
+	// The operator is told on the node (this Event was once made and never sent).
+	if got := h.reasons(); !slices.Contains(got, string(v1alpha1.ReasonPoweredOn)) {
+		t.Errorf("Events %v after the deletion, want %s", got, v1alpha1.ReasonPoweredOn)
 	}
 	if err := h.c.Get(h.ctx, client.ObjectKey{Namespace: testNamespace, Name: testCycle}, &v1alpha1.NodeCycle{}); !apierrors.IsNotFound(err) {
 		t.Fatalf("the NodeCycle is still there: %v", err)

@@ -16,11 +16,11 @@ import (
 	"github.com/nodecycle/nodecycle/internal/printable"
 )
 
-// save persists what the step changed in the NodeCycle's status, the one
+// save persists what the reconcile changed in the NodeCycle's status, the one
 // way every status is written: a patch with an optimistic lock, so that a
 // decision made on a NodeCycle as read is never written over a newer one
 // (a conflict means: read again and decide again).
-func (r *Reconciler) save(ctx context.Context, s *step) error {
+func (r *Reconciler) save(ctx context.Context, s *scope) error {
 	// Messages quote what users wrote (a pause's reason, a node name).
 	s.nc.Status.Message = printable.String(s.nc.Status.Message)
 	if equality.Semantic.DeepEqual(s.before.Status, s.nc.Status) {
@@ -38,24 +38,24 @@ func (r *Reconciler) save(ctx context.Context, s *step) error {
 	}
 	s.before = s.nc.DeepCopy()
 	// Kept after the end too: a stale read of a NodeCycle that just ended
-	// would do its last step again. Forgotten when the NodeCycle is gone.
+	// would do its last work again. Forgotten when the NodeCycle is gone.
 	r.saved.Store(types.NamespacedName{Namespace: s.nc.Namespace, Name: s.nc.Name}, s.nc.ResourceVersion)
 	return nil
 }
 
-// leaving writes MaintenanceInProgress=False before the step's save ends
+// leaving writes MaintenanceInProgress=False before the reconcile's save ends
 // the NodeCycle, which frees its slot: the next node's True must never
 // overlap this one's.
-func (r *Reconciler) leaving(ctx context.Context, s *step) error {
+func (r *Reconciler) leaving(ctx context.Context, s *scope) error {
 	if s.node == nil || !s.nc.Status.Phase.Terminal() || s.before.Status.Phase.Terminal() {
 		return nil
 	}
 	return r.setCondition(ctx, s)
 }
 
-// publish tells the operator, after the step is saved: Events on the Node
+// publish tells the operator, after the reconcile is saved: Events on the Node
 // (or its Machine) and the Node's MaintenanceInProgress condition.
-func (r *Reconciler) publish(ctx context.Context, s *step) {
+func (r *Reconciler) publish(ctx context.Context, s *scope) {
 	s.publishEvents()
 	if s.node == nil {
 		return
@@ -67,17 +67,21 @@ func (r *Reconciler) publish(ctx context.Context, s *step) {
 
 // setCondition writes the Node's MaintenanceInProgress for the NodeCycle's
 // phase, only when it says something new. Each write is a Node status
-// patch, so: a phase that passes within a step or two (Cordoning,
-// Rebooting: the request is written at once, Uncordoning) is not written, and a message alone (drain progress, a wait's detail)
-// refreshes the condition at most every messageRefresh. Status and reason
-// are always written at once.
-func (r *Reconciler) setCondition(ctx context.Context, s *step) error {
+// patch, so: a quiet phase (one that passes within a reconcile or two:
+// Cordoning, Rebooting, Uncordoning) is not written, and a message alone
+// (drain progress, a wait's detail) refreshes the condition at most every
+// messageRefresh. Status and reason are always written at once.
+func (r *Reconciler) setCondition(ctx context.Context, s *scope) error {
 	status, reason := corev1.ConditionFalse, v1alpha1.ReasonMaintenancePending
+	spec, known := s.phase()
 	switch p := s.nc.Status.Phase; {
-	case p == v1alpha1.PhaseCordoning || p == v1alpha1.PhaseUncordoning || p == v1alpha1.PhaseRebooting:
+	case spec.Quiet:
 		return nil
 	case p.Active():
-		status, reason = corev1.ConditionTrue, s.conditionReason()
+		status, reason = corev1.ConditionTrue, spec.Reason
+		if !known {
+			reason = v1alpha1.Reason(p)
+		}
 	case p == v1alpha1.PhaseSucceeded:
 		reason = v1alpha1.ReasonMaintenanceCompleted
 	case p == v1alpha1.PhaseFailed:
@@ -96,32 +100,11 @@ func (r *Reconciler) setCondition(ctx context.Context, s *step) error {
 // rewritten for a new message.
 const messageRefresh = 10 * time.Second
 
-// conditionReason is MaintenanceInProgress's reason in the current phase.
-func (s *step) conditionReason() v1alpha1.Reason {
-	switch p := s.nc.Status.Phase; p {
-	case v1alpha1.PhaseCordoning:
-		return v1alpha1.ReasonCordoning
-	case v1alpha1.PhaseDraining:
-		return v1alpha1.ReasonDraining
-	case v1alpha1.PhaseUncordoning:
-		return v1alpha1.ReasonUncordoning
-	case v1alpha1.PhaseWaitingForPreRebootHooks, v1alpha1.PhaseWaitingForPostRebootHooks:
-		return v1alpha1.ReasonWaitingForHooks
-	case v1alpha1.PhaseWaitingForPods:
-		return v1alpha1.ReasonWaitingForPods
-	default:
-		if strategy, ok := s.current(); ok {
-			return strategy.ConditionReason(p)
-		}
-		return v1alpha1.Reason(p)
-	}
-}
-
-// publishEvents records the step's Events. A step whose save lost to a
+// publishEvents records the reconcile's Events. A reconcile whose save lost to a
 // conflict publishes them too: what it did to the cluster (a cordon lifted,
-// a pod evicted) happened, and the step done again from the NodeCycle as
+// a pod evicted) happened, and the work done again from the NodeCycle as
 // it was may no longer see it to tell.
-func (s *step) publishEvents() {
+func (s *scope) publishEvents() {
 	if s.target != nil {
 		for _, e := range s.events {
 			related := e.related

@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
+	"github.com/nodecycle/nodecycle/internal/drain"
 )
 
 // Workload reaches the Nodes and Pods of one cluster.
@@ -50,6 +51,9 @@ type Target interface {
 	PauseRemediation(ctx context.Context, owner string) (paused bool, err error)
 	// ResumeRemediation undoes PauseRemediation of owner, and nothing else.
 	ResumeRemediation(ctx context.Context, owner string) error
+	// DrainRules says how the drain treats each pod (Cluster API's
+	// MachineDrainRules and drain label); nil: every pod is drained.
+	DrainRules(ctx context.Context) (func(*corev1.Pod) drain.Rule, error)
 }
 
 // Clusters hands out the Target of each NodeCycle and brings the Node
@@ -136,3 +140,6 @@ func (localTarget) Paused(context.Context) (string, error)                 { ret
 func (localTarget) Machine() string                                        { return "" }
 func (localTarget) PauseRemediation(context.Context, string) (bool, error) { return false, nil }
 func (localTarget) ResumeRemediation(context.Context, string) error        { return nil }
+func (localTarget) DrainRules(context.Context) (func(*corev1.Pod) drain.Rule, error) {
+	return nil, nil
+}

@@ -1,4 +1,4 @@
-package nodecycle
+package cluster
 
 import (
 	"context"
@@ -15,26 +15,23 @@ import (
 	"github.com/nodecycle/nodecycle/internal/drain"
 )
 
-// drainRules is how the drain of a Cluster API Machine's node treats each
-// pod, as Cluster API's own drain does (one semantic whichever evicts):
-// the pod label cluster.x-k8s.io/drain (skip, wait-completed) first, then
-// the first MachineDrainRule, by name, of the Machine's namespace that
-// selects the Machine (its labels and its Cluster's) and the pod (its
-// labels and its Namespace's); otherwise Drain, order 0. nil outside
-// Cluster API mode.
-func (r *Reconciler) drainRules(ctx context.Context, s *step) (func(*corev1.Pod) drain.Rule, error) {
-	if s.target.Machine() == "" {
-		return nil, nil
-	}
+// DrainRules implements Target: how the drain of a Machine's node treats
+// each pod, as Cluster API's own drain does (one semantic whichever
+// evicts): the pod label cluster.x-k8s.io/drain (skip, wait-completed)
+// first, then the first MachineDrainRule, by name, of the Machine's
+// namespace that selects the Machine (its labels and its Cluster's) and the
+// pod (its labels and its Namespace's); otherwise Drain, order 0. nil when
+// the Machine is gone.
+func (t machineTarget) DrainRules(ctx context.Context) (func(*corev1.Pod) drain.Rule, error) {
 	m, c := &clusterv1.Machine{}, &clusterv1.Cluster{}
-	if err := r.Client.Get(ctx, client.ObjectKey{Namespace: s.nc.Namespace, Name: s.target.Machine()}, m); err != nil {
+	if err := t.mgmt.Get(ctx, client.ObjectKey{Namespace: t.namespace, Name: t.machine}, m); err != nil {
 		return nil, client.IgnoreNotFound(err)
 	}
-	if err := r.Client.Get(ctx, client.ObjectKey{Namespace: s.nc.Namespace, Name: m.Spec.ClusterName}, c); err != nil && !apierrors.IsNotFound(err) {
+	if err := t.mgmt.Get(ctx, client.ObjectKey{Namespace: t.namespace, Name: m.Spec.ClusterName}, c); err != nil && !apierrors.IsNotFound(err) {
 		return nil, err
 	}
 	var list clusterv1.MachineDrainRuleList
-	if err := r.Client.List(ctx, &list, client.InNamespace(s.nc.Namespace)); err != nil {
+	if err := t.mgmt.List(ctx, &list, client.InNamespace(t.namespace)); err != nil {
 		return nil, fmt.Errorf("listing MachineDrainRules: %w", err)
 	}
 	sort.Slice(list.Items, func(i, j int) bool { return list.Items[i].Name < list.Items[j].Name })
@@ -51,7 +48,7 @@ func (r *Reconciler) drainRules(ctx context.Context, s *step) (func(*corev1.Pod)
 	nsLabels := map[string]labels.Set{}
 	if needNamespaces {
 		var nss corev1.NamespaceList
-		if err := s.workload().Reader.List(ctx, &nss); err != nil {
+		if err := t.w.Reader.List(ctx, &nss); err != nil {
 			return nil, fmt.Errorf("listing the workload cluster's Namespaces for the MachineDrainRules: %w", err)
 		}
 		for _, ns := range nss.Items {
