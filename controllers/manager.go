@@ -3,18 +3,11 @@ package controllers
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
-	"io"
-	"strconv"
-	"strings"
 	"time"
 
-	"github.com/go-logr/logr"
-	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
@@ -23,213 +16,45 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
 	"sigs.k8s.io/controller-runtime/pkg/config"
-	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
-
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
-	"github.com/nodecycle/nodecycle/controllers/agentinstall"
-	"github.com/nodecycle/nodecycle/controllers/machine"
-	"github.com/nodecycle/nodecycle/controllers/node"
 	"github.com/nodecycle/nodecycle/controllers/nodecycle"
 	"github.com/nodecycle/nodecycle/controllers/policy"
-	"github.com/nodecycle/nodecycle/controllers/remediation"
 	"github.com/nodecycle/nodecycle/internal/cluster"
 	"github.com/nodecycle/nodecycle/internal/cycles"
-	"github.com/nodecycle/nodecycle/internal/flagenv"
 	"github.com/nodecycle/nodecycle/internal/metricsauth"
 	"github.com/nodecycle/nodecycle/internal/nodes"
 	"github.com/nodecycle/nodecycle/internal/notify"
 	"github.com/nodecycle/nodecycle/internal/printable"
-	"github.com/nodecycle/nodecycle/internal/settings"
 	"github.com/nodecycle/nodecycle/providers/all"
 )
 
-// SoftMemoryLimit is the Go runtime's soft memory limit for a container
-// memory limit of limit bytes: 90% of it, for the memory the runtime does
-// not count (stacks of cgo, the kernel's page cache of the binary) and the
-// bursts between two collections; 0 (leave the runtime's) when limit is 0
-// or GOMEMLIMIT is set.
-func SoftMemoryLimit(limit int64, lookupEnv func(string) (string, bool)) int64 {
-	if _, set := lookupEnv("GOMEMLIMIT"); set || limit <= 0 {
-		return 0
-	}
-	return limit / 10 * 9
+// A mode is where the nodes nodecycle handles live: the cluster the
+// manager runs in (mode_local.go), or the workload clusters of a Cluster
+// API management cluster (mode_clusterapi.go). A third mode is one more
+// file with a type that implements it, and a case in modeOf.
+type mode interface {
+	// check runs before the manager is built: the cluster serves what the
+	// mode needs.
+	check(cfg *rest.Config) error
+	// cache adds to the manager's cache settings what the mode reads.
+	cache(byObject map[client.Object]cache.ByObject)
+	// setup adds the mode's indexes and reconcilers, and returns the
+	// nodes' Clusters and the resolver of on-demand requests.
+	setup(ctx context.Context, mgr ctrl.Manager, opener cycles.Opener) (cluster.Clusters, nodecycle.Resolver, error)
 }
 
-// Options are the manager's settings.
-type Options struct {
-	Kubeconfig  string
-	MetricsAddr string
-	// MetricsSecure serves /metrics over HTTPS to callers whose token may
-	// get the non-resource URL /metrics.
-	MetricsSecure bool
-	ProbeAddr     string
-	// ProfilerAddr serves Go's pprof endpoints when not empty.
-	ProfilerAddr  string
-	LeaderElect   bool
-	LeaderElectNS string
-	QPS           float64
-	Burst         int
-	Verbosity     int
-	// MemoryLimit is the container's memory limit in bytes (0: none); the
-	// Go runtime's soft limit is set to 90% of it (SoftMemoryLimit).
-	MemoryLimit int64
-	// ClusterAPI runs the manager in a Cluster API management cluster: it
-	// handles the nodes of every workload cluster, not its own.
-	ClusterAPI  bool
-	Controllers settings.Config
-	// Registry receives the manager's own metrics; nil means the registry
-	// controller-runtime serves on --metrics-bind-address.
-	Registry prometheus.Registerer
-	// SkipNameValidation lets one process run several managers (tests, sandbox).
-	SkipNameValidation bool
-	nodeSelector       string
-	drainTimeout       time.Duration
-	rebootTimeout      time.Duration
-	hookTimeout        time.Duration
-	replaceTimeout     time.Duration
-	retryBackoff       time.Duration
-	maxRetryBackof     time.Duration
-	// Notifications: the Secret of receivers (shoutrrr URLs) in the
-	// manager's namespace ("": none), the reasons sent, the template.
-	NotificationSecret   string
-	NotificationReasons  []v1alpha1.Reason
-	NotificationTemplate string
-	// InstallAgent (Cluster API mode) applies the agent to every Cluster
-	// labelled nodecycle.io/agent=enabled; AgentImage replaces its image.
-	InstallAgent bool
-	AgentImage   string
-}
-
-// ParseOptions reads the manager's flags, then the NODECYCLE_* environment
-// for flags not given. Every value is checked; errors name the flag.
-func ParseOptions(args []string, lookupEnv func(string) (string, bool), usage io.Writer) (*Options, error) {
-	def := settings.DefaultConfig()
-	o := &Options{Controllers: def}
-	c := &o.Controllers
-	fs := flag.NewFlagSet("nodecycle-manager", flag.ContinueOnError)
-	fs.SetOutput(usage)
-	fs.StringVar(&o.Kubeconfig, "kubeconfig", "", "Path to a kubeconfig; empty means in-cluster configuration.")
-	fs.StringVar(&o.MetricsAddr, "metrics-bind-address", ":8443", "Address of the Prometheus /metrics endpoint; 0 disables it.")
-	fs.BoolVar(&o.MetricsSecure, "metrics-secure", true, "Serve /metrics over HTTPS (a self-signed certificate) and only to callers whose token may get the non-resource URL /metrics (ClusterRole nodecycle-metrics-reader); false serves plain HTTP to anyone.")
-	fs.StringVar(&o.ProbeAddr, "health-probe-bind-address", ":8081", "Address of /healthz and /readyz; 0 disables it.")
-	fs.StringVar(&o.ProfilerAddr, "profiler-address", "", "Address of Go's pprof endpoints (/debug/pprof/), for example 127.0.0.1:6060; empty disables them.")
-	fs.BoolVar(&o.LeaderElect, "leader-elect", true, "Elect a leader so that only one manager acts at a time.")
-	fs.StringVar(&o.LeaderElectNS, "leader-election-namespace", "", "Namespace of the leader election Lease; defaults to --namespace.")
-	fs.IntVar(&o.Verbosity, "v", 0, "Log verbosity.")
-	fs.Int64Var(&o.MemoryLimit, "memory-limit", 0, "The container's memory limit in bytes (the install sets it from limits.memory); the Go runtime collects garbage harder from 90% of it on, leaving room for what it does not count. 0: no limit; GOMEMLIMIT, when set, wins.")
-	fs.Float64Var(&o.QPS, "kube-api-qps", 50, "Requests per second the manager may send to the API server (client-side limit).")
-	fs.IntVar(&o.Burst, "kube-api-burst", 100, "Burst of requests above --kube-api-qps.")
-	fs.StringVar(&c.Namespace, "namespace", def.Namespace, "Namespace of the NodeCycles of this cluster.")
-	fs.StringVar(&o.nodeSelector, "node-selector", "", "Label selector of the nodes to handle (kubectl syntax); empty selects all nodes. Nodes labelled nodecycle.io/exclude=true are always left alone.")
-	maxConcurrent := fs.String("max-concurrent", strconv.Itoa(def.MaxConcurrent), "Nodes of the cluster in maintenance at the same time: a number, or a percentage (25%) of the cluster's Nodes nodecycle may handle, rounded up, at least 1.")
-	fs.StringVar(&c.TopologyKey, "topology-key", "", "Node label (topology.kubernetes.io/zone, say): at most one node per value of it in maintenance at once, within --max-concurrent. Nodes without it count as one value.")
-	fs.DurationVar(&o.drainTimeout, "drain-timeout", def.Drain.Timeout.Duration, "Time limit of a drain; then the operation fails and the node is uncordoned.")
-	fs.Int64Var(&c.Drain.GracePeriodSeconds, "pod-grace-period", def.Drain.GracePeriodSeconds, "Grace period in seconds given to evicted pods; -1 keeps each pod's own.")
-	fs.BoolVar(&c.Drain.DeleteEmptyDirData, "delete-emptydir-data", def.Drain.DeleteEmptyDirData, "Evict pods that use emptyDir volumes (their data is lost).")
-	fs.BoolVar(&c.Drain.EvictUnmanagedPods, "evict-unmanaged-pods", def.Drain.EvictUnmanagedPods, "Evict pods that no controller recreates.")
-	drainPodSelector := fs.String("drain-pod-selector", "", "Escape hatch: evict only the pods this label selector (kubectl syntax) selects; the others go down with the reboot. Empty: every pod.")
-	fs.Int64Var(&c.Drain.SkipWaitForDeleteTimeoutSeconds, "skip-wait-for-delete-timeout", 0, "Escape hatch: do not wait for a pod whose deletion began more than this many seconds ago; 0 waits for every pod.")
-	fs.BoolVar(&c.Drain.DeleteAfterTimeout, "delete-after-drain-timeout", false, "Escape hatch: at the drain timeout, delete the pods left (no PodDisruptionBudget is asked) and go on, instead of failing.")
-	fs.DurationVar(&o.rebootTimeout, "reboot-timeout", def.RebootTimeout, "Time limit from the reboot request to a new boot ID and Ready=True.")
-	fs.DurationVar(&c.SettleTime, "settle-time", 0, "A node's maintenance starts at least this long after the last one in its cluster ended (a policy's settleTime overrides it).")
-	fs.BoolVar(&c.WaitForHealthyPDBs, "wait-for-healthy-pdbs", false, "A node's maintenance starts only while every PodDisruptionBudget of its cluster is healthy (a policy's waitForHealthyPodDisruptionBudgets overrides it).")
-	fs.Func("alertmanager-urls", "Comma-separated base URLs of the Alertmanagers that NodeCyclePolicies of namespaces other than the manager's may name in blockingAlerts (the manager's own namespace may name any); empty: none.", func(v string) error {
-		c.AlertmanagerURLs = nil
-		for u := range strings.SplitSeq(v, ",") {
-			if u = strings.TrimSpace(u); u != "" {
-				if !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
-					return fmt.Errorf("%q is not an http(s) URL", u)
-				}
-				c.AlertmanagerURLs = append(c.AlertmanagerURLs, u)
-			}
-		}
-		return nil
-	})
-	fs.BoolVar(&c.TaintWaitingNodes, "taint-waiting-nodes", false, "A node waiting for its maintenance carries the taint "+v1alpha1.TaintMaintenancePending+":PreferNoSchedule, so that pods evicted elsewhere avoid it; the cordon takes it off (a policy's taintWhileWaiting overrides it).")
-	fs.BoolVar(&c.ExcludeFromMedik8s, "medik8s-exclude-from-remediation", false, "Put medik8s' label "+settings.LabelMedik8sExclude+"=true on a node with the cordon (removed with the uncordon), so that medik8s does not remediate a node that is only rebooting.")
-	fs.BoolVar(&c.WaitForDaemonSetPods, "wait-for-daemonset-pods", false, "Uncordon a rebooted node only once its DaemonSet pods are Ready again (a policy's waitForPods overrides it).")
-	fs.DurationVar(&o.hookTimeout, "hook-timeout", def.HookTimeout, "Time limit of each wait for pre-reboot.hook.nodecycle.io/* and post-reboot.hook.nodecycle.io/* annotations on a node in maintenance.")
-	fs.BoolVar(&o.ClusterAPI, "cluster-api", false, "Run in a Cluster API management cluster: handle the nodes of every workload Cluster (opted in by nodecycle.io/strategy on their MachineDeployments) instead of this cluster's.")
-	fs.BoolVar(&o.InstallAgent, "install-agent", true, "Cluster API mode: install the agent (config/workload, built in) in every workload Cluster labelled "+v1alpha1.LabelAgent+"=enabled, in any namespace, with server-side apply; re-applied every 10 minutes.")
-	fs.StringVar(&o.AgentImage, "agent-image", "", "Cluster API mode: the image of the agent it installs; empty keeps the built-in manifest's.")
-	fs.DurationVar(&o.replaceTimeout, "replace-timeout", def.ReplaceTimeout, "Time limit of the replace strategy, from the Machine's deletion until its replacement's Node is Ready.")
-	fs.DurationVar(&o.retryBackoff, "retry-backoff", def.RetryBackoff, "Wait after a failed operation before the node is tried again; doubles with each failure.")
-	fs.DurationVar(&o.maxRetryBackof, "max-retry-backoff", def.MaxRetryBackoff, "Longest wait between retries.")
-	fs.IntVar(&c.HistoryLimit, "history-limit", def.HistoryLimit, "Finished NodeCycles kept per node.")
-	fs.IntVar(&c.QuarantineAfter, "quarantine-after", def.QuarantineAfter, "Quarantine a node, instead of rebooting it again, once it needed a new reboot right after this many verified reboots in a row (at most --history-limit).")
-	fs.DurationVar(&c.LoopWindow, "reboot-loop-window", def.LoopWindow, "A node that needs a reboot again within this time of a verified one counts toward --quarantine-after.")
-	fs.DurationVar(&c.GoneMachineHistory, "gone-machine-history", def.GoneMachineHistory, "Cluster API mode: how long a finished NodeCycle is kept once its Machine no longer exists (replaced or scaled away).")
-	fs.StringVar(&o.NotificationSecret, "notification-secret", "", "Secret in --namespace whose every key holds a receiver's shoutrrr URL (slack://, teams://, generic://, smtp://, ...); the Events of --notify-on are sent to each. Empty: no notifications.")
-	notifyOn := fs.String("notify-on", joinReasons(notify.DefaultReasons), "Comma-separated Event reasons that are sent to the receivers of --notification-secret.")
-	fs.StringVar(&o.NotificationTemplate, "notification-template", notify.DefaultTemplate, "Go text/template of a notification's text; fields .Reason .Type .Kind .Namespace .Name .Cluster .Message.")
-	agentSelector := fs.String("agent-pod-selector", def.AgentSelector.String(), "Label selector of the agent's pods; an in-place reboot is requested only while a Ready agent pod runs on the node. Empty disables the check.")
-	if err := fs.Parse(args); err != nil {
-		return nil, err
+// modeOf is the mode the options ask for.
+func modeOf(o *Options) mode {
+	if o.ClusterAPI {
+		return clusterAPIMode{o: o}
 	}
-	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected arguments: %v", fs.Args())
-	}
-	if err := flagenv.Apply(fs, lookupEnv, nil); err != nil {
-		return nil, err
-	}
-	sel, err := labels.Parse(o.nodeSelector)
-	if err != nil {
-		return nil, fmt.Errorf("invalid --node-selector %q: %w", o.nodeSelector, err)
-	}
-	c.NodeSelector = sel
-	if c.AgentSelector, err = labels.Parse(*agentSelector); err != nil {
-		return nil, fmt.Errorf("invalid --agent-pod-selector %q: %w", *agentSelector, err)
-	}
-	if *drainPodSelector != "" {
-		if c.Drain.PodSelector, err = metav1.ParseToLabelSelector(*drainPodSelector); err != nil {
-			return nil, fmt.Errorf("invalid --drain-pod-selector %q: %w", *drainPodSelector, err)
-		}
-	}
-	if pct, ok := strings.CutSuffix(*maxConcurrent, "%"); ok {
-		if c.MaxConcurrentPercent, err = strconv.Atoi(pct); err != nil || c.MaxConcurrentPercent < 1 || c.MaxConcurrentPercent > 100 {
-			return nil, fmt.Errorf("invalid --max-concurrent %q: a percentage must be 1%% to 100%%", *maxConcurrent)
-		}
-		c.MaxConcurrent = 1
-	} else if c.MaxConcurrent, err = strconv.Atoi(*maxConcurrent); err != nil {
-		return nil, fmt.Errorf("invalid --max-concurrent %q: want a number or a percentage such as 25%%", *maxConcurrent)
-	}
-	if o.NotificationReasons, err = notify.ParseReasons(*notifyOn); err != nil {
-		return nil, fmt.Errorf("invalid --notify-on: %w", err)
-	}
-	if _, err := notify.New(nil, "", "", nil, o.NotificationTemplate, nil, logr.Discard(), nil); err != nil {
-		return nil, fmt.Errorf("invalid --notification-template: %w", err)
-	}
-	c.Drain.Timeout.Duration = o.drainTimeout
-	c.RebootTimeout = o.rebootTimeout
-	c.HookTimeout = o.hookTimeout
-	c.ReplaceTimeout = o.replaceTimeout
-	c.RetryBackoff = o.retryBackoff
-	c.MaxRetryBackoff = o.maxRetryBackof
-	if o.QPS <= 0 || o.Burst < 1 {
-		return nil, fmt.Errorf("invalid flags: --kube-api-qps must be positive and --kube-api-burst at least 1, got %g and %d", o.QPS, o.Burst)
-	}
-	if o.LeaderElectNS == "" {
-		o.LeaderElectNS = c.Namespace
-	}
-	if err := c.Validate(); err != nil {
-		return nil, fmt.Errorf("invalid flags: %w", err)
-	}
-	return o, nil
-}
-
-func joinReasons(rs []v1alpha1.Reason) string {
-	parts := make([]string, len(rs))
-	for i, r := range rs {
-		parts[i] = string(r)
-	}
-	return strings.Join(parts, ",")
+	return localMode{namespace: o.Controllers.Namespace}
 }
 
 // controllerConfig are the settings of all the manager's controllers.
@@ -260,18 +85,17 @@ func New(ctx context.Context, cfg *rest.Config, o *Options, clk clock.PassiveClo
 		cfg.UserAgent = "nodecycle-manager"
 	}
 	cfg.QPS, cfg.Burst = float32(o.QPS), o.Burst
-	nodeCycles := cache.ByObject{Namespaces: map[string]cache.Config{o.Controllers.Namespace: {}}}
-	if o.ClusterAPI {
-		if err := requireClusterAPI(cfg); err != nil {
-			return nil, err
-		}
-		nodeCycles = cache.ByObject{} // in each Cluster's namespace
+	m := modeOf(o)
+	if err := m.check(cfg); err != nil {
+		return nil, err
 	}
-	byObject := map[client.Object]cache.ByObject{&corev1.Node{}: {Transform: nodes.Strip}, &v1alpha1.NodeCycle{}: nodeCycles}
-	if o.ClusterAPI {
-		// Only in this mode: a local cluster need not serve Machines at all.
-		byObject[&clusterv1.Machine{}] = cache.ByObject{Transform: cluster.StripMachine}
+	byObject := map[client.Object]cache.ByObject{
+		&corev1.Node{}: {Transform: nodes.Strip},
+		// The manager's own Namespace, whose nodecycle.io/paused pauses
+		// everything: watched, not read at every admission.
+		&corev1.Namespace{}: {Field: fields.OneTermEqualSelector("metadata.name", o.Controllers.Namespace)},
 	}
+	m.cache(byObject)
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                  Scheme(),
 		Metrics:                 metricsOptions(o),
@@ -292,7 +116,7 @@ func New(ctx context.Context, cfg *rest.Config, o *Options, clk clock.PassiveClo
 	if err != nil {
 		return nil, fmt.Errorf("creating manager: %w", err)
 	}
-	if err := setupIndexes(ctx, mgr, o.ClusterAPI); err != nil {
+	if err := cycles.SetupIndexes(ctx, mgr.GetFieldIndexer()); err != nil {
 		return nil, err
 	}
 	recorder := mgr.GetEventRecorder("nodecycle-manager")
@@ -315,20 +139,9 @@ func New(ctx context.Context, cfg *rest.Config, o *Options, clk clock.PassiveClo
 	// Outermost: Events and notifications quote what users wrote.
 	recorder = printable.Recorder(recorder)
 	opener := cycles.Opener{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: recorder, Clock: clk, Config: o.Controllers}
-	var clusters cluster.Clusters = cluster.Local{W: cluster.Workload{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Config: mgr.GetConfig()}, Recorder: recorder}
-	var requests nodecycle.Resolver
-	if o.ClusterAPI {
-		capi, mr, err := setupClusterAPI(ctx, mgr, o, opener)
-		if err != nil {
-			return nil, fmt.Errorf("setting up controllers: %w", err)
-		}
-		clusters, requests = capi, mr
-	} else {
-		nr := &node.Reconciler{Opener: opener}
-		if err := nr.SetupWithManager(mgr); err != nil {
-			return nil, fmt.Errorf("setting up controllers: %w", err)
-		}
-		requests = nr
+	clusters, requests, err := m.setup(ctx, mgr, opener)
+	if err != nil {
+		return nil, fmt.Errorf("setting up controllers: %w", err)
 	}
 	ncr := nodecycle.New(mgr.GetClient(), mgr.GetAPIReader(), recorder, clk, o.Controllers, clusters, registry, nodecycle.NewMetrics(reg, clusters))
 	ncr.Requests = requests
@@ -345,80 +158,6 @@ func New(ctx context.Context, cfg *rest.Config, o *Options, clk clock.PassiveClo
 		return nil, fmt.Errorf("adding health checks: %w", err)
 	}
 	return mgr, nil
-}
-
-// requireClusterAPI checks, before the manager's caches are set up for
-// them, that the cluster serves Cluster API's kinds.
-func requireClusterAPI(cfg *rest.Config) error {
-	httpClient, err := rest.HTTPClientFor(cfg)
-	if err != nil {
-		return err
-	}
-	mapper, err := apiutil.NewDynamicRESTMapper(cfg, httpClient)
-	if err != nil {
-		return err
-	}
-	for _, kind := range []string{"Cluster", "Machine", "MachineDeployment"} {
-		gvk := clusterv1.GroupVersion.WithKind(kind)
-		if _, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version); err != nil {
-			return fmt.Errorf("--cluster-api: this cluster does not serve Cluster API's %s (%s); install Cluster API %s or run without --cluster-api: %w", kind, gvk.GroupVersion(), clusterv1.GroupVersion.Version, err)
-		}
-	}
-	return nil
-}
-
-// setupIndexes adds the cache indexes the reconcilers read through. In
-// Cluster API mode the Nodes are the workload clusters' (indexed in their
-// caches): an index here would start an informer on the management
-// cluster's own Nodes, which the manager may not list there.
-func setupIndexes(ctx context.Context, mgr ctrl.Manager, clusterAPI bool) error {
-	if err := cycles.SetupIndexes(ctx, mgr.GetFieldIndexer()); err != nil {
-		return err
-	}
-	if clusterAPI {
-		return nil
-	}
-	if err := mgr.GetFieldIndexer().IndexField(ctx, &corev1.Node{}, nodes.IndexCordonedBy, nodes.CordonedByNodecycle); err != nil {
-		return fmt.Errorf("indexing nodes cordoned by nodecycle: %w", err)
-	}
-	return nil
-}
-
-// setupClusterAPI wires the Cluster API mode: Connections reach the
-// workload clusters, and the machine reconciler opens
-// NodeCycles for opted-in Machines.
-func setupClusterAPI(ctx context.Context, mgr ctrl.Manager, o *Options, opener cycles.Opener) (cluster.ClusterAPI, *machine.Reconciler, error) {
-	// Kubeconfig Secrets are read live when a cluster connects; no Secret is cached.
-	conns := cluster.NewConnections(mgr.GetClient(), mgr.GetAPIReader(), mgr.GetScheme(), cluster.ConnectionDefaults(cluster.ConnectionOptions{
-		QPS: float32(o.QPS), Burst: o.Burst, UserAgent: "nodecycle-manager",
-	}))
-	if err := conns.SetupWithManager(mgr, controller.Options{MaxConcurrentReconciles: 10}); err != nil {
-		return cluster.ClusterAPI{}, nil, fmt.Errorf("setting up the workload cluster connections: %w", err)
-	}
-	capi := cluster.NewClusterAPI(mgr.GetClient(), conns, opener.Recorder)
-	if err := capi.StopWithManager(mgr); err != nil {
-		return cluster.ClusterAPI{}, nil, err
-	}
-	mr := &machine.Reconciler{
-		Opener:        opener,
-		Clusters:      capi,
-		ClusterSource: conns.Source(machine.ClusterMachines(mgr.GetClient())),
-	}
-	if o.InstallAgent {
-		ai := &agentinstall.Reconciler{Client: mgr.GetClient(), Clusters: capi, Recorder: opener.Recorder, Image: o.AgentImage,
-			ClusterSource: conns.Source(func(_ context.Context, c client.Object) []ctrl.Request {
-				return []ctrl.Request{{NamespacedName: client.ObjectKeyFromObject(c)}}
-			})}
-		if err := ai.SetupWithManager(mgr); err != nil {
-			return cluster.ClusterAPI{}, nil, err
-		}
-	}
-	rr := &remediation.Reconciler{Opener: opener, Clusters: capi,
-		ClusterSource: conns.Source(remediation.InCluster(mgr.GetClient()))}
-	if err := rr.SetupWithManager(mgr); err != nil {
-		return cluster.ClusterAPI{}, nil, err
-	}
-	return capi, mr, mr.SetupWithManager(mgr)
 }
 
 // metricsOptions serves /metrics: by default over HTTPS, authenticated
