@@ -167,7 +167,7 @@ bench-kind: e2e-image tools generate
 # Scale benchmark on kwok nodes: SCALE_NODES (default 1000), SCALE_REBOOT (default 20).
 bench-scale: tools generate
 	mkdir -p bin
-	go test -count=1 -timeout 60m -run "^$$" -bench Scale -benchtime 1x -v ./test/sandbox/ | grep -E "^(Benchmark|goos|cpu|PASS|FAIL|ok)|scale_test.go" | tee bin/bench-scale.txt
+	go test -count=1 -timeout 60m -run "^$$" -bench Scale -benchtime 1x -v ./internal/sandbox/ | grep -E "^(Benchmark|goos|cpu|PASS|FAIL|ok)|scale_test.go" | tee bin/bench-scale.txt
 
 generate: $(CONTROLLER_GEN) $(ASSETS)/kubectl
 	$(CONTROLLER_GEN) object paths=./api/...

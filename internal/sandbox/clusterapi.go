@@ -14,8 +14,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
-	"github.com/nodecycle/nodecycle/test/controlplane"
-	"github.com/nodecycle/nodecycle/test/framework"
+	"github.com/nodecycle/nodecycle/internal/controlplane"
+	"github.com/nodecycle/nodecycle/internal/sim"
 )
 
 // A workload cluster of the Cluster API sandbox.
@@ -43,7 +43,7 @@ func RunClusterAPI(ctx context.Context, o Options) (*Report, error) {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	out := framework.NewPrinter(o.Out)
+	out := sim.NewPrinter(o.Out)
 	out.Say("Starting the management cluster's control plane and two workload clusters' (kube-apiserver and etcd each) on 127.0.0.1")
 	var envs []*controlplane.Env
 	defer func() {
@@ -79,7 +79,7 @@ func RunClusterAPI(ctx context.Context, o Options) (*Report, error) {
 		wc.client = wc.env.Client
 	}
 	out.Say("Starting Cluster API's controllers (Machine, MachineSet, MachineDeployment, MachineHealthCheck) in process")
-	capi, err := framework.StartClusterAPI(mgmt.Config)
+	capi, err := sim.StartClusterAPI(mgmt.Config)
 	if err != nil {
 		return rep, err
 	}
@@ -100,14 +100,14 @@ func RunClusterAPI(ctx context.Context, o Options) (*Report, error) {
 		if csErr != nil {
 			return rep, csErr
 		}
-		k := &framework.Kubelet{Client: cs, Selector: labels.SelectorFromSet(labels.Set{framework.NodeLabel: "true"}), DownTime: o.DownTime, RebootOnRequest: true}
+		k := &sim.Kubelet{Client: cs, Selector: labels.SelectorFromSet(labels.Set{sim.NodeLabel: "true"}), DownTime: o.DownTime, RebootOnRequest: true}
 		go k.Run(ctx)
 		out.Say("Cluster %s/%s: MachineDeployment %s of 2 Machines, annotated %s=%s", wc.namespace, wc.name, wc.pool, v1alpha1.AnnotationStrategy, wc.strategy)
 	}
 	machines := map[*workloadCluster][]clusterv1.Machine{}
 	for _, wc := range clusters {
 		if err = pollUntil(ctx, 2*time.Minute, func() (bool, error) {
-			ms, notReady := framework.ReadyMachines(ctx, mgmt.Client, wc.client, wc.namespace, wc.pool, 2)
+			ms, notReady := sim.ReadyMachines(ctx, mgmt.Client, wc.client, wc.namespace, wc.pool, 2)
 			machines[wc] = ms
 			return notReady == nil, nil
 		}); err != nil {
@@ -124,7 +124,7 @@ func RunClusterAPI(ctx context.Context, o Options) (*Report, error) {
 	if !o.NoDemo {
 		for _, wc := range clusters {
 			node := machines[wc][0].Status.NodeRef.Name
-			if err := framework.RequireReboot(ctx, wc.client, node); err != nil {
+			if err := sim.RequireReboot(ctx, wc.client, node); err != nil {
 				return rep, err
 			}
 			out.Event(wc.name, "node %s (Machine %s) needs a reboot", node, machines[wc][0].Name)
@@ -139,7 +139,7 @@ func RunClusterAPI(ctx context.Context, o Options) (*Report, error) {
 
 // followClusters prints each NodeCycle's phases and the Machines that come
 // and go, until every NodeCycle has ended.
-func followClusters(ctx context.Context, mgmt client.Client, out *framework.Printer, rep *Report, clusters []*workloadCluster) error {
+func followClusters(ctx context.Context, mgmt client.Client, out *sim.Printer, rep *Report, clusters []*workloadCluster) error {
 	seen := map[string]v1alpha1.Phase{}
 	machines := map[string]bool{}
 	return pollUntil(ctx, 4*time.Minute, func() (bool, error) {
@@ -154,7 +154,7 @@ func followClusters(ctx context.Context, mgmt client.Client, out *framework.Prin
 				key := nc.Namespace + "/" + nc.Name
 				if p := nc.Status.Phase; p != seen[key] {
 					seen[key] = p
-					out.Event(wc.name, "NodeCycle %s %s: %s", nc.Name, framework.Progress(p), nc.Status.Message)
+					out.Event(wc.name, "NodeCycle %s %s: %s", nc.Name, sim.Progress(p), nc.Status.Message)
 				}
 				if nc.Status.Phase.Terminal() {
 					done++

@@ -32,9 +32,9 @@ import (
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
 	"github.com/nodecycle/nodecycle/controllers"
 	"github.com/nodecycle/nodecycle/internal/agent"
+	"github.com/nodecycle/nodecycle/internal/controlplane"
 	"github.com/nodecycle/nodecycle/internal/nodes"
-	"github.com/nodecycle/nodecycle/test/controlplane"
-	"github.com/nodecycle/nodecycle/test/framework"
+	"github.com/nodecycle/nodecycle/internal/sim"
 )
 
 //go:embed stages.yaml
@@ -113,7 +113,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	out := framework.NewPrinter(o.Out)
+	out := sim.NewPrinter(o.Out)
 	out.Say("Starting the control plane (kube-apiserver, etcd, kube-controller-manager, kube-scheduler) on 127.0.0.1")
 	env, err := controlplane.Start()
 	if err != nil {
@@ -424,8 +424,8 @@ func deployWorkload(ctx context.Context, c client.Client) error {
 
 // demo makes the targets need a reboot and prints the timeline until each
 // has a finished NodeCycle.
-func demo(ctx context.Context, env *controlplane.Env, out *framework.Printer, rep *Report, targets []string, sentinels map[string]string) error {
-	t, err := framework.StartTimeline(ctx, env.Config, out, Namespace, DemoNamespace)
+func demo(ctx context.Context, env *controlplane.Env, out *sim.Printer, rep *Report, targets []string, sentinels map[string]string) error {
+	t, err := sim.StartTimeline(ctx, env.Config, out, Namespace, DemoNamespace)
 	if err != nil {
 		return err
 	}
@@ -474,7 +474,7 @@ func printSummary(w io.Writer, cycles []v1alpha1.NodeCycle, runningOn map[string
 			total = nc.Status.CompletionTime.Sub(nc.Status.StartTime.Time)
 		}
 		fmt.Fprintf(w, "  %s: %s in %s (boot ID %s -> %s)\n", nc.Spec.NodeName, nc.Status.Phase, total.Round(time.Millisecond),
-			framework.Short(nc.Status.BootIDBefore), framework.Short(nc.Status.BootIDAfter))
+			sim.Short(nc.Status.BootIDBefore), sim.Short(nc.Status.BootIDAfter))
 		for _, d := range nc.Status.PhaseDurations {
 			fmt.Fprintf(w, "    %-20s %s\n", d.Phase, d.Duration.Duration)
 		}

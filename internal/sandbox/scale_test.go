@@ -20,7 +20,7 @@ import (
 
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
-	"github.com/nodecycle/nodecycle/test/controlplane"
+	"github.com/nodecycle/nodecycle/internal/controlplane"
 	"github.com/nodecycle/nodecycle/test/framework"
 )
 

@@ -31,6 +31,7 @@ import (
 	"github.com/nodecycle/nodecycle/controllers"
 	"github.com/nodecycle/nodecycle/internal/agent"
 	"github.com/nodecycle/nodecycle/internal/nodes"
+	"github.com/nodecycle/nodecycle/internal/sim"
 	"github.com/nodecycle/nodecycle/test/framework"
 )
 
@@ -84,7 +85,7 @@ func startAgentWith(b *testing.B, node, dir string, reboot string, writes *frame
 func BenchmarkDetectionLatency(b *testing.B) {
 	ctx := context.Background()
 	const node, trials = "bench-detect", 100
-	if err := framework.CreateNode(ctx, env.Clientset, node, nil); err != nil {
+	if err := sim.CreateNode(ctx, env.Clientset, node, nil); err != nil {
 		b.Fatal(err)
 	}
 	dir := b.TempDir()
@@ -315,7 +316,7 @@ func benchNodes(ctx context.Context, b *testing.B, run string, count int, downTi
 	if _, err := env.Clientset.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: run}}, metav1.CreateOptions{}); err != nil {
 		b.Fatal(err)
 	}
-	kubelet := &framework.Kubelet{Client: env.Clientset, Selector: sel, DownTime: downTime}
+	kubelet := &sim.Kubelet{Client: env.Clientset, Selector: sel, DownTime: downTime}
 	go kubelet.Run(ctx)
 	var sentinels []string
 	for i := range count {
@@ -324,7 +325,7 @@ func benchNodes(ctx context.Context, b *testing.B, run string, count int, downTi
 		if zones > 0 {
 			lbls[corev1.LabelTopologyZone] = fmt.Sprintf("zone-%d", i%zones)
 		}
-		if err := framework.CreateNode(ctx, env.Clientset, n, lbls); err != nil {
+		if err := sim.CreateNode(ctx, env.Clientset, n, lbls); err != nil {
 			b.Fatal(err)
 		}
 		dir := b.TempDir()
@@ -353,7 +354,7 @@ func BenchmarkAgentIdle(b *testing.B) {
 		b.Fatal(err)
 	}
 	const node = "bench-idle"
-	if err := framework.CreateNode(ctx, env.Clientset, node, nil); err != nil {
+	if err := sim.CreateNode(ctx, env.Clientset, node, nil); err != nil {
 		b.Fatal(err)
 	}
 	idle := 60 * time.Second

@@ -21,20 +21,21 @@ import (
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
 	"github.com/nodecycle/nodecycle/controllers"
+	"github.com/nodecycle/nodecycle/internal/sim"
 	"github.com/nodecycle/nodecycle/test/framework"
 )
 
 var (
 	capiOnce sync.Once
-	capi     *framework.ClusterAPI
+	capi     *sim.ClusterAPI
 	capiErr  error
 	runs     int
 )
 
 // clusterAPI starts Cluster API's controllers in-process once per run.
-func clusterAPI(b *testing.B) (*framework.ClusterAPI, client.Client) {
+func clusterAPI(b *testing.B) (*sim.ClusterAPI, client.Client) {
 	b.Helper()
-	capiOnce.Do(func() { capi, capiErr = framework.StartClusterAPI(env.Config) })
+	capiOnce.Do(func() { capi, capiErr = sim.StartClusterAPI(env.Config) })
 	if capiErr != nil {
 		b.Fatal(capiErr)
 	}
@@ -99,7 +100,7 @@ func BenchmarkReplaceMachine(b *testing.B) {
 			b.Fatal(err)
 		}
 		start := time.Now()
-		if err = framework.RequireReboot(ctx, c, machines[0].Status.NodeRef.Name); err != nil {
+		if err = sim.RequireReboot(ctx, c, machines[0].Status.NodeRef.Name); err != nil {
 			b.Fatal(err)
 		}
 		succeeded, timeout := map[string]bool{}, time.After(3*time.Minute)
@@ -140,7 +141,7 @@ func BenchmarkReplaceMachine(b *testing.B) {
 
 func readyMachinesWithin(ctx context.Context, c client.Client, ns, md string, n int) (ms []clusterv1.Machine, err error) {
 	err = poll(3*time.Minute, func() error {
-		ms, err = framework.ReadyMachines(ctx, c, c, ns, md, n)
+		ms, err = sim.ReadyMachines(ctx, c, c, ns, md, n)
 		return err
 	})
 	return ms, err
@@ -201,7 +202,7 @@ func BenchmarkManagerPerCluster(b *testing.B) {
 				b.Fatal(err)
 			}
 			if err := poll(5*time.Minute, func() error {
-				_, err := framework.ReadyMachines(ctx, c, wc, ns, name, nodesPer)
+				_, err := sim.ReadyMachines(ctx, c, wc, ns, name, nodesPer)
 				return err
 			}); err != nil {
 				b.Fatal(err)

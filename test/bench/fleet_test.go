@@ -29,6 +29,7 @@ import (
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
 	"github.com/nodecycle/nodecycle/controllers"
+	"github.com/nodecycle/nodecycle/internal/sim"
 	"github.com/nodecycle/nodecycle/test/framework"
 )
 
@@ -61,7 +62,7 @@ func BenchmarkFleet(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer func() { _ = f.mgmt.Stop() }()
-	crds, err := framework.ClusterAPICRDs()
+	crds, err := sim.ClusterAPICRDs()
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -233,7 +234,7 @@ func (f *fleet) addCluster(ctx context.Context, i int, optedIn bool) error {
 	if err := f.c.Create(ctx, kubeconfig.GenerateSecret(cluster, kc)); err != nil {
 		return err
 	}
-	if err := framework.MarkProvisioned(ctx, f.c, cluster); err != nil {
+	if err := sim.MarkProvisioned(ctx, f.c, cluster); err != nil {
 		return err
 	}
 	now := metav1.Now()

@@ -16,6 +16,7 @@ import (
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
 	"github.com/nodecycle/nodecycle/internal/nodes"
+	"github.com/nodecycle/nodecycle/internal/sim"
 	"github.com/nodecycle/nodecycle/test/framework"
 	"github.com/nodecycle/nodecycle/test/peers"
 )
@@ -95,13 +96,13 @@ func benchRemediation(b *testing.B, strategy v1alpha1.Strategy) {
 	}
 	b.ResetTimer()
 	start := time.Now()
-	if err = framework.SetNodeStatus(ctx, cs, node, "", false); err != nil {
+	if err = sim.SetNodeStatus(ctx, cs, node, "", false); err != nil {
 		b.Fatal(err)
 	}
 	// A Ready node of the pool on a new boot: the same Machine's, or its
 	// replacement's.
 	err = poll(3*time.Minute, func() error {
-		ms, notReady := framework.ReadyMachines(ctx, c, c, ns, "workers", 1)
+		ms, notReady := sim.ReadyMachines(ctx, c, c, ns, "workers", 1)
 		if notReady != nil {
 			return notReady
 		}

@@ -18,7 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
-	"github.com/nodecycle/nodecycle/test/controlplane"
+	"github.com/nodecycle/nodecycle/internal/controlplane"
 	"github.com/nodecycle/nodecycle/test/framework"
 )
 

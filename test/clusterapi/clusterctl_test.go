@@ -20,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/nodecycle/nodecycle/internal/release"
+	"github.com/nodecycle/nodecycle/internal/sim"
 	"github.com/nodecycle/nodecycle/test/framework"
 )
 
@@ -44,7 +45,7 @@ var _ = Describe("The clusterctl addon provider", func() {
 		// process): clusterctl reads its contract from its metadata.
 		core := filepath.Join(repo, "cluster-api", "v1.14.2")
 		Expect(os.MkdirAll(core, 0o755)).To(Succeed())
-		metadata, err := os.ReadFile(filepath.Join(framework.ModuleDir("sigs.k8s.io/cluster-api"), "metadata.yaml"))
+		metadata, err := os.ReadFile(filepath.Join(sim.ModuleDir("sigs.k8s.io/cluster-api"), "metadata.yaml"))
 		Expect(err).NotTo(HaveOccurred())
 		Expect(os.WriteFile(filepath.Join(core, "metadata.yaml"), metadata, 0o644)).To(Succeed())
 		Expect(os.WriteFile(filepath.Join(core, "core-components.yaml"), []byte("# not installed: the suite runs Cluster API in process\n"), 0o644)).To(Succeed())

@@ -12,6 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
+	"github.com/nodecycle/nodecycle/internal/sim"
 	"github.com/nodecycle/nodecycle/test/framework"
 )
 
@@ -85,7 +86,7 @@ var _ = Describe("Crash campaign in Cluster API mode", func() {
 		startManager("--history-limit=50")
 		Eventually(func(g Gomega) {
 			for _, md := range []string{"reboot", "replace"} {
-				ms, err := framework.ReadyMachines(ctx, k8s, k8s, ns, md, map[string]int{"reboot": rebootNodes, "replace": replaceNodes}[md])
+				ms, err := sim.ReadyMachines(ctx, k8s, k8s, ns, md, map[string]int{"reboot": rebootNodes, "replace": replaceNodes}[md])
 				g.Expect(err).NotTo(HaveOccurred())
 				for _, m := range ms {
 					n := &corev1.Node{}

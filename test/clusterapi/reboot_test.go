@@ -13,7 +13,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
-	"github.com/nodecycle/nodecycle/test/framework"
+	"github.com/nodecycle/nodecycle/internal/sim"
 )
 
 var _ = Describe("In-place reboot of a Cluster API node", func() {
@@ -120,7 +120,7 @@ var _ = Describe("In-place reboot of a Cluster API node", func() {
 		Eventually(machineHealthy(target.Name)).Should(Succeed(), "the rebooted Machine is healthy again")
 
 		By("without nodecycle's skip-remediation the same outage is remediated: the MachineHealthCheck is real")
-		Expect(framework.SetNodeStatus(ctx, kubelet.Client, nodeName, "", false)).To(Succeed())
+		Expect(sim.SetNodeStatus(ctx, kubelet.Client, nodeName, "", false)).To(Succeed())
 		Eventually(func(g Gomega) {
 			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(&target), m)).To(Succeed())
 			c := meta.FindStatusCondition(m.Status.Conditions, clusterv1.MachineHealthCheckSucceededCondition)

@@ -14,7 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
-	"github.com/nodecycle/nodecycle/test/framework"
+	"github.com/nodecycle/nodecycle/internal/sim"
 	"github.com/nodecycle/nodecycle/test/peers"
 )
 
@@ -75,7 +75,7 @@ var _ = Describe("Remediation for MachineHealthChecks", func() {
 		Expect(k8s.Get(ctx, client.ObjectKey{Name: node}, before)).To(Succeed())
 
 		By("the node hangs: NotReady; the MachineHealthCheck asks nodecycle")
-		Expect(framework.SetNodeStatus(ctx, cs, node, "", false)).To(Succeed())
+		Expect(sim.SetNodeStatus(ctx, cs, node, "", false)).To(Succeed())
 		rem := &v1alpha1.NodeCycleRemediation{}
 		Eventually(func(g Gomega) {
 			g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: m.Name}, rem)).To(Succeed())
@@ -121,7 +121,7 @@ var _ = Describe("Remediation for MachineHealthChecks", func() {
 		Expect(err).NotTo(HaveOccurred())
 		// No kubelet answers the reboot: the node stays down.
 		startManager("--reboot-timeout=3s")
-		Expect(framework.SetNodeStatus(ctx, cs, m.Status.NodeRef.Name, "", false)).To(Succeed())
+		Expect(sim.SetNodeStatus(ctx, cs, m.Status.NodeRef.Name, "", false)).To(Succeed())
 		Eventually(func(g Gomega) {
 			cycles := cyclesIn(ctx, ns)
 			g.Expect(cycles).To(HaveLen(1))
@@ -144,7 +144,7 @@ var _ = Describe("Remediation for MachineHealthChecks", func() {
 		cs, err := kubernetes.NewForConfig(env.Config)
 		Expect(err).NotTo(HaveOccurred())
 		startManager()
-		Expect(framework.SetNodeStatus(ctx, cs, m.Status.NodeRef.Name, "", false)).To(Succeed())
+		Expect(sim.SetNodeStatus(ctx, cs, m.Status.NodeRef.Name, "", false)).To(Succeed())
 		rem := &v1alpha1.NodeCycleRemediation{}
 		Eventually(func(g Gomega) {
 			g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: m.Name}, rem)).To(Succeed())

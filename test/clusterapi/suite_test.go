@@ -26,6 +26,7 @@ import (
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
 	"github.com/nodecycle/nodecycle/controllers"
+	"github.com/nodecycle/nodecycle/internal/sim"
 	"github.com/nodecycle/nodecycle/test/framework"
 )
 
@@ -36,7 +37,7 @@ func TestClusterAPI(t *testing.T) {
 
 var (
 	env  *framework.Env
-	capi *framework.ClusterAPI
+	capi *sim.ClusterAPI
 	k8s  client.Client
 )
 
@@ -47,7 +48,7 @@ var _ = BeforeSuite(func() {
 	var err error
 	env, err = framework.Start()
 	Expect(err).NotTo(HaveOccurred())
-	capi, err = framework.StartClusterAPI(env.Config)
+	capi, err = sim.StartClusterAPI(env.Config)
 	Expect(err).NotTo(HaveOccurred())
 	k8s, err = client.New(env.Config, client.Options{Scheme: controllers.Scheme()})
 	Expect(err).NotTo(HaveOccurred())
@@ -86,11 +87,11 @@ func startManager(args ...string) (stop func()) {
 // startKubelet plays the kubelets of the provisioned nodes of a workload
 // cluster: a reboot request takes the node down for downTime and brings it
 // back with a new boot ID.
-func startKubelet(cfg *rest.Config, downTime time.Duration) *framework.Kubelet {
+func startKubelet(cfg *rest.Config, downTime time.Duration) *sim.Kubelet {
 	GinkgoHelper()
 	cs, err := kubernetes.NewForConfig(cfg)
 	Expect(err).NotTo(HaveOccurred())
-	k := &framework.Kubelet{Client: cs, Selector: labels.SelectorFromSet(labels.Set{framework.NodeLabel: "true"}), DownTime: downTime, RebootOnRequest: true}
+	k := &sim.Kubelet{Client: cs, Selector: labels.SelectorFromSet(labels.Set{sim.NodeLabel: "true"}), DownTime: downTime, RebootOnRequest: true}
 	ctx, cancel := context.WithCancel(context.Background())
 	go k.Run(ctx)
 	DeferCleanup(cancel)
@@ -103,7 +104,7 @@ func readyMachines(ctx context.Context, c client.Client, namespace, md string, n
 	GinkgoHelper()
 	var ms []clusterv1.Machine
 	Eventually(func() (err error) {
-		ms, err = framework.ReadyMachines(ctx, k8s, c, namespace, md, n)
+		ms, err = sim.ReadyMachines(ctx, k8s, c, namespace, md, n)
 		return err
 	}).WithTimeout(2 * time.Minute).Should(Succeed())
 	return ms
@@ -112,7 +113,7 @@ func readyMachines(ctx context.Context, c client.Client, namespace, md string, n
 // requireReboot sets RebootRequired=True on a workload Node, as its agent would.
 func requireReboot(ctx context.Context, c client.Client, name string) {
 	GinkgoHelper()
-	Expect(framework.RequireReboot(ctx, c, name)).To(Succeed())
+	Expect(sim.RequireReboot(ctx, c, name)).To(Succeed())
 }
 
 // cyclesIn returns the NodeCycles of a namespace.

@@ -1,6 +1,6 @@
 package framework
 
-import "github.com/nodecycle/nodecycle/test/controlplane"
+import "github.com/nodecycle/nodecycle/internal/controlplane"
 
 // Env is the control plane of a test run.
 type Env = controlplane.Env

@@ -2,6 +2,7 @@ package framework
 
 import (
 	"context"
+	"github.com/nodecycle/nodecycle/internal/sim"
 	"time"
 
 	"github.com/google/uuid"
@@ -42,12 +43,12 @@ func (k *PowerKubelet) Run(ctx context.Context) {
 		}
 		switch {
 		case !on && wasOn:
-			_ = SetNodeStatus(ctx, k.Client, k.Node, "", false)
+			_ = sim.SetNodeStatus(ctx, k.Client, k.Node, "", false)
 		case on && boot != lastBoot:
 			if k.OnBoot != nil {
 				k.OnBoot()
 			}
-			_ = SetNodeStatus(ctx, k.Client, k.Node, uuid.NewString(), true)
+			_ = sim.SetNodeStatus(ctx, k.Client, k.Node, uuid.NewString(), true)
 			lastBoot = boot
 		}
 		wasOn = on

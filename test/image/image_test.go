@@ -22,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
+	"github.com/nodecycle/nodecycle/internal/sim"
 	"github.com/nodecycle/nodecycle/test/framework"
 )
 
@@ -112,11 +113,11 @@ func testReboot(t *testing.T, image string) {
 	if _, err = env.Clientset.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "nodecycle-system"}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if err = framework.CreateNode(ctx, env.Clientset, node, map[string]string{"image-test": "true"}); err != nil {
+	if err = sim.CreateNode(ctx, env.Clientset, node, map[string]string{"image-test": "true"}); err != nil {
 		t.Fatal(err)
 	}
 	sentinel := filepath.Join(host, "reboot-required")
-	kubelet := &framework.Kubelet{Client: env.Clientset, Selector: labels.SelectorFromSet(labels.Set{"image-test": "true"}), DownTime: time.Second,
+	kubelet := &sim.Kubelet{Client: env.Clientset, Selector: labels.SelectorFromSet(labels.Set{"image-test": "true"}), DownTime: time.Second,
 		OnReboot: func(string) { _ = os.Remove(sentinel) }} // /var/run is a tmpfs
 	go kubelet.Run(ctx)
 

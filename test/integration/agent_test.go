@@ -22,6 +22,7 @@ import (
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
 	"github.com/nodecycle/nodecycle/internal/agent"
 	"github.com/nodecycle/nodecycle/internal/nodes"
+	"github.com/nodecycle/nodecycle/internal/sim"
 	"github.com/nodecycle/nodecycle/test/framework"
 )
 
@@ -30,7 +31,7 @@ var _ = Describe("Agent", func() {
 	BeforeEach(func() { ctx = context.Background() })
 
 	It("publishes RebootRequired from the sentinel file, touching only its own condition", func() {
-		Expect(framework.CreateNode(ctx, env.Clientset, "agent-file", nil)).To(Succeed())
+		Expect(sim.CreateNode(ctx, env.Clientset, "agent-file", nil)).To(Succeed())
 		// Another controller's condition must survive the agent's writes.
 		other := nodes.ConditionPatch(nil, corev1.NodeCondition{Type: "OtherCondition", Status: corev1.ConditionTrue, Reason: "Other"}, time.Now())
 		_, err := env.Clientset.CoreV1().Nodes().PatchStatus(ctx, "agent-file", other)
@@ -63,7 +64,7 @@ var _ = Describe("Agent", func() {
 	})
 
 	It("records the boot it checked after the condition, and checks again on a new boot", func() {
-		Expect(framework.CreateNode(ctx, env.Clientset, "agent-boot", nil)).To(Succeed())
+		Expect(sim.CreateNode(ctx, env.Clientset, "agent-boot", nil)).To(Succeed())
 		a := newTestAgent("agent-boot")
 		a.requireReboot()
 		a.start()
@@ -81,7 +82,7 @@ var _ = Describe("Agent", func() {
 		By("a new boot, the sentinel gone: the condition changes before the boot is recorded")
 		Expect(os.Remove(a.sentinel())).To(Succeed())
 		a.stop() // a stopped agent does not see the sentinel go; its new process will check again
-		Expect(framework.SetNodeStatus(ctx, env.Clientset, "agent-boot", "boot-2", true)).To(Succeed())
+		Expect(sim.SetNodeStatus(ctx, env.Clientset, "agent-boot", "boot-2", true)).To(Succeed())
 		Consistently(checked, time.Second).ShouldNot(Equal("boot-2"), "nothing has checked on boot-2 yet")
 		w, err := env.Clientset.CoreV1().Nodes().Watch(ctx, metav1.ListOptions{FieldSelector: "metadata.name=agent-boot"})
 		Expect(err).NotTo(HaveOccurred())
@@ -104,12 +105,12 @@ var _ = Describe("Agent", func() {
 		By("a running agent that sees its node on a new boot checks again before recording it")
 		a.requireReboot()
 		Eventually(conditionStatus("agent-boot", v1alpha1.ConditionRebootRequired)).Should(Equal(corev1.ConditionTrue))
-		Expect(framework.SetNodeStatus(ctx, env.Clientset, "agent-boot", "boot-3", true)).To(Succeed())
+		Expect(sim.SetNodeStatus(ctx, env.Clientset, "agent-boot", "boot-3", true)).To(Succeed())
 		Eventually(checked).Should(Equal("boot-3"))
 	})
 
 	It("refuses a reboot request on a node that is not cordoned", func() {
-		Expect(framework.CreateNode(ctx, env.Clientset, "agent-uncordoned", nil)).To(Succeed())
+		Expect(sim.CreateNode(ctx, env.Clientset, "agent-uncordoned", nil)).To(Succeed())
 		a := newTestAgent("agent-uncordoned")
 		a.start()
 		defer a.stop()
@@ -128,7 +129,7 @@ var _ = Describe("Agent", func() {
 	})
 
 	It("acknowledges a reboot request, reboots exactly once, and never again for the same id after a restart", func() {
-		Expect(framework.CreateNode(ctx, env.Clientset, "agent-reboot", nil)).To(Succeed())
+		Expect(sim.CreateNode(ctx, env.Clientset, "agent-reboot", nil)).To(Succeed())
 		cordonedByNodecycle(ctx, "agent-reboot")
 		a := newTestAgent("agent-reboot")
 		a.start()
@@ -160,7 +161,7 @@ var _ = Describe("Agent", func() {
 	})
 
 	It("publishes RebootRequired from a sentinel command", func() {
-		Expect(framework.CreateNode(ctx, env.Clientset, "agent-command", nil)).To(Succeed())
+		Expect(sim.CreateNode(ctx, env.Clientset, "agent-command", nil)).To(Succeed())
 		dir := GinkgoT().TempDir()
 		flag := filepath.Join(dir, "needs-reboot")
 		opts, err := agent.ParseOptions([]string{"--node-name=agent-command", "--sentinel-command=test -e " + flag, "--recheck-period=1s"}, noEnv, GinkgoWriter)
@@ -210,7 +211,7 @@ func cordonedByNodecycle(ctx context.Context, node string) {
 var _ = Describe("Agent binary", func() {
 	It("serves /healthz, /readyz and the reboot-required gauge, with settings from the environment", func() {
 		ctx := context.Background()
-		Expect(framework.CreateNode(ctx, env.Clientset, "agent-binary", nil)).To(Succeed())
+		Expect(sim.CreateNode(ctx, env.Clientset, "agent-binary", nil)).To(Succeed())
 		dir := GinkgoT().TempDir()
 		bin := filepath.Join(dir, "nodecycle-agent")
 		out, err := exec.Command("go", "build", "-o", bin, filepath.Join(framework.RepoRoot(), "cmd", "agent")).CombinedOutput()

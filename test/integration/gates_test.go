@@ -15,7 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
-	"github.com/nodecycle/nodecycle/test/framework"
+	"github.com/nodecycle/nodecycle/internal/sim"
 	"github.com/nodecycle/nodecycle/test/peers"
 )
 
@@ -170,7 +170,7 @@ var _ = Describe("Alert gate", func() {
 		Consistently(func() v1alpha1.Phase { return c.cycleOf(node).Status.Phase }, 2*time.Second).Should(Equal(v1alpha1.PhasePending))
 
 		By("its pod runs elsewhere and is Ready")
-		Expect(framework.CreateNode(c.ctx, env.Clientset, c.name+"-other", map[string]string{runLabel: c.name})).To(Succeed())
+		Expect(sim.CreateNode(c.ctx, env.Clientset, c.name+"-other", map[string]string{runLabel: c.name})).To(Succeed())
 		Expect(env.Client.Create(c.ctx, &corev1.Pod{
 			ObjectMeta: metav1.ObjectMeta{Name: "db-0", Namespace: c.name, Labels: map[string]string{"app": "db"}},
 			Spec:       corev1.PodSpec{NodeName: c.name + "-other", Containers: []corev1.Container{{Name: "db", Image: "postgres"}}},

@@ -26,6 +26,7 @@ import (
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
 	"github.com/nodecycle/nodecycle/internal/nodes"
 	"github.com/nodecycle/nodecycle/internal/settings"
+	"github.com/nodecycle/nodecycle/internal/sim"
 	"github.com/nodecycle/nodecycle/test/framework"
 )
 
@@ -101,7 +102,7 @@ var _ = Describe("Installation with kubectl apply -k config/default", Ordered, f
 		Expect(string(out)).To(ContainSubstring("daemonset.apps/nodecycle-agent serverside-applied"))
 		Expect(string(out)).To(ContainSubstring("deployment.apps/nodecycle-manager serverside-applied"))
 		for _, n := range []string{"vap-1", "vap-2"} {
-			Expect(framework.CreateNode(ctx, env.Clientset, n, nil)).To(Succeed())
+			Expect(sim.CreateNode(ctx, env.Clientset, n, nil)).To(Succeed())
 		}
 	})
 

@@ -21,6 +21,7 @@ import (
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
 	"github.com/nodecycle/nodecycle/internal/nodes"
+	"github.com/nodecycle/nodecycle/internal/sim"
 	"github.com/nodecycle/nodecycle/test/framework"
 )
 
@@ -34,7 +35,7 @@ type cluster struct {
 	ctx     context.Context
 	cancel  context.CancelFunc
 	agents  map[string]*testAgent
-	kubelet *framework.Kubelet
+	kubelet *sim.Kubelet
 	inv     *invariant
 }
 
@@ -50,14 +51,14 @@ func newCluster(name string, nodeCount int, broken ...string) *cluster {
 	})
 	createNamespace(name)
 	sel := labels.SelectorFromSet(labels.Set{runLabel: name})
-	c.kubelet = &framework.Kubelet{Client: env.Clientset, Selector: sel, DownTime: time.Second, Broken: map[string]bool{}}
+	c.kubelet = &sim.Kubelet{Client: env.Clientset, Selector: sel, DownTime: time.Second, Broken: map[string]bool{}}
 	for _, b := range broken {
 		c.kubelet.Broken[b] = true
 	}
 	go c.kubelet.Run(c.ctx)
 	for i := 1; i <= nodeCount; i++ {
 		n := c.node(i)
-		Expect(framework.CreateNode(c.ctx, env.Clientset, n, map[string]string{runLabel: name})).To(Succeed())
+		Expect(sim.CreateNode(c.ctx, env.Clientset, n, map[string]string{runLabel: name})).To(Succeed())
 		a := newTestAgent(n)
 		a.start()
 		c.agents[n] = a
@@ -234,7 +235,7 @@ var _ = Describe("Manager", func() {
 		c := newCluster("roll", 3)
 		c.deploy("web", 4, 1)
 		// A node that opted out keeps its sentinel and is never touched.
-		Expect(framework.CreateNode(c.ctx, env.Clientset, "roll-excluded", map[string]string{runLabel: c.name, v1alpha1.LabelExclude: "true"})).To(Succeed())
+		Expect(sim.CreateNode(c.ctx, env.Clientset, "roll-excluded", map[string]string{runLabel: c.name, v1alpha1.LabelExclude: "true"})).To(Succeed())
 		excluded := newTestAgent("roll-excluded")
 		excluded.start()
 		c.agents["roll-excluded"] = excluded

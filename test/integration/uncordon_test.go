@@ -16,7 +16,7 @@ import (
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
 	"github.com/nodecycle/nodecycle/internal/nodes"
-	"github.com/nodecycle/nodecycle/test/framework"
+	"github.com/nodecycle/nodecycle/internal/sim"
 )
 
 // The uncordon is refused only when nodecycle's own fields changed since
@@ -31,7 +31,7 @@ var _ = Describe("Uncordon", func() {
 	}
 	cordonedWithRequest := func(name string) *corev1.Node {
 		GinkgoHelper()
-		Expect(framework.CreateNode(ctx, env.Clientset, name, nil)).To(Succeed())
+		Expect(sim.CreateNode(ctx, env.Clientset, name, nil)).To(Succeed())
 		cordonedByNodecycle(ctx, name)
 		Expect(nodes.SetAnnotations(ctx, env.Client, read(name), map[string]*string{v1alpha1.AnnotationRebootRequest: ptr.To("r1")})).To(Succeed())
 		return read(name)
@@ -39,7 +39,7 @@ var _ = Describe("Uncordon", func() {
 
 	It("succeeds on a Node read before the kubelet and the agent wrote it", func() {
 		stale := cordonedWithRequest("uncordon-stale")
-		Expect(framework.SetNodeStatus(ctx, env.Clientset, "uncordon-stale", "boot-2", true)).To(Succeed())
+		Expect(sim.SetNodeStatus(ctx, env.Clientset, "uncordon-stale", "boot-2", true)).To(Succeed())
 		Expect(nodes.SetAnnotations(ctx, env.Client, read("uncordon-stale"), map[string]*string{v1alpha1.AnnotationCheckedBoot: ptr.To("boot-2")})).To(Succeed())
 		Expect(nodes.Uncordon(ctx, env.Client, stale)).To(Succeed())
 		n := read("uncordon-stale")

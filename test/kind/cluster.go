@@ -21,7 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/nodecycle/nodecycle/controllers"
-	"github.com/nodecycle/nodecycle/test/controlplane"
+	"github.com/nodecycle/nodecycle/internal/controlplane"
 )
 
 // Cluster is a kind cluster whose node containers restart when their node

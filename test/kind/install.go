@@ -17,7 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 
-	"github.com/nodecycle/nodecycle/test/controlplane"
+	"github.com/nodecycle/nodecycle/internal/controlplane"
 )
 
 // Namespaces and names of what Install and DeploySample create.

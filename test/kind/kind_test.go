@@ -21,7 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
-	"github.com/nodecycle/nodecycle/test/framework"
+	"github.com/nodecycle/nodecycle/internal/sim"
 )
 
 // drainTimeout is the manager's --drain-timeout here: long enough for the
@@ -143,13 +143,13 @@ func checkUntouched(t *testing.T, ctx context.Context, nw *NodeWatch, node strin
 
 // begin starts a scenario: it prints its headline and starts the node
 // watch and the printed timeline; times count from the returned start.
-func begin(t *testing.T, ctx context.Context, format string, args ...any) (*NodeWatch, *framework.Timeline, time.Time) {
+func begin(t *testing.T, ctx context.Context, format string, args ...any) (*NodeWatch, *sim.Timeline, time.Time) {
 	t.Helper()
 	nw, err := cluster.WatchNodes(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tl, err := framework.StartTimeline(ctx, cluster.Config, framework.NewPrinter(os.Stdout), Namespace, SampleNamespace)
+	tl, err := sim.StartTimeline(ctx, cluster.Config, sim.NewPrinter(os.Stdout), Namespace, SampleNamespace)
 	if err != nil {
 		nw.Stop()
 		t.Fatal(err)

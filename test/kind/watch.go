@@ -14,7 +14,7 @@ import (
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
 	"github.com/nodecycle/nodecycle/internal/nodes"
-	"github.com/nodecycle/nodecycle/test/framework"
+	"github.com/nodecycle/nodecycle/internal/sim"
 )
 
 // What a NodeWatch marks on a node.
@@ -63,7 +63,7 @@ func (c *Cluster) WatchNodes(ctx context.Context) (*NodeWatch, error) {
 	}
 	go func() {
 		defer close(nw.done)
-		framework.Follow(ctx, w, func(ev watch.Event) {
+		sim.Follow(ctx, w, func(ev watch.Event) {
 			if n, isNode := ev.Object.(*corev1.Node); isNode && ev.Type == watch.Modified {
 				nw.observe(n, time.Now())
 			}

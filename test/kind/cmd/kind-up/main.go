@@ -11,7 +11,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/nodecycle/nodecycle/test/controlplane"
+	"github.com/nodecycle/nodecycle/internal/controlplane"
 	"github.com/nodecycle/nodecycle/test/kind"
 )
 
