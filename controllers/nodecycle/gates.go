@@ -77,7 +77,7 @@ func (r *Reconciler) pausedBy(ctx context.Context, s *scope) (string, error) {
 // settled holds a maintenance for the settle time after the last one of
 // its cluster ended.
 func (r *Reconciler) settled(ctx context.Context, s *scope) (bool, time.Duration, error) {
-	settle := s.nc.Spec.Gates.SettleTime
+	settle := s.nc.Spec.SettleTime
 	if settle == nil || settle.Duration <= 0 {
 		return false, 0, nil
 	}
@@ -112,7 +112,7 @@ func (r *Reconciler) settled(ctx context.Context, s *scope) (bool, time.Duration
 // cluster is not healthy (the pods evicted by the last one are not back
 // yet), when the NodeCycle asks for it.
 func (r *Reconciler) healthyBudgets(ctx context.Context, s *scope) (bool, time.Duration, error) {
-	if w := s.nc.Spec.Gates.WaitForHealthyPodDisruptionBudgets; w == nil || !*w {
+	if w := s.nc.Spec.WaitForHealthyPodDisruptionBudgets; w == nil || !*w {
 		return false, 0, nil
 	}
 	var pdbs policyv1.PodDisruptionBudgetList
@@ -140,7 +140,7 @@ func (r *Reconciler) healthyBudgets(ctx context.Context, s *scope) (bool, time.D
 // blockingAlerts fires, and while that cannot be checked (fail closed:
 // what cannot be checked is not known to be quiet).
 func (r *Reconciler) noBlockingAlerts(ctx context.Context, s *scope) (bool, time.Duration, error) {
-	alerts := s.nc.Spec.Gates.BlockingAlerts
+	alerts := s.nc.Spec.BlockingAlerts
 	if alerts == nil {
 		return false, 0, nil
 	}
@@ -167,7 +167,7 @@ func (r *Reconciler) noBlockingPods(ctx context.Context, s *scope) (bool, time.D
 	if err := s.workload().Reader.List(ctx, &pods, client.MatchingFields{"spec.nodeName": s.node.Name}); err != nil {
 		return false, 0, fmt.Errorf("listing pods on node %s: %w", s.node.Name, err)
 	}
-	blocker, why, err := gates.BlockingPod(pods.Items, s.nc.Spec.Gates.BlockingPodSelectors)
+	blocker, why, err := gates.BlockingPod(pods.Items, s.nc.Spec.BlockingPodSelectors)
 	if err != nil {
 		s.finish(v1alpha1.PhaseFailed, v1alpha1.ReasonInvalidBlockingPodSelector, fmt.Sprintf("Policy %s: %v", s.nc.Spec.Policy, err))
 		return true, 0, nil

@@ -69,22 +69,23 @@ func (r *Reconciler) waitForSlot(s *scope, c slots, queued bool) {
 // the admission lock), the nodes from the cluster's cache.
 func (r *Reconciler) countSlots(ctx context.Context, reader client.Reader, s *scope) (slots, error) {
 	var c slots
-	var err error
-	if c.max, err = r.maxSlots(ctx, s); err != nil {
+	maxSlots, err := r.maxSlots(ctx, s)
+	if err != nil {
 		return c, err
 	}
+	c.max = maxSlots
 	// The whole namespace: a cordon's owner may be a NodeCycle of another
 	// cluster whose Nodes this API server also serves.
 	var list v1alpha1.NodeCycleList
-	if err := reader.List(ctx, &list, client.InNamespace(s.nc.Namespace)); err != nil {
+	if err = reader.List(ctx, &list, client.InNamespace(s.nc.Namespace)); err != nil {
 		return c, fmt.Errorf("listing NodeCycles: %w", err)
 	}
 	h := holders(list.Items, s.nc)
 	c.ahead = h.ahead
-	if err := r.failedAndDown(ctx, s, h); err != nil {
+	if err = r.failedAndDown(ctx, s, h); err != nil {
 		return c, err
 	}
-	if err := cordonedByNodecycle(ctx, s, h); err != nil {
+	if err = cordonedByNodecycle(ctx, s, h); err != nil {
 		return c, err
 	}
 	c.taken = len(h.busy)
