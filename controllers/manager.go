@@ -116,7 +116,7 @@ func New(ctx context.Context, cfg *rest.Config, o *Options, clk clock.PassiveClo
 	if err != nil {
 		return nil, fmt.Errorf("creating manager: %w", err)
 	}
-	if err := cycles.SetupIndexes(ctx, mgr.GetFieldIndexer()); err != nil {
+	if err = cycles.SetupIndexes(ctx, mgr.GetFieldIndexer()); err != nil {
 		return nil, err
 	}
 	recorder := mgr.GetEventRecorder("nodecycle-manager")
@@ -126,12 +126,12 @@ func New(ctx context.Context, cfg *rest.Config, o *Options, clk clock.PassiveClo
 		reg = metrics.Registry
 	}
 	if o.NotificationSecret != "" {
-		n, err := notify.New(mgr.GetAPIReader(), o.Controllers.Namespace, o.NotificationSecret, o.NotificationReasons, o.NotificationTemplate,
+		n, nerr := notify.New(mgr.GetAPIReader(), o.Controllers.Namespace, o.NotificationSecret, o.NotificationReasons, o.NotificationTemplate,
 			recorder, ctrl.Log.WithName("notify"), reg)
-		if err != nil {
-			return nil, err
+		if nerr != nil {
+			return nil, nerr
 		}
-		if err := mgr.Add(manager.RunnableFunc(n.Start)); err != nil {
+		if err = mgr.Add(manager.RunnableFunc(n.Start)); err != nil {
 			return nil, err
 		}
 		recorder = n.Wrap(recorder)
