@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -24,6 +25,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/clock"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
@@ -164,10 +166,13 @@ func BenchmarkManagerDeadTime(b *testing.B) {
 // agent's detection, the NodeCycle's creation, its admission and the
 // cordon. Ten nodes with real agents and the simulated kubelet, one after
 // the other (each waits until the one before is uncordoned, so the
-// manager is idle again and no node reboots twice).
+// manager is idle again and no node reboots twice). The time is split,
+// from watches of the Nodes and the NodeCycles, into detect (sentinel ->
+// RebootRequired=True), open (-> the NodeCycle created), admit (-> its
+// phase Cordoning) and cordon (-> the node unschedulable).
 func BenchmarkSentinelToCordon(b *testing.B) {
 	const nodeCount = 10
-	var lat []time.Duration
+	var lat, detect, open, admit, cordon []time.Duration
 	for range b.N {
 		runs++
 		ctx, cancel := context.WithCancel(context.Background())
@@ -178,6 +183,7 @@ func BenchmarkSentinelToCordon(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
+		seen := watchCycles(ctx, b, run)
 		time.Sleep(2 * time.Second) // the manager's caches synced, nothing to do
 		for i, s := range sentinels {
 			node := fmt.Sprintf("%s-%d", run, i)
@@ -185,11 +191,20 @@ func BenchmarkSentinelToCordon(b *testing.B) {
 			if err := os.WriteFile(s, nil, 0o644); err != nil {
 				b.Fatal(err)
 			}
-			cordoned, err := framework.WatchNode(w, node, func(n *corev1.Node) bool { return n.Spec.Unschedulable }, time.Minute)
+			var required time.Time
+			cordoned, err := framework.WatchNode(w, node, func(n *corev1.Node) bool {
+				if c := nodes.Condition(n, v1alpha1.ConditionRebootRequired); required.IsZero() && c != nil && c.Status == corev1.ConditionTrue {
+					required = time.Now()
+				}
+				return n.Spec.Unschedulable
+			}, time.Minute)
 			if err != nil {
 				b.Fatal(err)
 			}
+			created, admitted := seen(node)
 			lat = append(lat, cordoned.Sub(start))
+			detect, open = append(detect, required.Sub(start)), append(open, created.Sub(required))
+			admit, cordon = append(admit, admitted.Sub(created)), append(cordon, cordoned.Sub(admitted))
 			if _, err := framework.WatchNode(w, node, func(n *corev1.Node) bool { return !n.Spec.Unschedulable }, time.Minute); err != nil {
 				b.Fatal(err)
 			}
@@ -197,8 +212,48 @@ func BenchmarkSentinelToCordon(b *testing.B) {
 		w.Stop()
 		cancel()
 	}
-	b.ReportMetric(framework.Millis(framework.Percentile(lat, 0.5)), "cordon-p50-ms")
+	p50 := func(d []time.Duration) float64 { return framework.Millis(framework.Percentile(d, 0.5)) }
+	b.ReportMetric(p50(lat), "cordon-p50-ms")
 	b.ReportMetric(framework.Millis(framework.Percentile(lat, 1)), "cordon-max-ms")
+	b.ReportMetric(p50(detect), "detect-p50-ms")
+	b.ReportMetric(p50(open), "open-p50-ms")
+	b.ReportMetric(p50(admit), "admit-p50-ms")
+	b.ReportMetric(p50(cordon), "cordon-write-p50-ms")
+}
+
+// watchCycles watches the NodeCycles of namespace ns and returns when the
+// last one of a node was seen created and seen Cordoning.
+func watchCycles(ctx context.Context, b *testing.B, ns string) func(node string) (created, cordoning time.Time) {
+	b.Helper()
+	c, err := client.NewWithWatch(env.Config, client.Options{Scheme: controllers.Scheme()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	w, err := c.Watch(ctx, &v1alpha1.NodeCycleList{}, client.InNamespace(ns))
+	if err != nil {
+		b.Fatal(err)
+	}
+	var mu sync.Mutex
+	createdAt, cordoningAt := map[string]time.Time{}, map[string]time.Time{}
+	go sim.Follow(ctx, w, func(ev watch.Event) {
+		nc, ok := ev.Object.(*v1alpha1.NodeCycle)
+		if !ok {
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if ev.Type == watch.Added {
+			createdAt[nc.Spec.NodeName] = time.Now()
+		}
+		if _, seen := cordoningAt[nc.Spec.NodeName]; !seen && nc.Status.Phase == v1alpha1.PhaseCordoning {
+			cordoningAt[nc.Spec.NodeName] = time.Now()
+		}
+	})
+	return func(node string) (time.Time, time.Time) {
+		mu.Lock()
+		defer mu.Unlock()
+		return createdAt[node], cordoningAt[node]
+	}
 }
 
 // BenchmarkZones: a roll of 30 nodes in 3 zones, one node at a time and
