@@ -79,8 +79,31 @@ type Options struct {
 // ParseOptions reads the manager's flags, then the NODECYCLE_* environment
 // for flags not given. Every value is checked; errors name the flag.
 func ParseOptions(args []string, lookupEnv func(string) (string, bool), usage io.Writer) (*Options, error) {
+	o := &Options{Controllers: settings.DefaultConfig()}
+	fs, raw := o.flagSet(usage)
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	if err := flagenv.Apply(fs, lookupEnv, nil); err != nil {
+		return nil, err
+	}
+	if err := o.complete(raw); err != nil {
+		return nil, err
+	}
+	return o, nil
+}
+
+// rawFlags are the flags parsed into Options by complete.
+type rawFlags struct {
+	maxConcurrent, drainPodSelector, notifyOn, agentSelector *string
+}
+
+// flagSet registers the manager's flags on o's fields.
+func (o *Options) flagSet(usage io.Writer) (*flag.FlagSet, rawFlags) {
 	def := settings.DefaultConfig()
-	o := &Options{Controllers: def}
 	c := &o.Controllers
 	fs := flag.NewFlagSet("nodecycle-manager", flag.ContinueOnError)
 	fs.SetOutput(usage)
@@ -139,41 +162,40 @@ func ParseOptions(args []string, lookupEnv func(string) (string, bool), usage io
 	notifyOn := fs.String("notify-on", joinReasons(notify.DefaultReasons), "Comma-separated Event reasons that are sent to the receivers of --notification-secret.")
 	fs.StringVar(&o.NotificationTemplate, "notification-template", notify.DefaultTemplate, "Go text/template of a notification's text; fields .Reason .Type .Kind .Namespace .Name .Cluster .Message.")
 	agentSelector := fs.String("agent-pod-selector", def.AgentSelector.String(), "Label selector of the agent's pods; an in-place reboot is requested only while a Ready agent pod runs on the node. Empty disables the check.")
-	if err := fs.Parse(args); err != nil {
-		return nil, err
-	}
-	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected arguments: %v", fs.Args())
-	}
-	if err := flagenv.Apply(fs, lookupEnv, nil); err != nil {
-		return nil, err
-	}
+	return fs, rawFlags{maxConcurrent: maxConcurrent, drainPodSelector: drainPodSelector, notifyOn: notifyOn, agentSelector: agentSelector}
+}
+
+// complete checks every value and fills in what the flags say indirectly;
+// errors name the flag.
+func (o *Options) complete(raw rawFlags) error {
+	c := &o.Controllers
+	maxConcurrent, drainPodSelector, notifyOn, agentSelector := raw.maxConcurrent, raw.drainPodSelector, raw.notifyOn, raw.agentSelector
 	sel, err := labels.Parse(o.nodeSelector)
 	if err != nil {
-		return nil, fmt.Errorf("invalid --node-selector %q: %w", o.nodeSelector, err)
+		return fmt.Errorf("invalid --node-selector %q: %w", o.nodeSelector, err)
 	}
 	c.NodeSelector = sel
 	if c.AgentSelector, err = labels.Parse(*agentSelector); err != nil {
-		return nil, fmt.Errorf("invalid --agent-pod-selector %q: %w", *agentSelector, err)
+		return fmt.Errorf("invalid --agent-pod-selector %q: %w", *agentSelector, err)
 	}
 	if *drainPodSelector != "" {
 		if c.Drain.PodSelector, err = metav1.ParseToLabelSelector(*drainPodSelector); err != nil {
-			return nil, fmt.Errorf("invalid --drain-pod-selector %q: %w", *drainPodSelector, err)
+			return fmt.Errorf("invalid --drain-pod-selector %q: %w", *drainPodSelector, err)
 		}
 	}
 	if pct, ok := strings.CutSuffix(*maxConcurrent, "%"); ok {
 		if c.MaxConcurrentPercent, err = strconv.Atoi(pct); err != nil || c.MaxConcurrentPercent < 1 || c.MaxConcurrentPercent > 100 {
-			return nil, fmt.Errorf("invalid --max-concurrent %q: a percentage must be 1%% to 100%%", *maxConcurrent)
+			return fmt.Errorf("invalid --max-concurrent %q: a percentage must be 1%% to 100%%", *maxConcurrent)
 		}
 		c.MaxConcurrent = 1
 	} else if c.MaxConcurrent, err = strconv.Atoi(*maxConcurrent); err != nil {
-		return nil, fmt.Errorf("invalid --max-concurrent %q: want a number or a percentage such as 25%%", *maxConcurrent)
+		return fmt.Errorf("invalid --max-concurrent %q: want a number or a percentage such as 25%%", *maxConcurrent)
 	}
 	if o.NotificationReasons, err = notify.ParseReasons(*notifyOn); err != nil {
-		return nil, fmt.Errorf("invalid --notify-on: %w", err)
+		return fmt.Errorf("invalid --notify-on: %w", err)
 	}
 	if _, err := notify.New(nil, "", "", nil, o.NotificationTemplate, nil, logr.Discard(), nil); err != nil {
-		return nil, fmt.Errorf("invalid --notification-template: %w", err)
+		return fmt.Errorf("invalid --notification-template: %w", err)
 	}
 	c.Drain.Timeout.Duration = o.drainTimeout
 	c.RebootTimeout = o.rebootTimeout
@@ -182,15 +204,15 @@ func ParseOptions(args []string, lookupEnv func(string) (string, bool), usage io
 	c.RetryBackoff = o.retryBackoff
 	c.MaxRetryBackoff = o.maxRetryBackoff
 	if o.QPS <= 0 || o.Burst < 1 {
-		return nil, fmt.Errorf("invalid flags: --kube-api-qps must be positive and --kube-api-burst at least 1, got %g and %d", o.QPS, o.Burst)
+		return fmt.Errorf("invalid flags: --kube-api-qps must be positive and --kube-api-burst at least 1, got %g and %d", o.QPS, o.Burst)
 	}
 	if o.LeaderElectNS == "" {
 		o.LeaderElectNS = c.Namespace
 	}
 	if err := c.Validate(); err != nil {
-		return nil, fmt.Errorf("invalid flags: %w", err)
+		return fmt.Errorf("invalid flags: %w", err)
 	}
-	return o, nil
+	return nil
 }
 
 func joinReasons(rs []v1alpha1.Reason) string {

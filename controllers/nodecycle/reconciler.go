@@ -130,17 +130,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	if !nc.DeletionTimestamp.IsZero() {
 		return r.deleted(ctx, s)
 	}
-	from := s.nc.Status.Phase
-	result, err := r.reconcilePhase(ctx, s)
-	// A reconcile that enters a chained phase (Cordoning after the slot
-	// was taken and saved, Draining after the cordon, Uncordoning after the
-	// proof of reboot, a strategy's: see PhaseSpec) goes on at once: what
-	// follows is safe to do again after a crash, so the two share one
-	// save. Every other phase's work is saved before the next one acts.
-	for err == nil && result.IsZero() && s.nc.Status.Phase != from && s.chained() {
-		from = s.nc.Status.Phase
-		result, err = r.reconcilePhase(ctx, s)
-	}
+	result, err := r.work(ctx, s)
 	if err != nil {
 		// Shown where the operator looks (the reconcile is retried with backoff):
 		// work that keeps failing, a missing permission say, is not only in
@@ -152,6 +142,29 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		}
 		return reconcile.Result{}, err
 	}
+	return r.conclude(ctx, s, result)
+}
+
+// work does the NodeCycle's phase, and the chained phases it enters. A
+// reconcile that enters a chained phase (Cordoning after the slot was
+// taken and saved, Draining after the cordon, Uncordoning after the proof
+// of reboot, a strategy's: see PhaseSpec) goes on at once: what follows is
+// safe to do again after a crash, so the two share one save. Every other
+// phase's work is saved before the next one acts.
+func (r *Reconciler) work(ctx context.Context, s *scope) (reconcile.Result, error) {
+	from := s.nc.Status.Phase
+	result, err := r.reconcilePhase(ctx, s)
+	for err == nil && result.IsZero() && s.nc.Status.Phase != from && s.chained() {
+		from = s.nc.Status.Phase
+		result, err = r.reconcilePhase(ctx, s)
+	}
+	return result, err
+}
+
+// conclude saves what the reconcile did, then tells it (Events, the Node's
+// condition), stops a drain's pod watch that is no longer needed, and
+// releases the finalizer of a phase that no longer holds it.
+func (r *Reconciler) conclude(ctx context.Context, s *scope, result reconcile.Result) (reconcile.Result, error) {
 	if err := r.leaving(ctx, s); err != nil {
 		return reconcile.Result{}, err // the slot is kept; the work is done again
 	}
@@ -164,7 +177,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	}
 	r.publish(ctx, s)
 	if r.drainWatch != nil && s.nc.Status.Phase != v1alpha1.PhaseDraining {
-		r.drainWatch.stop(req.NamespacedName)
+		r.drainWatch.stop(client.ObjectKeyFromObject(s.nc))
 	}
 	if err := r.releaseFinalizer(ctx, s.nc, s.held()); err != nil {
 		return reconcile.Result{}, err
@@ -192,22 +205,8 @@ func (r *Reconciler) reconcilePhase(ctx context.Context, s *scope) (reconcile.Re
 		s.finish(v1alpha1.PhaseFailed, v1alpha1.ReasonInvalidStrategy, fmt.Sprintf("Strategy %q of the ladder is unknown", s.currentName()))
 		return reconcile.Result{}, nil
 	}
-	if err := s.nc.Spec.DurationErr(); err != nil {
-		// Stored before the CRD checked it: decoded, reported, not acted on.
-		s.finish(v1alpha1.PhaseFailed, v1alpha1.ReasonInvalidSpec, fmt.Sprintf("The spec cannot be used: %v", err))
+	if s.invalidSpec() {
 		return reconcile.Result{}, nil
-	}
-	if sel := s.nc.Spec.Drain.PodSelector; sel != nil && !s.nc.Status.Phase.Active() {
-		if _, err := metav1.LabelSelectorAsSelector(sel); err != nil {
-			s.finish(v1alpha1.PhaseFailed, v1alpha1.ReasonInvalidDrainPodSelector, fmt.Sprintf("spec.drain.podSelector: %v", err))
-			return reconcile.Result{}, nil
-		}
-	}
-	if w := s.nc.Spec.WaitForPods; w != nil && w.PodSelector != nil && !s.nc.Status.Phase.Active() {
-		if _, err := metav1.LabelSelectorAsSelector(w.PodSelector); err != nil {
-			s.finish(v1alpha1.PhaseFailed, v1alpha1.ReasonInvalidSpec, fmt.Sprintf("The spec cannot be used: spec.waitForPods.podSelector: %v", err))
-			return reconcile.Result{}, nil
-		}
 	}
 	// An in-place strategy needs its node throughout; one that replaces the
 	// node sees it go.
@@ -241,6 +240,30 @@ func (r *Reconciler) reconcilePhase(ctx context.Context, s *scope) (reconcile.Re
 		}
 		return strategy.Advance(ctx, s)
 	}
+}
+
+// invalidSpec fails a NodeCycle whose spec cannot be used (stored before
+// the CRD checked it): decoded, reported, not acted on. Selectors are
+// checked before the NodeCycle starts.
+func (s *scope) invalidSpec() bool {
+	if err := s.nc.Spec.DurationErr(); err != nil {
+		// Stored before the CRD checked it: decoded, reported, not acted on.
+		s.finish(v1alpha1.PhaseFailed, v1alpha1.ReasonInvalidSpec, fmt.Sprintf("The spec cannot be used: %v", err))
+		return true
+	}
+	if sel := s.nc.Spec.Drain.PodSelector; sel != nil && !s.nc.Status.Phase.Active() {
+		if _, err := metav1.LabelSelectorAsSelector(sel); err != nil {
+			s.finish(v1alpha1.PhaseFailed, v1alpha1.ReasonInvalidDrainPodSelector, fmt.Sprintf("spec.drain.podSelector: %v", err))
+			return true
+		}
+	}
+	if w := s.nc.Spec.WaitForPods; w != nil && w.PodSelector != nil && !s.nc.Status.Phase.Active() {
+		if _, err := metav1.LabelSelectorAsSelector(w.PodSelector); err != nil {
+			s.finish(v1alpha1.PhaseFailed, v1alpha1.ReasonInvalidSpec, fmt.Sprintf("The spec cannot be used: spec.waitForPods.podSelector: %v", err))
+			return true
+		}
+	}
+	return false
 }
 
 // unreachable waits for the NodeCycle's cluster to be reachable again and

@@ -519,3 +519,26 @@ func RequireReboot(ctx context.Context, c client.Client, name string) error {
 	boot := nodes.BootID(node)
 	return nodes.SetAnnotations(ctx, c, node, map[string]*string{v1alpha1.AnnotationCheckedBoot: &boot})
 }
+
+// MachineHealthCheck is Cluster API's check of MachineDeployment md's
+// Machines: a node NotReady (or Unknown) for 1 s is unhealthy. With a
+// remediation template name, nodecycle's NodeCycleRemediationTemplate of
+// that name remediates it; without, Cluster API replaces the Machine.
+func MachineHealthCheck(namespace, cluster, md, remediationTemplate string) *clusterv1.MachineHealthCheck {
+	mhc := &clusterv1.MachineHealthCheck{
+		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: md},
+		Spec: clusterv1.MachineHealthCheckSpec{
+			ClusterName: cluster,
+			Selector:    metav1.LabelSelector{MatchLabels: map[string]string{clusterv1.MachineDeploymentNameLabel: md}},
+			Checks: clusterv1.MachineHealthCheckChecks{UnhealthyNodeConditions: []clusterv1.UnhealthyNodeCondition{
+				{Type: corev1.NodeReady, Status: corev1.ConditionFalse, TimeoutSeconds: ptr.To(int32(1))},
+				{Type: corev1.NodeReady, Status: corev1.ConditionUnknown, TimeoutSeconds: ptr.To(int32(1))},
+			}},
+		},
+	}
+	if remediationTemplate != "" {
+		mhc.Spec.Remediation.TemplateRef = clusterv1.MachineHealthCheckRemediationTemplateReference{
+			APIVersion: v1alpha1.GroupVersion.String(), Kind: "NodeCycleRemediationTemplate", Name: remediationTemplate}
+	}
+	return mhc
+}

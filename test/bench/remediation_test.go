@@ -10,8 +10,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/utils/ptr"
-	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
@@ -74,15 +72,7 @@ func benchRemediation(b *testing.B, strategy v1alpha1.Strategy) {
 			Spec: v1alpha1.NodeCycleRemediationSpec{Strategies: []v1alpha1.Strategy{strategy}, RetryLimit: 1}}}}); err != nil {
 		b.Fatal(err)
 	}
-	if err = c.Create(ctx, &clusterv1.MachineHealthCheck{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "workers"},
-		Spec: clusterv1.MachineHealthCheckSpec{
-			ClusterName: cluster,
-			Selector:    metav1.LabelSelector{MatchLabels: map[string]string{clusterv1.MachineDeploymentNameLabel: "workers"}},
-			Checks: clusterv1.MachineHealthCheckChecks{UnhealthyNodeConditions: []clusterv1.UnhealthyNodeCondition{
-				{Type: corev1.NodeReady, Status: corev1.ConditionFalse, TimeoutSeconds: ptr.To(int32(1))}}},
-			Remediation: clusterv1.MachineHealthCheckRemediation{TemplateRef: clusterv1.MachineHealthCheckRemediationTemplateReference{
-				APIVersion: v1alpha1.GroupVersion.String(), Kind: "NodeCycleRemediationTemplate", Name: "nodecycle"}},
-		}}); err != nil {
+	if err = c.Create(ctx, sim.MachineHealthCheck(ns, cluster, "workers", "nodecycle")); err != nil {
 		b.Fatal(err)
 	}
 	stop, _, err := framework.StartManager(env.Config, os.Stderr, "--cluster-api", "--agent-pod-selector=", "--reboot-timeout=1m")

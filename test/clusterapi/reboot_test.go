@@ -8,7 +8,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/utils/ptr"
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -29,17 +28,7 @@ var _ = Describe("In-place reboot of a Cluster API node", func() {
 		kubelet := startKubelet(env.Config, 3*time.Second)
 		// Cluster API's own MachineHealthCheck: a node NotReady for 1s is
 		// unhealthy, and its Machine would be replaced.
-		Expect(k8s.Create(ctx, &clusterv1.MachineHealthCheck{
-			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "pool"},
-			Spec: clusterv1.MachineHealthCheckSpec{
-				ClusterName: cluster,
-				Selector:    metav1.LabelSelector{MatchLabels: map[string]string{clusterv1.MachineDeploymentNameLabel: "pool"}},
-				Checks: clusterv1.MachineHealthCheckChecks{UnhealthyNodeConditions: []clusterv1.UnhealthyNodeCondition{
-					{Type: corev1.NodeReady, Status: corev1.ConditionFalse, TimeoutSeconds: ptr.To(int32(1))},
-					{Type: corev1.NodeReady, Status: corev1.ConditionUnknown, TimeoutSeconds: ptr.To(int32(1))},
-				}},
-			},
-		})).To(Succeed())
+		Expect(k8s.Create(ctx, sim.MachineHealthCheck(ns, cluster, "pool", ""))).To(Succeed())
 		machineHealthy := func(name string) func(g Gomega) {
 			return func(g Gomega) {
 				m := &clusterv1.Machine{}

@@ -9,7 +9,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/utils/ptr"
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -41,19 +40,7 @@ func remediatedPoolIn(ctx SpecContext, ns, name string, ladder []v1alpha1.Strate
 		Spec: v1alpha1.NodeCycleRemediationTemplateSpec{Template: v1alpha1.NodeCycleRemediationTemplateResource{
 			Spec: v1alpha1.NodeCycleRemediationSpec{Strategies: ladder, RetryLimit: retryLimit}}},
 	})).To(Succeed())
-	Expect(k8s.Create(ctx, &clusterv1.MachineHealthCheck{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "pool"},
-		Spec: clusterv1.MachineHealthCheckSpec{
-			ClusterName: name,
-			Selector:    metav1.LabelSelector{MatchLabels: map[string]string{clusterv1.MachineDeploymentNameLabel: "pool"}},
-			Checks: clusterv1.MachineHealthCheckChecks{UnhealthyNodeConditions: []clusterv1.UnhealthyNodeCondition{
-				{Type: corev1.NodeReady, Status: corev1.ConditionFalse, TimeoutSeconds: ptr.To(int32(1))},
-				{Type: corev1.NodeReady, Status: corev1.ConditionUnknown, TimeoutSeconds: ptr.To(int32(1))},
-			}},
-			Remediation: clusterv1.MachineHealthCheckRemediation{TemplateRef: clusterv1.MachineHealthCheckRemediationTemplateReference{
-				APIVersion: v1alpha1.GroupVersion.String(), Kind: "NodeCycleRemediationTemplate", Name: "nodecycle"}},
-		},
-	})).To(Succeed())
+	Expect(k8s.Create(ctx, sim.MachineHealthCheck(ns, name, "pool", "nodecycle"))).To(Succeed())
 	return m
 }
 
