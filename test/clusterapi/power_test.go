@@ -27,11 +27,7 @@ var _ = Describe("Power-cycle of a workload node", func() {
 		DeferCleanup(bmc.Stop)
 
 		const ns, name = "power", "metal"
-		_, err = capi.CreateCluster(ctx, ns, name, env.Config)
-		Expect(err).NotTo(HaveOccurred())
-		_, err = capi.CreateMachineDeployment(ctx, ns, name, "pool", 1, map[string]string{v1alpha1.AnnotationStrategy: "power-cycle"})
-		Expect(err).NotTo(HaveOccurred())
-		m := readyMachines(ctx, k8s, ns, "pool", 1)[0]
+		m := clusterWithPool(ctx, ns, name, "pool", 1, "power-cycle")[0]
 		node := m.Status.NodeRef.Name
 
 		bmcPolicy(ctx, ns, node, bmc)

@@ -18,11 +18,7 @@ import (
 var _ = Describe("In-place reboot of a Cluster API node", func() {
 	It("keeps a MachineHealthCheck off the Machine while it reboots, also across a manager restart", func(ctx SpecContext) {
 		const ns, cluster = "reboot", "edge"
-		_, err := capi.CreateCluster(ctx, ns, cluster, env.Config)
-		Expect(err).NotTo(HaveOccurred())
-		_, err = capi.CreateMachineDeployment(ctx, ns, cluster, "pool", 2, map[string]string{v1alpha1.AnnotationStrategy: "reboot"})
-		Expect(err).NotTo(HaveOccurred())
-		ms := readyMachines(ctx, k8s, ns, "pool", 2)
+		ms := clusterWithPool(ctx, ns, cluster, "pool", 2, "reboot")
 		target, other := ms[0], ms[1]
 		nodeName := target.Status.NodeRef.Name
 		kubelet := startKubelet(env.Config, 3*time.Second)

@@ -16,11 +16,7 @@ import (
 var _ = Describe("The story where operators look", func() {
 	It("is told by kubectl describe machine and, in the workload cluster, kubectl describe node; a manager restart raises no false alarm", func(ctx SpecContext) {
 		const ns, cluster = "story", "tale"
-		_, err := capi.CreateCluster(ctx, ns, cluster, env.Config)
-		Expect(err).NotTo(HaveOccurred())
-		_, err = capi.CreateMachineDeployment(ctx, ns, cluster, "pool", 1, map[string]string{v1alpha1.AnnotationStrategy: "reboot"})
-		Expect(err).NotTo(HaveOccurred())
-		machine := readyMachines(ctx, k8s, ns, "pool", 1)[0]
+		machine := clusterWithPool(ctx, ns, cluster, "pool", 1, "reboot")[0]
 		nodeName := machine.Status.NodeRef.Name
 		startKubelet(env.Config, time.Second)
 		mgmt, err := env.AdminKubeconfig()

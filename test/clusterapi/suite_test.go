@@ -110,6 +110,18 @@ func readyMachines(ctx context.Context, c client.Client, namespace, md string, n
 	return ms
 }
 
+// clusterWithPool creates Cluster cluster in namespace ns, its workload
+// cluster the envtest API server, with a MachineDeployment pool of n
+// Machines opted in with strategy; it returns the Machines once Ready.
+func clusterWithPool(ctx context.Context, ns, cluster, pool string, n int, strategy string) []clusterv1.Machine {
+	GinkgoHelper()
+	_, err := capi.CreateCluster(ctx, ns, cluster, env.Config)
+	Expect(err).NotTo(HaveOccurred())
+	_, err = capi.CreateMachineDeployment(ctx, ns, cluster, pool, int32(n), map[string]string{v1alpha1.AnnotationStrategy: strategy})
+	Expect(err).NotTo(HaveOccurred())
+	return readyMachines(ctx, k8s, ns, pool, n)
+}
+
 // requireReboot sets RebootRequired=True on a workload Node, as its agent would.
 func requireReboot(ctx context.Context, c client.Client, name string) {
 	GinkgoHelper()
