@@ -36,12 +36,7 @@ type workloadCluster struct {
 // reboot; the timeline shows both clusters handled at once.
 func RunClusterAPI(ctx context.Context, o Options) (*Report, error) {
 	o.defaults()
-	if o.Duration > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, o.Duration)
-		defer cancel()
-	}
-	ctx, cancel := context.WithCancel(ctx)
+	ctx, cancel := o.lifetime(ctx)
 	defer cancel()
 	out := sim.NewPrinter(o.Out)
 	out.Say("Starting the management cluster's control plane and two workload clusters' (kube-apiserver and etcd each) on 127.0.0.1")

@@ -98,6 +98,15 @@ func (o *Options) Validate() error {
 	return nil
 }
 
+// lifetime is the sandbox's context: ctx, ended after o.Duration when
+// one is set.
+func (o Options) lifetime(ctx context.Context) (context.Context, context.CancelFunc) {
+	if o.Duration > 0 {
+		return context.WithTimeout(ctx, o.Duration)
+	}
+	return context.WithCancel(ctx)
+}
+
 // Run starts the sandbox, runs the demo unless told not to, and keeps the
 // cluster running until ctx ends or the duration passes. Everything it
 // started is stopped and its directory removed before it returns.
@@ -106,12 +115,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
-	if o.Duration > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, o.Duration)
-		defer cancel()
-	}
-	ctx, cancel := context.WithCancel(ctx)
+	ctx, cancel := o.lifetime(ctx)
 	defer cancel()
 	out := sim.NewPrinter(o.Out)
 	out.Say("Starting the control plane (kube-apiserver, etcd, kube-controller-manager, kube-scheduler) on 127.0.0.1")
