@@ -4,6 +4,10 @@
 
 CACHE ?= $(HOME)/.cache/nodecycle
 KUBE_VERSION := v1.37.2
+# The cooperative-drain tests' control plane (kube-apiserver and
+# kube-controller-manager): the first release whose controller manager turns
+# EvictionRequests into Evictions. Built with the Go its go.mod names.
+KUBE_NEXT_VERSION := v1.38.0-beta.0
 ETCD_VERSION := v3.6.16
 KWOK_VERSION := v0.8.0
 CONTROLLER_GEN_VERSION := v0.23.0
@@ -34,6 +38,8 @@ NODE_BIN := $(CACHE)/kind-node-bin-$(KUBE_BUILD)
 NODE_KUBE_TOOLS := kubelet kubeadm kubectl kube-apiserver kube-controller-manager kube-scheduler kube-proxy
 E2E_NODE_IMAGE ?= nodecycle/kind-node:$(KUBE_VERSION)
 ASSETS := $(CACHE)/assets-kube-$(KUBE_BUILD)-etcd-$(ETCD_VERSION)
+KUBE_NEXT_DIR := $(CACHE)/kube-$(KUBE_NEXT_VERSION)-versioned
+NEXT_ASSETS := $(CACHE)/assets-kube-$(KUBE_NEXT_VERSION)-versioned-etcd-$(ETCD_VERSION)
 
 export KUBEBUILDER_ASSETS := $(ASSETS)
 
@@ -170,7 +176,7 @@ bench-scale: tools generate
 	go test -count=1 -timeout 60m -run "^$$" -bench Scale -benchtime 1x -v ./internal/sandbox/ | grep -E "^(Benchmark|goos|cpu|PASS|FAIL|ok)|scale_test.go" | tee bin/bench-scale.txt
 
 generate: $(CONTROLLER_GEN) $(ASSETS)/kubectl
-	$(CONTROLLER_GEN) object paths=./api/...
+	$(CONTROLLER_GEN) object paths=./api/... paths=./internal/lifecycle/...
 	$(CONTROLLER_GEN) crd rbac:roleName=nodecycle-manager paths=./api/... paths=./controllers/... \
 		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
 	$(ASSETS)/kubectl kustomize config/workload > controllers/agentinstall/nodecycle-agent.yaml
@@ -182,13 +188,28 @@ KUBE_LDFLAGS := $(foreach pkg,k8s.io/component-base/version k8s.io/client-go/pkg
 	-X $(pkg).gitVersion=$(KUBE_VERSION) -X $(pkg).gitMajor=1 -X $(pkg).gitMinor=$(KUBE_MINOR) -X $(pkg).gitTreeState=clean)
 KUBE_TOOLS := kube-apiserver kube-controller-manager kube-scheduler kubectl
 # The built binaries are kept, never treated as intermediate files.
-.PRECIOUS: $(addprefix $(KUBE_DIR)/,$(KUBE_TOOLS) $(NODE_KUBE_TOOLS)) $(ETCD_DIR)/etcd $(KWOK) $(HELM) $(KIND) $(NODE_ETCD) $(COREDNS) $(PAUSE)
+.PRECIOUS: $(addprefix $(KUBE_DIR)/,$(KUBE_TOOLS) $(NODE_KUBE_TOOLS)) $(KUBE_NEXT_DIR)/kube-apiserver $(KUBE_NEXT_DIR)/kube-controller-manager $(ETCD_DIR)/etcd $(KWOK) $(HELM) $(KIND) $(NODE_ETCD) $(COREDNS) $(PAUSE)
 
-tools: $(ASSETS)/kube-apiserver $(ASSETS)/etcd $(ASSETS)/kubectl $(ASSETS)/kube-controller-manager $(ASSETS)/kube-scheduler $(ASSETS)/kwok $(ASSETS)/helm
+tools: $(ASSETS)/kube-apiserver $(ASSETS)/etcd $(ASSETS)/kubectl $(ASSETS)/kube-controller-manager $(ASSETS)/kube-scheduler $(ASSETS)/kwok $(ASSETS)/helm \
+	$(NEXT_ASSETS)/kube-apiserver $(NEXT_ASSETS)/kube-controller-manager $(NEXT_ASSETS)/etcd
 
 $(KUBE_DIR)/%:
 	@echo "Building $* $(KUBE_VERSION) into $(KUBE_DIR) (kube-apiserver takes about 10 minutes, once)"
 	cd hack/tools/kube && go build -ldflags "$(KUBE_LDFLAGS)" -o $@ k8s.io/kubernetes/cmd/$*
+
+KUBE_NEXT_MINOR := $(word 2,$(subst ., ,$(KUBE_NEXT_VERSION)))
+KUBE_NEXT_LDFLAGS := $(foreach pkg,k8s.io/component-base/version k8s.io/client-go/pkg/version,\
+	-X $(pkg).gitVersion=$(KUBE_NEXT_VERSION) -X $(pkg).gitMajor=1 -X $(pkg).gitMinor=$(KUBE_NEXT_MINOR) -X $(pkg).gitTreeState=clean)
+
+$(KUBE_NEXT_DIR)/%:
+	@echo "Building $* $(KUBE_NEXT_VERSION) into $(KUBE_NEXT_DIR) (about 7 minutes each, once)"
+	cd hack/tools/kube-next && GOTOOLCHAIN=go1.27.3 go build -ldflags "$(KUBE_NEXT_LDFLAGS)" -o $@ k8s.io/kubernetes/cmd/$*
+
+$(NEXT_ASSETS)/etcd: $(ETCD_DIR)/etcd
+	mkdir -p $(NEXT_ASSETS) && ln -sf $< $@
+
+$(NEXT_ASSETS)/%: $(KUBE_NEXT_DIR)/%
+	mkdir -p $(NEXT_ASSETS) && ln -sf $< $@
 
 $(ETCD_DIR)/etcd:
 	@echo "Building etcd $(ETCD_VERSION) into $(ETCD_DIR) (about 1 minute, once)"

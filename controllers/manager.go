@@ -27,6 +27,7 @@ import (
 	"github.com/nodecycle/nodecycle/controllers/policy"
 	"github.com/nodecycle/nodecycle/internal/cluster"
 	"github.com/nodecycle/nodecycle/internal/cycles"
+	"github.com/nodecycle/nodecycle/internal/lifecycle"
 	"github.com/nodecycle/nodecycle/internal/metricsauth"
 	"github.com/nodecycle/nodecycle/internal/nodes"
 	"github.com/nodecycle/nodecycle/internal/notify"
@@ -74,6 +75,7 @@ func Scheme() *runtime.Scheme {
 	_ = clientgoscheme.AddToScheme(s)
 	_ = v1alpha1.AddToScheme(s)
 	_ = clusterv1.AddToScheme(s)
+	_ = lifecycle.AddToScheme(s)
 	return s
 }
 

@@ -129,6 +129,14 @@ func (o *Options) flagSet(usage io.Writer) (*flag.FlagSet, rawFlags) {
 	drainPodSelector := fs.String("drain-pod-selector", "", "Escape hatch: evict only the pods this label selector (kubectl syntax) selects; the others go down with the reboot. Empty: every pod.")
 	fs.Int64Var(&c.Drain.SkipWaitForDeleteTimeoutSeconds, "skip-wait-for-delete-timeout", 0, "Escape hatch: do not wait for a pod whose deletion began more than this many seconds ago; 0 waits for every pod.")
 	fs.BoolVar(&c.Drain.DeleteAfterTimeout, "delete-after-drain-timeout", false, "Escape hatch: at the drain timeout, delete the pods left (no PodDisruptionBudget is asked) and go on, instead of failing.")
+	fs.Func("drain-eviction-requests", "How the drain asks pods to leave: auto (through EvictionRequests where the cluster serves lifecycle.k8s.io/v1alpha1, else the Eviction API), always (EvictionRequests only) or never (the Eviction API); a policy's drainEvictionRequests overrides it.", func(v string) error {
+		m, ok := map[string]v1alpha1.EvictionRequestsMode{"auto": v1alpha1.EvictionRequestsAuto, "always": v1alpha1.EvictionRequestsAlways, "never": v1alpha1.EvictionRequestsNever}[strings.ToLower(v)]
+		if !ok {
+			return fmt.Errorf("%q is not auto, always or never", v)
+		}
+		c.Drain.EvictionRequests = m
+		return nil
+	})
 	fs.DurationVar(&o.rebootTimeout, "reboot-timeout", def.RebootTimeout, "Time limit from the reboot request to a new boot ID and Ready=True.")
 	fs.DurationVar(&c.SettleTime, "settle-time", 0, "A node's maintenance starts at least this long after the last one in its cluster ended (a policy's settleTime overrides it).")
 	fs.BoolVar(&c.WaitForHealthyPDBs, "wait-for-healthy-pdbs", false, "A node's maintenance starts only while every PodDisruptionBudget of its cluster is healthy (a policy's waitForHealthyPodDisruptionBudgets overrides it).")

@@ -285,7 +285,28 @@ type DrainSpec struct {
 	// maintenance goes on, instead of failing DrainTimeout.
 	// +optional
 	DeleteAfterTimeout bool `json:"deleteAfterTimeout,omitempty"`
+
+	// EvictionRequests says how the drain asks pods to leave. Auto (empty
+	// too): through EvictionRequests (lifecycle.k8s.io/v1alpha1) where the
+	// node's cluster serves them, so that a pod's eviction responders (a
+	// database moving its primary away first) act before the pod goes;
+	// otherwise through the Eviction API. Always: only through
+	// EvictionRequests; a cluster that does not serve them fails the drain
+	// (DrainRefused). Never: through the Eviction API.
+	// +optional
+	EvictionRequests EvictionRequestsMode `json:"evictionRequests,omitempty"`
 }
+
+// EvictionRequestsMode says whether a drain goes through EvictionRequests.
+// +kubebuilder:validation:Enum=Auto;Always;Never
+type EvictionRequestsMode string
+
+// Modes of DrainSpec.EvictionRequests.
+const (
+	EvictionRequestsAuto   EvictionRequestsMode = "Auto"
+	EvictionRequestsAlways EvictionRequestsMode = "Always"
+	EvictionRequestsNever  EvictionRequestsMode = "Never"
+)
 
 // NodeCycleStatus is the durable state of the operation. A restarted manager
 // resumes from it.

@@ -41,6 +41,11 @@ type NodeCyclePolicySpec struct {
 	// +optional
 	DrainDeleteAfterTimeout *bool `json:"drainDeleteAfterTimeout,omitempty"`
 
+	// DrainEvictionRequests sets the NodeCycle's drain.evictionRequests:
+	// Auto, Always or Never.
+	// +optional
+	DrainEvictionRequests EvictionRequestsMode `json:"drainEvictionRequests,omitempty"`
+
 	// RebootTimeout bounds the wait for a new boot ID and Ready after a
 	// reboot request or a power-on.
 	// +optional

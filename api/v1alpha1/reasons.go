@@ -40,11 +40,17 @@ const (
 // Reasons of Events about a node's maintenance (on the Node, or in Cluster
 // API mode on its Machine).
 const (
-	ReasonNodeCycleCreated    Reason = "NodeCycleCreated"
-	ReasonMaintenanceStarted  Reason = "MaintenanceStarted"
-	ReasonCordoned            Reason = "Cordoned"
-	ReasonAlreadyCordoned     Reason = "AlreadyCordoned"
-	ReasonEvicted             Reason = "Evicted"
+	ReasonNodeCycleCreated   Reason = "NodeCycleCreated"
+	ReasonMaintenanceStarted Reason = "MaintenanceStarted"
+	ReasonCordoned           Reason = "Cordoned"
+	ReasonAlreadyCordoned    Reason = "AlreadyCordoned"
+	ReasonEvicted            Reason = "Evicted"
+	// The drain through EvictionRequests: one asked for a pod, a pod's
+	// eviction responder at work, the requests withdrawn when the drain
+	// ended without its pods gone.
+	ReasonEvictionRequested   Reason = "EvictionRequested"
+	ReasonEvictionResponder   Reason = "EvictionResponder"
+	ReasonEvictionsWithdrawn  Reason = "EvictionsWithdrawn"
 	ReasonDrained             Reason = "Drained"
 	ReasonPodsDeleted         Reason = "PodsDeleted"
 	ReasonRebootVerified      Reason = "RebootVerified"

@@ -30,6 +30,9 @@ const (
 	// FinalizerPowerOn is on a NodeCycle while its machine may be off:
 	// deleting the NodeCycle powers the machine on first.
 	FinalizerPowerOn = "nodecycle.io/power-on"
+	// FinalizerWithdrawEvictions is on a NodeCycle while its drain has
+	// EvictionRequests open: deleting the NodeCycle withdraws them first.
+	FinalizerWithdrawEvictions = "nodecycle.io/withdraw-evictions"
 	// AnnotationCordonedBy marks a cordon made by nodecycle; its value is the
 	// NodeCycle (namespace/name) that made it. A cordon without it belongs to
 	// someone else and is left alone.

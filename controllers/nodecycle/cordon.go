@@ -74,11 +74,27 @@ func (r *Reconciler) drain(ctx context.Context, s *scope) (reconcile.Result, err
 	if err != nil {
 		return reconcile.Result{}, err
 	}
-	d := drain.Drainer{Reader: s.workload().Reader, Writer: s.workload().Client, Rules: rules}
+	via, refusal, err := r.viaRequests(s)
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+	if refusal != "" {
+		s.fail(v1alpha1.ReasonDrainRefused, refusal)
+		return reconcile.Result{}, nil
+	}
+	if via {
+		// Held before the first request: a NodeCycle deleted from now on
+		// withdraws its requests.
+		if err := s.hold(ctx, r.Client, v1alpha1.FinalizerWithdrawEvictions); err != nil {
+			return reconcile.Result{}, err
+		}
+	}
+	d := drain.Drainer{Reader: s.workload().Reader, Writer: s.workload().Client, Rules: rules, Requests: via}
 	res, err := d.Step(ctx, s.node.Name, s.nc.Spec.Drain, s.now)
 	if err != nil {
 		return reconcile.Result{}, err
 	}
+	r.tellRequests(s, res)
 	for _, p := range res.Waiting {
 		if p.Reason == drain.ReasonEvicted {
 			ns, name, _ := strings.Cut(p.Pod, "/")

@@ -8,7 +8,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
@@ -236,19 +235,9 @@ func poweredOff(p v1alpha1.Phase) bool {
 }
 
 // holdPower adds the finalizer before the first power call; the scope's
-// NodeCycle and its base for the status save take the new metadata.
+// NodeCycle carries it from then on.
 func (st *powerCycle) holdPower(ctx context.Context, s *scope) error {
-	if controllerutil.ContainsFinalizer(s.nc, v1alpha1.FinalizerPowerOn) {
-		return nil
-	}
-	held := s.before.DeepCopy()
-	controllerutil.AddFinalizer(held, v1alpha1.FinalizerPowerOn)
-	if err := st.client.Patch(ctx, held, client.MergeFromWithOptions(s.before, client.MergeFromWithOptimisticLock{})); err != nil {
-		return fmt.Errorf("adding finalizer %s: %w", v1alpha1.FinalizerPowerOn, err)
-	}
-	held.ObjectMeta.DeepCopyInto(&s.nc.ObjectMeta)
-	held.ObjectMeta.DeepCopyInto(&s.before.ObjectMeta)
-	return nil
+	return s.hold(ctx, st.client, v1alpha1.FinalizerPowerOn)
 }
 
 // Abandon powers the machine on when it may be off: the NodeCycle was

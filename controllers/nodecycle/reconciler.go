@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -71,6 +72,11 @@ type Reconciler struct {
 	// drainWatch wakes a draining NodeCycle when a pod of its node goes.
 	drainWatch *drainWatch
 
+	// serves is what each cluster's discovery said of EvictionRequests
+	// (namespace/cluster -> served); responders, the eviction responder
+	// last told of each pod of a drain (NodeCycle/pod -> name).
+	serves, responders sync.Map
+
 	// saved is the resourceVersion each NodeCycle's last save produced: a
 	// reconcile that reads an older one from the cache (an event of its
 	// node came first) waits for the cache instead of doing the work again
@@ -103,7 +109,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		r.drainWatch.stop(req.NamespacedName)
 	}
 	if nc.Status.Phase.Terminal() {
-		if err := r.releaseFinalizer(ctx, nc, false); err != nil {
+		if err := r.releaseFinalizers(ctx, nc, nil); err != nil {
 			return reconcile.Result{}, err
 		}
 		return r.expire(ctx, nc)
@@ -165,6 +171,9 @@ func (r *Reconciler) work(ctx context.Context, s *scope) (reconcile.Result, erro
 // condition), stops a drain's pod watch that is no longer needed, and
 // releases the finalizer of a phase that no longer holds it.
 func (r *Reconciler) conclude(ctx context.Context, s *scope, result reconcile.Result) (reconcile.Result, error) {
+	if err := r.withdrawOnLeaving(ctx, s); err != nil {
+		return reconcile.Result{}, err // the drain's step is done again
+	}
 	if err := r.leaving(ctx, s); err != nil {
 		return reconcile.Result{}, err // the slot is kept; the work is done again
 	}
@@ -179,7 +188,7 @@ func (r *Reconciler) conclude(ctx context.Context, s *scope, result reconcile.Re
 	if r.drainWatch != nil && s.nc.Status.Phase != v1alpha1.PhaseDraining {
 		r.drainWatch.stop(client.ObjectKeyFromObject(s.nc))
 	}
-	if err := r.releaseFinalizer(ctx, s.nc, s.held()); err != nil {
+	if err := r.releaseFinalizers(ctx, s.nc, r.finalizersHeld(s)); err != nil {
 		return reconcile.Result{}, err
 	}
 	return result, nil
@@ -333,32 +342,57 @@ func (s *scope) held() bool {
 	return p.Held
 }
 
-// deleted handles a NodeCycle being deleted while it holds the finalizer:
+// deleted handles a NodeCycle being deleted while it holds a finalizer:
 // the current strategy's Abandon undoes its phase first (a machine left
-// off is powered on), then the finalizer goes.
+// off is powered on), the drain's open EvictionRequests are withdrawn,
+// then the finalizers go.
 func (r *Reconciler) deleted(ctx context.Context, s *scope) (reconcile.Result, error) {
-	if !controllerutil.ContainsFinalizer(s.nc, v1alpha1.FinalizerPowerOn) {
-		return reconcile.Result{}, nil
+	if controllerutil.ContainsFinalizer(s.nc, v1alpha1.FinalizerPowerOn) {
+		if st, ok := s.current(); ok {
+			if _, retry := st.Abandon(ctx, s); retry > 0 {
+				return reconcile.Result{RequeueAfter: retry}, nil
+			}
+		}
 	}
-	if st, ok := s.current(); ok {
-		if _, retry := st.Abandon(ctx, s); retry > 0 {
-			return reconcile.Result{RequeueAfter: retry}, nil
+	if controllerutil.ContainsFinalizer(s.nc, v1alpha1.FinalizerWithdrawEvictions) {
+		if err := r.withdraw(ctx, s, "the NodeCycle was deleted"); err != nil {
+			return reconcile.Result{}, err
 		}
 	}
 	s.publishEvents()
-	return reconcile.Result{}, r.releaseFinalizer(ctx, s.nc, false)
+	return reconcile.Result{}, r.releaseFinalizers(ctx, s.nc, nil)
 }
 
-// releaseFinalizer removes the finalizer once the NodeCycle's phase does
-// not hold it (held) or the NodeCycle is being deleted and was abandoned.
-func (r *Reconciler) releaseFinalizer(ctx context.Context, nc *v1alpha1.NodeCycle, held bool) error {
-	if !controllerutil.ContainsFinalizer(nc, v1alpha1.FinalizerPowerOn) || (held && nc.DeletionTimestamp.IsZero()) {
+// finalizers are nodecycle's finalizers on a NodeCycle.
+var finalizers = []string{v1alpha1.FinalizerPowerOn, v1alpha1.FinalizerWithdrawEvictions}
+
+// finalizersHeld says which finalizers the NodeCycle's phase keeps: the
+// power-on one in a Held phase of its strategy, the withdrawal one while
+// it drains.
+func (r *Reconciler) finalizersHeld(s *scope) map[string]bool {
+	return map[string]bool{
+		v1alpha1.FinalizerPowerOn:           s.held(),
+		v1alpha1.FinalizerWithdrawEvictions: s.nc.Status.Phase == v1alpha1.PhaseDraining,
+	}
+}
+
+// releaseFinalizers removes each finalizer of nodecycle's that the
+// NodeCycle's phase does not keep (held), and every one of a NodeCycle
+// being deleted (deleted released them after undoing their work).
+func (r *Reconciler) releaseFinalizers(ctx context.Context, nc *v1alpha1.NodeCycle, held map[string]bool) error {
+	before := nc.DeepCopy()
+	var released []string
+	for _, f := range finalizers {
+		if controllerutil.ContainsFinalizer(nc, f) && (!held[f] || !nc.DeletionTimestamp.IsZero()) {
+			controllerutil.RemoveFinalizer(nc, f)
+			released = append(released, f)
+		}
+	}
+	if len(released) == 0 {
 		return nil
 	}
-	before := nc.DeepCopy()
-	controllerutil.RemoveFinalizer(nc, v1alpha1.FinalizerPowerOn)
 	if err := r.Client.Patch(ctx, nc, client.MergeFrom(before)); err != nil {
-		return client.IgnoreNotFound(fmt.Errorf("removing finalizer %s: %w", v1alpha1.FinalizerPowerOn, err))
+		return client.IgnoreNotFound(fmt.Errorf("removing finalizers %s: %w", strings.Join(released, ", "), err))
 	}
 	return nil
 }

@@ -1,12 +1,15 @@
 package nodecycle
 
 import (
+	"context"
 	"fmt"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
 	"github.com/nodecycle/nodecycle/internal/cluster"
@@ -110,4 +113,20 @@ func (s *scope) finish(p v1alpha1.Phase, reason v1alpha1.Reason, message string)
 	default:
 		s.event(corev1.EventTypeNormal, v1alpha1.ReasonMaintenanceSkipped, "%s", message)
 	}
+}
+
+// hold adds a finalizer to the NodeCycle (a no-op when it is there); the
+// scope's NodeCycle carries it from then on.
+func (s *scope) hold(ctx context.Context, c client.Client, finalizer string) error {
+	if controllerutil.ContainsFinalizer(s.nc, finalizer) {
+		return nil
+	}
+	held := s.before.DeepCopy()
+	controllerutil.AddFinalizer(held, finalizer)
+	if err := c.Patch(ctx, held, client.MergeFromWithOptions(s.before, client.MergeFromWithOptimisticLock{})); err != nil {
+		return fmt.Errorf("adding finalizer %s: %w", finalizer, err)
+	}
+	held.ObjectMeta.DeepCopyInto(&s.nc.ObjectMeta)
+	held.ObjectMeta.DeepCopyInto(&s.before.ObjectMeta)
+	return nil
 }

@@ -27,10 +27,13 @@ func RepoRoot() string {
 	return filepath.Join(filepath.Dir(file), "..", "..")
 }
 
-// Versions of the tools, as the Makefile builds them.
+// Versions of the tools, as the Makefile builds them. NextKubeVersion is
+// the control plane of the cooperative-drain tests: the first release whose
+// kube-controller-manager turns EvictionRequests into Evictions.
 const (
-	KubeVersion = "v1.37.2"
-	EtcdVersion = "v3.6.16"
+	KubeVersion     = "v1.37.2"
+	NextKubeVersion = "v1.38.0-beta.0"
+	EtcdVersion     = "v3.6.16"
 )
 
 // Assets is the directory of the control-plane binaries: KUBEBUILDER_ASSETS
@@ -39,8 +42,49 @@ func Assets() string {
 	if a := os.Getenv("KUBEBUILDER_ASSETS"); a != "" {
 		return a
 	}
+	return cachedAssets(KubeVersion)
+}
+
+// NextAssets is the directory of kube-apiserver, kube-controller-manager
+// and etcd of NextKubeVersion: NODECYCLE_NEXT_ASSETS when set, otherwise
+// where `make tools` puts them.
+func NextAssets() string {
+	if a := os.Getenv("NODECYCLE_NEXT_ASSETS"); a != "" {
+		return a
+	}
+	return cachedAssets(NextKubeVersion)
+}
+
+func cachedAssets(kube string) string {
 	home, _ := os.UserHomeDir()
-	return filepath.Join(home, ".cache", "nodecycle", "assets-kube-"+KubeVersion+"-versioned-etcd-"+EtcdVersion)
+	return filepath.Join(home, ".cache", "nodecycle", "assets-kube-"+kube+"-versioned-etcd-"+EtcdVersion)
+}
+
+// EvictionRequestGate is the feature gate of lifecycle.k8s.io/v1alpha1.
+const EvictionRequestGate = "EvictionRequestAPI=true"
+
+// EvictionRequestControllers are the kube-controller-manager controllers of
+// a cooperative drain: requests into Evictions, the default responder that
+// calls the Eviction API, and PDB status for it.
+var EvictionRequestControllers = []string{"evictionrequest-controller", "imperative-eviction-responder-controller", "disruption-controller"}
+
+// StartEvictionRequests runs kube-apiserver and etcd of NextKubeVersion;
+// with gate, the API server serves lifecycle.k8s.io/v1alpha1
+// (EvictionRequests and Evictions) and StartControllers runs the
+// controller manager with the gate on too.
+func StartEvictionRequests(gate bool) (*Env, error) {
+	var args map[string]string
+	if gate {
+		args = map[string]string{"feature-gates": EvictionRequestGate, "runtime-config": "lifecycle.k8s.io/v1alpha1=true"}
+	}
+	e, err := startFrom(NextAssets(), args)
+	if err != nil {
+		return nil, err
+	}
+	if gate {
+		e.controllerArgs = []string{"--feature-gates=" + EvictionRequestGate}
+	}
+	return e, nil
 }
 
 // Env is a running control plane.
@@ -52,6 +96,10 @@ type Env struct {
 	// Dir holds kubeconfigs and logs of the extra components.
 	Dir   string
 	procs []*process
+	// assets holds the binaries; controllerArgs are more flags of
+	// kube-controller-manager.
+	assets         string
+	controllerArgs []string
 }
 
 type process struct {
@@ -67,7 +115,10 @@ func Start() (*Env, error) { return StartWith(nil) }
 
 // StartWith is Start with extra kube-apiserver flags (name without dashes).
 func StartWith(apiserverArgs map[string]string) (*Env, error) {
-	assets := Assets()
+	return startFrom(Assets(), apiserverArgs)
+}
+
+func startFrom(assets string, apiserverArgs map[string]string) (*Env, error) {
 	for _, bin := range []string{"kube-apiserver", "etcd"} {
 		if _, err := os.Stat(filepath.Join(assets, bin)); err != nil {
 			return nil, fmt.Errorf("%s not found in %s: run 'make tools' (it builds the control plane from the Go module proxy, about 15 minutes once)", bin, assets)
@@ -96,7 +147,7 @@ func StartWith(apiserverArgs map[string]string) (*Env, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Env{Env: te, Config: cfg, Client: c, Clientset: kubernetes.NewForConfigOrDie(cfg), Dir: dir}, nil
+	return &Env{Env: te, Config: cfg, Client: c, Clientset: kubernetes.NewForConfigOrDie(cfg), Dir: dir, assets: assets}, nil
 }
 
 // AdminKubeconfig writes a kubeconfig of a cluster admin into the
@@ -131,23 +182,26 @@ func (e *Env) StartControllers(controllers ...string) error {
 	if err != nil {
 		return err
 	}
-	if err := e.StartProcess("kube-controller-manager",
-		"--kubeconfig="+path, "--leader-elect=false", "--secure-port=0",
-		"--controllers="+strings.Join(controllers, ","),
-		"--concurrent-deployment-syncs=5", "--concurrent-replicaset-syncs=5"); err != nil {
+	if err := e.StartProcess("kube-controller-manager", append([]string{
+		"--kubeconfig=" + path, "--leader-elect=false", "--secure-port=0",
+		"--controllers=" + strings.Join(controllers, ","),
+		"--concurrent-deployment-syncs=5", "--concurrent-replicaset-syncs=5"}, e.controllerArgs...)...); err != nil {
 		return err
+	}
+	if _, err := os.Stat(filepath.Join(e.assets, "kube-scheduler")); err != nil {
+		return nil // the cooperative-drain control plane binds its pods itself
 	}
 	return e.StartProcess("kube-scheduler",
 		"--kubeconfig="+path, "--authentication-kubeconfig="+path, "--authorization-kubeconfig="+path,
 		"--leader-elect=false", "--secure-port=0")
 }
 
-// StartProcess runs one of the binaries of Assets() with its output in
+// StartProcess runs one of the binaries of the environment's assets with its output in
 // <Dir>/<name>.log, until Stop.
 func (e *Env) StartProcess(name string, args ...string) error {
-	bin := filepath.Join(Assets(), name)
+	bin := filepath.Join(e.assets, name)
 	if _, err := os.Stat(bin); err != nil {
-		return fmt.Errorf("%s not found in %s: run 'make tools'", name, Assets())
+		return fmt.Errorf("%s not found in %s: run 'make tools'", name, e.assets)
 	}
 	logf, err := os.Create(filepath.Join(e.Dir, name+".log"))
 	if err != nil {

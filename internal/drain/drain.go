@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
+	"github.com/nodecycle/nodecycle/internal/lifecycle"
 )
 
 // mirrorPodAnnotation marks static pods the kubelet mirrors into the API.
@@ -31,6 +32,11 @@ type Drainer struct {
 	// MachineDrainRules and the pod label cluster.x-k8s.io/drain); nil
 	// drains every pod, all at once.
 	Rules func(*corev1.Pod) Rule
+	// Requests asks through EvictionRequests (lifecycle.k8s.io/v1alpha1):
+	// the pod's eviction responders act before the cluster's imperative
+	// evictor calls the Eviction API. Otherwise the drain calls the
+	// Eviction API itself.
+	Requests bool
 }
 
 // Behaviors of a Rule, as Cluster API's MachineDrainRule names them.
@@ -66,6 +72,9 @@ func (d *Drainer) rule(pod *corev1.Pod) Rule {
 type PodState struct {
 	Pod    string // namespace/name
 	Reason string
+	// Responder is the eviction responder working on the pod (requests
+	// only); nil when none is.
+	Responder *Responder
 }
 
 // Result is what one step saw and did.
@@ -106,6 +115,7 @@ func (d *Drainer) Step(ctx context.Context, nodeName string, opts v1alpha1.Drain
 		return Result{}, err
 	}
 	var res Result
+	evictions := map[string][]lifecycle.Eviction{} // by namespace, listed when needed
 	// The group drained now: the lowest order among the pods left.
 	first := int32(0)
 	for i := range pods {
@@ -139,8 +149,21 @@ func (d *Drainer) Step(ctx context.Context, nodeName string, opts v1alpha1.Drain
 			continue
 		}
 		res.Evictable++
-		if why := d.evict(ctx, pod, opts); why != "" {
-			res.Waiting = append(res.Waiting, PodState{Pod: key, Reason: why})
+		if !d.Requests {
+			if why := d.evict(ctx, pod, opts); why != "" {
+				res.Waiting = append(res.Waiting, PodState{Pod: key, Reason: why})
+			}
+			continue
+		}
+		why, responder, err := d.request(ctx, pod, nodeName, evictions)
+		if err != nil {
+			return res, err
+		}
+		if responder != nil {
+			why = responder.Describe(now)
+		}
+		if why != "" {
+			res.Waiting = append(res.Waiting, PodState{Pod: key, Reason: why, Responder: responder})
 		}
 	}
 	return res, nil

@@ -60,7 +60,7 @@ func TestSkipAndRefuse(t *testing.T) {
 }
 
 func TestSummaryIsStableAndBounded(t *testing.T) {
-	r := Result{Waiting: []PodState{{"a/1", "terminating"}, {"a/2", "blocked by PDB a/pdb allows 0 disruptions"}, {"a/3", "terminating"}}}
+	r := Result{Waiting: []PodState{{Pod: "a/1", Reason: "terminating"}, {Pod: "a/2", Reason: "blocked by PDB a/pdb allows 0 disruptions"}, {Pod: "a/3", Reason: "terminating"}}}
 	if got, want := r.Summary(2), "a/1 (terminating), a/2 (blocked by PDB a/pdb allows 0 disruptions), and 1 more"; got != want {
 		t.Fatalf("Summary = %q, want %q", got, want)
 	}

@@ -1,0 +1,217 @@
+package drain
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/nodecycle/nodecycle/internal/lifecycle"
+)
+
+// Requester is nodecycle's name in the EvictionRequests it writes and,
+// as a label key, on the Evictions the cluster keeps for them.
+const Requester = "nodecycle.io/drain"
+
+// LabelNode on an EvictionRequest of nodecycle's names the node whose
+// drain wrote it (the node's name, or a hash of a name that is no label
+// value): a drain that ends finds its requests by it.
+const LabelNode = "nodecycle.io/node"
+
+// requestPrefix begins the name of every EvictionRequest of nodecycle's;
+// the pod's UID ends it, so a restarted manager finds the one it wrote
+// and never writes two for a pod.
+const requestPrefix = "nodecycle-drain-"
+
+// RequestName is the name of the EvictionRequest of nodecycle's for a pod.
+func RequestName(pod *corev1.Pod) string { return requestPrefix + string(pod.UID) }
+
+// NodeLabelValue is the LabelNode value of a node's requests.
+func NodeLabelValue(node string) string {
+	if len(validation.IsValidLabelValue(node)) == 0 {
+		return node
+	}
+	sum := sha256.Sum256([]byte(node))
+	return "sha256-" + hex.EncodeToString(sum[:])[:56]
+}
+
+// Responder is what a drain step saw of the responder that holds a pod.
+type Responder struct {
+	Name string
+	// Since is when it became active (its start time); zero when unknown.
+	Since time.Time
+	// Heartbeat is its last heartbeat; zero when it sent none.
+	Heartbeat time.Time
+	Message   string
+}
+
+// Describe says who holds the pod and for how long, as of now.
+func (r Responder) Describe(now time.Time) string {
+	parts := []string{"responder " + r.Name + " active"}
+	if !r.Since.IsZero() {
+		parts = append(parts, now.Sub(r.Since).Round(time.Second).String())
+	}
+	if !r.Heartbeat.IsZero() {
+		parts = append(parts, fmt.Sprintf("heartbeat %s ago", now.Sub(r.Heartbeat).Round(time.Second)))
+	}
+	s := strings.Join(parts, ", ")
+	if r.Message != "" {
+		s += ": " + r.Message
+	}
+	return s
+}
+
+// ReasonRequested is the Waiting reason of a pod whose EvictionRequest
+// this step wrote.
+const ReasonRequested = "eviction requested"
+
+// request asks for the pod's eviction through an EvictionRequest, or
+// follows the one already written. It returns why the pod is still there
+// and, while a responder of the pod's is working on it, who.
+func (d *Drainer) request(ctx context.Context, pod *corev1.Pod, node string, evictions map[string][]lifecycle.Eviction) (string, *Responder, error) {
+	er := &lifecycle.EvictionRequest{}
+	err := d.Reader.Get(ctx, client.ObjectKey{Namespace: pod.Namespace, Name: RequestName(pod)}, er)
+	switch {
+	case apierrors.IsNotFound(err):
+		return d.createRequest(ctx, pod, node)
+	case err != nil:
+		return "", nil, fmt.Errorf("reading EvictionRequest %s/%s: %w", pod.Namespace, RequestName(pod), err)
+	}
+	if er.Spec.Intent != lifecycle.IntentEviction {
+		// Withdrawn by an earlier drain of the node: asked for again.
+		if err := d.setIntent(ctx, er, lifecycle.IntentEviction); err != nil {
+			return "", nil, err
+		}
+		return ReasonRequested, nil, nil
+	}
+	if c := meta.FindStatusCondition(er.Status.Conditions, lifecycle.ConditionFailed); c != nil && c.Status == metav1.ConditionTrue {
+		// Every responder gave up: the next step asks again from the start.
+		if err := d.Writer.Delete(ctx, er, client.Preconditions{UID: &er.UID}); err != nil && !apierrors.IsNotFound(err) {
+			return "", nil, fmt.Errorf("deleting failed EvictionRequest %s/%s: %w", er.Namespace, er.Name, err)
+		}
+		return fmt.Sprintf("eviction failed (%s: %s), asking again", c.Reason, c.Message), nil, nil
+	}
+	ev, err := d.eviction(ctx, pod, evictions)
+	if err != nil {
+		return "", nil, err
+	}
+	if ev == nil {
+		return "eviction requested, waiting for the cluster's evictionrequest-controller", nil, nil
+	}
+	return describe(ev)
+}
+
+func (d *Drainer) createRequest(ctx context.Context, pod *corev1.Pod, node string) (string, *Responder, error) {
+	er := &lifecycle.EvictionRequest{
+		ObjectMeta: metav1.ObjectMeta{Namespace: pod.Namespace, Name: RequestName(pod),
+			Labels: map[string]string{LabelNode: NodeLabelValue(node)},
+			// Goes with its pod where a garbage collector runs.
+			OwnerReferences: []metav1.OwnerReference{{APIVersion: "v1", Kind: "Pod", Name: pod.Name, UID: pod.UID}}},
+		Spec: lifecycle.EvictionRequestSpec{
+			Target:    lifecycle.Target{Pod: &lifecycle.PodReference{Name: pod.Name, UID: pod.UID}},
+			Requester: Requester,
+			Intent:    lifecycle.IntentEviction,
+		},
+	}
+	if err := d.Writer.Create(ctx, er); err != nil && !apierrors.IsAlreadyExists(err) {
+		return "", nil, fmt.Errorf("creating EvictionRequest for pod %s/%s: %w", pod.Namespace, pod.Name, err)
+	}
+	return ReasonRequested, nil, nil
+}
+
+func (d *Drainer) setIntent(ctx context.Context, er *lifecycle.EvictionRequest, intent lifecycle.Intent) error {
+	before := er.DeepCopy()
+	er.Spec.Intent = intent
+	if err := d.Writer.Patch(ctx, er, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("setting intent %s on EvictionRequest %s/%s: %w", intent, er.Namespace, er.Name, err)
+	}
+	return nil
+}
+
+// eviction finds the Eviction the cluster keeps for the pod among those
+// that name nodecycle a requester, listed once per namespace and step.
+func (d *Drainer) eviction(ctx context.Context, pod *corev1.Pod, evictions map[string][]lifecycle.Eviction) (*lifecycle.Eviction, error) {
+	list, ok := evictions[pod.Namespace]
+	if !ok {
+		var l lifecycle.EvictionList
+		if err := d.Reader.List(ctx, &l, client.InNamespace(pod.Namespace), client.HasLabels{Requester}); err != nil {
+			return nil, fmt.Errorf("listing Evictions in %s: %w", pod.Namespace, err)
+		}
+		list = l.Items
+		evictions[pod.Namespace] = list
+	}
+	for i := range list {
+		if t := list[i].Spec.Target.Pod; t != nil && t.UID == pod.UID {
+			return &list[i], nil
+		}
+	}
+	return nil, nil
+}
+
+// describe says where an Eviction stands: evicted, failed, or held by
+// its active responder.
+func describe(ev *lifecycle.Eviction) (string, *Responder, error) {
+	if c := meta.FindStatusCondition(ev.Status.Conditions, lifecycle.ConditionTargetEvicted); c != nil && c.Status == metav1.ConditionTrue {
+		return ReasonEvicted, nil, nil
+	}
+	for _, tr := range ev.Status.TargetResponders {
+		if tr.State != lifecycle.ResponderActive {
+			continue
+		}
+		r := &Responder{Name: tr.Name}
+		for _, st := range ev.Status.Responders {
+			if st.Name != tr.Name {
+				continue
+			}
+			if st.StartTime != nil {
+				r.Since = st.StartTime.Time
+			}
+			if st.HeartbeatTime != nil {
+				r.Heartbeat = st.HeartbeatTime.Time
+			}
+			if st.Message != nil {
+				r.Message = *st.Message
+			}
+		}
+		return "", r, nil
+	}
+	return "eviction requested, no responder active yet", nil, nil
+}
+
+// Withdraw sets intent Withdrawn on every EvictionRequest of nodecycle's
+// for the node's pods that still asks for an eviction, and returns the
+// pods it withdrew from (namespace/name, sorted by the API's order). A
+// cluster that does not serve EvictionRequests has none.
+func (d *Drainer) Withdraw(ctx context.Context, node string) ([]string, error) {
+	var list lifecycle.EvictionRequestList
+	if err := d.Reader.List(ctx, &list, client.MatchingLabels{LabelNode: NodeLabelValue(node)}); err != nil {
+		if meta.IsNoMatchError(err) || apierrors.IsNotFound(err) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("listing the EvictionRequests of node %s: %w", node, err)
+	}
+	var withdrawn []string
+	for i := range list.Items {
+		er := &list.Items[i]
+		if er.Spec.Requester != Requester || er.Spec.Intent == lifecycle.IntentWithdrawn || er.Spec.Target.Pod == nil {
+			continue
+		}
+		if c := meta.FindStatusCondition(er.Status.Conditions, lifecycle.ConditionTargetEvicted); c != nil && c.Status == metav1.ConditionTrue {
+			continue // its pod is gone or going: nothing left to withdraw
+		}
+		if err := d.setIntent(ctx, er, lifecycle.IntentWithdrawn); err != nil {
+			return withdrawn, err
+		}
+		withdrawn = append(withdrawn, er.Namespace+"/"+er.Spec.Target.Pod.Name)
+	}
+	return withdrawn, nil
+}

@@ -1,0 +1,154 @@
+package drain
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+
+	"github.com/nodecycle/nodecycle/api/v1alpha1"
+	"github.com/nodecycle/nodecycle/internal/lifecycle"
+)
+
+func requestsClient(t *testing.T, objs ...client.Object) client.Client {
+	t.Helper()
+	s := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(s); err != nil {
+		t.Fatal(err)
+	}
+	if err := lifecycle.AddToScheme(s); err != nil {
+		t.Fatal(err)
+	}
+	return fake.NewClientBuilder().WithScheme(s).WithObjects(objs...).
+		WithIndex(&corev1.Pod{}, "spec.nodeName", func(o client.Object) []string { return []string{o.(*corev1.Pod).Spec.NodeName} }).Build()
+}
+
+func step(t *testing.T, d Drainer, now time.Time) PodState {
+	t.Helper()
+	res, err := d.Step(context.Background(), "n1", v1alpha1.DrainSpec{}, now)
+	if err != nil {
+		t.Fatalf("Step: %v", err)
+	}
+	if len(res.Waiting) != 1 {
+		t.Fatalf("waiting %+v, want the one pod", res.Waiting)
+	}
+	return res.Waiting[0]
+}
+
+// The request path, one step at a time, as the cluster's controllers move
+// the pod's Eviction on: one request per pod, then who holds the pod.
+func TestRequestsFollowTheEviction(t *testing.T) {
+	ctx := context.Background()
+	pod := podOn("db-0", nil, nil)
+	c := requestsClient(t, pod)
+	d := Drainer{Reader: c, Writer: c, Requests: true}
+	now := time.Now().Truncate(time.Second) // as the API stores times
+
+	if got := step(t, d, now); got.Reason != ReasonRequested || got.Responder != nil {
+		t.Fatalf("first step: %+v, want %q", got, ReasonRequested)
+	}
+	er := &lifecycle.EvictionRequest{}
+	if err := c.Get(ctx, client.ObjectKey{Namespace: "demo", Name: "nodecycle-drain-uid-db-0"}, er); err != nil {
+		t.Fatalf("the request: %v", err)
+	}
+	if er.Spec.Requester != Requester || er.Spec.Intent != lifecycle.IntentEviction || er.Spec.Target.Pod.UID != pod.UID || er.Labels[LabelNode] != "n1" {
+		t.Fatalf("request %+v", er)
+	}
+	if got := step(t, d, now); !strings.Contains(got.Reason, "waiting for the cluster's evictionrequest-controller") {
+		t.Fatalf("second step: %q", got.Reason)
+	}
+	var list lifecycle.EvictionRequestList
+	if err := c.List(ctx, &list); err != nil || len(list.Items) != 1 {
+		t.Fatalf("requests after two steps: %d (%v), want 1", len(list.Items), err)
+	}
+
+	ev := &lifecycle.Eviction{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "demo", Name: "pod-1-db-0", Labels: map[string]string{Requester: "requester"}},
+		Spec:       lifecycle.EvictionSpec{Target: lifecycle.Target{Pod: &lifecycle.PodReference{Name: "db-0", UID: pod.UID}}},
+		Status: lifecycle.EvictionStatus{
+			TargetResponders: []lifecycle.TargetResponder{{Name: "acme.io/db-failover", State: lifecycle.ResponderActive}, {Name: lifecycle.ImperativeEvictor, State: lifecycle.ResponderInactive}},
+			Responders: []lifecycle.ResponderStatus{{Name: "acme.io/db-failover", StartTime: &metav1.Time{Time: now.Add(-40 * time.Second)},
+				HeartbeatTime: &metav1.Time{Time: now.Add(-3 * time.Second)}, Message: ptr.To("moving the primary")}},
+		},
+	}
+	if err := c.Create(ctx, ev); err != nil {
+		t.Fatal(err)
+	}
+	got := step(t, d, now)
+	if want := "responder acme.io/db-failover active, 40s, heartbeat 3s ago: moving the primary"; got.Reason != want || got.Responder == nil || got.Responder.Name != "acme.io/db-failover" {
+		t.Fatalf("held: %+v, want %q", got, want)
+	}
+
+	ev.Status.Conditions = []metav1.Condition{{Type: lifecycle.ConditionTargetEvicted, Status: metav1.ConditionTrue, Reason: "PodDeleted", LastTransitionTime: metav1.Now()}}
+	if err := c.Update(ctx, ev); err != nil {
+		t.Fatal(err)
+	}
+	if got := step(t, d, now); got.Reason != ReasonEvicted {
+		t.Fatalf("evicted: %q", got.Reason)
+	}
+}
+
+// Withdraw withdraws the node's open requests only; the next drain asks
+// again; a request every responder gave up on is written anew.
+func TestWithdrawAndAskAgain(t *testing.T) {
+	ctx := context.Background()
+	open, done := podOn("open", nil, nil), podOn("done", nil, nil)
+	c := requestsClient(t, open, done)
+	d := Drainer{Reader: c, Writer: c, Requests: true}
+	if _, err := d.Step(ctx, "n1", v1alpha1.DrainSpec{}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	evicted := &lifecycle.EvictionRequest{}
+	if err := c.Get(ctx, client.ObjectKey{Namespace: "demo", Name: RequestName(done)}, evicted); err != nil {
+		t.Fatal(err)
+	}
+	evicted.Status.Conditions = []metav1.Condition{{Type: lifecycle.ConditionTargetEvicted, Status: metav1.ConditionTrue, Reason: "PodDeleted", LastTransitionTime: metav1.Now()}}
+	if err := c.Update(ctx, evicted); err != nil {
+		t.Fatal(err)
+	}
+	pods, err := d.Withdraw(ctx, "n1")
+	if err != nil || len(pods) != 1 || pods[0] != "demo/open" {
+		t.Fatalf("Withdraw = %v, %v; want demo/open alone", pods, err)
+	}
+	if again, _ := d.Withdraw(ctx, "n1"); len(again) != 0 {
+		t.Fatalf("a second Withdraw withdrew %v", again)
+	}
+	if err := c.Delete(ctx, done); err != nil {
+		t.Fatal(err)
+	}
+	if got := step(t, d, time.Now()); got.Reason != ReasonRequested {
+		t.Fatalf("after a withdrawal: %q, want asked again", got.Reason)
+	}
+	er := &lifecycle.EvictionRequest{}
+	if err := c.Get(ctx, client.ObjectKey{Namespace: "demo", Name: RequestName(open)}, er); err != nil || er.Spec.Intent != lifecycle.IntentEviction {
+		t.Fatalf("intent %q (%v), want Eviction again", er.Spec.Intent, err)
+	}
+	er.Status.Conditions = []metav1.Condition{{Type: lifecycle.ConditionFailed, Status: metav1.ConditionTrue, Reason: "NoFurtherResponder", Message: "no responder evicted it", LastTransitionTime: metav1.Now()}}
+	if err := c.Update(ctx, er); err != nil {
+		t.Fatal(err)
+	}
+	if got := step(t, d, time.Now()); !strings.Contains(got.Reason, "eviction failed (NoFurtherResponder: no responder evicted it), asking again") {
+		t.Fatalf("failed request: %q", got.Reason)
+	}
+	if got := step(t, d, time.Now()); got.Reason != ReasonRequested {
+		t.Fatalf("after a failed request: %q, want a new one", got.Reason)
+	}
+}
+
+func TestNodeLabelValue(t *testing.T) {
+	if got := NodeLabelValue("worker-1"); got != "worker-1" {
+		t.Fatalf("%q", got)
+	}
+	long := strings.Repeat("n", 70) + ".example.com"
+	if got := NodeLabelValue(long); len(got) > 63 || !strings.HasPrefix(got, "sha256-") || got != NodeLabelValue(long) {
+		t.Fatalf("%q: want a stable hash within 63 characters", got)
+	}
+}

@@ -1,0 +1,100 @@
+package cooperative
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/nodecycle/nodecycle/internal/controlplane"
+	"github.com/nodecycle/nodecycle/internal/lifecycle"
+)
+
+// responder plays a workload's eviction responder (a database operator
+// that moves its primary away before its pod may go): once the cluster
+// makes it the active responder of an Eviction in its namespace, it sends
+// Heartbeats heartbeats Every apart, with Message, then reports itself
+// complete, which hands the eviction to the next responder (the cluster's
+// imperative evictor). Heartbeats < 0 never completes.
+type responder struct {
+	Name       string
+	Namespace  string
+	Heartbeats int
+	Every      time.Duration
+	Message    string
+
+	mu        sync.Mutex
+	active    time.Time // when it first saw itself active
+	completed time.Time
+}
+
+func (r *responder) run(ctx context.Context, e *controlplane.Env) {
+	beats := map[string]int{} // by Eviction name
+	tick := time.NewTicker(r.Every)
+	defer tick.Stop()
+	for {
+		var list lifecycle.EvictionList
+		if err := e.Client.List(ctx, &list, client.InNamespace(r.Namespace)); err == nil {
+			for i := range list.Items {
+				r.respond(ctx, e, &list.Items[i], beats)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+func (r *responder) respond(ctx context.Context, e *controlplane.Env, ev *lifecycle.Eviction, beats map[string]int) {
+	active := false
+	for _, tr := range ev.Status.TargetResponders {
+		active = active || (tr.Name == r.Name && tr.State == lifecycle.ResponderActive)
+	}
+	if !active {
+		return
+	}
+	r.mu.Lock()
+	if r.active.IsZero() {
+		r.active = time.Now()
+	}
+	r.mu.Unlock()
+	now := metav1.Now()
+	for i := range ev.Status.Responders {
+		st := &ev.Status.Responders[i]
+		if st.Name != r.Name {
+			continue
+		}
+		if st.StartTime == nil {
+			st.StartTime = &now
+		}
+		st.HeartbeatTime = &now
+		st.Message = ptr.To(r.Message)
+		if r.Heartbeats >= 0 && beats[ev.Name] >= r.Heartbeats {
+			st.CompletionTime = &now
+			st.Message = ptr.To("handed over; the pod may go")
+		}
+	}
+	if err := e.Client.Status().Update(ctx, ev); err != nil {
+		return // a conflict: tried again at the next tick
+	}
+	beats[ev.Name]++
+	if r.Heartbeats >= 0 && beats[ev.Name] > r.Heartbeats {
+		r.mu.Lock()
+		if r.completed.IsZero() {
+			r.completed = time.Now()
+		}
+		r.mu.Unlock()
+	}
+}
+
+// times returns when it first saw itself active and when it completed.
+func (r *responder) times() (active, completed time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.active, r.completed
+}
