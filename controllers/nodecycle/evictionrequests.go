@@ -157,14 +157,18 @@ func (r *Reconciler) withdraw(ctx context.Context, s *scope, why string) error {
 
 // withdrawOnLeaving withdraws the open requests of a drain that ended in
 // this reconcile without its pods gone (a timeout, a refusal, the node
-// deleted); a drained node has none left open.
+// deleted). A drained node's requests are left to the cluster: their pods
+// are gone, and the controller may not have said so yet.
 func (r *Reconciler) withdrawOnLeaving(ctx context.Context, s *scope) error {
-	if !controllerutil.ContainsFinalizer(s.nc, v1alpha1.FinalizerWithdrawEvictions) || s.nc.Status.Phase == v1alpha1.PhaseDraining {
+	st := s.nc.Status
+	if !controllerutil.ContainsFinalizer(s.nc, v1alpha1.FinalizerWithdrawEvictions) || st.Phase == v1alpha1.PhaseDraining ||
+		(st.Outcome != v1alpha1.PhaseFailed && st.Phase != v1alpha1.PhaseFailed) {
+		r.forgetResponders(s)
 		return nil
 	}
 	why := "the drain ended"
-	if s.nc.Status.Reason != "" {
-		why += ": " + string(s.nc.Status.Reason)
+	if st.Reason != "" {
+		why += ": " + string(st.Reason)
 	}
 	return r.withdraw(ctx, s, why)
 }

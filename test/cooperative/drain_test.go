@@ -7,6 +7,7 @@ import (
 	"time"
 
 	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -119,12 +120,16 @@ func TestDeletedNodeCycleWithdrawsItsRequests(t *testing.T) {
 	nc := c.cycle()
 	c.g.Expect(nc.Finalizers).To(ContainElement(v1alpha1.FinalizerWithdrawEvictions))
 
+	// The operator gives up on the node: excluded, so that no new
+	// NodeCycle opens for it, and its NodeCycle deleted.
+	node := &corev1.Node{}
+	c.g.Expect(env.Client.Get(c.ctx, client.ObjectKey{Name: c.node()}, node)).To(Succeed())
+	before := node.DeepCopy()
+	node.Labels[v1alpha1.LabelExclude] = "true"
+	c.g.Expect(env.Client.Patch(c.ctx, node, client.MergeFrom(before))).To(Succeed())
 	c.g.Expect(env.Client.Delete(c.ctx, nc)).To(Succeed())
 	c.g.Eventually(func() *lifecycle.EvictionRequest { return c.request(db) }).Should(HaveField("Spec.Intent", lifecycle.IntentWithdrawn))
-	c.g.Eventually(func() bool {
-		err := env.Client.Get(c.ctx, client.ObjectKeyFromObject(nc), &v1alpha1.NodeCycle{})
-		return client.IgnoreNotFound(err) == nil && err != nil
-	}).Should(BeTrue(), "the NodeCycle goes once its requests are withdrawn")
+	c.g.Eventually(c.cycle).Should(BeNil(), "the NodeCycle goes once its requests are withdrawn")
 	c.g.Expect(c.terminating(db)).To(BeFalse())
 	c.g.Expect(c.events(v1alpha1.ReasonEvictionsWithdrawn)).To(ContainElement(ContainSubstring("the NodeCycle was deleted")))
 }
@@ -169,8 +174,9 @@ func TestNeverDrainsThroughTheEvictionAPI(t *testing.T) {
 	c.startManager("--drain-timeout=2m", "--drain-eviction-requests=never")
 	c.requireReboot()
 	c.g.Eventually(c.phase).Should(Equal(v1alpha1.PhaseSucceeded))
+	c.g.Expect(c.cycle().Spec.Drain.EvictionRequests).To(Equal(v1alpha1.EvictionRequestsNever))
 	c.g.Expect(c.gone(web)()).To(BeTrue())
-	c.g.Expect(c.requests()).To(BeEmpty())
+	c.g.Expect(c.requests()).To(BeEmpty(), "requests %+v", c.requests())
 	c.g.Expect(c.events(v1alpha1.ReasonEvicted)).To(ContainElement("Evicted pod never/web-0"))
 }
 
