@@ -153,7 +153,7 @@ $(GOLANGCI_LINT):
 # Benchmarks: prints a table and writes it to bin/bench.txt.
 bench: tools generate
 	mkdir -p bin
-	go test -count=1 -timeout 20m -run "^$$" -bench . -skip Fleet -benchtime 1x ./test/bench/ | grep -E "^(Benchmark|goos|cpu|PASS|FAIL|ok)" | tee bin/bench.txt
+	go test -count=1 -timeout 20m -run "^$$" -bench . -skip Fleet -benchtime 1x ./test/bench/ ./test/cooperative/ | grep -E "^(Benchmark|goos|cpu|PASS|FAIL|ok)" | tee bin/bench.txt
 	go test -count=1 -timeout 20m -run "^$$" -bench . -benchtime 20x ./providers/... | grep -E "^(Benchmark|pkg|FAIL|ok)" | tee -a bin/bench.txt
 
 # Fleet benchmark: the manager's memory and detection latency with

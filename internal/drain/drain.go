@@ -16,7 +16,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
-	"github.com/nodecycle/nodecycle/internal/lifecycle"
 )
 
 // mirrorPodAnnotation marks static pods the kubelet mirrors into the API.
@@ -115,7 +114,7 @@ func (d *Drainer) Step(ctx context.Context, nodeName string, opts v1alpha1.Drain
 		return Result{}, err
 	}
 	var res Result
-	evictions := map[string][]lifecycle.Eviction{} // by namespace, listed when needed
+	var requests requestState
 	// The group drained now: the lowest order among the pods left.
 	first := int32(0)
 	for i := range pods {
@@ -155,12 +154,12 @@ func (d *Drainer) Step(ctx context.Context, nodeName string, opts v1alpha1.Drain
 			}
 			continue
 		}
-		why, responder, err := d.request(ctx, pod, nodeName, evictions)
+		why, responder, err := d.request(ctx, pod, nodeName, &requests)
 		if err != nil {
 			return res, err
 		}
 		if responder != nil {
-			why = responder.Describe(now)
+			why = responder.Holds()
 		}
 		if why != "" {
 			res.Waiting = append(res.Waiting, PodState{Pod: key, Reason: why, Responder: responder})

@@ -12,6 +12,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -54,7 +55,29 @@ type Responder struct {
 	Message   string
 }
 
-// Describe says who holds the pod and for how long, as of now.
+// Holds says who holds the pod, since when and its last heartbeat, in
+// absolute times: the same text until the responder reports again (a
+// NodeCycle's message is written only when it changes).
+func (r Responder) Holds() string {
+	parts := []string{"responder " + r.Name + " active"}
+	if !r.Since.IsZero() {
+		parts[0] += " since " + r.Since.UTC().Format(time.RFC3339)
+	}
+	if !r.Heartbeat.IsZero() {
+		parts = append(parts, "heartbeat "+r.Heartbeat.UTC().Format(time.RFC3339))
+	}
+	return withMessage(strings.Join(parts, ", "), r.Message)
+}
+
+func withMessage(s, message string) string {
+	if message != "" {
+		s += ": " + message
+	}
+	return s
+}
+
+// Describe says who holds the pod and for how long, as of now (an Event's
+// text).
 func (r Responder) Describe(now time.Time) string {
 	parts := []string{"responder " + r.Name + " active"}
 	if !r.Since.IsZero() {
@@ -63,28 +86,37 @@ func (r Responder) Describe(now time.Time) string {
 	if !r.Heartbeat.IsZero() {
 		parts = append(parts, fmt.Sprintf("heartbeat %s ago", now.Sub(r.Heartbeat).Round(time.Second)))
 	}
-	s := strings.Join(parts, ", ")
-	if r.Message != "" {
-		s += ": " + r.Message
-	}
-	return s
+	return withMessage(strings.Join(parts, ", "), r.Message)
 }
 
 // ReasonRequested is the Waiting reason of a pod whose EvictionRequest
 // this step wrote.
 const ReasonRequested = "eviction requested"
 
+// requestState is what one drain step read of the node's requests and
+// their Evictions: each listed once, when first needed.
+type requestState struct {
+	requests  map[string]*lifecycle.EvictionRequest // by namespace/name
+	evictions map[types.UID]*lifecycle.Eviction     // by target pod UID
+}
+
 // request asks for the pod's eviction through an EvictionRequest, or
 // follows the one already written. It returns why the pod is still there
 // and, while a responder of the pod's is working on it, who.
-func (d *Drainer) request(ctx context.Context, pod *corev1.Pod, node string, evictions map[string][]lifecycle.Eviction) (string, *Responder, error) {
-	er := &lifecycle.EvictionRequest{}
-	err := d.Reader.Get(ctx, client.ObjectKey{Namespace: pod.Namespace, Name: RequestName(pod)}, er)
-	switch {
-	case apierrors.IsNotFound(err):
+func (d *Drainer) request(ctx context.Context, pod *corev1.Pod, node string, st *requestState) (string, *Responder, error) {
+	if st.requests == nil {
+		var list lifecycle.EvictionRequestList
+		if err := d.Reader.List(ctx, &list, client.MatchingLabels{LabelNode: NodeLabelValue(node)}); err != nil {
+			return "", nil, fmt.Errorf("listing the EvictionRequests of node %s: %w", node, err)
+		}
+		st.requests = map[string]*lifecycle.EvictionRequest{}
+		for i := range list.Items {
+			st.requests[list.Items[i].Namespace+"/"+list.Items[i].Name] = &list.Items[i]
+		}
+	}
+	er, ok := st.requests[pod.Namespace+"/"+RequestName(pod)]
+	if !ok {
 		return d.createRequest(ctx, pod, node)
-	case err != nil:
-		return "", nil, fmt.Errorf("reading EvictionRequest %s/%s: %w", pod.Namespace, RequestName(pod), err)
 	}
 	if er.Spec.Intent != lifecycle.IntentEviction {
 		// Withdrawn by an earlier drain of the node: asked for again.
@@ -100,11 +132,20 @@ func (d *Drainer) request(ctx context.Context, pod *corev1.Pod, node string, evi
 		}
 		return fmt.Sprintf("eviction failed (%s: %s), asking again", c.Reason, c.Message), nil, nil
 	}
-	ev, err := d.eviction(ctx, pod, evictions)
-	if err != nil {
-		return "", nil, err
+	if st.evictions == nil {
+		var list lifecycle.EvictionList
+		if err := d.Reader.List(ctx, &list, client.HasLabels{Requester}); err != nil {
+			return "", nil, fmt.Errorf("listing the Evictions nodecycle asked for: %w", err)
+		}
+		st.evictions = map[types.UID]*lifecycle.Eviction{}
+		for i := range list.Items {
+			if t := list.Items[i].Spec.Target.Pod; t != nil {
+				st.evictions[t.UID] = &list.Items[i]
+			}
+		}
 	}
-	if ev == nil {
+	ev, ok := st.evictions[pod.UID]
+	if !ok {
 		return "eviction requested, waiting for the cluster's evictionrequest-controller", nil, nil
 	}
 	return describe(ev)
@@ -135,26 +176,6 @@ func (d *Drainer) setIntent(ctx context.Context, er *lifecycle.EvictionRequest, 
 		return fmt.Errorf("setting intent %s on EvictionRequest %s/%s: %w", intent, er.Namespace, er.Name, err)
 	}
 	return nil
-}
-
-// eviction finds the Eviction the cluster keeps for the pod among those
-// that name nodecycle a requester, listed once per namespace and step.
-func (d *Drainer) eviction(ctx context.Context, pod *corev1.Pod, evictions map[string][]lifecycle.Eviction) (*lifecycle.Eviction, error) {
-	list, ok := evictions[pod.Namespace]
-	if !ok {
-		var l lifecycle.EvictionList
-		if err := d.Reader.List(ctx, &l, client.InNamespace(pod.Namespace), client.HasLabels{Requester}); err != nil {
-			return nil, fmt.Errorf("listing Evictions in %s: %w", pod.Namespace, err)
-		}
-		list = l.Items
-		evictions[pod.Namespace] = list
-	}
-	for i := range list {
-		if t := list[i].Spec.Target.Pod; t != nil && t.UID == pod.UID {
-			return &list[i], nil
-		}
-	}
-	return nil, nil
 }
 
 // describe says where an Eviction stands: evicted, failed, or held by

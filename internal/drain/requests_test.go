@@ -83,8 +83,12 @@ func TestRequestsFollowTheEviction(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := step(t, d, now)
-	if want := "responder acme.io/db-failover active, 40s, heartbeat 3s ago: moving the primary"; got.Reason != want || got.Responder == nil || got.Responder.Name != "acme.io/db-failover" {
+	since, beat := now.Add(-40*time.Second).UTC().Format(time.RFC3339), now.Add(-3*time.Second).UTC().Format(time.RFC3339)
+	if want := "responder acme.io/db-failover active since " + since + ", heartbeat " + beat + ": moving the primary"; got.Reason != want || got.Responder == nil || got.Responder.Name != "acme.io/db-failover" {
 		t.Fatalf("held: %+v, want %q", got, want)
+	}
+	if got, want := got.Responder.Describe(now), "responder acme.io/db-failover active, 40s, heartbeat 3s ago: moving the primary"; got != want {
+		t.Fatalf("Describe = %q, want %q", got, want)
 	}
 
 	ev.Status.Conditions = []metav1.Condition{{Type: lifecycle.ConditionTargetEvicted, Status: metav1.ConditionTrue, Reason: "PodDeleted", LastTransitionTime: metav1.Now()}}

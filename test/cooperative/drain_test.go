@@ -40,7 +40,7 @@ func TestResponderHoldsTheDrainThenLetsThePodGo(t *testing.T) {
 	requested := time.Since(start)
 
 	// Who holds the drain: in the NodeCycle's message and an Event.
-	c.g.Eventually(c.message).Should(MatchRegexp(`db-0 \(responder acme.io/db-failover active, \d+s, heartbeat \d+s ago: moving the primary to db-1\)`))
+	c.g.Eventually(c.message).Should(MatchRegexp(`db-0 \(responder acme.io/db-failover active since \S+Z, heartbeat \S+Z: moving the primary to db-1\)`))
 	held := c.message()
 	c.g.Eventually(func() []string { return c.events(v1alpha1.ReasonEvictionResponder) }).Should(ContainElement(ContainSubstring("Pod held/db-0: responder acme.io/db-failover active")))
 	c.g.Expect(c.terminating(db)).To(BeFalse(), "the pod goes only when its responder lets it")

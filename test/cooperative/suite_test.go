@@ -73,14 +73,14 @@ const runLabel = "nodecycle-test/run"
 // testCluster is one namespace with one simulated node, whose kubelet
 // reboots it on the manager's request.
 type testCluster struct {
-	t    *testing.T
+	t    testing.TB
 	g    Gomega
 	env  *controlplane.Env
 	ctx  context.Context
 	name string
 }
 
-func newTestCluster(t *testing.T, e *controlplane.Env, name string) *testCluster {
+func newTestCluster(t testing.TB, e *controlplane.Env, name string) *testCluster {
 	t.Helper()
 	g := NewWithT(t)
 	g.SetDefaultEventuallyTimeout(90 * time.Second)
