@@ -79,3 +79,24 @@ func TestAFailedNodeThatIsNotReadyStaysCordoned(t *testing.T) {
 		t.Fatal("a node that is not Ready was uncordoned")
 	}
 }
+
+// drain.evictionRequests Always on a cluster that does not serve
+// EvictionRequests fails the drain at once, naming what to turn on, and
+// evicts nothing; the node is given back.
+func TestAlwaysRefusesAClusterWithoutEvictionRequests(t *testing.T) {
+	h := newHarness(t)
+	h.cfg.Drain.EvictionRequests = v1alpha1.EvictionRequestsAlways
+	h.create(workloadPod("web-1", testNode))
+	h.open()
+	h.runUntil(v1alpha1.PhaseFailed)
+	nc := h.cycle()
+	if nc.Status.Reason != v1alpha1.ReasonDrainRefused || !strings.Contains(nc.Status.Message, "does not serve lifecycle.k8s.io/v1alpha1 EvictionRequests (feature gate EvictionRequestAPI") {
+		t.Fatalf("reason %s, message %q: want DrainRefused naming the gate", nc.Status.Reason, nc.Status.Message)
+	}
+	if slices.Contains(h.reasons(), string(v1alpha1.ReasonEvicted)) || h.node().Spec.Unschedulable {
+		t.Fatalf("reasons %v, unschedulable %t: want nothing evicted and the node given back", h.reasons(), h.node().Spec.Unschedulable)
+	}
+	if len(nc.Finalizers) != 0 {
+		t.Fatalf("finalizers %v", nc.Finalizers)
+	}
+}
