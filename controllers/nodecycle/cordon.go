@@ -85,7 +85,7 @@ func (r *Reconciler) drain(ctx context.Context, s *scope) (reconcile.Result, err
 	if via {
 		// Held before the first request: a NodeCycle deleted from now on
 		// withdraws its requests.
-		if err := s.hold(ctx, r.Client, v1alpha1.FinalizerWithdrawEvictions); err != nil {
+		if err = s.hold(ctx, r.Client, v1alpha1.FinalizerWithdrawEvictions); err != nil {
 			return reconcile.Result{}, err
 		}
 	}

@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"os"
 	"sort"
-	"strings"
 	"testing"
 	"time"
 
@@ -267,14 +266,4 @@ func (c *testCluster) cordoned() bool {
 		return false
 	}
 	return n.Spec.Unschedulable
-}
-
-// mentions says whether one of list contains s.
-func mentions(list []string, s string) bool {
-	for _, m := range list {
-		if strings.Contains(m, s) {
-			return true
-		}
-	}
-	return false
 }
