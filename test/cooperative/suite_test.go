@@ -76,7 +76,9 @@ type testCluster struct {
 	g    Gomega
 	env  *controlplane.Env
 	ctx  context.Context
-	name string
+	name string // the namespace of its pods (and NodeCycles, locally)
+	// nodeName is its node.
+	nodeName string
 }
 
 func newTestCluster(t testing.TB, e *controlplane.Env, name string) *testCluster {
@@ -86,7 +88,7 @@ func newTestCluster(t testing.TB, e *controlplane.Env, name string) *testCluster
 	g.SetDefaultEventuallyPollingInterval(100 * time.Millisecond)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	c := &testCluster{t: t, g: g, env: e, ctx: ctx, name: name}
+	c := &testCluster{t: t, g: g, env: e, ctx: ctx, name: name, nodeName: name + "-1"}
 	g.Expect(e.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}})).To(Succeed())
 	k := &sim.Kubelet{Client: e.Clientset, Selector: labels.SelectorFromSet(labels.Set{runLabel: name}), DownTime: 300 * time.Millisecond, RebootOnRequest: true}
 	go k.Run(ctx)
@@ -94,7 +96,7 @@ func newTestCluster(t testing.TB, e *controlplane.Env, name string) *testCluster
 	return c
 }
 
-func (c *testCluster) node() string { return c.name + "-1" }
+func (c *testCluster) node() string { return c.nodeName }
 
 // flags are the manager's flags for the cluster: its namespace and node,
 // bare test pods evicted, a fast retry.
