@@ -54,6 +54,7 @@ func run(args []string) error {
 	fs.BoolVar(&o.NoDemo, "no-demo", false, "Start the cluster only, no demo reboot.")
 	fs.DurationVar(&o.Duration, "duration", 0, "Exit after this long (0: run until Ctrl-C).")
 	clusterAPI := fs.Bool("cluster-api", false, "A Cluster API management cluster with two workload clusters (MachineDeployments opted in with reboot and replace) instead of one cluster.")
+	fs.BoolVar(&o.EvictionRequests, "eviction-requests", false, "Kubernetes v1.38 with the EvictionRequest API: the drain asks through EvictionRequests, and a database pod on worker-1 holds its eviction for a few seconds through its responder (the local cluster only).")
 	verbosity := fs.Int("v", -1, "Log the manager and agents to stderr at this verbosity (-1: no logs).")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -71,6 +72,9 @@ func run(args []string) error {
 	defer stop()
 	run := sandbox.Run
 	if *clusterAPI {
+		if o.EvictionRequests {
+			return errors.New("--eviction-requests runs with the local cluster, not --cluster-api")
+		}
 		run = sandbox.RunClusterAPI
 	}
 	_, err := run(ctx, o)

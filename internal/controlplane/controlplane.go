@@ -188,20 +188,22 @@ func (e *Env) StartControllers(controllers ...string) error {
 		"--concurrent-deployment-syncs=5", "--concurrent-replicaset-syncs=5"}, e.controllerArgs...)...); err != nil {
 		return err
 	}
-	if _, err := os.Stat(filepath.Join(e.assets, "kube-scheduler")); err != nil {
-		return nil // the cooperative-drain control plane binds its pods itself
-	}
+
 	return e.StartProcess("kube-scheduler",
 		"--kubeconfig="+path, "--authentication-kubeconfig="+path, "--authorization-kubeconfig="+path,
 		"--leader-elect=false", "--secure-port=0")
 }
 
-// StartProcess runs one of the binaries of the environment's assets with its output in
+// StartProcess runs one of the binaries of the environment's assets (or,
+// for one it lacks, such as kube-scheduler and kwok beside NextKubeVersion,
+// of Assets()) with its output in
 // <Dir>/<name>.log, until Stop.
 func (e *Env) StartProcess(name string, args ...string) error {
 	bin := filepath.Join(e.assets, name)
 	if _, err := os.Stat(bin); err != nil {
-		return fmt.Errorf("%s not found in %s: run 'make tools'", name, e.assets)
+		if bin = filepath.Join(Assets(), name); !exists(bin) {
+			return fmt.Errorf("%s not found in %s nor %s: run 'make tools'", name, e.assets, Assets())
+		}
 	}
 	logf, err := os.Create(filepath.Join(e.Dir, name+".log"))
 	if err != nil {
@@ -245,4 +247,9 @@ func (e *Env) Stop() error {
 	err := e.Env.Stop()
 	_ = os.RemoveAll(e.Dir)
 	return err
+}
+
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }

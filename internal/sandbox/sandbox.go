@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -20,6 +21,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -61,8 +63,14 @@ type Options struct {
 	ExitAfterDemo bool
 	// DownTime is how long a simulated reboot keeps a node NotReady.
 	DownTime time.Duration
-	Out      io.Writer
-	Log      logr.Logger
+	// EvictionRequests runs the control plane of the cooperative drains
+	// (kube-apiserver and kube-controller-manager v1.38 with the
+	// EvictionRequest API) and a database pod on worker-1 whose eviction
+	// responder hands its primary over for a few seconds before it lets
+	// the pod go.
+	EvictionRequests bool
+	Out              io.Writer
+	Log              logr.Logger
 }
 
 // Report is what a run did, for callers that check it.
@@ -119,7 +127,13 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	defer cancel()
 	out := sim.NewPrinter(o.Out)
 	out.Say("Starting the control plane (kube-apiserver, etcd, kube-controller-manager, kube-scheduler) on 127.0.0.1")
-	env, err := controlplane.Start()
+	start, controllers := controlplane.Start, controlplane.DefaultControllers
+	if o.EvictionRequests {
+		out.Say("... Kubernetes %s with the EvictionRequest API (lifecycle.k8s.io/v1alpha1) and its controllers", controlplane.NextKubeVersion)
+		start = func() (*controlplane.Env, error) { return controlplane.StartEvictionRequests(true) }
+		controllers = append(controllers, controlplane.EvictionRequestControllers...)
+	}
+	env, err := start()
 	if err != nil {
 		return nil, err
 	}
@@ -132,7 +146,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if rep.Kubeconfig, err = env.AdminKubeconfig(); err != nil {
 		return rep, err
 	}
-	if err = startNodeSimulation(env, rep.Kubeconfig); err != nil {
+	if err = startNodeSimulation(env, rep.Kubeconfig, controllers); err != nil {
 		return rep, err
 	}
 	pointer, err := writePointer(env.Dir)
@@ -170,6 +184,14 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		return rep, err
 	}
 	out.Say("nginx Deployment (4 replicas) and its PodDisruptionBudget (maxUnavailable 1) are running on the workers")
+	if o.EvictionRequests {
+		if err := deployDatabase(ctx, c); err != nil {
+			return rep, err
+		}
+		r := &sim.Responder{Name: DatabaseResponder, Namespace: DemoNamespace, Heartbeats: 5, Every: time.Second, Message: "moving the primary to another node"}
+		go r.Run(ctx, c)
+		out.Say("Pod demo/db-0 runs on worker-1; its eviction responder %s takes 5 s to hand the primary over", DatabaseResponder)
+	}
 
 	if !o.NoDemo {
 		targets := []string{"worker-1"}
@@ -223,8 +245,8 @@ func keepRunning(ctx context.Context, o Options, rep *Report, mgrDone <-chan err
 
 // startNodeSimulation runs kube-controller-manager (with the node lifecycle
 // controller), kube-scheduler and kwok.
-func startNodeSimulation(env *controlplane.Env, kubeconfig string) error {
-	if err := env.StartControllers(append(controlplane.DefaultControllers, "node-lifecycle-controller")...); err != nil {
+func startNodeSimulation(env *controlplane.Env, kubeconfig string, controllers []string) error {
+	if err := env.StartControllers(append(slices.Clone(controllers), "node-lifecycle-controller")...); err != nil {
 		return err
 	}
 	stagesPath := filepath.Join(env.Dir, "kwok-stages.yaml")
@@ -510,4 +532,34 @@ The sandbox keeps running; stop it with Ctrl-C (everything it started stops, %[1
 Make another node need a reboot:
   %[5]s require-reboot %[6]s
 `, rep.Dir, rep.Kubeconfig, kubectl, DemoNamespace, exe, names[len(names)-1])
+}
+
+// DatabaseResponder is the eviction responder of the sandbox's database
+// pod (--eviction-requests).
+const DatabaseResponder = "demo.nodecycle.io/db-failover"
+
+// deployDatabase runs pod demo/db-0 on worker-1 with an eviction responder
+// (spec.evictionResponders, written as the API serves it: the module's
+// k8s.io/api has no such field yet) and waits until it runs.
+func deployDatabase(ctx context.Context, c client.Client) error {
+	pod := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "v1", "kind": "Pod",
+		"metadata": map[string]any{"name": "db-0", "namespace": DemoNamespace, "labels": map[string]any{"app": "db"}},
+		"spec": map[string]any{
+			"nodeName":                      "worker-1",
+			"terminationGracePeriodSeconds": int64(2),
+			"containers":                    []any{map[string]any{"name": "db", "image": "postgres:17"}},
+			"evictionResponders":            []any{map[string]any{"name": DatabaseResponder, "priority": int64(5000)}},
+		},
+	}}
+	if err := c.Create(ctx, pod); err != nil {
+		return fmt.Errorf("creating pod demo/db-0: %w", err)
+	}
+	return wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		p := &corev1.Pod{}
+		if err := c.Get(ctx, client.ObjectKey{Namespace: DemoNamespace, Name: "db-0"}, p); err != nil {
+			return false, err
+		}
+		return p.Status.Phase == corev1.PodRunning, nil
+	})
 }

@@ -150,3 +150,29 @@ func TestClusterAPISandbox(t *testing.T) {
 		}
 	}
 }
+
+// TestSandboxEvictionRequests is `sandbox --eviction-requests`: the drain of
+// worker-1 goes through EvictionRequests, and the database pod's responder
+// holds it before the pod goes.
+func TestSandboxEvictionRequests(t *testing.T) {
+	var out bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	rep, err := Run(ctx, Options{Workers: 2, ExitAfterDemo: true, DownTime: time.Second, Out: &out, EvictionRequests: true})
+	t.Log("\n" + out.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Cycles) != 1 || rep.Cycles[0].Status.Phase != v1alpha1.PhaseSucceeded {
+		t.Fatalf("want one NodeCycle Succeeded, got %+v", rep.Cycles)
+	}
+	after(t, out.String(), []string{
+		`Kubernetes v1.38.0-beta.0 with the EvictionRequest API`,
+		`Pod demo/db-0 runs on worker-1; its eviction responder demo.nodecycle.io/db-failover takes 5 s`,
+		`worker-1 +cordoned`,
+		`worker-1 +requested the eviction of pod demo/db-0 \(EvictionRequest, requester nodecycle.io/drain\)`,
+		`worker-1 +pod demo/db-0: responder demo.nodecycle.io/db-failover active`,
+		`worker-1 +reboot requested`,
+		`worker-1 +\[6/6\] NodeCycle phase Succeeded`,
+	})
+}

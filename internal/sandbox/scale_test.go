@@ -102,7 +102,7 @@ func runScale(b *testing.B, nodeCount, reboot int) scaleResult {
 	if err = os.WriteFile(mgrKubeconfig, mgrKubeconfigBytes, 0o600); err != nil {
 		b.Fatal(err)
 	}
-	if err = startNodeSimulation(env, kubeconfig); err != nil {
+	if err = startNodeSimulation(env, kubeconfig, controlplane.DefaultControllers); err != nil {
 		b.Fatal(err)
 	}
 	names := make([]string, nodeCount)

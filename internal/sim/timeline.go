@@ -254,7 +254,7 @@ func (t *Timeline) onEvent(ev watch.Event) {
 	if !ok || ev.Type != watch.Added || e.InvolvedObject.Kind != "Node" {
 		return
 	}
-	if e.Reason == "Evicted" || strings.HasPrefix(e.Reason, "Drain") && e.Type == corev1.EventTypeWarning {
+	if e.Reason == "Evicted" || strings.HasPrefix(e.Reason, "Eviction") || strings.HasPrefix(e.Reason, "Drain") && e.Type == corev1.EventTypeWarning {
 		t.out.Event(e.InvolvedObject.Name, "%s", strings.ToLower(e.Message[:1])+e.Message[1:])
 	}
 }

@@ -56,8 +56,8 @@ func TestClusterAPIModeAsksEachClusterOnItsOwn(t *testing.T) {
 	}
 	coop, classic := workloads["cooperative"], workloads["classic"]
 	db := coop.pod("db-0", nil, map[string]int64{failover: 5000})
-	r := &responder{Name: failover, Namespace: coop.name, Heartbeats: 2, Every: time.Second, Message: "moving the primary"}
-	go r.run(ctx, env)
+	r := &sim.Responder{Name: failover, Namespace: coop.name, Heartbeats: 2, Every: time.Second, Message: "moving the primary"}
+	go r.Run(ctx, env.Client)
 	web := classic.pod("web-0", nil, nil)
 
 	stop, _, err := framework.StartManager(env.Config, os.Stderr, "--cluster-api", "--agent-pod-selector=", "--evict-unmanaged-pods",
@@ -78,7 +78,7 @@ func TestClusterAPIModeAsksEachClusterOnItsOwn(t *testing.T) {
 	g.Expect(coop.gone(db)()).To(BeTrue())
 	g.Expect(classic.gone(web)()).To(BeTrue())
 	g.Expect(coop.requests()).To(HaveLen(1), "the cooperative cluster's pod went through its EvictionRequest")
-	_, completed := r.times()
+	_, completed := r.Times()
 	g.Expect(completed).NotTo(BeZero(), "its responder was asked")
 	g.Expect(coop.events(v1alpha1.ReasonEvictionResponder)).To(ContainElement(ContainSubstring("Pod apps-cooperative/db-0: responder acme.io/db-failover active")))
 	g.Expect(classic.events(v1alpha1.ReasonEvicted)).NotTo(BeEmpty(), "the classic cluster's pod was evicted by the manager")

@@ -15,6 +15,7 @@ import (
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
 	"github.com/nodecycle/nodecycle/internal/drain"
 	"github.com/nodecycle/nodecycle/internal/lifecycle"
+	"github.com/nodecycle/nodecycle/internal/sim"
 	"github.com/nodecycle/nodecycle/test/framework"
 )
 
@@ -26,8 +27,8 @@ const failover = "acme.io/db-failover"
 func TestResponderHoldsTheDrainThenLetsThePodGo(t *testing.T) {
 	c := newTestCluster(t, env, "held")
 	db := c.pod("db-0", nil, map[string]int64{failover: 5000})
-	r := &responder{Name: failover, Namespace: c.name, Heartbeats: 5, Every: time.Second, Message: "moving the primary to db-1"}
-	go r.run(c.ctx, env)
+	r := &sim.Responder{Name: failover, Namespace: c.name, Heartbeats: 5, Every: time.Second, Message: "moving the primary to db-1"}
+	go r.Run(c.ctx, env.Client)
 	c.startManager("--drain-timeout=2m")
 	start := time.Now()
 	c.requireReboot()
@@ -47,7 +48,7 @@ func TestResponderHoldsTheDrainThenLetsThePodGo(t *testing.T) {
 
 	c.g.Eventually(c.gone(db)).Should(BeTrue())
 	gone := time.Since(start)
-	active, completed := r.times()
+	active, completed := r.Times()
 	c.g.Expect(completed).NotTo(BeZero())
 	c.g.Eventually(c.phase).Should(Equal(v1alpha1.PhaseSucceeded))
 	c.g.Expect(c.events(v1alpha1.ReasonEvictionsWithdrawn)).To(BeEmpty())
@@ -139,8 +140,8 @@ func TestDeletedNodeCycleWithdrawsItsRequests(t *testing.T) {
 func TestManagerKilledMidDrainFindsItsRequests(t *testing.T) {
 	c := newTestCluster(t, env, "killed")
 	db := c.pod("db-0", nil, map[string]int64{failover: 5000})
-	r := &responder{Name: failover, Namespace: c.name, Heartbeats: 6, Every: time.Second, Message: "moving the primary"}
-	go r.run(c.ctx, env)
+	r := &sim.Responder{Name: failover, Namespace: c.name, Heartbeats: 6, Every: time.Second, Message: "moving the primary"}
+	go r.Run(c.ctx, env.Client)
 	bin, err := framework.BuildManager(t.TempDir())
 	c.g.Expect(err).NotTo(HaveOccurred())
 	kubeconfig, err := env.AdminKubeconfig()

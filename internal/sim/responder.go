@@ -1,4 +1,4 @@
-package cooperative
+package sim
 
 import (
 	"context"
@@ -9,17 +9,16 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/nodecycle/nodecycle/internal/controlplane"
 	"github.com/nodecycle/nodecycle/internal/lifecycle"
 )
 
-// responder plays a workload's eviction responder (a database operator
+// Responder plays a workload's eviction responder (a database operator
 // that moves its primary away before its pod may go): once the cluster
 // makes it the active responder of an Eviction in its namespace, it sends
 // Heartbeats heartbeats Every apart, with Message, then reports itself
 // complete, which hands the eviction to the next responder (the cluster's
 // imperative evictor). Heartbeats < 0 never completes.
-type responder struct {
+type Responder struct {
 	Name       string
 	Namespace  string
 	Heartbeats int
@@ -31,15 +30,16 @@ type responder struct {
 	completed time.Time
 }
 
-func (r *responder) run(ctx context.Context, e *controlplane.Env) {
+// Run answers until ctx ends.
+func (r *Responder) Run(ctx context.Context, c client.Client) {
 	beats := map[string]int{} // by Eviction name
 	tick := time.NewTicker(r.Every)
 	defer tick.Stop()
 	for {
 		var list lifecycle.EvictionList
-		if err := e.Client.List(ctx, &list, client.InNamespace(r.Namespace)); err == nil {
+		if err := c.List(ctx, &list, client.InNamespace(r.Namespace)); err == nil {
 			for i := range list.Items {
-				r.respond(ctx, e, &list.Items[i], beats)
+				r.respond(ctx, c, &list.Items[i], beats)
 			}
 		}
 		select {
@@ -50,7 +50,7 @@ func (r *responder) run(ctx context.Context, e *controlplane.Env) {
 	}
 }
 
-func (r *responder) respond(ctx context.Context, e *controlplane.Env, ev *lifecycle.Eviction, beats map[string]int) {
+func (r *Responder) respond(ctx context.Context, c client.Client, ev *lifecycle.Eviction, beats map[string]int) {
 	active := false
 	for _, tr := range ev.Status.TargetResponders {
 		active = active || (tr.Name == r.Name && tr.State == lifecycle.ResponderActive)
@@ -79,7 +79,7 @@ func (r *responder) respond(ctx context.Context, e *controlplane.Env, ev *lifecy
 			st.Message = ptr.To("handed over; the pod may go")
 		}
 	}
-	if err := e.Client.Status().Update(ctx, ev); err != nil {
+	if err := c.Status().Update(ctx, ev); err != nil {
 		return // a conflict: tried again at the next tick
 	}
 	beats[ev.Name]++
@@ -92,8 +92,8 @@ func (r *responder) respond(ctx context.Context, e *controlplane.Env, ev *lifecy
 	}
 }
 
-// times returns when it first saw itself active and when it completed.
-func (r *responder) times() (active, completed time.Time) {
+// Times returns when it first saw itself active and when it completed.
+func (r *Responder) Times() (active, completed time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.active, r.completed
