@@ -39,7 +39,7 @@ func TestClusterAPIModeAsksEachClusterOnItsOwn(t *testing.T) {
 	const ns = "fleet"
 	workloads := map[string]*testCluster{}
 	for name, e := range map[string]*controlplane.Env{"cooperative": env, "classic": off} {
-		_, err := capi.CreateCluster(ctx, ns, name, e.Config)
+		_, err = capi.CreateCluster(ctx, ns, name, e.Config)
 		g.Expect(err).NotTo(HaveOccurred())
 		_, err = capi.CreateMachineDeployment(ctx, ns, name, name+"-pool", 1, map[string]string{v1alpha1.AnnotationStrategy: "reboot"})
 		g.Expect(err).NotTo(HaveOccurred())
