@@ -19,6 +19,9 @@ KIND_VERSION := v0.33.0
 NODE_ETCD_VERSION := v3.7.0
 COREDNS_VERSION := v1.14.6
 PAUSE_VERSION := 3.10.2
+# Cluster API's core manager, run as a process by the in-place update tests
+# (its RuntimeSDK client is internal to Cluster API): the go.mod version.
+CAPI_VERSION := $(shell go list -m -f '{{.Version}}' sigs.k8s.io/cluster-api 2>/dev/null)
 
 # "-versioned": built with the version stamped in (the API server reports
 # it at /version, which clients such as clusterctl check).
@@ -33,6 +36,7 @@ KIND := $(CACHE)/kind-$(KIND_VERSION)/kind
 NODE_ETCD := $(CACHE)/etcd-$(NODE_ETCD_VERSION)/etcd
 COREDNS := $(CACHE)/coredns-$(COREDNS_VERSION)/coredns
 PAUSE := $(CACHE)/pause-$(PAUSE_VERSION)/pause
+CAPI_MANAGER := $(CACHE)/cluster-api-$(CAPI_VERSION)/manager
 # The node image's binaries, as links: kind, kubeadm's images, the node's own.
 NODE_BIN := $(CACHE)/kind-node-bin-$(KUBE_BUILD)
 NODE_KUBE_TOOLS := kubelet kubeadm kubectl kube-apiserver kube-controller-manager kube-scheduler kube-proxy
@@ -188,9 +192,9 @@ KUBE_LDFLAGS := $(foreach pkg,k8s.io/component-base/version k8s.io/client-go/pkg
 	-X $(pkg).gitVersion=$(KUBE_VERSION) -X $(pkg).gitMajor=1 -X $(pkg).gitMinor=$(KUBE_MINOR) -X $(pkg).gitTreeState=clean)
 KUBE_TOOLS := kube-apiserver kube-controller-manager kube-scheduler kubectl
 # The built binaries are kept, never treated as intermediate files.
-.PRECIOUS: $(addprefix $(KUBE_DIR)/,$(KUBE_TOOLS) $(NODE_KUBE_TOOLS)) $(KUBE_NEXT_DIR)/kube-apiserver $(KUBE_NEXT_DIR)/kube-controller-manager $(ETCD_DIR)/etcd $(KWOK) $(HELM) $(KIND) $(NODE_ETCD) $(COREDNS) $(PAUSE)
+.PRECIOUS: $(addprefix $(KUBE_DIR)/,$(KUBE_TOOLS) $(NODE_KUBE_TOOLS)) $(KUBE_NEXT_DIR)/kube-apiserver $(KUBE_NEXT_DIR)/kube-controller-manager $(ETCD_DIR)/etcd $(KWOK) $(HELM) $(CAPI_MANAGER) $(KIND) $(NODE_ETCD) $(COREDNS) $(PAUSE)
 
-tools: $(ASSETS)/kube-apiserver $(ASSETS)/etcd $(ASSETS)/kubectl $(ASSETS)/kube-controller-manager $(ASSETS)/kube-scheduler $(ASSETS)/kwok $(ASSETS)/helm \
+tools: $(ASSETS)/kube-apiserver $(ASSETS)/etcd $(ASSETS)/kubectl $(ASSETS)/kube-controller-manager $(ASSETS)/kube-scheduler $(ASSETS)/kwok $(ASSETS)/helm $(ASSETS)/cluster-api-manager \
 	$(NEXT_ASSETS)/kube-apiserver $(NEXT_ASSETS)/kube-controller-manager $(NEXT_ASSETS)/etcd
 
 $(KUBE_DIR)/%:
@@ -224,6 +228,13 @@ $(HELM):
 	GOBIN=$(dir $@) go install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
 
 $(ASSETS)/helm: $(HELM)
+	mkdir -p $(ASSETS) && ln -sf $< $@
+
+$(CAPI_MANAGER):
+	@echo "Building Cluster API's core manager $(CAPI_VERSION) into $(dir $@) (about 5 minutes, once)"
+	go build -o $@ sigs.k8s.io/cluster-api/core
+
+$(ASSETS)/cluster-api-manager: $(CAPI_MANAGER)
 	mkdir -p $(ASSETS) && ln -sf $< $@
 
 $(ASSETS)/kwok: $(KWOK)

@@ -19,6 +19,7 @@ import (
 	"github.com/nodecycle/nodecycle/controllers/remediation"
 	"github.com/nodecycle/nodecycle/internal/cluster"
 	"github.com/nodecycle/nodecycle/internal/cycles"
+	"github.com/nodecycle/nodecycle/internal/inplace"
 )
 
 // clusterAPIMode handles the nodes of every workload Cluster of a Cluster
@@ -87,6 +88,13 @@ func (m clusterAPIMode) setup(_ context.Context, mgr ctrl.Manager, opener cycles
 			})}
 		if err := ai.SetupWithManager(mgr); err != nil {
 			return nil, nil, err
+		}
+	}
+	if o.InPlace.Port != 0 {
+		ext := &inplace.Extension{Client: mgr.GetClient(), Ladders: mr, Rules: inplace.Rules{Paths: o.InPlace.Paths},
+			Poll: o.InPlace.Poll, Log: mgr.GetLogger().WithName("in-place-updates")}
+		if err := inplace.Serve(mgr, o.InPlace.Port, o.InPlace.CertDir, ext); err != nil {
+			return nil, nil, fmt.Errorf("setting up the in-place update extension: %w", err)
 		}
 	}
 	rr := &remediation.Reconciler{Opener: opener, Clusters: capi,

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"path"
 	"strings"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
 	"github.com/nodecycle/nodecycle/internal/flagenv"
+	"github.com/nodecycle/nodecycle/internal/inplace"
 	"github.com/nodecycle/nodecycle/internal/notify"
 	"github.com/nodecycle/nodecycle/internal/settings"
 )
@@ -74,6 +76,22 @@ type Options struct {
 	// labelled nodecycle.io/agent=enabled; AgentImage replaces its image.
 	InstallAgent bool
 	AgentImage   string
+	// InPlace (Cluster API mode) serves Cluster API's in-place update hooks.
+	InPlace InPlaceOptions
+}
+
+// InPlaceOptions are the settings of the in-place update extension.
+type InPlaceOptions struct {
+	// Port of the hooks' TLS server; 0 serves none.
+	Port int
+	// CertDir holds the server's tls.crt and tls.key.
+	CertDir string
+	// Paths are the directories whose files change in place.
+	Paths []string
+	// Poll is how soon Cluster API calls UpdateMachine again while the
+	// update's NodeCycle runs.
+	Poll  time.Duration
+	paths string
 }
 
 // ParseOptions reads the manager's flags, then the NODECYCLE_* environment
@@ -158,6 +176,10 @@ func (o *Options) flagSet(usage io.Writer) (*flag.FlagSet, rawFlags) {
 	fs.DurationVar(&o.hookTimeout, "hook-timeout", def.HookTimeout, "Time limit of each wait for pre-reboot.hook.nodecycle.io/* and post-reboot.hook.nodecycle.io/* annotations on a node in maintenance.")
 	fs.BoolVar(&o.ClusterAPI, "cluster-api", false, "Run in a Cluster API management cluster: handle the nodes of every workload Cluster (opted in by nodecycle.io/strategy on their MachineDeployments) instead of this cluster's.")
 	fs.BoolVar(&o.InstallAgent, "install-agent", true, "Cluster API mode: install the agent (config/workload, built in) in every workload Cluster labelled "+v1alpha1.LabelAgent+"=enabled, in any namespace, with server-side apply; re-applied every 10 minutes.")
+	fs.IntVar(&o.InPlace.Port, "in-place-updates-port", 0, "Cluster API mode: serve Cluster API's in-place update hooks (CanUpdateMachineSet, CanUpdateMachine, UpdateMachine) over TLS on this port, for an ExtensionConfig to register (config/in-place-updates); 0 (default) serves none.")
+	fs.StringVar(&o.InPlace.CertDir, "in-place-updates-cert-dir", "/etc/nodecycle/in-place-updates", "Directory of the in-place update server's tls.crt and tls.key.")
+	fs.StringVar(&o.InPlace.paths, "in-place-update-paths", strings.Join(inplace.DefaultPaths, ","), "Comma-separated directories (ending in /): a change of the bootstrap configuration's files under them is done in place, with a reboot; any other change replaces the Machines.")
+	fs.DurationVar(&o.InPlace.Poll, "in-place-update-poll", 10*time.Second, "How soon Cluster API calls UpdateMachine again while the update's NodeCycle runs.")
 	fs.StringVar(&o.AgentImage, "agent-image", "", "Cluster API mode: the image of the agent it installs; empty keeps the built-in manifest's.")
 	fs.DurationVar(&o.replaceTimeout, "replace-timeout", def.ReplaceTimeout, "Time limit of the replace strategy, from the Machine's deletion until its replacement's Node is Ready.")
 	fs.DurationVar(&o.retryBackoff, "retry-backoff", def.RetryBackoff, "Wait after a failed operation before the node is tried again; doubles with each failure.")
@@ -217,6 +239,9 @@ func (o *Options) complete(raw rawFlags) error {
 	if o.LeaderElectNS == "" {
 		o.LeaderElectNS = c.Namespace
 	}
+	if err := o.InPlace.complete(o.ClusterAPI); err != nil {
+		return err
+	}
 	if err := c.Validate(); err != nil {
 		return fmt.Errorf("invalid flags: %w", err)
 	}
@@ -229,4 +254,33 @@ func joinReasons(rs []v1alpha1.Reason) string {
 		parts[i] = string(r)
 	}
 	return strings.Join(parts, ",")
+}
+
+func (p *InPlaceOptions) complete(clusterAPI bool) error {
+	if p.Port == 0 {
+		return nil
+	}
+	if !clusterAPI {
+		return fmt.Errorf("--in-place-updates-port: in-place updates are Cluster API's; add --cluster-api")
+	}
+	if p.Port < 0 || p.Port > 65535 {
+		return fmt.Errorf("invalid --in-place-updates-port %d", p.Port)
+	}
+	if p.Poll < time.Second {
+		return fmt.Errorf("invalid --in-place-update-poll %s: at least 1s (Cluster API counts in seconds)", p.Poll)
+	}
+	p.Paths = nil
+	for _, d := range strings.Split(p.paths, ",") {
+		if d = strings.TrimSpace(d); d == "" {
+			continue
+		}
+		if !strings.HasPrefix(d, "/") || !strings.HasSuffix(d, "/") || path.Clean(d)+"/" != d || d == "/" {
+			return fmt.Errorf("invalid --in-place-update-paths: %q is not a directory such as /etc/sysctl.d/ (absolute, clean, ending in /, not /)", d)
+		}
+		p.Paths = append(p.Paths, d)
+	}
+	if len(p.Paths) == 0 {
+		return fmt.Errorf("invalid --in-place-update-paths: no directory given")
+	}
+	return nil
 }

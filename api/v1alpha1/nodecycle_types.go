@@ -162,12 +162,62 @@ type NodeCycleSpec struct {
 	// +optional
 	Hooks *HookSpec `json:"hooks,omitempty"`
 
+	// Update is a change to the node's files that its reboot applies: the
+	// agent writes the files before it reboots the node and checks them on
+	// the new boot; the NodeCycle succeeds only once the node reports them
+	// in place. Set by the Cluster API in-place update extension, for the
+	// reboot strategy only.
+	// +optional
+	Update *UpdateSpec `json:"update,omitempty"`
+
 	// WaitForPods: after the proof of reboot, the node is uncordoned only
 	// once these pods on it are Ready (again, since the maintenance began);
 	// they have the hook timeout, then the NodeCycle fails PodsNotReady and
 	// the node is uncordoned.
 	// +optional
 	WaitForPods *PodsReadySpec `json:"waitForPods,omitempty"`
+}
+
+// UpdateSpec is the content of an in-place update: whole files, written
+// atomically by the agent.
+type UpdateSpec struct {
+	// ID names the content (a hash of the files): the node reports the
+	// update it applied by this ID.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]+$`
+	ID string `json:"id"`
+
+	// Source says who asked, for the people who read the NodeCycle: the
+	// Machine whose update this is.
+	// +optional
+	// +kubebuilder:validation:MaxLength=512
+	Source string `json:"source,omitempty"`
+
+	// Files are written under the node's root before the reboot.
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=32
+	// +listType=map
+	// +listMapKey=path
+	Files []UpdateFile `json:"files"`
+}
+
+// UpdateFile is one file of an in-place update.
+type UpdateFile struct {
+	// Path is the file's absolute path on the node.
+	// +kubebuilder:validation:MinLength=2
+	// +kubebuilder:validation:MaxLength=512
+	// +kubebuilder:validation:Pattern=`^/[^\x00]*$`
+	Path string `json:"path"`
+
+	// Content is the file's whole content.
+	// +kubebuilder:validation:MaxLength=65536
+	Content string `json:"content"`
+
+	// Permissions in octal, 0644 when empty.
+	// +optional
+	// +kubebuilder:validation:Pattern=`^0?[0-7]{3}$`
+	Permissions string `json:"permissions,omitempty"`
 }
 
 // RequestSpec is what a person asks for in an on-demand request.

@@ -54,6 +54,7 @@ const (
 	ReasonDrained             Reason = "Drained"
 	ReasonPodsDeleted         Reason = "PodsDeleted"
 	ReasonRebootVerified      Reason = "RebootVerified"
+	ReasonUpdateVerified      Reason = "UpdateVerified"
 	ReasonPowerOffRequested   Reason = "PowerOffRequested"
 	ReasonSoftPowerOffRefused Reason = "SoftPowerOffRefused"
 	ReasonHardPowerOff        Reason = "HardPowerOff"
@@ -99,6 +100,7 @@ const (
 	ReasonNotSelected                Reason = "NotSelected"
 	ReasonRebootNoLongerRequired     Reason = "RebootNoLongerRequired"
 	ReasonRequestRefused             Reason = "RequestRefused"
+	ReasonUpdateFailed               Reason = "UpdateFailed"
 )
 
 // Reasons of the NodeCyclePolicy condition Valid.

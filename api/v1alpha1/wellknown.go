@@ -18,6 +18,16 @@ const (
 	// AnnotationRebootAck is set by the agent to the id of the request it is
 	// carrying out, before it reboots. It never reboots twice for one id.
 	AnnotationRebootAck = "nodecycle.io/reboot-ack"
+	// AnnotationUpdate is set by the manager, with the reboot request, when
+	// the reboot applies an in-place update: the NodeCycle's spec.update as
+	// JSON ({"id", "files"}). The agent writes the files before it
+	// acknowledges the request; the uncordon removes it.
+	AnnotationUpdate = "nodecycle.io/update"
+	// AnnotationUpdateStatus is set by the agent: JSON {"id", "bootID",
+	// "result" (Written, Verified or Failed), "message"} for the update in
+	// AnnotationUpdate. Verified on the new boot is the proof the manager
+	// waits for; Failed stops the NodeCycle.
+	AnnotationUpdateStatus = "nodecycle.io/update-status"
 	// AnnotationCheckedBoot is set by the agent to the boot ID (the
 	// kubelet's status.nodeInfo.bootID) on which it last checked the
 	// sentinel and wrote RebootRequired. The manager acts on RebootRequired

@@ -66,6 +66,7 @@ func run() error {
 		SentinelFile:    opts.WatchedFile(),
 		RecheckPeriod:   opts.RecheckPeriod,
 		HeartbeatPeriod: opts.HeartbeatPeriod,
+		HostRoot:        opts.HostRoot,
 		Metrics:         agent.NewMetrics(reg),
 		Log:             log,
 	}

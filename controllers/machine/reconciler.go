@@ -137,6 +137,14 @@ func isControlPlane(m *clusterv1.Machine) bool {
 // Machine in: its MachineDeployment, or for a control-plane Machine the
 // control-plane object that owns it. A nil ladder without error means the
 // Machine is not opted in. owner is where a problem is reported.
+// Ladder is the strategies Machine m is opted in to: its
+// MachineDeployment's or control plane's nodecycle.io/strategy (nil when
+// it is not opted in).
+func (r *Reconciler) Ladder(ctx context.Context, m *clusterv1.Machine) ([]v1alpha1.Strategy, error) {
+	_, ladder, err := r.ladderFor(ctx, m)
+	return ladder, err
+}
+
 func (r *Reconciler) ladderFor(ctx context.Context, m *clusterv1.Machine) (client.Object, []v1alpha1.Strategy, error) {
 	var owner client.Object
 	switch {

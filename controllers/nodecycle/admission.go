@@ -140,7 +140,7 @@ func nodeReady(_ context.Context, s *scope) (bool, time.Duration, error) {
 // clusterNotPaused waits while the node's cluster is paused (a Cluster API
 // Cluster's pause).
 func clusterNotPaused(ctx context.Context, s *scope) (bool, time.Duration, error) {
-	why, err := s.target.Paused(ctx)
+	why, err := s.target.Paused(ctx, s.nc.Spec.Update != nil)
 	if err != nil || why == "" {
 		return err != nil, 0, err
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
 	"github.com/nodecycle/nodecycle/internal/cycles"
 	"github.com/nodecycle/nodecycle/internal/nodes"
+	"github.com/nodecycle/nodecycle/internal/update"
 )
 
 // The proof of reboot, which every in-place strategy ends with: the node
@@ -27,10 +28,21 @@ func (s *scope) waitForNewBoot(ctx context.Context) (reconcile.Result, error) {
 	current := nodes.BootID(s.node)
 	ready := nodes.IsReady(s.node)
 	rebooted := current != "" && current != status.BootIDBefore
-	if rebooted && ready {
+	proven, failed := s.updateProof(current)
+	if failed != "" {
+		if err := s.clearRebootRequest(ctx); err != nil {
+			return reconcile.Result{}, err
+		}
+		s.fail(v1alpha1.ReasonUpdateFailed, failed)
+		return reconcile.Result{}, nil
+	}
+	if rebooted && ready && proven {
 		// The request goes with the uncordon, in one write.
 		status.BootIDAfter = current
 		s.event(corev1.EventTypeNormal, v1alpha1.ReasonRebootVerified, "Node rebooted: boot ID %q -> %q, Ready", status.BootIDBefore, current)
+		if u := s.nc.Spec.Update; u != nil {
+			s.event(corev1.EventTypeNormal, v1alpha1.ReasonUpdateVerified, "In-place update %s in place on the new boot: %d files verified by the agent", u.ID, len(u.Files))
+		}
 		return s.afterProof(ctx)
 	}
 	acked := s.node.Annotations[v1alpha1.AnnotationRebootAck] == status.RebootRequestID
@@ -57,7 +69,7 @@ func (s *scope) waitForNewBoot(ctx context.Context) (reconcile.Result, error) {
 	// The detail of a short wait (the node seen NotReady, then Ready on
 	// its new boot) is not worth a write each; a long wait's is.
 	if waited >= messageRefresh {
-		status.Message = fmt.Sprintf("Waiting for the reboot: boot ID %s, Ready=%t, agent acknowledged: %t", describeBoot(status.BootIDBefore, current), ready, acked)
+		status.Message = fmt.Sprintf("Waiting for the reboot: boot ID %s, Ready=%t, agent acknowledged: %t%s", describeBoot(status.BootIDBefore, current), ready, acked, s.updateWait(rebooted && ready))
 	}
 	return reconcile.Result{RequeueAfter: timeout - waited}, nil
 }
@@ -75,11 +87,30 @@ func describeBoot(before, current string) string {
 	return fmt.Sprintf("%q -> %q", before, current)
 }
 
+// updateProof says whether the NodeCycle's in-place update, if it has
+// one, is proven on the node's current boot (the agent verified its files
+// there), or why it failed: the agent could not write the files (and did
+// not reboot), or they were not in place on the new boot.
+func (s *scope) updateProof(current string) (proven bool, failed string) {
+	u := s.nc.Spec.Update
+	if u == nil {
+		return true, ""
+	}
+	st, ok := update.StatusOf(s.node)
+	switch {
+	case !ok || st.ID != u.ID:
+		return false, ""
+	case st.Result == update.Failed:
+		return false, fmt.Sprintf("In-place update %s not applied: %s", u.ID, st.Message)
+	}
+	return st.Result == update.Verified && st.BootID == current && current != s.nc.Status.BootIDBefore, ""
+}
+
 func (s *scope) clearRebootRequest(ctx context.Context) error {
 	if _, ok := s.node.Annotations[v1alpha1.AnnotationRebootRequest]; !ok {
 		return nil
 	}
-	if err := nodes.SetAnnotations(ctx, s.workload().Client, s.node, map[string]*string{v1alpha1.AnnotationRebootRequest: nil}); err != nil {
+	if err := nodes.SetAnnotations(ctx, s.workload().Client, s.node, map[string]*string{v1alpha1.AnnotationRebootRequest: nil, v1alpha1.AnnotationUpdate: nil}); err != nil {
 		return fmt.Errorf("removing reboot request from node %s: %w", s.node.Name, err)
 	}
 	return nil
@@ -111,4 +142,13 @@ func (s *scope) beforeUncordonHooks() (reconcile.Result, error) {
 	}
 	s.moveTo(v1alpha1.PhaseUncordoning, "Node rebooted and Ready; uncordoning")
 	return reconcile.Result{}, nil
+}
+
+// updateWait tells, in the message of a long wait, that a node back on a
+// new boot waits for the agent's check of the update.
+func (s *scope) updateWait(back bool) string {
+	if u := s.nc.Spec.Update; u != nil && back {
+		return fmt.Sprintf(", in-place update %s not verified by the agent yet", u.ID)
+	}
+	return ""
 }

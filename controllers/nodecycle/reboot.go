@@ -14,6 +14,7 @@ import (
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
 	"github.com/nodecycle/nodecycle/internal/nodes"
+	"github.com/nodecycle/nodecycle/internal/update"
 )
 
 // reboot is the in-place strategy: on the drained node, the agent is asked
@@ -76,14 +77,21 @@ func (st *reboot) requestReboot(ctx context.Context, s *scope) (reconcile.Result
 		return reconcile.Result{}, nil
 	}
 	if s.node.Annotations[v1alpha1.AnnotationRebootRequest] != status.RebootRequestID {
-		if err := nodes.SetAnnotations(ctx, s.workload().Client, s.node, map[string]*string{v1alpha1.AnnotationRebootRequest: ptr.To(status.RebootRequestID)}); err != nil {
+		set := map[string]*string{v1alpha1.AnnotationRebootRequest: ptr.To(status.RebootRequestID)}
+		if u := s.nc.Spec.Update; u != nil {
+			// The update rides on the request, in the same write; a status
+			// left from an earlier try of the same update goes.
+			set[v1alpha1.AnnotationUpdate] = ptr.To(update.Encode(u))
+			set[v1alpha1.AnnotationUpdateStatus] = nil
+		}
+		if err := nodes.SetAnnotations(ctx, s.workload().Client, s.node, set); err != nil {
 			return reconcile.Result{}, fmt.Errorf("requesting reboot of node %s: %w", s.node.Name, err)
 		}
 	}
 	requested := metav1.NewMicroTime(s.now)
 	status.RebootRequestTime = &requested
 	s.moveTo(v1alpha1.PhaseWaitingForNodeReady, fmt.Sprintf("Reboot requested; waiting for a boot ID other than %q and Ready=True", status.BootIDBefore))
-	s.event(corev1.EventTypeNormal, v1alpha1.ReasonRebootRequested, "Reboot requested from the agent (request %s, boot ID %q)", status.RebootRequestID, status.BootIDBefore)
+	s.event(corev1.EventTypeNormal, v1alpha1.ReasonRebootRequested, "Reboot requested from the agent (request %s, boot ID %q)%s", status.RebootRequestID, status.BootIDBefore, updateNote(s.nc.Spec.Update))
 	return reconcile.Result{RequeueAfter: s.nc.Spec.RebootTimeout.Duration}, nil
 }
 
@@ -109,4 +117,12 @@ func (st *reboot) agentReady(ctx context.Context, reader client.Reader, node str
 		}
 	}
 	return false, nil
+}
+
+// updateNote tells, in the reboot request's Event, what update rides on it.
+func updateNote(u *v1alpha1.UpdateSpec) string {
+	if u == nil {
+		return ""
+	}
+	return fmt.Sprintf(" with in-place update %s (%d files, from %s)", u.ID, len(u.Files), u.Source)
 }

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"strconv"
@@ -38,8 +39,12 @@ type Agent struct {
 	RecheckPeriod time.Duration
 	// HeartbeatPeriod, when not zero, rewrites an unchanged condition this often.
 	HeartbeatPeriod time.Duration
-	Clock           clock.WithTicker
-	Metrics         *Metrics
+	// HostRoot is where the node's root file system is mounted in the
+	// agent's container: in-place updates write their files under it.
+	// Empty: the agent refuses in-place updates (and reports why).
+	HostRoot string
+	Clock    clock.WithTicker
+	Metrics  *Metrics
 	Log             logr.Logger
 
 	lister  func() (*corev1.Node, error)
@@ -135,6 +140,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer recheck.Stop()
 
 	a.check(ctx, log)
+	a.verifyUpdate(ctx, log)
 	a.handleRebootRequest(ctx, log)
 	close(a.ready)
 	log.Info("Agent started", "sentinel", a.SentinelFile, "recheckPeriod", a.RecheckPeriod)
@@ -159,6 +165,7 @@ func (a *Agent) Run(ctx context.Context) error {
 				a.shown = a.publish(ctx, log, *a.desired)
 				a.markChecked(ctx, log)
 			}
+			a.verifyUpdate(ctx, log)
 			a.handleRebootRequest(ctx, log)
 		}
 	}
@@ -279,11 +286,19 @@ func (a *Agent) handleRebootRequest(ctx context.Context, log logr.Logger) {
 		}
 		return
 	}
+	annotations := map[string]string{v1alpha1.AnnotationRebootAck: id}
+	// An in-place update rides on the request: its files are written
+	// before the ack, and a request whose files cannot be written is
+	// never carried out.
+	if written, ok := a.applyUpdate(ctx, log, node); !ok {
+		return
+	} else if written != nil {
+		annotations[v1alpha1.AnnotationUpdateStatus] = written.String()
+	}
 	// The resourceVersion precondition makes the ack fail if the request
 	// changed since we read it.
-	patch := fmt.Sprintf(`{"metadata":{"resourceVersion":%q,"annotations":{%q:%q}}}`,
-		node.ResourceVersion, v1alpha1.AnnotationRebootAck, id)
-	if _, err := a.Client.CoreV1().Nodes().Patch(ctx, a.NodeName, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+	patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{"resourceVersion": node.ResourceVersion, "annotations": annotations}})
+	if _, err := a.Client.CoreV1().Nodes().Patch(ctx, a.NodeName, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
 		if !apierrors.IsConflict(err) {
 			a.unsure = id // a timeout or a 500 may come after the write
 			a.Metrics.apiErrors.Inc()

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"path/filepath"
 	"time"
 
 	"github.com/nodecycle/nodecycle/internal/flagenv"
@@ -18,6 +19,7 @@ type Options struct {
 	SentinelCommand        string
 	SentinelCommandTimeout time.Duration
 	HostNamespaces         bool
+	HostRoot               string
 	RecheckPeriod          time.Duration
 	HeartbeatPeriod        time.Duration
 	RebootMethod           string
@@ -48,6 +50,7 @@ func ParseOptions(args []string, lookupEnv func(string) (string, bool), usage io
 	fs.StringVar(&o.SentinelCommand, "sentinel-command", "", "Shell command that exits 0 when a reboot is required; replaces --sentinel-file when set.")
 	fs.DurationVar(&o.SentinelCommandTimeout, "sentinel-command-timeout", 30*time.Second, "Time limit of one run of --sentinel-command.")
 	fs.BoolVar(&o.HostNamespaces, "host-namespaces", false, "Run --sentinel-command in the namespaces of the host's PID 1 through nsenter (needs hostPID and privileges).")
+	fs.StringVar(&o.HostRoot, "host-root", "", "Where the node's root file system is mounted in the agent's container (a hostPath of /): in-place updates write their files under it. Empty: in-place updates are refused.")
 	fs.DurationVar(&o.RecheckPeriod, "recheck-period", time.Minute, "Re-check the sentinel this often, in case a file event was missed.")
 	fs.DurationVar(&o.HeartbeatPeriod, "heartbeat-period", 0, "Rewrite an unchanged RebootRequired condition this often; 0 (default) is off, otherwise at least 1h.")
 	fs.StringVar(&o.RebootMethod, "reboot-method", "command", "How to reboot: command (run --reboot-command) or signal (SIGRTMIN+5 to PID 1).")
@@ -76,6 +79,9 @@ func (o *Options) Validate() error {
 	}
 	if o.SentinelCommand == "" && o.SentinelFile == "" {
 		errs = append(errs, errors.New("one of --sentinel-file or --sentinel-command is required"))
+	}
+	if o.HostRoot != "" && !filepath.IsAbs(o.HostRoot) {
+		errs = append(errs, fmt.Errorf("--host-root %q must be an absolute path", o.HostRoot))
 	}
 	if o.SentinelCommandTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("--sentinel-command-timeout must be positive, got %s", o.SentinelCommandTimeout))

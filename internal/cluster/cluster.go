@@ -40,8 +40,9 @@ type Target interface {
 	// Events records Events about the node: on the Node, and on its
 	// Machine where it has one.
 	Events
-	// Paused says, when not empty, why no new operation may start now.
-	Paused(ctx context.Context) (string, error)
+	// Paused says, when not empty, why no new operation may start now;
+	// updating: the operation is an in-place update Cluster API asked for.
+	Paused(ctx context.Context, updating bool) (string, error)
 	// Machine names the Cluster API Machine behind the node; "" when there
 	// is none (the replace strategy needs one).
 	Machine() string
@@ -136,7 +137,7 @@ type localTarget struct {
 }
 
 func (t localTarget) Workload() Workload                                   { return t.w }
-func (localTarget) Paused(context.Context) (string, error)                 { return "", nil }
+func (localTarget) Paused(context.Context, bool) (string, error)           { return "", nil }
 func (localTarget) Machine() string                                        { return "" }
 func (localTarget) PauseRemediation(context.Context, string) (bool, error) { return false, nil }
 func (localTarget) ResumeRemediation(context.Context, string) error        { return nil }

@@ -272,7 +272,7 @@ func (t machineTarget) Machine() string    { return t.machine }
 
 // Paused implements Target: Cluster API is paused for the Cluster or the
 // Machine (clusterctl move pauses); no new operation starts then.
-func (t machineTarget) Paused(ctx context.Context) (string, error) {
+func (t machineTarget) Paused(ctx context.Context, updating bool) (string, error) {
 	cluster, m := &clusterv1.Cluster{}, &clusterv1.Machine{}
 	if err := t.mgmt.Get(ctx, client.ObjectKey{Namespace: t.namespace, Name: t.cluster}, cluster); err != nil {
 		return "", client.IgnoreNotFound(err)
@@ -300,7 +300,7 @@ func (t machineTarget) Paused(ctx context.Context) (string, error) {
 			md = nil
 		}
 	}
-	return LifecycleHold(cluster, md, machines.Items), nil
+	return LifecycleHold(cluster, md, machines.Items, updating), nil
 }
 
 // LifecycleHold says why Cluster API's own work on the cluster holds new
@@ -310,13 +310,17 @@ func (t machineTarget) Paused(ctx context.Context) (string, error) {
 // own MachineDeployment rolling out (read directly, as the Cluster's
 // summary may lag). Two replacements at once would cost more capacity than
 // either plans for, and a reboot in the middle of an in-place update
-// breaks it.
-func LifecycleHold(cluster *clusterv1.Cluster, md *clusterv1.MachineDeployment, machines []clusterv1.Machine) string {
-	if c := conditions.Get(cluster, clusterv1.ClusterRollingOutCondition); c != nil && c.Status == metav1.ConditionTrue {
-		return fmt.Sprintf("Cluster %s is rolling out (%s)", cluster.Name, oneLine(c.Message))
-	}
+// breaks it. An in-place update nodecycle does for Cluster API (updating)
+// is that rollout: only a remediation holds it.
+func LifecycleHold(cluster *clusterv1.Cluster, md *clusterv1.MachineDeployment, machines []clusterv1.Machine, updating bool) string {
 	if c := conditions.Get(cluster, clusterv1.ClusterRemediatingCondition); c != nil && c.Status == metav1.ConditionTrue {
 		return fmt.Sprintf("Cluster %s is remediating Machines (%s)", cluster.Name, oneLine(c.Message))
+	}
+	if updating {
+		return ""
+	}
+	if c := conditions.Get(cluster, clusterv1.ClusterRollingOutCondition); c != nil && c.Status == metav1.ConditionTrue {
+		return fmt.Sprintf("Cluster %s is rolling out (%s)", cluster.Name, oneLine(c.Message))
 	}
 	for i := range machines {
 		m := &machines[i]

@@ -18,6 +18,7 @@ func TestLifecycleHold(t *testing.T) {
 		cluster  *clusterv1.Cluster
 		md       *clusterv1.MachineDeployment
 		machines []clusterv1.Machine
+		updating bool
 		want     string
 	}{
 		{name: "nothing going on", cluster: quiet, want: ""},
@@ -34,9 +35,17 @@ func TestLifecycleHold(t *testing.T) {
 		{name: "its MachineDeployment rolls out", cluster: quiet,
 			md:   &clusterv1.MachineDeployment{ObjectMeta: metav1.ObjectMeta{Name: "pool"}, Status: clusterv1.MachineDeploymentStatus{Conditions: cond(clusterv1.MachineDeploymentRollingOutCondition, metav1.ConditionTrue)}},
 			want: "MachineDeployment pool is rolling out (* MachineDeployment pool: 1 Machine not up-to-date)"},
+		{name: "an in-place update nodecycle does is the rollout", updating: true,
+			cluster:  &clusterv1.Cluster{ObjectMeta: metav1.ObjectMeta{Name: "prod"}, Status: clusterv1.ClusterStatus{Conditions: cond(clusterv1.ClusterRollingOutCondition, metav1.ConditionTrue)}},
+			md:       &clusterv1.MachineDeployment{ObjectMeta: metav1.ObjectMeta{Name: "pool"}, Status: clusterv1.MachineDeploymentStatus{Conditions: cond(clusterv1.MachineDeploymentRollingOutCondition, metav1.ConditionTrue)}},
+			machines: []clusterv1.Machine{{ObjectMeta: metav1.ObjectMeta{Name: "m3", Annotations: map[string]string{clusterv1.UpdateInProgressAnnotation: ""}}}},
+			want:     ""},
+		{name: "a remediation holds an in-place update", updating: true,
+			cluster: &clusterv1.Cluster{ObjectMeta: metav1.ObjectMeta{Name: "prod"}, Status: clusterv1.ClusterStatus{Conditions: cond(clusterv1.ClusterRemediatingCondition, metav1.ConditionTrue)}},
+			want:    "Cluster prod is remediating Machines (* MachineDeployment pool: 1 Machine not up-to-date)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := LifecycleHold(tc.cluster, tc.md, tc.machines); got != tc.want {
+			if got := LifecycleHold(tc.cluster, tc.md, tc.machines, tc.updating); got != tc.want {
 				t.Fatalf("got %q, want %q", got, tc.want)
 			}
 		})

@@ -194,6 +194,37 @@ func (e *Env) StartControllers(controllers ...string) error {
 		"--leader-elect=false", "--secure-port=0")
 }
 
+// StartClusterAPIManager runs Cluster API's own core manager (built by
+// make tools at the go.mod version) against the API server, with the
+// feature gates gates (Cluster API's --feature-gates syntax) and without
+// rate limiting. Its webhook server gets a certificate of its own; no
+// webhook is registered with the API server.
+func (e *Env) StartClusterAPIManager(gates string) error {
+	path, err := e.AdminKubeconfig()
+	if err != nil {
+		return err
+	}
+	certs := filepath.Join(e.Dir, "cluster-api-webhook")
+	if _, err := ServingCert(certs); err != nil {
+		return err
+	}
+	port, err := FreePort()
+	if err != nil {
+		return err
+	}
+	return e.StartProcess("cluster-api-manager", "--kubeconfig="+path,
+		"--feature-gates=ReconcilerRateLimiting=false,"+gates,
+		"--webhook-cert-dir="+certs, fmt.Sprintf("--webhook-port=%d", port),
+		"--diagnostics-address=0", "--health-addr=0", "--leader-elect=false",
+		"--skip-crd-migration-phases=StorageVersionMigration,CleanupManagedFields")
+}
+
+// Log is the output of the process name so far.
+func (e *Env) Log(name string) string {
+	b, _ := os.ReadFile(filepath.Join(e.Dir, name+".log"))
+	return string(b)
+}
+
 // StartProcess runs one of the binaries of the environment's assets (or,
 // for one it lacks, such as kube-scheduler and kwok beside NextKubeVersion,
 // of Assets()) with its output in

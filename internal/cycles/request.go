@@ -41,6 +41,7 @@ func ResolveRequest(nc *v1alpha1.NodeCycle, node *corev1.Node, spec v1alpha1.Nod
 	spec.ClusterName = nc.Spec.ClusterName
 	r := *req
 	spec.Request = &r
+	spec.Update = nc.Spec.Update
 	spec.Attempt = 1
 	spec.BootID = nodes.BootID(node)
 	return spec, nil

@@ -21,6 +21,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	addonsv1 "sigs.k8s.io/cluster-api/api/addons/v1beta2"
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
@@ -114,6 +115,17 @@ func ClusterAPICRDs() (envtest.CRDInstallOptions, error) {
 
 // StartClusterAPI installs the CRDs and starts the controllers.
 func StartClusterAPI(cfg *rest.Config) (*ClusterAPI, error) {
+	return startClusterAPI(cfg, true)
+}
+
+// StartProviders installs the CRDs and starts only the provisioner that
+// plays the infrastructure and bootstrap providers: Cluster API's core
+// controllers run elsewhere (StartClusterAPIManager).
+func StartProviders(cfg *rest.Config) (*ClusterAPI, error) {
+	return startClusterAPI(cfg, false)
+}
+
+func startClusterAPI(cfg *rest.Config, core bool) (*ClusterAPI, error) {
 	crds, err := ClusterAPICRDs()
 	if err != nil {
 		return nil, err
@@ -142,7 +154,12 @@ func StartClusterAPI(cfg *rest.Config) (*ClusterAPI, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &ClusterAPI{Client: mgr.GetClient(), config: cfg, workloads: map[client.ObjectKey]*rest.Config{}, stop: cancel, done: make(chan struct{})}
-	err = c.setup(ctx, mgr)
+	if core {
+		err = c.setup(ctx, mgr)
+	}
+	if err == nil {
+		err = c.setupProvisioner(mgr)
+	}
 	if err != nil {
 		cancel()
 		return nil, err
@@ -197,6 +214,10 @@ func (c *ClusterAPI) setup(ctx context.Context, mgr ctrl.Manager) error {
 	if err := (&machinehealthcheck.Reconciler{Client: mgr.GetClient(), ClusterCache: cc}).SetupWithManager(ctx, mgr, opts); err != nil {
 		return fmt.Errorf("machinehealthcheck controller: %w", err)
 	}
+	return nil
+}
+
+func (c *ClusterAPI) setupProvisioner(mgr ctrl.Manager) error {
 	for _, gvk := range []schema.GroupVersionKind{infraMachineGVK, bootstrapGVK} {
 		u := &unstructured.Unstructured{}
 		u.SetGroupVersionKind(gvk)
@@ -241,7 +262,14 @@ func (c *ClusterAPI) CreateCluster(ctx context.Context, namespace, name string, 
 	if err := c.Client.Create(ctx, secret); err != nil {
 		return nil, fmt.Errorf("creating kubeconfig Secret: %w", err)
 	}
-	if err := MarkProvisioned(ctx, c.Client, cluster); err != nil {
+	// Cluster API's own Cluster controller, where it runs, writes the
+	// status too: a conflict is retried on the Cluster as it is now.
+	if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if err := c.Client.Get(ctx, client.ObjectKeyFromObject(cluster), cluster); err != nil {
+			return err
+		}
+		return MarkProvisioned(ctx, c.Client, cluster)
+	}); err != nil {
 		return nil, err
 	}
 	c.mu.Lock()
@@ -281,7 +309,7 @@ func (c *ClusterAPI) DeleteCluster(ctx context.Context, namespace, name string) 
 		return err
 	}
 	deadline := time.Now().Add(30 * time.Second)
-	for {
+	for c.cache != nil {
 		if _, err := c.cache.GetClient(ctx, key); err != nil {
 			return nil
 		}
@@ -290,19 +318,50 @@ func (c *ClusterAPI) DeleteCluster(ctx context.Context, namespace, name string) 
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	return nil
 }
 
 // CreateMachineDeployment creates a MachineDeployment of replicas Machines
 // (rolling update, surge 1) with its provider templates.
 func (c *ClusterAPI) CreateMachineDeployment(ctx context.Context, namespace, cluster, name string, replicas int32, annotations map[string]string) (*clusterv1.MachineDeployment, error) {
-	for _, gvk := range []schema.GroupVersionKind{infraTemplateGVK, bootstrapTmplGVK} {
-		u := &unstructured.Unstructured{Object: map[string]any{"spec": map[string]any{"template": map[string]any{"spec": map[string]any{}}}}}
-		u.SetGroupVersionKind(gvk)
-		u.SetNamespace(namespace)
-		u.SetName(name)
-		if err := c.Client.Create(ctx, u); err != nil {
-			return nil, fmt.Errorf("creating %s: %w", gvk.Kind, err)
-		}
+	return c.CreateMachineDeploymentWith(ctx, namespace, cluster, name, replicas, annotations, PoolOptions{MaxSurge: 1})
+}
+
+// PoolOptions shape a MachineDeployment: its rolling update's surge and
+// unavailability, and the spec of its bootstrap configuration template.
+type PoolOptions struct {
+	MaxSurge, MaxUnavailable int32
+	BootstrapSpec            map[string]any
+}
+
+// CreateBootstrapTemplate creates a bootstrap configuration template whose
+// spec.template.spec is spec.
+func (c *ClusterAPI) CreateBootstrapTemplate(ctx context.Context, namespace, name string, spec map[string]any) error {
+	if spec == nil {
+		spec = map[string]any{}
+	}
+	u := &unstructured.Unstructured{Object: map[string]any{"spec": map[string]any{"template": map[string]any{"spec": spec}}}}
+	u.SetGroupVersionKind(bootstrapTmplGVK)
+	u.SetNamespace(namespace)
+	u.SetName(name)
+	if err := c.Client.Create(ctx, u); err != nil {
+		return fmt.Errorf("creating %s: %w", bootstrapTmplGVK.Kind, err)
+	}
+	return nil
+}
+
+// CreateMachineDeploymentWith creates a MachineDeployment of replicas
+// Machines shaped by opts, with its provider templates.
+func (c *ClusterAPI) CreateMachineDeploymentWith(ctx context.Context, namespace, cluster, name string, replicas int32, annotations map[string]string, opts PoolOptions) (*clusterv1.MachineDeployment, error) {
+	u := &unstructured.Unstructured{Object: map[string]any{"spec": map[string]any{"template": map[string]any{"spec": map[string]any{}}}}}
+	u.SetGroupVersionKind(infraTemplateGVK)
+	u.SetNamespace(namespace)
+	u.SetName(name)
+	if err := c.Client.Create(ctx, u); err != nil {
+		return nil, fmt.Errorf("creating %s: %w", infraTemplateGVK.Kind, err)
+	}
+	if err := c.CreateBootstrapTemplate(ctx, namespace, name, opts.BootstrapSpec); err != nil {
+		return nil, err
 	}
 	labels := map[string]string{"nodecycle.test/pool": name}
 	md := &clusterv1.MachineDeployment{
@@ -314,7 +373,7 @@ func (c *ClusterAPI) CreateMachineDeployment(ctx context.Context, namespace, clu
 			Rollout: clusterv1.MachineDeploymentRolloutSpec{Strategy: clusterv1.MachineDeploymentRolloutStrategy{
 				Type: clusterv1.RollingUpdateMachineDeploymentStrategyType,
 				RollingUpdate: clusterv1.MachineDeploymentRolloutStrategyRollingUpdate{
-					MaxSurge: ptr.To(intstr.FromInt32(1)), MaxUnavailable: ptr.To(intstr.FromInt32(0)),
+					MaxSurge: ptr.To(intstr.FromInt32(opts.MaxSurge)), MaxUnavailable: ptr.To(intstr.FromInt32(opts.MaxUnavailable)),
 				},
 			}},
 			Template: clusterv1.MachineTemplateSpec{
@@ -474,6 +533,9 @@ func registerNode(ctx context.Context, cfg *rest.Config, name, providerID string
 	}
 	if _, err := cs.CoreV1().Nodes().Create(ctx, n, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("registering node %s: %w", name, err)
+	}
+	if err := registerStatus(ctx, cs, name); err != nil {
+		return err
 	}
 	return SetNodeStatus(ctx, cs, name, uuid.NewString(), true)
 }

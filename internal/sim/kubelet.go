@@ -175,13 +175,29 @@ func CreateNode(ctx context.Context, c kubernetes.Interface, name string, lbls m
 	if _, err := c.CoreV1().Nodes().Create(ctx, n, metav1.CreateOptions{}); err != nil {
 		return fmt.Errorf("creating node %s: %w", name, err)
 	}
+	if err := registerStatus(ctx, c, name); err != nil {
+		return err
+	}
+	return SetNodeStatus(ctx, c, name, uuid.NewString(), true)
+}
+
+// registerStatus writes what a kubelet reports when it registers, besides
+// Ready: capacity and the pressure conditions (Cluster API's Machine is
+// healthy, and Available, only with them).
+func registerStatus(ctx context.Context, c kubernetes.Interface, name string) error {
 	capacity := corev1.ResourceList{
 		corev1.ResourceCPU: resource.MustParse("8"), corev1.ResourceMemory: resource.MustParse("16Gi"), corev1.ResourcePods: resource.MustParse("110"),
 	}
-	status := map[string]any{"status": map[string]any{"capacity": capacity, "allocatable": capacity}}
+	now := metav1.Now()
+	var conditions []corev1.NodeCondition
+	for t, reason := range map[corev1.NodeConditionType]string{corev1.NodeMemoryPressure: "KubeletHasSufficientMemory",
+		corev1.NodeDiskPressure: "KubeletHasNoDiskPressure", corev1.NodePIDPressure: "KubeletHasSufficientPID"} {
+		conditions = append(conditions, corev1.NodeCondition{Type: t, Status: corev1.ConditionFalse, Reason: reason, LastHeartbeatTime: now, LastTransitionTime: now})
+	}
+	status := map[string]any{"status": map[string]any{"capacity": capacity, "allocatable": capacity, "conditions": conditions}}
 	b, _ := json.Marshal(status)
 	if _, err := c.CoreV1().Nodes().Patch(ctx, name, types.StrategicMergePatchType, b, metav1.PatchOptions{}, "status"); err != nil {
 		return fmt.Errorf("setting capacity of node %s: %w", name, err)
 	}
-	return SetNodeStatus(ctx, c, name, uuid.NewString(), true)
+	return nil
 }

@@ -1,0 +1,91 @@
+package agent
+
+import (
+	"context"
+	"errors"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/nodecycle/nodecycle/api/v1alpha1"
+	"github.com/nodecycle/nodecycle/internal/nodes"
+	"github.com/nodecycle/nodecycle/internal/update"
+)
+
+// errNoHostRoot refuses updates on an agent that cannot reach the node's files.
+var errNoHostRoot = errors.New("this agent does not apply in-place updates: it runs without --host-root (the node's root file system mounted in its container)")
+
+// applyUpdate writes the files of the update the Node carries with its
+// reboot request. It returns the Written status to record with the ack
+// (nil when the request carries no update), or false when the update
+// failed: then the failure is on the Node and the reboot is not done.
+func (a *Agent) applyUpdate(ctx context.Context, log logr.Logger, node *corev1.Node) (*update.Status, bool) {
+	spec, err := update.Of(node)
+	if spec == nil && err == nil {
+		return nil, true
+	}
+	boot := nodes.BootID(node)
+	id := ""
+	if spec != nil {
+		id = spec.ID
+		switch {
+		case a.HostRoot == "":
+			err = errNoHostRoot
+		default:
+			err = update.Write(a.HostRoot, spec.Files)
+		}
+	}
+	if err != nil {
+		failed := update.Status{ID: id, BootID: boot, Result: update.Failed, Message: "writing the update's files: " + err.Error()}
+		if old, ok := update.StatusOf(node); !ok || old != failed {
+			log.Error(err, "In-place update not applied; the reboot is not done", "update", id)
+			a.setUpdateStatus(ctx, log, failed)
+		}
+		return nil, false
+	}
+	log.Info("In-place update written", "update", id, "files", len(spec.Files))
+	return &update.Status{ID: id, BootID: boot, Result: update.Written}, true
+}
+
+// verifyUpdate checks, on the first boot after an update was written, that
+// its files are in place (nothing at boot replaced them), and reports
+// Verified or Failed on that boot: the proof the manager waits for.
+func (a *Agent) verifyUpdate(ctx context.Context, log logr.Logger) {
+	node, err := a.lister()
+	if err != nil {
+		return
+	}
+	spec, err := update.Of(node)
+	st, ok := update.StatusOf(node)
+	boot := nodes.BootID(node)
+	if err != nil || spec == nil || !ok || st.ID != spec.ID || st.Result != update.Written || st.BootID == boot || boot == "" {
+		return
+	}
+	verified := update.Status{ID: spec.ID, BootID: boot, Result: update.Verified}
+	if a.HostRoot == "" {
+		err = errNoHostRoot
+	} else {
+		err = update.Verify(a.HostRoot, spec.Files)
+	}
+	if err != nil {
+		verified.Result, verified.Message = update.Failed, "after the reboot: "+err.Error()
+		log.Error(err, "In-place update not in place after the reboot", "update", spec.ID)
+	} else {
+		log.Info("In-place update verified on the new boot", "update", spec.ID, "bootID", boot)
+	}
+	a.setUpdateStatus(ctx, log, verified)
+}
+
+func (a *Agent) setUpdateStatus(ctx context.Context, log logr.Logger, st update.Status) {
+	v := st.String()
+	updated, err := a.Client.CoreV1().Nodes().Patch(ctx, a.NodeName, types.MergePatchType,
+		nodes.AnnotationsPatch(map[string]*string{v1alpha1.AnnotationUpdateStatus: &v}), metav1.PatchOptions{})
+	if err != nil {
+		a.Metrics.apiErrors.Inc()
+		log.Error(err, "Reporting the in-place update", "update", st.ID, "result", st.Result)
+		return
+	}
+	a.writtenRV = updated.ResourceVersion
+}

@@ -1,0 +1,42 @@
+package inplace
+
+import (
+	runtimecatalog "sigs.k8s.io/cluster-api/api/runtime/catalog"
+	runtimehooksv1 "sigs.k8s.io/cluster-api/api/runtime/hooks/v1alpha1"
+	"sigs.k8s.io/cluster-api/exp/runtime/server"
+	ctrl "sigs.k8s.io/controller-runtime"
+)
+
+// Handler names, as an ExtensionConfig's status lists them (with
+// ".<ExtensionConfig name>" after each).
+const (
+	HandlerCanUpdateMachineSet = "can-update-machineset"
+	HandlerCanUpdateMachine    = "can-update-machine"
+	HandlerUpdateMachine       = "update-machine"
+)
+
+// Serve adds to mgr the runtime extension server of e: Cluster API's
+// discovery and the three hooks, over TLS on port with the tls.crt and
+// tls.key of certDir (reloaded when they change). It serves on every
+// replica: the hooks only read, and UpdateMachine's NodeCycle is one per
+// update whoever creates it.
+func Serve(mgr ctrl.Manager, port int, certDir string, e *Extension) error {
+	catalog := runtimecatalog.New()
+	if err := runtimehooksv1.AddToCatalog(catalog); err != nil {
+		return err
+	}
+	srv, err := server.New(server.Options{Catalog: catalog, Port: port, CertDir: certDir})
+	if err != nil {
+		return err
+	}
+	for _, h := range []server.ExtensionHandler{
+		{Hook: runtimehooksv1.CanUpdateMachineSet, Name: HandlerCanUpdateMachineSet, HandlerFunc: e.CanUpdateMachineSet},
+		{Hook: runtimehooksv1.CanUpdateMachine, Name: HandlerCanUpdateMachine, HandlerFunc: e.CanUpdateMachine},
+		{Hook: runtimehooksv1.UpdateMachine, Name: HandlerUpdateMachine, HandlerFunc: e.UpdateMachine},
+	} {
+		if err := srv.AddExtensionHandler(h); err != nil {
+			return err
+		}
+	}
+	return mgr.Add(srv)
+}

@@ -1,0 +1,193 @@
+// Package inplace tests nodecycle as Cluster API's in-place update
+// extension: Cluster API's own core manager (the released binary, with the
+// RuntimeSDK and InPlaceUpdates gates on) rolls MachineDeployments on a
+// real kube-apiserver and calls nodecycle's hooks over TLS, registered by
+// an ExtensionConfig; the nodes' agents are nodecycle's own, writing the
+// updates' files into a directory per node, and a simulated kubelet
+// reboots a node when its agent acknowledges the request.
+package inplace
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr/funcr"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/kubernetes"
+	runtimev1 "sigs.k8s.io/cluster-api/api/runtime/v1beta2"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/nodecycle/nodecycle/controllers"
+	"github.com/nodecycle/nodecycle/internal/agent"
+	"github.com/nodecycle/nodecycle/internal/controlplane"
+	"github.com/nodecycle/nodecycle/internal/sim"
+	"github.com/nodecycle/nodecycle/test/framework"
+)
+
+var (
+	env  *controlplane.Env
+	capi *sim.ClusterAPI
+	k8s  client.Client
+	cs   kubernetes.Interface
+)
+
+func TestMain(m *testing.M) {
+	code, err := run(m)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		code = 1
+	}
+	os.Exit(code)
+}
+
+func run(m *testing.M) (int, error) {
+	framework.SetLogger(logFile())
+	var err error
+	if env, err = controlplane.Start(); err != nil {
+		return 1, err
+	}
+	defer env.Stop()
+	if capi, err = sim.StartProviders(env.Config); err != nil {
+		return 1, err
+	}
+	defer capi.Stop()
+	if err = env.StartClusterAPIManager("RuntimeSDK=true,InPlaceUpdates=true"); err != nil {
+		return 1, err
+	}
+	scheme := controllers.Scheme()
+	_ = runtimev1.AddToScheme(scheme)
+	if k8s, err = client.New(env.Config, client.Options{Scheme: scheme}); err != nil {
+		return 1, err
+	}
+	cs = kubernetes.NewForConfigOrDie(env.Config)
+
+	// nodecycle's manager, serving the hooks with a certificate of its own.
+	certs := filepath.Join(env.Dir, "in-place-updates")
+	ca, err := controlplane.ServingCert(certs)
+	if err != nil {
+		return 1, err
+	}
+	port, err := controlplane.FreePort()
+	if err != nil {
+		return 1, err
+	}
+	stop, _, err := framework.StartManager(env.Config, os.Stderr, "--cluster-api", "--agent-pod-selector=", "--install-agent=false",
+		fmt.Sprintf("--in-place-updates-port=%d", port), "--in-place-updates-cert-dir="+certs, "--in-place-update-poll=1s",
+		"--reboot-timeout=30s", "--drain-timeout=30s")
+	if err != nil {
+		return 1, err
+	}
+	defer func() { _ = stop() }()
+
+	// The ExtensionConfig that registers it, as an operator would apply it.
+	ctx := context.Background()
+	ext := &runtimev1.ExtensionConfig{}
+	ext.Name = "nodecycle"
+	ext.Spec.ClientConfig = runtimev1.ClientConfig{URL: fmt.Sprintf("https://127.0.0.1:%d", port), CABundle: ca}
+	// Every namespace (Cluster API's defaulting webhook, not run here,
+	// would set the same).
+	ext.Spec.NamespaceSelector = &metav1.LabelSelector{}
+	if err := k8s.Create(ctx, ext); err != nil {
+		return 1, fmt.Errorf("creating the ExtensionConfig: %w", err)
+	}
+	if err := discovered(ctx, ext); err != nil {
+		return 1, err
+	}
+	return m.Run(), nil
+}
+
+// discovered waits until Cluster API's manager discovered the extension's
+// three handlers.
+func discovered(ctx context.Context, ext *runtimev1.ExtensionConfig) error {
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		if err := env.Exited(); err != nil {
+			return err
+		}
+		if err := k8s.Get(ctx, client.ObjectKeyFromObject(ext), ext); err != nil {
+			return err
+		}
+		if len(ext.Status.Handlers) == 3 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("ExtensionConfig %s not discovered: status %+v; Cluster API's log:\n%s", ext.Name, ext.Status, tail(env.Log("cluster-api-manager"), 4000))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
+
+// pool is a MachineDeployment's nodes: a kubelet that reboots a node when
+// its agent acknowledges the request, and nodecycle's agent on each node,
+// with the node's root file system a directory of the test.
+type pool struct {
+	t       *testing.T
+	kubelet *sim.Kubelet
+	roots   map[string]string
+	cancel  map[string]context.CancelFunc
+}
+
+func startPool(t *testing.T) *pool {
+	t.Helper()
+	p := &pool{t: t, roots: map[string]string{}, cancel: map[string]context.CancelFunc{},
+		kubelet: &sim.Kubelet{Client: cs, Selector: labels.SelectorFromSet(labels.Set{sim.NodeLabel: "true"}), DownTime: 300 * time.Millisecond}}
+	ctx, cancel := context.WithCancel(context.Background())
+	go p.kubelet.Run(ctx)
+	t.Cleanup(func() {
+		cancel()
+		for _, c := range p.cancel {
+			c()
+		}
+	})
+	return p
+}
+
+// startAgent runs the agent of node (again), its updates written under
+// root ("" : an agent that refuses updates).
+func (p *pool) startAgent(node, root string) {
+	p.t.Helper()
+	if c := p.cancel[node]; c != nil {
+		c()
+	}
+	a := &agent.Agent{NodeName: node, Client: cs, Checker: agent.FileChecker{Path: filepath.Join(p.t.TempDir(), "reboot-required")},
+		Rebooter: rebooter{}, RecheckPeriod: time.Hour, HostRoot: root,
+		Log: funcr.New(func(prefix, args string) { p.t.Logf("agent %s: %s", node, args) }, funcr.Options{})}
+	ctx, cancel := context.WithCancel(context.Background())
+	p.cancel[node] = cancel
+	ready := a.Ready()
+	go func() { _ = a.Run(ctx) }()
+	select {
+	case <-ready:
+	case <-time.After(30 * time.Second):
+		p.t.Fatalf("agent of %s not ready", node)
+	}
+	p.roots[node] = root
+}
+
+// rebooter leaves the reboot to the simulated kubelet, which sees the ack.
+type rebooter struct{}
+
+func (rebooter) Reboot(context.Context) error { return nil }
+
+// logFile is where nodecycle's manager logs: NODECYCLE_TEST_LOG, or nowhere.
+func logFile() io.Writer {
+	if path := os.Getenv("NODECYCLE_TEST_LOG"); path != "" {
+		if f, err := os.Create(path); err == nil {
+			return f
+		}
+	}
+	return io.Discard
+}
