@@ -1,0 +1,85 @@
+package nodecycle
+
+import (
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/nodecycle/nodecycle/api/v1alpha1"
+	"github.com/nodecycle/nodecycle/internal/update"
+)
+
+var testUpdate = &v1alpha1.UpdateSpec{ID: "u1", Source: "Machine ns/pool-1", Files: []v1alpha1.UpdateFile{{Path: "/etc/sysctl.d/90-a.conf", Content: "a = 2\n"}}}
+
+// openUpdate creates the node's NodeCycle carrying an in-place update, as
+// the extension's request resolves to.
+func (h *harness) openUpdate() {
+	h.t.Helper()
+	spec := h.cfg.CycleSpec(testNode, nil)
+	spec.BootID, spec.Attempt, spec.Update = "boot-1", 1, testUpdate
+	h.create(&v1alpha1.NodeCycle{ObjectMeta: metav1.ObjectMeta{Namespace: testNamespace, Name: testCycle, UID: "uid-1"}, Spec: spec})
+}
+
+func (h *harness) reportUpdate(result update.Result, boot, message string) {
+	st := update.Status{ID: testUpdate.ID, BootID: boot, Result: result, Message: message}.String()
+	h.editNode(func(n *corev1.Node) { n.Annotations[v1alpha1.AnnotationUpdateStatus] = st })
+}
+
+// The update rides on the reboot request, and a new boot proves nothing
+// until the agent verified the files on it: not a report of the old
+// boot, only one of the new. The uncordon takes the update off the Node.
+func TestAnUpdateIsProvenOnlyByTheAgentsCheckOnTheNewBoot(t *testing.T) {
+	h := newHarness(t)
+	h.openUpdate()
+	h.runUntil(v1alpha1.PhaseWaitingForNodeReady)
+	got, err := update.Of(h.node())
+	if err != nil || got == nil || got.ID != "u1" || got.Files[0].Content != "a = 2\n" {
+		t.Fatalf("the Node's update: %+v, %v", got, err)
+	}
+	h.reportUpdate(update.Written, "boot-1", "")
+	h.boot("boot-2")
+	h.settle()
+	if nc := h.cycle(); nc.Status.Phase != v1alpha1.PhaseWaitingForNodeReady {
+		t.Fatalf("phase %s on a new boot the agent did not check", nc.Status.Phase)
+	}
+	h.reportUpdate(update.Verified, "boot-1", "")
+	h.settle()
+	if nc := h.cycle(); nc.Status.Phase != v1alpha1.PhaseWaitingForNodeReady {
+		t.Fatalf("phase %s with the files verified on the old boot", nc.Status.Phase)
+	}
+	h.reportUpdate(update.Verified, "boot-2", "")
+	h.runUntil(v1alpha1.PhaseSucceeded)
+	if _, ok := h.node().Annotations[v1alpha1.AnnotationUpdate]; ok || h.node().Spec.Unschedulable {
+		t.Errorf("the Node keeps the update or the cordon: %v", h.node().Annotations)
+	}
+	if st, ok := update.StatusOf(h.node()); !ok || st.Result != update.Verified {
+		t.Errorf("the agent's report is gone: %+v", st)
+	}
+	if r := h.reasons(); !slices.Contains(r, string(v1alpha1.ReasonUpdateVerified)) {
+		t.Errorf("no %s Event: %v", v1alpha1.ReasonUpdateVerified, r)
+	}
+}
+
+// Files the agent could not write (it did not reboot) fail the NodeCycle
+// UpdateFailed at once, not at the reboot timeout: the request goes, the
+// node is uncordoned.
+func TestAnUpdateTheAgentCouldNotWriteFails(t *testing.T) {
+	h := newHarness(t)
+	h.openUpdate()
+	h.runUntil(v1alpha1.PhaseWaitingForNodeReady)
+	start := h.clock.Now()
+	h.reportUpdate(update.Failed, "boot-1", "writing the update's files: no --host-root")
+	h.runUntil(v1alpha1.PhaseFailed)
+	nc := h.cycle()
+	if nc.Status.Reason != v1alpha1.ReasonUpdateFailed || !strings.Contains(nc.Status.Message, "no --host-root") || h.clock.Since(start) >= time.Minute {
+		t.Fatalf("%s %s after %s", nc.Status.Reason, nc.Status.Message, h.clock.Since(start))
+	}
+	n := h.node()
+	if _, ok := n.Annotations[v1alpha1.AnnotationRebootRequest]; ok || n.Spec.Unschedulable {
+		t.Errorf("the Node keeps the request or the cordon: %v", n.Annotations)
+	}
+}

@@ -1,0 +1,162 @@
+package inplace
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/go-logr/logr"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
+	runtimehooksv1 "sigs.k8s.io/cluster-api/api/runtime/hooks/v1alpha1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+
+	"github.com/nodecycle/nodecycle/api/v1alpha1"
+	"github.com/nodecycle/nodecycle/internal/cycles"
+)
+
+var rules = Rules{Paths: DefaultPaths}
+
+func file(path, content string) bootstrapFile { return bootstrapFile{Path: path, Content: content} }
+
+func set(files ...bootstrapFile) map[string]bootstrapFile {
+	out := map[string]bootstrapFile{}
+	for _, f := range files {
+		out[f.Path] = f
+	}
+	return out
+}
+
+// Only whole, inline files under the directories changed in place are
+// covered; any other change of the files is a replacement, and says why.
+func TestPlan(t *testing.T) {
+	sysctl := file("/etc/sysctl.d/90-a.conf", "a = 1\n")
+	changed := file("/etc/sysctl.d/90-a.conf", "a = 2\n")
+	encoded := changed
+	encoded.Encoding, encoded.Content = "base64", base64.StdEncoding.EncodeToString([]byte("a = 3\n"))
+	got, err := rules.Plan(set(sysctl, file("/etc/kubernetes/x", "k")), set(changed, file("/etc/kubernetes/x", "k")))
+	if err != nil || len(got) != 1 || got[0].Content != "a = 2\n" {
+		t.Fatalf("a changed sysctl file: %+v, %v", got, err)
+	}
+	if got, err := rules.Plan(set(sysctl), set(encoded)); err != nil || got[0].Content != "a = 3\n" {
+		t.Fatalf("a base64 file: %+v, %v", got, err)
+	}
+	if got, err := rules.Plan(set(sysctl), set(sysctl)); err != nil || len(got) != 0 {
+		t.Fatalf("no change: %+v, %v", got, err)
+	}
+	for name, tc := range map[string]struct {
+		current, desired map[string]bootstrapFile
+		why              string
+	}{
+		"removed":        {set(sysctl), set(), "is removed"},
+		"outside":        {set(), set(file("/etc/kubernetes/x", "k")), "not under a directory changed in place"},
+		"from a Secret":  {set(), set(bootstrapFile{Path: "/etc/sysctl.d/s", ContentFrom: json.RawMessage(`{"secret":{"name":"s","key":"k"}}`)}), "from a Secret"},
+		"appended":       {set(), set(bootstrapFile{Path: "/etc/sysctl.d/s", Append: true}), "appended"},
+		"owned":          {set(), set(bootstrapFile{Path: "/etc/sysctl.d/s", Owner: "app:app"}), "owned by app:app"},
+		"gzip":           {set(), set(bootstrapFile{Path: "/etc/sysctl.d/s", Encoding: "gzip+base64"}), "encoding gzip+base64"},
+		"bad mode":       {set(), set(bootstrapFile{Path: "/etc/sysctl.d/s", Permissions: "777x"}), "not an octal mode"},
+		"too big":        {set(), set(file("/etc/sysctl.d/big", strings.Repeat("x", MaxUpdateBytes+1))), "more than the"},
+		"not clean path": {set(), set(file("/etc/sysctl.d/../shadow", "x")), "not a clean absolute path"},
+	} {
+		if got, err := rules.Plan(tc.current, tc.desired); err == nil || !strings.Contains(err.Error(), tc.why) {
+			t.Errorf("%s: %+v, %v; want an error saying %q", name, got, err, tc.why)
+		}
+	}
+}
+
+type ladders map[string][]v1alpha1.Strategy
+
+func (l ladders) Ladder(_ context.Context, m *clusterv1.Machine) ([]v1alpha1.Strategy, error) {
+	return l[m.Labels[clusterv1.MachineDeploymentNameLabel]], nil
+}
+
+func template(content string) runtime.RawExtension {
+	b, _ := json.Marshal(map[string]any{"apiVersion": "bootstrap.cluster.x-k8s.io/v1beta2", "kind": "KubeadmConfigTemplate",
+		"spec": map[string]any{"template": map[string]any{"spec": map[string]any{"files": []any{map[string]any{"path": "/etc/sysctl.d/90-a.conf", "content": content}}}}}})
+	return runtime.RawExtension{Raw: b}
+}
+
+// CanUpdateMachineSet covers an opted-in MachineDeployment's file change
+// with a patch of the files; a MachineDeployment not opted in to reboot
+// gets no patch (a replacement) and a message saying why.
+func TestCanUpdateMachineSet(t *testing.T) {
+	e := &Extension{Ladders: ladders{"pool": {v1alpha1.StrategyReboot}, "replaced": {v1alpha1.StrategyReplace}}, Rules: rules, Log: logr.Discard()}
+	req := func(md string) *runtimehooksv1.CanUpdateMachineSetRequest {
+		r := &runtimehooksv1.CanUpdateMachineSetRequest{}
+		r.Current.MachineSet.Labels = map[string]string{clusterv1.MachineDeploymentNameLabel: md}
+		r.Current.BootstrapConfigTemplate, r.Desired.BootstrapConfigTemplate = template("a = 1\n"), template("a = 2\n")
+		return r
+	}
+	resp := &runtimehooksv1.CanUpdateMachineSetResponse{}
+	e.CanUpdateMachineSet(context.Background(), req("pool"), resp)
+	if resp.Status != runtimehooksv1.ResponseStatusSuccess || resp.BootstrapConfigTemplatePatch.PatchType != runtimehooksv1.JSONPatchType ||
+		!strings.Contains(string(resp.BootstrapConfigTemplatePatch.Patch), `"path":"/spec/template/spec/files"`) || !strings.Contains(string(resp.BootstrapConfigTemplatePatch.Patch), `a = 2`) {
+		t.Fatalf("opted in: %+v %s", resp, resp.BootstrapConfigTemplatePatch.Patch)
+	}
+	for _, md := range []string{"replaced", "none"} {
+		resp := &runtimehooksv1.CanUpdateMachineSetResponse{}
+		e.CanUpdateMachineSet(context.Background(), req(md), resp)
+		if resp.Status != runtimehooksv1.ResponseStatusSuccess || resp.BootstrapConfigTemplatePatch.IsDefined() || !strings.Contains(resp.Message, "not opted in") {
+			t.Errorf("%s: %+v", md, resp)
+		}
+	}
+}
+
+// UpdateMachine opens one NodeCycle per update and answers from it: in
+// progress, done, failed; a node with another open NodeCycle waits.
+func TestUpdateMachine(t *testing.T) {
+	ctx := context.Background()
+	m := &clusterv1.Machine{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "pool-1"}, Spec: clusterv1.MachineSpec{ClusterName: "c"},
+		Status: clusterv1.MachineStatus{NodeRef: clusterv1.MachineNodeReference{Name: "node-1"}}}
+	other := &v1alpha1.NodeCycle{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "auto"}, Spec: v1alpha1.NodeCycleSpec{NodeName: "node-1", ClusterName: "c"}}
+	scheme := runtime.NewScheme()
+	_ = clusterv1.AddToScheme(scheme)
+	_ = v1alpha1.AddToScheme(scheme)
+	c := fake.NewClientBuilder().WithScheme(scheme).WithObjects(m, other).WithStatusSubresource(&v1alpha1.NodeCycle{}).
+		WithIndex(&v1alpha1.NodeCycle{}, cycles.IndexNodeName, func(o client.Object) []string { return []string{o.(*v1alpha1.NodeCycle).Spec.NodeName} }).Build()
+	e := &Extension{Client: c, Rules: rules, Poll: 5e9, Log: logr.Discard()}
+	req := &runtimehooksv1.UpdateMachineRequest{}
+	req.Desired.Machine.ObjectMeta = metav1.ObjectMeta{Namespace: "ns", Name: "pool-1"}
+	cfg, _ := json.Marshal(map[string]any{"spec": map[string]any{"files": []any{map[string]any{"path": "/etc/sysctl.d/90-a.conf", "content": "a = 2\n"}}}})
+	req.Desired.BootstrapConfig = runtime.RawExtension{Raw: cfg}
+	call := func() *runtimehooksv1.UpdateMachineResponse {
+		resp := &runtimehooksv1.UpdateMachineResponse{}
+		e.UpdateMachine(ctx, req, resp)
+		return resp
+	}
+	list := func() []v1alpha1.NodeCycle {
+		var l v1alpha1.NodeCycleList
+		if err := c.List(ctx, &l, client.MatchingLabels{LabelMachine: "pool-1"}); err != nil {
+			t.Fatal(err)
+		}
+		return l.Items
+	}
+
+	if resp := call(); resp.RetryAfterSeconds != 5 || !strings.Contains(resp.Message, "NodeCycle auto open") || len(list()) != 0 {
+		t.Fatalf("another NodeCycle open: %+v, %d update NodeCycles", resp, len(list()))
+	}
+	if err := c.Delete(ctx, other); err != nil {
+		t.Fatal(err)
+	}
+	call()
+	if resp := call(); resp.RetryAfterSeconds != 5 || resp.Status != runtimehooksv1.ResponseStatusSuccess || len(list()) != 1 {
+		t.Fatalf("opened: %+v, %d update NodeCycles", resp, len(list()))
+	}
+	nc := list()[0]
+	if nc.Spec.Request.Strategy != v1alpha1.StrategyReboot || nc.Spec.Update == nil || nc.Spec.Update.Files[0].Content != "a = 2\n" || nc.Spec.ClusterName != "c" {
+		t.Fatalf("the NodeCycle: %+v", nc.Spec)
+	}
+	for phase, want := range map[v1alpha1.Phase]runtimehooksv1.ResponseStatus{v1alpha1.PhaseSucceeded: runtimehooksv1.ResponseStatusSuccess, v1alpha1.PhaseFailed: runtimehooksv1.ResponseStatusFailure} {
+		nc.Status.Phase = phase
+		if err := c.Status().Update(ctx, &nc); err != nil {
+			t.Fatal(err)
+		}
+		if resp := call(); resp.Status != want || resp.RetryAfterSeconds != 0 || len(list()) != 1 {
+			t.Errorf("%s: %+v, %d update NodeCycles", phase, resp, len(list()))
+		}
+	}
+}

@@ -1,0 +1,117 @@
+package update
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/nodecycle/nodecycle/api/v1alpha1"
+)
+
+var files = []v1alpha1.UpdateFile{
+	{Path: "/etc/sysctl.d/90-a.conf", Content: "net.core.somaxconn = 4096\n"},
+	{Path: "/etc/modprobe.d/b.conf", Content: "options b x=1\n", Permissions: "0600"},
+}
+
+// The ID names the content: the same files in any order give the same,
+// a change of content, mode or path another.
+func TestIDNamesTheContent(t *testing.T) {
+	id := ID(files)
+	if got := ID([]v1alpha1.UpdateFile{files[1], files[0]}); got != id {
+		t.Errorf("reordered files: %s, want %s", got, id)
+	}
+	for _, change := range []func(f []v1alpha1.UpdateFile){
+		func(f []v1alpha1.UpdateFile) { f[0].Content += "x" },
+		func(f []v1alpha1.UpdateFile) { f[1].Permissions = "0644" },
+		func(f []v1alpha1.UpdateFile) { f[0].Path = "/etc/sysctl.d/91-a.conf" },
+	} {
+		changed := append([]v1alpha1.UpdateFile(nil), files...)
+		change(changed)
+		if ID(changed) == id {
+			t.Errorf("a changed file kept the ID %s: %+v", id, changed)
+		}
+	}
+}
+
+// Written files have the update's content and mode, verify, and leave
+// no temporary file; a changed file or mode no longer verifies.
+func TestWriteThenVerify(t *testing.T) {
+	root := t.TempDir()
+	if err := Write(root, files); err != nil {
+		t.Fatal(err)
+	}
+	if err := Verify(root, files); err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(filepath.Join(root, "/etc/modprobe.d/b.conf"))
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("mode: %v %v", st.Mode(), err)
+	}
+	entries, _ := os.ReadDir(filepath.Join(root, "/etc/sysctl.d"))
+	if len(entries) != 1 {
+		t.Errorf("the directory holds %d entries, want only the file: a temporary file was left", len(entries))
+	}
+	if err := os.WriteFile(filepath.Join(root, files[0].Path), []byte("other\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(filepath.Join(root, files[1].Path), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	err = Verify(root, files)
+	if err == nil || !strings.Contains(err.Error(), "90-a.conf: content is not the update's") || !strings.Contains(err.Error(), "b.conf: mode 644, want 600") {
+		t.Fatalf("Verify: %v", err)
+	}
+	if err := Verify(t.TempDir(), files[:1]); err == nil {
+		t.Fatal("a missing file verified")
+	}
+}
+
+// Paths that could leave the root, twice-listed files and bad modes are
+// refused before anything is written.
+func TestCheckRefusesUnsafeFiles(t *testing.T) {
+	for _, bad := range [][]v1alpha1.UpdateFile{
+		{{Path: "etc/relative"}},
+		{{Path: "/etc/../root/x"}},
+		{{Path: "/etc/a"}, {Path: "/etc/a"}},
+		{{Path: "/etc/a", Permissions: "rw-r--r--"}},
+		{{Path: "/etc/a", Permissions: "1777"}},
+	} {
+		root := t.TempDir()
+		if err := Write(root, bad); err == nil {
+			t.Errorf("%+v was written", bad)
+		}
+		if entries, _ := os.ReadDir(root); len(entries) != 0 {
+			t.Errorf("%+v: something was written before the refusal", bad)
+		}
+	}
+}
+
+// The annotations read back as written; a broken one is an error, not a panic.
+func TestAnnotationsRoundTrip(t *testing.T) {
+	spec := &v1alpha1.UpdateSpec{ID: ID(files), Files: files}
+	st := Status{ID: spec.ID, BootID: "b1", Result: Verified}
+	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Annotations: map[string]string{
+		v1alpha1.AnnotationUpdate: Encode(spec), v1alpha1.AnnotationUpdateStatus: st.String()}}}
+	got, err := Of(node)
+	if err != nil || got.ID != spec.ID || len(got.Files) != 2 || got.Files[1] != files[1] {
+		t.Fatalf("Of: %+v, %v", got, err)
+	}
+	if s, ok := StatusOf(node); !ok || s != st {
+		t.Fatalf("StatusOf: %+v %t", s, ok)
+	}
+	node.Annotations[v1alpha1.AnnotationUpdate] = "{not json"
+	node.Annotations[v1alpha1.AnnotationUpdateStatus] = "{"
+	if _, err := Of(node); err == nil {
+		t.Error("a broken update annotation read")
+	}
+	if _, ok := StatusOf(node); ok {
+		t.Error("a broken status read")
+	}
+	if got, err := Of(&corev1.Node{}); got != nil || err != nil {
+		t.Errorf("a Node without an update: %+v, %v", got, err)
+	}
+}
