@@ -4,8 +4,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"strconv"
 	"path"
+	"strconv"
 	"strings"
 	"time"
 

@@ -45,7 +45,7 @@ type Agent struct {
 	HostRoot string
 	Clock    clock.WithTicker
 	Metrics  *Metrics
-	Log             logr.Logger
+	Log      logr.Logger
 
 	lister  func() (*corev1.Node, error)
 	desired *corev1.NodeCondition
