@@ -133,10 +133,6 @@ func isControlPlane(m *clusterv1.Machine) bool {
 	return ok
 }
 
-// ladderFor reads nodecycle.io/strategy from the object that opts the
-// Machine in: its MachineDeployment, or for a control-plane Machine the
-// control-plane object that owns it. A nil ladder without error means the
-// Machine is not opted in. owner is where a problem is reported.
 // Ladder is the strategies Machine m is opted in to: its
 // MachineDeployment's or control plane's nodecycle.io/strategy (nil when
 // it is not opted in).
@@ -145,6 +141,10 @@ func (r *Reconciler) Ladder(ctx context.Context, m *clusterv1.Machine) ([]v1alph
 	return ladder, err
 }
 
+// ladderFor reads nodecycle.io/strategy from the object that opts the
+// Machine in: its MachineDeployment, or for a control-plane Machine the
+// control-plane object that owns it. A nil ladder without error means the
+// Machine is not opted in. owner is where a problem is reported.
 func (r *Reconciler) ladderFor(ctx context.Context, m *clusterv1.Machine) (client.Object, []v1alpha1.Strategy, error) {
 	var owner client.Object
 	switch {

@@ -30,10 +30,9 @@ func (a *Agent) applyUpdate(ctx context.Context, log logr.Logger, node *corev1.N
 	id := ""
 	if spec != nil {
 		id = spec.ID
-		switch {
-		case a.HostRoot == "":
+		if a.HostRoot == "" {
 			err = errNoHostRoot
-		default:
+		} else {
 			err = update.Write(a.HostRoot, spec.Files)
 		}
 	}

@@ -205,7 +205,7 @@ func (e *Env) StartClusterAPIManager(gates string) error {
 		return err
 	}
 	certs := filepath.Join(e.Dir, "cluster-api-webhook")
-	if _, err := ServingCert(certs); err != nil {
+	if _, err = ServingCert(certs); err != nil {
 		return err
 	}
 	port, err := FreePort()

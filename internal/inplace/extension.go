@@ -170,10 +170,10 @@ func (e *Extension) UpdateMachine(ctx context.Context, req *runtimehooksv1.Updat
 	nc := &v1alpha1.NodeCycle{}
 	err = e.Client.Get(ctx, key, nc)
 	if apierrors.IsNotFound(err) {
-		other, err := e.openOther(ctx, m, node, key.Name)
+		other, oerr := e.openOther(ctx, m, node, key.Name)
 		switch {
-		case err != nil:
-			fail("%v", err)
+		case oerr != nil:
+			fail("%v", oerr)
 		case other != "":
 			wait("node %s has NodeCycle %s open; the update starts after it", node, other)
 		default:

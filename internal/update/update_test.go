@@ -55,10 +55,10 @@ func TestWriteThenVerify(t *testing.T) {
 	if len(entries) != 1 {
 		t.Errorf("the directory holds %d entries, want only the file: a temporary file was left", len(entries))
 	}
-	if err := os.WriteFile(filepath.Join(root, files[0].Path), []byte("other\n"), 0o644); err != nil {
+	if err = os.WriteFile(filepath.Join(root, files[0].Path), []byte("other\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Chmod(filepath.Join(root, files[1].Path), 0o644); err != nil {
+	if err = os.Chmod(filepath.Join(root, files[1].Path), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	err = Verify(root, files)

@@ -52,7 +52,7 @@ func run(m *testing.M) (int, error) {
 	if env, err = controlplane.Start(); err != nil {
 		return 1, err
 	}
-	defer env.Stop()
+	defer func() { _ = env.Stop() }()
 	if capi, err = sim.StartProviders(env.Config); err != nil {
 		return 1, err
 	}
