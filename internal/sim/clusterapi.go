@@ -247,11 +247,19 @@ func (c *ClusterAPI) CreateCluster(ctx context.Context, namespace, name string, 
 	if err := c.Client.Create(ctx, infra); err != nil {
 		return nil, fmt.Errorf("creating infrastructure cluster: %w", err)
 	}
+	// The Cluster is created paused and unpaused once its status says it is
+	// provisioned: Cluster API's own Cluster controller, where it runs, would
+	// otherwise write the status of a Cluster it read before that (control
+	// plane not initialized) over it, and its Machines would never be
+	// Available.
 	cluster := &clusterv1.Cluster{
 		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name},
-		Spec: clusterv1.ClusterSpec{InfrastructureRef: clusterv1.ContractVersionedObjectReference{
-			APIGroup: infraClusterGVK.Group, Kind: infraClusterGVK.Kind, Name: name,
-		}},
+		Spec: clusterv1.ClusterSpec{
+			Paused: ptr.To(true),
+			InfrastructureRef: clusterv1.ContractVersionedObjectReference{
+				APIGroup: infraClusterGVK.Group, Kind: infraClusterGVK.Kind, Name: name,
+			},
+		},
 	}
 	if err := c.Client.Create(ctx, cluster); err != nil {
 		return nil, fmt.Errorf("creating Cluster: %w", err)
@@ -262,8 +270,8 @@ func (c *ClusterAPI) CreateCluster(ctx context.Context, namespace, name string, 
 	if err := c.Client.Create(ctx, secret); err != nil {
 		return nil, fmt.Errorf("creating kubeconfig Secret: %w", err)
 	}
-	// Cluster API's own Cluster controller, where it runs, writes the
-	// status too: a conflict is retried on the Cluster as it is now.
+	// Even paused, the Cluster controller writes the Paused condition: a
+	// conflict is retried on the Cluster as it is now.
 	if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		if err := c.Client.Get(ctx, client.ObjectKeyFromObject(cluster), cluster); err != nil {
 			return err
@@ -271,6 +279,9 @@ func (c *ClusterAPI) CreateCluster(ctx context.Context, namespace, name string, 
 		return MarkProvisioned(ctx, c.Client, cluster)
 	}); err != nil {
 		return nil, err
+	}
+	if err := c.Client.Patch(ctx, cluster, client.RawPatch(types.MergePatchType, []byte(`{"spec":{"paused":null}}`))); err != nil {
+		return nil, fmt.Errorf("unpausing Cluster: %w", err)
 	}
 	c.mu.Lock()
 	c.workloads[client.ObjectKeyFromObject(cluster)] = workload
