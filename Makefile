@@ -56,7 +56,7 @@ IMAGE_BASE ?= scratch
 SHELL := /bin/bash
 .SHELLFLAGS := -o pipefail -ec
 
-.PHONY: all build image release e2e e2e-image e2e-api e2e-dockerfile kind kind-delete bench-kind test unit lint mutate mutate-ci fuzz bench bench-fleet bench-scale sandbox generate manifests tools verify-generated clean-tools
+.PHONY: all build image release e2e e2e-image e2e-api e2e-dockerfile kind kind-delete bench-kind test unit lint mutate mutate-ci ci-tools fuzz bench bench-fleet bench-scale sandbox generate manifests tools verify-generated clean-tools
 
 all: build
 
@@ -152,7 +152,7 @@ lint: $(GOLANGCI_LINT)
 
 $(GOLANGCI_LINT):
 	@echo "Building golangci-lint $(GOLANGCI_LINT_VERSION) into $(dir $@) (about 3 minutes, once)"
-	GOBIN=$(dir $@) go install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
+	GOBIN=$(dir $@) go install -ldflags "$(TOOL_LDFLAGS)" github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
 
 # Benchmarks: prints a table and writes it to bin/bench.txt.
 bench: tools generate
@@ -187,12 +187,19 @@ generate: $(CONTROLLER_GEN) $(ASSETS)/kubectl
 	$(ASSETS)/kubectl kustomize config/workload-least-privilege > controllers/agentinstall/nodecycle-agent-least-privilege.yaml
 	$(ASSETS)/kubectl kustomize config/default | go run ./hack/chart charts/nodecycle
 
+# Tools are linked without symbol table and DWARF (-s -w): their links take
+# a fraction of the time and memory, and nobody debugs them here.
+TOOL_LDFLAGS := -s -w
 KUBE_MINOR := $(word 2,$(subst ., ,$(KUBE_VERSION)))
-KUBE_LDFLAGS := $(foreach pkg,k8s.io/component-base/version k8s.io/client-go/pkg/version,\
+KUBE_LDFLAGS := $(TOOL_LDFLAGS) $(foreach pkg,k8s.io/component-base/version k8s.io/client-go/pkg/version,\
 	-X $(pkg).gitVersion=$(KUBE_VERSION) -X $(pkg).gitMajor=1 -X $(pkg).gitMinor=$(KUBE_MINOR) -X $(pkg).gitTreeState=clean)
 KUBE_TOOLS := kube-apiserver kube-controller-manager kube-scheduler kubectl
 # The built binaries are kept, never treated as intermediate files.
 .PRECIOUS: $(addprefix $(KUBE_DIR)/,$(KUBE_TOOLS) $(NODE_KUBE_TOOLS)) $(KUBE_NEXT_DIR)/kube-apiserver $(KUBE_NEXT_DIR)/kube-controller-manager $(ETCD_DIR)/etcd $(KWOK) $(HELM) $(CAPI_MANAGER) $(KIND) $(NODE_ETCD) $(COREDNS) $(PAUSE)
+
+# Everything .ci/run needs built, for one parallel make (make -j3 ci-tools):
+# go builds leave a core idle while they link or download.
+ci-tools: tools e2e-image $(GOLANGCI_LINT) $(CONTROLLER_GEN)
 
 tools: $(ASSETS)/kube-apiserver $(ASSETS)/etcd $(ASSETS)/kubectl $(ASSETS)/kube-controller-manager $(ASSETS)/kube-scheduler $(ASSETS)/kwok $(ASSETS)/helm $(ASSETS)/cluster-api-manager \
 	$(NEXT_ASSETS)/kube-apiserver $(NEXT_ASSETS)/kube-controller-manager $(NEXT_ASSETS)/etcd
@@ -202,7 +209,7 @@ $(KUBE_DIR)/%:
 	cd hack/tools/kube && go build -ldflags "$(KUBE_LDFLAGS)" -o $@ k8s.io/kubernetes/cmd/$*
 
 KUBE_NEXT_MINOR := $(word 2,$(subst ., ,$(KUBE_NEXT_VERSION)))
-KUBE_NEXT_LDFLAGS := $(foreach pkg,k8s.io/component-base/version k8s.io/client-go/pkg/version,\
+KUBE_NEXT_LDFLAGS := $(TOOL_LDFLAGS) $(foreach pkg,k8s.io/component-base/version k8s.io/client-go/pkg/version,\
 	-X $(pkg).gitVersion=$(KUBE_NEXT_VERSION) -X $(pkg).gitMajor=1 -X $(pkg).gitMinor=$(KUBE_NEXT_MINOR) -X $(pkg).gitTreeState=clean)
 
 $(KUBE_NEXT_DIR)/%:
@@ -217,22 +224,22 @@ $(NEXT_ASSETS)/%: $(KUBE_NEXT_DIR)/%
 
 $(ETCD_DIR)/etcd:
 	@echo "Building etcd $(ETCD_VERSION) into $(ETCD_DIR) (about 1 minute, once)"
-	cd hack/tools/etcd && go build -o $@ go.etcd.io/etcd/server/v3
+	cd hack/tools/etcd && go build -ldflags "$(TOOL_LDFLAGS)" -o $@ go.etcd.io/etcd/server/v3
 
 $(KWOK):
 	@echo "Building kwok $(KWOK_VERSION) into $(dir $(KWOK)) (about 3 minutes, once)"
-	cd hack/tools/kwok && go build -o $@ sigs.k8s.io/kwok/cmd/kwok
+	cd hack/tools/kwok && go build -ldflags "$(TOOL_LDFLAGS)" -o $@ sigs.k8s.io/kwok/cmd/kwok
 
 $(HELM):
 	@echo "Building helm $(HELM_VERSION) into $(dir $@) (about 3 minutes, once)"
-	GOBIN=$(dir $@) go install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
+	GOBIN=$(dir $@) go install -ldflags "$(TOOL_LDFLAGS)" helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
 
 $(ASSETS)/helm: $(HELM)
 	mkdir -p $(ASSETS) && ln -sf $< $@
 
 $(CAPI_MANAGER):
 	@echo "Building Cluster API's core manager $(CAPI_VERSION) into $(dir $@) (about 5 minutes, once)"
-	go build -o $@ sigs.k8s.io/cluster-api/core
+	go build -ldflags "$(TOOL_LDFLAGS)" -o $@ sigs.k8s.io/cluster-api/core
 
 $(ASSETS)/cluster-api-manager: $(CAPI_MANAGER)
 	mkdir -p $(ASSETS) && ln -sf $< $@
@@ -248,15 +255,15 @@ $(ASSETS)/etcd: $(ETCD_DIR)/etcd
 
 $(KIND):
 	@echo "Building kind $(KIND_VERSION) into $(dir $@) (about 1 minute, once)"
-	cd hack/tools/kind && go build -o $@ sigs.k8s.io/kind
+	cd hack/tools/kind && go build -ldflags "$(TOOL_LDFLAGS)" -o $@ sigs.k8s.io/kind
 
 $(NODE_ETCD):
 	@echo "Building etcd $(NODE_ETCD_VERSION) for the kind node image into $(dir $@) (about 1 minute, once)"
-	cd hack/tools/etcd-node && go build -o $@ go.etcd.io/etcd/server/v3
+	cd hack/tools/etcd-node && go build -ldflags "$(TOOL_LDFLAGS)" -o $@ go.etcd.io/etcd/server/v3
 
 $(COREDNS):
 	@echo "Building CoreDNS $(COREDNS_VERSION) into $(dir $@) (a few minutes, once)"
-	cd hack/tools/coredns && go build -o $@ github.com/coredns/coredns
+	cd hack/tools/coredns && go build -ldflags "$(TOOL_LDFLAGS)" -o $@ github.com/coredns/coredns
 
 # The pause container of kubeadm's images: Kubernetes' own pause.c, static.
 $(PAUSE):
@@ -276,7 +283,7 @@ $(NODE_BIN)/%: $(KUBE_DIR)/%
 	mkdir -p $(NODE_BIN) && ln -sf $< $@
 
 $(CONTROLLER_GEN):
-	GOBIN=$(dir $@) go install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_GEN_VERSION)
+	GOBIN=$(dir $@) go install -ldflags "$(TOOL_LDFLAGS)" sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_GEN_VERSION)
 
 # Fails when generated files are not committed.
 verify-generated: generate
