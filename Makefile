@@ -204,17 +204,30 @@ ci-tools: tools e2e-image $(GOLANGCI_LINT) $(CONTROLLER_GEN)
 tools: $(ASSETS)/kube-apiserver $(ASSETS)/etcd $(ASSETS)/kubectl $(ASSETS)/kube-controller-manager $(ASSETS)/kube-scheduler $(ASSETS)/kwok $(ASSETS)/helm $(ASSETS)/cluster-api-manager \
 	$(NEXT_ASSETS)/kube-apiserver $(NEXT_ASSETS)/kube-controller-manager $(NEXT_ASSETS)/etcd
 
-$(KUBE_DIR)/%:
-	@echo "Building $* $(KUBE_VERSION) into $(KUBE_DIR) (kube-apiserver takes about 10 minutes, once)"
-	cd hack/tools/kube && go build -ldflags "$(KUBE_LDFLAGS)" -o $@ k8s.io/kubernetes/cmd/$*
+# A Kubernetes version's binaries are built by one go build per group: one
+# process compiles the packages they share once and links them in parallel
+# (separate go builds run side by side would each compile them). The node
+# image's own binaries come after the tests' ones, from their build cache.
+KUBE_NODE_ONLY := $(filter-out $(KUBE_TOOLS),$(NODE_KUBE_TOOLS))
+
+$(addprefix $(KUBE_DIR)/,$(KUBE_TOOLS)) &:
+	@echo "Building $(KUBE_TOOLS) $(KUBE_VERSION) into $(KUBE_DIR) (about 15 minutes, once)"
+	mkdir -p $(KUBE_DIR)
+	cd hack/tools/kube && go build -ldflags "$(KUBE_LDFLAGS)" -o $(KUBE_DIR)/ $(addprefix k8s.io/kubernetes/cmd/,$(KUBE_TOOLS))
+
+$(addprefix $(KUBE_DIR)/,$(KUBE_NODE_ONLY)) &: | $(addprefix $(KUBE_DIR)/,$(KUBE_TOOLS))
+	@echo "Building $(KUBE_NODE_ONLY) $(KUBE_VERSION) into $(KUBE_DIR) (a few minutes, once)"
+	cd hack/tools/kube && go build -ldflags "$(KUBE_LDFLAGS)" -o $(KUBE_DIR)/ $(addprefix k8s.io/kubernetes/cmd/,$(KUBE_NODE_ONLY))
 
 KUBE_NEXT_MINOR := $(word 2,$(subst ., ,$(KUBE_NEXT_VERSION)))
 KUBE_NEXT_LDFLAGS := $(TOOL_LDFLAGS) $(foreach pkg,k8s.io/component-base/version k8s.io/client-go/pkg/version,\
 	-X $(pkg).gitVersion=$(KUBE_NEXT_VERSION) -X $(pkg).gitMajor=1 -X $(pkg).gitMinor=$(KUBE_NEXT_MINOR) -X $(pkg).gitTreeState=clean)
 
-$(KUBE_NEXT_DIR)/%:
-	@echo "Building $* $(KUBE_NEXT_VERSION) into $(KUBE_NEXT_DIR) (about 7 minutes each, once)"
-	cd hack/tools/kube-next && GOTOOLCHAIN=go1.27.3 go build -ldflags "$(KUBE_NEXT_LDFLAGS)" -o $@ k8s.io/kubernetes/cmd/$*
+KUBE_NEXT_TOOLS := kube-apiserver kube-controller-manager
+$(addprefix $(KUBE_NEXT_DIR)/,$(KUBE_NEXT_TOOLS)) &:
+	@echo "Building $(KUBE_NEXT_TOOLS) $(KUBE_NEXT_VERSION) into $(KUBE_NEXT_DIR) (about 12 minutes, once)"
+	mkdir -p $(KUBE_NEXT_DIR)
+	cd hack/tools/kube-next && GOTOOLCHAIN=go1.27.3 go build -ldflags "$(KUBE_NEXT_LDFLAGS)" -o $(KUBE_NEXT_DIR)/ $(addprefix k8s.io/kubernetes/cmd/,$(KUBE_NEXT_TOOLS))
 
 $(NEXT_ASSETS)/etcd: $(ETCD_DIR)/etcd
 	mkdir -p $(NEXT_ASSETS) && ln -sf $< $@
