@@ -33,7 +33,7 @@ func (m localMode) cache(byObject map[client.Object]cache.ByObject) {
 // setup implements mode: the Nodes, indexed by nodecycle's cordon, are the
 // manager's own; the node reconciler opens NodeCycles and resolves
 // on-demand requests.
-func (localMode) setup(ctx context.Context, mgr ctrl.Manager, opener cycles.Opener) (cluster.Clusters, nodecycle.Resolver, error) {
+func (m localMode) setup(ctx context.Context, mgr ctrl.Manager, opener cycles.Opener) (cluster.Clusters, nodecycle.Resolver, error) {
 	if err := mgr.GetFieldIndexer().IndexField(ctx, &corev1.Node{}, nodes.IndexCordonedBy, nodes.CordonedByNodecycle); err != nil {
 		return nil, nil, fmt.Errorf("indexing nodes cordoned by nodecycle: %w", err)
 	}
@@ -41,6 +41,6 @@ func (localMode) setup(ctx context.Context, mgr ctrl.Manager, opener cycles.Open
 	if err := nr.SetupWithManager(mgr); err != nil {
 		return nil, nil, err
 	}
-	w := cluster.Workload{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Config: mgr.GetConfig()}
+	w := cluster.Workload{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Config: mgr.GetConfig(), AgentNamespace: m.namespace}
 	return cluster.Local{W: w, Recorder: opener.Recorder}, nr, nil
 }

@@ -4,7 +4,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"path"
 	"strconv"
 	"strings"
 	"time"
@@ -19,6 +18,7 @@ import (
 	"github.com/nodecycle/nodecycle/internal/inplace"
 	"github.com/nodecycle/nodecycle/internal/notify"
 	"github.com/nodecycle/nodecycle/internal/settings"
+	"github.com/nodecycle/nodecycle/internal/update"
 )
 
 // SoftMemoryLimit is the Go runtime's soft memory limit for a container
@@ -86,6 +86,11 @@ type InPlaceOptions struct {
 	Port int
 	// CertDir holds the server's tls.crt and tls.key.
 	CertDir string
+	// ClientCA is the file of CertDir with the CAs of the client
+	// certificates accepted (Cluster API's); "" with AnyClient.
+	ClientCA string
+	// AnyClient serves callers without a client certificate.
+	AnyClient bool
 	// Paths are the directories whose files change in place.
 	Paths []string
 	// Poll is how soon Cluster API calls UpdateMachine again while the
@@ -178,6 +183,8 @@ func (o *Options) flagSet(usage io.Writer) (*flag.FlagSet, rawFlags) {
 	fs.BoolVar(&o.InstallAgent, "install-agent", true, "Cluster API mode: install the agent (config/workload, built in) in every workload Cluster labelled "+v1alpha1.LabelAgent+"=enabled, in any namespace, with server-side apply; re-applied every 10 minutes.")
 	fs.IntVar(&o.InPlace.Port, "in-place-updates-port", 0, "Cluster API mode: serve Cluster API's in-place update hooks (CanUpdateMachineSet, CanUpdateMachine, UpdateMachine) over TLS on this port, for an ExtensionConfig to register (config/in-place-updates); 0 (default) serves none.")
 	fs.StringVar(&o.InPlace.CertDir, "in-place-updates-cert-dir", "/etc/nodecycle/in-place-updates", "Directory of the in-place update server's tls.crt and tls.key.")
+	fs.StringVar(&o.InPlace.ClientCA, "in-place-updates-client-ca", "ca.crt", "File of --in-place-updates-cert-dir with the CA bundle that a caller's client certificate must chain to: only Cluster API, called with --runtime-extension-client-cert-file, may call the hooks. The manager does not start the hooks without it.")
+	fs.BoolVar(&o.InPlace.AnyClient, "in-place-updates-insecure-allow-any-client", false, "Serve the in-place update hooks to any caller that reaches the port, without a client certificate. Insecure: whoever reaches the port learns which Machines are opted in, and only the checks against the API server stand between them and an update.")
 	fs.StringVar(&o.InPlace.paths, "in-place-update-paths", strings.Join(inplace.DefaultPaths, ","), "Comma-separated directories (ending in /): a change of the bootstrap configuration's files under them is done in place, with a reboot; any other change replaces the Machines.")
 	fs.DurationVar(&o.InPlace.Poll, "in-place-update-poll", 10*time.Second, "How soon Cluster API calls UpdateMachine again while the update's NodeCycle runs.")
 	fs.StringVar(&o.AgentImage, "agent-image", "", "Cluster API mode: the image of the agent it installs; empty keeps the built-in manifest's.")
@@ -269,18 +276,14 @@ func (p *InPlaceOptions) complete(clusterAPI bool) error {
 	if p.Poll < time.Second {
 		return fmt.Errorf("invalid --in-place-update-poll %s: at least 1s (Cluster API counts in seconds)", p.Poll)
 	}
-	p.Paths = nil
-	for _, d := range strings.Split(p.paths, ",") {
-		if d = strings.TrimSpace(d); d == "" {
-			continue
-		}
-		if !strings.HasPrefix(d, "/") || !strings.HasSuffix(d, "/") || path.Clean(d)+"/" != d || d == "/" {
-			return fmt.Errorf("invalid --in-place-update-paths: %q is not a directory such as /etc/sysctl.d/ (absolute, clean, ending in /, not /)", d)
-		}
-		p.Paths = append(p.Paths, d)
+	if p.AnyClient {
+		p.ClientCA = ""
+	} else if p.ClientCA == "" || strings.Contains(p.ClientCA, "/") {
+		return fmt.Errorf("invalid --in-place-updates-client-ca %q: a file name of --in-place-updates-cert-dir (or --in-place-updates-insecure-allow-any-client)", p.ClientCA)
 	}
-	if len(p.Paths) == 0 {
-		return fmt.Errorf("invalid --in-place-update-paths: no directory given")
+	var err error
+	if p.Paths, err = update.ParsePaths(p.paths); err != nil {
+		return fmt.Errorf("invalid --in-place-update-paths: %w", err)
 	}
 	return nil
 }

@@ -15,6 +15,11 @@ const (
 	// AnnotationRebootRequest is set by the manager on a Node to ask its agent
 	// for an in-place reboot; the value is an id unique to one request.
 	AnnotationRebootRequest = "nodecycle.io/reboot-request"
+	// AnnotationRebootSignature is set by the manager with the reboot
+	// request: its signature for this node, request and update, with the
+	// cluster's request key (internal/signing). The agent carries out no
+	// request without a valid one.
+	AnnotationRebootSignature = "nodecycle.io/reboot-request-signature"
 	// AnnotationRebootAck is set by the agent to the id of the request it is
 	// carrying out, before it reboots. It never reboots twice for one id.
 	AnnotationRebootAck = "nodecycle.io/reboot-ack"

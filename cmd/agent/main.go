@@ -67,6 +67,8 @@ func run() error {
 		RecheckPeriod:   opts.RecheckPeriod,
 		HeartbeatPeriod: opts.HeartbeatPeriod,
 		HostRoot:        opts.HostRoot,
+		UpdatePaths:     opts.UpdatePaths,
+		Namespace:       opts.Namespace,
 		Metrics:         agent.NewMetrics(reg),
 		Log:             log,
 	}

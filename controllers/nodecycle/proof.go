@@ -110,7 +110,7 @@ func (s *scope) clearRebootRequest(ctx context.Context) error {
 	if _, ok := s.node.Annotations[v1alpha1.AnnotationRebootRequest]; !ok {
 		return nil
 	}
-	if err := nodes.SetAnnotations(ctx, s.workload().Client, s.node, map[string]*string{v1alpha1.AnnotationRebootRequest: nil, v1alpha1.AnnotationUpdate: nil}); err != nil {
+	if err := nodes.SetAnnotations(ctx, s.workload().Client, s.node, map[string]*string{v1alpha1.AnnotationRebootRequest: nil, v1alpha1.AnnotationRebootSignature: nil, v1alpha1.AnnotationUpdate: nil}); err != nil {
 		return fmt.Errorf("removing reboot request from node %s: %w", s.node.Name, err)
 	}
 	return nil

@@ -14,6 +14,7 @@ import (
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
 	"github.com/nodecycle/nodecycle/internal/nodes"
+	"github.com/nodecycle/nodecycle/internal/signing"
 	"github.com/nodecycle/nodecycle/internal/update"
 )
 
@@ -77,14 +78,22 @@ func (st *reboot) requestReboot(ctx context.Context, s *scope) (reconcile.Result
 		return reconcile.Result{}, nil
 	}
 	if s.node.Annotations[v1alpha1.AnnotationRebootRequest] != status.RebootRequestID {
+		w := s.workload()
+		key, err := requestKey(ctx, w)
+		if err != nil {
+			return reconcile.Result{}, fmt.Errorf("requesting reboot of node %s: %w", s.node.Name, err)
+		}
+		req := signing.Request{Node: s.node.Name, ID: status.RebootRequestID}
 		set := map[string]*string{v1alpha1.AnnotationRebootRequest: ptr.To(status.RebootRequestID)}
 		if u := s.nc.Spec.Update; u != nil {
 			// The update rides on the request, in the same write; a status
 			// left from an earlier try of the same update goes.
-			set[v1alpha1.AnnotationUpdate] = ptr.To(update.Encode(u))
+			req.Update = update.Encode(u)
+			set[v1alpha1.AnnotationUpdate] = ptr.To(req.Update)
 			set[v1alpha1.AnnotationUpdateStatus] = nil
 		}
-		if err := nodes.SetAnnotations(ctx, s.workload().Client, s.node, set); err != nil {
+		set[v1alpha1.AnnotationRebootSignature] = ptr.To(signing.Sign(key, req, s.now))
+		if err := nodes.SetAnnotations(ctx, w.Client, s.node, set); err != nil {
 			return reconcile.Result{}, fmt.Errorf("requesting reboot of node %s: %w", s.node.Name, err)
 		}
 	}

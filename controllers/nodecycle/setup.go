@@ -34,7 +34,7 @@ import (
 // +kubebuilder:rbac:groups="";events.k8s.io,resources=events,verbs=create;patch;update
 // +kubebuilder:rbac:groups=nodecycle.io,resources=nodecyclepolicies,verbs=get;list;watch
 // +kubebuilder:rbac:groups=nodecycle.io,resources=nodecyclepolicies/status,verbs=get;update;patch
-// +kubebuilder:rbac:groups="",namespace=nodecycle-system,resources=secrets,verbs=get
+// +kubebuilder:rbac:groups="",namespace=nodecycle-system,resources=secrets,verbs=get;create
 // +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create
 // +kubebuilder:rbac:groups=authorization.k8s.io,resources=subjectaccessreviews,verbs=create
 // +kubebuilder:rbac:groups=coordination.k8s.io,namespace=nodecycle-system,resources=leases,verbs=get;list;watch;create;update;patch

@@ -11,7 +11,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
@@ -28,7 +27,7 @@ func (r *countingRebooter) Reboot(context.Context) error { r.n++; return nil }
 func TestAnAckMadeDespiteAnErrorIsCarriedOut(t *testing.T) {
 	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "worker-1", Annotations: map[string]string{v1alpha1.AnnotationRebootRequest: "r1"}},
 		Spec: corev1.NodeSpec{Unschedulable: true}}
-	cs := fake.NewClientset(node)
+	cs := signedClientset(node)
 	for _, fail := range []error{
 		apierrors.NewInternalError(errors.New("injected after the write")),
 		apierrors.NewTimeoutError("injected after the write", 0),
@@ -54,7 +53,7 @@ func TestAnAckMadeDespiteAnErrorIsCarriedOut(t *testing.T) {
 			return true, nil, fail
 		})
 		rebooter := &countingRebooter{}
-		a := &Agent{NodeName: "worker-1", Client: cs, Rebooter: rebooter, Metrics: NewMetrics(nil)}
+		a := &Agent{NodeName: "worker-1", Client: cs, Rebooter: rebooter, Namespace: testNamespace, Metrics: NewMetrics(nil)}
 		a.lister = func() (*corev1.Node, error) {
 			return cs.CoreV1().Nodes().Get(context.Background(), "worker-1", metav1.GetOptions{})
 		}
@@ -75,6 +74,7 @@ func TestAnAckMadeDespiteAnErrorIsCarriedOut(t *testing.T) {
 		// An ack that failed (not made) and then succeeded is carried out once.
 		a.unsure = ""
 		n.Annotations[v1alpha1.AnnotationRebootRequest] = "r2"
+		sign(n)
 		if _, err := cs.CoreV1().Nodes().Update(ctx, n, metav1.UpdateOptions{}); err != nil {
 			t.Fatal(err)
 		}
@@ -87,6 +87,7 @@ func TestAnAckMadeDespiteAnErrorIsCarriedOut(t *testing.T) {
 		// The next request starts clean.
 		n.Annotations[v1alpha1.AnnotationRebootRequest], n.Annotations[v1alpha1.AnnotationRebootAck] = "r1", ""
 		delete(n.Annotations, v1alpha1.AnnotationRebootAck)
+		sign(n)
 		if _, err := cs.CoreV1().Nodes().Update(ctx, n, metav1.UpdateOptions{}); err != nil {
 			t.Fatal(err)
 		}

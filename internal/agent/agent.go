@@ -23,6 +23,7 @@ import (
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
 	"github.com/nodecycle/nodecycle/internal/nodes"
+	"github.com/nodecycle/nodecycle/internal/signing"
 )
 
 // Agent watches one node: its sentinel and its Node object.
@@ -43,9 +44,17 @@ type Agent struct {
 	// agent's container: in-place updates write their files under it.
 	// Empty: the agent refuses in-place updates (and reports why).
 	HostRoot string
-	Clock    clock.WithTicker
-	Metrics  *Metrics
-	Log      logr.Logger
+	// UpdatePaths are the directories (ending in "/") under which an
+	// in-place update may write, whatever the manager asks: nothing is
+	// written elsewhere. Empty: update.DefaultPaths.
+	UpdatePaths []string
+	// Namespace holds the cluster's request key (the Secret
+	// nodecycle-request-key): the agent carries out only requests signed
+	// with it.
+	Namespace string
+	Clock     clock.WithTicker
+	Metrics   *Metrics
+	Log       logr.Logger
 
 	lister  func() (*corev1.Node, error)
 	desired *corev1.NodeCondition
@@ -286,6 +295,14 @@ func (a *Agent) handleRebootRequest(ctx context.Context, log logr.Logger) {
 		}
 		return
 	}
+	if err := a.verifySignature(ctx, node, id); err != nil {
+		if a.refused != id {
+			a.refused = id
+			a.Metrics.reboots.WithLabelValues("refused").Inc()
+			log.Error(err, "Refusing a reboot request that nodecycle's manager did not sign for this node; nothing is done")
+		}
+		return
+	}
 	annotations := map[string]string{v1alpha1.AnnotationRebootAck: id}
 	// An in-place update rides on the request: its files are written
 	// before the ack, and a request whose files cannot be written is
@@ -309,6 +326,31 @@ func (a *Agent) handleRebootRequest(ctx context.Context, log logr.Logger) {
 	a.unsure = ""
 	log.Info("Reboot request acknowledged; rebooting")
 	a.reboot(ctx, log)
+}
+
+// verifySignature checks that the request, and the update riding on it,
+// carry the manager's signature for this node (internal/signing), with
+// the key read now (a key the manager made since the agent started is
+// found).
+func (a *Agent) verifySignature(ctx context.Context, node *corev1.Node, id string) error {
+	secret, err := a.Client.CoreV1().Secrets(a.Namespace).Get(ctx, signing.SecretName, metav1.GetOptions{})
+	if err != nil {
+		a.Metrics.apiErrors.Inc()
+		return fmt.Errorf("reading the request key (Secret %s/%s): %w", a.Namespace, signing.SecretName, err)
+	}
+	key, err := signing.FromSecret(secret)
+	if err != nil {
+		return err
+	}
+	req := signing.Request{Node: a.NodeName, ID: id, Update: node.Annotations[v1alpha1.AnnotationUpdate]}
+	return signing.Verify(key, req, node.Annotations[v1alpha1.AnnotationRebootSignature], a.now())
+}
+
+func (a *Agent) now() time.Time {
+	if a.Clock == nil {
+		return time.Now()
+	}
+	return a.Clock.Now()
 }
 
 // reboot runs the Rebooter for an acknowledged request.

@@ -33,7 +33,7 @@ func (a *Agent) applyUpdate(ctx context.Context, log logr.Logger, node *corev1.N
 		if a.HostRoot == "" {
 			err = errNoHostRoot
 		} else {
-			err = update.Write(a.HostRoot, spec.Files)
+			err = update.Write(a.HostRoot, a.updatePaths(), spec.Files)
 		}
 	}
 	if err != nil {
@@ -75,6 +75,13 @@ func (a *Agent) verifyUpdate(ctx context.Context, log logr.Logger) {
 		log.Info("In-place update verified on the new boot", "update", spec.ID, "bootID", boot)
 	}
 	a.setUpdateStatus(ctx, log, verified)
+}
+
+func (a *Agent) updatePaths() []string {
+	if len(a.UpdatePaths) == 0 {
+		return update.DefaultPaths
+	}
+	return a.UpdatePaths
 }
 
 func (a *Agent) setUpdateStatus(ctx context.Context, log logr.Logger, st update.Status) {

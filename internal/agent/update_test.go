@@ -27,9 +27,9 @@ func updateAgent(t *testing.T, root string) (*Agent, *fake.Clientset, *countingR
 		Spec:   corev1.NodeSpec{Unschedulable: true},
 		Status: corev1.NodeStatus{NodeInfo: corev1.NodeSystemInfo{BootID: "b1"}},
 	}
-	cs := fake.NewClientset(node)
+	cs := signedClientset(node)
 	r := &countingRebooter{}
-	a := &Agent{NodeName: "worker-1", Client: cs, Rebooter: r, HostRoot: root, Metrics: NewMetrics(nil)}
+	a := &Agent{NodeName: "worker-1", Client: cs, Rebooter: r, HostRoot: root, Namespace: testNamespace, Metrics: NewMetrics(nil)}
 	a.lister = func() (*corev1.Node, error) {
 		return cs.CoreV1().Nodes().Get(context.Background(), "worker-1", metav1.GetOptions{})
 	}

@@ -27,7 +27,14 @@ type Workload struct {
 	// Config reaches the cluster's API server for watches of a few objects
 	// (the pods of a node being drained); nil when there is none.
 	Config *rest.Config
+	// AgentNamespace is where the cluster's agents run, and where their
+	// request key Secret lives (internal/signing).
+	AgentNamespace string
 }
+
+// WorkloadAgentNamespace is the agents' namespace in a Cluster API
+// workload cluster (config/workload, as the manager installs it).
+const WorkloadAgentNamespace = "nodecycle-system"
 
 // Target is what a NodeCycle's work needs of the cluster its node lives in.
 // In the local mode it is the manager's own cluster and the node is all

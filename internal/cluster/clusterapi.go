@@ -99,7 +99,7 @@ func (c ClusterAPI) Workload(ctx context.Context, namespace, cluster string) (Wo
 	if err != nil {
 		return Workload{}, err
 	}
-	return Workload{Client: cached, Reader: live, Config: cfg}, nil
+	return Workload{Client: cached, Reader: live, Config: cfg, AgentNamespace: WorkloadAgentNamespace}, nil
 }
 
 // askToConnect puts nodecycle.io/connect on the Cluster, which lets

@@ -199,7 +199,7 @@ func (e *Env) StartControllers(controllers ...string) error {
 // feature gates gates (Cluster API's --feature-gates syntax) and without
 // rate limiting. Its webhook server gets a certificate of its own; no
 // webhook is registered with the API server.
-func (e *Env) StartClusterAPIManager(gates string) error {
+func (e *Env) StartClusterAPIManager(gates string, args ...string) error {
 	path, err := e.AdminKubeconfig()
 	if err != nil {
 		return err
@@ -212,11 +212,11 @@ func (e *Env) StartClusterAPIManager(gates string) error {
 	if err != nil {
 		return err
 	}
-	return e.StartProcess("cluster-api-manager", "--kubeconfig="+path,
-		"--feature-gates=ReconcilerRateLimiting=false,"+gates,
-		"--webhook-cert-dir="+certs, fmt.Sprintf("--webhook-port=%d", port),
+	return e.StartProcess("cluster-api-manager", append([]string{"--kubeconfig=" + path,
+		"--feature-gates=ReconcilerRateLimiting=false," + gates,
+		"--webhook-cert-dir=" + certs, fmt.Sprintf("--webhook-port=%d", port),
 		"--diagnostics-address=0", "--health-addr=0", "--leader-elect=false",
-		"--skip-crd-migration-phases=StorageVersionMigration,CleanupManagedFields")
+		"--skip-crd-migration-phases=StorageVersionMigration,CleanupManagedFields"}, args...)...)
 }
 
 // Log is the output of the process name so far.

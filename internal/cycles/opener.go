@@ -190,7 +190,7 @@ func (r *Opener) cleanUpLeftovers(ctx context.Context, sc Scope, node *corev1.No
 		log.Info("Took off the waiting taint no NodeCycle waits for")
 	}
 	if request {
-		if err := nodes.SetAnnotations(ctx, sc.W.Client, node, map[string]*string{v1alpha1.AnnotationRebootRequest: nil}); err != nil {
+		if err := nodes.SetAnnotations(ctx, sc.W.Client, node, map[string]*string{v1alpha1.AnnotationRebootRequest: nil, v1alpha1.AnnotationRebootSignature: nil}); err != nil {
 			return fmt.Errorf("removing stale reboot request from node %s: %w", node.Name, err)
 		}
 		log.Info("Removed a reboot request no NodeCycle waits for")

@@ -13,8 +13,11 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
+	runtimecatalog "sigs.k8s.io/cluster-api/api/runtime/catalog"
 	runtimehooksv1 "sigs.k8s.io/cluster-api/api/runtime/hooks/v1alpha1"
+	runtimev1 "sigs.k8s.io/cluster-api/api/runtime/v1beta2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
@@ -41,7 +44,12 @@ const LabelMachine = "nodecycle.io/in-place-update-of"
 type Extension struct {
 	// Client reads and writes the management cluster (Machines,
 	// NodeCycles); its cache must index NodeCycles by node.
-	Client  client.Client
+	Client client.Client
+	// Reader reads the management cluster's API server without a cache:
+	// UpdateMachine's proof that Cluster API marked the Machine, and the
+	// files of its bootstrap configuration, are never taken from a stale
+	// copy (nil: Client).
+	Reader  client.Reader
 	Ladders Ladders
 	Rules   Rules
 	// Poll is the retry delay UpdateMachine answers while its NodeCycle
@@ -145,19 +153,14 @@ func (e *Extension) UpdateMachine(ctx context.Context, req *runtimehooksv1.Updat
 		resp.RetryAfterSeconds = int32(max(e.Poll, time.Second) / time.Second)
 		resp.SetMessage(fmt.Sprintf(format, args...))
 	}
-	m := &clusterv1.Machine{}
-	if err := e.Client.Get(ctx, client.ObjectKeyFromObject(&req.Desired.Machine), m); err != nil {
-		fail("reading Machine %s: %v", req.Desired.Machine.Name, err)
+	m, des, err := e.marked(ctx, req)
+	if err != nil {
+		fail("nodecycle: %v", err)
 		return
 	}
 	node := m.Status.NodeRef.Name
 	if node == "" {
 		wait("Machine %s has no Node yet", m.Name)
-		return
-	}
-	des, _, err := files(req.Desired.BootstrapConfig, false)
-	if err != nil {
-		fail("desired bootstrap configuration: %v", err)
 		return
 	}
 	writes := e.Rules.Writes(des)
@@ -204,6 +207,77 @@ func (e *Extension) UpdateMachine(ctx context.Context, req *runtimehooksv1.Updat
 		}
 		wait("NodeCycle %s: %s: %s", nc.Name, phase, st.Message)
 	}
+}
+
+// marked is the Machine of an UpdateMachine request and the files of its
+// bootstrap configuration, both read from the API server, never from the
+// request: the Machine must be the one named (same UID), marked by Cluster
+// API for an in-place update (its update-in-progress annotation, and
+// UpdateMachine among its pending hooks), and its bootstrap configuration
+// (spec.bootstrap.configRef) marked too. A request whose files differ
+// from the stored ones is refused: whoever sent it is not Cluster API, or
+// the configuration changed under it.
+func (e *Extension) marked(ctx context.Context, req *runtimehooksv1.UpdateMachineRequest) (*clusterv1.Machine, map[string]bootstrapFile, error) {
+	reader := e.Reader
+	if reader == nil {
+		reader = e.Client
+	}
+	named := &req.Desired.Machine
+	m := &clusterv1.Machine{}
+	if err := reader.Get(ctx, client.ObjectKeyFromObject(named), m); err != nil {
+		return nil, nil, fmt.Errorf("reading Machine %s/%s: %w", named.Namespace, named.Name, err)
+	}
+	hook := runtimecatalog.HookName(runtimehooksv1.UpdateMachine)
+	_, inProgress := m.Annotations[clusterv1.UpdateInProgressAnnotation]
+	switch {
+	case named.UID != "" && named.UID != m.UID:
+		return nil, nil, fmt.Errorf("Machine %s/%s has UID %s, the request names %s", m.Namespace, m.Name, m.UID, named.UID)
+	case !inProgress || !slices.Contains(strings.Split(m.Annotations[runtimev1.PendingHooksAnnotation], ","), hook):
+		return nil, nil, fmt.Errorf("Machine %s/%s is not marked by Cluster API for an in-place update (annotation %s and %s in %s): nothing is done", m.Namespace, m.Name, clusterv1.UpdateInProgressAnnotation, hook, runtimev1.PendingHooksAnnotation)
+	case !m.Spec.Bootstrap.ConfigRef.IsDefined():
+		return nil, nil, fmt.Errorf("Machine %s/%s has no bootstrap configuration", m.Namespace, m.Name)
+	}
+	stored, err := e.bootstrapConfig(ctx, reader, m, req.Desired.BootstrapConfig)
+	if err != nil {
+		return nil, nil, err
+	}
+	if _, marked := stored.GetAnnotations()[clusterv1.UpdateInProgressAnnotation]; !marked {
+		return nil, nil, fmt.Errorf("%s %s/%s is not marked by Cluster API for an in-place update (annotation %s)", stored.GetKind(), m.Namespace, stored.GetName(), clusterv1.UpdateInProgressAnnotation)
+	}
+	des, _, err := files(runtime.RawExtension{Object: stored}, false)
+	if err != nil {
+		return nil, nil, fmt.Errorf("bootstrap configuration %s: %w", stored.GetName(), err)
+	}
+	asked, _, err := files(req.Desired.BootstrapConfig, false)
+	if err != nil {
+		return nil, nil, fmt.Errorf("the request's bootstrap configuration: %w", err)
+	}
+	if !sameFiles(des, asked) {
+		return nil, nil, fmt.Errorf("the request's files differ from those of %s %s/%s: refused", stored.GetKind(), m.Namespace, stored.GetName())
+	}
+	return m, des, nil
+}
+
+// bootstrapConfig reads the Machine's bootstrap configuration from the API
+// server, at the apiVersion of the request's copy (a configRef names only
+// the API group); the request's copy must name the same object.
+func (e *Extension) bootstrapConfig(ctx context.Context, reader client.Reader, m *clusterv1.Machine, asked runtime.RawExtension) (*unstructured.Unstructured, error) {
+	ref := m.Spec.Bootstrap.ConfigRef
+	obj, err := decode(asked)
+	if err != nil {
+		return nil, err
+	}
+	u := &unstructured.Unstructured{Object: obj}
+	gv, err := schema.ParseGroupVersion(u.GetAPIVersion())
+	if obj == nil || err != nil || gv.Group != ref.APIGroup || u.GetKind() != ref.Kind || u.GetName() != ref.Name {
+		return nil, fmt.Errorf("the request's bootstrap configuration is not the Machine's %s %s", ref.Kind, ref.Name)
+	}
+	stored := &unstructured.Unstructured{}
+	stored.SetGroupVersionKind(gv.WithKind(ref.Kind))
+	if err := reader.Get(ctx, client.ObjectKey{Namespace: m.Namespace, Name: ref.Name}, stored); err != nil {
+		return nil, fmt.Errorf("reading %s %s/%s: %w", ref.Kind, m.Namespace, ref.Name, err)
+	}
+	return stored, nil
 }
 
 // openOther names another open NodeCycle of the node: the update waits

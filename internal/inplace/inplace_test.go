@@ -9,9 +9,11 @@ import (
 
 	"github.com/go-logr/logr"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
 	runtimehooksv1 "sigs.k8s.io/cluster-api/api/runtime/hooks/v1alpha1"
+	runtimev1 "sigs.k8s.io/cluster-api/api/runtime/v1beta2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
@@ -106,23 +108,47 @@ func TestCanUpdateMachineSet(t *testing.T) {
 	}
 }
 
+// markedMachine is a Machine that Cluster API marked for an in-place
+// update, with its bootstrap configuration (marked too) holding content.
+func markedMachine(content string) (*clusterv1.Machine, *unstructured.Unstructured) {
+	m := &clusterv1.Machine{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "pool-1", UID: "uid-1",
+		Annotations: map[string]string{clusterv1.UpdateInProgressAnnotation: "", runtimev1.PendingHooksAnnotation: "UpdateMachine"}},
+		Spec: clusterv1.MachineSpec{ClusterName: "c", Bootstrap: clusterv1.Bootstrap{ConfigRef: clusterv1.ContractVersionedObjectReference{
+			APIGroup: "bootstrap.cluster.x-k8s.io", Kind: "KubeadmConfig", Name: "pool-1"}}},
+		Status: clusterv1.MachineStatus{NodeRef: clusterv1.MachineNodeReference{Name: "node-1"}}}
+	cfg := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "bootstrap.cluster.x-k8s.io/v1beta2", "kind": "KubeadmConfig",
+		"metadata": map[string]any{"namespace": "ns", "name": "pool-1", "annotations": map[string]any{clusterv1.UpdateInProgressAnnotation: ""}},
+		"spec":     map[string]any{"files": []any{map[string]any{"path": "/etc/sysctl.d/90-a.conf", "content": content}}}}}
+	return m, cfg
+}
+
+// updateRequest is Cluster API's UpdateMachine request for m, with cfg as
+// its bootstrap configuration.
+func updateRequest(m *clusterv1.Machine, cfg *unstructured.Unstructured) *runtimehooksv1.UpdateMachineRequest {
+	req := &runtimehooksv1.UpdateMachineRequest{}
+	req.Desired.Machine.ObjectMeta = metav1.ObjectMeta{Namespace: m.Namespace, Name: m.Name, UID: m.UID}
+	raw, _ := json.Marshal(cfg.Object)
+	req.Desired.BootstrapConfig = runtime.RawExtension{Raw: raw}
+	return req
+}
+
+func updateClient(objs ...client.Object) client.Client {
+	scheme := runtime.NewScheme()
+	_ = clusterv1.AddToScheme(scheme)
+	_ = v1alpha1.AddToScheme(scheme)
+	return fake.NewClientBuilder().WithScheme(scheme).WithObjects(objs...).WithStatusSubresource(&v1alpha1.NodeCycle{}).
+		WithIndex(&v1alpha1.NodeCycle{}, cycles.IndexNodeName, func(o client.Object) []string { return []string{o.(*v1alpha1.NodeCycle).Spec.NodeName} }).Build()
+}
+
 // UpdateMachine opens one NodeCycle per update and answers from it: in
 // progress, done, failed; a node with another open NodeCycle waits.
 func TestUpdateMachine(t *testing.T) {
 	ctx := context.Background()
-	m := &clusterv1.Machine{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "pool-1"}, Spec: clusterv1.MachineSpec{ClusterName: "c"},
-		Status: clusterv1.MachineStatus{NodeRef: clusterv1.MachineNodeReference{Name: "node-1"}}}
+	m, cfg := markedMachine("a = 2\n")
 	other := &v1alpha1.NodeCycle{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "auto"}, Spec: v1alpha1.NodeCycleSpec{NodeName: "node-1", ClusterName: "c"}}
-	scheme := runtime.NewScheme()
-	_ = clusterv1.AddToScheme(scheme)
-	_ = v1alpha1.AddToScheme(scheme)
-	c := fake.NewClientBuilder().WithScheme(scheme).WithObjects(m, other).WithStatusSubresource(&v1alpha1.NodeCycle{}).
-		WithIndex(&v1alpha1.NodeCycle{}, cycles.IndexNodeName, func(o client.Object) []string { return []string{o.(*v1alpha1.NodeCycle).Spec.NodeName} }).Build()
+	c := updateClient(m, cfg, other)
 	e := &Extension{Client: c, Rules: rules, Poll: 5e9, Log: logr.Discard()}
-	req := &runtimehooksv1.UpdateMachineRequest{}
-	req.Desired.Machine.ObjectMeta = metav1.ObjectMeta{Namespace: "ns", Name: "pool-1"}
-	cfg, _ := json.Marshal(map[string]any{"spec": map[string]any{"files": []any{map[string]any{"path": "/etc/sysctl.d/90-a.conf", "content": "a = 2\n"}}}})
-	req.Desired.BootstrapConfig = runtime.RawExtension{Raw: cfg}
+	req := updateRequest(m, cfg)
 	call := func() *runtimehooksv1.UpdateMachineResponse {
 		resp := &runtimehooksv1.UpdateMachineResponse{}
 		e.UpdateMachine(ctx, req, resp)
@@ -135,7 +161,6 @@ func TestUpdateMachine(t *testing.T) {
 		}
 		return l.Items
 	}
-
 	if resp := call(); resp.RetryAfterSeconds != 5 || !strings.Contains(resp.Message, "NodeCycle auto open") || len(list()) != 0 {
 		t.Fatalf("another NodeCycle open: %+v, %d update NodeCycles", resp, len(list()))
 	}
@@ -157,6 +182,55 @@ func TestUpdateMachine(t *testing.T) {
 		}
 		if resp := call(); resp.Status != want || resp.RetryAfterSeconds != 0 || len(list()) != 1 {
 			t.Errorf("%s: %+v, %d update NodeCycles", phase, resp, len(list()))
+		}
+	}
+}
+
+// Only a Machine that Cluster API marked, named with its UID, with the
+// files of its stored bootstrap configuration, gets an update: a request
+// posted by anyone else (for an unmarked Machine, with other files, with
+// a configuration that is not the Machine's) fails and opens nothing.
+func TestUpdateMachineRefusesWhatClusterAPIDidNotAsk(t *testing.T) {
+	ctx := context.Background()
+	for name, tc := range map[string]struct {
+		change func(m *clusterv1.Machine, stored, sent *unstructured.Unstructured, req *runtimehooksv1.UpdateMachineRequest)
+		why    string
+	}{
+		"not marked": {func(m *clusterv1.Machine, _, _ *unstructured.Unstructured, _ *runtimehooksv1.UpdateMachineRequest) {
+			delete(m.Annotations, clusterv1.UpdateInProgressAnnotation)
+		}, "not marked by Cluster API"},
+		"hook not pending": {func(m *clusterv1.Machine, _, _ *unstructured.Unstructured, _ *runtimehooksv1.UpdateMachineRequest) {
+			m.Annotations[runtimev1.PendingHooksAnnotation] = "AfterClusterUpgrade"
+		}, "not marked by Cluster API"},
+		"configuration not marked": {func(_ *clusterv1.Machine, stored, _ *unstructured.Unstructured, _ *runtimehooksv1.UpdateMachineRequest) {
+			stored.SetAnnotations(nil)
+		}, "not marked by Cluster API"},
+		"other files": {func(_ *clusterv1.Machine, _, sent *unstructured.Unstructured, _ *runtimehooksv1.UpdateMachineRequest) {
+			_ = unstructured.SetNestedSlice(sent.Object, []any{map[string]any{"path": "/etc/systemd/system/kubelet.service.d/99-x.conf", "content": "[Service]\nExecStartPre=/bin/sh -c id\n"}}, "spec", "files")
+		}, "differ from those of"},
+		"another configuration": {func(_ *clusterv1.Machine, _, sent *unstructured.Unstructured, _ *runtimehooksv1.UpdateMachineRequest) {
+			sent.SetName("other")
+		}, "is not the Machine's"},
+		"another UID": {func(_ *clusterv1.Machine, _, _ *unstructured.Unstructured, req *runtimehooksv1.UpdateMachineRequest) {
+			req.Desired.Machine.UID = "uid-2"
+		}, "the request names uid-2"},
+	} {
+		m, stored := markedMachine("a = 2\n")
+		sent := stored.DeepCopy()
+		req := updateRequest(m, sent)
+		tc.change(m, stored, sent, req)
+		raw, _ := json.Marshal(sent.Object)
+		req.Desired.BootstrapConfig = runtime.RawExtension{Raw: raw}
+		c := updateClient(m, stored)
+		e := &Extension{Client: c, Rules: rules, Poll: 5e9, Log: logr.Discard()}
+		resp := &runtimehooksv1.UpdateMachineResponse{}
+		e.UpdateMachine(ctx, req, resp)
+		var l v1alpha1.NodeCycleList
+		if err := c.List(ctx, &l); err != nil {
+			t.Fatal(err)
+		}
+		if resp.Status != runtimehooksv1.ResponseStatusFailure || !strings.Contains(resp.Message, tc.why) || len(l.Items) != 0 {
+			t.Errorf("%s: %s %q, %d NodeCycles; want a failure saying %q and none", name, resp.Status, resp.Message, len(l.Items), tc.why)
 		}
 	}
 }

@@ -19,13 +19,9 @@ import (
 	"github.com/nodecycle/nodecycle/internal/update"
 )
 
-// DefaultPaths are the directories under which a file changes in place by
-// default: what a reboot applies by itself (sysctl settings, kernel modules
-// and their options, systemd units and drop-ins, the container runtime's
-// configuration, limits). A file elsewhere may need more than a reboot
-// (kubeadm's own files, a boot loader's configuration that must be
-// installed), so its change is a replacement.
-var DefaultPaths = []string{"/etc/sysctl.d/", "/etc/modules-load.d/", "/etc/modprobe.d/", "/etc/systemd/", "/etc/containerd/", "/etc/security/limits.d/"}
+// DefaultPaths are the directories whose files change in place by
+// default (update.DefaultPaths, the agent's default too).
+var DefaultPaths = update.DefaultPaths
 
 // MaxUpdateBytes bounds the content of one update: it travels in a Node
 // annotation (the API server takes 256 KiB for all of a Node's).
@@ -123,7 +119,9 @@ func (r Rules) Plan(current, desired map[string]bootstrapFile) ([]v1alpha1.Updat
 func (r Rules) file(f bootstrapFile) (v1alpha1.UpdateFile, error) {
 	out := v1alpha1.UpdateFile{Path: f.Path, Permissions: f.Permissions}
 	switch {
-	case !slices.ContainsFunc(r.Paths, func(p string) bool { return strings.HasPrefix(f.Path, p) }):
+	case update.CheckPath(f.Path) != nil:
+		return out, update.CheckPath(f.Path)
+	case !update.Under(f.Path, r.Paths):
 		return out, fmt.Errorf("file %s is not under a directory changed in place (%s)", f.Path, strings.Join(r.Paths, ", "))
 	case len(f.ContentFrom) > 0 && string(f.ContentFrom) != "null" && string(f.ContentFrom) != "{}":
 		return out, fmt.Errorf("file %s takes its content from a Secret (only inline content is carried, it travels in a Node annotation)", f.Path)
@@ -148,6 +146,19 @@ func (r Rules) file(f bootstrapFile) (v1alpha1.UpdateFile, error) {
 		return out, err
 	}
 	return out, nil
+}
+
+// sameFiles says whether two configurations have the same files.
+func sameFiles(a, b map[string]bootstrapFile) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for path, f := range a {
+		if g, ok := b[path]; !ok || !sameFile(f, g) {
+			return false
+		}
+	}
+	return true
 }
 
 func sameFile(a, b bootstrapFile) bool {

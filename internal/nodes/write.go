@@ -120,10 +120,13 @@ func Uncordon(ctx context.Context, c client.Client, node *corev1.Node) error {
 			jsonPatchOp{Op: "test", Path: annotationPath(v1alpha1.AnnotationRebootRequest), Value: id},
 			jsonPatchOp{Op: "remove", Path: annotationPath(v1alpha1.AnnotationRebootRequest)})
 	}
-	// So does the content of an in-place update (the agent's status of it
-	// stays, as the record of what the node last applied).
-	if _, ok := node.Annotations[v1alpha1.AnnotationUpdate]; ok {
-		ops = append(ops, jsonPatchOp{Op: "remove", Path: annotationPath(v1alpha1.AnnotationUpdate)})
+	// So do its signature and the content of an in-place update (the
+	// agent's status of it stays, as the record of what the node last
+	// applied).
+	for _, k := range []string{v1alpha1.AnnotationRebootSignature, v1alpha1.AnnotationUpdate} {
+		if _, ok := node.Annotations[k]; ok {
+			ops = append(ops, jsonPatchOp{Op: "remove", Path: annotationPath(k)})
+		}
 	}
 	// So do the maintenance labels nodecycle put on with its cordon.
 	if keys, ok := node.Annotations[v1alpha1.AnnotationMaintenanceLabels]; ok {

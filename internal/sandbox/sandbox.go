@@ -351,6 +351,7 @@ func startAgent(ctx context.Context, env *controlplane.Env, cs kubernetes.Interf
 		Checker:       agent.FileChecker{Path: sentinel},
 		Rebooter:      &kwokReboot{c: env.Client, node: node, sentinel: sentinel, downTime: o.DownTime},
 		SentinelFile:  sentinel,
+		Namespace:     Namespace,
 		RecheckPeriod: time.Minute,
 		Log:           o.Log.WithName("agent"),
 	}

@@ -112,13 +112,56 @@ func Mode(f v1alpha1.UpdateFile) (os.FileMode, error) {
 	return os.FileMode(m), nil
 }
 
+// DefaultPaths are the directories under which a file changes in place by
+// default, on the manager (what it accepts from Cluster API) and on the
+// agent (what it writes): what a reboot applies by itself (sysctl
+// settings, kernel modules and their options, systemd units and drop-ins,
+// the container runtime's configuration, limits). A file elsewhere may
+// need more than a reboot (kubeadm's own files, a boot loader's
+// configuration that must be installed), so its change is a replacement.
+var DefaultPaths = []string{"/etc/sysctl.d/", "/etc/modules-load.d/", "/etc/modprobe.d/", "/etc/systemd/", "/etc/containerd/", "/etc/security/limits.d/"}
+
+// CheckPath refuses a path that is not clean and absolute ("..", "//",
+// a trailing "/", a NUL).
+func CheckPath(path string) error {
+	if !filepath.IsAbs(path) || filepath.Clean(path) != path || strings.Contains(path, "\x00") {
+		return fmt.Errorf("file path %q is not a clean absolute path", path)
+	}
+	return nil
+}
+
+// ParsePaths reads a comma-separated list of directories (absolute, clean,
+// ending in "/", not "/").
+func ParsePaths(list string) ([]string, error) {
+	var out []string
+	for _, d := range strings.Split(list, ",") {
+		if d = strings.TrimSpace(d); d == "" {
+			continue
+		}
+		if !strings.HasPrefix(d, "/") || !strings.HasSuffix(d, "/") || filepath.Clean(d)+"/" != d || d == "/" {
+			return nil, fmt.Errorf("%q is not a directory such as /etc/sysctl.d/ (absolute, clean, ending in /, not /)", d)
+		}
+		out = append(out, d)
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no directory given")
+	}
+	return out, nil
+}
+
+// Under says whether a clean path lies under one of dirs (each ending in
+// "/").
+func Under(path string, dirs []string) bool {
+	return CheckPath(path) == nil && slices.ContainsFunc(dirs, func(d string) bool { return strings.HasPrefix(path, d) })
+}
+
 // Check refuses files that cannot be written safely: relative paths or
 // paths with "..", two entries for one path, bad permissions.
 func Check(files []v1alpha1.UpdateFile) error {
 	seen := map[string]bool{}
 	for _, f := range files {
-		if !filepath.IsAbs(f.Path) || filepath.Clean(f.Path) != f.Path || strings.Contains(f.Path, "\x00") {
-			return fmt.Errorf("file path %q is not a clean absolute path", f.Path)
+		if err := CheckPath(f.Path); err != nil {
+			return err
 		}
 		if seen[f.Path] {
 			return fmt.Errorf("file %s is listed twice", f.Path)
@@ -135,13 +178,46 @@ func Check(files []v1alpha1.UpdateFile) error {
 // agent sees it): into a temporary file of the same directory, synced,
 // then renamed over the old one, so a file is either old or new whatever
 // happens to the node meanwhile. Missing directories are made (0755).
-func Write(root string, files []v1alpha1.UpdateFile) error {
+// Every file must lie under one of allowed (the agent's own allow-list,
+// whatever the manager says), and no directory on its way from root nor
+// the file itself may be a symbolic link: nothing is written unless every
+// file passes.
+func Write(root string, allowed []string, files []v1alpha1.UpdateFile) error {
 	if err := Check(files); err != nil {
 		return err
 	}
 	for _, f := range files {
+		if !Under(f.Path, allowed) {
+			return fmt.Errorf("file %s is not under a directory this agent writes (%s)", f.Path, strings.Join(allowed, ", "))
+		}
+		if err := noLinks(root, f.Path); err != nil {
+			return err
+		}
+	}
+	for _, f := range files {
 		if err := writeFile(root, f); err != nil {
 			return err
+		}
+	}
+	return nil
+}
+
+// noLinks refuses a path under root that goes through a symbolic link (a
+// link would let a file resolve outside the allowed directories); the
+// parts that do not exist yet are made as directories.
+func noLinks(root, path string) error {
+	at := root
+	for _, part := range strings.Split(strings.TrimPrefix(path, "/"), "/") {
+		at = filepath.Join(at, part)
+		st, err := os.Lstat(at)
+		if errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("file %s: %w", path, err)
+		}
+		if st.Mode()&os.ModeSymlink != 0 {
+			return fmt.Errorf("file %s: %s is a symbolic link: refused", path, strings.TrimPrefix(at, root))
 		}
 	}
 	return nil

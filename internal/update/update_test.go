@@ -41,7 +41,7 @@ func TestIDNamesTheContent(t *testing.T) {
 // no temporary file; a changed file or mode no longer verifies.
 func TestWriteThenVerify(t *testing.T) {
 	root := t.TempDir()
-	if err := Write(root, files); err != nil {
+	if err := Write(root, DefaultPaths, files); err != nil {
 		t.Fatal(err)
 	}
 	if err := Verify(root, files); err != nil {
@@ -78,14 +78,64 @@ func TestCheckRefusesUnsafeFiles(t *testing.T) {
 		{{Path: "/etc/../root/x"}},
 		{{Path: "/etc/a"}, {Path: "/etc/a"}},
 		{{Path: "/etc/a", Permissions: "rw-r--r--"}},
-		{{Path: "/etc/a", Permissions: "1777"}},
+		{{Path: "/etc/sysctl.d/a", Permissions: "1777"}},
+		// Outside the agent's own directories, whatever the manager said.
+		{{Path: "/etc/kubernetes/manifests/x.yaml", Content: "kind: Pod"}},
+		{{Path: "/etc/cron.d/x"}},
+		{{Path: "/etc/sudoers.d/x"}},
+		{{Path: "/etc/systemd/../cron.d/x"}},
+		{{Path: "/etc/sysctl.d"}},
+		// One bad file refuses the good ones with it.
+		{{Path: "/etc/sysctl.d/ok.conf"}, {Path: "/etc/cron.d/x"}},
 	} {
 		root := t.TempDir()
-		if err := Write(root, bad); err == nil {
+		if err := Write(root, DefaultPaths, bad); err == nil {
 			t.Errorf("%+v was written", bad)
 		}
 		if entries, _ := os.ReadDir(root); len(entries) != 0 {
 			t.Errorf("%+v: something was written before the refusal", bad)
+		}
+	}
+}
+
+// A directory on the way that is a symbolic link (to anywhere: the
+// node's /etc/cron.d, say) refuses the update, and nothing is written
+// through it; so does a file that is a link.
+func TestWriteRefusesSymbolicLinks(t *testing.T) {
+	root := t.TempDir()
+	outside := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(root, "etc"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(outside, filepath.Join(root, "etc/sysctl.d")); err != nil {
+		t.Fatal(err)
+	}
+	if err := Write(root, DefaultPaths, []v1alpha1.UpdateFile{{Path: "/etc/sysctl.d/90-a.conf", Content: "x"}}); err == nil || !strings.Contains(err.Error(), "symbolic link") {
+		t.Errorf("through a linked directory: %v", err)
+	}
+	if entries, _ := os.ReadDir(outside); len(entries) != 0 {
+		t.Errorf("a file was written through the link: %v", entries)
+	}
+	if err := os.MkdirAll(filepath.Join(root, "etc/modprobe.d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(outside, "x"), filepath.Join(root, "etc/modprobe.d/b.conf")); err != nil {
+		t.Fatal(err)
+	}
+	if err := Write(root, DefaultPaths, []v1alpha1.UpdateFile{{Path: "/etc/modprobe.d/b.conf", Content: "x"}}); err == nil || !strings.Contains(err.Error(), "symbolic link") {
+		t.Errorf("a linked file: %v", err)
+	}
+}
+
+// The allow-list reads as the flag gives it, and refuses what is not a
+// directory.
+func TestParsePaths(t *testing.T) {
+	if got, err := ParsePaths(" /etc/sysctl.d/, /etc/systemd/ "); err != nil || len(got) != 2 || got[1] != "/etc/systemd/" {
+		t.Fatalf("%v %v", got, err)
+	}
+	for _, bad := range []string{"", "/", "/etc/sysctl.d", "etc/x/", "/etc/../x/", "/etc//x/"} {
+		if got, err := ParsePaths(bad); err == nil {
+			t.Errorf("%q: %v", bad, got)
 		}
 	}
 }

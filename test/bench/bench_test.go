@@ -58,11 +58,12 @@ func TestMain(m *testing.M) {
 
 // startAgent runs a real agent in-process on node with a sentinel in dir.
 func startAgent(b *testing.B, node, dir string, reboot string) context.CancelFunc {
-	return startAgentWith(b, node, dir, reboot, nil)
+	return startAgentWith(b, node, "", dir, reboot, nil)
 }
 
-// startAgentWith is startAgent with its writes counted (when not nil).
-func startAgentWith(b *testing.B, node, dir string, reboot string, writes *framework.Writes) context.CancelFunc {
+// startAgentWith is startAgent with its writes counted (when not nil),
+// checking requests with the key of namespace (the manager's).
+func startAgentWith(b *testing.B, node, namespace, dir string, reboot string, writes *framework.Writes) context.CancelFunc {
 	b.Helper()
 	cs := env.Clientset
 	if writes != nil {
@@ -74,7 +75,7 @@ func startAgentWith(b *testing.B, node, dir string, reboot string, writes *frame
 		NodeName: node, Client: cs,
 		Checker:      agent.FileChecker{Path: sentinel},
 		Rebooter:     agent.CommandRebooter{Argv: agent.HostCommand(reboot, false), Timeout: 10 * time.Second},
-		SentinelFile: sentinel, RecheckPeriod: time.Minute,
+		SentinelFile: sentinel, RecheckPeriod: time.Minute, Namespace: namespace,
 	}
 	ready := a.Ready()
 	go func() { _ = a.Run(ctx) }()
@@ -385,7 +386,7 @@ func benchNodes(ctx context.Context, b *testing.B, run string, count int, downTi
 		}
 		dir := b.TempDir()
 		s := filepath.Join(dir, "reboot-required")
-		b.Cleanup(startAgentWith(b, n, dir, "rm -f "+s, agentWrites))
+		b.Cleanup(startAgentWith(b, n, run, dir, "rm -f "+s, agentWrites))
 		sentinels = append(sentinels, s)
 	}
 	return sel, sentinels

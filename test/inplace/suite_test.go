@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr/funcr"
+	appsv1 "k8s.io/api/apps/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/kubernetes"
@@ -24,13 +25,20 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/nodecycle/nodecycle/controllers"
+	"github.com/nodecycle/nodecycle/controllers/agentinstall"
 	"github.com/nodecycle/nodecycle/internal/agent"
+	"github.com/nodecycle/nodecycle/internal/cluster"
 	"github.com/nodecycle/nodecycle/internal/controlplane"
 	"github.com/nodecycle/nodecycle/internal/sim"
 	"github.com/nodecycle/nodecycle/test/framework"
 )
 
 var (
+	// port is nodecycle's hook server's; clientCerts holds Cluster API's
+	// client certificate.
+	port        int
+	clientCerts string
+
 	env  *controlplane.Env
 	capi *sim.ClusterAPI
 	k8s  client.Client
@@ -57,7 +65,18 @@ func run(m *testing.M) (int, error) {
 		return 1, err
 	}
 	defer capi.Stop()
-	if err = env.StartClusterAPIManager("RuntimeSDK=true,InPlaceUpdates=true"); err != nil {
+	// The hooks' mutual TLS: one CA for nodecycle's serving certificate
+	// and Cluster API's client certificate, as config/in-place-updates
+	// makes them with cert-manager.
+	certs := filepath.Join(env.Dir, "in-place-updates")
+	clientCerts = filepath.Join(env.Dir, "in-place-updates-client")
+	ca, err := controlplane.MutualTLS(certs, clientCerts)
+	if err != nil {
+		return 1, err
+	}
+	if err = env.StartClusterAPIManager("RuntimeSDK=true,InPlaceUpdates=true",
+		"--runtime-extension-client-cert-file="+filepath.Join(clientCerts, "tls.crt"),
+		"--runtime-extension-client-key-file="+filepath.Join(clientCerts, "tls.key")); err != nil {
 		return 1, err
 	}
 	scheme := controllers.Scheme()
@@ -67,13 +86,16 @@ func run(m *testing.M) (int, error) {
 	}
 	cs = kubernetes.NewForConfigOrDie(env.Config)
 
-	// nodecycle's manager, serving the hooks with a certificate of its own.
-	certs := filepath.Join(env.Dir, "in-place-updates")
-	ca, err := controlplane.ServingCert(certs)
-	if err != nil {
+	// The workload cluster's agent objects, as the manager installs them
+	// (config/workload: service account, RBAC, admission policy); the
+	// agents run with their own bound tokens through them.
+	if err := installAgent(context.Background()); err != nil {
 		return 1, err
 	}
-	port, err := controlplane.FreePort()
+
+	// nodecycle's manager, serving the hooks to Cluster API's client
+	// certificate only.
+	port, err = controlplane.FreePort()
 	if err != nil {
 		return 1, err
 	}
@@ -155,14 +177,41 @@ func startPool(t *testing.T) *pool {
 	return p
 }
 
+// installAgent applies config/workload's agent objects, as the manager
+// does to a workload cluster (the DaemonSet's pods never run here: no
+// kubelet; the agents run in the test with the tokens of such pods).
+func installAgent(ctx context.Context) error {
+	objs, err := agentinstall.Objects("nodecycle.test/agent", "enabled")
+	if err != nil {
+		return err
+	}
+	for _, o := range objs {
+		if err := k8s.Patch(ctx, o, client.Apply, client.FieldOwner("installer"), client.ForceOwnership); err != nil { //nolint:staticcheck // the test applies as the installer does
+			return fmt.Errorf("applying %s %s: %w", o.GetKind(), o.GetName(), err)
+		}
+	}
+	return nil
+}
+
 // startAgent runs the agent of node (again), its updates written under
-// root ("" : an agent that refuses updates).
+// root ("" : an agent that refuses updates), as its pod would run it: the
+// agent's service account, a token bound to a pod on node, the installed
+// RBAC and admission policy.
 func (p *pool) startAgent(node, root string) {
 	p.t.Helper()
 	if c := p.cancel[node]; c != nil {
 		c()
 	}
-	a := &agent.Agent{NodeName: node, Client: cs, Checker: agent.FileChecker{Path: filepath.Join(p.t.TempDir(), "reboot-required")},
+	ds, err := cs.AppsV1().DaemonSets(cluster.WorkloadAgentNamespace).Get(context.Background(), "nodecycle-agent", metav1.GetOptions{})
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	owner := metav1.NewControllerRef(ds, appsv1.SchemeGroupVersion.WithKind("DaemonSet"))
+	cfg, err := controlplane.As(context.Background(), env.Config, cluster.WorkloadAgentNamespace, "nodecycle-agent", node, owner)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	a := &agent.Agent{NodeName: node, Client: kubernetes.NewForConfigOrDie(cfg), Namespace: cluster.WorkloadAgentNamespace, Checker: agent.FileChecker{Path: filepath.Join(p.t.TempDir(), "reboot-required")},
 		Rebooter: rebooter{}, RecheckPeriod: time.Hour, HostRoot: root,
 		Log: funcr.New(func(prefix, args string) { p.t.Logf("agent %s: %s", node, args) }, funcr.Options{})}
 	ctx, cancel := context.WithCancel(context.Background())

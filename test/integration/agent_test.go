@@ -17,7 +17,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/utils/ptr"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
 	"github.com/nodecycle/nodecycle/internal/agent"
@@ -114,7 +113,7 @@ var _ = Describe("Agent", func() {
 		a := newTestAgent("agent-uncordoned")
 		a.start()
 		defer a.stop()
-		patch := nodes.AnnotationsPatch(map[string]*string{v1alpha1.AnnotationRebootRequest: ptr.To("req-1")})
+		patch := nodes.AnnotationsPatch(signedRequest("agent-uncordoned", "req-1"))
 		_, err := env.Clientset.CoreV1().Nodes().Patch(ctx, "agent-uncordoned", types.MergePatchType, patch, metav1.PatchOptions{})
 		Expect(err).NotTo(HaveOccurred())
 		Consistently(a.reboots, 2*time.Second).Should(Equal(0))
@@ -134,7 +133,7 @@ var _ = Describe("Agent", func() {
 		a := newTestAgent("agent-reboot")
 		a.start()
 
-		patch := nodes.AnnotationsPatch(map[string]*string{v1alpha1.AnnotationRebootRequest: ptr.To("req-1")})
+		patch := nodes.AnnotationsPatch(signedRequest("agent-reboot", "req-1"))
 		_, err := env.Clientset.CoreV1().Nodes().Patch(ctx, "agent-reboot", types.MergePatchType, patch, metav1.PatchOptions{})
 		Expect(err).NotTo(HaveOccurred())
 		Eventually(func() string {
@@ -153,7 +152,7 @@ var _ = Describe("Agent", func() {
 		Consistently(a.reboots, 3*time.Second).Should(Equal(1))
 
 		By("a new request id reboots again")
-		patch = nodes.AnnotationsPatch(map[string]*string{v1alpha1.AnnotationRebootRequest: ptr.To("req-2")})
+		patch = nodes.AnnotationsPatch(signedRequest("agent-reboot", "req-2"))
 		_, err = env.Clientset.CoreV1().Nodes().Patch(ctx, "agent-reboot", types.MergePatchType, patch, metav1.PatchOptions{})
 		Expect(err).NotTo(HaveOccurred())
 		Eventually(a.reboots).Should(Equal(2))

@@ -294,7 +294,7 @@ var _ = Describe("Installation with kubectl apply -k config/default", Ordered, f
 			return n.Annotations[v1alpha1.AnnotationCheckedBoot]
 		}).Should(Equal(node.Status.NodeInfo.BootID))
 		cordonedByNodecycle(ctx, "vap-2")
-		p := nodes.AnnotationsPatch(map[string]*string{v1alpha1.AnnotationRebootRequest: ptr.To("req-vap")})
+		p := nodes.AnnotationsPatch(signedRequest("vap-2", "req-vap"))
 		_, err = managerClient().CoreV1().Nodes().Patch(ctx, "vap-2", types.MergePatchType, p, metav1.PatchOptions{})
 		Expect(err).NotTo(HaveOccurred())
 		Eventually(a.reboots).Should(Equal(1))

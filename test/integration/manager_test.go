@@ -60,6 +60,7 @@ func newCluster(name string, nodeCount int, broken ...string) *cluster {
 		n := c.node(i)
 		Expect(sim.CreateNode(c.ctx, env.Clientset, n, map[string]string{runLabel: name})).To(Succeed())
 		a := newTestAgent(n)
+		a.namespace = name
 		a.start()
 		c.agents[n] = a
 	}

@@ -4,6 +4,7 @@
 package integration
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"os"
@@ -17,10 +18,12 @@ import (
 	. "github.com/onsi/gomega"
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
@@ -28,6 +31,7 @@ import (
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
 	"github.com/nodecycle/nodecycle/internal/agent"
 	"github.com/nodecycle/nodecycle/internal/nodes"
+	"github.com/nodecycle/nodecycle/internal/signing"
 	"github.com/nodecycle/nodecycle/test/framework"
 )
 
@@ -80,6 +84,37 @@ type testAgent struct {
 	agent     *agent.Agent
 	// client is the agent's API client; the test's admin client when nil.
 	client kubernetes.Interface
+	// namespace holds the request key the agent checks requests with
+	// (the manager's --namespace); nodecycle-system when empty.
+	namespace string
+}
+
+// requestKeyNamespace is where the reboot requests the tests write by
+// hand are signed from, as the manager of config/default signs them.
+const requestKeyNamespace = "nodecycle-system"
+
+// signedRequest is a reboot request id for node, with the signature
+// nodecycle's manager would write with it (the key of namespace, made
+// here when there is none).
+func signedRequest(node, id string) map[string]*string {
+	GinkgoHelper()
+	ctx := context.Background()
+	if err := env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: requestKeyNamespace}}); err != nil && !apierrors.IsAlreadyExists(err) {
+		Expect(err).NotTo(HaveOccurred())
+	}
+	secret, err := signing.NewSecret(requestKeyNamespace)
+	Expect(err).NotTo(HaveOccurred())
+	if err := env.Client.Create(ctx, secret); apierrors.IsAlreadyExists(err) {
+		Expect(env.Client.Get(ctx, client.ObjectKeyFromObject(secret), secret)).To(Succeed())
+	} else {
+		Expect(err).NotTo(HaveOccurred())
+	}
+	key, err := signing.FromSecret(secret)
+	Expect(err).NotTo(HaveOccurred())
+	return map[string]*string{
+		v1alpha1.AnnotationRebootRequest:   ptr.To(id),
+		v1alpha1.AnnotationRebootSignature: ptr.To(signing.Sign(key, signing.Request{Node: node, ID: id}, time.Now())),
+	}
 }
 
 func (a *testAgent) sentinel() string { return filepath.Join(a.dir, "reboot-required") }
@@ -118,6 +153,7 @@ func (a *testAgent) start() {
 		Checker:       agent.FileChecker{Path: a.sentinel()},
 		Rebooter:      agent.CommandRebooter{Argv: agent.HostCommand(cmd, false), Timeout: 10 * time.Second},
 		SentinelFile:  a.sentinel(),
+		Namespace:     cmp.Or(a.namespace, requestKeyNamespace),
 		RecheckPeriod: time.Hour, // detection must come from the file watch
 		Log:           ctrl.Log.WithName("agent"),
 	}
