@@ -53,13 +53,18 @@ func (r Request) message(expires int64) []byte {
 	return fmt.Appendf(nil, "nodecycle-v1\x00%s\x00%s\x00%d\x00%s", r.Node, r.ID, expires, r.Update)
 }
 
+// sum is the MAC of r good until expires.
+func sum(key []byte, r Request, expires int64) []byte {
+	mac := hmac.New(sha256.New, key)
+	mac.Write(r.message(expires))
+	return mac.Sum(nil)
+}
+
 // Sign is the value of nodecycle.io/reboot-request-signature for r, good
 // until now+Lifetime: "v1.<unix expiry>.<base64url HMAC-SHA256>".
 func Sign(key []byte, r Request, now time.Time) string {
 	expires := now.Add(Lifetime).Unix()
-	mac := hmac.New(sha256.New, key)
-	mac.Write(r.message(expires))
-	return fmt.Sprintf("v1.%d.%s", expires, base64.RawURLEncoding.EncodeToString(mac.Sum(nil)))
+	return fmt.Sprintf("v1.%d.%s", expires, base64.RawURLEncoding.EncodeToString(sum(key, r, expires)))
 }
 
 // ErrUnsigned: the request carries no signature.
@@ -82,9 +87,7 @@ func Verify(key []byte, r Request, sig string, now time.Time) error {
 	if err != nil {
 		return fmt.Errorf("the reboot request's signature is not base64: %w", err)
 	}
-	mac := hmac.New(sha256.New, key)
-	mac.Write(r.message(expires))
-	if !hmac.Equal(got, mac.Sum(nil)) {
+	if !hmac.Equal(got, sum(key, r, expires)) {
 		return fmt.Errorf("the reboot request's signature is not the manager's for node %s, request %s and its update", r.Node, r.ID)
 	}
 	if now.Unix() > expires {
