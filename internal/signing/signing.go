@@ -67,7 +67,7 @@ func Sign(key []byte, r Request, now time.Time) string {
 	return fmt.Sprintf("v1.%d.%s", expires, base64.RawURLEncoding.EncodeToString(sum(key, r, expires)))
 }
 
-// ErrUnsigned: the request carries no signature.
+// ErrUnsigned says the request carries no signature.
 var ErrUnsigned = errors.New("the reboot request is not signed by nodecycle's manager")
 
 // Verify checks sig against r at now.

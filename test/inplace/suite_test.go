@@ -89,7 +89,7 @@ func run(m *testing.M) (int, error) {
 	// The workload cluster's agent objects, as the manager installs them
 	// (config/workload: service account, RBAC, admission policy); the
 	// agents run with their own bound tokens through them.
-	if err := installAgent(context.Background()); err != nil {
+	if err = installAgent(context.Background()); err != nil {
 		return 1, err
 	}
 

@@ -52,9 +52,9 @@ func post(t *testing.T, dir string, req *runtimehooksv1.UpdateMachineRequest) (*
 	roots.AppendCertsFromPEM(ca)
 	cfg := &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
 	if dir != "" {
-		cert, err := tls.LoadX509KeyPair(filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key"))
-		if err != nil {
-			t.Fatal(err)
+		cert, cerr := tls.LoadX509KeyPair(filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key"))
+		if cerr != nil {
+			t.Fatal(cerr)
 		}
 		cfg.Certificates = []tls.Certificate{cert}
 	}
@@ -114,7 +114,7 @@ func TestOnlyClusterAPIStartsAnUpdate(t *testing.T) {
 	// Cluster API's marks, forged by someone who may patch Machines but
 	// not the bootstrap configuration: the files must still be its.
 	patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:"",%q:"UpdateMachine"}}}`, clusterv1.UpdateInProgressAnnotation, "runtime.cluster.x-k8s.io/pending-hooks")
-	if err := k8s.Patch(ctx, &m, client.RawPatch(types.MergePatchType, []byte(patch))); err != nil {
+	if err = k8s.Patch(ctx, &m, client.RawPatch(types.MergePatchType, []byte(patch))); err != nil {
 		t.Fatal(err)
 	}
 	if resp, err = post(t, clientCerts, req); err != nil {

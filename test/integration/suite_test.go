@@ -104,10 +104,10 @@ func signedRequest(node, id string) map[string]*string {
 	}
 	secret, err := signing.NewSecret(requestKeyNamespace)
 	Expect(err).NotTo(HaveOccurred())
-	if err := env.Client.Create(ctx, secret); apierrors.IsAlreadyExists(err) {
+	if cerr := env.Client.Create(ctx, secret); apierrors.IsAlreadyExists(cerr) {
 		Expect(env.Client.Get(ctx, client.ObjectKeyFromObject(secret), secret)).To(Succeed())
 	} else {
-		Expect(err).NotTo(HaveOccurred())
+		Expect(cerr).NotTo(HaveOccurred())
 	}
 	key, err := signing.FromSecret(secret)
 	Expect(err).NotTo(HaveOccurred())
