@@ -31,6 +31,10 @@ const (
 	// machines (VM names or UUIDs, BMC addresses) the credentials may be
 	// used for; path.Match patterns (tenant-a-*, 10.0.3.*).
 	SecretKeyMachines = "machines"
+	// SecretKeyProvider names the provider the credentials are for. A
+	// Secret lent to other namespaces must say it: the credentials of a
+	// vCenter are never sent to a Redfish address a tenant chose.
+	SecretKeyProvider = "provider"
 	// SecretKeyCABundle and SecretKeyInsecureSkipVerify are the TLS
 	// settings of the endpoint or the BMCs.
 	SecretKeyCABundle           = "caBundle"
@@ -76,9 +80,12 @@ func Settings(ctx context.Context, r client.Reader, secrets, namespace string, p
 		if err := ownSettingsOf(pc); err != nil {
 			return s, fmt.Errorf("credentials Secret %s is shared with namespace %s, whose policy %w", key, namespace, err)
 		}
-		if len(secret.Data[SecretKeyEndpoint]) == 0 && len(secret.Data[SecretKeyMachines]) == 0 {
-			return s, fmt.Errorf("credentials Secret %s is shared with namespace %s but says nowhere where it may be used: add key %s or %s", key, namespace, SecretKeyEndpoint, SecretKeyMachines)
+		if err := lentFor(secret.Data, pc.Provider); err != nil {
+			return s, fmt.Errorf("credentials Secret %s is shared with namespace %s but %w", key, namespace, err)
 		}
+	}
+	if v := strings.TrimSpace(string(secret.Data[SecretKeyProvider])); v != "" && v != pc.Provider {
+		return s, fmt.Errorf("credentials Secret %s is for provider %s, not %s", key, v, pc.Provider)
 	}
 	if v := string(secret.Data[SecretKeyEndpoint]); v != "" {
 		if pc.Endpoint != "" && pc.Endpoint != v {
@@ -92,13 +99,50 @@ func Settings(ctx context.Context, r client.Reader, secrets, namespace string, p
 	if v, ok := secret.Data[SecretKeyInsecureSkipVerify]; ok {
 		s.InsecureSkipVerify = strings.TrimSpace(string(v)) == "true"
 	}
-	s.Machines = strings.FieldsFunc(string(secret.Data[SecretKeyMachines]), func(r rune) bool { return r == ',' || r == '\n' || r == ' ' })
+	s.Machines = machineList(secret.Data)
 	user, pass := secret.Data["username"], secret.Data["password"]
 	if (len(user) == 0) != (len(pass) == 0) {
 		return s, fmt.Errorf("credentials Secret %s needs both keys username and password, or neither", key)
 	}
 	s.Username, s.Password = string(user), string(pass)
 	return s, nil
+}
+
+// bmcProviders are the providers whose machines are BMC addresses: the
+// address a credential is sent to.
+var bmcProviders = []string{"redfish", "ipmi"}
+
+// lentFor says what a Secret lent to another namespace lacks to be used
+// by provider: it must name its provider (key provider) and list the
+// machines it may be used for (key machines; an endpoint alone would let
+// the tenant map its nodes to any machine behind it); for a provider that
+// sends the credential to each machine's address (Redfish, IPMI) the list
+// holds addresses, not patterns, so every address comes from the Secret's
+// owner, never from the tenant's policy.
+func lentFor(data map[string][]byte, provider string) error {
+	named := strings.TrimSpace(string(data[SecretKeyProvider]))
+	machines := machineList(data)
+	switch {
+	case named == "":
+		return fmt.Errorf("names no provider: add key %s (%s)", SecretKeyProvider, provider)
+	case named != provider:
+		return fmt.Errorf("is for provider %s, not %s", named, provider)
+	case len(machines) == 0:
+		return fmt.Errorf("lists no machines it may be used for: add key %s", SecretKeyMachines)
+	}
+	if slices.Contains(bmcProviders, provider) {
+		for _, m := range machines {
+			if strings.ContainsAny(m, "*?[\\") {
+				return fmt.Errorf("lists %q in %s: a lent %s credential goes only to addresses the Secret names, not patterns", m, SecretKeyMachines, provider)
+			}
+		}
+	}
+	return nil
+}
+
+// machineList is a Secret's machines, one per line or separated by commas.
+func machineList(data map[string][]byte) []string {
+	return strings.FieldsFunc(string(data[SecretKeyMachines]), func(r rune) bool { return r == ',' || r == '\n' || r == ' ' })
 }
 
 // ownSettingsOf says what a policy sets that only a shared Secret may.

@@ -36,7 +36,7 @@ func TestCredentialsComeOnlyFromSecretsThatAllowThePolicy(t *testing.T) {
 	}
 	c := fake.NewClientBuilder().WithScheme(s).WithObjects(
 		secret("nodecycle-system", "bmc", ""),
-		withData(secret("nodecycle-system", "shared", "team-b, team-a"), SecretKeyMachines, "10.0.3.*"),
+		withData(withData(secret("nodecycle-system", "shared", "team-b, team-a"), SecretKeyMachines, "10.0.3.7"), SecretKeyProvider, "ipmi"),
 		secret("team-a", "own", ""), // in the policy's namespace, not the manager's
 	).Build()
 	pc := func(name string) *v1alpha1.PowerCycleSpec {
@@ -78,11 +78,14 @@ func TestASharedSecretSaysWhereItsCredentialsGo(t *testing.T) {
 		return sec
 	}
 	c := fake.NewClientBuilder().WithScheme(s).WithObjects(
-		shared("vcenter", map[string]string{"username": "u", "password": "p", SecretKeyEndpoint: "https://vcenter.example", SecretKeyCABundle: "PEM"}),
-		shared("bmcs", map[string]string{"username": "u", "password": "p", SecretKeyMachines: "10.0.3.*, 10.0.4.7"}),
-		shared("nowhere", map[string]string{"username": "u", "password": "p"}),
-		shared("libvirt", map[string]string{SecretKeyEndpoint: "qemu+tcp://kvm-a.example/system"}),
-		shared("half", map[string]string{"username": "u", SecretKeyEndpoint: "https://vcenter.example"}),
+		shared("vcenter", map[string]string{"username": "u", "password": "p", SecretKeyProvider: "vsphere", SecretKeyEndpoint: "https://vcenter.example", SecretKeyCABundle: "PEM", SecretKeyMachines: "team-a-*"}),
+		shared("vcenter-endpoint-only", map[string]string{"username": "u", "password": "p", SecretKeyProvider: "vsphere", SecretKeyEndpoint: "https://vcenter.example"}),
+		shared("vcenter-unnamed", map[string]string{"username": "u", "password": "p", SecretKeyEndpoint: "https://vcenter.example", SecretKeyMachines: "team-a-*"}),
+		shared("bmcs", map[string]string{"username": "u", "password": "p", SecretKeyProvider: "redfish", SecretKeyMachines: "10.0.3.12, 10.0.4.7"}),
+		shared("bmc-patterns", map[string]string{"username": "u", "password": "p", SecretKeyProvider: "redfish", SecretKeyMachines: "10.0.3.*"}),
+		shared("nowhere", map[string]string{"username": "u", "password": "p", SecretKeyProvider: "redfish"}),
+		shared("libvirt", map[string]string{SecretKeyProvider: "libvirt", SecretKeyEndpoint: "qemu+tcp://kvm-a.example/system", SecretKeyMachines: "team-a-*"}),
+		shared("half", map[string]string{"username": "u", SecretKeyProvider: "vsphere", SecretKeyEndpoint: "https://vcenter.example", SecretKeyMachines: "team-a-*"}),
 	).Build()
 	ref := func(name string) *v1alpha1.SecretReference {
 		if name == "" {
@@ -99,7 +102,13 @@ func TestASharedSecretSaysWhereItsCredentialsGo(t *testing.T) {
 		{"an endpoint of the policy's own", v1alpha1.PowerCycleSpec{Provider: "vsphere", Endpoint: "https://attacker.example", CredentialsSecretRef: ref("vcenter")}, "may not set endpoint"},
 		{"TLS of the policy's own", v1alpha1.PowerCycleSpec{Provider: "vsphere", InsecureSkipVerify: true, CABundle: "x", CredentialsSecretRef: ref("vcenter")}, "may not set insecureSkipVerify, caBundle"},
 		{"a libvirt uri of the policy's own", v1alpha1.PowerCycleSpec{Provider: "libvirt", Options: map[string]string{"uri": "qemu+tcp://other/system"}, CredentialsSecretRef: ref("libvirt")}, "may not set options.uri"},
-		{"a Secret that says nowhere", v1alpha1.PowerCycleSpec{Provider: "redfish", CredentialsSecretRef: ref("nowhere")}, "says nowhere where it may be used"},
+		{"a Secret that says nowhere", v1alpha1.PowerCycleSpec{Provider: "redfish", CredentialsSecretRef: ref("nowhere")}, "lists no machines"},
+		// I3: a vCenter credential lent with its endpoint alone, used by a
+		// tenant's policy as Redfish against its own HTTPS server.
+		{"a vCenter credential as Redfish", v1alpha1.PowerCycleSpec{Provider: "redfish", CredentialsSecretRef: ref("vcenter")}, "is for provider vsphere, not redfish"},
+		{"a lent endpoint without machines", v1alpha1.PowerCycleSpec{Provider: "vsphere", CredentialsSecretRef: ref("vcenter-endpoint-only")}, "lists no machines"},
+		{"a lent Secret without provider", v1alpha1.PowerCycleSpec{Provider: "vsphere", CredentialsSecretRef: ref("vcenter-unnamed")}, "names no provider"},
+		{"BMC patterns in a lent Secret", v1alpha1.PowerCycleSpec{Provider: "redfish", CredentialsSecretRef: ref("bmc-patterns")}, "not patterns"},
 		{"no Secret: libvirt over TCP", v1alpha1.PowerCycleSpec{Provider: "libvirt", Endpoint: "qemu+tcp://kvm-b.example/system"}, "needs a credentials Secret"},
 		{"a credential-less Secret with its endpoint", v1alpha1.PowerCycleSpec{Provider: "libvirt", CredentialsSecretRef: ref("libvirt")}, ""},
 		{"half a credential", v1alpha1.PowerCycleSpec{Provider: "vsphere", CredentialsSecretRef: ref("half")}, "both keys username and password, or neither"},
@@ -127,7 +136,7 @@ func TestASharedSecretSaysWhereItsCredentialsGo(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for machine, allowed := range map[string]bool{"10.0.3.12": true, "10.0.4.7": true, "10.0.4.8": false, "attacker.example": false} {
+	for machine, allowed := range map[string]bool{"10.0.3.12": true, "10.0.4.7": true, "10.0.3.13": false, "10.0.4.8": false, "attacker.example": false} {
 		err := Allowed(bmcs, providers.Machine{Candidates: []string{machine}, Source: "powerCycle.machines[worker-1]"})
 		if (err == nil) != allowed {
 			t.Errorf("machine %s: %v, want allowed %t", machine, err, allowed)

@@ -24,7 +24,7 @@ func LendBMC(ctx context.Context, c client.Client, ns, node string, bmc *peers.B
 	if err := c.Create(ctx, &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Name: ns + "-bmc", Namespace: "nodecycle-system", Annotations: map[string]string{power.AnnotationCredentialsFor: ns}},
 		// The operator lends it for this BMC only.
-		Data: map[string][]byte{"username": []byte(bmc.Username), "password": []byte(bmc.Password), power.SecretKeyMachines: []byte(bmc.Addr)},
+		Data: map[string][]byte{"username": []byte(bmc.Username), "password": []byte(bmc.Password), power.SecretKeyMachines: []byte(bmc.Addr), power.SecretKeyProvider: []byte(ipmi.Name)},
 	}); err != nil {
 		return err
 	}
