@@ -91,7 +91,15 @@ func (r *Reconciler) drain(ctx context.Context, s *scope) (reconcile.Result, err
 	}
 	d := drain.Drainer{Reader: s.workload().Reader, Writer: s.workload().Client, Rules: rules, Requests: via}
 	res, err := d.Step(ctx, s.node.Name, s.nc.Spec.Drain, s.now)
+	timeout := s.nc.Spec.Drain.Timeout.Duration
 	if err != nil {
+		// The drain timeout holds whatever the errors: a step that keeps
+		// failing ends the drain at the timeout as any other.
+		// Each retry (at the controller's back-off) checks the timeout.
+		if elapsed := s.elapsed(); elapsed >= timeout {
+			s.fail(v1alpha1.ReasonDrainTimeout, fmt.Sprintf("Drain did not finish within %s; its last step failed: %v", timeout, err))
+			return reconcile.Result{}, nil
+		}
 		return reconcile.Result{}, err
 	}
 	r.tellRequests(s, res)
@@ -112,8 +120,14 @@ func (r *Reconciler) drain(ctx context.Context, s *scope) (reconcile.Result, err
 		s.event(corev1.EventTypeNormal, v1alpha1.ReasonDrained, "Node drained in %s", elapsed.Round(time.Second))
 		return s.drained()
 	}
-	timeout := s.nc.Spec.Drain.Timeout.Duration
 	if elapsed >= timeout && s.nc.Spec.Drain.DeleteAfterTimeout {
+		// The requests go first, as on any end of the drain: a responder
+		// must not go on working on a pod that is deleted under it.
+		if via {
+			if err := r.withdraw(ctx, s, "the drain timed out: deleteAfterTimeout deletes the pods left"); err != nil {
+				return reconcile.Result{}, err
+			}
+		}
 		deleted, err := d.DeleteRemaining(ctx, s.node.Name, s.nc.Spec.Drain)
 		if err != nil {
 			return reconcile.Result{}, err

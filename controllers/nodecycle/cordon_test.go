@@ -6,11 +6,13 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
 )
@@ -98,5 +100,35 @@ func TestAlwaysRefusesAClusterWithoutEvictionRequests(t *testing.T) {
 	}
 	if len(nc.Finalizers) != 0 {
 		t.Fatalf("finalizers %v", nc.Finalizers)
+	}
+}
+
+// I5: a drain step that keeps failing (the node's pods cannot be listed)
+// still ends at the drain timeout: the node is given back and the slot
+// freed, instead of retrying forever under the cordon.
+func TestDrainTimeoutHoldsWhateverTheErrors(t *testing.T) {
+	failing := false
+	h := newHarness(t, withInterceptor(interceptor.Funcs{List: func(ctx context.Context, c client.WithWatch, list client.ObjectList, opts ...client.ListOption) error {
+		if _, pods := list.(*corev1.PodList); pods && failing {
+			return apierrors.NewInternalError(errors.New("etcdserver: request timed out"))
+		}
+		return c.List(ctx, list, opts...)
+	}}))
+	h.create(workloadPod("web-1", testNode))
+	h.open()
+	h.runUntil(v1alpha1.PhaseDraining)
+	failing = true
+	// Each failed step is retried (the controller's back-off); the clock
+	// moves a minute between retries.
+	for i := 0; i < 100 && h.cycle().Status.Phase == v1alpha1.PhaseDraining; i++ {
+		if _, err := h.r.Reconcile(h.ctx, reconcile.Request{NamespacedName: client.ObjectKey{Namespace: testNamespace, Name: testCycle}}); err == nil && h.cycle().Status.Phase == v1alpha1.PhaseDraining {
+			t.Fatal("a failing step reported no error before the timeout")
+		}
+		h.clock.Step(time.Minute)
+	}
+	h.runUntil(v1alpha1.PhaseFailed)
+	nc := h.cycle()
+	if nc.Status.Reason != v1alpha1.ReasonDrainTimeout || !strings.Contains(nc.Status.Message, "its last step failed") || h.node().Spec.Unschedulable {
+		t.Fatalf("reason %s %q, node unschedulable %t: want DrainTimeout naming the error and the node given back", nc.Status.Reason, nc.Status.Message, h.node().Spec.Unschedulable)
 	}
 }

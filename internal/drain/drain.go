@@ -2,6 +2,7 @@ package drain
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
@@ -155,6 +156,9 @@ func (d *Drainer) Step(ctx context.Context, nodeName string, opts v1alpha1.Drain
 			continue
 		}
 		why, responder, err := d.request(ctx, pod, nodeName, &requests)
+		if pe := (podError{}); errors.As(err, &pe) {
+			why, err = "asking for its eviction failed: "+pe.Error(), nil
+		}
 		if err != nil {
 			return res, err
 		}

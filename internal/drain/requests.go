@@ -118,6 +118,9 @@ func (d *Drainer) request(ctx context.Context, pod *corev1.Pod, node string, st 
 	if !ok {
 		return d.createRequest(ctx, pod, node)
 	}
+	if why := notOurs(er, pod); why != "" {
+		return why, nil, nil
+	}
 	if er.Spec.Intent != lifecycle.IntentEviction {
 		// Withdrawn by an earlier drain of the node: asked for again.
 		if err := d.setIntent(ctx, er, lifecycle.IntentEviction); err != nil {
@@ -128,7 +131,7 @@ func (d *Drainer) request(ctx context.Context, pod *corev1.Pod, node string, st 
 	if c := meta.FindStatusCondition(er.Status.Conditions, lifecycle.ConditionFailed); c != nil && c.Status == metav1.ConditionTrue {
 		// Every responder gave up: the next step asks again from the start.
 		if err := d.Writer.Delete(ctx, er, client.Preconditions{UID: &er.UID}); err != nil && !apierrors.IsNotFound(err) {
-			return "", nil, fmt.Errorf("deleting failed EvictionRequest %s/%s: %w", er.Namespace, er.Name, err)
+			return "", nil, podError{fmt.Errorf("deleting failed EvictionRequest %s/%s: %w", er.Namespace, er.Name, err)}
 		}
 		return fmt.Sprintf("eviction failed (%s: %s), asking again", c.Reason, c.Message), nil, nil
 	}
@@ -163,17 +166,66 @@ func (d *Drainer) createRequest(ctx context.Context, pod *corev1.Pod, node strin
 			Intent:    lifecycle.IntentEviction,
 		},
 	}
-	if err := d.Writer.Create(ctx, er); err != nil && !apierrors.IsAlreadyExists(err) {
-		return "", nil, fmt.Errorf("creating EvictionRequest for pod %s/%s: %w", pod.Namespace, pod.Name, err)
+	err := d.Writer.Create(ctx, er)
+	if apierrors.IsAlreadyExists(err) {
+		// One of the name, but not among the node's: written without the
+		// node's label (by an earlier manager, or by someone else).
+		return d.adopt(ctx, pod, node, client.ObjectKeyFromObject(er))
+	}
+	if err != nil {
+		return "", nil, podError{fmt.Errorf("creating EvictionRequest for pod %s/%s: %w", pod.Namespace, pod.Name, err)}
 	}
 	return ReasonRequested, nil, nil
 }
+
+// adopt takes over a request of the pod's name that the node's list did
+// not show: when it is nodecycle's, for this very pod, it gets the node's
+// label (the next steps find it); anyone else's is left alone, and named.
+func (d *Drainer) adopt(ctx context.Context, pod *corev1.Pod, node string, key client.ObjectKey) (string, *Responder, error) {
+	er := &lifecycle.EvictionRequest{}
+	if err := d.Reader.Get(ctx, key, er); err != nil {
+		return "", nil, podError{fmt.Errorf("reading EvictionRequest %s: %w", key, err)}
+	}
+	if why := notOurs(er, pod); why != "" {
+		return why, nil, nil
+	}
+	before := er.DeepCopy()
+	if er.Labels == nil {
+		er.Labels = map[string]string{}
+	}
+	er.Labels[LabelNode] = NodeLabelValue(node)
+	if err := d.Writer.Patch(ctx, er, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
+		return "", nil, podError{fmt.Errorf("labelling EvictionRequest %s: %w", key, err)}
+	}
+	return ReasonRequested, nil, nil
+}
+
+// notOurs says why a request of the pod's name is not nodecycle's for
+// that pod ("" when it is): another requester, or another target (a pod
+// of the same name and UID cannot be another pod, but a request can be
+// written by hand to say anything).
+func notOurs(er *lifecycle.EvictionRequest, pod *corev1.Pod) string {
+	t := er.Spec.Target.Pod
+	if er.Spec.Requester == Requester && t != nil && t.UID == pod.UID && t.Name == pod.Name {
+		return ""
+	}
+	target := "no pod"
+	if t != nil {
+		target = fmt.Sprintf("pod %s (UID %s)", t.Name, t.UID)
+	}
+	return fmt.Sprintf("EvictionRequest %s is not nodecycle's for this pod (requester %q, target %s): left alone; delete it so the drain can ask", er.Name, er.Spec.Requester, target)
+}
+
+// podError is a failure to ask for one pod's eviction: the pod waits with
+// it as its reason, and the drain goes on with the others (the drain
+// timeout holds).
+type podError struct{ error }
 
 func (d *Drainer) setIntent(ctx context.Context, er *lifecycle.EvictionRequest, intent lifecycle.Intent) error {
 	before := er.DeepCopy()
 	er.Spec.Intent = intent
 	if err := d.Writer.Patch(ctx, er, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil && !apierrors.IsNotFound(err) {
-		return fmt.Errorf("setting intent %s on EvictionRequest %s/%s: %w", intent, er.Namespace, er.Name, err)
+		return podError{fmt.Errorf("setting intent %s on EvictionRequest %s/%s: %w", intent, er.Namespace, er.Name, err)}
 	}
 	return nil
 }

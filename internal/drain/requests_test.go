@@ -2,17 +2,21 @@ package drain
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
 	"github.com/nodecycle/nodecycle/internal/lifecycle"
@@ -154,5 +158,80 @@ func TestNodeLabelValue(t *testing.T) {
 	long := strings.Repeat("n", 70) + ".example.com"
 	if got := NodeLabelValue(long); len(got) > 63 || !strings.HasPrefix(got, "sha256-") || got != NodeLabelValue(long) {
 		t.Fatalf("%q: want a stable hash within 63 characters", got)
+	}
+}
+
+// I5: a request of the pod's name that is not nodecycle's (another
+// requester, another target), with the node's label or without it, is
+// left alone and named as what holds the pod; nodecycle's own request
+// written without the label is adopted (labelled), not created again
+// step after step.
+func TestOnlyNodecyclesOwnRequestsAreFollowed(t *testing.T) {
+	ctx := context.Background()
+	pod := podOn("db-0", nil, nil)
+	request := func(requester string, target types.UID, labelled bool) *lifecycle.EvictionRequest {
+		er := &lifecycle.EvictionRequest{ObjectMeta: metav1.ObjectMeta{Namespace: "demo", Name: RequestName(pod)},
+			Spec: lifecycle.EvictionRequestSpec{Requester: requester, Intent: lifecycle.IntentEviction,
+				Target: lifecycle.Target{Pod: &lifecycle.PodReference{Name: pod.Name, UID: target}}}}
+		if labelled {
+			er.Labels = map[string]string{LabelNode: NodeLabelValue("n1")}
+		}
+		return er
+	}
+	for name, tc := range map[string]struct {
+		er        *lifecycle.EvictionRequest
+		want      string
+		labelled  bool
+		requester string
+	}{
+		"another requester, labelled":   {request("acme.io/other", pod.UID, true), "not nodecycle's for this pod", true, "acme.io/other"},
+		"another requester, unlabelled": {request("acme.io/other", pod.UID, false), "not nodecycle's for this pod", false, "acme.io/other"},
+		"another target, labelled":      {request(Requester, "uid-other", true), "not nodecycle's for this pod", true, Requester},
+		"nodecycle's, unlabelled":       {request(Requester, pod.UID, false), ReasonRequested, true, Requester},
+	} {
+		c := requestsClient(t, pod, tc.er)
+		d := Drainer{Reader: c, Writer: c, Requests: true}
+		for range 2 {
+			if got := step(t, d, time.Now()); !strings.Contains(got.Reason, tc.want) {
+				t.Errorf("%s: %q, want %q", name, got.Reason, tc.want)
+			}
+		}
+		got := &lifecycle.EvictionRequest{}
+		if err := c.Get(ctx, client.ObjectKeyFromObject(tc.er), got); err != nil {
+			t.Fatal(err)
+		}
+		if _, labelled := got.Labels[LabelNode]; labelled != tc.labelled || got.Spec.Requester != tc.requester || got.Spec.Intent != lifecycle.IntentEviction {
+			t.Errorf("%s: the request became %+v %+v", name, got.Labels, got.Spec)
+		}
+	}
+}
+
+// I5: a request refused for one pod (an admission rule of its namespace)
+// is that pod's reason to wait; the other pods' requests are still made
+// and the step itself does not fail.
+func TestARefusedRequestHoldsOnlyItsPod(t *testing.T) {
+	ctx := context.Background()
+	refused, other := podOn("db-0", nil, nil), podOn("web-0", nil, nil)
+	base := requestsClient(t, refused, other)
+	c := interceptor.NewClient(base.(client.WithWatch), interceptor.Funcs{Create: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
+		if er, ok := obj.(*lifecycle.EvictionRequest); ok && er.Spec.Target.Pod.Name == "db-0" {
+			return apierrors.NewForbidden(lifecycle.GroupVersion.WithResource("evictionrequests").GroupResource(), er.Name, errors.New("denied by policy no-evictions"))
+		}
+		return c.Create(ctx, obj, opts...)
+	}})
+	d := Drainer{Reader: c, Writer: c, Requests: true}
+	res, err := d.Step(ctx, "n1", v1alpha1.DrainSpec{}, time.Now())
+	if err != nil {
+		t.Fatalf("the step failed: %v", err)
+	}
+	reasons := map[string]string{}
+	for _, p := range res.Waiting {
+		reasons[p.Pod] = p.Reason
+	}
+	if !strings.Contains(reasons["demo/db-0"], "asking for its eviction failed") || reasons["demo/web-0"] != ReasonRequested {
+		t.Fatalf("reasons %v", reasons)
+	}
+	if err := c.Get(ctx, client.ObjectKey{Namespace: "demo", Name: RequestName(other)}, &lifecycle.EvictionRequest{}); err != nil {
+		t.Fatalf("the other pod's request: %v", err)
 	}
 }

@@ -220,3 +220,16 @@ func TestWithoutTheGate(t *testing.T) {
 }
 
 var intstrZero = intstr.FromInt32(0)
+
+// I5: deleteAfterTimeout withdraws the drain's requests before it deletes
+// the pods left: the responder is told to stop before its pod goes.
+func TestDeleteAfterTimeoutWithdrawsFirst(t *testing.T) {
+	c := newTestCluster(t, env, "delete-after")
+	db := c.pod("db-0", nil, map[string]int64{failover: 5000})
+	c.startManager("--drain-timeout=5s", "--delete-after-drain-timeout")
+	c.requireReboot()
+
+	c.g.Eventually(func() []string { return c.events(v1alpha1.ReasonPodsDeleted) }).ShouldNot(BeEmpty())
+	c.g.Expect(c.request(db).Spec.Intent).To(Equal(lifecycle.IntentWithdrawn), "the request of a deleted pod was left asking")
+	c.g.Expect(c.events(v1alpha1.ReasonEvictionsWithdrawn)).NotTo(BeEmpty())
+}
