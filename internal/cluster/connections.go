@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"k8s.io/apimachinery/pkg/util/sets"
@@ -269,7 +271,21 @@ func (c *Connections) connect(ctx context.Context, key client.ObjectKey) (*conne
 // probe asks the cluster's API server for / within ProbeTimeout.
 func (c *Connections) probe(ctx context.Context, rc *rest.RESTClient) error {
 	_, err := rc.Get().AbsPath("/").Timeout(c.opts.ProbeTimeout).DoRaw(ctx)
-	return err
+	return probeError(err)
+}
+
+// probeError keeps of an answer the status code and reason, never its
+// body: the server is whatever a tenant wrote in its kubeconfig, and the
+// error ends in Events the tenant reads (the manager reaches what Cluster
+// API's own ClusterCache reaches, but does not read it back to anyone).
+func probeError(err error) error {
+	var st apierrors.APIStatus
+	if err == nil || !errors.As(err, &st) {
+		return err
+	}
+	s := st.Status()
+	return &apierrors.StatusError{ErrStatus: metav1.Status{Status: metav1.StatusFailure, Code: s.Code, Reason: s.Reason,
+		Message: fmt.Sprintf("the API server answered HTTP %d (%s)", s.Code, cmp.Or(string(s.Reason), "no reason"))}}
 }
 
 // newCache makes a cluster's cache. Lists of its informers may take long

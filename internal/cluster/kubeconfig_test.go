@@ -93,3 +93,37 @@ func TestRESTConfigFromDataTakesOnlyData(t *testing.T) {
 		})
 	}
 }
+
+// I7: a tenant's kubeconfig points at a server of theirs that answers the
+// probe with a body (what it fetched from inside the manager's network,
+// say): the error, which ends in a tenant-visible Event, keeps the status
+// code and not a byte of the body.
+func TestTheProbeDoesNotEchoTheServersAnswer(t *testing.T) {
+	const leak = "instance-metadata: iam-token=s3cr3t"
+	server := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusBadGateway)
+		_, _ = w.Write([]byte(leak))
+	}))
+	defer server.Close()
+	kubeconfig := fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters:
+- name: c
+  cluster: {server: %q, insecure-skip-tls-verify: true}
+users:
+- name: u
+  user: {token: t}
+contexts:
+- name: x
+  context: {cluster: c, user: u}
+current-context: x
+`, server.URL)
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "tenant-a", Name: "wc-kubeconfig"},
+		Data: map[string][]byte{"value": []byte(kubeconfig)}}
+	secrets := fake.NewClientBuilder().WithScheme(clientgoscheme.Scheme).WithObjects(secret).Build()
+	c := NewConnections(secrets, secrets, clientgoscheme.Scheme, ConnectionOptions{})
+	_, err := c.connect(context.Background(), client.ObjectKey{Namespace: "tenant-a", Name: "wc"})
+	if err == nil || strings.Contains(err.Error(), "s3cr3t") || !strings.Contains(err.Error(), "HTTP 502") {
+		t.Fatalf("connect: %v; want the status code and none of the body", err)
+	}
+}

@@ -6,15 +6,18 @@
 // so that a role just granted takes effect soon.
 //
 // Anyone who reaches the port can send a new token with every request:
-// the reviews of tokens not remembered are rate-limited (reviewsPerSecond,
-// reviewBurst; beyond that the answer is 429 without asking the API
-// server), tokens are remembered by their SHA-256 only, and at most
-// maxRemembered answers are kept (refusals go first).
+// the reviews of tokens not remembered are rate-limited per source address
+// (reviewsPerSecond, reviewBurst each; beyond that the answer is 429
+// without asking the API server) and in all (totalPerSecond, totalBurst),
+// so a flood of forged tokens from one address does not keep a scraper's
+// rotated token out; tokens are remembered by their SHA-256 only, and at
+// most maxRemembered answers and maxSources addresses are kept.
 package metricsauth
 
 import (
 	"context"
 	"crypto/sha256"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -38,6 +41,9 @@ const (
 	maxRemembered    = 1024
 	reviewsPerSecond = 2
 	reviewBurst      = 10
+	totalPerSecond   = 20
+	totalBurst       = 50
+	maxSources       = 1024
 )
 
 // Filter is a metricsserver.Options.FilterProvider.
@@ -54,7 +60,8 @@ func Filter(cfg *rest.Config, httpClient *http.Client) (metricsserver.Filter, er
 				http.Error(w, "Unauthorized: a bearer token is needed", http.StatusUnauthorized)
 				return
 			}
-			code, err := g.check(r.Context(), token, r.URL.Path)
+			source, _, _ := net.SplitHostPort(r.RemoteAddr)
+			code, err := g.check(r.Context(), token, r.URL.Path, source)
 			if err != nil {
 				log.Error(err, "Checking a /metrics caller")
 			}
@@ -76,18 +83,35 @@ type guard struct {
 	cs      kubernetes.Interface
 	mu      sync.Mutex
 	decided map[[sha256.Size]byte]decision // by the hash of path and token
-	reviews *rate.Limiter
+	reviews *rate.Limiter            // in all
+	sources map[string]*rate.Limiter // by source address
 	now     func() time.Time
 }
 
 func newGuard(cs kubernetes.Interface, now func() time.Time) *guard {
-	return &guard{cs: cs, decided: map[[sha256.Size]byte]decision{}, now: now, reviews: rate.NewLimiter(reviewsPerSecond, reviewBurst)}
+	return &guard{cs: cs, decided: map[[sha256.Size]byte]decision{}, now: now,
+		reviews: rate.NewLimiter(totalPerSecond, totalBurst), sources: map[string]*rate.Limiter{}}
+}
+
+// allowReview spends a review from source's budget and the total one;
+// called with mu held.
+func (g *guard) allowReview(source string) bool {
+	l, ok := g.sources[source]
+	if !ok {
+		if len(g.sources) >= maxSources {
+			clear(g.sources) // many addresses: each starts again; the total still holds
+		}
+		l = rate.NewLimiter(reviewsPerSecond, reviewBurst)
+		g.sources[source] = l
+	}
+	now := g.now()
+	return l.AllowN(now, 1) && g.reviews.AllowN(now, 1)
 }
 
 // check answers 200, 401 or 403 for the token on path, or 429 when too
-// many tokens not remembered came in; an API server that cannot be asked
-// answers 403 (fail closed), not kept.
-func (g *guard) check(ctx context.Context, token, path string) (int, error) {
+// many tokens not remembered came in from source (or in all); an API
+// server that cannot be asked answers 403 (fail closed), not kept.
+func (g *guard) check(ctx context.Context, token, path, source string) (int, error) {
 	key := sha256.Sum256([]byte(path + "\x00" + token))
 	g.mu.Lock()
 	d, known := g.decided[key]
@@ -97,7 +121,7 @@ func (g *guard) check(ctx context.Context, token, path string) (int, error) {
 	}
 	// A caller allowed before is asked about again at once: new tokens
 	// never keep the scraper out.
-	limited := (!known || d.code != http.StatusOK) && !g.reviews.AllowN(g.now(), 1)
+	limited := (!known || d.code != http.StatusOK) && !g.allowReview(source)
 	g.mu.Unlock()
 	if limited {
 		return http.StatusTooManyRequests, nil
