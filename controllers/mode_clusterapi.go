@@ -91,7 +91,7 @@ func (m clusterAPIMode) setup(_ context.Context, mgr ctrl.Manager, opener cycles
 		}
 	}
 	if o.InPlace.Port != 0 {
-		ext := &inplace.Extension{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Ladders: mr, Rules: inplace.Rules{Paths: o.InPlace.Paths},
+		ext := &inplace.Extension{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Ladders: mr, Workloads: capi, Rules: inplace.Rules{Paths: o.InPlace.Paths},
 			Poll: o.InPlace.Poll, Log: mgr.GetLogger().WithName("in-place-updates")}
 		if err := inplace.Serve(mgr, o.InPlace.Port, o.InPlace.CertDir, o.InPlace.ClientCA, ext); err != nil {
 			return nil, nil, fmt.Errorf("setting up the in-place update extension: %w", err)

@@ -178,8 +178,10 @@ type NodeCycleSpec struct {
 	WaitForPods *PodsReadySpec `json:"waitForPods,omitempty"`
 }
 
-// UpdateSpec is the content of an in-place update: whole files, written
-// atomically by the agent.
+// UpdateSpec is an in-place update: whole files, written atomically by
+// the agent. The NodeCycle keeps their paths, modes and digests; their
+// contents are in ContentSecret, in the workload cluster, for the agent
+// alone.
 type UpdateSpec struct {
 	// ID names the content (a hash of the files): the node reports the
 	// update it applied by this ID.
@@ -193,6 +195,14 @@ type UpdateSpec struct {
 	// +optional
 	// +kubebuilder:validation:MaxLength=512
 	Source string `json:"source,omitempty"`
+
+	// ContentSecret is the Secret of the workload cluster's agent
+	// namespace that holds the files' contents, each under its SHA-256:
+	// made when the update's NodeCycle is opened, deleted when it ends,
+	// readable by the agent alone.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	ContentSecret string `json:"contentSecret,omitempty"`
 
 	// Files are written under the node's root before the reboot.
 	// +kubebuilder:validation:MinItems=1
@@ -210,9 +220,10 @@ type UpdateFile struct {
 	// +kubebuilder:validation:Pattern=`^/[^\x00]*$`
 	Path string `json:"path"`
 
-	// Content is the file's whole content.
-	// +kubebuilder:validation:MaxLength=65536
-	Content string `json:"content"`
+	// SHA256 is the hex SHA-256 of the file's whole content (which is in
+	// the update's ContentSecret, under this key).
+	// +kubebuilder:validation:Pattern=`^[0-9a-f]{64}$`
+	SHA256 string `json:"sha256"`
 
 	// Permissions in octal, 0644 when empty.
 	// +optional

@@ -100,7 +100,7 @@ func newHarness(t *testing.T, opts ...option) *harness {
 func (h *harness) restart(strategies ...Strategy) {
 	registry := &providers.Registry{}
 	registry.Register("memory", func(providers.Settings) (providers.Provider, error) { return h.power, nil })
-	local := cluster.Local{W: cluster.Workload{Client: h.c, Reader: h.c}, Recorder: h.events}
+	local := cluster.Local{W: cluster.Workload{Client: h.c, Reader: h.c, AgentNamespace: testNamespace}, Recorder: h.events}
 	var clusters cluster.Clusters = local
 	if h.machine != "" {
 		clusters = machineClusters{Local: local, machine: h.machine}

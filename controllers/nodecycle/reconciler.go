@@ -174,6 +174,9 @@ func (r *Reconciler) conclude(ctx context.Context, s *scope, result reconcile.Re
 	if err := r.withdrawOnLeaving(ctx, s); err != nil {
 		return reconcile.Result{}, err // the drain's step is done again
 	}
+	if err := r.dropUpdateContents(ctx, s); err != nil {
+		return reconcile.Result{}, err // the end is reached again
+	}
 	if err := r.leaving(ctx, s); err != nil {
 		return reconcile.Result{}, err // the slot is kept; the work is done again
 	}

@@ -56,3 +56,21 @@ func requestKey(ctx context.Context, w cluster.Workload) ([]byte, error) {
 	}
 	return s.Data[signing.SecretKey], nil
 }
+
+// dropUpdateContents deletes an update's content Secret from the workload
+// cluster when its NodeCycle ends (in this reconcile, before the end is
+// saved: a failed delete makes the reconcile, and the delete, happen
+// again). The contents were there for the agent only while it needed
+// them; the node's update status stays as the record.
+func (r *Reconciler) dropUpdateContents(ctx context.Context, s *scope) error {
+	u := s.nc.Spec.Update
+	if u == nil || u.ContentSecret == "" || s.target == nil || !s.nc.Status.Phase.Terminal() || s.before.Status.Phase.Terminal() {
+		return nil
+	}
+	w := s.workload()
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: w.AgentNamespace, Name: u.ContentSecret}}
+	if err := w.Client.Delete(ctx, secret); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("deleting the update's content Secret %s/%s: %w", w.AgentNamespace, u.ContentSecret, err)
+	}
+	return nil
+}

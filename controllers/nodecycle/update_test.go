@@ -7,13 +7,16 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
 	"github.com/nodecycle/nodecycle/internal/update"
 )
 
-var testUpdate = &v1alpha1.UpdateSpec{ID: "u1", Source: "Machine ns/pool-1", Files: []v1alpha1.UpdateFile{{Path: "/etc/sysctl.d/90-a.conf", Content: "a = 2\n"}}}
+var testUpdate = &v1alpha1.UpdateSpec{ID: "u1", Source: "Machine ns/pool-1", ContentSecret: "nodecycle-update-test",
+	Files: update.Spec([]update.File{{Path: "/etc/sysctl.d/90-a.conf", Content: "a = 2\n"}})}
 
 // openUpdate creates the node's NodeCycle carrying an in-place update, as
 // the extension's request resolves to.
@@ -21,6 +24,8 @@ func (h *harness) openUpdate() {
 	h.t.Helper()
 	spec := h.cfg.CycleSpec(testNode, nil)
 	spec.BootID, spec.Attempt, spec.Update = "boot-1", 1, testUpdate
+	h.create(&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: testNamespace, Name: testUpdate.ContentSecret},
+		Data: update.SecretData([]update.File{{Path: "/etc/sysctl.d/90-a.conf", Content: "a = 2\n"}})})
 	h.create(&v1alpha1.NodeCycle{ObjectMeta: metav1.ObjectMeta{Namespace: testNamespace, Name: testCycle, UID: "uid-1"}, Spec: spec})
 }
 
@@ -37,8 +42,11 @@ func TestAnUpdateIsProvenOnlyByTheAgentsCheckOnTheNewBoot(t *testing.T) {
 	h.openUpdate()
 	h.runUntil(v1alpha1.PhaseWaitingForNodeReady)
 	got, err := update.Of(h.node())
-	if err != nil || got == nil || got.ID != "u1" || got.Files[0].Content != "a = 2\n" {
+	if err != nil || got == nil || got.ID != "u1" || got.Files[0].SHA256 != update.Digest("a = 2\n") || got.ContentSecret != testUpdate.ContentSecret {
 		t.Fatalf("the Node's update: %+v, %v", got, err)
+	}
+	if v := h.node().Annotations[v1alpha1.AnnotationUpdate]; strings.Contains(v, "a = 2") {
+		t.Fatalf("the Node's annotation holds the content: %s", v)
 	}
 	h.reportUpdate(update.Written, "boot-1", "")
 	h.boot("boot-2")
@@ -58,6 +66,10 @@ func TestAnUpdateIsProvenOnlyByTheAgentsCheckOnTheNewBoot(t *testing.T) {
 	}
 	if st, ok := update.StatusOf(h.node()); !ok || st.Result != update.Verified {
 		t.Errorf("the agent's report is gone: %+v", st)
+	}
+	// I6: the contents went with the update.
+	if err := h.c.Get(h.ctx, client.ObjectKey{Namespace: testNamespace, Name: testUpdate.ContentSecret}, &corev1.Secret{}); !apierrors.IsNotFound(err) {
+		t.Errorf("the update's content Secret is still there: %v", err)
 	}
 	if r := h.reasons(); !slices.Contains(r, string(v1alpha1.ReasonUpdateVerified)) {
 		t.Errorf("no %s Event: %v", v1alpha1.ReasonUpdateVerified, r)
@@ -81,5 +93,8 @@ func TestAnUpdateTheAgentCouldNotWriteFails(t *testing.T) {
 	n := h.node()
 	if _, ok := n.Annotations[v1alpha1.AnnotationRebootRequest]; ok || n.Spec.Unschedulable {
 		t.Errorf("the Node keeps the request or the cordon: %v", n.Annotations)
+	}
+	if err := h.c.Get(h.ctx, client.ObjectKey{Namespace: testNamespace, Name: testUpdate.ContentSecret}, &corev1.Secret{}); !apierrors.IsNotFound(err) {
+		t.Errorf("the failed update's content Secret is still there: %v", err)
 	}
 }

@@ -40,13 +40,20 @@ func signedClientset(nodes ...*corev1.Node) *fake.Clientset {
 	return fake.NewClientset(objs...)
 }
 
+// updateOf is an update of files, as the manager makes it: the spec
+// (digests) and its content Secret in the agent's namespace.
+func updateOf(files ...update.File) (*v1alpha1.UpdateSpec, *corev1.Secret) {
+	spec := &v1alpha1.UpdateSpec{ID: update.ID(update.Spec(files)), ContentSecret: "nodecycle-update-test", Files: update.Spec(files)}
+	return spec, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: testNamespace, Name: spec.ContentSecret}, Data: update.SecretData(files)}
+}
+
 // A request that someone with `patch nodes` wrote (unsigned, signed for
 // another node, or with an update other than the signed one, such as a
 // file under /etc/cron.d) is neither acknowledged nor carried out, and
 // nothing is written; the manager's own request is.
 func TestOnlySignedRequestsAreCarriedOut(t *testing.T) {
-	spec := &v1alpha1.UpdateSpec{ID: "u1", Files: []v1alpha1.UpdateFile{{Path: "/etc/sysctl.d/90-a.conf", Content: "a = 2\n"}}}
-	forged := &v1alpha1.UpdateSpec{ID: "u1", Files: []v1alpha1.UpdateFile{{Path: "/etc/systemd/system/kubelet.service.d/99-x.conf", Content: "[Service]\nExecStartPre=/bin/sh -c id\n"}}}
+	spec, contents := updateOf(update.File{Path: "/etc/sysctl.d/90-a.conf", Content: "a = 2\n"})
+	forged, _ := updateOf(update.File{Path: "/etc/systemd/system/kubelet.service.d/99-x.conf", Content: "[Service]\nExecStartPre=/bin/sh -c id\n"})
 	for name, tamper := range map[string]func(n *corev1.Node){
 		"unsigned":            func(n *corev1.Node) { delete(n.Annotations, v1alpha1.AnnotationRebootSignature) },
 		"signed for another":  func(n *corev1.Node) { n.Name = "worker-2"; sign(n); n.Name = "worker-1" },
@@ -67,6 +74,9 @@ func TestOnlySignedRequestsAreCarriedOut(t *testing.T) {
 			Spec: corev1.NodeSpec{Unschedulable: true},
 		}
 		cs := signedClientset(node)
+		if err := cs.Tracker().Add(contents.DeepCopy()); err != nil {
+			t.Fatal(err)
+		}
 		tamper(node)
 		if _, err := cs.CoreV1().Nodes().Update(context.Background(), node, metav1.UpdateOptions{}); err != nil {
 			t.Fatal(err)
@@ -112,10 +122,13 @@ func TestNoKeyNoReboot(t *testing.T) {
 // The agent writes under its own directories only, whatever the manager
 // signed: a signed update with a static pod manifest is refused.
 func TestTheAgentsOwnAllowList(t *testing.T) {
-	spec := &v1alpha1.UpdateSpec{ID: "u1", Files: []v1alpha1.UpdateFile{{Path: "/etc/kubernetes/manifests/x.yaml", Content: "kind: Pod\n"}}}
+	spec, contents := updateOf(update.File{Path: "/etc/kubernetes/manifests/x.yaml", Content: "kind: Pod\n"})
 	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "worker-1", Annotations: map[string]string{
 		v1alpha1.AnnotationRebootRequest: "uid", v1alpha1.AnnotationUpdate: update.Encode(spec)}}, Spec: corev1.NodeSpec{Unschedulable: true}}
 	cs := signedClientset(node)
+	if err := cs.Tracker().Add(contents); err != nil {
+		t.Fatal(err)
+	}
 	root := t.TempDir()
 	r := &countingRebooter{}
 	a := &Agent{NodeName: "worker-1", Client: cs, Rebooter: r, HostRoot: root, Namespace: testNamespace, Metrics: NewMetrics(nil)}

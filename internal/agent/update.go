@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
@@ -33,7 +34,10 @@ func (a *Agent) applyUpdate(ctx context.Context, log logr.Logger, node *corev1.N
 		if a.HostRoot == "" {
 			err = errNoHostRoot
 		} else {
-			err = update.Write(a.HostRoot, a.updatePaths(), spec.Files)
+			var files []update.File
+			if files, err = a.contents(ctx, spec); err == nil {
+				err = update.Write(a.HostRoot, a.updatePaths(), files)
+			}
 		}
 	}
 	if err != nil {
@@ -75,6 +79,20 @@ func (a *Agent) verifyUpdate(ctx context.Context, log logr.Logger) {
 		log.Info("In-place update verified on the new boot", "update", spec.ID, "bootID", boot)
 	}
 	a.setUpdateStatus(ctx, log, verified)
+}
+
+// contents reads the update's files from its content Secret (in the
+// agent's namespace), each checked against the digest the manager signed.
+func (a *Agent) contents(ctx context.Context, spec *v1alpha1.UpdateSpec) ([]update.File, error) {
+	if spec.ContentSecret == "" {
+		return nil, errors.New("the update names no content Secret")
+	}
+	secret, err := a.Client.CoreV1().Secrets(a.Namespace).Get(ctx, spec.ContentSecret, metav1.GetOptions{})
+	if err != nil {
+		a.Metrics.apiErrors.Inc()
+		return nil, fmt.Errorf("reading the update's content Secret %s/%s: %w", a.Namespace, spec.ContentSecret, err)
+	}
+	return update.Contents(spec, secret.Data)
 }
 
 func (a *Agent) updatePaths() []string {

@@ -20,7 +20,7 @@ import (
 // reboot request that carries an update, on boot b1.
 func updateAgent(t *testing.T, root string) (*Agent, *fake.Clientset, *countingRebooter) {
 	t.Helper()
-	spec := &v1alpha1.UpdateSpec{ID: "u1", Files: []v1alpha1.UpdateFile{{Path: "/etc/sysctl.d/90-a.conf", Content: "a = 2\n"}}}
+	spec, contents := updateOf(update.File{Path: "/etc/sysctl.d/90-a.conf", Content: "a = 2\n"})
 	node := &corev1.Node{
 		ObjectMeta: metav1.ObjectMeta{Name: "worker-1", Annotations: map[string]string{
 			v1alpha1.AnnotationRebootRequest: "ns/nc/uid", v1alpha1.AnnotationCordonedBy: "ns/nc", v1alpha1.AnnotationUpdate: update.Encode(spec)}},
@@ -28,6 +28,9 @@ func updateAgent(t *testing.T, root string) (*Agent, *fake.Clientset, *countingR
 		Status: corev1.NodeStatus{NodeInfo: corev1.NodeSystemInfo{BootID: "b1"}},
 	}
 	cs := signedClientset(node)
+	if err := cs.Tracker().Add(contents); err != nil {
+		t.Fatal(err)
+	}
 	r := &countingRebooter{}
 	a := &Agent{NodeName: "worker-1", Client: cs, Rebooter: r, HostRoot: root, Namespace: testNamespace, Metrics: NewMetrics(nil)}
 	a.lister = func() (*corev1.Node, error) {

@@ -2,13 +2,17 @@ package inplace
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -21,6 +25,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
+	"github.com/nodecycle/nodecycle/internal/cluster"
 	"github.com/nodecycle/nodecycle/internal/cycles"
 	"github.com/nodecycle/nodecycle/internal/update"
 )
@@ -30,6 +35,12 @@ import (
 // in-place update needs the reboot strategy there.
 type Ladders interface {
 	Ladder(ctx context.Context, m *clusterv1.Machine) ([]v1alpha1.Strategy, error)
+}
+
+// Workloads reaches the workload cluster of a Cluster: the content of an
+// update goes there, into a Secret that only the agent may read.
+type Workloads interface {
+	Workload(ctx context.Context, namespace, cluster string) (cluster.Workload, error)
 }
 
 // RequestedBy is the spec.request.requestedBy of the NodeCycles the
@@ -49,9 +60,10 @@ type Extension struct {
 	// UpdateMachine's proof that Cluster API marked the Machine, and the
 	// files of its bootstrap configuration, are never taken from a stale
 	// copy (nil: Client).
-	Reader  client.Reader
-	Ladders Ladders
-	Rules   Rules
+	Reader    client.Reader
+	Ladders   Ladders
+	Workloads Workloads
+	Rules     Rules
 	// Poll is the retry delay UpdateMachine answers while its NodeCycle
 	// runs (Cluster API calls again after it).
 	Poll time.Duration
@@ -168,7 +180,7 @@ func (e *Extension) UpdateMachine(ctx context.Context, req *runtimehooksv1.Updat
 		resp.SetMessage("nodecycle: no file to write")
 		return
 	}
-	id := update.ID(writes)
+	id := update.ID(update.Spec(writes))
 	key := client.ObjectKey{Namespace: m.Namespace, Name: cycleName(m.Name, id)}
 	nc := &v1alpha1.NodeCycle{}
 	err = e.Client.Get(ctx, key, nc)
@@ -180,7 +192,12 @@ func (e *Extension) UpdateMachine(ctx context.Context, req *runtimehooksv1.Updat
 		case other != "":
 			wait("node %s has NodeCycle %s open; the update starts after it", node, other)
 		default:
-			err = e.open(ctx, m, key, node, &v1alpha1.UpdateSpec{ID: id, Source: "Machine " + m.Namespace + "/" + m.Name, Files: writes})
+			spec := &v1alpha1.UpdateSpec{ID: id, Source: "Machine " + m.Namespace + "/" + m.Name, ContentSecret: ContentSecretName(key), Files: update.Spec(writes)}
+			if err = e.storeContents(ctx, m, spec, writes); err != nil {
+				wait("writing the update's contents to the workload cluster of %s: %v", m.Spec.ClusterName, err)
+				return
+			}
+			err = e.open(ctx, m, key, node, spec)
 			if err != nil {
 				fail("opening NodeCycle %s: %v", key.Name, err)
 				return
@@ -316,6 +333,37 @@ func (e *Extension) open(ctx context.Context, m *clusterv1.Machine, key client.O
 		return err
 	}
 	e.Log.Info("In-place update started", "Machine", m.Namespace+"/"+m.Name, "NodeCycle", key.Name, "update", u.ID)
+	return nil
+}
+
+// ContentSecretName is the content Secret of the update NodeCycle key: one
+// per NodeCycle, so that the end of one never takes another's contents.
+func ContentSecretName(key client.ObjectKey) string {
+	h := sha256.Sum256([]byte(key.Namespace + "/" + key.Name))
+	return "nodecycle-update-" + hex.EncodeToString(h[:])[:20]
+}
+
+// storeContents writes the files' contents into the update's content
+// Secret in the workload cluster's agent namespace (the NodeCycle keeps
+// only their digests); one already there, from an earlier call for the
+// same update, is the same.
+func (e *Extension) storeContents(ctx context.Context, m *clusterv1.Machine, spec *v1alpha1.UpdateSpec, files []update.File) error {
+	if e.Workloads == nil {
+		return errors.New("no workload cluster to write to")
+	}
+	w, err := e.Workloads.Workload(ctx, m.Namespace, m.Spec.ClusterName)
+	if err != nil {
+		return err
+	}
+	s := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: cluster.WorkloadAgentNamespace, Name: spec.ContentSecret,
+			Labels: map[string]string{"app.kubernetes.io/name": "nodecycle", LabelMachine: m.Name}},
+		Type: corev1.SecretTypeOpaque,
+		Data: update.SecretData(files),
+	}
+	if err := w.Client.Create(ctx, s); err != nil && !apierrors.IsAlreadyExists(err) {
+		return err
+	}
 	return nil
 }
 

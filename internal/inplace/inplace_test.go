@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -18,7 +19,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
+	"github.com/nodecycle/nodecycle/internal/cluster"
 	"github.com/nodecycle/nodecycle/internal/cycles"
+	"github.com/nodecycle/nodecycle/internal/update"
 )
 
 var rules = Rules{Paths: DefaultPaths}
@@ -140,6 +143,13 @@ func updateClient(objs ...client.Object) client.Client {
 		WithIndex(&v1alpha1.NodeCycle{}, cycles.IndexNodeName, func(o client.Object) []string { return []string{o.(*v1alpha1.NodeCycle).Spec.NodeName} }).Build()
 }
 
+// workloads hands out one workload cluster.
+type workloads struct{ c client.Client }
+
+func (w workloads) Workload(context.Context, string, string) (cluster.Workload, error) {
+	return cluster.Workload{Client: w.c, Reader: w.c, AgentNamespace: cluster.WorkloadAgentNamespace}, nil
+}
+
 // UpdateMachine opens one NodeCycle per update and answers from it: in
 // progress, done, failed; a node with another open NodeCycle waits.
 func TestUpdateMachine(t *testing.T) {
@@ -147,7 +157,8 @@ func TestUpdateMachine(t *testing.T) {
 	m, cfg := markedMachine("a = 2\n")
 	other := &v1alpha1.NodeCycle{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "auto"}, Spec: v1alpha1.NodeCycleSpec{NodeName: "node-1", ClusterName: "c"}}
 	c := updateClient(m, cfg, other)
-	e := &Extension{Client: c, Rules: rules, Poll: 5e9, Log: logr.Discard()}
+	wc := fake.NewClientBuilder().Build() // the workload cluster
+	e := &Extension{Client: c, Rules: rules, Poll: 5e9, Log: logr.Discard(), Workloads: workloads{wc}}
 	req := updateRequest(m, cfg)
 	call := func() *runtimehooksv1.UpdateMachineResponse {
 		resp := &runtimehooksv1.UpdateMachineResponse{}
@@ -172,7 +183,16 @@ func TestUpdateMachine(t *testing.T) {
 		t.Fatalf("opened: %+v, %d update NodeCycles", resp, len(list()))
 	}
 	nc := list()[0]
-	if nc.Spec.Request.Strategy != v1alpha1.StrategyReboot || nc.Spec.Update == nil || nc.Spec.Update.Files[0].Content != "a = 2\n" || nc.Spec.ClusterName != "c" {
+	// I6: the NodeCycle keeps digests; the contents are in the workload
+	// cluster's Secret for the agent.
+	contents := &corev1.Secret{}
+	if err := wc.Get(ctx, client.ObjectKey{Namespace: cluster.WorkloadAgentNamespace, Name: nc.Spec.Update.ContentSecret}, contents); err != nil {
+		t.Fatalf("the content Secret: %v", err)
+	}
+	if got, err := update.Contents(nc.Spec.Update, contents.Data); err != nil || got[0].Content != "a = 2\n" {
+		t.Fatalf("the contents: %+v %v", got, err)
+	}
+	if nc.Spec.Request.Strategy != v1alpha1.StrategyReboot || nc.Spec.Update == nil || nc.Spec.Update.Files[0].SHA256 != update.Digest("a = 2\n") || nc.Spec.ClusterName != "c" {
 		t.Fatalf("the NodeCycle: %+v", nc.Spec)
 	}
 	for phase, want := range map[v1alpha1.Phase]runtimehooksv1.ResponseStatus{v1alpha1.PhaseSucceeded: runtimehooksv1.ResponseStatusSuccess, v1alpha1.PhaseFailed: runtimehooksv1.ResponseStatusFailure} {

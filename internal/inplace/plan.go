@@ -15,7 +15,6 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 
-	"github.com/nodecycle/nodecycle/api/v1alpha1"
 	"github.com/nodecycle/nodecycle/internal/update"
 )
 
@@ -23,8 +22,8 @@ import (
 // default (update.DefaultPaths, the agent's default too).
 var DefaultPaths = update.DefaultPaths
 
-// MaxUpdateBytes bounds the content of one update: it travels in a Node
-// annotation (the API server takes 256 KiB for all of a Node's).
+// MaxUpdateBytes bounds the content of one update: it travels in a Secret
+// (the API server takes 1 MiB), kept well below for the agent's memory.
 const MaxUpdateBytes = 128 << 10
 
 // Rules say which changes are done in place.
@@ -81,8 +80,8 @@ func files(raw runtime.RawExtension, template bool) (map[string]bootstrapFile, m
 // Plan compares the files of the current and desired bootstrap
 // configurations. It returns the files to write, or why the change is not
 // one nodecycle does in place (then Cluster API replaces the Machines).
-func (r Rules) Plan(current, desired map[string]bootstrapFile) ([]v1alpha1.UpdateFile, error) {
-	var changed []v1alpha1.UpdateFile
+func (r Rules) Plan(current, desired map[string]bootstrapFile) ([]update.File, error) {
+	var changed []update.File
 	var why []string
 	size := 0
 	for _, path := range sortedKeys(current) {
@@ -116,8 +115,8 @@ func (r Rules) Plan(current, desired map[string]bootstrapFile) ([]v1alpha1.Updat
 }
 
 // file is the update of one changed file, or why it is not done in place.
-func (r Rules) file(f bootstrapFile) (v1alpha1.UpdateFile, error) {
-	out := v1alpha1.UpdateFile{Path: f.Path, Permissions: f.Permissions}
+func (r Rules) file(f bootstrapFile) (update.File, error) {
+	out := update.File{Path: f.Path, Permissions: f.Permissions}
 	switch {
 	case update.CheckPath(f.Path) != nil:
 		return out, update.CheckPath(f.Path)
@@ -142,7 +141,7 @@ func (r Rules) file(f bootstrapFile) (v1alpha1.UpdateFile, error) {
 	default:
 		return out, fmt.Errorf("file %s has encoding %s (plain and base64 are written in place)", f.Path, f.Encoding)
 	}
-	if _, err := update.Mode(out); err != nil {
+	if _, err := update.Mode(out.Path, out.Permissions); err != nil {
 		return out, err
 	}
 	return out, nil
@@ -180,8 +179,8 @@ func sortedKeys(m map[string]bootstrapFile) []string {
 // configuration under the paths changed in place (the unchanged ones are
 // written again with the content they have, which changes nothing, so the
 // update is the same whatever the Machine's history).
-func (r Rules) Writes(desired map[string]bootstrapFile) []v1alpha1.UpdateFile {
-	var out []v1alpha1.UpdateFile
+func (r Rules) Writes(desired map[string]bootstrapFile) []update.File {
+	var out []update.File
 	for _, path := range sortedKeys(desired) {
 		if f, err := r.file(desired[path]); err == nil {
 			out = append(out, f)

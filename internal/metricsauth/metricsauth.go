@@ -83,8 +83,8 @@ type guard struct {
 	cs      kubernetes.Interface
 	mu      sync.Mutex
 	decided map[[sha256.Size]byte]decision // by the hash of path and token
-	reviews *rate.Limiter            // in all
-	sources map[string]*rate.Limiter // by source address
+	reviews *rate.Limiter                  // in all
+	sources map[string]*rate.Limiter       // by source address
 	now     func() time.Time
 }
 

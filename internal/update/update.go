@@ -1,12 +1,13 @@
 // Package update is the in-place update's contract on the Node, shared by
-// the manager and the agent: the manager puts a NodeCycle's spec.update on
-// the Node with the reboot request (nodecycle.io/update), the agent writes
+// the manager and the agent: the manager puts a NodeCycle's spec.update
+// (paths, modes, digests and the name of the Secret with the contents) on
+// the Node with the reboot request (nodecycle.io/update), the agent reads
+// the contents from that Secret, checks them against the digests, writes
 // the files before it acknowledges the request and checks them on the new
 // boot, and says how it went in nodecycle.io/update-status.
 package update
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -45,12 +46,64 @@ type Status struct {
 	Message string `json:"message,omitempty"`
 }
 
-// Encode is the value of nodecycle.io/update for spec.
+// File is a file of an update with its content, as the manager reads it
+// from the bootstrap configuration and the agent from the content Secret.
+type File struct {
+	Path        string
+	Permissions string
+	Content     string
+}
+
+// Digest is the hex SHA-256 of content.
+func Digest(content string) string {
+	h := sha256.Sum256([]byte(content))
+	return hex.EncodeToString(h[:])
+}
+
+// Spec is what the NodeCycle and the Node keep of files: paths, modes and
+// digests.
+func Spec(files []File) []v1alpha1.UpdateFile {
+	out := make([]v1alpha1.UpdateFile, 0, len(files))
+	for _, f := range files {
+		out = append(out, v1alpha1.UpdateFile{Path: f.Path, Permissions: f.Permissions, SHA256: Digest(f.Content)})
+	}
+	return out
+}
+
+// SecretData is the content Secret's data for files: each content under
+// its digest.
+func SecretData(files []File) map[string][]byte {
+	data := map[string][]byte{}
+	for _, f := range files {
+		data[Digest(f.Content)] = []byte(f.Content)
+	}
+	return data
+}
+
+// Contents are the files of spec with their contents from its content
+// Secret's data; a content missing or not of its digest is an error.
+func Contents(spec *v1alpha1.UpdateSpec, data map[string][]byte) ([]File, error) {
+	out := make([]File, 0, len(spec.Files))
+	for _, f := range spec.Files {
+		content, ok := data[f.SHA256]
+		if !ok {
+			return nil, fmt.Errorf("file %s: the content Secret %s holds no content of digest %s", f.Path, spec.ContentSecret, short(f.SHA256))
+		}
+		if got := Digest(string(content)); got != f.SHA256 {
+			return nil, fmt.Errorf("file %s: the content Secret %s holds content of digest %s, want %s", f.Path, spec.ContentSecret, short(got), short(f.SHA256))
+		}
+		out = append(out, File{Path: f.Path, Permissions: f.Permissions, Content: string(content)})
+	}
+	return out, nil
+}
+
+// Encode is the value of nodecycle.io/update for spec: no content.
 func Encode(spec *v1alpha1.UpdateSpec) string {
 	b, _ := json.Marshal(struct {
-		ID    string                `json:"id"`
-		Files []v1alpha1.UpdateFile `json:"files"`
-	}{spec.ID, spec.Files})
+		ID            string                `json:"id"`
+		ContentSecret string                `json:"contentSecret,omitempty"`
+		Files         []v1alpha1.UpdateFile `json:"files"`
+	}{spec.ID, spec.ContentSecret, spec.Files})
 	return string(b)
 }
 
@@ -87,27 +140,27 @@ func (s Status) String() string {
 	return string(b)
 }
 
-// ID names a set of files: a hash of their paths, modes and contents, in
+// ID names a set of files: a hash of their paths, modes and digests, in
 // path order, so the same files give the same ID whatever their order.
 func ID(files []v1alpha1.UpdateFile) string {
 	sorted := slices.Clone(files)
 	slices.SortFunc(sorted, func(a, b v1alpha1.UpdateFile) int { return strings.Compare(a.Path, b.Path) })
 	h := sha256.New()
 	for _, f := range sorted {
-		m, _ := Mode(f)
-		_, _ = fmt.Fprintf(h, "%s\x00%o\x00%d\x00%s", f.Path, m, len(f.Content), f.Content)
+		m, _ := Mode(f.Path, f.Permissions)
+		_, _ = fmt.Fprintf(h, "%s\x00%o\x00%s\x00", f.Path, m, f.SHA256)
 	}
 	return hex.EncodeToString(h.Sum(nil))[:20]
 }
 
 // Mode is a file's permissions, 0644 when not given.
-func Mode(f v1alpha1.UpdateFile) (os.FileMode, error) {
-	if f.Permissions == "" {
+func Mode(path, permissions string) (os.FileMode, error) {
+	if permissions == "" {
 		return 0o644, nil
 	}
-	m, err := strconv.ParseUint(f.Permissions, 8, 32)
+	m, err := strconv.ParseUint(permissions, 8, 32)
 	if err != nil || m > 0o777 {
-		return 0, fmt.Errorf("file %s: permissions %q are not an octal mode", f.Path, f.Permissions)
+		return 0, fmt.Errorf("file %s: permissions %q are not an octal mode", path, permissions)
 	}
 	return os.FileMode(m), nil
 }
@@ -157,7 +210,7 @@ func Under(path string, dirs []string) bool {
 
 // Check refuses files that cannot be written safely: relative paths or
 // paths with "..", two entries for one path, bad permissions.
-func Check(files []v1alpha1.UpdateFile) error {
+func Check(files []File) error {
 	seen := map[string]bool{}
 	for _, f := range files {
 		if err := CheckPath(f.Path); err != nil {
@@ -167,7 +220,7 @@ func Check(files []v1alpha1.UpdateFile) error {
 			return fmt.Errorf("file %s is listed twice", f.Path)
 		}
 		seen[f.Path] = true
-		if _, err := Mode(f); err != nil {
+		if _, err := Mode(f.Path, f.Permissions); err != nil {
 			return err
 		}
 	}
@@ -182,7 +235,7 @@ func Check(files []v1alpha1.UpdateFile) error {
 // whatever the manager says), and no directory on its way from root nor
 // the file itself may be a symbolic link: nothing is written unless every
 // file passes.
-func Write(root string, allowed []string, files []v1alpha1.UpdateFile) error {
+func Write(root string, allowed []string, files []File) error {
 	if err := Check(files); err != nil {
 		return err
 	}
@@ -223,8 +276,8 @@ func noLinks(root, path string) error {
 	return nil
 }
 
-func writeFile(root string, f v1alpha1.UpdateFile) error {
-	mode, _ := Mode(f)
+func writeFile(root string, f File) error {
+	mode, _ := Mode(f.Path, f.Permissions)
 	path := filepath.Join(root, f.Path)
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -258,8 +311,8 @@ func writeFile(root string, f v1alpha1.UpdateFile) error {
 	return nil
 }
 
-// Verify checks that every file under root has the update's content and
-// mode; the error names each file that does not.
+// Verify checks that every file under root has the update's content (by
+// its digest) and mode; the error names each file that does not.
 func Verify(root string, files []v1alpha1.UpdateFile) error {
 	var errs []error
 	for _, f := range files {
@@ -269,11 +322,11 @@ func Verify(root string, files []v1alpha1.UpdateFile) error {
 			errs = append(errs, fmt.Errorf("file %s: %w", f.Path, err))
 			continue
 		}
-		if !bytes.Equal(got, []byte(f.Content)) {
-			errs = append(errs, fmt.Errorf("file %s: content is not the update's (sha256 %s, want %s)", f.Path, short(got), short([]byte(f.Content))))
+		if d := Digest(string(got)); d != f.SHA256 {
+			errs = append(errs, fmt.Errorf("file %s: content is not the update's (sha256 %s, want %s)", f.Path, short(d), short(f.SHA256)))
 			continue
 		}
-		want, _ := Mode(f)
+		want, _ := Mode(f.Path, f.Permissions)
 		if st, err := os.Stat(path); err == nil && st.Mode().Perm() != want {
 			errs = append(errs, fmt.Errorf("file %s: mode %o, want %o", f.Path, st.Mode().Perm(), want))
 		}
@@ -281,7 +334,5 @@ func Verify(root string, files []v1alpha1.UpdateFile) error {
 	return errors.Join(errs...)
 }
 
-func short(b []byte) string {
-	h := sha256.Sum256(b)
-	return hex.EncodeToString(h[:])[:12]
-}
+// short is a digest's first 12 digits, as messages show it.
+func short(digest string) string { return digest[:min(12, len(digest))] }

@@ -12,7 +12,7 @@ import (
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
 )
 
-var files = []v1alpha1.UpdateFile{
+var files = []File{
 	{Path: "/etc/sysctl.d/90-a.conf", Content: "net.core.somaxconn = 4096\n"},
 	{Path: "/etc/modprobe.d/b.conf", Content: "options b x=1\n", Permissions: "0600"},
 }
@@ -20,18 +20,18 @@ var files = []v1alpha1.UpdateFile{
 // The ID names the content: the same files in any order give the same,
 // a change of content, mode or path another.
 func TestIDNamesTheContent(t *testing.T) {
-	id := ID(files)
-	if got := ID([]v1alpha1.UpdateFile{files[1], files[0]}); got != id {
+	id := ID(Spec(files))
+	if got := ID(Spec([]File{files[1], files[0]})); got != id {
 		t.Errorf("reordered files: %s, want %s", got, id)
 	}
-	for _, change := range []func(f []v1alpha1.UpdateFile){
-		func(f []v1alpha1.UpdateFile) { f[0].Content += "x" },
-		func(f []v1alpha1.UpdateFile) { f[1].Permissions = "0644" },
-		func(f []v1alpha1.UpdateFile) { f[0].Path = "/etc/sysctl.d/91-a.conf" },
+	for _, change := range []func(f []File){
+		func(f []File) { f[0].Content += "x" },
+		func(f []File) { f[1].Permissions = "0644" },
+		func(f []File) { f[0].Path = "/etc/sysctl.d/91-a.conf" },
 	} {
-		changed := append([]v1alpha1.UpdateFile(nil), files...)
+		changed := append([]File(nil), files...)
 		change(changed)
-		if ID(changed) == id {
+		if ID(Spec(changed)) == id {
 			t.Errorf("a changed file kept the ID %s: %+v", id, changed)
 		}
 	}
@@ -44,7 +44,7 @@ func TestWriteThenVerify(t *testing.T) {
 	if err := Write(root, DefaultPaths, files); err != nil {
 		t.Fatal(err)
 	}
-	if err := Verify(root, files); err != nil {
+	if err := Verify(root, Spec(files)); err != nil {
 		t.Fatal(err)
 	}
 	st, err := os.Stat(filepath.Join(root, "/etc/modprobe.d/b.conf"))
@@ -61,11 +61,11 @@ func TestWriteThenVerify(t *testing.T) {
 	if err = os.Chmod(filepath.Join(root, files[1].Path), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	err = Verify(root, files)
+	err = Verify(root, Spec(files))
 	if err == nil || !strings.Contains(err.Error(), "90-a.conf: content is not the update's") || !strings.Contains(err.Error(), "b.conf: mode 644, want 600") {
 		t.Fatalf("Verify: %v", err)
 	}
-	if err := Verify(t.TempDir(), files[:1]); err == nil {
+	if err := Verify(t.TempDir(), Spec(files[:1])); err == nil {
 		t.Fatal("a missing file verified")
 	}
 }
@@ -73,7 +73,7 @@ func TestWriteThenVerify(t *testing.T) {
 // Paths that could leave the root, twice-listed files and bad modes are
 // refused before anything is written.
 func TestCheckRefusesUnsafeFiles(t *testing.T) {
-	for _, bad := range [][]v1alpha1.UpdateFile{
+	for _, bad := range [][]File{
 		{{Path: "etc/relative"}},
 		{{Path: "/etc/../root/x"}},
 		{{Path: "/etc/a"}, {Path: "/etc/a"}},
@@ -110,7 +110,7 @@ func TestWriteRefusesSymbolicLinks(t *testing.T) {
 	if err := os.Symlink(outside, filepath.Join(root, "etc/sysctl.d")); err != nil {
 		t.Fatal(err)
 	}
-	if err := Write(root, DefaultPaths, []v1alpha1.UpdateFile{{Path: "/etc/sysctl.d/90-a.conf", Content: "x"}}); err == nil || !strings.Contains(err.Error(), "symbolic link") {
+	if err := Write(root, DefaultPaths, []File{{Path: "/etc/sysctl.d/90-a.conf", Content: "x"}}); err == nil || !strings.Contains(err.Error(), "symbolic link") {
 		t.Errorf("through a linked directory: %v", err)
 	}
 	if entries, _ := os.ReadDir(outside); len(entries) != 0 {
@@ -122,7 +122,7 @@ func TestWriteRefusesSymbolicLinks(t *testing.T) {
 	if err := os.Symlink(filepath.Join(outside, "x"), filepath.Join(root, "etc/modprobe.d/b.conf")); err != nil {
 		t.Fatal(err)
 	}
-	if err := Write(root, DefaultPaths, []v1alpha1.UpdateFile{{Path: "/etc/modprobe.d/b.conf", Content: "x"}}); err == nil || !strings.Contains(err.Error(), "symbolic link") {
+	if err := Write(root, DefaultPaths, []File{{Path: "/etc/modprobe.d/b.conf", Content: "x"}}); err == nil || !strings.Contains(err.Error(), "symbolic link") {
 		t.Errorf("a linked file: %v", err)
 	}
 }
@@ -142,12 +142,12 @@ func TestParsePaths(t *testing.T) {
 
 // The annotations read back as written; a broken one is an error, not a panic.
 func TestAnnotationsRoundTrip(t *testing.T) {
-	spec := &v1alpha1.UpdateSpec{ID: ID(files), Files: files}
+	spec := &v1alpha1.UpdateSpec{ID: ID(Spec(files)), ContentSecret: "c", Files: Spec(files)}
 	st := Status{ID: spec.ID, BootID: "b1", Result: Verified}
 	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Annotations: map[string]string{
 		v1alpha1.AnnotationUpdate: Encode(spec), v1alpha1.AnnotationUpdateStatus: st.String()}}}
 	got, err := Of(node)
-	if err != nil || got.ID != spec.ID || len(got.Files) != 2 || got.Files[1] != files[1] {
+	if err != nil || got.ID != spec.ID || len(got.Files) != 2 || got.Files[1] != spec.Files[1] || got.ContentSecret != "c" {
 		t.Fatalf("Of: %+v, %v", got, err)
 	}
 	if s, ok := StatusOf(node); !ok || s != st {
@@ -163,5 +163,26 @@ func TestAnnotationsRoundTrip(t *testing.T) {
 	}
 	if got, err := Of(&corev1.Node{}); got != nil || err != nil {
 		t.Errorf("a Node without an update: %+v, %v", got, err)
+	}
+}
+
+// I6: the contents come from the Secret, each checked against the digest
+// the NodeCycle (and the signature) carry; the annotation holds none.
+func TestContentsComeFromTheSecretByDigest(t *testing.T) {
+	spec := &v1alpha1.UpdateSpec{ID: ID(Spec(files)), ContentSecret: "c", Files: Spec(files)}
+	if strings.Contains(Encode(spec), "somaxconn") {
+		t.Fatalf("the annotation holds a content: %s", Encode(spec))
+	}
+	got, err := Contents(spec, SecretData(files))
+	if err != nil || len(got) != 2 || got[0] != files[0] || got[1] != files[1] {
+		t.Fatalf("%+v %v", got, err)
+	}
+	swapped := SecretData(files)
+	swapped[spec.Files[0].SHA256] = []byte("kernel.x = 1\n")
+	if _, err := Contents(spec, swapped); err == nil || !strings.Contains(err.Error(), "content of digest") {
+		t.Fatalf("a content other than the digest's: %v", err)
+	}
+	if _, err := Contents(spec, map[string][]byte{}); err == nil || !strings.Contains(err.Error(), "holds no content") {
+		t.Fatalf("no content: %v", err)
 	}
 }

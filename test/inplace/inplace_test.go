@@ -2,6 +2,7 @@ package inplace
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -13,12 +14,14 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
+	"github.com/nodecycle/nodecycle/internal/cluster"
 	"github.com/nodecycle/nodecycle/internal/inplace"
 	"github.com/nodecycle/nodecycle/internal/nodes"
 	"github.com/nodecycle/nodecycle/internal/sim"
@@ -137,6 +140,14 @@ func TestMachineDeploymentRollsInPlace(t *testing.T) {
 		nc := updateCycle(t, ns, m.Name)
 		if nc.Status.Phase != v1alpha1.PhaseSucceeded || nc.Status.BootIDAfter == "" || nc.Status.BootIDBefore != bootBefore[m.Name] {
 			t.Errorf("NodeCycle %s: phase %s, boot %q -> %q (boot before the change %q)", nc.Name, nc.Status.Phase, nc.Status.BootIDBefore, nc.Status.BootIDAfter, bootBefore[m.Name])
+		}
+		// I6: the NodeCycle keeps digests only, and the content Secret
+		// went with the update.
+		if raw, _ := json.Marshal(nc.Spec); strings.Contains(string(raw), "somaxconn") || nc.Spec.Update.ContentSecret == "" {
+			t.Errorf("NodeCycle %s keeps the update's content, or names no content Secret: %s", nc.Name, raw)
+		}
+		if err := k8s.Get(ctx, client.ObjectKey{Namespace: cluster.WorkloadAgentNamespace, Name: nc.Spec.Update.ContentSecret}, &corev1.Secret{}); !apierrors.IsNotFound(err) {
+			t.Errorf("NodeCycle %s: its content Secret is still there: %v", nc.Name, err)
 		}
 		n := node0(t, node)
 		if st, ok := update.StatusOf(n); !ok || st.Result != update.Verified || st.BootID != nodes.BootID(n) || st.ID != nc.Spec.Update.ID {

@@ -165,11 +165,11 @@ func TestAPatchNodesHolderCannotWriteFilesOrReboot(t *testing.T) {
 		t.Fatal(err)
 	}
 	patcher := kubernetes.NewForConfigOrDie(cfg)
-	for i, f := range []v1alpha1.UpdateFile{
+	for i, f := range []update.File{
 		{Path: "/etc/cron.d/x", Content: "* * * * * root id > /tmp/owned\n"},
 		{Path: sysctlFile, Content: "kernel.x = 1\n"},
 	} {
-		u := &v1alpha1.UpdateSpec{ID: fmt.Sprintf("forged-%d", i), Files: []v1alpha1.UpdateFile{f}}
+		u := &v1alpha1.UpdateSpec{ID: fmt.Sprintf("forged-%d", i), ContentSecret: "nodecycle-update-forged", Files: update.Spec([]update.File{f})}
 		set := map[string]*string{
 			v1alpha1.AnnotationRebootRequest:   ptr.To(fmt.Sprintf("forged-%d", i)),
 			v1alpha1.AnnotationUpdate:          ptr.To(update.Encode(u)),
