@@ -44,6 +44,9 @@ func bootstrapSpec(path, content string) map[string]any {
 func rollout(t *testing.T, p *pool, ns, md string, n int, path, content, next string) ([]clusterv1.Machine, time.Time) {
 	t.Helper()
 	ctx := context.Background()
+	if err := optIn(ctx, ns); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := capi.CreateCluster(ctx, ns, "c", env.Config); err != nil {
 		t.Fatal(err)
 	}
@@ -219,6 +222,9 @@ func TestAFailedUpdateIsReportedToClusterAPI(t *testing.T) {
 	p := startPool(t)
 	ctx := context.Background()
 	const ns = "failed"
+	if err := optIn(ctx, ns); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := capi.CreateCluster(ctx, ns, "c", env.Config); err != nil {
 		t.Fatal(err)
 	}

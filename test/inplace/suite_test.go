@@ -8,19 +8,28 @@
 package inplace
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/go-logr/logr/funcr"
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	runtimev1 "sigs.k8s.io/cluster-api/api/runtime/v1beta2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -99,7 +108,14 @@ func run(m *testing.M) (int, error) {
 	if err != nil {
 		return 1, err
 	}
-	stop, _, err := framework.StartManager(env.Config, os.Stderr, "--cluster-api", "--agent-pod-selector=", "--install-agent=false",
+	// The manager as installed: config/in-place-updates' RBAC and admission
+	// policies, a token of its service account.
+	asManager, err := installManager(context.Background())
+	if err != nil {
+		return 1, err
+	}
+	stop, _, err := framework.StartManager(asManager, os.Stderr, "--cluster-api", "--agent-pod-selector=", "--install-agent=false",
+		"--leader-elect=true", "--leader-election-namespace=nodecycle-system",
 		fmt.Sprintf("--in-place-updates-port=%d", port), "--in-place-updates-cert-dir="+certs, "--in-place-update-poll=1s",
 		"--reboot-timeout=30s", "--drain-timeout=30s")
 	if err != nil {
@@ -175,6 +191,58 @@ func startPool(t *testing.T) *pool {
 		}
 	})
 	return p
+}
+
+// managerKinds are the objects of config/in-place-updates applied here:
+// its identity and what confines it. The Deployment and Service are
+// played by the in-process manager, cert-manager's objects by the test's
+// certificates, the ExtensionConfig by run's.
+var managerKinds = map[string]bool{"Namespace": true, "ServiceAccount": true, "ClusterRole": true, "ClusterRoleBinding": true,
+	"Role": true, "RoleBinding": true, "ValidatingAdmissionPolicy": true, "ValidatingAdmissionPolicyBinding": true, "NetworkPolicy": true}
+
+// installManager applies config/in-place-updates' identity, RBAC and
+// admission policies (as kubectl apply -k does), and returns the
+// manager's client configuration: a token of its service account, nothing
+// else.
+func installManager(ctx context.Context) (*rest.Config, error) {
+	out, err := exec.Command(filepath.Join(controlplane.Assets(), "kubectl"), "kustomize", filepath.Join(controlplane.RepoRoot(), "config", "in-place-updates")).Output()
+	if err != nil {
+		return nil, fmt.Errorf("kubectl kustomize config/in-place-updates: %w", err)
+	}
+	dec := yaml.NewYAMLOrJSONDecoder(bytes.NewReader(out), 4096)
+	for {
+		o := &unstructured.Unstructured{}
+		if err := dec.Decode(&o.Object); errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			return nil, err
+		}
+		if !managerKinds[o.GetKind()] {
+			continue
+		}
+		if err := k8s.Patch(ctx, o, client.Apply, client.FieldOwner("installer"), client.ForceOwnership); err != nil { //nolint:staticcheck // applied as kubectl apply does
+			return nil, fmt.Errorf("applying %s %s: %w", o.GetKind(), o.GetName(), err)
+		}
+	}
+	return controlplane.As(ctx, env.Config, "nodecycle-system", "nodecycle-manager", "", nil)
+}
+
+// optIn lets the manager into namespace, as the README says an operator
+// does: the ClusterRole nodecycle-manager-namespace bound there (the
+// namespace is made first when it is new).
+func optIn(ctx context.Context, namespace string) error {
+	if err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return err
+	}
+	err := k8s.Create(ctx, &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: "nodecycle-manager"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "nodecycle-manager-namespace"},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: "nodecycle-system", Name: "nodecycle-manager"}},
+	})
+	if apierrors.IsAlreadyExists(err) {
+		return nil
+	}
+	return err
 }
 
 // installAgent applies config/workload's agent objects, as the manager

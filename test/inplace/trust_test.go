@@ -84,6 +84,9 @@ func post(t *testing.T, dir string, req *runtimehooksv1.UpdateMachineRequest) (*
 func TestOnlyClusterAPIStartsAnUpdate(t *testing.T) {
 	ctx := context.Background()
 	const ns = "unmarked"
+	if err := optIn(ctx, ns); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := capi.CreateCluster(ctx, ns, "c", env.Config); err != nil {
 		t.Fatal(err)
 	}
