@@ -129,7 +129,7 @@ unit:
 mutate: tools generate
 	go run ./hack/mutate -only "$(MUTATE_ONLY)"
 
-# The mutations marked "ci: yes" (unit-test fast, about 4 minutes): .ci/run
+# The mutations marked "ci: yes" (unit-test fast, about 5 minutes): .ci/run
 # runs them on every change.
 mutate-ci: tools generate
 	go run ./hack/mutate -ci
