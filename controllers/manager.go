@@ -9,10 +9,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/clock"
-	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -22,16 +20,15 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
-	"github.com/nodecycle/nodecycle/api/v1alpha1"
 	"github.com/nodecycle/nodecycle/controllers/nodecycle"
 	"github.com/nodecycle/nodecycle/controllers/policy"
 	"github.com/nodecycle/nodecycle/internal/cluster"
 	"github.com/nodecycle/nodecycle/internal/cycles"
-	"github.com/nodecycle/nodecycle/internal/lifecycle"
 	"github.com/nodecycle/nodecycle/internal/metricsauth"
 	"github.com/nodecycle/nodecycle/internal/nodes"
 	"github.com/nodecycle/nodecycle/internal/notify"
 	"github.com/nodecycle/nodecycle/internal/printable"
+	"github.com/nodecycle/nodecycle/internal/scheme"
 	"github.com/nodecycle/nodecycle/providers/all"
 )
 
@@ -69,15 +66,9 @@ func controllerConfig(o *Options) config.Controller {
 	}
 }
 
-// Scheme holds the types the manager reads and writes.
-func Scheme() *runtime.Scheme {
-	s := runtime.NewScheme()
-	_ = clientgoscheme.AddToScheme(s)
-	_ = v1alpha1.AddToScheme(s)
-	_ = clusterv1.AddToScheme(s)
-	_ = lifecycle.AddToScheme(s)
-	return s
-}
+// Scheme holds the types the manager reads and writes (internal/scheme,
+// which the development harness uses without the manager's wiring).
+func Scheme() *runtime.Scheme { return scheme.New() }
 
 // New builds the manager with its reconcilers. clk is the clock of the
 // reconcilers (a fake one in tests).

@@ -15,8 +15,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
-	"github.com/nodecycle/nodecycle/controllers"
 	"github.com/nodecycle/nodecycle/internal/nodes"
+	"github.com/nodecycle/nodecycle/internal/scheme"
 )
 
 // Printer writes timestamped lines, one at a time: the timelines of the
@@ -86,7 +86,7 @@ func StartTimeline(ctx context.Context, cfg *rest.Config, out *Printer, nodeCycl
 	ctx, cancel := context.WithCancel(ctx)
 	t := &Timeline{out: out, cancel: cancel, running: map[string]int{}, nodes: map[string]*corev1.Node{},
 		phases: map[string]v1alpha1.Phase{}, podPhase: map[string]corev1.PodPhase{}}
-	wc, err := client.NewWithWatch(cfg, client.Options{Scheme: controllers.Scheme()})
+	wc, err := client.NewWithWatch(cfg, client.Options{Scheme: scheme.New()})
 	if err != nil {
 		cancel()
 		return nil, err
