@@ -40,6 +40,16 @@ func signedClientset(nodes ...*corev1.Node) *fake.Clientset {
 	return fake.NewClientset(objs...)
 }
 
+// workerAgent is the agent of node worker-1 on cs, writing under root.
+func workerAgent(cs *fake.Clientset, root string) (*Agent, *countingRebooter) {
+	r := &countingRebooter{}
+	a := &Agent{NodeName: "worker-1", Client: cs, Rebooter: r, HostRoot: root, Namespace: testNamespace, Metrics: NewMetrics(nil)}
+	a.lister = func() (*corev1.Node, error) {
+		return cs.CoreV1().Nodes().Get(context.Background(), "worker-1", metav1.GetOptions{})
+	}
+	return a, r
+}
+
 // updateOf is an update of files, as the manager makes it: the spec
 // (digests) and its content Secret in the agent's namespace.
 func updateOf(files ...update.File) (*v1alpha1.UpdateSpec, *corev1.Secret) {
@@ -82,11 +92,7 @@ func TestOnlySignedRequestsAreCarriedOut(t *testing.T) {
 			t.Fatal(err)
 		}
 		root := t.TempDir()
-		r := &countingRebooter{}
-		a := &Agent{NodeName: "worker-1", Client: cs, Rebooter: r, HostRoot: root, Namespace: testNamespace, Metrics: NewMetrics(nil)}
-		a.lister = func() (*corev1.Node, error) {
-			return cs.CoreV1().Nodes().Get(context.Background(), "worker-1", metav1.GetOptions{})
-		}
+		a, r := workerAgent(cs, root)
 		a.handleRebootRequest(context.Background(), logr.Discard())
 		n, _ := a.lister()
 		if r.n != 0 || n.Annotations[v1alpha1.AnnotationRebootAck] != "" {
@@ -105,11 +111,7 @@ func TestNoKeyNoReboot(t *testing.T) {
 		Spec: corev1.NodeSpec{Unschedulable: true}}
 	sign(node)
 	cs := fake.NewClientset(node)
-	r := &countingRebooter{}
-	a := &Agent{NodeName: "worker-1", Client: cs, Rebooter: r, Namespace: testNamespace, Metrics: NewMetrics(nil)}
-	a.lister = func() (*corev1.Node, error) {
-		return cs.CoreV1().Nodes().Get(context.Background(), "worker-1", metav1.GetOptions{})
-	}
+	a, r := workerAgent(cs, "")
 	a.handleRebootRequest(context.Background(), logr.Discard())
 	if r.n != 0 {
 		t.Fatalf("%d reboots without a key", r.n)
@@ -130,11 +132,7 @@ func TestTheAgentsOwnAllowList(t *testing.T) {
 		t.Fatal(err)
 	}
 	root := t.TempDir()
-	r := &countingRebooter{}
-	a := &Agent{NodeName: "worker-1", Client: cs, Rebooter: r, HostRoot: root, Namespace: testNamespace, Metrics: NewMetrics(nil)}
-	a.lister = func() (*corev1.Node, error) {
-		return cs.CoreV1().Nodes().Get(context.Background(), "worker-1", metav1.GetOptions{})
-	}
+	a, r := workerAgent(cs, root)
 	a.handleRebootRequest(context.Background(), logr.Discard())
 	if _, err := os.Stat(filepath.Join(root, "etc/kubernetes/manifests/x.yaml")); err == nil || r.n != 0 {
 		t.Fatalf("the manifest was written (%v) or the node rebooted (%d)", err, r.n)

@@ -31,11 +31,7 @@ func updateAgent(t *testing.T, root string) (*Agent, *fake.Clientset, *countingR
 	if err := cs.Tracker().Add(contents); err != nil {
 		t.Fatal(err)
 	}
-	r := &countingRebooter{}
-	a := &Agent{NodeName: "worker-1", Client: cs, Rebooter: r, HostRoot: root, Namespace: testNamespace, Metrics: NewMetrics(nil)}
-	a.lister = func() (*corev1.Node, error) {
-		return cs.CoreV1().Nodes().Get(context.Background(), "worker-1", metav1.GetOptions{})
-	}
+	a, r := workerAgent(cs, root)
 	return a, cs, r
 }
 

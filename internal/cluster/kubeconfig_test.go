@@ -18,6 +18,24 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 )
 
+// kubeconfigFor is a tenant's kubeconfig for server (TLS not verified)
+// with user (YAML flow mapping).
+func kubeconfigFor(server, user string) string {
+	return fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters:
+- name: c
+  cluster: {server: %q, insecure-skip-tls-verify: true}
+users:
+- name: u
+  user: %s
+contexts:
+- name: x
+  context: {cluster: c, user: u}
+current-context: x
+`, server, user)
+}
+
 // A tenant who writes its cluster's kubeconfig Secret points it at its own
 // server and names the manager's token file: the manager must neither read
 // the file nor send anything to that server.
@@ -35,19 +53,7 @@ func TestConnectRefusesAKubeconfigThatNamesTheManagersTokenFile(t *testing.T) {
 	if err := os.WriteFile(tokenFile, []byte("the-managers-token"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	kubeconfig := fmt.Sprintf(`apiVersion: v1
-kind: Config
-clusters:
-- name: c
-  cluster: {server: %q, insecure-skip-tls-verify: true}
-users:
-- name: u
-  user: {tokenFile: %q}
-contexts:
-- name: x
-  context: {cluster: c, user: u}
-current-context: x
-`, attacker.URL, tokenFile)
+	kubeconfig := kubeconfigFor(attacker.URL, fmt.Sprintf("{tokenFile: %q}", tokenFile))
 	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "tenant-a", Name: "wc-kubeconfig"},
 		Data: map[string][]byte{"value": []byte(kubeconfig)}}
 	secrets := fake.NewClientBuilder().WithScheme(clientgoscheme.Scheme).WithObjects(secret).Build()
@@ -105,19 +111,7 @@ func TestTheProbeDoesNotEchoTheServersAnswer(t *testing.T) {
 		_, _ = w.Write([]byte(leak))
 	}))
 	defer server.Close()
-	kubeconfig := fmt.Sprintf(`apiVersion: v1
-kind: Config
-clusters:
-- name: c
-  cluster: {server: %q, insecure-skip-tls-verify: true}
-users:
-- name: u
-  user: {token: t}
-contexts:
-- name: x
-  context: {cluster: c, user: u}
-current-context: x
-`, server.URL)
+	kubeconfig := kubeconfigFor(server.URL, "{token: t}")
 	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "tenant-a", Name: "wc-kubeconfig"},
 		Data: map[string][]byte{"value": []byte(kubeconfig)}}
 	secrets := fake.NewClientBuilder().WithScheme(clientgoscheme.Scheme).WithObjects(secret).Build()
