@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"strconv"
@@ -67,6 +68,10 @@ type Agent struct {
 	shown     bool
 	// refused is the last reboot request refused (logged once).
 	refused string
+	// badSignature is the last request (id, signature and update) whose
+	// signature did not verify: not checked again, and so not a read of
+	// the key at every Node event, until one of them changes.
+	badSignature string
 	// unsure is the request whose ack this agent sent and was told failed
 	// with something other than a conflict: the API server may have made
 	// it all the same. Seen on the Node, it is this agent's ack, and the
@@ -295,7 +300,14 @@ func (a *Agent) handleRebootRequest(ctx context.Context, log logr.Logger) {
 		}
 		return
 	}
+	signed := id + "\x00" + node.Annotations[v1alpha1.AnnotationRebootSignature] + "\x00" + node.Annotations[v1alpha1.AnnotationUpdate]
+	if signed == a.badSignature {
+		return
+	}
 	if err := a.verifySignature(ctx, node, id); err != nil {
+		if !errors.Is(err, errNoKey) {
+			a.badSignature = signed // a key that could not be read is read again
+		}
 		if a.refused != id {
 			a.refused = id
 			a.Metrics.reboots.WithLabelValues("refused").Inc()
@@ -328,6 +340,9 @@ func (a *Agent) handleRebootRequest(ctx context.Context, log logr.Logger) {
 	a.reboot(ctx, log)
 }
 
+// errNoKey: the request key could not be read.
+var errNoKey = errors.New("reading the request key")
+
 // verifySignature checks that the request, and the update riding on it,
 // carry the manager's signature for this node (internal/signing), with
 // the key read now (a key the manager made since the agent started is
@@ -336,7 +351,7 @@ func (a *Agent) verifySignature(ctx context.Context, node *corev1.Node, id strin
 	secret, err := a.Client.CoreV1().Secrets(a.Namespace).Get(ctx, signing.SecretName, metav1.GetOptions{})
 	if err != nil {
 		a.Metrics.apiErrors.Inc()
-		return fmt.Errorf("reading the request key (Secret %s/%s): %w", a.Namespace, signing.SecretName, err)
+		return fmt.Errorf("%w (Secret %s/%s): %w", errNoKey, a.Namespace, signing.SecretName, err)
 	}
 	key, err := signing.FromSecret(secret)
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
 	"github.com/nodecycle/nodecycle/internal/signing"
@@ -139,5 +140,35 @@ func TestTheAgentsOwnAllowList(t *testing.T) {
 	}
 	if st := statusOf(t, a); st.Result != update.Failed || !strings.Contains(st.Message, "not under a directory this agent writes") {
 		t.Fatalf("%+v", st)
+	}
+}
+
+// A forged request left on the node is checked once: the Node events that
+// follow (status updates, heartbeats) read the key no more; a request
+// signed anew is checked again.
+func TestAForgedRequestIsCheckedOnce(t *testing.T) {
+	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "worker-1", Annotations: map[string]string{v1alpha1.AnnotationRebootRequest: "uid"}},
+		Spec: corev1.NodeSpec{Unschedulable: true}}
+	cs := signedClientset(node)
+	node.Annotations[v1alpha1.AnnotationRebootSignature] = "v1.9999999999.AAAA"
+	if _, err := cs.CoreV1().Nodes().Update(context.Background(), node, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	reads := 0
+	cs.PrependReactor("get", "secrets", func(k8stesting.Action) (bool, runtime.Object, error) { reads++; return false, nil, nil })
+	a, r := workerAgent(cs, "")
+	for range 5 {
+		a.handleRebootRequest(context.Background(), logr.Discard())
+	}
+	if reads != 1 || r.n != 0 {
+		t.Fatalf("%d key reads and %d reboots for 5 events of one forged request, want 1 and 0", reads, r.n)
+	}
+	sign(node)
+	if _, err := cs.CoreV1().Nodes().Update(context.Background(), node, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	a.handleRebootRequest(context.Background(), logr.Discard())
+	if reads != 2 || r.n != 1 {
+		t.Fatalf("the request signed by the manager: %d key reads, %d reboots; want 2 and 1", reads, r.n)
 	}
 }
