@@ -21,7 +21,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 		reboots: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "nodecycle_agent_reboots_total",
-			Help: "Reboot requests by result: started, error, refused (the node was not cordoned).",
+			Help: "Reboot requests by result: started, error, refused (the node was not cordoned, or the request was not signed by the manager).",
 		}, []string{"result"}),
 		apiErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "nodecycle_agent_api_errors_total",
