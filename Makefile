@@ -158,7 +158,7 @@ $(GOLANGCI_LINT):
 bench: tools generate
 	mkdir -p bin
 	go test -count=1 -timeout 20m -run "^$$" -bench . -skip Fleet -benchtime 1x ./test/bench/ ./test/cooperative/ | grep -E "^(Benchmark|goos|cpu|PASS|FAIL|ok)" | tee bin/bench.txt
-	go test -count=1 -timeout 20m -run "^$$" -bench . -benchtime 20x ./providers/... | grep -E "^(Benchmark|pkg|FAIL|ok)" | tee -a bin/bench.txt
+	go test -count=1 -timeout 20m -run "^$$" -bench . -benchtime 20x ./power/... | grep -E "^(Benchmark|pkg|FAIL|ok)" | tee -a bin/bench.txt
 
 # Fleet benchmark: the manager's memory and detection latency with
 # FLEET_CLUSTERS (default 1000) workload clusters of FLEET_NODES (default 50);
@@ -177,10 +177,10 @@ bench-kind: e2e-image tools generate
 # Scale benchmark on kwok nodes: SCALE_NODES (default 1000), SCALE_REBOOT (default 20).
 bench-scale: tools generate
 	mkdir -p bin
-	go test -count=1 -timeout 60m -run "^$$" -bench Scale -benchtime 1x -v ./internal/sandbox/ | grep -E "^(Benchmark|goos|cpu|PASS|FAIL|ok)|scale_test.go" | tee bin/bench-scale.txt
+	go test -count=1 -timeout 60m -run "^$$" -bench Scale -benchtime 1x -v ./test/framework/sandbox/ | grep -E "^(Benchmark|goos|cpu|PASS|FAIL|ok)|scale_test.go" | tee bin/bench-scale.txt
 
 generate: $(CONTROLLER_GEN) $(ASSETS)/kubectl
-	$(CONTROLLER_GEN) object paths=./api/... paths=./internal/lifecycle/...
+	$(CONTROLLER_GEN) object paths=./api/... paths=./internal/apis/...
 	$(CONTROLLER_GEN) crd rbac:roleName=nodecycle-manager paths=./api/... paths=./controllers/... \
 		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
 	$(ASSETS)/kubectl kustomize config/workload > controllers/agentinstall/nodecycle-agent.yaml

@@ -29,7 +29,7 @@ import (
 	"github.com/nodecycle/nodecycle/internal/notify"
 	"github.com/nodecycle/nodecycle/internal/printable"
 	"github.com/nodecycle/nodecycle/internal/scheme"
-	"github.com/nodecycle/nodecycle/providers/all"
+	"github.com/nodecycle/nodecycle/power/all"
 )
 
 // A mode is where the nodes nodecycle handles live: the cluster the

@@ -16,9 +16,9 @@ import (
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
 	"github.com/nodecycle/nodecycle/internal/flagenv"
 	"github.com/nodecycle/nodecycle/internal/inplace"
+	"github.com/nodecycle/nodecycle/internal/nodeupdate"
 	"github.com/nodecycle/nodecycle/internal/notify"
 	"github.com/nodecycle/nodecycle/internal/settings"
-	"github.com/nodecycle/nodecycle/internal/update"
 )
 
 // SoftMemoryLimit is the Go runtime's soft memory limit for a container
@@ -282,7 +282,7 @@ func (p *InPlaceOptions) complete(clusterAPI bool) error {
 		return fmt.Errorf("invalid --in-place-updates-client-ca %q: a file name of --in-place-updates-cert-dir (or --in-place-updates-insecure-allow-any-client)", p.ClientCA)
 	}
 	var err error
-	if p.Paths, err = update.ParsePaths(p.paths); err != nil {
+	if p.Paths, err = nodeupdate.ParsePaths(p.paths); err != nil {
 		return fmt.Errorf("invalid --in-place-update-paths: %w", err)
 	}
 	return nil

@@ -11,12 +11,12 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/nodecycle/nodecycle/internal/plugin"
+	"github.com/nodecycle/nodecycle/internal/kubectlplugin"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	err := plugin.Run(ctx, os.Args[1:], os.Stdout, connect)
+	err := kubectlplugin.Run(ctx, os.Args[1:], os.Stdout, connect)
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "error:", err)
@@ -31,5 +31,5 @@ func connect(kubeconfig, kubeContext string) (client.Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading the kubeconfig: %w", err)
 	}
-	return client.New(cfg, client.Options{Scheme: plugin.Scheme()})
+	return client.New(cfg, client.Options{Scheme: kubectlplugin.Scheme()})
 }

@@ -20,7 +20,7 @@ import (
 	"k8s.io/klog/v2/textlogger"
 	ctrl "sigs.k8s.io/controller-runtime"
 
-	"github.com/nodecycle/nodecycle/internal/sandbox"
+	"github.com/nodecycle/nodecycle/test/framework/sandbox"
 )
 
 func main() {

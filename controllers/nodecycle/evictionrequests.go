@@ -12,8 +12,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
+	lifecyclev1alpha1 "github.com/nodecycle/nodecycle/internal/apis/lifecycle/v1alpha1"
 	"github.com/nodecycle/nodecycle/internal/drain"
-	"github.com/nodecycle/nodecycle/internal/lifecycle"
 )
 
 // A drain goes through EvictionRequests (lifecycle.k8s.io/v1alpha1) where
@@ -48,7 +48,7 @@ func (r *Reconciler) viaRequests(s *scope) (via bool, refusal string, err error)
 	}
 	if !ok && mode == v1alpha1.EvictionRequestsAlways {
 		return false, fmt.Sprintf("drain.evictionRequests is Always, but the node's cluster does not serve %s EvictionRequests (feature gate EvictionRequestAPI and --runtime-config=%s=true on its API server)",
-			lifecycle.GroupVersion, lifecycle.GroupVersion), nil
+			lifecyclev1alpha1.GroupVersion, lifecyclev1alpha1.GroupVersion), nil
 	}
 	return ok, "", nil
 }
@@ -71,7 +71,7 @@ func (r *Reconciler) servesRequests(s *scope) (bool, error) {
 	}
 	ok, err := servesLifecycle(dc)
 	if err != nil {
-		return false, fmt.Errorf("asking the cluster whether it serves %s: %w", lifecycle.GroupVersion, err)
+		return false, fmt.Errorf("asking the cluster whether it serves %s: %w", lifecyclev1alpha1.GroupVersion, err)
 	}
 	r.serves.Store(key, served{ok: ok, at: s.now})
 	return ok, nil
@@ -87,20 +87,20 @@ func servesLifecycle(dc discovery.DiscoveryInterface) (bool, error) {
 	found := false
 	for _, g := range groups.Groups {
 		for _, v := range g.Versions {
-			found = found || v.GroupVersion == lifecycle.GroupVersion.String()
+			found = found || v.GroupVersion == lifecyclev1alpha1.GroupVersion.String()
 		}
 	}
 	if !found {
 		return false, nil
 	}
-	list, err := dc.ServerResourcesForGroupVersion(lifecycle.GroupVersion.String())
+	list, err := dc.ServerResourcesForGroupVersion(lifecyclev1alpha1.GroupVersion.String())
 	if err != nil {
 		return false, err
 	}
 	var requests, evictions bool
 	for _, res := range list.APIResources {
-		requests = requests || res.Name == lifecycle.ResourceEvictionRequests
-		evictions = evictions || res.Name == lifecycle.ResourceEvictions
+		requests = requests || res.Name == lifecyclev1alpha1.ResourceEvictionRequests
+		evictions = evictions || res.Name == lifecyclev1alpha1.ResourceEvictions
 	}
 	return requests && evictions, nil
 }

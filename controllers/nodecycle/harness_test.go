@@ -26,7 +26,7 @@ import (
 	"github.com/nodecycle/nodecycle/internal/cycles"
 	"github.com/nodecycle/nodecycle/internal/nodes"
 	"github.com/nodecycle/nodecycle/internal/settings"
-	"github.com/nodecycle/nodecycle/providers"
+	"github.com/nodecycle/nodecycle/power"
 )
 
 // The state-machine harness: the real Reconciler on controller-runtime's
@@ -77,7 +77,7 @@ func testScheme() *runtime.Scheme {
 func newHarness(t *testing.T, opts ...option) *harness {
 	t.Helper()
 	h := &harness{t: t, ctx: context.Background(), clock: clocktesting.NewFakeClock(epoch), events: events.NewFakeRecorder(1000),
-		power: &memPower{state: map[string]providers.PowerState{testNode: providers.PowerOn}}, cfg: settings.DefaultConfig()}
+		power: &memPower{state: map[string]power.PowerState{testNode: power.PowerOn}}, cfg: settings.DefaultConfig()}
 	for _, o := range opts {
 		o(h)
 	}
@@ -98,8 +98,8 @@ func newHarness(t *testing.T, opts ...option) *harness {
 // restart replaces the Reconciler with a new one on the same API objects,
 // as a manager restart does: nothing in memory survives.
 func (h *harness) restart(strategies ...Strategy) {
-	registry := &providers.Registry{}
-	registry.Register("memory", func(providers.Settings) (providers.Provider, error) { return h.power, nil })
+	registry := &power.Registry{}
+	registry.Register("memory", func(power.Settings) (power.Provider, error) { return h.power, nil })
 	local := cluster.Local{W: cluster.Workload{Client: h.c, Reader: h.c, AgentNamespace: testNamespace}, Recorder: h.events}
 	var clusters cluster.Clusters = local
 	if h.machine != "" {
@@ -320,7 +320,7 @@ func phasesVisited(nc *v1alpha1.NodeCycle) []v1alpha1.Phase {
 // that make it refuse or never finish.
 type memPower struct {
 	mu    sync.Mutex
-	state map[string]providers.PowerState
+	state map[string]power.PowerState
 	// stuckOff: power-off requests are accepted and never happen.
 	stuckOff bool
 	// stuckOn: power-on requests are accepted and never happen.
@@ -343,36 +343,36 @@ func (p *memPower) failing() error {
 	return p.fail
 }
 
-func (p *memPower) PowerState(_ context.Context, m providers.Machine) (providers.PowerState, error) {
+func (p *memPower) PowerState(_ context.Context, m power.Machine) (power.PowerState, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if err := p.failing(); err != nil {
-		return providers.PowerUnknown, err
+		return power.PowerUnknown, err
 	}
 	s, ok := p.state[m.Candidates[0]]
 	if !ok {
-		return providers.PowerUnknown, fmt.Errorf("no machine %s", m.Candidates[0])
+		return power.PowerUnknown, fmt.Errorf("no machine %s", m.Candidates[0])
 	}
 	return s, nil
 }
 
-func (p *memPower) PowerOff(_ context.Context, m providers.Machine, mode providers.OffMode) error {
+func (p *memPower) PowerOff(_ context.Context, m power.Machine, mode power.OffMode) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.count("off-" + string(mode))
 	if err := p.failing(); err != nil {
 		return err
 	}
-	if mode == providers.OffSoft && p.refuseSoft {
+	if mode == power.OffSoft && p.refuseSoft {
 		return fmt.Errorf("soft power-off not supported")
 	}
 	if !p.stuckOff {
-		p.state[m.Candidates[0]] = providers.PowerOff
+		p.state[m.Candidates[0]] = power.PowerOff
 	}
 	return nil
 }
 
-func (p *memPower) PowerOn(_ context.Context, m providers.Machine) error {
+func (p *memPower) PowerOn(_ context.Context, m power.Machine) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.count("on")
@@ -380,7 +380,7 @@ func (p *memPower) PowerOn(_ context.Context, m providers.Machine) error {
 		return err
 	}
 	if !p.stuckOn {
-		p.state[m.Candidates[0]] = providers.PowerOn
+		p.state[m.Candidates[0]] = power.PowerOn
 	}
 	return nil
 }

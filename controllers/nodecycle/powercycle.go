@@ -12,8 +12,8 @@ import (
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
 	"github.com/nodecycle/nodecycle/internal/nodes"
-	"github.com/nodecycle/nodecycle/internal/power"
-	"github.com/nodecycle/nodecycle/providers"
+	"github.com/nodecycle/nodecycle/internal/powersettings"
+	"github.com/nodecycle/nodecycle/power"
 )
 
 // Power-cycle timing.
@@ -30,7 +30,7 @@ const (
 //
 //	PoweringOff -> PoweringOn -> WaitingForNodeReady -> Uncordoning
 type powerCycle struct {
-	power  *power.Cache
+	power  *powersettings.Cache
 	client client.Client // the NodeCycles' cluster, for the finalizer
 }
 
@@ -94,14 +94,14 @@ func (st *powerCycle) Advance(ctx context.Context, s *scope) (reconcile.Result, 
 // readPower builds the provider, finds the machine and reads its power
 // state. An error is retried (providerError); ok false says the reconcile is
 // decided.
-func (st *powerCycle) readPower(ctx context.Context, s *scope) (providers.Provider, providers.Machine, providers.PowerState, reconcile.Result, bool) {
+func (st *powerCycle) readPower(ctx context.Context, s *scope) (power.Provider, power.Machine, power.PowerState, reconcile.Result, bool) {
 	p, m, err := st.power.Target(ctx, s.nc, s.node)
 	if err != nil {
-		return nil, m, providers.PowerUnknown, st.providerError(ctx, s, nil, m, err), false
+		return nil, m, power.PowerUnknown, st.providerError(ctx, s, nil, m, err), false
 	}
 	state, err := p.PowerState(ctx, m)
 	if err != nil {
-		return nil, m, providers.PowerUnknown, st.providerError(ctx, s, p, m, fmt.Errorf("power-cycle provider %s: %w", s.nc.Spec.PowerCycle.Provider, err)), false
+		return nil, m, power.PowerUnknown, st.providerError(ctx, s, p, m, fmt.Errorf("power-cycle provider %s: %w", s.nc.Spec.PowerCycle.Provider, err)), false
 	}
 	return p, m, state, reconcile.Result{}, true
 }
@@ -118,7 +118,7 @@ func limit(s *scope) time.Duration {
 // providerError retries a failing hypervisor or BMC (a timeout, a restart
 // of the BMC) until the phase's limit, saying so in the message; then the
 // power cycle is given up.
-func (st *powerCycle) providerError(ctx context.Context, s *scope, p providers.Provider, m providers.Machine, err error) reconcile.Result {
+func (st *powerCycle) providerError(ctx context.Context, s *scope, p power.Provider, m power.Machine, err error) reconcile.Result {
 	if s.elapsed() >= limit(s) {
 		st.giveUp(ctx, s, p, m, v1alpha1.ReasonProviderError, fmt.Sprintf("%v (retried for %s)", err, limit(s)))
 		return reconcile.Result{}
@@ -150,7 +150,7 @@ func (st *powerCycle) powerOnNow(ctx context.Context, s *scope) error {
 // A provider that cannot be built (its Secret deleted, its settings
 // broken) is built once more to ask; when that fails too, the message says
 // that the machine may be off and must be powered on by hand.
-func (st *powerCycle) giveUp(ctx context.Context, s *scope, p providers.Provider, m providers.Machine, reason v1alpha1.Reason, why string) {
+func (st *powerCycle) giveUp(ctx context.Context, s *scope, p power.Provider, m power.Machine, reason v1alpha1.Reason, why string) {
 	var err error
 	switch {
 	case p != nil && len(m.Candidates) > 0:
@@ -166,12 +166,12 @@ func (st *powerCycle) giveUp(ctx context.Context, s *scope, p providers.Provider
 
 // powerOff turns the machine off: soft first, hard once the soft-off
 // timeout passed or when soft is refused, then waits until it is off.
-func (st *powerCycle) powerOff(callCtx context.Context, s *scope, p providers.Provider, m providers.Machine, state providers.PowerState) reconcile.Result {
+func (st *powerCycle) powerOff(callCtx context.Context, s *scope, p power.Provider, m power.Machine, state power.PowerState) reconcile.Result {
 	status := &s.nc.Status
 	pc := s.nc.Spec.PowerCycle
 	elapsed := s.elapsed()
 	switch {
-	case state == providers.PowerOff:
+	case state == power.PowerOff:
 		s.moveTo(v1alpha1.PhasePoweringOn, fmt.Sprintf("Machine %s is off; powering on", m.Candidates[0]))
 		s.event(corev1.EventTypeNormal, v1alpha1.ReasonPoweredOff, "Machine %s is off (%s off after %s)", m.Candidates[0], status.PowerOffMode, elapsed.Round(time.Second))
 		return reconcile.Result{}
@@ -179,10 +179,10 @@ func (st *powerCycle) powerOff(callCtx context.Context, s *scope, p providers.Pr
 		st.giveUp(callCtx, s, p, m, v1alpha1.ReasonPowerOffTimeout, fmt.Sprintf("Machine %s did not power off within %s (provider %s)", m.Candidates[0], pc.PowerTimeout.Duration, pc.Provider))
 		return reconcile.Result{}
 	case status.PowerOffMode == "":
-		mode := providers.OffSoft
+		mode := power.OffSoft
 		if err := p.PowerOff(callCtx, m, mode); err != nil {
 			s.event(corev1.EventTypeWarning, v1alpha1.ReasonSoftPowerOffRefused, "Soft power-off refused, cutting the power: %v", err)
-			mode = providers.OffHard
+			mode = power.OffHard
 			if err := p.PowerOff(callCtx, m, mode); err != nil {
 				return st.providerError(callCtx, s, p, m, fmt.Errorf("power-cycle provider %s: %w", pc.Provider, err))
 			}
@@ -190,11 +190,11 @@ func (st *powerCycle) powerOff(callCtx context.Context, s *scope, p providers.Pr
 		status.PowerOffMode = string(mode)
 		status.Message = fmt.Sprintf("%s power-off of machine %s requested through %s; waiting until it is off", mode, m.Candidates[0], pc.Provider)
 		s.event(corev1.EventTypeNormal, v1alpha1.ReasonPowerOffRequested, "%s", status.Message)
-	case status.PowerOffMode == string(providers.OffSoft) && elapsed >= pc.SoftOffTimeout.Duration:
-		if err := p.PowerOff(callCtx, m, providers.OffHard); err != nil {
+	case status.PowerOffMode == string(power.OffSoft) && elapsed >= pc.SoftOffTimeout.Duration:
+		if err := p.PowerOff(callCtx, m, power.OffHard); err != nil {
 			return st.providerError(callCtx, s, p, m, fmt.Errorf("power-cycle provider %s: %w", pc.Provider, err))
 		}
-		status.PowerOffMode = string(providers.OffHard)
+		status.PowerOffMode = string(power.OffHard)
 		status.Message = fmt.Sprintf("Machine %s did not shut down within %s; power cut", m.Candidates[0], pc.SoftOffTimeout.Duration)
 		s.event(corev1.EventTypeWarning, v1alpha1.ReasonHardPowerOff, "%s", status.Message)
 	}
@@ -203,10 +203,10 @@ func (st *powerCycle) powerOff(callCtx context.Context, s *scope, p providers.Pr
 
 // powerOn turns the machine on and waits until it is on; then the proof of
 // reboot is the same as for an in-place reboot.
-func (st *powerCycle) powerOn(callCtx context.Context, s *scope, p providers.Provider, m providers.Machine, state providers.PowerState) reconcile.Result {
+func (st *powerCycle) powerOn(callCtx context.Context, s *scope, p power.Provider, m power.Machine, state power.PowerState) reconcile.Result {
 	status := &s.nc.Status
 	pc := s.nc.Spec.PowerCycle
-	if state == providers.PowerOn {
+	if state == power.PowerOn {
 		s.moveTo(v1alpha1.PhaseWaitingForNodeReady, fmt.Sprintf("Machine %s is on; waiting for a boot ID other than %q and Ready=True", m.Candidates[0], status.BootIDBefore))
 		s.event(corev1.EventTypeNormal, v1alpha1.ReasonPoweredOn, "Machine %s is on", m.Candidates[0])
 		on := metav1.NewMicroTime(s.now)

@@ -13,7 +13,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
-	"github.com/nodecycle/nodecycle/providers"
+	"github.com/nodecycle/nodecycle/power"
 )
 
 func TestPowerCycleWalksEveryPhase(t *testing.T) {
@@ -116,10 +116,10 @@ func TestSoftPowerOffTimesOutIntoHardOff(t *testing.T) {
 	h.power.stuckOff = true
 	h.settle()
 	h.power.stuckOff = false // only a hard off works: the guest ignores soft
-	h.power.state[testNode] = providers.PowerOn
+	h.power.state[testNode] = power.PowerOn
 	h.clock.Step(time.Minute)
 	h.runUntil(v1alpha1.PhasePoweringOn)
-	if h.power.calledWith("off-Hard") != 1 || h.cycle().Status.PowerOffMode != string(providers.OffHard) {
+	if h.power.calledWith("off-Hard") != 1 || h.cycle().Status.PowerOffMode != string(power.OffHard) {
 		t.Fatalf("calls %v, mode %s: want a hard off after the soft-off timeout", h.power.calls, h.cycle().Status.PowerOffMode)
 	}
 }
@@ -150,7 +150,7 @@ func TestDeletingAPowerCycleMidWayPowersTheMachineOn(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.reconcile()
-	if s := h.power.state[testNode]; s != providers.PowerOn {
+	if s := h.power.state[testNode]; s != power.PowerOn {
 		t.Fatalf("machine %s after its NodeCycle was deleted", s)
 	}
 	// The operator is told on the node (this Event was once made and never sent).
@@ -204,7 +204,7 @@ func TestANodeDeletedMidPowerCycleIsPoweredOnAndHoldsTheSlot(t *testing.T) {
 	if nc.Status.Phase != v1alpha1.PhaseFailed || nc.Status.Reason != v1alpha1.ReasonNodeDeleted || !strings.Contains(nc.Status.Message, "its machine was powered on") {
 		t.Fatalf("phase %s reason %s (%s)", nc.Status.Phase, nc.Status.Reason, nc.Status.Message)
 	}
-	if s := h.power.state[testNode]; s != providers.PowerOn {
+	if s := h.power.state[testNode]; s != power.PowerOn {
 		t.Fatalf("machine %s after its node was deleted mid power-cycle", s)
 	}
 

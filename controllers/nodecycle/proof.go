@@ -10,7 +10,7 @@ import (
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
 	"github.com/nodecycle/nodecycle/internal/cycles"
 	"github.com/nodecycle/nodecycle/internal/nodes"
-	"github.com/nodecycle/nodecycle/internal/update"
+	"github.com/nodecycle/nodecycle/internal/nodeupdate"
 )
 
 // The proof of reboot, which every in-place strategy ends with: the node
@@ -96,14 +96,14 @@ func (s *scope) updateProof(current string) (proven bool, failed string) {
 	if u == nil {
 		return true, ""
 	}
-	st, ok := update.StatusOf(s.node)
+	st, ok := nodeupdate.StatusOf(s.node)
 	switch {
 	case !ok || st.ID != u.ID:
 		return false, ""
-	case st.Result == update.Failed:
+	case st.Result == nodeupdate.Failed:
 		return false, fmt.Sprintf("In-place update %s not applied: %s", u.ID, st.Message)
 	}
-	return st.Result == update.Verified && st.BootID == current && current != s.nc.Status.BootIDBefore, ""
+	return st.Result == nodeupdate.Verified && st.BootID == current && current != s.nc.Status.BootIDBefore, ""
 }
 
 func (s *scope) clearRebootRequest(ctx context.Context) error {

@@ -14,8 +14,8 @@ import (
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
 	"github.com/nodecycle/nodecycle/internal/nodes"
+	"github.com/nodecycle/nodecycle/internal/nodeupdate"
 	"github.com/nodecycle/nodecycle/internal/signing"
-	"github.com/nodecycle/nodecycle/internal/update"
 )
 
 // reboot is the in-place strategy: on the drained node, the agent is asked
@@ -88,7 +88,7 @@ func (st *reboot) requestReboot(ctx context.Context, s *scope) (reconcile.Result
 		if u := s.nc.Spec.Update; u != nil {
 			// The update rides on the request, in the same write; a status
 			// left from an earlier try of the same update goes.
-			req.Update = update.Encode(u)
+			req.Update = nodeupdate.Encode(u)
 			set[v1alpha1.AnnotationUpdate] = ptr.To(req.Update)
 			set[v1alpha1.AnnotationUpdateStatus] = nil
 		}

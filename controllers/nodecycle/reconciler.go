@@ -23,9 +23,9 @@ import (
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
 	"github.com/nodecycle/nodecycle/internal/cluster"
-	"github.com/nodecycle/nodecycle/internal/power"
+	"github.com/nodecycle/nodecycle/internal/powersettings"
 	"github.com/nodecycle/nodecycle/internal/settings"
-	"github.com/nodecycle/nodecycle/providers"
+	"github.com/nodecycle/nodecycle/power"
 )
 
 // Requeue intervals of the waits that no watch event ends.
@@ -85,10 +85,10 @@ type Reconciler struct {
 }
 
 // New returns a Reconciler with the built-in strategies.
-func New(c client.Client, apiReader client.Reader, rec events.EventRecorder, clk clock.PassiveClock, cfg settings.Config, clusters cluster.Clusters, registry *providers.Registry, m *Metrics) *Reconciler {
+func New(c client.Client, apiReader client.Reader, rec events.EventRecorder, clk clock.PassiveClock, cfg settings.Config, clusters cluster.Clusters, registry *power.Registry, m *Metrics) *Reconciler {
 	return &Reconciler{
 		Client: c, APIReader: apiReader, Recorder: rec, Clock: clk, Config: cfg, Metrics: m, Clusters: clusters,
-		Strategies: DefaultStrategies(cfg, c, &power.Cache{Registry: registry, Secrets: apiReader, SecretsNamespace: cfg.Namespace}),
+		Strategies: DefaultStrategies(cfg, c, &powersettings.Cache{Registry: registry, Secrets: apiReader, SecretsNamespace: cfg.Namespace}),
 		drainWatch: newDrainWatch(),
 	}
 }

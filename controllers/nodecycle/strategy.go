@@ -11,7 +11,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
-	"github.com/nodecycle/nodecycle/internal/power"
+	"github.com/nodecycle/nodecycle/internal/powersettings"
 	"github.com/nodecycle/nodecycle/internal/settings"
 )
 
@@ -106,7 +106,7 @@ type Table map[v1alpha1.Strategy]Strategy
 
 // DefaultStrategies is nodecycle's table: c reaches the management cluster
 // (Machines), power builds the power providers.
-func DefaultStrategies(cfg settings.Config, c client.Client, power *power.Cache) Table {
+func DefaultStrategies(cfg settings.Config, c client.Client, power *powersettings.Cache) Table {
 	return NewTable(
 		&reboot{agentSelector: cfg.AgentSelector},
 		&powerCycle{power: power, client: c},

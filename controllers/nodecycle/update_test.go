@@ -12,11 +12,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
-	"github.com/nodecycle/nodecycle/internal/update"
+	"github.com/nodecycle/nodecycle/internal/nodeupdate"
 )
 
 var testUpdate = &v1alpha1.UpdateSpec{ID: "u1", Source: "Machine ns/pool-1", ContentSecret: "nodecycle-update-test",
-	Files: update.Spec([]update.File{{Path: "/etc/sysctl.d/90-a.conf", Content: "a = 2\n"}})}
+	Files: nodeupdate.Spec([]nodeupdate.File{{Path: "/etc/sysctl.d/90-a.conf", Content: "a = 2\n"}})}
 
 // openUpdate creates the node's NodeCycle carrying an in-place update, as
 // the extension's request resolves to.
@@ -25,12 +25,12 @@ func (h *harness) openUpdate() {
 	spec := h.cfg.CycleSpec(testNode, nil)
 	spec.BootID, spec.Attempt, spec.Update = "boot-1", 1, testUpdate
 	h.create(&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: testNamespace, Name: testUpdate.ContentSecret},
-		Data: update.SecretData([]update.File{{Path: "/etc/sysctl.d/90-a.conf", Content: "a = 2\n"}})})
+		Data: nodeupdate.SecretData([]nodeupdate.File{{Path: "/etc/sysctl.d/90-a.conf", Content: "a = 2\n"}})})
 	h.create(&v1alpha1.NodeCycle{ObjectMeta: metav1.ObjectMeta{Namespace: testNamespace, Name: testCycle, UID: "uid-1"}, Spec: spec})
 }
 
-func (h *harness) reportUpdate(result update.Result, boot, message string) {
-	st := update.Status{ID: testUpdate.ID, BootID: boot, Result: result, Message: message}.String()
+func (h *harness) reportUpdate(result nodeupdate.Result, boot, message string) {
+	st := nodeupdate.Status{ID: testUpdate.ID, BootID: boot, Result: result, Message: message}.String()
 	h.editNode(func(n *corev1.Node) { n.Annotations[v1alpha1.AnnotationUpdateStatus] = st })
 }
 
@@ -41,30 +41,30 @@ func TestAnUpdateIsProvenOnlyByTheAgentsCheckOnTheNewBoot(t *testing.T) {
 	h := newHarness(t)
 	h.openUpdate()
 	h.runUntil(v1alpha1.PhaseWaitingForNodeReady)
-	got, err := update.Of(h.node())
-	if err != nil || got == nil || got.ID != "u1" || got.Files[0].SHA256 != update.Digest("a = 2\n") || got.ContentSecret != testUpdate.ContentSecret {
+	got, err := nodeupdate.Of(h.node())
+	if err != nil || got == nil || got.ID != "u1" || got.Files[0].SHA256 != nodeupdate.Digest("a = 2\n") || got.ContentSecret != testUpdate.ContentSecret {
 		t.Fatalf("the Node's update: %+v, %v", got, err)
 	}
 	if v := h.node().Annotations[v1alpha1.AnnotationUpdate]; strings.Contains(v, "a = 2") {
 		t.Fatalf("the Node's annotation holds the content: %s", v)
 	}
-	h.reportUpdate(update.Written, "boot-1", "")
+	h.reportUpdate(nodeupdate.Written, "boot-1", "")
 	h.boot("boot-2")
 	h.settle()
 	if nc := h.cycle(); nc.Status.Phase != v1alpha1.PhaseWaitingForNodeReady {
 		t.Fatalf("phase %s on a new boot the agent did not check", nc.Status.Phase)
 	}
-	h.reportUpdate(update.Verified, "boot-1", "")
+	h.reportUpdate(nodeupdate.Verified, "boot-1", "")
 	h.settle()
 	if nc := h.cycle(); nc.Status.Phase != v1alpha1.PhaseWaitingForNodeReady {
 		t.Fatalf("phase %s with the files verified on the old boot", nc.Status.Phase)
 	}
-	h.reportUpdate(update.Verified, "boot-2", "")
+	h.reportUpdate(nodeupdate.Verified, "boot-2", "")
 	h.runUntil(v1alpha1.PhaseSucceeded)
 	if _, ok := h.node().Annotations[v1alpha1.AnnotationUpdate]; ok || h.node().Spec.Unschedulable {
 		t.Errorf("the Node keeps the update or the cordon: %v", h.node().Annotations)
 	}
-	if st, ok := update.StatusOf(h.node()); !ok || st.Result != update.Verified {
+	if st, ok := nodeupdate.StatusOf(h.node()); !ok || st.Result != nodeupdate.Verified {
 		t.Errorf("the agent's report is gone: %+v", st)
 	}
 	// I6: the contents went with the update.
@@ -84,7 +84,7 @@ func TestAnUpdateTheAgentCouldNotWriteFails(t *testing.T) {
 	h.openUpdate()
 	h.runUntil(v1alpha1.PhaseWaitingForNodeReady)
 	start := h.clock.Now()
-	h.reportUpdate(update.Failed, "boot-1", "writing the update's files: no --host-root")
+	h.reportUpdate(nodeupdate.Failed, "boot-1", "writing the update's files: no --host-root")
 	h.runUntil(v1alpha1.PhaseFailed)
 	nc := h.cycle()
 	if nc.Status.Reason != v1alpha1.ReasonUpdateFailed || !strings.Contains(nc.Status.Message, "no --host-root") || h.clock.Since(start) >= time.Minute {

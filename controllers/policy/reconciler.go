@@ -18,8 +18,8 @@ import (
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
 	"github.com/nodecycle/nodecycle/internal/gates"
-	"github.com/nodecycle/nodecycle/internal/power"
-	"github.com/nodecycle/nodecycle/providers"
+	"github.com/nodecycle/nodecycle/internal/powersettings"
+	"github.com/nodecycle/nodecycle/power"
 )
 
 // Reconciler checks NodeCyclePolicies and reports on each, in its
@@ -30,7 +30,7 @@ type Reconciler struct {
 	Client    client.Client
 	APIReader client.Reader
 	Recorder  events.EventRecorder
-	Providers *providers.Registry
+	Providers *power.Registry
 	// Namespace is the manager's: credentials Secrets are read there.
 	Namespace string
 	// AlertmanagerURLs are the Alertmanagers other namespaces may name.
@@ -101,7 +101,7 @@ func (r *Reconciler) validate(ctx context.Context, p *v1alpha1.NodeCyclePolicy) 
 		errs = append(errs, errors.New("strategy power-cycle needs spec.powerCycle"))
 	}
 	if pc := p.Spec.PowerCycle; pc != nil {
-		settings, err := power.Settings(ctx, r.APIReader, r.Namespace, p.Namespace, pc)
+		settings, err := powersettings.Settings(ctx, r.APIReader, r.Namespace, p.Namespace, pc)
 		if err == nil {
 			_, err = r.Providers.New(pc.Provider, settings)
 		}

@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/nodecycle/nodecycle/internal/flagenv"
+	"github.com/nodecycle/nodecycle/internal/nodeupdate"
 	"github.com/nodecycle/nodecycle/internal/signing"
-	"github.com/nodecycle/nodecycle/internal/update"
 )
 
 // Options are the agent's settings, from flags or NODECYCLE_* variables.
@@ -56,7 +56,7 @@ func ParseOptions(args []string, lookupEnv func(string) (string, bool), usage io
 	fs.DurationVar(&o.SentinelCommandTimeout, "sentinel-command-timeout", 30*time.Second, "Time limit of one run of --sentinel-command.")
 	fs.BoolVar(&o.HostNamespaces, "host-namespaces", false, "Run --sentinel-command in the namespaces of the host's PID 1 through nsenter (needs hostPID and privileges).")
 	fs.StringVar(&o.HostRoot, "host-root", "", "Where the node's root file system is mounted in the agent's container (a hostPath of /): in-place updates write their files under it. Empty: in-place updates are refused.")
-	paths := fs.String("in-place-update-paths", strings.Join(update.DefaultPaths, ","), "Comma-separated directories (ending in /) under which an in-place update may write its files; any other file is refused, whatever the manager asks.")
+	paths := fs.String("in-place-update-paths", strings.Join(nodeupdate.DefaultPaths, ","), "Comma-separated directories (ending in /) under which an in-place update may write its files; any other file is refused, whatever the manager asks.")
 	fs.StringVar(&o.Namespace, "namespace", "nodecycle-system", "Namespace of the agent, where the cluster's request key (Secret "+signing.SecretName+") lives; POD_NAMESPACE from the downward API also works.")
 	fs.DurationVar(&o.RecheckPeriod, "recheck-period", time.Minute, "Re-check the sentinel this often, in case a file event was missed.")
 	fs.DurationVar(&o.HeartbeatPeriod, "heartbeat-period", 0, "Rewrite an unchanged RebootRequired condition this often; 0 (default) is off, otherwise at least 1h.")
@@ -76,7 +76,7 @@ func ParseOptions(args []string, lookupEnv func(string) (string, bool), usage io
 		return nil, err
 	}
 	var err error
-	if o.UpdatePaths, err = update.ParsePaths(*paths); err != nil {
+	if o.UpdatePaths, err = nodeupdate.ParsePaths(*paths); err != nil {
 		return nil, fmt.Errorf("invalid --in-place-update-paths: %w", err)
 	}
 	return o, o.Validate()

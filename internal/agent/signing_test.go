@@ -17,8 +17,8 @@ import (
 	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
+	"github.com/nodecycle/nodecycle/internal/nodeupdate"
 	"github.com/nodecycle/nodecycle/internal/signing"
-	"github.com/nodecycle/nodecycle/internal/update"
 )
 
 const testNamespace = "nodecycle-system"
@@ -53,9 +53,9 @@ func workerAgent(cs *fake.Clientset, root string) (*Agent, *countingRebooter) {
 
 // updateOf is an update of files, as the manager makes it: the spec
 // (digests) and its content Secret in the agent's namespace.
-func updateOf(files ...update.File) (*v1alpha1.UpdateSpec, *corev1.Secret) {
-	spec := &v1alpha1.UpdateSpec{ID: update.ID(update.Spec(files)), ContentSecret: "nodecycle-update-test", Files: update.Spec(files)}
-	return spec, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: testNamespace, Name: spec.ContentSecret}, Data: update.SecretData(files)}
+func updateOf(files ...nodeupdate.File) (*v1alpha1.UpdateSpec, *corev1.Secret) {
+	spec := &v1alpha1.UpdateSpec{ID: nodeupdate.ID(nodeupdate.Spec(files)), ContentSecret: "nodecycle-update-test", Files: nodeupdate.Spec(files)}
+	return spec, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: testNamespace, Name: spec.ContentSecret}, Data: nodeupdate.SecretData(files)}
 }
 
 // A request that someone with `patch nodes` wrote (unsigned, signed for
@@ -63,17 +63,17 @@ func updateOf(files ...update.File) (*v1alpha1.UpdateSpec, *corev1.Secret) {
 // file under /etc/cron.d) is neither acknowledged nor carried out, and
 // nothing is written; the manager's own request is.
 func TestOnlySignedRequestsAreCarriedOut(t *testing.T) {
-	spec, contents := updateOf(update.File{Path: "/etc/sysctl.d/90-a.conf", Content: "a = 2\n"})
-	forged, _ := updateOf(update.File{Path: "/etc/systemd/system/kubelet.service.d/99-x.conf", Content: "[Service]\nExecStartPre=/bin/sh -c id\n"})
+	spec, contents := updateOf(nodeupdate.File{Path: "/etc/sysctl.d/90-a.conf", Content: "a = 2\n"})
+	forged, _ := updateOf(nodeupdate.File{Path: "/etc/systemd/system/kubelet.service.d/99-x.conf", Content: "[Service]\nExecStartPre=/bin/sh -c id\n"})
 	for name, tamper := range map[string]func(n *corev1.Node){
 		"unsigned":            func(n *corev1.Node) { delete(n.Annotations, v1alpha1.AnnotationRebootSignature) },
 		"signed for another":  func(n *corev1.Node) { n.Name = "worker-2"; sign(n); n.Name = "worker-1" },
 		"another request":     func(n *corev1.Node) { n.Annotations[v1alpha1.AnnotationRebootRequest] = "ns/nc/uid-2" },
-		"the update replaced": func(n *corev1.Node) { n.Annotations[v1alpha1.AnnotationUpdate] = update.Encode(forged) },
+		"the update replaced": func(n *corev1.Node) { n.Annotations[v1alpha1.AnnotationUpdate] = nodeupdate.Encode(forged) },
 		"the update added": func(n *corev1.Node) {
 			delete(n.Annotations, v1alpha1.AnnotationUpdate)
 			sign(n)
-			n.Annotations[v1alpha1.AnnotationUpdate] = update.Encode(forged)
+			n.Annotations[v1alpha1.AnnotationUpdate] = nodeupdate.Encode(forged)
 		},
 		"signed with a forged": func(n *corev1.Node) {
 			n.Annotations[v1alpha1.AnnotationRebootSignature] = signing.Sign(bytes.Repeat([]byte{2}, 32), signing.Request{Node: "worker-1", ID: "ns/nc/uid"}, time.Now())
@@ -81,7 +81,7 @@ func TestOnlySignedRequestsAreCarriedOut(t *testing.T) {
 	} {
 		node := &corev1.Node{
 			ObjectMeta: metav1.ObjectMeta{Name: "worker-1", Annotations: map[string]string{
-				v1alpha1.AnnotationRebootRequest: "ns/nc/uid", v1alpha1.AnnotationCordonedBy: "ns/nc", v1alpha1.AnnotationUpdate: update.Encode(spec)}},
+				v1alpha1.AnnotationRebootRequest: "ns/nc/uid", v1alpha1.AnnotationCordonedBy: "ns/nc", v1alpha1.AnnotationUpdate: nodeupdate.Encode(spec)}},
 			Spec: corev1.NodeSpec{Unschedulable: true},
 		}
 		cs := signedClientset(node)
@@ -125,9 +125,9 @@ func TestNoKeyNoReboot(t *testing.T) {
 // The agent writes under its own directories only, whatever the manager
 // signed: a signed update with a static pod manifest is refused.
 func TestTheAgentsOwnAllowList(t *testing.T) {
-	spec, contents := updateOf(update.File{Path: "/etc/kubernetes/manifests/x.yaml", Content: "kind: Pod\n"})
+	spec, contents := updateOf(nodeupdate.File{Path: "/etc/kubernetes/manifests/x.yaml", Content: "kind: Pod\n"})
 	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "worker-1", Annotations: map[string]string{
-		v1alpha1.AnnotationRebootRequest: "uid", v1alpha1.AnnotationUpdate: update.Encode(spec)}}, Spec: corev1.NodeSpec{Unschedulable: true}}
+		v1alpha1.AnnotationRebootRequest: "uid", v1alpha1.AnnotationUpdate: nodeupdate.Encode(spec)}}, Spec: corev1.NodeSpec{Unschedulable: true}}
 	cs := signedClientset(node)
 	if err := cs.Tracker().Add(contents); err != nil {
 		t.Fatal(err)
@@ -138,7 +138,7 @@ func TestTheAgentsOwnAllowList(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(root, "etc/kubernetes/manifests/x.yaml")); err == nil || r.n != 0 {
 		t.Fatalf("the manifest was written (%v) or the node rebooted (%d)", err, r.n)
 	}
-	if st := statusOf(t, a); st.Result != update.Failed || !strings.Contains(st.Message, "not under a directory this agent writes") {
+	if st := statusOf(t, a); st.Result != nodeupdate.Failed || !strings.Contains(st.Message, "not under a directory this agent writes") {
 		t.Fatalf("%+v", st)
 	}
 }

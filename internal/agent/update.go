@@ -12,7 +12,7 @@ import (
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
 	"github.com/nodecycle/nodecycle/internal/nodes"
-	"github.com/nodecycle/nodecycle/internal/update"
+	"github.com/nodecycle/nodecycle/internal/nodeupdate"
 )
 
 // errNoHostRoot refuses updates on an agent that cannot reach the node's files.
@@ -22,8 +22,8 @@ var errNoHostRoot = errors.New("this agent does not apply in-place updates: it r
 // reboot request. It returns the Written status to record with the ack
 // (nil when the request carries no update), or false when the update
 // failed: then the failure is on the Node and the reboot is not done.
-func (a *Agent) applyUpdate(ctx context.Context, log logr.Logger, node *corev1.Node) (*update.Status, bool) {
-	spec, err := update.Of(node)
+func (a *Agent) applyUpdate(ctx context.Context, log logr.Logger, node *corev1.Node) (*nodeupdate.Status, bool) {
+	spec, err := nodeupdate.Of(node)
 	if spec == nil && err == nil {
 		return nil, true
 	}
@@ -34,22 +34,22 @@ func (a *Agent) applyUpdate(ctx context.Context, log logr.Logger, node *corev1.N
 		if a.HostRoot == "" {
 			err = errNoHostRoot
 		} else {
-			var files []update.File
+			var files []nodeupdate.File
 			if files, err = a.contents(ctx, spec); err == nil {
-				err = update.Write(a.HostRoot, a.updatePaths(), files)
+				err = nodeupdate.Write(a.HostRoot, a.updatePaths(), files)
 			}
 		}
 	}
 	if err != nil {
-		failed := update.Status{ID: id, BootID: boot, Result: update.Failed, Message: "writing the update's files: " + err.Error()}
-		if old, ok := update.StatusOf(node); !ok || old != failed {
+		failed := nodeupdate.Status{ID: id, BootID: boot, Result: nodeupdate.Failed, Message: "writing the update's files: " + err.Error()}
+		if old, ok := nodeupdate.StatusOf(node); !ok || old != failed {
 			log.Error(err, "In-place update not applied; the reboot is not done", "update", id)
 			a.setUpdateStatus(ctx, log, failed)
 		}
 		return nil, false
 	}
 	log.Info("In-place update written", "update", id, "files", len(spec.Files))
-	return &update.Status{ID: id, BootID: boot, Result: update.Written}, true
+	return &nodeupdate.Status{ID: id, BootID: boot, Result: nodeupdate.Written}, true
 }
 
 // verifyUpdate checks, on the first boot after an update was written, that
@@ -60,20 +60,20 @@ func (a *Agent) verifyUpdate(ctx context.Context, log logr.Logger) {
 	if err != nil {
 		return
 	}
-	spec, err := update.Of(node)
-	st, ok := update.StatusOf(node)
+	spec, err := nodeupdate.Of(node)
+	st, ok := nodeupdate.StatusOf(node)
 	boot := nodes.BootID(node)
-	if err != nil || spec == nil || !ok || st.ID != spec.ID || st.Result != update.Written || st.BootID == boot || boot == "" {
+	if err != nil || spec == nil || !ok || st.ID != spec.ID || st.Result != nodeupdate.Written || st.BootID == boot || boot == "" {
 		return
 	}
-	verified := update.Status{ID: spec.ID, BootID: boot, Result: update.Verified}
+	verified := nodeupdate.Status{ID: spec.ID, BootID: boot, Result: nodeupdate.Verified}
 	if a.HostRoot == "" {
 		err = errNoHostRoot
 	} else {
-		err = update.Verify(a.HostRoot, spec.Files)
+		err = nodeupdate.Verify(a.HostRoot, spec.Files)
 	}
 	if err != nil {
-		verified.Result, verified.Message = update.Failed, "after the reboot: "+err.Error()
+		verified.Result, verified.Message = nodeupdate.Failed, "after the reboot: "+err.Error()
 		log.Error(err, "In-place update not in place after the reboot", "update", spec.ID)
 	} else {
 		log.Info("In-place update verified on the new boot", "update", spec.ID, "bootID", boot)
@@ -83,7 +83,7 @@ func (a *Agent) verifyUpdate(ctx context.Context, log logr.Logger) {
 
 // contents reads the update's files from its content Secret (in the
 // agent's namespace), each checked against the digest the manager signed.
-func (a *Agent) contents(ctx context.Context, spec *v1alpha1.UpdateSpec) ([]update.File, error) {
+func (a *Agent) contents(ctx context.Context, spec *v1alpha1.UpdateSpec) ([]nodeupdate.File, error) {
 	if spec.ContentSecret == "" {
 		return nil, errors.New("the update names no content Secret")
 	}
@@ -92,17 +92,17 @@ func (a *Agent) contents(ctx context.Context, spec *v1alpha1.UpdateSpec) ([]upda
 		a.Metrics.apiErrors.Inc()
 		return nil, fmt.Errorf("reading the update's content Secret %s/%s: %w", a.Namespace, spec.ContentSecret, err)
 	}
-	return update.Contents(spec, secret.Data)
+	return nodeupdate.Contents(spec, secret.Data)
 }
 
 func (a *Agent) updatePaths() []string {
 	if len(a.UpdatePaths) == 0 {
-		return update.DefaultPaths
+		return nodeupdate.DefaultPaths
 	}
 	return a.UpdatePaths
 }
 
-func (a *Agent) setUpdateStatus(ctx context.Context, log logr.Logger, st update.Status) {
+func (a *Agent) setUpdateStatus(ctx context.Context, log logr.Logger, st nodeupdate.Status) {
 	v := st.String()
 	updated, err := a.Client.CoreV1().Nodes().Patch(ctx, a.NodeName, types.MergePatchType,
 		nodes.AnnotationsPatch(map[string]*string{v1alpha1.AnnotationUpdateStatus: &v}), metav1.PatchOptions{})

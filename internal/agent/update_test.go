@@ -13,17 +13,17 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
-	"github.com/nodecycle/nodecycle/internal/update"
+	"github.com/nodecycle/nodecycle/internal/nodeupdate"
 )
 
 // updateAgent is an agent of node worker-1, cordoned by nodecycle with a
 // reboot request that carries an update, on boot b1.
 func updateAgent(t *testing.T, root string) (*Agent, *fake.Clientset, *countingRebooter) {
 	t.Helper()
-	spec, contents := updateOf(update.File{Path: "/etc/sysctl.d/90-a.conf", Content: "a = 2\n"})
+	spec, contents := updateOf(nodeupdate.File{Path: "/etc/sysctl.d/90-a.conf", Content: "a = 2\n"})
 	node := &corev1.Node{
 		ObjectMeta: metav1.ObjectMeta{Name: "worker-1", Annotations: map[string]string{
-			v1alpha1.AnnotationRebootRequest: "ns/nc/uid", v1alpha1.AnnotationCordonedBy: "ns/nc", v1alpha1.AnnotationUpdate: update.Encode(spec)}},
+			v1alpha1.AnnotationRebootRequest: "ns/nc/uid", v1alpha1.AnnotationCordonedBy: "ns/nc", v1alpha1.AnnotationUpdate: nodeupdate.Encode(spec)}},
 		Spec:   corev1.NodeSpec{Unschedulable: true},
 		Status: corev1.NodeStatus{NodeInfo: corev1.NodeSystemInfo{BootID: "b1"}},
 	}
@@ -35,10 +35,10 @@ func updateAgent(t *testing.T, root string) (*Agent, *fake.Clientset, *countingR
 	return a, cs, r
 }
 
-func statusOf(t *testing.T, a *Agent) update.Status {
+func statusOf(t *testing.T, a *Agent) nodeupdate.Status {
 	t.Helper()
 	n, _ := a.lister()
-	st, ok := update.StatusOf(n)
+	st, ok := nodeupdate.StatusOf(n)
 	if !ok {
 		t.Fatalf("no update status on the Node: %v", n.Annotations)
 	}
@@ -60,11 +60,11 @@ func TestAnUpdateIsWrittenBeforeTheRebootAndVerifiedAfter(t *testing.T) {
 		t.Fatalf("file: %q", got)
 	}
 	n, _ := a.lister()
-	if st := statusOf(t, a); st.Result != update.Written || st.BootID != "b1" || n.Annotations[v1alpha1.AnnotationRebootAck] != "ns/nc/uid" {
+	if st := statusOf(t, a); st.Result != nodeupdate.Written || st.BootID != "b1" || n.Annotations[v1alpha1.AnnotationRebootAck] != "ns/nc/uid" {
 		t.Fatalf("after the ack: %+v, ack %q", st, n.Annotations[v1alpha1.AnnotationRebootAck])
 	}
 	a.verifyUpdate(ctx, logr.Discard()) // same boot: not yet
-	if st := statusOf(t, a); st.Result != update.Written {
+	if st := statusOf(t, a); st.Result != nodeupdate.Written {
 		t.Fatalf("verified before the reboot: %+v", st)
 	}
 	n.Status.NodeInfo.BootID = "b2"
@@ -72,7 +72,7 @@ func TestAnUpdateIsWrittenBeforeTheRebootAndVerifiedAfter(t *testing.T) {
 		t.Fatal(err)
 	}
 	a.verifyUpdate(ctx, logr.Discard())
-	if st := statusOf(t, a); st.Result != update.Verified || st.BootID != "b2" {
+	if st := statusOf(t, a); st.Result != nodeupdate.Verified || st.BootID != "b2" {
 		t.Fatalf("after the reboot: %+v", st)
 	}
 }
@@ -92,7 +92,7 @@ func TestAnUpdateUndoneAtBootFails(t *testing.T) {
 		t.Fatal(err)
 	}
 	a.verifyUpdate(ctx, logr.Discard())
-	if st := statusOf(t, a); st.Result != update.Failed || st.BootID != "b2" || !strings.Contains(st.Message, "after the reboot: file /etc/sysctl.d/90-a.conf: content is not the update's") {
+	if st := statusOf(t, a); st.Result != nodeupdate.Failed || st.BootID != "b2" || !strings.Contains(st.Message, "after the reboot: file /etc/sysctl.d/90-a.conf: content is not the update's") {
 		t.Fatalf("%+v", st)
 	}
 }
@@ -111,7 +111,7 @@ func TestAnUpdateThatCannotBeWrittenIsNotRebootedFor(t *testing.T) {
 	if ack, ok := n.Annotations[v1alpha1.AnnotationRebootAck]; ok {
 		t.Fatalf("acknowledged: %q", ack)
 	}
-	if st := statusOf(t, a); st.Result != update.Failed || !strings.Contains(st.Message, "--host-root") {
+	if st := statusOf(t, a); st.Result != nodeupdate.Failed || !strings.Contains(st.Message, "--host-root") {
 		t.Fatalf("%+v", st)
 	}
 	patches := 0

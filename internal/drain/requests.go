@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	lifecyclev1alpha1 "github.com/nodecycle/nodecycle/internal/apis/lifecycle/v1alpha1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -15,8 +16,6 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-
-	"github.com/nodecycle/nodecycle/internal/lifecycle"
 )
 
 // Requester is nodecycle's name in the EvictionRequests it writes and,
@@ -96,8 +95,8 @@ const ReasonRequested = "eviction requested"
 // requestState is what one drain step read of the node's requests and
 // their Evictions: each listed once, when first needed.
 type requestState struct {
-	requests  map[string]*lifecycle.EvictionRequest // by namespace/name
-	evictions map[types.UID]*lifecycle.Eviction     // by target pod UID
+	requests  map[string]*lifecyclev1alpha1.EvictionRequest // by namespace/name
+	evictions map[types.UID]*lifecyclev1alpha1.Eviction     // by target pod UID
 }
 
 // request asks for the pod's eviction through an EvictionRequest, or
@@ -105,11 +104,11 @@ type requestState struct {
 // and, while a responder of the pod's is working on it, who.
 func (d *Drainer) request(ctx context.Context, pod *corev1.Pod, node string, st *requestState) (string, *Responder, error) {
 	if st.requests == nil {
-		var list lifecycle.EvictionRequestList
+		var list lifecyclev1alpha1.EvictionRequestList
 		if err := d.Reader.List(ctx, &list, client.MatchingLabels{LabelNode: NodeLabelValue(node)}); err != nil {
 			return "", nil, fmt.Errorf("listing the EvictionRequests of node %s: %w", node, err)
 		}
-		st.requests = map[string]*lifecycle.EvictionRequest{}
+		st.requests = map[string]*lifecyclev1alpha1.EvictionRequest{}
 		for i := range list.Items {
 			st.requests[list.Items[i].Namespace+"/"+list.Items[i].Name] = &list.Items[i]
 		}
@@ -121,14 +120,14 @@ func (d *Drainer) request(ctx context.Context, pod *corev1.Pod, node string, st 
 	if why := notOurs(er, pod); why != "" {
 		return why, nil, nil
 	}
-	if er.Spec.Intent != lifecycle.IntentEviction {
+	if er.Spec.Intent != lifecyclev1alpha1.IntentEviction {
 		// Withdrawn by an earlier drain of the node: asked for again.
-		if err := d.setIntent(ctx, er, lifecycle.IntentEviction); err != nil {
+		if err := d.setIntent(ctx, er, lifecyclev1alpha1.IntentEviction); err != nil {
 			return "", nil, err
 		}
 		return ReasonRequested, nil, nil
 	}
-	if c := meta.FindStatusCondition(er.Status.Conditions, lifecycle.ConditionFailed); c != nil && c.Status == metav1.ConditionTrue {
+	if c := meta.FindStatusCondition(er.Status.Conditions, lifecyclev1alpha1.ConditionFailed); c != nil && c.Status == metav1.ConditionTrue {
 		// Every responder gave up: the next step asks again from the start.
 		if err := d.Writer.Delete(ctx, er, client.Preconditions{UID: &er.UID}); err != nil && !apierrors.IsNotFound(err) {
 			return "", nil, podError{fmt.Errorf("deleting failed EvictionRequest %s/%s: %w", er.Namespace, er.Name, err)}
@@ -136,11 +135,11 @@ func (d *Drainer) request(ctx context.Context, pod *corev1.Pod, node string, st 
 		return fmt.Sprintf("eviction failed (%s: %s), asking again", c.Reason, c.Message), nil, nil
 	}
 	if st.evictions == nil {
-		var list lifecycle.EvictionList
+		var list lifecyclev1alpha1.EvictionList
 		if err := d.Reader.List(ctx, &list, client.HasLabels{Requester}); err != nil {
 			return "", nil, fmt.Errorf("listing the Evictions nodecycle asked for: %w", err)
 		}
-		st.evictions = map[types.UID]*lifecycle.Eviction{}
+		st.evictions = map[types.UID]*lifecyclev1alpha1.Eviction{}
 		for i := range list.Items {
 			if t := list.Items[i].Spec.Target.Pod; t != nil {
 				st.evictions[t.UID] = &list.Items[i]
@@ -155,15 +154,15 @@ func (d *Drainer) request(ctx context.Context, pod *corev1.Pod, node string, st 
 }
 
 func (d *Drainer) createRequest(ctx context.Context, pod *corev1.Pod, node string) (string, *Responder, error) {
-	er := &lifecycle.EvictionRequest{
+	er := &lifecyclev1alpha1.EvictionRequest{
 		ObjectMeta: metav1.ObjectMeta{Namespace: pod.Namespace, Name: RequestName(pod),
 			Labels: map[string]string{LabelNode: NodeLabelValue(node)},
 			// Goes with its pod where a garbage collector runs.
 			OwnerReferences: []metav1.OwnerReference{{APIVersion: "v1", Kind: "Pod", Name: pod.Name, UID: pod.UID}}},
-		Spec: lifecycle.EvictionRequestSpec{
-			Target:    lifecycle.Target{Pod: &lifecycle.PodReference{Name: pod.Name, UID: pod.UID}},
+		Spec: lifecyclev1alpha1.EvictionRequestSpec{
+			Target:    lifecyclev1alpha1.Target{Pod: &lifecyclev1alpha1.PodReference{Name: pod.Name, UID: pod.UID}},
 			Requester: Requester,
-			Intent:    lifecycle.IntentEviction,
+			Intent:    lifecyclev1alpha1.IntentEviction,
 		},
 	}
 	err := d.Writer.Create(ctx, er)
@@ -182,7 +181,7 @@ func (d *Drainer) createRequest(ctx context.Context, pod *corev1.Pod, node strin
 // not show: when it is nodecycle's, for this very pod, it gets the node's
 // label (the next steps find it); anyone else's is left alone, and named.
 func (d *Drainer) adopt(ctx context.Context, pod *corev1.Pod, node string, key client.ObjectKey) (string, *Responder, error) {
-	er := &lifecycle.EvictionRequest{}
+	er := &lifecyclev1alpha1.EvictionRequest{}
 	if err := d.Reader.Get(ctx, key, er); err != nil {
 		return "", nil, podError{fmt.Errorf("reading EvictionRequest %s: %w", key, err)}
 	}
@@ -204,7 +203,7 @@ func (d *Drainer) adopt(ctx context.Context, pod *corev1.Pod, node string, key c
 // that pod ("" when it is): another requester, or another target (a pod
 // of the same name and UID cannot be another pod, but a request can be
 // written by hand to say anything).
-func notOurs(er *lifecycle.EvictionRequest, pod *corev1.Pod) string {
+func notOurs(er *lifecyclev1alpha1.EvictionRequest, pod *corev1.Pod) string {
 	t := er.Spec.Target.Pod
 	if er.Spec.Requester == Requester && t != nil && t.UID == pod.UID && t.Name == pod.Name {
 		return ""
@@ -221,7 +220,7 @@ func notOurs(er *lifecycle.EvictionRequest, pod *corev1.Pod) string {
 // timeout holds).
 type podError struct{ error }
 
-func (d *Drainer) setIntent(ctx context.Context, er *lifecycle.EvictionRequest, intent lifecycle.Intent) error {
+func (d *Drainer) setIntent(ctx context.Context, er *lifecyclev1alpha1.EvictionRequest, intent lifecyclev1alpha1.Intent) error {
 	before := er.DeepCopy()
 	er.Spec.Intent = intent
 	if err := d.Writer.Patch(ctx, er, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil && !apierrors.IsNotFound(err) {
@@ -232,12 +231,12 @@ func (d *Drainer) setIntent(ctx context.Context, er *lifecycle.EvictionRequest, 
 
 // describe says where an Eviction stands: evicted, failed, or held by
 // its active responder.
-func describe(ev *lifecycle.Eviction) (string, *Responder, error) {
-	if c := meta.FindStatusCondition(ev.Status.Conditions, lifecycle.ConditionTargetEvicted); c != nil && c.Status == metav1.ConditionTrue {
+func describe(ev *lifecyclev1alpha1.Eviction) (string, *Responder, error) {
+	if c := meta.FindStatusCondition(ev.Status.Conditions, lifecyclev1alpha1.ConditionTargetEvicted); c != nil && c.Status == metav1.ConditionTrue {
 		return ReasonEvicted, nil, nil
 	}
 	for _, tr := range ev.Status.TargetResponders {
-		if tr.State != lifecycle.ResponderActive {
+		if tr.State != lifecyclev1alpha1.ResponderActive {
 			continue
 		}
 		r := &Responder{Name: tr.Name}
@@ -265,7 +264,7 @@ func describe(ev *lifecycle.Eviction) (string, *Responder, error) {
 // pods it withdrew from (namespace/name, sorted by the API's order). A
 // cluster that does not serve EvictionRequests has none.
 func (d *Drainer) Withdraw(ctx context.Context, node string) ([]string, error) {
-	var list lifecycle.EvictionRequestList
+	var list lifecyclev1alpha1.EvictionRequestList
 	if err := d.Reader.List(ctx, &list, client.MatchingLabels{LabelNode: NodeLabelValue(node)}); err != nil {
 		if meta.IsNoMatchError(err) || apierrors.IsNotFound(err) {
 			return nil, nil
@@ -275,13 +274,13 @@ func (d *Drainer) Withdraw(ctx context.Context, node string) ([]string, error) {
 	var withdrawn []string
 	for i := range list.Items {
 		er := &list.Items[i]
-		if er.Spec.Requester != Requester || er.Spec.Intent == lifecycle.IntentWithdrawn || er.Spec.Target.Pod == nil {
+		if er.Spec.Requester != Requester || er.Spec.Intent == lifecyclev1alpha1.IntentWithdrawn || er.Spec.Target.Pod == nil {
 			continue
 		}
-		if c := meta.FindStatusCondition(er.Status.Conditions, lifecycle.ConditionTargetEvicted); c != nil && c.Status == metav1.ConditionTrue {
+		if c := meta.FindStatusCondition(er.Status.Conditions, lifecyclev1alpha1.ConditionTargetEvicted); c != nil && c.Status == metav1.ConditionTrue {
 			continue // its pod is gone or going: nothing left to withdraw
 		}
-		if err := d.setIntent(ctx, er, lifecycle.IntentWithdrawn); err != nil {
+		if err := d.setIntent(ctx, er, lifecyclev1alpha1.IntentWithdrawn); err != nil {
 			return withdrawn, err
 		}
 		withdrawn = append(withdrawn, er.Namespace+"/"+er.Spec.Target.Pod.Name)

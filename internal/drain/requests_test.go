@@ -19,7 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
-	"github.com/nodecycle/nodecycle/internal/lifecycle"
+	lifecyclev1alpha1 "github.com/nodecycle/nodecycle/internal/apis/lifecycle/v1alpha1"
 )
 
 func requestsClient(t *testing.T, objs ...client.Object) client.Client {
@@ -28,7 +28,7 @@ func requestsClient(t *testing.T, objs ...client.Object) client.Client {
 	if err := clientgoscheme.AddToScheme(s); err != nil {
 		t.Fatal(err)
 	}
-	if err := lifecycle.AddToScheme(s); err != nil {
+	if err := lifecyclev1alpha1.AddToScheme(s); err != nil {
 		t.Fatal(err)
 	}
 	return fake.NewClientBuilder().WithScheme(s).WithObjects(objs...).
@@ -59,27 +59,27 @@ func TestRequestsFollowTheEviction(t *testing.T) {
 	if got := step(t, d, now); got.Reason != ReasonRequested || got.Responder != nil {
 		t.Fatalf("first step: %+v, want %q", got, ReasonRequested)
 	}
-	er := &lifecycle.EvictionRequest{}
+	er := &lifecyclev1alpha1.EvictionRequest{}
 	if err := c.Get(ctx, client.ObjectKey{Namespace: "demo", Name: "nodecycle-drain-uid-db-0"}, er); err != nil {
 		t.Fatalf("the request: %v", err)
 	}
-	if er.Spec.Requester != Requester || er.Spec.Intent != lifecycle.IntentEviction || er.Spec.Target.Pod.UID != pod.UID || er.Labels[LabelNode] != "n1" {
+	if er.Spec.Requester != Requester || er.Spec.Intent != lifecyclev1alpha1.IntentEviction || er.Spec.Target.Pod.UID != pod.UID || er.Labels[LabelNode] != "n1" {
 		t.Fatalf("request %+v", er)
 	}
 	if got := step(t, d, now); !strings.Contains(got.Reason, "waiting for the cluster's evictionrequest-controller") {
 		t.Fatalf("second step: %q", got.Reason)
 	}
-	var list lifecycle.EvictionRequestList
+	var list lifecyclev1alpha1.EvictionRequestList
 	if err := c.List(ctx, &list); err != nil || len(list.Items) != 1 {
 		t.Fatalf("requests after two steps: %d (%v), want 1", len(list.Items), err)
 	}
 
-	ev := &lifecycle.Eviction{
+	ev := &lifecyclev1alpha1.Eviction{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "demo", Name: "pod-1-db-0", Labels: map[string]string{Requester: "requester"}},
-		Spec:       lifecycle.EvictionSpec{Target: lifecycle.Target{Pod: &lifecycle.PodReference{Name: "db-0", UID: pod.UID}}},
-		Status: lifecycle.EvictionStatus{
-			TargetResponders: []lifecycle.TargetResponder{{Name: "acme.io/db-failover", State: lifecycle.ResponderActive}, {Name: lifecycle.ImperativeEvictor, State: lifecycle.ResponderInactive}},
-			Responders: []lifecycle.ResponderStatus{{Name: "acme.io/db-failover", StartTime: &metav1.Time{Time: now.Add(-40 * time.Second)},
+		Spec:       lifecyclev1alpha1.EvictionSpec{Target: lifecyclev1alpha1.Target{Pod: &lifecyclev1alpha1.PodReference{Name: "db-0", UID: pod.UID}}},
+		Status: lifecyclev1alpha1.EvictionStatus{
+			TargetResponders: []lifecyclev1alpha1.TargetResponder{{Name: "acme.io/db-failover", State: lifecyclev1alpha1.ResponderActive}, {Name: lifecyclev1alpha1.ImperativeEvictor, State: lifecyclev1alpha1.ResponderInactive}},
+			Responders: []lifecyclev1alpha1.ResponderStatus{{Name: "acme.io/db-failover", StartTime: &metav1.Time{Time: now.Add(-40 * time.Second)},
 				HeartbeatTime: &metav1.Time{Time: now.Add(-3 * time.Second)}, Message: ptr.To("moving the primary")}},
 		},
 	}
@@ -95,7 +95,7 @@ func TestRequestsFollowTheEviction(t *testing.T) {
 		t.Fatalf("Describe = %q, want %q", got, want)
 	}
 
-	ev.Status.Conditions = []metav1.Condition{{Type: lifecycle.ConditionTargetEvicted, Status: metav1.ConditionTrue, Reason: "PodDeleted", LastTransitionTime: metav1.Now()}}
+	ev.Status.Conditions = []metav1.Condition{{Type: lifecyclev1alpha1.ConditionTargetEvicted, Status: metav1.ConditionTrue, Reason: "PodDeleted", LastTransitionTime: metav1.Now()}}
 	if err := c.Update(ctx, ev); err != nil {
 		t.Fatal(err)
 	}
@@ -114,11 +114,11 @@ func TestWithdrawAndAskAgain(t *testing.T) {
 	if _, err := d.Step(ctx, "n1", v1alpha1.DrainSpec{}, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	evicted := &lifecycle.EvictionRequest{}
+	evicted := &lifecyclev1alpha1.EvictionRequest{}
 	if err := c.Get(ctx, client.ObjectKey{Namespace: "demo", Name: RequestName(done)}, evicted); err != nil {
 		t.Fatal(err)
 	}
-	evicted.Status.Conditions = []metav1.Condition{{Type: lifecycle.ConditionTargetEvicted, Status: metav1.ConditionTrue, Reason: "PodDeleted", LastTransitionTime: metav1.Now()}}
+	evicted.Status.Conditions = []metav1.Condition{{Type: lifecyclev1alpha1.ConditionTargetEvicted, Status: metav1.ConditionTrue, Reason: "PodDeleted", LastTransitionTime: metav1.Now()}}
 	if err := c.Update(ctx, evicted); err != nil {
 		t.Fatal(err)
 	}
@@ -135,11 +135,11 @@ func TestWithdrawAndAskAgain(t *testing.T) {
 	if got := step(t, d, time.Now()); got.Reason != ReasonRequested {
 		t.Fatalf("after a withdrawal: %q, want asked again", got.Reason)
 	}
-	er := &lifecycle.EvictionRequest{}
-	if err := c.Get(ctx, client.ObjectKey{Namespace: "demo", Name: RequestName(open)}, er); err != nil || er.Spec.Intent != lifecycle.IntentEviction {
+	er := &lifecyclev1alpha1.EvictionRequest{}
+	if err := c.Get(ctx, client.ObjectKey{Namespace: "demo", Name: RequestName(open)}, er); err != nil || er.Spec.Intent != lifecyclev1alpha1.IntentEviction {
 		t.Fatalf("intent %q (%v), want Eviction again", er.Spec.Intent, err)
 	}
-	er.Status.Conditions = []metav1.Condition{{Type: lifecycle.ConditionFailed, Status: metav1.ConditionTrue, Reason: "NoFurtherResponder", Message: "no responder evicted it", LastTransitionTime: metav1.Now()}}
+	er.Status.Conditions = []metav1.Condition{{Type: lifecyclev1alpha1.ConditionFailed, Status: metav1.ConditionTrue, Reason: "NoFurtherResponder", Message: "no responder evicted it", LastTransitionTime: metav1.Now()}}
 	if err := c.Update(ctx, er); err != nil {
 		t.Fatal(err)
 	}
@@ -169,17 +169,17 @@ func TestNodeLabelValue(t *testing.T) {
 func TestOnlyNodecyclesOwnRequestsAreFollowed(t *testing.T) {
 	ctx := context.Background()
 	pod := podOn("db-0", nil, nil)
-	request := func(requester string, target types.UID, labelled bool) *lifecycle.EvictionRequest {
-		er := &lifecycle.EvictionRequest{ObjectMeta: metav1.ObjectMeta{Namespace: "demo", Name: RequestName(pod)},
-			Spec: lifecycle.EvictionRequestSpec{Requester: requester, Intent: lifecycle.IntentEviction,
-				Target: lifecycle.Target{Pod: &lifecycle.PodReference{Name: pod.Name, UID: target}}}}
+	request := func(requester string, target types.UID, labelled bool) *lifecyclev1alpha1.EvictionRequest {
+		er := &lifecyclev1alpha1.EvictionRequest{ObjectMeta: metav1.ObjectMeta{Namespace: "demo", Name: RequestName(pod)},
+			Spec: lifecyclev1alpha1.EvictionRequestSpec{Requester: requester, Intent: lifecyclev1alpha1.IntentEviction,
+				Target: lifecyclev1alpha1.Target{Pod: &lifecyclev1alpha1.PodReference{Name: pod.Name, UID: target}}}}
 		if labelled {
 			er.Labels = map[string]string{LabelNode: NodeLabelValue("n1")}
 		}
 		return er
 	}
 	for name, tc := range map[string]struct {
-		er        *lifecycle.EvictionRequest
+		er        *lifecyclev1alpha1.EvictionRequest
 		want      string
 		labelled  bool
 		requester string
@@ -196,11 +196,11 @@ func TestOnlyNodecyclesOwnRequestsAreFollowed(t *testing.T) {
 				t.Errorf("%s: %q, want %q", name, got.Reason, tc.want)
 			}
 		}
-		got := &lifecycle.EvictionRequest{}
+		got := &lifecyclev1alpha1.EvictionRequest{}
 		if err := c.Get(ctx, client.ObjectKeyFromObject(tc.er), got); err != nil {
 			t.Fatal(err)
 		}
-		if _, labelled := got.Labels[LabelNode]; labelled != tc.labelled || got.Spec.Requester != tc.requester || got.Spec.Intent != lifecycle.IntentEviction {
+		if _, labelled := got.Labels[LabelNode]; labelled != tc.labelled || got.Spec.Requester != tc.requester || got.Spec.Intent != lifecyclev1alpha1.IntentEviction {
 			t.Errorf("%s: the request became %+v %+v", name, got.Labels, got.Spec)
 		}
 	}
@@ -214,8 +214,8 @@ func TestARefusedRequestHoldsOnlyItsPod(t *testing.T) {
 	refused, other := podOn("db-0", nil, nil), podOn("web-0", nil, nil)
 	base := requestsClient(t, refused, other)
 	c := interceptor.NewClient(base.(client.WithWatch), interceptor.Funcs{Create: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
-		if er, ok := obj.(*lifecycle.EvictionRequest); ok && er.Spec.Target.Pod.Name == "db-0" {
-			return apierrors.NewForbidden(lifecycle.GroupVersion.WithResource("evictionrequests").GroupResource(), er.Name, errors.New("denied by policy no-evictions"))
+		if er, ok := obj.(*lifecyclev1alpha1.EvictionRequest); ok && er.Spec.Target.Pod.Name == "db-0" {
+			return apierrors.NewForbidden(lifecyclev1alpha1.GroupVersion.WithResource("evictionrequests").GroupResource(), er.Name, errors.New("denied by policy no-evictions"))
 		}
 		return c.Create(ctx, obj, opts...)
 	}})
@@ -231,7 +231,7 @@ func TestARefusedRequestHoldsOnlyItsPod(t *testing.T) {
 	if !strings.Contains(reasons["demo/db-0"], "asking for its eviction failed") || reasons["demo/web-0"] != ReasonRequested {
 		t.Fatalf("reasons %v", reasons)
 	}
-	if err := c.Get(ctx, client.ObjectKey{Namespace: "demo", Name: RequestName(other)}, &lifecycle.EvictionRequest{}); err != nil {
+	if err := c.Get(ctx, client.ObjectKey{Namespace: "demo", Name: RequestName(other)}, &lifecyclev1alpha1.EvictionRequest{}); err != nil {
 		t.Fatalf("the other pod's request: %v", err)
 	}
 }

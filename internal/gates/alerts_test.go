@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
-	"github.com/nodecycle/nodecycle/test/peers"
+	"github.com/nodecycle/nodecycle/test/framework/peers"
 )
 
 func TestBlockingAlertsAgainstAlertmanager(t *testing.T) {

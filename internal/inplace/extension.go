@@ -27,7 +27,7 @@ import (
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
 	"github.com/nodecycle/nodecycle/internal/cluster"
 	"github.com/nodecycle/nodecycle/internal/cycles"
-	"github.com/nodecycle/nodecycle/internal/update"
+	"github.com/nodecycle/nodecycle/internal/nodeupdate"
 )
 
 // Ladders says which strategies a Machine is opted in to (its
@@ -180,7 +180,7 @@ func (e *Extension) UpdateMachine(ctx context.Context, req *runtimehooksv1.Updat
 		resp.SetMessage("nodecycle: no file to write")
 		return
 	}
-	id := update.ID(update.Spec(writes))
+	id := nodeupdate.ID(nodeupdate.Spec(writes))
 	key := client.ObjectKey{Namespace: m.Namespace, Name: cycleName(m.Name, id)}
 	nc := &v1alpha1.NodeCycle{}
 	err = e.Client.Get(ctx, key, nc)
@@ -192,7 +192,7 @@ func (e *Extension) UpdateMachine(ctx context.Context, req *runtimehooksv1.Updat
 		case other != "":
 			wait("node %s has NodeCycle %s open; the update starts after it", node, other)
 		default:
-			spec := &v1alpha1.UpdateSpec{ID: id, Source: "Machine " + m.Namespace + "/" + m.Name, ContentSecret: ContentSecretName(key), Files: update.Spec(writes)}
+			spec := &v1alpha1.UpdateSpec{ID: id, Source: "Machine " + m.Namespace + "/" + m.Name, ContentSecret: ContentSecretName(key), Files: nodeupdate.Spec(writes)}
 			if err = e.storeContents(ctx, m, spec, writes); err != nil {
 				wait("writing the update's contents to the workload cluster of %s: %v", m.Spec.ClusterName, err)
 				return
@@ -347,7 +347,7 @@ func ContentSecretName(key client.ObjectKey) string {
 // Secret in the workload cluster's agent namespace (the NodeCycle keeps
 // only their digests); one already there, from an earlier call for the
 // same update, is the same.
-func (e *Extension) storeContents(ctx context.Context, m *clusterv1.Machine, spec *v1alpha1.UpdateSpec, files []update.File) error {
+func (e *Extension) storeContents(ctx context.Context, m *clusterv1.Machine, spec *v1alpha1.UpdateSpec, files []nodeupdate.File) error {
 	if e.Workloads == nil {
 		return errors.New("no workload cluster to write to")
 	}
@@ -359,7 +359,7 @@ func (e *Extension) storeContents(ctx context.Context, m *clusterv1.Machine, spe
 		ObjectMeta: metav1.ObjectMeta{Namespace: cluster.WorkloadAgentNamespace, Name: spec.ContentSecret,
 			Labels: map[string]string{"app.kubernetes.io/name": "nodecycle", LabelMachine: m.Name}},
 		Type: corev1.SecretTypeOpaque,
-		Data: update.SecretData(files),
+		Data: nodeupdate.SecretData(files),
 	}
 	if err := w.Client.Create(ctx, s); err != nil && !apierrors.IsAlreadyExists(err) {
 		return err

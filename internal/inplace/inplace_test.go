@@ -21,7 +21,7 @@ import (
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
 	"github.com/nodecycle/nodecycle/internal/cluster"
 	"github.com/nodecycle/nodecycle/internal/cycles"
-	"github.com/nodecycle/nodecycle/internal/update"
+	"github.com/nodecycle/nodecycle/internal/nodeupdate"
 )
 
 var rules = Rules{Paths: DefaultPaths}
@@ -189,10 +189,10 @@ func TestUpdateMachine(t *testing.T) {
 	if err := wc.Get(ctx, client.ObjectKey{Namespace: cluster.WorkloadAgentNamespace, Name: nc.Spec.Update.ContentSecret}, contents); err != nil {
 		t.Fatalf("the content Secret: %v", err)
 	}
-	if got, err := update.Contents(nc.Spec.Update, contents.Data); err != nil || got[0].Content != "a = 2\n" {
+	if got, err := nodeupdate.Contents(nc.Spec.Update, contents.Data); err != nil || got[0].Content != "a = 2\n" {
 		t.Fatalf("the contents: %+v %v", got, err)
 	}
-	if nc.Spec.Request.Strategy != v1alpha1.StrategyReboot || nc.Spec.Update == nil || nc.Spec.Update.Files[0].SHA256 != update.Digest("a = 2\n") || nc.Spec.ClusterName != "c" {
+	if nc.Spec.Request.Strategy != v1alpha1.StrategyReboot || nc.Spec.Update == nil || nc.Spec.Update.Files[0].SHA256 != nodeupdate.Digest("a = 2\n") || nc.Spec.ClusterName != "c" {
 		t.Fatalf("the NodeCycle: %+v", nc.Spec)
 	}
 	for phase, want := range map[v1alpha1.Phase]runtimehooksv1.ResponseStatus{v1alpha1.PhaseSucceeded: runtimehooksv1.ResponseStatusSuccess, v1alpha1.PhaseFailed: runtimehooksv1.ResponseStatusFailure} {

@@ -15,12 +15,12 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 
-	"github.com/nodecycle/nodecycle/internal/update"
+	"github.com/nodecycle/nodecycle/internal/nodeupdate"
 )
 
 // DefaultPaths are the directories whose files change in place by
 // default (update.DefaultPaths, the agent's default too).
-var DefaultPaths = update.DefaultPaths
+var DefaultPaths = nodeupdate.DefaultPaths
 
 // MaxUpdateBytes bounds the content of one update: it travels in a Secret
 // (the API server takes 1 MiB), kept well below for the agent's memory.
@@ -80,8 +80,8 @@ func files(raw runtime.RawExtension, template bool) (map[string]bootstrapFile, m
 // Plan compares the files of the current and desired bootstrap
 // configurations. It returns the files to write, or why the change is not
 // one nodecycle does in place (then Cluster API replaces the Machines).
-func (r Rules) Plan(current, desired map[string]bootstrapFile) ([]update.File, error) {
-	var changed []update.File
+func (r Rules) Plan(current, desired map[string]bootstrapFile) ([]nodeupdate.File, error) {
+	var changed []nodeupdate.File
 	var why []string
 	size := 0
 	for _, path := range sortedKeys(current) {
@@ -108,19 +108,19 @@ func (r Rules) Plan(current, desired map[string]bootstrapFile) ([]update.File, e
 	if len(why) > 0 {
 		return nil, fmt.Errorf("%s", strings.Join(why, "; "))
 	}
-	if err := update.Check(changed); err != nil {
+	if err := nodeupdate.Check(changed); err != nil {
 		return nil, err
 	}
 	return changed, nil
 }
 
 // file is the update of one changed file, or why it is not done in place.
-func (r Rules) file(f bootstrapFile) (update.File, error) {
-	out := update.File{Path: f.Path, Permissions: f.Permissions}
+func (r Rules) file(f bootstrapFile) (nodeupdate.File, error) {
+	out := nodeupdate.File{Path: f.Path, Permissions: f.Permissions}
 	switch {
-	case update.CheckPath(f.Path) != nil:
-		return out, update.CheckPath(f.Path)
-	case !update.Under(f.Path, r.Paths):
+	case nodeupdate.CheckPath(f.Path) != nil:
+		return out, nodeupdate.CheckPath(f.Path)
+	case !nodeupdate.Under(f.Path, r.Paths):
 		return out, fmt.Errorf("file %s is not under a directory changed in place (%s)", f.Path, strings.Join(r.Paths, ", "))
 	case len(f.ContentFrom) > 0 && string(f.ContentFrom) != "null" && string(f.ContentFrom) != "{}":
 		return out, fmt.Errorf("file %s takes its content from a Secret (only inline content is carried, it travels in a Node annotation)", f.Path)
@@ -141,7 +141,7 @@ func (r Rules) file(f bootstrapFile) (update.File, error) {
 	default:
 		return out, fmt.Errorf("file %s has encoding %s (plain and base64 are written in place)", f.Path, f.Encoding)
 	}
-	if _, err := update.Mode(out.Path, out.Permissions); err != nil {
+	if _, err := nodeupdate.Mode(out.Path, out.Permissions); err != nil {
 		return out, err
 	}
 	return out, nil
@@ -179,8 +179,8 @@ func sortedKeys(m map[string]bootstrapFile) []string {
 // configuration under the paths changed in place (the unchanged ones are
 // written again with the content they have, which changes nothing, so the
 // update is the same whatever the Machine's history).
-func (r Rules) Writes(desired map[string]bootstrapFile) []update.File {
-	var out []update.File
+func (r Rules) Writes(desired map[string]bootstrapFile) []nodeupdate.File {
+	var out []nodeupdate.File
 	for _, path := range sortedKeys(desired) {
 		if f, err := r.file(desired[path]); err == nil {
 			out = append(out, f)

@@ -9,7 +9,7 @@ import (
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
-	"github.com/nodecycle/nodecycle/internal/lifecycle"
+	lifecyclev1alpha1 "github.com/nodecycle/nodecycle/internal/apis/lifecycle/v1alpha1"
 )
 
 // New is a scheme with Kubernetes' types, nodecycle's, Cluster API's core
@@ -19,6 +19,6 @@ func New() *runtime.Scheme {
 	_ = clientgoscheme.AddToScheme(s)
 	_ = v1alpha1.AddToScheme(s)
 	_ = clusterv1.AddToScheme(s)
-	_ = lifecycle.AddToScheme(s)
+	_ = lifecyclev1alpha1.AddToScheme(s)
 	return s
 }

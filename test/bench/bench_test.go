@@ -33,11 +33,12 @@ import (
 	"github.com/nodecycle/nodecycle/controllers"
 	"github.com/nodecycle/nodecycle/internal/agent"
 	"github.com/nodecycle/nodecycle/internal/nodes"
-	"github.com/nodecycle/nodecycle/internal/sim"
 	"github.com/nodecycle/nodecycle/test/framework"
+	"github.com/nodecycle/nodecycle/test/framework/localkube"
+	"github.com/nodecycle/nodecycle/test/framework/sim"
 )
 
-var env *framework.Env
+var env *localkube.Env
 
 func TestMain(m *testing.M) {
 	flag.Parse()
@@ -46,7 +47,7 @@ func TestMain(m *testing.M) {
 	}
 	logf.SetLogger(logr.Discard())
 	var err error
-	env, err = framework.Start()
+	env, err = localkube.Start()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
@@ -397,7 +398,7 @@ func benchNodes(ctx context.Context, b *testing.B, run string, count int, downTi
 func BenchmarkAgentIdle(b *testing.B) {
 	ctx := context.Background()
 	bin := filepath.Join(b.TempDir(), "nodecycle-agent")
-	if out, err := exec.Command("go", "build", "-o", bin, filepath.Join(framework.RepoRoot(), "cmd", "agent")).CombinedOutput(); err != nil {
+	if out, err := exec.Command("go", "build", "-o", bin, filepath.Join(localkube.RepoRoot(), "cmd", "agent")).CombinedOutput(); err != nil {
 		b.Fatalf("building agent: %v\n%s", err, out)
 	}
 	user, err := env.Env.AddUser(envtest.User{Name: "bench-agent", Groups: []string{"system:masters"}}, nil)

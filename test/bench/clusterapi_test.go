@@ -21,19 +21,20 @@ import (
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
 	"github.com/nodecycle/nodecycle/controllers"
-	"github.com/nodecycle/nodecycle/internal/sim"
 	"github.com/nodecycle/nodecycle/test/framework"
+	"github.com/nodecycle/nodecycle/test/framework/localkube"
+	"github.com/nodecycle/nodecycle/test/framework/sim"
 )
 
 var (
 	capiOnce sync.Once
-	capi     *sim.ClusterAPI
+	capi     *sim.ClusterAPIControllers
 	capiErr  error
 	runs     int
 )
 
 // clusterAPI starts Cluster API's controllers in-process once per run.
-func clusterAPI(b *testing.B) (*sim.ClusterAPI, client.Client) {
+func clusterAPI(b *testing.B) (*sim.ClusterAPIControllers, client.Client) {
 	b.Helper()
 	capiOnce.Do(func() { capi, capiErr = sim.StartClusterAPI(env.Config) })
 	if capiErr != nil {
@@ -156,7 +157,7 @@ func BenchmarkManagerPerCluster(b *testing.B) {
 	capi, c := clusterAPI(b)
 	clusters, nodesPer := envInt("BENCH_CLUSTERS", 8), envInt("BENCH_CLUSTER_NODES", 10)
 	bin := filepath.Join(b.TempDir(), "nodecycle-manager")
-	if out, err := exec.Command("go", "build", "-o", bin, filepath.Join(framework.RepoRoot(), "cmd", "manager")).CombinedOutput(); err != nil {
+	if out, err := exec.Command("go", "build", "-o", bin, filepath.Join(localkube.RepoRoot(), "cmd", "manager")).CombinedOutput(); err != nil {
 		b.Fatalf("building manager: %v\n%s", err, out)
 	}
 	kubeconfig, err := env.AdminKubeconfig()
@@ -185,7 +186,7 @@ func BenchmarkManagerPerCluster(b *testing.B) {
 		ns := fmt.Sprintf("bench-fleet-%d", runs)
 		var stops []func() error
 		for i := range clusters {
-			w, err := framework.Start()
+			w, err := localkube.Start()
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -29,8 +29,9 @@ import (
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
 	"github.com/nodecycle/nodecycle/controllers"
-	"github.com/nodecycle/nodecycle/internal/sim"
 	"github.com/nodecycle/nodecycle/test/framework"
+	"github.com/nodecycle/nodecycle/test/framework/localkube"
+	"github.com/nodecycle/nodecycle/test/framework/sim"
 )
 
 // BenchmarkFleet measures the manager binary in a management cluster of
@@ -58,7 +59,7 @@ func BenchmarkFleet(b *testing.B) {
 	f := &fleet{nodes: envInt("FLEET_NODES", 50), samples: envInt("FLEET_SAMPLES", 100)}
 	first = min(first, total)
 	var err error
-	if f.mgmt, err = framework.Start(); err != nil {
+	if f.mgmt, err = localkube.Start(); err != nil {
 		b.Fatal(err)
 	}
 	defer func() { _ = f.mgmt.Stop() }()
@@ -80,7 +81,7 @@ func BenchmarkFleet(b *testing.B) {
 		}
 	}
 	f.bin = filepath.Join(b.TempDir(), "nodecycle-manager")
-	if out, buildErr := exec.Command("go", "build", "-o", f.bin, filepath.Join(framework.RepoRoot(), "cmd", "manager")).CombinedOutput(); buildErr != nil {
+	if out, buildErr := exec.Command("go", "build", "-o", f.bin, filepath.Join(localkube.RepoRoot(), "cmd", "manager")).CombinedOutput(); buildErr != nil {
 		b.Fatalf("building manager: %v\n%s", buildErr, out)
 	}
 	if f.kubeconfig, err = f.mgmt.AdminKubeconfig(); err != nil {
@@ -123,7 +124,7 @@ type server struct {
 
 // fleet is the management cluster and its workload clusters.
 type fleet struct {
-	mgmt            *framework.Env
+	mgmt            *localkube.Env
 	c               client.WithWatch
 	servers         []server
 	bin, kubeconfig string
@@ -136,7 +137,7 @@ type fleet struct {
 
 // addServer starts a workload API server shared through NodeViews.
 func (f *fleet) addServer() (stop func(), err error) {
-	w, err := framework.Start()
+	w, err := localkube.Start()
 	if err != nil {
 		return func() {}, err
 	}

@@ -14,9 +14,9 @@ import (
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
 	"github.com/nodecycle/nodecycle/internal/nodes"
-	"github.com/nodecycle/nodecycle/internal/sim"
 	"github.com/nodecycle/nodecycle/test/framework"
-	"github.com/nodecycle/nodecycle/test/peers"
+	"github.com/nodecycle/nodecycle/test/framework/peers"
+	"github.com/nodecycle/nodecycle/test/framework/sim"
 )
 
 // BenchmarkRemediation measures a MachineHealthCheck's remediation by

@@ -18,16 +18,15 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
-	"github.com/nodecycle/nodecycle/internal/controlplane"
-	"github.com/nodecycle/nodecycle/test/framework"
+	"github.com/nodecycle/nodecycle/test/framework/localkube"
 )
 
-var chartDir = filepath.Join(framework.RepoRoot(), "charts", "nodecycle")
+var chartDir = filepath.Join(localkube.RepoRoot(), "charts", "nodecycle")
 
 // tool runs a binary of the test assets (helm, kubectl) and returns stdout.
 func tool(t *testing.T, name string, args ...string) string {
 	t.Helper()
-	cmd := exec.Command(filepath.Join(controlplane.Assets(), name), args...)
+	cmd := exec.Command(filepath.Join(localkube.Assets(), name), args...)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -63,7 +62,7 @@ func TestLint(t *testing.T) {
 // chart renders exactly the objects of config/default but the Namespace
 // (helm install --create-namespace makes it).
 func TestSameAsKustomize(t *testing.T) {
-	want := objects(t, tool(t, "kubectl", "kustomize", filepath.Join(framework.RepoRoot(), "config", "default")))
+	want := objects(t, tool(t, "kubectl", "kustomize", filepath.Join(localkube.RepoRoot(), "config", "default")))
 	delete(want, "Namespace//nodecycle-system")
 	got := objects(t, tool(t, "helm", "template", "nodecycle", chartDir, "--namespace", "nodecycle-system", "--include-crds"))
 	if len(got) < 10 {
@@ -131,7 +130,7 @@ func TestValues(t *testing.T) {
 // already, as after an upgrade) creates every object in the release
 // namespace; helm uninstall removes them.
 func TestInstall(t *testing.T) {
-	env, err := framework.Start()
+	env, err := localkube.Start()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,8 +20,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/nodecycle/nodecycle/internal/release"
-	"github.com/nodecycle/nodecycle/internal/sim"
-	"github.com/nodecycle/nodecycle/test/framework"
+	"github.com/nodecycle/nodecycle/test/framework/localkube"
+	"github.com/nodecycle/nodecycle/test/framework/sim"
 )
 
 // The clusterctl addon provider, driven by clusterctl's own library: the
@@ -32,7 +32,7 @@ var _ = Describe("The clusterctl addon provider", func() {
 	It("is generated, installed, upgraded and deleted by clusterctl", func(ctx SpecContext) {
 		const target = "nodecycle-addon"
 		repo := GinkgoT().TempDir()
-		kustomized := []byte(kubectl("kustomize", filepath.Join(framework.RepoRoot(), "config", "release")))
+		kustomized := []byte(kubectl("kustomize", filepath.Join(localkube.RepoRoot(), "config", "release")))
 		for _, v := range []string{"v0.1.0", "v0.2.0"} {
 			components, metadata, err := release.Render(v, kustomized)
 			Expect(err).NotTo(HaveOccurred())

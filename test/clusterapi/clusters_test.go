@@ -13,6 +13,7 @@ import (
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
 	"github.com/nodecycle/nodecycle/test/framework"
+	"github.com/nodecycle/nodecycle/test/framework/localkube"
 )
 
 var _ = Describe("Many workload clusters", func() {
@@ -20,7 +21,7 @@ var _ = Describe("Many workload clusters", func() {
 		const ns = "fleet"
 		// alpha's workload cluster is the management API server, beta has its
 		// own API server, gamma's kubeconfig is broken once it is running.
-		second, err := framework.Start()
+		second, err := localkube.Start()
 		Expect(err).NotTo(HaveOccurred())
 		DeferCleanup(second.Stop)
 		DeferCleanup(func(ctx SpecContext) error { return capi.DeleteCluster(ctx, ns, "beta") })

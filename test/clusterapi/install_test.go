@@ -21,13 +21,14 @@ import (
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
 	"github.com/nodecycle/nodecycle/test/framework"
+	"github.com/nodecycle/nodecycle/test/framework/localkube"
 )
 
 var _ = Describe("Installation with kubectl apply -k config/clusterapi", func() {
 	It("carries the rendered agent manifests of config/workload and config/workload-least-privilege", func() {
 		for dir, file := range map[string]string{"workload": "nodecycle-agent.yaml", "workload-least-privilege": "nodecycle-agent-least-privilege.yaml"} {
-			rendered := kubectl("kustomize", filepath.Join(framework.RepoRoot(), "config", dir))
-			inTree, err := os.ReadFile(filepath.Join(framework.RepoRoot(), "controllers", "agentinstall", file))
+			rendered := kubectl("kustomize", filepath.Join(localkube.RepoRoot(), "config", dir))
+			inTree, err := os.ReadFile(filepath.Join(localkube.RepoRoot(), "controllers", "agentinstall", file))
 			Expect(err).NotTo(HaveOccurred())
 			Expect(string(inTree)).To(Equal(rendered), "controllers/agentinstall/%s is stale: run make generate", file)
 		}
@@ -37,8 +38,8 @@ var _ = Describe("Installation with kubectl apply -k config/clusterapi", func() 
 	// without the rights on workload objects, which it uses only through
 	// each Cluster's kubeconfig. A right added to the markers shows here.
 	It("grants in the management cluster the generated rights minus the workload ones", func() {
-		rendered := kubectl("kustomize", filepath.Join(framework.RepoRoot(), "config", "clusterapi"))
-		generated, err := os.ReadFile(filepath.Join(framework.RepoRoot(), "config", "rbac", "role.yaml"))
+		rendered := kubectl("kustomize", filepath.Join(localkube.RepoRoot(), "config", "clusterapi"))
+		generated, err := os.ReadFile(filepath.Join(localkube.RepoRoot(), "config", "rbac", "role.yaml"))
 		Expect(err).NotTo(HaveOccurred())
 		role := func(docs string) []rbacv1.PolicyRule {
 			GinkgoHelper()
@@ -68,7 +69,7 @@ var _ = Describe("Installation with kubectl apply -k config/clusterapi", func() 
 	It("installs the manager in Cluster API mode, which installs the agent in every Cluster labelled nodecycle.io/agent=enabled, in any namespace", func(ctx SpecContext) {
 		kc, err := env.AdminKubeconfig()
 		Expect(err).NotTo(HaveOccurred())
-		out := kubectl("--kubeconfig", kc, "apply", "--server-side", "--force-conflicts", "-k", filepath.Join(framework.RepoRoot(), "config", "clusterapi"))
+		out := kubectl("--kubeconfig", kc, "apply", "--server-side", "--force-conflicts", "-k", filepath.Join(localkube.RepoRoot(), "config", "clusterapi"))
 		Expect(out).To(ContainSubstring("deployment.apps/nodecycle-manager serverside-applied"))
 		Expect(out).NotTo(ContainSubstring("daemonset"), "no agent in the management cluster itself")
 		manager := &appsv1.Deployment{}
@@ -76,7 +77,7 @@ var _ = Describe("Installation with kubectl apply -k config/clusterapi", func() 
 		Expect(manager.Spec.Template.Spec.Containers[0].Args).To(ContainElement("--cluster-api"))
 
 		const ns = "team-a" // not the manager's namespace
-		workload, err := framework.Start()
+		workload, err := localkube.Start()
 		Expect(err).NotTo(HaveOccurred())
 		DeferCleanup(workload.Stop)
 		DeferCleanup(func(ctx SpecContext) error { return capi.DeleteCluster(ctx, ns, "labelled") })

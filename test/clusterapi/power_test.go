@@ -12,7 +12,7 @@ import (
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
 	"github.com/nodecycle/nodecycle/test/framework"
-	"github.com/nodecycle/nodecycle/test/peers"
+	"github.com/nodecycle/nodecycle/test/framework/peers"
 )
 
 // power-cycle on a Machine's node, end to end: the MachineDeployment opts

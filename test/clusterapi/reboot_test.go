@@ -12,7 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
-	"github.com/nodecycle/nodecycle/internal/sim"
+	"github.com/nodecycle/nodecycle/test/framework/sim"
 )
 
 var _ = Describe("In-place reboot of a Cluster API node", func() {

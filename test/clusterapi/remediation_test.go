@@ -13,8 +13,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
-	"github.com/nodecycle/nodecycle/internal/sim"
-	"github.com/nodecycle/nodecycle/test/peers"
+	"github.com/nodecycle/nodecycle/test/framework/peers"
+	"github.com/nodecycle/nodecycle/test/framework/sim"
 )
 
 // remediatedPool makes a Cluster with a MachineDeployment "pool" of one

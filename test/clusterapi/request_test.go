@@ -10,7 +10,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
-	"github.com/nodecycle/nodecycle/internal/plugin"
+	"github.com/nodecycle/nodecycle/internal/kubectlplugin"
 )
 
 // An on-demand request in Cluster API mode names the workload cluster; the
@@ -24,7 +24,7 @@ var _ = Describe("On-demand requests of a workload node", func() {
 		startManager()
 		run := func(args ...string) (string, error) {
 			var out bytes.Buffer
-			err := plugin.Run(context.Background(), append(args, "-n", ns), &out, func(string, string) (client.Client, error) { return k8s, nil })
+			err := kubectlplugin.Run(context.Background(), append(args, "-n", ns), &out, func(string, string) (client.Client, error) { return k8s, nil })
 			return out.String(), err
 		}
 		_, err := run("request", node, "--cluster", "nope")

@@ -26,8 +26,9 @@ import (
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
 	"github.com/nodecycle/nodecycle/controllers"
-	"github.com/nodecycle/nodecycle/internal/sim"
 	"github.com/nodecycle/nodecycle/test/framework"
+	"github.com/nodecycle/nodecycle/test/framework/localkube"
+	"github.com/nodecycle/nodecycle/test/framework/sim"
 )
 
 func TestClusterAPI(t *testing.T) {
@@ -36,8 +37,8 @@ func TestClusterAPI(t *testing.T) {
 }
 
 var (
-	env  *framework.Env
-	capi *sim.ClusterAPI
+	env  *localkube.Env
+	capi *sim.ClusterAPIControllers
 	k8s  client.Client
 )
 
@@ -46,7 +47,7 @@ var _ = BeforeSuite(func() {
 	SetDefaultEventuallyTimeout(90 * time.Second)
 	SetDefaultEventuallyPollingInterval(100 * time.Millisecond)
 	var err error
-	env, err = framework.Start()
+	env, err = localkube.Start()
 	Expect(err).NotTo(HaveOccurred())
 	capi, err = sim.StartClusterAPI(env.Config)
 	Expect(err).NotTo(HaveOccurred())

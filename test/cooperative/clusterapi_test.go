@@ -14,9 +14,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
-	"github.com/nodecycle/nodecycle/internal/controlplane"
-	"github.com/nodecycle/nodecycle/internal/sim"
 	"github.com/nodecycle/nodecycle/test/framework"
+	"github.com/nodecycle/nodecycle/test/framework/localkube"
+	"github.com/nodecycle/nodecycle/test/framework/sim"
 )
 
 // In Cluster API mode each workload cluster's discovery decides: one
@@ -38,7 +38,7 @@ func TestClusterAPIModeAsksEachClusterOnItsOwn(t *testing.T) {
 
 	const ns = "fleet"
 	workloads := map[string]*testCluster{}
-	for name, e := range map[string]*controlplane.Env{"cooperative": env, "classic": off} {
+	for name, e := range map[string]*localkube.Env{"cooperative": env, "classic": off} {
 		_, err = capi.CreateCluster(ctx, ns, name, e.Config)
 		g.Expect(err).NotTo(HaveOccurred())
 		_, err = capi.CreateMachineDeployment(ctx, ns, name, name+"-pool", 1, map[string]string{v1alpha1.AnnotationStrategy: "reboot"})

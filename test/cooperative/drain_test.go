@@ -13,10 +13,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
+	lifecyclev1alpha1 "github.com/nodecycle/nodecycle/internal/apis/lifecycle/v1alpha1"
 	"github.com/nodecycle/nodecycle/internal/drain"
-	"github.com/nodecycle/nodecycle/internal/lifecycle"
-	"github.com/nodecycle/nodecycle/internal/sim"
 	"github.com/nodecycle/nodecycle/test/framework"
+	"github.com/nodecycle/nodecycle/test/framework/sim"
 )
 
 const failover = "acme.io/db-failover"
@@ -36,7 +36,7 @@ func TestResponderHoldsTheDrainThenLetsThePodGo(t *testing.T) {
 	c.g.Eventually(c.request, "30s").WithArguments(db).ShouldNot(BeNil())
 	er := c.request(db)
 	c.g.Expect(er.Spec.Requester).To(Equal(drain.Requester))
-	c.g.Expect(er.Spec.Intent).To(Equal(lifecycle.IntentEviction))
+	c.g.Expect(er.Spec.Intent).To(Equal(lifecyclev1alpha1.IntentEviction))
 	c.g.Expect(er.Spec.Target.Pod.UID).To(Equal(db.UID))
 	requested := time.Since(start)
 
@@ -72,14 +72,14 @@ func TestResponderThatNeverAnswersTimesOutAndIsWithdrawn(t *testing.T) {
 	nc := c.cycle()
 	c.g.Expect(nc.Status.Reason).To(Equal(v1alpha1.ReasonDrainTimeout))
 	c.g.Expect(nc.Status.Message).To(ContainSubstring("db-0 (responder acme.io/db-failover active"))
-	c.g.Expect(c.request(db).Spec.Intent).To(Equal(lifecycle.IntentWithdrawn))
+	c.g.Expect(c.request(db).Spec.Intent).To(Equal(lifecyclev1alpha1.IntentWithdrawn))
 	c.g.Expect(c.events(v1alpha1.ReasonEvictionsWithdrawn)).To(ContainElement(ContainSubstring("Withdrew the EvictionRequests of 1 pods (the drain ended: DrainTimeout): silent/db-0")))
 	c.g.Eventually(func(g Gomega) {
 		ev := c.eviction(db)
 		g.Expect(ev).NotTo(BeNil())
-		g.Expect(ev.Status.Requesters).To(ContainElement(lifecycle.Requester{Name: drain.Requester, Intent: lifecycle.IntentWithdrawn}))
+		g.Expect(ev.Status.Requesters).To(ContainElement(lifecyclev1alpha1.Requester{Name: drain.Requester, Intent: lifecyclev1alpha1.IntentWithdrawn}))
 		g.Expect(ev.Status.TargetResponders).To(ContainElement(And(
-			HaveField("Name", failover), HaveField("State", lifecycle.ResponderCanceled))))
+			HaveField("Name", failover), HaveField("State", lifecyclev1alpha1.ResponderCanceled))))
 	}).Should(Succeed())
 	c.g.Expect(c.terminating(db)).To(BeFalse(), "a withdrawn eviction leaves the pod")
 	c.g.Expect(c.cordoned()).To(BeFalse())
@@ -96,7 +96,7 @@ func TestPodWithoutRespondersGoesThroughTheEvictorAndItsPDB(t *testing.T) {
 	c.startManager("--drain-timeout=2m")
 	c.requireReboot()
 
-	c.g.Eventually(c.message, "30s").Should(ContainSubstring("web-0 (responder " + lifecycle.ImperativeEvictor + " active"))
+	c.g.Eventually(c.message, "30s").Should(ContainSubstring("web-0 (responder " + lifecyclev1alpha1.ImperativeEvictor + " active"))
 	c.g.Consistently(c.terminating, "3s").WithArguments(web).Should(BeFalse(), "the PDB allows no disruption")
 	c.g.Expect(c.phase()).To(Equal(v1alpha1.PhaseDraining))
 	t.Logf("held by the PDB: %q", c.message())
@@ -107,7 +107,7 @@ func TestPodWithoutRespondersGoesThroughTheEvictorAndItsPDB(t *testing.T) {
 	c.g.Eventually(c.gone(web)).Should(BeTrue())
 	c.g.Eventually(c.phase).Should(Equal(v1alpha1.PhaseSucceeded))
 	c.g.Expect(c.request(web).Status.Conditions).To(ContainElement(And(
-		HaveField("Type", lifecycle.ConditionTargetEvicted), HaveField("Status", BeEquivalentTo("True")))))
+		HaveField("Type", lifecyclev1alpha1.ConditionTargetEvicted), HaveField("Status", BeEquivalentTo("True")))))
 }
 
 // A NodeCycle deleted mid-drain (the operator gives up) withdraws its
@@ -129,7 +129,7 @@ func TestDeletedNodeCycleWithdrawsItsRequests(t *testing.T) {
 	node.Labels[v1alpha1.LabelExclude] = "true"
 	c.g.Expect(env.Client.Patch(c.ctx, node, client.MergeFrom(before))).To(Succeed())
 	c.g.Expect(env.Client.Delete(c.ctx, nc)).To(Succeed())
-	c.g.Eventually(func() *lifecycle.EvictionRequest { return c.request(db) }).Should(HaveField("Spec.Intent", lifecycle.IntentWithdrawn))
+	c.g.Eventually(func() *lifecyclev1alpha1.EvictionRequest { return c.request(db) }).Should(HaveField("Spec.Intent", lifecyclev1alpha1.IntentWithdrawn))
 	c.g.Eventually(c.cycle).Should(BeNil(), "the NodeCycle goes once its requests are withdrawn")
 	c.g.Expect(c.terminating(db)).To(BeFalse())
 	c.g.Expect(c.events(v1alpha1.ReasonEvictionsWithdrawn)).To(ContainElement(ContainSubstring("the NodeCycle was deleted")))
@@ -230,6 +230,6 @@ func TestDeleteAfterTimeoutWithdrawsFirst(t *testing.T) {
 	c.requireReboot()
 
 	c.g.Eventually(func() []string { return c.events(v1alpha1.ReasonPodsDeleted) }).ShouldNot(BeEmpty())
-	c.g.Expect(c.request(db).Spec.Intent).To(Equal(lifecycle.IntentWithdrawn), "the request of a deleted pod was left asking")
+	c.g.Expect(c.request(db).Spec.Intent).To(Equal(lifecyclev1alpha1.IntentWithdrawn), "the request of a deleted pod was left asking")
 	c.g.Expect(c.events(v1alpha1.ReasonEvictionsWithdrawn)).NotTo(BeEmpty())
 }

@@ -27,15 +27,15 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
-	"github.com/nodecycle/nodecycle/internal/controlplane"
+	lifecyclev1alpha1 "github.com/nodecycle/nodecycle/internal/apis/lifecycle/v1alpha1"
 	"github.com/nodecycle/nodecycle/internal/drain"
-	"github.com/nodecycle/nodecycle/internal/lifecycle"
-	"github.com/nodecycle/nodecycle/internal/sim"
 	"github.com/nodecycle/nodecycle/test/framework"
+	"github.com/nodecycle/nodecycle/test/framework/localkube"
+	"github.com/nodecycle/nodecycle/test/framework/sim"
 )
 
 // env serves EvictionRequests; its controller manager acts on them.
-var env *controlplane.Env
+var env *localkube.Env
 
 func TestMain(m *testing.M) {
 	framework.SetLogger(os.Stderr)
@@ -51,14 +51,14 @@ func TestMain(m *testing.M) {
 
 // startEnv starts the control plane of NextKubeVersion, with the
 // EvictionRequest API and its controllers when gate is set.
-func startEnv(gate bool) (*controlplane.Env, error) {
-	e, err := controlplane.StartEvictionRequests(gate)
+func startEnv(gate bool) (*localkube.Env, error) {
+	e, err := localkube.StartEvictionRequests(gate)
 	if err != nil {
 		return nil, err
 	}
 	controllers := []string{"disruption-controller"}
 	if gate {
-		controllers = controlplane.EvictionRequestControllers
+		controllers = localkube.EvictionRequestControllers
 	}
 	if err := e.StartControllers(controllers...); err != nil {
 		_ = e.Stop()
@@ -74,14 +74,14 @@ const runLabel = "nodecycle-test/run"
 type testCluster struct {
 	t    testing.TB
 	g    Gomega
-	env  *controlplane.Env
+	env  *localkube.Env
 	ctx  context.Context
 	name string // the namespace of its pods (and NodeCycles, locally)
 	// nodeName is its node.
 	nodeName string
 }
 
-func newTestCluster(t testing.TB, e *controlplane.Env, name string) *testCluster {
+func newTestCluster(t testing.TB, e *localkube.Env, name string) *testCluster {
 	t.Helper()
 	g := NewWithT(t)
 	g.SetDefaultEventuallyTimeout(90 * time.Second)
@@ -198,8 +198,8 @@ func (c *testCluster) message() string {
 }
 
 // request is nodecycle's EvictionRequest for the pod; nil when there is none.
-func (c *testCluster) request(pod *corev1.Pod) *lifecycle.EvictionRequest {
-	er := &lifecycle.EvictionRequest{}
+func (c *testCluster) request(pod *corev1.Pod) *lifecyclev1alpha1.EvictionRequest {
+	er := &lifecyclev1alpha1.EvictionRequest{}
 	if err := c.env.Client.Get(c.ctx, client.ObjectKey{Namespace: c.name, Name: drain.RequestName(pod)}, er); err != nil {
 		return nil
 	}
@@ -207,15 +207,15 @@ func (c *testCluster) request(pod *corev1.Pod) *lifecycle.EvictionRequest {
 }
 
 // requests lists the EvictionRequests of the namespace.
-func (c *testCluster) requests() []lifecycle.EvictionRequest {
-	var list lifecycle.EvictionRequestList
+func (c *testCluster) requests() []lifecyclev1alpha1.EvictionRequest {
+	var list lifecyclev1alpha1.EvictionRequestList
 	c.g.Expect(c.env.Client.List(c.ctx, &list, client.InNamespace(c.name))).To(Succeed())
 	return list.Items
 }
 
 // eviction is the cluster's Eviction of the pod; nil when there is none.
-func (c *testCluster) eviction(pod *corev1.Pod) *lifecycle.Eviction {
-	var list lifecycle.EvictionList
+func (c *testCluster) eviction(pod *corev1.Pod) *lifecyclev1alpha1.Eviction {
+	var list lifecyclev1alpha1.EvictionList
 	if err := c.env.Client.List(c.ctx, &list, client.InNamespace(c.name)); err != nil {
 		return nil
 	}

@@ -10,9 +10,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
-	"github.com/nodecycle/nodecycle/internal/power"
-	"github.com/nodecycle/nodecycle/providers/ipmi"
-	"github.com/nodecycle/nodecycle/test/peers"
+	"github.com/nodecycle/nodecycle/internal/powersettings"
+	"github.com/nodecycle/nodecycle/power/ipmi"
+	"github.com/nodecycle/nodecycle/test/framework/peers"
 )
 
 // LendBMC puts the BMC's credentials in the manager's namespace, lent to
@@ -22,9 +22,9 @@ func LendBMC(ctx context.Context, c client.Client, ns, node string, bmc *peers.B
 		return err
 	}
 	if err := c.Create(ctx, &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Name: ns + "-bmc", Namespace: "nodecycle-system", Annotations: map[string]string{power.AnnotationCredentialsFor: ns}},
+		ObjectMeta: metav1.ObjectMeta{Name: ns + "-bmc", Namespace: "nodecycle-system", Annotations: map[string]string{powersettings.AnnotationCredentialsFor: ns}},
 		// The operator lends it for this BMC only.
-		Data: map[string][]byte{"username": []byte(bmc.Username), "password": []byte(bmc.Password), power.SecretKeyMachines: []byte(bmc.Addr), power.SecretKeyProvider: []byte(ipmi.Name)},
+		Data: map[string][]byte{"username": []byte(bmc.Username), "password": []byte(bmc.Password), powersettings.SecretKeyMachines: []byte(bmc.Addr), powersettings.SecretKeyProvider: []byte(ipmi.Name)},
 	}); err != nil {
 		return err
 	}

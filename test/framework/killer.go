@@ -11,12 +11,13 @@ import (
 	"time"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
+	"github.com/nodecycle/nodecycle/test/framework/localkube"
 )
 
 // BuildManager builds the manager binary into dir and returns its path.
 func BuildManager(dir string) (string, error) {
 	bin := filepath.Join(dir, "nodecycle-manager")
-	if out, err := exec.Command("go", "build", "-o", bin, filepath.Join(RepoRoot(), "cmd", "manager")).CombinedOutput(); err != nil {
+	if out, err := exec.Command("go", "build", "-o", bin, filepath.Join(localkube.RepoRoot(), "cmd", "manager")).CombinedOutput(); err != nil {
 		return "", fmt.Errorf("building the manager: %w: %s", err, out)
 	}
 	return bin, nil

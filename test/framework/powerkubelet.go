@@ -2,7 +2,7 @@ package framework
 
 import (
 	"context"
-	"github.com/nodecycle/nodecycle/internal/sim"
+	"github.com/nodecycle/nodecycle/test/framework/sim"
 	"time"
 
 	"github.com/google/uuid"

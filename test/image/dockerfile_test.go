@@ -16,7 +16,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/nodecycle/nodecycle/test/framework"
+	"github.com/nodecycle/nodecycle/test/framework/localkube"
 )
 
 // TestDockerfile (make e2e-dockerfile; build tag dockerfile, as it compiles
@@ -30,7 +30,7 @@ func TestDockerfile(t *testing.T) {
 	tag := fmt.Sprintf("%d", os.Getpid())
 	offline, version := "nodecycle-image-test:offline-"+tag, "v0.0.0-test."+tag
 	buildImage(t, offline, version)
-	busybox := filepath.Join(framework.RepoRoot(), "out", "image", "rootfs", "bin", "busybox")
+	busybox := filepath.Join(localkube.RepoRoot(), "out", "image", "rootfs", "bin", "busybox")
 
 	goImage := "nodecycle-test/golang:" + tag
 	importImage(t, goImage, []string{"ENV PATH=/usr/local/go/bin:/bin", "ENV HOME=/root", "ENV GOTOOLCHAIN=local"}, func(w *tar.Writer) {
@@ -60,7 +60,7 @@ func TestDockerfile(t *testing.T) {
 	}
 	// What the build's go mod download asks for, in the cache first.
 	download := exec.Command("go", "mod", "download")
-	download.Dir = framework.RepoRoot()
+	download.Dir = localkube.RepoRoot()
 	if out, err := download.CombinedOutput(); err != nil {
 		t.Fatalf("go mod download: %v\n%s", err, out)
 	}
@@ -72,7 +72,7 @@ func TestDockerfile(t *testing.T) {
 	cmd := exec.Command("docker", "build", "-t", image,
 		"--build-arg", "GO_IMAGE="+goImage, "--build-arg", "BUSYBOX_IMAGE="+busyboxImage,
 		"--build-arg", "GOPROXY=http://"+ln.Addr().String(), "--build-arg", "VERSION="+version, ".")
-	cmd.Dir = framework.RepoRoot()
+	cmd.Dir = localkube.RepoRoot()
 	cmd.Env = append(os.Environ(), "DOCKER_BUILDKIT=0")
 	out, err := cmd.CombinedOutput()
 	if err != nil {

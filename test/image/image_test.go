@@ -22,8 +22,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
-	"github.com/nodecycle/nodecycle/internal/sim"
-	"github.com/nodecycle/nodecycle/test/framework"
+	"github.com/nodecycle/nodecycle/test/framework/localkube"
+	"github.com/nodecycle/nodecycle/test/framework/sim"
 )
 
 // docker runs the docker CLI and returns its trimmed output.
@@ -40,8 +40,8 @@ func docker(t *testing.T, args ...string) string {
 // removes it when the test ends.
 func buildImage(t *testing.T, image, version string) {
 	t.Helper()
-	cmd := exec.Command(filepath.Join(framework.RepoRoot(), "hack", "image.sh"), image, version)
-	cmd.Dir = framework.RepoRoot()
+	cmd := exec.Command(filepath.Join(localkube.RepoRoot(), "hack", "image.sh"), image, version)
+	cmd.Dir = localkube.RepoRoot()
 	out, err := cmd.CombinedOutput()
 	t.Logf("%s", out)
 	if err != nil {
@@ -81,7 +81,7 @@ func TestImage(t *testing.T) {
 // server; the node is simulated, and so is the host's systemctl, which the
 // agent's nsenter runs in the container's own mount namespace.
 func testReboot(t *testing.T, image string) {
-	env, err := framework.Start()
+	env, err := localkube.Start()
 	if err != nil {
 		t.Fatal(err)
 	}

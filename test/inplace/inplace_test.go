@@ -24,8 +24,8 @@ import (
 	"github.com/nodecycle/nodecycle/internal/cluster"
 	"github.com/nodecycle/nodecycle/internal/inplace"
 	"github.com/nodecycle/nodecycle/internal/nodes"
-	"github.com/nodecycle/nodecycle/internal/sim"
-	"github.com/nodecycle/nodecycle/internal/update"
+	"github.com/nodecycle/nodecycle/internal/nodeupdate"
+	"github.com/nodecycle/nodecycle/test/framework/sim"
 )
 
 const sysctlFile = "/etc/sysctl.d/90-nodecycle-test.conf"
@@ -153,7 +153,7 @@ func TestMachineDeploymentRollsInPlace(t *testing.T) {
 			t.Errorf("NodeCycle %s: its content Secret is still there: %v", nc.Name, err)
 		}
 		n := node0(t, node)
-		if st, ok := update.StatusOf(n); !ok || st.Result != update.Verified || st.BootID != nodes.BootID(n) || st.ID != nc.Spec.Update.ID {
+		if st, ok := nodeupdate.StatusOf(n); !ok || st.Result != nodeupdate.Verified || st.BootID != nodes.BootID(n) || st.ID != nc.Spec.Update.ID {
 			t.Errorf("node %s: update status %+v, want Verified on its boot %s", node, st, nodes.BootID(n))
 		}
 		if _, ok := n.Annotations[v1alpha1.AnnotationUpdate]; ok || n.Spec.Unschedulable {

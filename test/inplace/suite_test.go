@@ -37,9 +37,9 @@ import (
 	"github.com/nodecycle/nodecycle/controllers/agentinstall"
 	"github.com/nodecycle/nodecycle/internal/agent"
 	"github.com/nodecycle/nodecycle/internal/cluster"
-	"github.com/nodecycle/nodecycle/internal/controlplane"
-	"github.com/nodecycle/nodecycle/internal/sim"
 	"github.com/nodecycle/nodecycle/test/framework"
+	"github.com/nodecycle/nodecycle/test/framework/localkube"
+	"github.com/nodecycle/nodecycle/test/framework/sim"
 )
 
 var (
@@ -48,8 +48,8 @@ var (
 	port        int
 	clientCerts string
 
-	env  *controlplane.Env
-	capi *sim.ClusterAPI
+	env  *localkube.Env
+	capi *sim.ClusterAPIControllers
 	k8s  client.Client
 	cs   kubernetes.Interface
 )
@@ -66,7 +66,7 @@ func TestMain(m *testing.M) {
 func run(m *testing.M) (int, error) {
 	framework.SetLogger(logFile())
 	var err error
-	if env, err = controlplane.Start(); err != nil {
+	if env, err = localkube.Start(); err != nil {
 		return 1, err
 	}
 	defer func() { _ = env.Stop() }()
@@ -79,7 +79,7 @@ func run(m *testing.M) (int, error) {
 	// makes them with cert-manager.
 	certs := filepath.Join(env.Dir, "in-place-updates")
 	clientCerts = filepath.Join(env.Dir, "in-place-updates-client")
-	ca, err := controlplane.MutualTLS(certs, clientCerts)
+	ca, err := localkube.MutualTLS(certs, clientCerts)
 	if err != nil {
 		return 1, err
 	}
@@ -104,7 +104,7 @@ func run(m *testing.M) (int, error) {
 
 	// nodecycle's manager, serving the hooks to Cluster API's client
 	// certificate only.
-	port, err = controlplane.FreePort()
+	port, err = localkube.FreePort()
 	if err != nil {
 		return 1, err
 	}
@@ -205,7 +205,7 @@ var managerKinds = map[string]bool{"Namespace": true, "ServiceAccount": true, "C
 // manager's client configuration: a token of its service account, nothing
 // else.
 func installManager(ctx context.Context) (*rest.Config, error) {
-	out, err := exec.Command(filepath.Join(controlplane.Assets(), "kubectl"), "kustomize", filepath.Join(controlplane.RepoRoot(), "config", "in-place-updates")).Output()
+	out, err := exec.Command(filepath.Join(localkube.Assets(), "kubectl"), "kustomize", filepath.Join(localkube.RepoRoot(), "config", "in-place-updates")).Output()
 	if err != nil {
 		return nil, fmt.Errorf("kubectl kustomize config/in-place-updates: %w", err)
 	}
@@ -224,7 +224,7 @@ func installManager(ctx context.Context) (*rest.Config, error) {
 			return nil, fmt.Errorf("applying %s %s: %w", o.GetKind(), o.GetName(), err)
 		}
 	}
-	return controlplane.As(ctx, env.Config, "nodecycle-system", "nodecycle-manager", "", nil)
+	return localkube.As(ctx, env.Config, "nodecycle-system", "nodecycle-manager", "", nil)
 }
 
 // optIn lets the manager into namespace, as the README says an operator
@@ -275,7 +275,7 @@ func (p *pool) startAgent(node, root string) {
 		p.t.Fatal(err)
 	}
 	owner := metav1.NewControllerRef(ds, appsv1.SchemeGroupVersion.WithKind("DaemonSet"))
-	cfg, err := controlplane.As(context.Background(), env.Config, cluster.WorkloadAgentNamespace, "nodecycle-agent", node, owner)
+	cfg, err := localkube.As(context.Background(), env.Config, cluster.WorkloadAgentNamespace, "nodecycle-agent", node, owner)
 	if err != nil {
 		p.t.Fatal(err)
 	}

@@ -27,11 +27,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
-	"github.com/nodecycle/nodecycle/internal/controlplane"
 	"github.com/nodecycle/nodecycle/internal/inplace"
 	"github.com/nodecycle/nodecycle/internal/nodes"
-	"github.com/nodecycle/nodecycle/internal/sim"
-	"github.com/nodecycle/nodecycle/internal/update"
+	"github.com/nodecycle/nodecycle/internal/nodeupdate"
+	"github.com/nodecycle/nodecycle/test/framework/localkube"
+	"github.com/nodecycle/nodecycle/test/framework/sim"
 )
 
 // post sends an UpdateMachineRequest straight to nodecycle's hook port,
@@ -163,19 +163,19 @@ func TestAPatchNodesHolderCannotWriteFilesOrReboot(t *testing.T) {
 		Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: "default", Name: "node-patcher"}}}); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := controlplane.As(ctx, env.Config, "default", "node-patcher", "", nil)
+	cfg, err := localkube.As(ctx, env.Config, "default", "node-patcher", "", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	patcher := kubernetes.NewForConfigOrDie(cfg)
-	for i, f := range []update.File{
+	for i, f := range []nodeupdate.File{
 		{Path: "/etc/cron.d/x", Content: "* * * * * root id > /tmp/owned\n"},
 		{Path: sysctlFile, Content: "kernel.x = 1\n"},
 	} {
-		u := &v1alpha1.UpdateSpec{ID: fmt.Sprintf("forged-%d", i), ContentSecret: "nodecycle-update-forged", Files: update.Spec([]update.File{f})}
+		u := &v1alpha1.UpdateSpec{ID: fmt.Sprintf("forged-%d", i), ContentSecret: "nodecycle-update-forged", Files: nodeupdate.Spec([]nodeupdate.File{f})}
 		set := map[string]*string{
 			v1alpha1.AnnotationRebootRequest:   ptr.To(fmt.Sprintf("forged-%d", i)),
-			v1alpha1.AnnotationUpdate:          ptr.To(update.Encode(u)),
+			v1alpha1.AnnotationUpdate:          ptr.To(nodeupdate.Encode(u)),
 			v1alpha1.AnnotationRebootSignature: ptr.To("v1.9999999999.AAAA"),
 		}
 		if _, err := patcher.CoreV1().Nodes().Patch(ctx, node, types.MergePatchType, []byte(`{"spec":{"unschedulable":true}}`), metav1.PatchOptions{}); err != nil {

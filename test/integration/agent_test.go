@@ -21,8 +21,8 @@ import (
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
 	"github.com/nodecycle/nodecycle/internal/agent"
 	"github.com/nodecycle/nodecycle/internal/nodes"
-	"github.com/nodecycle/nodecycle/internal/sim"
-	"github.com/nodecycle/nodecycle/test/framework"
+	"github.com/nodecycle/nodecycle/test/framework/localkube"
+	"github.com/nodecycle/nodecycle/test/framework/sim"
 )
 
 var _ = Describe("Agent", func() {
@@ -213,7 +213,7 @@ var _ = Describe("Agent binary", func() {
 		Expect(sim.CreateNode(ctx, env.Clientset, "agent-binary", nil)).To(Succeed())
 		dir := GinkgoT().TempDir()
 		bin := filepath.Join(dir, "nodecycle-agent")
-		out, err := exec.Command("go", "build", "-o", bin, filepath.Join(framework.RepoRoot(), "cmd", "agent")).CombinedOutput()
+		out, err := exec.Command("go", "build", "-o", bin, filepath.Join(localkube.RepoRoot(), "cmd", "agent")).CombinedOutput()
 		Expect(err).NotTo(HaveOccurred(), string(out))
 		kubeconfig, err := env.AdminKubeconfig()
 		Expect(err).NotTo(HaveOccurred())

@@ -13,9 +13,9 @@ import (
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
 	"github.com/nodecycle/nodecycle/internal/nodes"
-	"github.com/nodecycle/nodecycle/providers/vsphere"
+	"github.com/nodecycle/nodecycle/power/vsphere"
 	"github.com/nodecycle/nodecycle/test/framework"
-	"github.com/nodecycle/nodecycle/test/peers"
+	"github.com/nodecycle/nodecycle/test/framework/peers"
 )
 
 // The crash campaign: the manager process is SIGKILLed at random points

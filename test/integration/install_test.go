@@ -26,8 +26,8 @@ import (
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
 	"github.com/nodecycle/nodecycle/internal/nodes"
 	"github.com/nodecycle/nodecycle/internal/settings"
-	"github.com/nodecycle/nodecycle/internal/sim"
-	"github.com/nodecycle/nodecycle/test/framework"
+	"github.com/nodecycle/nodecycle/test/framework/localkube"
+	"github.com/nodecycle/nodecycle/test/framework/sim"
 )
 
 // agentClient is what the agent's pod on node would be: its service
@@ -97,7 +97,7 @@ var _ = Describe("Installation with kubectl apply -k config/default", Ordered, f
 		Expect(os.WriteFile(path, kc, 0o600)).To(Succeed())
 		kubectl := filepath.Join(os.Getenv("KUBEBUILDER_ASSETS"), "kubectl")
 		out, err := exec.Command(kubectl, "--kubeconfig", path, "apply", "--server-side", "--force-conflicts",
-			"-k", filepath.Join(framework.RepoRoot(), "config", "default")).CombinedOutput()
+			"-k", filepath.Join(localkube.RepoRoot(), "config", "default")).CombinedOutput()
 		Expect(err).NotTo(HaveOccurred(), string(out))
 		Expect(string(out)).To(ContainSubstring("daemonset.apps/nodecycle-agent serverside-applied"))
 		Expect(string(out)).To(ContainSubstring("deployment.apps/nodecycle-manager serverside-applied"))
@@ -308,7 +308,7 @@ var _ = Describe("Installation with kubectl apply -k config/default", Ordered, f
 var _ = Describe("The least-privilege install (config/least-privilege)", func() {
 	It("runs the agent with CAP_KILL alone and --reboot-method=signal", func() {
 		kubectl := filepath.Join(os.Getenv("KUBEBUILDER_ASSETS"), "kubectl")
-		out, err := exec.Command(kubectl, "kustomize", filepath.Join(framework.RepoRoot(), "config", "least-privilege")).Output()
+		out, err := exec.Command(kubectl, "kustomize", filepath.Join(localkube.RepoRoot(), "config", "least-privilege")).Output()
 		Expect(err).NotTo(HaveOccurred())
 		var ds *appsv1.DaemonSet
 		var ns *corev1.Namespace
@@ -337,7 +337,7 @@ var _ = Describe("The least-privilege install (config/least-privilege)", func() 
 	// replicas apart, and can be scheduled on a cordoned node.
 	It("runs a manager that its own drain leaves alone", func() {
 		kubectl := filepath.Join(os.Getenv("KUBEBUILDER_ASSETS"), "kubectl")
-		out, err := exec.Command(kubectl, "kustomize", filepath.Join(framework.RepoRoot(), "config", "default")).Output()
+		out, err := exec.Command(kubectl, "kustomize", filepath.Join(localkube.RepoRoot(), "config", "default")).Output()
 		Expect(err).NotTo(HaveOccurred())
 		var dep *appsv1.Deployment
 		for _, doc := range strings.Split(string(out), "\n---\n") {

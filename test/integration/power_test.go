@@ -15,10 +15,10 @@ import (
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
 	"github.com/nodecycle/nodecycle/internal/nodes"
-	"github.com/nodecycle/nodecycle/providers/ipmi"
-	"github.com/nodecycle/nodecycle/providers/vsphere"
+	"github.com/nodecycle/nodecycle/power/ipmi"
+	"github.com/nodecycle/nodecycle/power/vsphere"
 	"github.com/nodecycle/nodecycle/test/framework"
-	"github.com/nodecycle/nodecycle/test/peers"
+	"github.com/nodecycle/nodecycle/test/framework/peers"
 )
 
 // powerPolicy creates the credentials Secret and a NodeCyclePolicy for the

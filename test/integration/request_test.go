@@ -11,7 +11,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
-	"github.com/nodecycle/nodecycle/internal/plugin"
+	"github.com/nodecycle/nodecycle/internal/kubectlplugin"
 )
 
 // kubectl nodecycle against a running manager, as an operator uses it:
@@ -24,7 +24,7 @@ var _ = Describe("kubectl nodecycle", func() {
 		defer stop()
 		run := func(args ...string) (string, error) {
 			var out bytes.Buffer
-			err := plugin.Run(context.Background(), append(args, "-n", c.name), &out, func(string, string) (client.Client, error) { return env.Client, nil })
+			err := kubectlplugin.Run(context.Background(), append(args, "-n", c.name), &out, func(string, string) (client.Client, error) { return env.Client, nil })
 			return out.String(), err
 		}
 		status := func() string {

@@ -33,6 +33,7 @@ import (
 	"github.com/nodecycle/nodecycle/internal/nodes"
 	"github.com/nodecycle/nodecycle/internal/signing"
 	"github.com/nodecycle/nodecycle/test/framework"
+	"github.com/nodecycle/nodecycle/test/framework/localkube"
 )
 
 func TestIntegration(t *testing.T) {
@@ -40,14 +41,14 @@ func TestIntegration(t *testing.T) {
 	RunSpecs(t, "Integration")
 }
 
-var env *framework.Env
+var env *localkube.Env
 
 var _ = BeforeSuite(func() {
 	framework.SetLogger(GinkgoWriter)
 	SetDefaultEventuallyTimeout(60 * time.Second)
 	SetDefaultEventuallyPollingInterval(100 * time.Millisecond)
 	var err error
-	env, err = framework.Start()
+	env, err = localkube.Start()
 	Expect(err).NotTo(HaveOccurred())
 	Expect(env.StartControllers()).To(Succeed())
 })

@@ -16,7 +16,7 @@ import (
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
 	"github.com/nodecycle/nodecycle/internal/nodes"
-	"github.com/nodecycle/nodecycle/internal/sim"
+	"github.com/nodecycle/nodecycle/test/framework/sim"
 )
 
 // The uncordon is refused only when nodecycle's own fields changed since

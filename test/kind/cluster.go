@@ -21,7 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/nodecycle/nodecycle/controllers"
-	"github.com/nodecycle/nodecycle/internal/controlplane"
+	"github.com/nodecycle/nodecycle/test/framework/localkube"
 )
 
 // Cluster is a kind cluster whose node containers restart when their node
@@ -55,7 +55,7 @@ func kindCommand(ctx context.Context, log io.Writer, args ...string) error {
 	if err != nil {
 		return err
 	}
-	cmd := exec.CommandContext(ctx, filepath.Join(controlplane.RepoRoot(), "hack", "kind", "kind.sh"), args...)
+	cmd := exec.CommandContext(ctx, filepath.Join(localkube.RepoRoot(), "hack", "kind", "kind.sh"), args...)
 	cmd.Env = append(os.Environ(), "KIND_PROBE_IMAGE="+img)
 	var out bytes.Buffer
 	cmd.Stdout = io.MultiWriter(&out, log)
@@ -150,7 +150,7 @@ func (c *Cluster) Exec(ctx context.Context, node string, args ...string) (string
 
 // Helm runs helm (built by make tools) on the cluster.
 func (c *Cluster) Helm(ctx context.Context, args ...string) (string, error) {
-	cmd := exec.CommandContext(ctx, filepath.Join(controlplane.Assets(), "helm"), append(args, "--kubeconfig", c.Kubeconfig)...)
+	cmd := exec.CommandContext(ctx, filepath.Join(localkube.Assets(), "helm"), append(args, "--kubeconfig", c.Kubeconfig)...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return string(out), fmt.Errorf("helm %s: %w\n%s", strings.Join(args, " "), err, out)
@@ -160,7 +160,7 @@ func (c *Cluster) Helm(ctx context.Context, args ...string) (string, error) {
 
 // Kubectl runs kubectl (built by make tools) on the cluster.
 func (c *Cluster) Kubectl(ctx context.Context, args ...string) (string, error) {
-	cmd := exec.CommandContext(ctx, filepath.Join(controlplane.Assets(), "kubectl"), append([]string{"--kubeconfig", c.Kubeconfig}, args...)...)
+	cmd := exec.CommandContext(ctx, filepath.Join(localkube.Assets(), "kubectl"), append([]string{"--kubeconfig", c.Kubeconfig}, args...)...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return string(out), fmt.Errorf("kubectl %s: %w\n%s", strings.Join(args, " "), err, out)

@@ -17,7 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 
-	"github.com/nodecycle/nodecycle/internal/controlplane"
+	"github.com/nodecycle/nodecycle/test/framework/localkube"
 )
 
 // Namespaces and names of what Install and DeploySample create.
@@ -38,7 +38,7 @@ const (
 // and the sample workload's image, and returns the nodecycle image's name.
 func BuildImages(ctx context.Context, version string) (string, error) {
 	image := "ghcr.io/nodecycle/nodecycle:" + version
-	root := controlplane.RepoRoot()
+	root := localkube.RepoRoot()
 	cmd := exec.CommandContext(ctx, filepath.Join(root, "hack", "image.sh"), image, version)
 	cmd.Dir = root
 	if out, err := cmd.CombinedOutput(); err != nil {
@@ -81,7 +81,7 @@ func BuildImages(ctx context.Context, version string) (string, error) {
 // would put it: a manager on a worker it reboots goes down with it.
 func (c *Cluster) Install(ctx context.Context, image string, managerFlags map[string]string) error {
 	repo, tag, _ := strings.Cut(image, ":")
-	args := []string{"upgrade", "--install", "nodecycle", filepath.Join(controlplane.RepoRoot(), "charts", "nodecycle"),
+	args := []string{"upgrade", "--install", "nodecycle", filepath.Join(localkube.RepoRoot(), "charts", "nodecycle"),
 		"--namespace", Namespace, "--create-namespace",
 		"--set", "image.repository=" + repo, "--set", "image.tag=" + tag}
 	for k, v := range managerFlags {

@@ -21,7 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
-	"github.com/nodecycle/nodecycle/internal/sim"
+	"github.com/nodecycle/nodecycle/test/framework/sim"
 )
 
 // drainTimeout is the manager's --drain-timeout here: long enough for the

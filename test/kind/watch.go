@@ -14,7 +14,7 @@ import (
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
 	"github.com/nodecycle/nodecycle/internal/nodes"
-	"github.com/nodecycle/nodecycle/internal/sim"
+	"github.com/nodecycle/nodecycle/test/framework/sim"
 )
 
 // What a NodeWatch marks on a node.

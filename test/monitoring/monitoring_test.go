@@ -21,10 +21,10 @@ import (
 
 	"github.com/nodecycle/nodecycle/controllers/nodecycle"
 	"github.com/nodecycle/nodecycle/internal/agent"
-	"github.com/nodecycle/nodecycle/test/framework"
+	"github.com/nodecycle/nodecycle/test/framework/localkube"
 )
 
-var dir = filepath.Join(framework.RepoRoot(), "config", "prometheus")
+var dir = filepath.Join(localkube.RepoRoot(), "config", "prometheus")
 
 // promtool runs promtool in wd.
 func promtool(t *testing.T, wd string, args ...string) {

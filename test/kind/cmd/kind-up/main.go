@@ -11,7 +11,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/nodecycle/nodecycle/internal/controlplane"
+	"github.com/nodecycle/nodecycle/test/framework/localkube"
 	"github.com/nodecycle/nodecycle/test/kind"
 )
 
@@ -34,7 +34,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	kubectl := filepath.Join(controlplane.Assets(), "kubectl")
+	kubectl := filepath.Join(localkube.Assets(), "kubectl")
 	fmt.Printf(`
 kind cluster %[1]s is running with nodecycle installed (namespace %[2]s).
 

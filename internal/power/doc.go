@@ -1,4 +1,0 @@
-// Package power turns a NodeCycle's power-cycle settings into a provider
-// and the machine behind its node: credentials from their Secret, one
-// provider per policy.
-package power
