@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Fails when a tracked file is a build output: an executable binary (ELF,
-# Mach-O, PE) or larger than 1 MiB, outside testdata/ directories.
+# Mach-O, PE) or larger than 1 MiB, outside testdata/ directories; or a
+# hand-written Go file outside api/ over 400 lines (split it along what it
+# does).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bad=0
@@ -17,4 +19,12 @@ while IFS= read -r -d '' f; do
       echo "tracked executable binary: $f"; bad=1 ;;
   esac
 done < <(git ls-files -z)
+while IFS= read -r -d '' f; do
+  case "$f" in api/*|*zz_generated*) continue ;; esac
+  [ -f "$f" ] || continue
+  lines=$(wc -l < "$f")
+  if [ "$lines" -gt 400 ]; then
+    echo "Go file over 400 lines: $f ($lines)"; bad=1
+  fi
+done < <(git ls-files -z -- '*.go')
 exit $bad

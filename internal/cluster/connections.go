@@ -17,7 +17,6 @@ import (
 	"k8s.io/apimachinery/pkg/util/sets"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
-	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/utils/ptr"
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
 	"sigs.k8s.io/cluster-api/util/secret"
@@ -35,54 +34,6 @@ import (
 // made, or dropped after failed health probes.
 var ErrNotConnected = errors.New("connection to the workload cluster is down")
 
-// ConnectionOptions tune the connections to workload clusters.
-type ConnectionOptions struct {
-	// QPS and Burst limit each cluster's client; UserAgent names it.
-	QPS       float32
-	Burst     int
-	UserAgent string
-	// Timeout bounds each request but watches (default 10 s).
-	Timeout time.Duration
-	// ProbeInterval is how often a connected cluster is probed (default
-	// 10 s), ProbeTimeout how long a probe may take (default 5 s),
-	// FailureThreshold how many failed probes in a row drop the
-	// connection (default 5), and RetryInterval how long after a failed
-	// connection the next is tried (default 30 s).
-	ProbeInterval, ProbeTimeout, RetryInterval time.Duration
-	FailureThreshold                           int
-	// Transform shrinks the cached objects; Indexes index the cache.
-	Transform toolscache.TransformFunc
-	Indexes   []Index
-	// Uncached are the kinds always read live.
-	Uncached []client.Object
-}
-
-// Index is a field index of a workload cluster's cache.
-type Index struct {
-	Object  client.Object
-	Field   string
-	Extract client.IndexerFunc
-}
-
-func (o *ConnectionOptions) defaults() {
-	def := func(d *time.Duration, v time.Duration) {
-		if *d == 0 {
-			*d = v
-		}
-	}
-	def(&o.Timeout, 10*time.Second)
-	def(&o.ProbeInterval, 10*time.Second)
-	def(&o.ProbeTimeout, 5*time.Second)
-	def(&o.RetryInterval, 30*time.Second)
-	if o.FailureThreshold == 0 {
-		o.FailureThreshold = 5
-	}
-}
-
-// Connections holds one connection per workload cluster of the Clusters
-// nodecycle asked for (ConnectFilter). A connection is made from the
-// Cluster's <cluster>-kubeconfig Secret once its infrastructure is
-// provisioned, probed every ProbeInterval, dropped after FailureThreshold
 // failed probes in a row or one refused as unauthorized (a rotated
 // kubeconfig), and made again after RetryInterval. It is lean, as a
 // manager holds a thousand of them: one HTTP transport without
