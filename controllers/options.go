@@ -60,13 +60,6 @@ type Options struct {
 	Registry prometheus.Registerer
 	// SkipNameValidation lets one process run several managers (tests, sandbox).
 	SkipNameValidation bool
-	nodeSelector       string
-	drainTimeout       time.Duration
-	rebootTimeout      time.Duration
-	hookTimeout        time.Duration
-	replaceTimeout     time.Duration
-	retryBackoff       time.Duration
-	maxRetryBackoff    time.Duration
 	// Notifications: the Secret of receivers (shoutrrr URLs) in the
 	// manager's namespace ("": none), the reasons sent, the template.
 	NotificationSecret   string
@@ -121,7 +114,7 @@ func ParseOptions(args []string, lookupEnv func(string) (string, bool), usage io
 
 // rawFlags are the flags parsed into Options by complete.
 type rawFlags struct {
-	maxConcurrent, drainPodSelector, notifyOn, agentSelector *string
+	nodeSelector, maxConcurrent, drainPodSelector, notifyOn, agentSelector *string
 }
 
 // flagSet registers the manager's flags on o's fields.
@@ -142,10 +135,10 @@ func (o *Options) flagSet(usage io.Writer) (*flag.FlagSet, rawFlags) {
 	fs.Float64Var(&o.QPS, "kube-api-qps", 50, "Requests per second the manager may send to the API server (client-side limit).")
 	fs.IntVar(&o.Burst, "kube-api-burst", 100, "Burst of requests above --kube-api-qps.")
 	fs.StringVar(&c.Namespace, "namespace", def.Namespace, "Namespace of the NodeCycles of this cluster.")
-	fs.StringVar(&o.nodeSelector, "node-selector", "", "Label selector of the nodes to handle (kubectl syntax); empty selects all nodes. Nodes labelled nodecycle.io/exclude=true are always left alone.")
+	nodeSelector := fs.String("node-selector", "", "Label selector of the nodes to handle (kubectl syntax); empty selects all nodes. Nodes labelled nodecycle.io/exclude=true are always left alone.")
 	maxConcurrent := fs.String("max-concurrent", strconv.Itoa(def.MaxConcurrent), "Nodes of the cluster in maintenance at the same time: a number, or a percentage (25%) of the cluster's Nodes nodecycle may handle, rounded up, at least 1.")
 	fs.StringVar(&c.TopologyKey, "topology-key", "", "Node label (topology.kubernetes.io/zone, say): at most one node per value of it in maintenance at once, within --max-concurrent. Nodes without it count as one value.")
-	fs.DurationVar(&o.drainTimeout, "drain-timeout", def.Drain.Timeout.Duration, "Time limit of a drain; then the operation fails and the node is uncordoned.")
+	fs.DurationVar(&c.Drain.Timeout.Duration, "drain-timeout", def.Drain.Timeout.Duration, "Time limit of a drain; then the operation fails and the node is uncordoned.")
 	fs.Int64Var(&c.Drain.GracePeriodSeconds, "pod-grace-period", def.Drain.GracePeriodSeconds, "Grace period in seconds given to evicted pods; -1 keeps each pod's own.")
 	fs.BoolVar(&c.Drain.DeleteEmptyDirData, "delete-emptydir-data", def.Drain.DeleteEmptyDirData, "Evict pods that use emptyDir volumes (their data is lost).")
 	fs.BoolVar(&c.Drain.EvictUnmanagedPods, "evict-unmanaged-pods", def.Drain.EvictUnmanagedPods, "Evict pods that no controller recreates.")
@@ -160,7 +153,7 @@ func (o *Options) flagSet(usage io.Writer) (*flag.FlagSet, rawFlags) {
 		c.Drain.EvictionRequests = m
 		return nil
 	})
-	fs.DurationVar(&o.rebootTimeout, "reboot-timeout", def.RebootTimeout, "Time limit from the reboot request to a new boot ID and Ready=True.")
+	fs.DurationVar(&c.RebootTimeout, "reboot-timeout", def.RebootTimeout, "Time limit from the reboot request to a new boot ID and Ready=True.")
 	fs.DurationVar(&c.SettleTime, "settle-time", 0, "A node's maintenance starts at least this long after the last one in its cluster ended (a policy's settleTime overrides it).")
 	fs.BoolVar(&c.WaitForHealthyPDBs, "wait-for-healthy-pdbs", false, "A node's maintenance starts only while every PodDisruptionBudget of its cluster is healthy (a policy's waitForHealthyPodDisruptionBudgets overrides it).")
 	fs.Func("alertmanager-urls", "Comma-separated base URLs of the Alertmanagers that NodeCyclePolicies of namespaces other than the manager's may name in blockingAlerts (the manager's own namespace may name any); empty: none.", func(v string) error {
@@ -178,7 +171,7 @@ func (o *Options) flagSet(usage io.Writer) (*flag.FlagSet, rawFlags) {
 	fs.BoolVar(&c.TaintWaitingNodes, "taint-waiting-nodes", false, "A node waiting for its maintenance carries the taint "+v1alpha1.TaintMaintenancePending+":PreferNoSchedule, so that pods evicted elsewhere avoid it; the cordon takes it off (a policy's taintWhileWaiting overrides it).")
 	fs.BoolVar(&c.ExcludeFromMedik8s, "medik8s-exclude-from-remediation", false, "Put medik8s' label "+settings.LabelMedik8sExclude+"=true on a node with the cordon (removed with the uncordon), so that medik8s does not remediate a node that is only rebooting.")
 	fs.BoolVar(&c.WaitForDaemonSetPods, "wait-for-daemonset-pods", false, "Uncordon a rebooted node only once its DaemonSet pods are Ready again (a policy's waitForPods overrides it).")
-	fs.DurationVar(&o.hookTimeout, "hook-timeout", def.HookTimeout, "Time limit of each wait for pre-reboot.hook.nodecycle.io/* and post-reboot.hook.nodecycle.io/* annotations on a node in maintenance.")
+	fs.DurationVar(&c.HookTimeout, "hook-timeout", def.HookTimeout, "Time limit of each wait for pre-reboot.hook.nodecycle.io/* and post-reboot.hook.nodecycle.io/* annotations on a node in maintenance.")
 	fs.BoolVar(&o.ClusterAPI, "cluster-api", false, "Run in a Cluster API management cluster: handle the nodes of every workload Cluster (opted in by nodecycle.io/strategy on their MachineDeployments) instead of this cluster's.")
 	fs.BoolVar(&o.InstallAgent, "install-agent", true, "Cluster API mode: install the agent (config/workload, built in) in every workload Cluster labelled "+v1alpha1.LabelAgent+"=enabled, in any namespace, with server-side apply; re-applied every 10 minutes.")
 	fs.IntVar(&o.InPlace.Port, "in-place-updates-port", 0, "Cluster API mode: serve Cluster API's in-place update hooks (CanUpdateMachineSet, CanUpdateMachine, UpdateMachine) over TLS on this port, for an ExtensionConfig to register (config/in-place-updates); 0 (default) serves none.")
@@ -188,9 +181,9 @@ func (o *Options) flagSet(usage io.Writer) (*flag.FlagSet, rawFlags) {
 	fs.StringVar(&o.InPlace.paths, "in-place-update-paths", strings.Join(inplace.DefaultPaths, ","), "Comma-separated directories (ending in /): a change of the bootstrap configuration's files under them is done in place, with a reboot; any other change replaces the Machines.")
 	fs.DurationVar(&o.InPlace.Poll, "in-place-update-poll", 10*time.Second, "How soon Cluster API calls UpdateMachine again while the update's NodeCycle runs.")
 	fs.StringVar(&o.AgentImage, "agent-image", "", "Cluster API mode: the image of the agent it installs; empty keeps the built-in manifest's.")
-	fs.DurationVar(&o.replaceTimeout, "replace-timeout", def.ReplaceTimeout, "Time limit of the replace strategy, from the Machine's deletion until its replacement's Node is Ready.")
-	fs.DurationVar(&o.retryBackoff, "retry-backoff", def.RetryBackoff, "Wait after a failed operation before the node is tried again; doubles with each failure.")
-	fs.DurationVar(&o.maxRetryBackoff, "max-retry-backoff", def.MaxRetryBackoff, "Longest wait between retries.")
+	fs.DurationVar(&c.ReplaceTimeout, "replace-timeout", def.ReplaceTimeout, "Time limit of the replace strategy, from the Machine's deletion until its replacement's Node is Ready.")
+	fs.DurationVar(&c.RetryBackoff, "retry-backoff", def.RetryBackoff, "Wait after a failed operation before the node is tried again; doubles with each failure.")
+	fs.DurationVar(&c.MaxRetryBackoff, "max-retry-backoff", def.MaxRetryBackoff, "Longest wait between retries.")
 	fs.IntVar(&c.HistoryLimit, "history-limit", def.HistoryLimit, "Finished NodeCycles kept per node.")
 	fs.IntVar(&c.QuarantineAfter, "quarantine-after", def.QuarantineAfter, "Quarantine a node, instead of rebooting it again, once it needed a new reboot right after this many verified reboots in a row (at most --history-limit).")
 	fs.DurationVar(&c.LoopWindow, "reboot-loop-window", def.LoopWindow, "A node that needs a reboot again within this time of a verified one counts toward --quarantine-after.")
@@ -199,17 +192,17 @@ func (o *Options) flagSet(usage io.Writer) (*flag.FlagSet, rawFlags) {
 	notifyOn := fs.String("notify-on", joinReasons(notify.DefaultReasons), "Comma-separated Event reasons that are sent to the receivers of --notification-secret.")
 	fs.StringVar(&o.NotificationTemplate, "notification-template", notify.DefaultTemplate, "Go text/template of a notification's text; fields .Reason .Type .Kind .Namespace .Name .Cluster .Message.")
 	agentSelector := fs.String("agent-pod-selector", def.AgentSelector.String(), "Label selector of the agent's pods; an in-place reboot is requested only while a Ready agent pod runs on the node. Empty disables the check.")
-	return fs, rawFlags{maxConcurrent: maxConcurrent, drainPodSelector: drainPodSelector, notifyOn: notifyOn, agentSelector: agentSelector}
+	return fs, rawFlags{nodeSelector: nodeSelector, maxConcurrent: maxConcurrent, drainPodSelector: drainPodSelector, notifyOn: notifyOn, agentSelector: agentSelector}
 }
 
 // complete checks every value and fills in what the flags say indirectly;
 // errors name the flag.
 func (o *Options) complete(raw rawFlags) error {
 	c := &o.Controllers
-	maxConcurrent, drainPodSelector, notifyOn, agentSelector := raw.maxConcurrent, raw.drainPodSelector, raw.notifyOn, raw.agentSelector
-	sel, err := labels.Parse(o.nodeSelector)
+	nodeSelector, maxConcurrent, drainPodSelector, notifyOn, agentSelector := raw.nodeSelector, raw.maxConcurrent, raw.drainPodSelector, raw.notifyOn, raw.agentSelector
+	sel, err := labels.Parse(*nodeSelector)
 	if err != nil {
-		return fmt.Errorf("invalid --node-selector %q: %w", o.nodeSelector, err)
+		return fmt.Errorf("invalid --node-selector %q: %w", *nodeSelector, err)
 	}
 	c.NodeSelector = sel
 	if c.AgentSelector, err = labels.Parse(*agentSelector); err != nil {
@@ -234,12 +227,6 @@ func (o *Options) complete(raw rawFlags) error {
 	if _, err := notify.New(nil, "", "", nil, o.NotificationTemplate, nil, logr.Discard(), nil); err != nil {
 		return fmt.Errorf("invalid --notification-template: %w", err)
 	}
-	c.Drain.Timeout.Duration = o.drainTimeout
-	c.RebootTimeout = o.rebootTimeout
-	c.HookTimeout = o.hookTimeout
-	c.ReplaceTimeout = o.replaceTimeout
-	c.RetryBackoff = o.retryBackoff
-	c.MaxRetryBackoff = o.maxRetryBackoff
 	if o.QPS <= 0 || o.Burst < 1 {
 		return fmt.Errorf("invalid flags: --kube-api-qps must be positive and --kube-api-burst at least 1, got %g and %d", o.QPS, o.Burst)
 	}
