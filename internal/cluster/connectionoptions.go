@@ -50,8 +50,3 @@ func (o *ConnectionOptions) defaults() {
 		o.FailureThreshold = 5
 	}
 }
-
-// Connections holds one connection per workload cluster of the Clusters
-// nodecycle asked for (ConnectFilter). A connection is made from the
-// Cluster's <cluster>-kubeconfig Secret once its infrastructure is
-// provisioned, probed every ProbeInterval, dropped after FailureThreshold

@@ -34,6 +34,10 @@ import (
 // made, or dropped after failed health probes.
 var ErrNotConnected = errors.New("connection to the workload cluster is down")
 
+// Connections holds one connection per workload cluster of the Clusters
+// nodecycle asked for (ConnectFilter). A connection is made from the
+// Cluster's <cluster>-kubeconfig Secret once its infrastructure is
+// provisioned, probed every ProbeInterval, dropped after FailureThreshold
 // failed probes in a row or one refused as unauthorized (a rotated
 // kubeconfig), and made again after RetryInterval. It is lean, as a
 // manager holds a thousand of them: one HTTP transport without

@@ -2,11 +2,12 @@ package framework
 
 import (
 	"context"
-	"github.com/nodecycle/nodecycle/test/framework/sim"
 	"time"
 
 	"github.com/google/uuid"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/nodecycle/nodecycle/test/framework/sim"
 )
 
 // PowerKubelet plays the kubelet of a node whose machine is power-cycled
