@@ -19,10 +19,12 @@ import (
 // The crash campaign in Cluster API mode: the manager binary is SIGKILLed
 // at random points, at least 50 times, while the Machines of a reboot
 // MachineDeployment and of a replace MachineDeployment need maintenance
-// round after round. A watch checks all along that at most one NodeCycle
-// of the cluster holds its slot and at most one Machine is being deleted;
-// at the end every reboot node rebooted once per round, every replace
-// Machine of a round was replaced once, and nothing is left cordoned.
+// round after round. Watches check all along that at most one Node is
+// cordoned and at most one Machine is being deleted, the kubelets that at
+// most one node reboots (and the NodeCycles that at most one holds the
+// cluster's slot); at the end every reboot node rebooted once per round,
+// every replace Machine of a round was replaced once, and nothing is left
+// cordoned.
 // (The local campaign in test/integration mixes in power-cycles.)
 var _ = Describe("Crash campaign in Cluster API mode", func() {
 	It("keeps every promise across at least 50 SIGKILLs of the manager, reboot and replace mixed", func(ctx SpecContext) {
@@ -51,6 +53,7 @@ var _ = Describe("Crash campaign in Cluster API mode", func() {
 			mostActive = max(mostActive, len(active))
 		}, client.InNamespace(ns))
 		replacing := mostDeleting(ctx, ns, "replace")
+		cordoned := mostCordoned(ctx)
 
 		bin, err := framework.BuildManager(GinkgoT().TempDir())
 		Expect(err).NotTo(HaveOccurred())
@@ -103,11 +106,15 @@ var _ = Describe("Crash campaign in Cluster API mode", func() {
 		}
 		mu.Lock()
 		defer mu.Unlock()
-		AddReportEntry("crash campaign (Cluster API)", fmt.Sprintf("%d manager kills (SIGKILL), %d rounds, %d NodeCycles, reboots per node %v, at most %d NodeCycle(s) active and %d Machine(s) deleting at once, %s",
-			mgr.Kills(), round, len(cyclesIn(ctx, ns)), reboots, mostActive, replacing(), time.Since(start).Round(time.Second)))
+		mostRebooting, started := kubelet.InFlight.Max()
+		AddReportEntry("crash campaign (Cluster API)", fmt.Sprintf("%d manager kills (SIGKILL), %d rounds, %d NodeCycles, reboots per node %v, at most %d Node(s) cordoned, %d rebooting, %d Machine(s) deleting and %d NodeCycle(s) active at once, %s",
+			mgr.Kills(), round, len(cyclesIn(ctx, ns)), reboots, cordoned(), mostRebooting, replacing(), mostActive, time.Since(start).Round(time.Second)))
 		Expect(mgr.Kills()).To(BeNumerically(">=", minKills), "the campaign must kill the manager often")
+		Expect(cordoned()).To(Equal(1), "one Node cordoned at a time (a Node watch), and some were")
+		Expect(mostRebooting).To(Equal(1), "one node rebooting at a time (the kubelets' record), and some did")
+		Expect(started).To(Equal(round*rebootNodes), "the kubelets saw every reboot")
+		Expect(replacing()).To(Equal(1), "never two Machines deleted at once (a Machine watch), and some were")
 		Expect(mostActive).To(Equal(1), "never two NodeCycles of the cluster in maintenance")
-		Expect(replacing()).To(Equal(1), "never two Machines deleted at once")
 		for node, n := range reboots {
 			Expect(n).To(Equal(round), "node %s: exactly one reboot per round", node)
 		}

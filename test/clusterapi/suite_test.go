@@ -10,11 +10,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
@@ -92,7 +94,7 @@ func startKubelet(cfg *rest.Config, downTime time.Duration) *sim.Kubelet {
 	GinkgoHelper()
 	cs, err := kubernetes.NewForConfig(cfg)
 	Expect(err).NotTo(HaveOccurred())
-	k := &sim.Kubelet{Client: cs, Selector: labels.SelectorFromSet(labels.Set{sim.NodeLabel: "true"}), DownTime: downTime, RebootOnRequest: true}
+	k := &sim.Kubelet{Client: cs, Selector: labels.SelectorFromSet(labels.Set{sim.NodeLabel: "true"}), DownTime: downTime, RebootOnRequest: true, InFlight: &sim.InFlight{}}
 	ctx, cancel := context.WithCancel(context.Background())
 	go k.Run(ctx)
 	DeferCleanup(cancel)
@@ -177,23 +179,64 @@ func controlPlaneNode(ctx context.Context, g Gomega, namespace, machine string) 
 
 // watchEvents calls f, holding mu, for every event of a watch of list's kind
 // until the spec ends: the tests check "never two at once" from a watch,
-// which sees every change, not from polls, which can miss one.
-func watchEvents[T client.Object](ctx context.Context, list client.ObjectList, mu *sync.Mutex, f func(deleted bool, obj T), opts ...client.ListOption) {
+// which sees every change, not from polls, which can miss one. The watch
+// it returns fails expectAlive if it saw nothing or ended before the spec.
+func watchEvents[T client.Object](ctx context.Context, list client.ObjectList, mu *sync.Mutex, f func(deleted bool, obj T), opts ...client.ListOption) *watched {
 	GinkgoHelper()
 	w, err := client.NewWithWatch(env.Config, client.Options{Scheme: k8s.Scheme()})
 	Expect(err).NotTo(HaveOccurred())
 	watcher, err := w.Watch(ctx, list, opts...)
 	Expect(err).NotTo(HaveOccurred())
-	DeferCleanup(watcher.Stop)
+	rec := &watched{}
+	DeferCleanup(func() { rec.stopped.Store(true); watcher.Stop() })
 	go func() {
 		for ev := range watcher.ResultChan() {
-			if obj, ok := ev.Object.(T); ok {
-				mu.Lock()
-				f(ev.Type == watch.Deleted, obj)
-				mu.Unlock()
+			obj, ok := ev.Object.(T)
+			if !ok {
+				rec.endedEarly.Store(!rec.stopped.Load())
+				continue
 			}
+			rec.events.Add(1)
+			mu.Lock()
+			f(ev.Type == watch.Deleted, obj)
+			mu.Unlock()
+		}
+		if !rec.stopped.Load() && ctx.Err() == nil {
+			rec.endedEarly.Store(true)
 		}
 	}()
+	return rec
+}
+
+// watched is what a test watch saw of itself.
+type watched struct {
+	events              atomic.Int64
+	endedEarly, stopped atomic.Bool
+}
+
+// expectAlive fails unless the watch saw events and is still open: what it
+// did not see, it cannot vouch for.
+func (w *watched) expectAlive() {
+	GinkgoHelper()
+	Expect(w.endedEarly.Load()).To(BeFalse(), "a watch ended before the spec did")
+	Expect(w.events.Load()).To(BeNumerically(">", 0), "a watch saw nothing")
+}
+
+// mostCordoned follows, from a Node watch, the simulated nodes cordoned
+// (spec.unschedulable) and returns how many were at most at once so far.
+func mostCordoned(ctx context.Context) func() int {
+	GinkgoHelper()
+	var mu sync.Mutex
+	cordoned, most := map[string]bool{}, 0
+	w := watchEvents(ctx, &corev1.NodeList{}, &mu, func(deleted bool, n *corev1.Node) {
+		if deleted || !n.Spec.Unschedulable {
+			delete(cordoned, n.Name)
+		} else {
+			cordoned[n.Name] = true
+		}
+		most = max(most, len(cordoned))
+	}, client.MatchingLabels{sim.NodeLabel: "true"})
+	return func() int { GinkgoHelper(); w.expectAlive(); mu.Lock(); defer mu.Unlock(); return most }
 }
 
 // mostDeleting follows, from a watch, the Machines of a MachineDeployment
@@ -202,7 +245,7 @@ func mostDeleting(ctx context.Context, ns, md string) func() int {
 	GinkgoHelper()
 	var mu sync.Mutex
 	deleting, most := map[string]bool{}, 0
-	watchEvents(ctx, &clusterv1.MachineList{}, &mu, func(deleted bool, m *clusterv1.Machine) {
+	w := watchEvents(ctx, &clusterv1.MachineList{}, &mu, func(deleted bool, m *clusterv1.Machine) {
 		switch {
 		case deleted:
 			delete(deleting, m.Name)
@@ -211,5 +254,5 @@ func mostDeleting(ctx context.Context, ns, md string) func() int {
 		}
 		most = max(most, len(deleting))
 	}, client.InNamespace(ns), client.MatchingLabels{clusterv1.MachineDeploymentNameLabel: md})
-	return func() int { mu.Lock(); defer mu.Unlock(); return most }
+	return func() int { GinkgoHelper(); w.expectAlive(); mu.Lock(); defer mu.Unlock(); return most }
 }

@@ -23,6 +23,8 @@ type PowerKubelet struct {
 	// OnBoot runs when the machine has booted again (the agent's sentinel
 	// is gone after a reboot, say).
 	OnBoot func()
+	// InFlight records the machine's reboots while they happen (optional).
+	InFlight *sim.InFlight
 }
 
 // Run follows the machine until ctx ends.
@@ -44,10 +46,17 @@ func (k *PowerKubelet) Run(ctx context.Context) {
 		}
 		switch {
 		case !on && wasOn:
+			if k.InFlight != nil {
+				k.InFlight.Begin(k.Node)
+			}
 			_ = sim.SetNodeStatus(ctx, k.Client, k.Node, "", false)
 		case on && boot != lastBoot:
 			if k.OnBoot != nil {
 				k.OnBoot()
+			}
+			if k.InFlight != nil {
+				k.InFlight.Begin(k.Node) // a reset: down and up between two looks
+				k.InFlight.End(k.Node)
 			}
 			_ = sim.SetNodeStatus(ctx, k.Client, k.Node, uuid.NewString(), true)
 			lastBoot = boot

@@ -39,7 +39,7 @@ var _ = Describe("Gates", func() {
 		Eventually(func() string { return c.messageOf(node) }).Should(
 			ContainSubstring(fmt.Sprintf("Outside the maintenance windows; the next opens at %sT%s:00Z", from.Format("2006-01-02"), from.Format("15:04"))))
 		Consistently(func() v1alpha1.Phase { return c.cycleOf(node).Status.Phase }, 2*time.Second).Should(Equal(v1alpha1.PhasePending))
-		maxCordoned, _, _ := c.inv.snapshot()
+		maxCordoned, _ := c.inv.snapshot()
 		Expect(maxCordoned).To(Equal(0))
 	})
 
@@ -61,7 +61,7 @@ var _ = Describe("Gates", func() {
 		Expect(nc.Status.Reason).To(Equal(v1alpha1.ReasonInvalidMaintenanceWindow))
 		Expect(nc.Status.Message).To(ContainSubstring(`time zone "Mars/Olympus"`))
 		Expect(nc.Status.StartTime).To(BeNil(), "it never took a maintenance slot")
-		maxCordoned, _, _ := c.inv.snapshot()
+		maxCordoned, _ := c.inv.snapshot()
 		Expect(maxCordoned).To(Equal(0))
 	})
 

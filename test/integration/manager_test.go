@@ -93,7 +93,7 @@ var _ = Describe("Manager", func() {
 		}
 		Expect(excluded.reboots()).To(Equal(0))
 		Expect(c.getNode("roll-excluded").Spec.Unschedulable).To(BeFalse())
-		_, _, requested := c.inv.snapshot()
+		_, requested := c.inv.snapshot()
 		Expect(requested).NotTo(HaveKey("roll-excluded"))
 
 		By("the metrics count what happened")
@@ -130,7 +130,7 @@ var _ = Describe("Manager", func() {
 		Expect(nc.Status.Message).To(ContainSubstring("PDB blocked/db"))
 		Expect(nc.Status.Message).To(ContainSubstring("within 3s"))
 		c.expectNothingCordoned()
-		_, _, requested := c.inv.snapshot()
+		_, requested := c.inv.snapshot()
 		Expect(requested).To(BeEmpty())
 		Expect(c.agents[c.node(1)].reboots()).To(Equal(0))
 		Eventually(func() []string { return eventReasons(c.node(1)) }).Should(ContainElements("DrainTimeout", string(v1alpha1.ReasonMaintenanceFailed), "Uncordoned"))
@@ -223,7 +223,7 @@ var _ = Describe("Manager", func() {
 		Expect(nc.Status.Reason).To(Equal(v1alpha1.ReasonNotAClusterAPINode))
 		Expect(nc.Status.StartTime).To(BeNil(), "no maintenance slot was taken")
 		Expect(c.agents[c.node(1)].reboots()).To(Equal(0))
-		maxCordoned, _, _ := c.inv.snapshot()
+		maxCordoned, _ := c.inv.snapshot()
 		Expect(maxCordoned).To(Equal(0))
 	})
 
@@ -250,7 +250,7 @@ var _ = Describe("Manager", func() {
 		nc := c.cycleOf(c.node(2))
 		Expect(nc.Status.Reason).To(Equal(v1alpha1.ReasonAgentNotReady))
 		Expect(nc.Status.Message).To(ContainSubstring("No Ready nodecycle agent pod (app=nodecycle-agent) runs on the node"))
-		_, _, requested := c.inv.snapshot()
+		_, requested := c.inv.snapshot()
 		Expect(requested).NotTo(HaveKey(c.node(2)), "no reboot was requested from a node without an agent")
 		Expect(c.agents[c.node(2)].reboots()).To(Equal(0))
 		c.expectNothingCordoned()

@@ -146,7 +146,7 @@ var _ = Describe("Power-cycle", func() {
 		Expect(nc.Status.Message).To(ContainSubstring("power-cycle provider vsphere"))
 		Expect(nc.Status.Message).To(ContainSubstring("login"))
 		Expect(nc.Status.Message).NotTo(ContainSubstring("Sw0rdf1sh"))
-		maxCordoned, _, requested := c.inv.snapshot()
+		maxCordoned, requested := c.inv.snapshot()
 		Expect(maxCordoned).To(Equal(0), "the node was never cordoned")
 		Expect(requested).To(BeEmpty())
 		list, err := env.Clientset.CoreV1().Events("").List(c.ctx, metav1.ListOptions{})

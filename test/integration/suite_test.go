@@ -183,15 +183,17 @@ func conditionStatus(name, condType string) func() corev1.ConditionStatus {
 }
 
 // invariant follows every update of a set of nodes through one watch and
-// remembers the most nodes that were cordoned, or in maintenance, at once.
+// remembers the most nodes that were cordoned (spec.unschedulable, which
+// the manager writes before anything else and clears last) at once. The
+// watch must live as long as the test: a watch that ends early is
+// recorded, and expectAlive fails.
 type invariant struct {
-	mu             sync.Mutex
-	cordoned       map[string]bool
-	maintenance    map[string]bool
-	maxCordoned    int
-	maxMaintenance int
-	requested      map[string]bool
-	events         int
+	mu          sync.Mutex
+	cordoned    map[string]bool
+	maxCordoned int
+	requested   map[string]bool
+	events      int
+	endedEarly  bool
 	// zone and maxPerZone: the most nodes of one topology.kubernetes.io/zone
 	// cordoned at once.
 	zone       map[string]string
@@ -200,7 +202,7 @@ type invariant struct {
 
 func watchInvariant(ctx context.Context, selector labels.Selector) *invariant {
 	GinkgoHelper()
-	inv := &invariant{cordoned: map[string]bool{}, maintenance: map[string]bool{}, requested: map[string]bool{}, zone: map[string]string{}}
+	inv := &invariant{cordoned: map[string]bool{}, requested: map[string]bool{}, zone: map[string]string{}}
 	list, err := env.Clientset.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: selector.String()})
 	Expect(err).NotTo(HaveOccurred())
 	for i := range list.Items {
@@ -213,7 +215,12 @@ func watchInvariant(ctx context.Context, selector labels.Selector) *invariant {
 		for ev := range w.ResultChan() {
 			if n, ok := ev.Object.(*corev1.Node); ok && ev.Type != watch.Error {
 				inv.observe(n)
+			} else {
+				inv.end()
 			}
+		}
+		if ctx.Err() == nil {
+			inv.end()
 		}
 	}()
 	return inv
@@ -224,12 +231,10 @@ func (inv *invariant) observe(n *corev1.Node) {
 	defer inv.mu.Unlock()
 	inv.events++
 	inv.cordoned[n.Name] = n.Spec.Unschedulable
-	inv.maintenance[n.Name] = nodes.IsConditionTrue(n, v1alpha1.ConditionMaintenanceInProgress)
 	if n.Annotations[v1alpha1.AnnotationRebootRequest] != "" {
 		inv.requested[n.Name] = true
 	}
 	inv.maxCordoned = max(inv.maxCordoned, count(inv.cordoned))
-	inv.maxMaintenance = max(inv.maxMaintenance, count(inv.maintenance))
 	inv.zone[n.Name] = n.Labels[corev1.LabelTopologyZone]
 	perZone := map[string]int{}
 	for name, c := range inv.cordoned {
@@ -240,14 +245,30 @@ func (inv *invariant) observe(n *corev1.Node) {
 	}
 }
 
-func (inv *invariant) snapshot() (maxCordoned, maxMaintenance int, requested map[string]bool) {
+func (inv *invariant) end() {
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	inv.endedEarly = true
+}
+
+func (inv *invariant) snapshot() (maxCordoned int, requested map[string]bool) {
 	inv.mu.Lock()
 	defer inv.mu.Unlock()
 	r := map[string]bool{}
 	for k, v := range inv.requested {
 		r[k] = v
 	}
-	return inv.maxCordoned, inv.maxMaintenance, r
+	return inv.maxCordoned, r
+}
+
+// expectAlive fails unless the watch saw the nodes change and is still
+// open: what it did not see, it cannot vouch for.
+func (inv *invariant) expectAlive() {
+	GinkgoHelper()
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	Expect(inv.endedEarly).To(BeFalse(), "the Node watch ended before the test did")
+	Expect(inv.events).To(BeNumerically(">", 0), "the Node watch saw nothing")
 }
 
 func count(m map[string]bool) int {

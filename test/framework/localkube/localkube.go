@@ -24,7 +24,7 @@ import (
 // RepoRoot is the directory of the nodecycle module.
 func RepoRoot() string {
 	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..")
+	return filepath.Join(filepath.Dir(file), "..", "..", "..")
 }
 
 // Versions of the tools, as the Makefile builds them. NextKubeVersion is

@@ -37,6 +37,9 @@ type Kubelet struct {
 	Broken map[string]bool
 	// OnReboot runs when a node goes down (removing its sentinel, say).
 	OnReboot func(node string)
+	// InFlight records the reboots in progress; nil gives the kubelet one
+	// of its own.
+	InFlight *InFlight
 
 	mu       sync.Mutex
 	handled  map[string]bool
@@ -55,6 +58,9 @@ func (k *Kubelet) Reboots(node string) int {
 // Run plays the kubelets until ctx ends.
 func (k *Kubelet) Run(ctx context.Context) {
 	k.handled, k.reboots, k.nodeSet = map[string]bool{}, map[string]int{}, map[string]bool{}
+	if k.InFlight == nil {
+		k.InFlight = &InFlight{}
+	}
 	k.podQueue = make(chan *corev1.Pod, 1000)
 	nodeFactory := informers.NewSharedInformerFactoryWithOptions(k.Client, 0,
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = k.Selector.String() }))
@@ -135,12 +141,16 @@ func (k *Kubelet) reboot(ctx context.Context, name string) {
 	if k.OnReboot != nil {
 		k.OnReboot(name)
 	}
+	k.InFlight.Begin(name)
 	_ = SetNodeStatus(ctx, k.Client, name, "", false)
 	select {
 	case <-ctx.Done():
 		return
 	case <-time.After(k.DownTime):
 	}
+	// Up before it says so: a node is never seen Ready on its new boot
+	// while still counted down.
+	k.InFlight.End(name)
 	_ = SetNodeStatus(ctx, k.Client, name, uuid.NewString(), true)
 }
 
