@@ -299,8 +299,15 @@ $(CONTROLLER_GEN):
 	GOBIN=$(dir $@) go install -ldflags "$(TOOL_LDFLAGS)" sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_GEN_VERSION)
 
 # Fails when generated files are not committed.
+# Fails when a generated file differs from what make generate writes (run
+# before anything regenerates: .ci/run does it first).
+GENERATED := api internal/apis config charts controllers/agentinstall
 verify-generated: generate
-	git diff --exit-code -- api config charts
+	@changed=$$(git status --porcelain -- $(GENERATED)); \
+	if [ -n "$$changed" ]; then \
+		echo "generated files are stale (make generate, then commit):"; echo "$$changed"; \
+		git --no-pager diff --stat -- $(GENERATED); exit 1; \
+	fi
 
 clean-tools:
 	rm -rf $(CACHE)

@@ -176,3 +176,63 @@ func TestInstall(t *testing.T) {
 		t.Errorf("manager Deployment after uninstall: %v", err)
 	}
 }
+
+// TestPodValues: each pod value of the manager and the agent reaches its
+// pod, replacing the install's own (tolerations: added to them); unset,
+// the install's own stay.
+func TestPodValues(t *testing.T) {
+	pod := func(objs map[string]map[string]any, key string) map[string]any {
+		t.Helper()
+		template, ok, _ := unstructured.NestedMap(objs[key], "spec", "template")
+		if !ok {
+			t.Fatalf("no pod template in %s", key)
+		}
+		return template
+	}
+	def := objects(t, tool(t, "helm", "template", "nc", chartDir, "--namespace", "nodecycle-system"))
+	for component, key := range map[string]string{"manager": "Deployment/nodecycle-system/nodecycle-manager", "agent": "DaemonSet/nodecycle-system/nodecycle-agent"} {
+		for _, c := range []struct {
+			name, set string
+			path      []string
+			want      any
+		}{
+			{"nodeSelector", "nodeSelector.pool=infra", []string{"spec", "nodeSelector"}, map[string]any{"pool": "infra"}},
+			{"affinity", "affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchExpressions[0].key=zone",
+				[]string{"spec", "affinity", "nodeAffinity", "requiredDuringSchedulingIgnoredDuringExecution", "nodeSelectorTerms"},
+				[]any{map[string]any{"matchExpressions": []any{map[string]any{"key": "zone"}}}}},
+			{"resources", "resources.limits.memory=1Gi", []string{"spec", "containers"}, map[string]any{"limits": map[string]any{"memory": "1Gi"}}},
+			{"priorityClassName", "priorityClassName=ops-critical", []string{"spec", "priorityClassName"}, "ops-critical"},
+			{"podAnnotations", "podAnnotations.example\\.com/team=ops", []string{"metadata", "annotations"}, map[string]any{"example.com/team": "ops"}},
+			{"tolerations", "tolerations[0].key=dedicated", []string{"spec", "tolerations"}, nil},
+		} {
+			t.Run(component+"/"+c.name, func(t *testing.T) {
+				got := pod(objects(t, tool(t, "helm", "template", "nc", chartDir, "--namespace", "nodecycle-system", "--set", component+"."+c.set)), key)
+				own := pod(def, key)
+				value, _, _ := unstructured.NestedFieldNoCopy(got, c.path...)
+				field := c.path[:2]
+				switch c.name {
+				case "resources":
+					value = value.([]any)[0].(map[string]any)["resources"]
+				case "tolerations":
+					owned, _, _ := unstructured.NestedSlice(own, c.path...)
+					c.want = append(owned, map[string]any{"key": "dedicated"})
+				}
+				if diff := cmp.Diff(c.want, value); diff != "" {
+					t.Errorf("%s.%s (-want +got):\n%s", component, c.name, diff)
+				}
+				// Nothing else of the pod changed.
+				for _, p := range []map[string]any{got, own} {
+					if c.name == "resources" {
+						containers, _, _ := unstructured.NestedFieldNoCopy(p, c.path...)
+						delete(containers.([]any)[0].(map[string]any), "resources")
+						continue
+					}
+					unstructured.RemoveNestedField(p, field...)
+				}
+				if diff := cmp.Diff(own, got); diff != "" {
+					t.Errorf("%s.%s changed more than its field (-default +set):\n%s", component, c.name, diff)
+				}
+			})
+		}
+	}
+}

@@ -78,22 +78,28 @@ func BuildImages(ctx context.Context, version string) (string, error) {
 // Install installs nodecycle with its Helm chart (charts/nodecycle) from
 // image, with extra manager flags, and waits until the manager and every
 // agent are ready. The manager runs on the control plane, where an operator
-// would put it: a manager on a worker it reboots goes down with it.
+// would put it (a manager on a worker it reboots goes down with it), by
+// the chart's values, as an operator would put it there.
 func (c *Cluster) Install(ctx context.Context, image string, managerFlags map[string]string) error {
 	repo, tag, _ := strings.Cut(image, ":")
+	values, err := os.CreateTemp("", "nodecycle-values-*.yaml")
+	if err != nil {
+		return err
+	}
+	defer func() { _ = os.Remove(values.Name()) }()
+	if _, err := values.WriteString(onControlPlane); err != nil {
+		return err
+	}
+	if err := values.Close(); err != nil {
+		return err
+	}
 	args := []string{"upgrade", "--install", "nodecycle", filepath.Join(localkube.RepoRoot(), "charts", "nodecycle"),
-		"--namespace", Namespace, "--create-namespace",
+		"--namespace", Namespace, "--create-namespace", "--values", values.Name(),
 		"--set", "image.repository=" + repo, "--set", "image.tag=" + tag}
 	for k, v := range managerFlags {
 		args = append(args, "--set-string", "manager.flags."+k+"="+v)
 	}
 	if _, err := c.Helm(ctx, args...); err != nil {
-		return err
-	}
-	patch := `{"spec":{"template":{"spec":{"nodeSelector":{"node-role.kubernetes.io/control-plane":""},` +
-		`"tolerations":[{"key":"node-role.kubernetes.io/control-plane","operator":"Exists","effect":"NoSchedule"},` +
-		`{"key":"node.kubernetes.io/unschedulable","operator":"Exists","effect":"NoSchedule"}]}}}}`
-	if _, err := c.Kubectl(ctx, "-n", Namespace, "patch", "deployment", "nodecycle-manager", "--type", "merge", "-p", patch); err != nil {
 		return err
 	}
 	for _, what := range []string{"deployment/nodecycle-manager", "daemonset/nodecycle-agent"} {
@@ -103,6 +109,17 @@ func (c *Cluster) Install(ctx context.Context, image string, managerFlags map[st
 	}
 	return nil
 }
+
+// onControlPlane are the chart values that run the manager on the control
+// plane nodes.
+const onControlPlane = `manager:
+  nodeSelector:
+    node-role.kubernetes.io/control-plane: ""
+  tolerations:
+    - key: node-role.kubernetes.io/control-plane
+      operator: Exists
+      effect: NoSchedule
+`
 
 // DeploySample runs the sample workload on the workers: 4 replicas of
 // SampleImage and a PodDisruptionBudget of maxUnavailable 1, and waits
