@@ -112,6 +112,13 @@ func ParseOptions(args []string, lookupEnv func(string) (string, bool), usage io
 	return o, nil
 }
 
+// FlagSet returns the manager's flags with their defaults
+// (docs/reference.md is generated from it).
+func FlagSet() *flag.FlagSet {
+	fs, _ := (&Options{Controllers: settings.DefaultConfig()}).flagSet(io.Discard)
+	return fs
+}
+
 // rawFlags are the flags parsed into Options by complete.
 type rawFlags struct {
 	nodeSelector, maxConcurrent, drainPodSelector, notifyOn, agentSelector *string

@@ -15,7 +15,7 @@ import (
 var reasonArg = map[string]int{"event": 1, "fail": 0, "finish": 1, "escalateOrFail": 0, "Eventf": 3, "SetMaintenanceCondition": 4}
 
 // Every reason the manager writes is a constant of the API package (and
-// so in the README's table): no call passes a string literal as a reason.
+// so in docs/reference.md): no call passes a string literal as a reason.
 func TestNoReasonIsALiteral(t *testing.T) {
 	for _, dir := range []string{".", "../internal/cycles"} {
 		err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {

@@ -324,7 +324,7 @@ type DrainSpec struct {
 	EvictUnmanagedPods bool `json:"evictUnmanagedPods"`
 
 	// The escape hatches below are off by default; each trades safety for
-	// a drain that finishes (README, "Drain escape hatches").
+	// a drain that finishes (docs/operations.md, "Drain escape hatches").
 
 	// PodSelector: only the pods it selects are evicted (kured's
 	// --drain-pod-selector); the others stay and go down with the reboot.

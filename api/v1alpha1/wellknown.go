@@ -1,7 +1,8 @@
 package v1alpha1
 
 // Names shared by the agent, the manager and the operator. They are the
-// contract written down in the README ("The contract on the Node");
+// contract written down in docs/operations.md ("The contract on the Node")
+// and listed in docs/reference.md;
 // changing one is a breaking change.
 const (
 	// ConditionRebootRequired is the Node condition written only by the agent.
@@ -100,7 +101,9 @@ const (
 	// while a Machine carries it. nodecycle puts it on a Machine whose node
 	// it reboots or power-cycles, with AnnotationBlockMoveBy (the NodeCycle)
 	// marking it as its own; only such a block-move is ever removed.
-	AnnotationBlockMove   = "clusterctl.cluster.x-k8s.io/block-move"
+	AnnotationBlockMove = "clusterctl.cluster.x-k8s.io/block-move"
+	// AnnotationBlockMoveBy marks AnnotationBlockMove on a Machine as
+	// nodecycle's; the value is the NodeCycle (namespace/name).
 	AnnotationBlockMoveBy = "nodecycle.io/block-move-by"
 	// LabelAgent=enabled on a Cluster API Cluster makes the manager install
 	// the agent in its workload cluster (--install-agent).

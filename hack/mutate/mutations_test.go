@@ -10,7 +10,8 @@ import (
 
 // Every mutation still applies: its line occurs exactly once in its file
 // (so CI fails the day a rule goes stale, not the day someone runs make
-// mutate), it changes something, and its test packages exist.
+// mutate), it changes something, and its test packages exist; and every
+// rule fast enough for each CI run is in make mutate-ci.
 func TestEveryMutationApplies(t *testing.T) {
 	ms, err := parse("mutations.txt")
 	if err != nil {
@@ -36,6 +37,13 @@ func TestEveryMutationApplies(t *testing.T) {
 		}
 		if m.from == m.to {
 			t.Errorf("rule %q changes nothing", m.rule)
+		}
+		fast := true
+		for _, pkg := range m.tests {
+			fast = fast && !strings.HasPrefix(pkg, "./test/")
+		}
+		if m.ci != fast {
+			t.Errorf("rule %q: ci: yes is for exactly the rules whose tests are all outside ./test/ (they run in seconds); its tests are %v", m.rule, m.tests)
 		}
 		for _, pkg := range m.tests {
 			if info, err := os.Stat(filepath.Join(root, strings.TrimSuffix(pkg, "/..."))); err != nil || !info.IsDir() {

@@ -47,6 +47,37 @@ const (
 // which flag is wrong and why.
 func ParseOptions(args []string, lookupEnv func(string) (string, bool), usage io.Writer) (*Options, error) {
 	o := &Options{}
+	fs, paths := o.flagSet(usage)
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	if err := flagenv.Apply(fs, lookupEnv, EnvAliases); err != nil {
+		return nil, err
+	}
+	var err error
+	if o.UpdatePaths, err = nodeupdate.ParsePaths(*paths); err != nil {
+		return nil, fmt.Errorf("invalid --in-place-update-paths: %w", err)
+	}
+	return o, o.Validate()
+}
+
+// EnvAliases are the environment variables, besides NODECYCLE_*, that set a
+// flag: the downward API's.
+var EnvAliases = map[string][]string{"node-name": {"NODE_NAME"}, "namespace": {"POD_NAMESPACE"}}
+
+// FlagSet returns the agent's flags with their defaults (docs/reference.md
+// is generated from it).
+func FlagSet() *flag.FlagSet {
+	fs, _ := (&Options{}).flagSet(io.Discard)
+	return fs
+}
+
+// flagSet registers the agent's flags on o's fields; the in-place update
+// paths are parsed after.
+func (o *Options) flagSet(usage io.Writer) (*flag.FlagSet, *string) {
 	fs := flag.NewFlagSet("nodecycle-agent", flag.ContinueOnError)
 	fs.SetOutput(usage)
 	fs.StringVar(&o.Kubeconfig, "kubeconfig", "", "Path to a kubeconfig; empty means in-cluster configuration.")
@@ -66,20 +97,7 @@ func ParseOptions(args []string, lookupEnv func(string) (string, bool), usage io
 	fs.StringVar(&o.MetricsAddr, "metrics-bind-address", ":8080", "Address of the Prometheus /metrics endpoint; 0 disables it.")
 	fs.StringVar(&o.ProbeAddr, "health-probe-bind-address", ":8081", "Address of /healthz and /readyz; 0 disables it.")
 	fs.IntVar(&o.Verbosity, "v", 0, "Log verbosity.")
-	if err := fs.Parse(args); err != nil {
-		return nil, err
-	}
-	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected arguments: %v", fs.Args())
-	}
-	if err := flagenv.Apply(fs, lookupEnv, map[string][]string{"node-name": {"NODE_NAME"}, "namespace": {"POD_NAMESPACE"}}); err != nil {
-		return nil, err
-	}
-	var err error
-	if o.UpdatePaths, err = nodeupdate.ParsePaths(*paths); err != nil {
-		return nil, fmt.Errorf("invalid --in-place-update-paths: %w", err)
-	}
-	return o, o.Validate()
+	return fs, paths
 }
 
 // Validate checks the options together.

@@ -109,7 +109,7 @@ var _ = Describe("Installation with kubectl apply -k config/clusterapi", func() 
 			Expect(may(right[0], right[1], ns)).To(BeFalse(), "%s %s before the namespace opted in", right[0], right[1])
 		}
 		Expect(may("list", "clusters", ns)).To(BeTrue(), "Clusters are read everywhere")
-		By("the namespace opts in, as the README says")
+		By("the namespace opts in, as docs/clusterapi.md says")
 		Expect(k8s.Create(ctx, &rbacv1.RoleBinding{
 			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "nodecycle-manager"},
 			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "nodecycle-manager-namespace"},

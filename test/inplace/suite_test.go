@@ -227,7 +227,7 @@ func installManager(ctx context.Context) (*rest.Config, error) {
 	return localkube.As(ctx, env.Config, "nodecycle-system", "nodecycle-manager", "", nil)
 }
 
-// optIn lets the manager into namespace, as the README says an operator
+// optIn lets the manager into namespace, as docs/clusterapi.md says an operator
 // does: the ClusterRole nodecycle-manager-namespace bound there (the
 // namespace is made first when it is new).
 func optIn(ctx context.Context, namespace string) error {

@@ -205,7 +205,7 @@ var _ = Describe("Installation with kubectl apply -k config/default", Ordered, f
 		}
 		Expect(set(managerClient(), v1alpha1.AnnotationRebootRequest, "r1")).To(Succeed())
 		Expect(set(alice, "example.com/other", "fine")).To(Succeed(), "other annotations are not nodecycle's business")
-		Expect(set(alice, v1alpha1.AnnotationPriority, "10")).To(Succeed(), "the README tells users to write it (N5)")
+		Expect(set(alice, v1alpha1.AnnotationPriority, "10")).To(Succeed(), "docs/operations.md tells users to write it (N5)")
 		By("another namespace's nodecycle-manager is not the manager (N5)")
 		err := set(impersonate("system:serviceaccount:team-a:nodecycle-manager"), v1alpha1.AnnotationRebootRequest, "forged")
 		Expect(apierrors.IsForbidden(err) || apierrors.IsInvalid(err)).To(BeTrue(), "got %v", err)
@@ -217,7 +217,7 @@ var _ = Describe("Installation with kubectl apply -k config/default", Ordered, f
 
 	It("lets anyone but the manager create only requests, in their own name, and change no spec (N2)", func() {
 		// alice may create NodeCycles in the manager's namespace, as the
-		// README tells operators to grant to those who may reboot nodes.
+		// docs/operations.md tells operators to grant to those who may reboot nodes.
 		Expect(env.Client.Create(ctx, &rbacv1.Role{
 			ObjectMeta: metav1.ObjectMeta{Namespace: "nodecycle-system", Name: "requesters"},
 			Rules:      []rbacv1.PolicyRule{{APIGroups: []string{"nodecycle.io"}, Resources: []string{"nodecycles"}, Verbs: []string{"create", "get", "update", "patch", "delete"}}},
