@@ -93,7 +93,7 @@ func (p *Proxy) rewrite(r *http.Request, container bool) error {
 		return err
 	}
 	var req map[string]any
-	if err := json.Unmarshal(body, &req); err != nil {
+	if err = json.Unmarshal(body, &req); err != nil {
 		return fmt.Errorf("dockerproxy: %s: %w", r.URL.Path, err)
 	}
 	changed := false
