@@ -53,7 +53,7 @@ var _ = Describe("Crash campaign in Cluster API mode", func() {
 			mostActive = max(mostActive, len(active))
 		}, client.InNamespace(ns))
 		replacing := mostDeleting(ctx, ns, "replace")
-		cordoned := mostCordoned(ctx)
+		cordoned := mostCordoned(ctx, ns)
 
 		bin, err := framework.BuildManager(GinkgoT().TempDir())
 		Expect(err).NotTo(HaveOccurred())
@@ -106,7 +106,9 @@ var _ = Describe("Crash campaign in Cluster API mode", func() {
 		}
 		mu.Lock()
 		defer mu.Unlock()
-		mostRebooting, started := kubelet.InFlight.Max()
+		// The kubelet plays the nodes of every cluster of the management
+		// cluster: this one's reboot nodes count.
+		mostRebooting, started := kubelet.InFlight.Max(func(node string) bool { _, ok := reboots[node]; return ok })
 		AddReportEntry("crash campaign (Cluster API)", fmt.Sprintf("%d manager kills (SIGKILL), %d rounds, %d NodeCycles, reboots per node %v, at most %d Node(s) cordoned, %d rebooting, %d Machine(s) deleting and %d NodeCycle(s) active at once, %s",
 			mgr.Kills(), round, len(cyclesIn(ctx, ns)), reboots, cordoned(), mostRebooting, replacing(), mostActive, time.Since(start).Round(time.Second)))
 		Expect(mgr.Kills()).To(BeNumerically(">=", minKills), "the campaign must kill the manager often")

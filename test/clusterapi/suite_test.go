@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -222,13 +223,17 @@ func (w *watched) expectAlive() {
 	Expect(w.events.Load()).To(BeNumerically(">", 0), "a watch saw nothing")
 }
 
-// mostCordoned follows, from a Node watch, the simulated nodes cordoned
-// (spec.unschedulable) and returns how many were at most at once so far.
-func mostCordoned(ctx context.Context) func() int {
+// mostCordoned follows, from a Node watch, the simulated nodes of namespace
+// ns's Machines (their providerID names it) cordoned (spec.unschedulable)
+// and returns how many were at most at once so far.
+func mostCordoned(ctx context.Context, ns string) func() int {
 	GinkgoHelper()
 	var mu sync.Mutex
 	cordoned, most := map[string]bool{}, 0
 	w := watchEvents(ctx, &corev1.NodeList{}, &mu, func(deleted bool, n *corev1.Node) {
+		if !strings.HasPrefix(n.Spec.ProviderID, "test:///"+ns+"/") {
+			return
+		}
 		if deleted || !n.Spec.Unschedulable {
 			delete(cordoned, n.Name)
 		} else {

@@ -186,7 +186,7 @@ func (c *cluster) expectOneAtATime() (mostRebooting, reboots int) {
 	c.inv.expectAlive()
 	maxCordoned, _ := c.inv.snapshot()
 	Expect(maxCordoned).To(BeNumerically("<=", 1), "nodes cordoned at the same time (spec.unschedulable, from a Node watch)")
-	mostRebooting, reboots = c.kubelet.InFlight.Max()
+	mostRebooting, reboots = c.kubelet.InFlight.Max(nil)
 	Expect(mostRebooting).To(BeNumerically("<=", 1), "nodes rebooting at the same time (the kubelets' own record)")
 	return mostRebooting, reboots
 }
