@@ -37,6 +37,13 @@ NODE_ETCD := $(CACHE)/etcd-$(NODE_ETCD_VERSION)/etcd
 COREDNS := $(CACHE)/coredns-$(COREDNS_VERSION)/coredns
 PAUSE := $(CACHE)/pause-$(PAUSE_VERSION)/pause
 CAPI_MANAGER := $(CACHE)/cluster-api-$(CAPI_VERSION)/manager
+# Cluster API's providers for a management cluster of real nodes (core,
+# kubeadm bootstrap and control plane, CAPD: the go.mod version, built
+# static from hack/tools/capi) and CAPD's load balancer image
+# (hack/capd/haproxy-image.sh).
+CAPI_DIR := $(CACHE)/cluster-api-$(CAPI_VERSION)
+CAPI_PROVIDERS := $(CAPI_DIR)/static/core $(CAPI_DIR)/static/kubeadm-bootstrap $(CAPI_DIR)/static/kubeadm-control-plane $(CAPI_DIR)/static/capd
+CAPD_HAPROXY_IMAGE ?= nodecycle/haproxy:2.6
 # The node image's binaries, as links: kind, kubeadm's images, the node's own.
 NODE_BIN := $(CACHE)/kind-node-bin-$(KUBE_BUILD)
 NODE_KUBE_TOOLS := kubelet kubeadm kubectl kube-apiserver kube-controller-manager kube-scheduler kube-proxy
@@ -56,7 +63,7 @@ IMAGE_BASE ?= scratch
 SHELL := /bin/bash
 .SHELLFLAGS := -o pipefail -ec
 
-.PHONY: docs bench-check all build image release e2e e2e-image e2e-api e2e-dockerfile kind kind-delete bench-kind test unit lint mutate mutate-ci ci-tools fuzz bench bench-fleet bench-scale sandbox generate manifests tools verify-generated clean-tools
+.PHONY: capi-tools docs bench-check all build image release e2e e2e-image e2e-api e2e-dockerfile kind kind-delete bench-kind test unit lint mutate mutate-ci ci-tools fuzz bench bench-fleet bench-scale sandbox generate manifests tools verify-generated clean-tools
 
 all: build
 
@@ -272,6 +279,20 @@ $(ASSETS)/helm: $(HELM)
 $(CAPI_MANAGER):
 	@echo "Building Cluster API's core manager $(CAPI_VERSION) into $(dir $@) (about 5 minutes, once)"
 	go build -ldflags "$(TOOL_LDFLAGS)" -o $@ sigs.k8s.io/cluster-api/core
+
+# The providers of a real management cluster, built static (their images
+# are FROM scratch), three at a time with make -j3.
+capi-tools: $(CAPI_PROVIDERS)
+	hack/capd/haproxy-image.sh $(CAPD_HAPROXY_IMAGE)
+
+$(CAPI_DIR)/static/core:
+	cd hack/tools/capi && CGO_ENABLED=0 go build -ldflags "$(TOOL_LDFLAGS)" -o $@ sigs.k8s.io/cluster-api/core
+$(CAPI_DIR)/static/kubeadm-bootstrap:
+	cd hack/tools/capi && CGO_ENABLED=0 go build -ldflags "$(TOOL_LDFLAGS)" -o $@ sigs.k8s.io/cluster-api/bootstrap/kubeadm
+$(CAPI_DIR)/static/kubeadm-control-plane:
+	cd hack/tools/capi && CGO_ENABLED=0 go build -ldflags "$(TOOL_LDFLAGS)" -o $@ sigs.k8s.io/cluster-api/controlplane/kubeadm
+$(CAPI_DIR)/static/capd:
+	cd hack/tools/capi && CGO_ENABLED=0 go build -ldflags "$(TOOL_LDFLAGS)" -o $@ sigs.k8s.io/cluster-api/test/infrastructure/docker
 
 $(ASSETS)/cluster-api-manager: $(CAPI_MANAGER)
 	mkdir -p $(ASSETS) && ln -sf $< $@
