@@ -44,6 +44,10 @@ CAPI_MANAGER := $(CACHE)/cluster-api-$(CAPI_VERSION)/manager
 CAPI_DIR := $(CACHE)/cluster-api-$(CAPI_VERSION)
 CAPI_PROVIDERS := $(CAPI_DIR)/static/core $(CAPI_DIR)/static/kubeadm-bootstrap $(CAPI_DIR)/static/kubeadm-control-plane $(CAPI_DIR)/static/capd
 CAPD_HAPROXY_IMAGE ?= nodecycle/haproxy:2.6
+CLUSTERCTL := $(CAPI_DIR)/clusterctl
+# cert-manager's controllers and CA injector (hack/tools/certmanager).
+CERT_MANAGER_VERSION := v1.21.2
+CERT_MANAGER := $(CACHE)/cert-manager-$(CERT_MANAGER_VERSION)/cert-manager
 # The node image's binaries, as links: kind, kubeadm's images, the node's own.
 NODE_BIN := $(CACHE)/kind-node-bin-$(KUBE_BUILD)
 NODE_KUBE_TOOLS := kubelet kubeadm kubectl kube-apiserver kube-controller-manager kube-scheduler kube-proxy
@@ -63,7 +67,7 @@ IMAGE_BASE ?= scratch
 SHELL := /bin/bash
 .SHELLFLAGS := -o pipefail -ec
 
-.PHONY: capi-tools docs bench-check all build image release e2e e2e-image e2e-api e2e-dockerfile kind kind-delete bench-kind test unit lint mutate mutate-ci ci-tools fuzz bench bench-fleet bench-scale sandbox generate manifests tools verify-generated clean-tools
+.PHONY: capi-tools e2e-capi docs bench-check all build image release e2e e2e-image e2e-api e2e-dockerfile kind kind-delete bench-kind test unit lint mutate mutate-ci ci-tools fuzz bench bench-fleet bench-scale sandbox generate manifests tools verify-generated clean-tools
 
 all: build
 
@@ -100,6 +104,13 @@ e2e: e2e-image tools generate
 	KIND_NODE_IMAGE=$(E2E_NODE_IMAGE) KIND=$(KIND) go test -count=1 -timeout 40m -tags e2e -v ./test/kind/ 2>&1 | grep -vE "^=== (RUN|PAUSE|CONT)"
 	KIND_NODE_IMAGE=$(E2E_NODE_IMAGE) go test -count=1 -timeout 5m -tags e2e ./test/framework/dockerproxy/
 	$(MAKE) e2e-api
+
+# E2E of Cluster API mode as users run it: a kind management cluster,
+# clusterctl init with Cluster API's providers, cert-manager and nodecycle
+# (an addon provider) from images built here, CAPD workload clusters of real
+# kubelets (test/capi).
+e2e-capi: e2e-image capi-tools tools generate
+	KIND_NODE_IMAGE=$(E2E_NODE_IMAGE) KIND=$(KIND) CLUSTERCTL=$(CLUSTERCTL) go test -count=1 -timeout 40m -tags e2e -v ./test/capi/ 2>&1 | grep -vE "^=== (RUN|PAUSE|CONT)"
 
 # E2E on an API server only: the image that `make image` builds, its
 # metadata, and its manager and agent taking a simulated node through a
@@ -283,10 +294,21 @@ $(CAPI_MANAGER):
 	@echo "Building Cluster API's core manager $(CAPI_VERSION) into $(dir $@) (about 5 minutes, once)"
 	go build -ldflags "$(TOOL_LDFLAGS)" -o $@ sigs.k8s.io/cluster-api/core
 
-# The providers of a real management cluster, built static (their images
-# are FROM scratch), three at a time with make -j3.
-capi-tools: $(CAPI_PROVIDERS)
+# The providers of a real management cluster and cert-manager, built
+# static, three at a time with make -j3, and their images (FROM scratch),
+# clusterctl, and CAPD's load balancer image.
+capi-tools: $(CAPI_PROVIDERS) $(CLUSTERCTL) $(CERT_MANAGER)
 	hack/capd/haproxy-image.sh $(CAPD_HAPROXY_IMAGE)
+	hack/capd/static-image.sh $(CAPI_DIR)/static/core nodecycle/capi-core:$(CAPI_VERSION)
+	hack/capd/static-image.sh $(CAPI_DIR)/static/kubeadm-bootstrap nodecycle/capi-kubeadm-bootstrap:$(CAPI_VERSION)
+	hack/capd/static-image.sh $(CAPI_DIR)/static/kubeadm-control-plane nodecycle/capi-kubeadm-control-plane:$(CAPI_VERSION)
+	hack/capd/static-image.sh $(CAPI_DIR)/static/capd nodecycle/capd:$(CAPI_VERSION)
+	hack/capd/static-image.sh $(CERT_MANAGER) nodecycle/cert-manager:$(CERT_MANAGER_VERSION)
+
+$(CLUSTERCTL):
+	cd hack/tools/capi && go build -ldflags "$(TOOL_LDFLAGS)" -o $@ sigs.k8s.io/cluster-api/cmd/clusterctl
+$(CERT_MANAGER):
+	cd hack/tools/certmanager && CGO_ENABLED=0 go build -ldflags "$(TOOL_LDFLAGS)" -o $@ .
 
 $(CAPI_DIR)/static/core:
 	cd hack/tools/capi && CGO_ENABLED=0 go build -ldflags "$(TOOL_LDFLAGS)" -o $@ sigs.k8s.io/cluster-api/core

@@ -66,9 +66,16 @@ func kindCommand(ctx context.Context, log io.Writer, args ...string) error {
 	return nil
 }
 
-// Create makes a kind cluster of one control plane and workers workers.
-// A cluster of that name left over from an earlier run is deleted first.
-func Create(ctx context.Context, name string, workers int, log io.Writer) (*Cluster, error) {
+// Mount is a host path bound into every node of a cluster (kind's
+// extraMounts).
+type Mount struct {
+	HostPath, ContainerPath string
+}
+
+// Create makes a kind cluster of one control plane and workers workers,
+// with mounts in every node. A cluster of that name left over from an
+// earlier run is deleted first.
+func Create(ctx context.Context, name string, workers int, log io.Writer, mounts ...Mount) (*Cluster, error) {
 	img, err := NodeImage()
 	if err != nil {
 		return nil, err
@@ -79,9 +86,19 @@ func Create(ctx context.Context, name string, workers int, log io.Writer) (*Clus
 	}
 	c := &Cluster{Name: name, Kubeconfig: filepath.Join(dir, "kubeconfig"), dir: dir, log: log,
 		ControlPlane: name + "-control-plane"}
-	config := "kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\nnodes:\n- role: control-plane\n"
+	node := func(role string) string {
+		n := "- role: " + role + "\n"
+		if len(mounts) > 0 {
+			n += "  extraMounts:\n"
+		}
+		for _, m := range mounts {
+			n += fmt.Sprintf("  - hostPath: %q\n    containerPath: %q\n", m.HostPath, m.ContainerPath)
+		}
+		return n
+	}
+	config := "kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\nnodes:\n" + node("control-plane")
 	for i := range workers {
-		config += "- role: worker\n"
+		config += node("worker")
 		c.Workers = append(c.Workers, workerName(name, i))
 	}
 	if err := os.WriteFile(filepath.Join(dir, "cluster.yaml"), []byte(config), 0o644); err != nil {
