@@ -62,7 +62,19 @@ func run(m *testing.M) int {
 
 // TestClusterAPI runs the scenarios in order on the one workload cluster.
 func TestClusterAPI(t *testing.T) {
-	t.Run("reboot: a worker needs a reboot", testReboot)
+	for _, s := range []struct {
+		name string
+		run  func(*testing.T)
+	}{
+		{"reboot: a worker needs a reboot", testReboot},
+		{"in-place update: a sysctl file of the workers' bootstrap", testInPlaceUpdate},
+		{"replace: a worker of a replace MachineDeployment", testReplace},
+		{"dead node: a worker that never comes back", testDeadNode},
+	} {
+		if !t.Run(s.name, s.run) {
+			return
+		}
+	}
 }
 
 func testReboot(t *testing.T) {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/nodecycle/nodecycle/test/framework/dockerproxy"
+	"github.com/nodecycle/nodecycle/test/framework/localkube"
 	"github.com/nodecycle/nodecycle/test/kind"
 )
 
@@ -92,6 +93,20 @@ func Up(ctx context.Context, name string, out io.Writer) (m *Management, err err
 		"--infrastructure", "docker:"+CAPIVersion,
 		"--addon", "nodecycle:"+m.Version,
 		"--wait-providers", "--wait-provider-timeout", "600"); err != nil {
+		return nil, err
+	}
+	// docs/clusterapi.md, "Cluster API in-place updates": the extension's
+	// registration, then Cluster API's client certificate.
+	step("registering nodecycle as Cluster API's in-place update extension")
+	registration := filepath.Join(localkube.RepoRoot(), "config", "in-place-updates", "registration")
+	if _, err := m.Kubectl(ctx, "apply", "-k", registration); err != nil {
+		return nil, err
+	}
+	if _, err := m.Kubectl(ctx, "-n", "capi-system", "patch", "deployment", "capi-controller-manager", "--type=json",
+		"--patch-file", filepath.Join(registration, "capi-client-certificate.yaml")); err != nil {
+		return nil, err
+	}
+	if _, err := m.Kubectl(ctx, "-n", "capi-system", "rollout", "status", "deployment/capi-controller-manager", "--timeout=5m"); err != nil {
 		return nil, err
 	}
 	step("management cluster ready")

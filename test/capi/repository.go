@@ -102,7 +102,10 @@ func Repository(ctx context.Context, dir, version, nodecycleImage string) (strin
 		return "", err
 	}
 	fmt.Fprintf(&config, "- name: nodecycle\n  type: AddonProvider\n  url: %s\n", url)
+	// One replica, the in-place update hooks on, and a reboot that gives
+	// up after 3 minutes (a CAPD node is back in well under one).
 	fmt.Fprintf(&config, "NODECYCLE_IMAGE: %s\nNODECYCLE_AGENT_IMAGE: %s\nNODECYCLE_REPLICAS: \"1\"\n", nodecycleImage, nodecycleImage)
+	config.WriteString("NODECYCLE_IN_PLACE_UPDATES_PORT: \"9444\"\nNODECYCLE_REBOOT_TIMEOUT: 3m\n")
 
 	certManager, err := certManagerManifest()
 	if err != nil {

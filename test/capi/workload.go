@@ -130,21 +130,7 @@ spec:
       customImage: {{nodeImage}}
       preLoadImages: [{{preload}}]
 ---
-apiVersion: bootstrap.cluster.x-k8s.io/v1beta2
-kind: KubeadmConfigTemplate
-metadata:
-  name: {{name}}-md-0
-  namespace: {{namespace}}
-spec:
-  template:
-    spec:
-      joinConfiguration:
-        nodeRegistration:
-          ignorePreflightErrors: [all]
-          kubeletExtraArgs:
-          - name: eviction-hard
-            value: nodefs.available<0%,nodefs.inodesFree<0%,imagefs.available<0%
----
+{{bootstrapTemplate}}---
 apiVersion: cluster.x-k8s.io/v1beta2
 kind: MachineDeployment
 metadata:
@@ -155,6 +141,12 @@ metadata:
 spec:
   clusterName: {{name}}
   replicas: {{workers}}
+  rollout:
+    strategy:
+      type: RollingUpdate
+      rollingUpdate:
+        maxSurge: 0
+        maxUnavailable: 1
   selector:
     matchLabels: {}
   template:
@@ -170,7 +162,33 @@ spec:
         apiGroup: infrastructure.cluster.x-k8s.io
         kind: DockerMachineTemplate
         name: {{name}}-md-0
+---
+` + machineHealthCheck
+
+// bootstrapTemplate is the workers' KubeadmConfigTemplate {{template}},
+// with {{files}} (the KubeadmConfig's files, YAML, or []).
+const bootstrapTemplate = `apiVersion: bootstrap.cluster.x-k8s.io/v1beta2
+kind: KubeadmConfigTemplate
+metadata:
+  name: {{template}}
+  namespace: {{namespace}}
+spec:
+  template:
+    spec:
+      files: {{files}}
+      joinConfiguration:
+        nodeRegistration:
+          ignorePreflightErrors: [all]
+          kubeletExtraArgs:
+          - name: eviction-hard
+            value: nodefs.available<0%,nodefs.inodesFree<0%,imagefs.available<0%
 `
+
+// BootstrapTemplate is the workers' KubeadmConfigTemplate name with files
+// (YAML of KubeadmConfig's files, or []).
+func BootstrapTemplate(name, namespace, files string) string {
+	return strings.NewReplacer("{{template}}", name, "{{namespace}}", namespace, "{{files}}", files).Replace(bootstrapTemplate)
+}
 
 // LoadBalancerImage is CAPD's load balancer image of make capi-tools.
 const LoadBalancerImage = "nodecycle/haproxy:2.6"
@@ -186,6 +204,7 @@ func (m *Management) CreateWorkload(ctx context.Context, spec WorkloadSpec, time
 	version := nodeImage[strings.LastIndex(nodeImage, ":")+1:]
 	lbRepository, lbTag, _ := strings.Cut(LoadBalancerImage, ":")
 	manifest := strings.NewReplacer(
+		"{{bootstrapTemplate}}", BootstrapTemplate(spec.Name+"-md-0", "default", "[]"),
 		"{{name}}", spec.Name, "{{namespace}}", "default", "{{version}}", version,
 		"{{nodeImage}}", nodeImage, "{{preload}}", m.Image+", "+kind.SampleImage,
 		"{{lbRepository}}", lbRepository, "{{lbTag}}", lbTag,
@@ -290,3 +309,26 @@ func (w *Workload) readyNodes(ctx context.Context) (int, error) {
 	}
 	return ready, nil
 }
+
+// machineHealthCheck remediates the workers whose node is not Ready for a
+// minute: what nodecycle's skip-remediation must hold off during a reboot.
+const machineHealthCheck = `apiVersion: cluster.x-k8s.io/v1beta2
+kind: MachineHealthCheck
+metadata:
+  name: {{name}}-md-0
+  namespace: {{namespace}}
+spec:
+  clusterName: {{name}}
+  selector:
+    matchLabels:
+      cluster.x-k8s.io/deployment-name: {{name}}-md-0
+  checks:
+    nodeStartupTimeoutSeconds: 600
+    unhealthyNodeConditions:
+    - type: Ready
+      status: Unknown
+      timeoutSeconds: 60
+    - type: Ready
+      status: "False"
+      timeoutSeconds: 60
+`
