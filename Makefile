@@ -67,7 +67,7 @@ IMAGE_BASE ?= scratch
 SHELL := /bin/bash
 .SHELLFLAGS := -o pipefail -ec
 
-.PHONY: capi-tools e2e-capi docs bench-check all build image release e2e e2e-image e2e-api e2e-dockerfile kind kind-delete bench-kind test unit lint mutate mutate-ci ci-tools fuzz bench bench-fleet bench-scale sandbox generate manifests tools verify-generated clean-tools
+.PHONY: capi capi-tools e2e-capi docs bench-check all build image release e2e e2e-image e2e-api e2e-dockerfile kind kind-delete bench-kind test unit lint mutate mutate-ci ci-tools fuzz bench bench-fleet bench-scale sandbox generate manifests tools verify-generated clean-tools
 
 all: build
 
@@ -111,6 +111,12 @@ e2e: e2e-image tools generate
 # kubelets (test/capi).
 e2e-capi: e2e-image capi-tools tools generate
 	KIND_NODE_IMAGE=$(E2E_NODE_IMAGE) KIND=$(KIND) CLUSTERCTL=$(CLUSTERCTL) go test -count=1 -timeout 40m -tags e2e -v ./test/capi/ 2>&1 | grep -vE "^=== (RUN|PAUSE|CONT)"
+
+# Capi: Cluster API mode to try: the management cluster of e2e-capi with a
+# workload cluster of real kubelets and the sample workload, in the
+# foreground until Ctrl-C, which deletes them.
+capi: e2e-image capi-tools tools generate
+	KIND_NODE_IMAGE=$(E2E_NODE_IMAGE) KIND=$(KIND) CLUSTERCTL=$(CLUSTERCTL) go run ./test/capi/cmd/capi-up
 
 # E2E on an API server only: the image that `make image` builds, its
 # metadata, and its manager and agent taking a simulated node through a
