@@ -1,4 +1,5 @@
-// Command cert-manager runs cert-manager's controllers and CA injector,
+// Command cert-manager runs cert-manager's controllers (the approver of
+// its own issuers' requests among them) and CA injector,
 // from cert-manager's own packages, in one process: what Cluster API's
 // providers need of cert-manager (self-signed and CA issuers, certificates
 // written to Secrets, the CA injected into webhook configurations and CRD
@@ -31,6 +32,7 @@ import (
 	logf "github.com/cert-manager/cert-manager/pkg/logs"
 
 	// The controllers, each registered by its package.
+	_ "github.com/cert-manager/cert-manager/pkg/controller/certificaterequests/approver"
 	_ "github.com/cert-manager/cert-manager/pkg/controller/certificaterequests/ca"
 	_ "github.com/cert-manager/cert-manager/pkg/controller/certificaterequests/selfsigned"
 	_ "github.com/cert-manager/cert-manager/pkg/controller/certificates/issuing"
@@ -47,7 +49,6 @@ import (
 )
 
 func main() {
-	kubeconfig := flag.String("kubeconfig", "", "kubeconfig file; in-cluster configuration when empty")
 	resourceNamespace := flag.String("cluster-resource-namespace", "cert-manager", "namespace of the Secrets that ClusterIssuers use")
 	workers := flag.Int("workers", 5, "workers per controller")
 	klog.InitFlags(flag.CommandLine)
@@ -55,7 +56,8 @@ func main() {
 	ctrl.SetLogger(klog.NewKlogr())
 
 	ctx := logf.NewContext(ctrl.SetupSignalHandler(), logf.Log)
-	if err := run(ctx, *kubeconfig, *resourceNamespace, *workers); err != nil {
+	// --kubeconfig is controller-runtime's flag; in-cluster when empty.
+	if err := run(ctx, flag.Lookup("kubeconfig").Value.String(), *resourceNamespace, *workers); err != nil {
 		fmt.Fprintln(os.Stderr, "cert-manager:", err)
 		os.Exit(1)
 	}
