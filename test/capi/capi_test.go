@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -57,7 +58,9 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	return m.Run()
+	code := m.Run()
+	printTimelines()
+	return code
 }
 
 // TestClusterAPI runs the scenarios in order on the one workload cluster.
@@ -129,7 +132,65 @@ func testReboot(t *testing.T) {
 	if err := work.WaitAvailable(ctx); err != nil {
 		t.Errorf("sample-deployment not whole again: %v", err)
 	}
+	tl := newTimeline("reboot of "+node, start)
+	tl.add("sentinel written (docker exec touch)", start)
+	nodeSteps(tl, nw, node, kind.MarkRebootRequired, kind.MarkCordoned, kind.MarkRequested, kind.MarkAcknowledged,
+		kind.MarkNotReady, kind.MarkNewBootID, kind.MarkReady, kind.MarkUncordoned)
+	tl.add("NodeCycle "+string(nc.Status.Phase), nc.Status.CompletionTime.Time)
+	back := laterOf(nw.First(node, kind.MarkNewBootID), nw.First(node, kind.MarkReady))
+	tl.note("nodecycle's own time: RebootRequired -> cordoned %s, new boot and Ready -> uncordoned %s",
+		gap(nw.First(node, kind.MarkRebootRequired), nw.First(node, kind.MarkCordoned)), gap(back, nw.First(node, kind.MarkUncordoned)))
 	t.Logf("%s rebooted in %s (NodeCycle %s)", node, time.Since(start).Round(time.Second), nc.Name)
+	// What a user reads: the Machine's and the Node's Events.
+	machines, err := workerMachines(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	machine, err := mgmt.Kubectl(ctx, "-n", work.Namespace, "describe", "machine", machines[node].Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	described, err := work.Kubectl(ctx, "describe", "node", node)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("kubectl describe machine %s (management cluster):\n%s", machines[node].Name, events(machine))
+	t.Logf("kubectl describe node %s (workload cluster):\n%s", node, events(described))
+	for _, want := range []string{"RebootRequested"} {
+		if !strings.Contains(described, want) && !strings.Contains(machine, want) {
+			t.Errorf("neither describe output mentions %s", want)
+		}
+	}
+}
+
+// nodeSteps adds the first time the Node watch saw each mark of node.
+func nodeSteps(tl *timeline, nw *kind.NodeWatch, node string, marks ...string) {
+	for _, m := range marks {
+		tl.add(node+": "+m, nw.First(node, m))
+	}
+}
+
+func laterOf(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// gap is b - a, or "?" when either was never seen.
+func gap(a, b time.Time) string {
+	if a.IsZero() || b.IsZero() {
+		return "?"
+	}
+	return b.Sub(a).Round(time.Millisecond).String()
+}
+
+// events is the Events section of kubectl describe's output.
+func events(described string) string {
+	if i := strings.LastIndex(described, "\nEvents:"); i >= 0 {
+		return described[i+1:]
+	}
+	return described
 }
 
 // waitCycle waits until the NodeCycle of node in the management cluster,

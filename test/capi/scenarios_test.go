@@ -107,6 +107,12 @@ func testInPlaceUpdate(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the MachineDeployment did not roll in place: %v\nMachines: %s", err, mw.summary())
 	}
+	tl := newTimeline("in-place update of the workers' bootstrap", start)
+	tl.add("KubeadmConfigTemplate "+md+"-v2 applied, MachineDeployment patched", start)
+	tl.add("every Machine up to date (poll)", time.Now())
+	for node := range machines {
+		nodeSteps(tl, nw, node, kind.MarkCordoned, kind.MarkRequested, kind.MarkNewBootID, kind.MarkReady, kind.MarkUncordoned)
+	}
 	if created, deleting := mw.count(); created > 0 || deleting > 0 {
 		t.Errorf("an in-place update created %d and deleted %d Machines: %s", created, deleting, mw.summary())
 	}
@@ -206,6 +212,35 @@ func testReplace(t *testing.T) {
 	}
 	if cordoned := nw.First(node, kind.MarkCordoned); cordoned.IsZero() || cordoned.After(deletedAt) {
 		t.Errorf("%s: cordoned at %v, its Machine deleting at %v", node, cordoned, deletedAt)
+	}
+	tl := newTimeline("replace of "+node, start)
+	tl.add("sentinel written (docker exec touch)", start)
+	nodeSteps(tl, nw, node, kind.MarkRebootRequired, kind.MarkCordoned)
+	tl.add("NodeCycle "+string(nc.Status.Phase), nc.Status.CompletionTime.Time)
+	mw.mu.Lock()
+	tl.add("Machine "+old.Name+" deleting", deletedAt)
+	tl.add("Machine "+old.Name+" gone", mw.gone[old.Name])
+	newMachines := map[string]time.Time{}
+	for name, at := range mw.created {
+		newMachines[name] = at
+	}
+	mw.mu.Unlock()
+	now, err := workerMachines(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for newNode, m := range now {
+		at, isNew := newMachines[m.Name]
+		if !isNew {
+			continue
+		}
+		tl.add("Machine "+m.Name+" created", at)
+		for _, c := range []string{clusterv1.MachineBootstrapConfigReadyCondition, clusterv1.MachineInfrastructureReadyCondition, clusterv1.MachineNodeReadyCondition} {
+			if cond := conditionOf(&m, c); cond != nil && cond.Status == metav1.ConditionTrue {
+				tl.add("Machine "+m.Name+": "+c, cond.LastTransitionTime.Time)
+			}
+		}
+		nodeSteps(tl, nw, newNode, kind.MarkJoined, kind.MarkReady)
 	}
 	if err := work.WaitAvailable(ctx); err != nil {
 		t.Errorf("sample-deployment not whole again: %v", err)

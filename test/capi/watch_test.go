@@ -103,12 +103,17 @@ func (mw *machineWatch) count() (created, deleting int) {
 }
 
 func upToDate(m *clusterv1.Machine) bool {
-	for _, c := range m.Status.Conditions {
-		if c.Type == clusterv1.MachineUpToDateCondition {
-			return c.Status == metav1.ConditionTrue
+	c := conditionOf(m, clusterv1.MachineUpToDateCondition)
+	return c != nil && c.Status == metav1.ConditionTrue
+}
+
+func conditionOf(m *clusterv1.Machine, t string) *metav1.Condition {
+	for i := range m.Status.Conditions {
+		if m.Status.Conditions[i].Type == t {
+			return &m.Status.Conditions[i]
 		}
 	}
-	return false
+	return nil
 }
 
 func writeFile(path, content string) error { return os.WriteFile(path, []byte(content), 0o644) }

@@ -27,6 +27,7 @@ const (
 	MarkRebootRequired = "RebootRequired"
 	MarkRequested      = "reboot requested"
 	MarkAcknowledged   = "reboot acknowledged"
+	MarkJoined         = "joined"
 )
 
 // NodeWatch records, from a watch on Nodes, when each node changed in the
@@ -64,7 +65,7 @@ func (c *Cluster) WatchNodes(ctx context.Context) (*NodeWatch, error) {
 	go func() {
 		defer close(nw.done)
 		sim.Follow(ctx, w, func(ev watch.Event) {
-			if n, isNode := ev.Object.(*corev1.Node); isNode && ev.Type == watch.Modified {
+			if n, isNode := ev.Object.(*corev1.Node); isNode && (ev.Type == watch.Modified || ev.Type == watch.Added) {
 				nw.observe(n, time.Now())
 			}
 		})
@@ -77,14 +78,20 @@ func (nw *NodeWatch) observe(n *corev1.Node, now time.Time) {
 	defer nw.mu.Unlock()
 	old := nw.last[n.Name]
 	nw.last[n.Name] = n
-	if old == nil {
-		return
-	}
 	mark := func(what string) {
 		if nw.marks[n.Name] == nil {
 			nw.marks[n.Name] = map[string][]time.Time{}
 		}
 		nw.marks[n.Name][what] = append(nw.marks[n.Name][what], now)
+	}
+	if old == nil {
+		// A node that joined after the watch began.
+		mark(MarkJoined)
+		nw.bootIDs[n.Name] = []string{n.Status.NodeInfo.BootID}
+		if nodes.IsReady(n) {
+			mark(MarkReady)
+		}
+		return
 	}
 	if n.Spec.Unschedulable && !old.Spec.Unschedulable {
 		mark(MarkCordoned)
