@@ -101,7 +101,7 @@ test: tools generate
 # kubelets (1 control plane, 2 workers) from the node image of e2e-image,
 # rebooting real nodes; then the image tests (e2e-api).
 e2e: e2e-image tools generate
-	KIND_NODE_IMAGE=$(E2E_NODE_IMAGE) KIND=$(KIND) go test -count=1 -timeout 40m -tags e2e -v ./test/kind/ 2>&1 | grep -vE "^=== (RUN|PAUSE|CONT)"
+	KIND_NODE_IMAGE=$(E2E_NODE_IMAGE) KIND=$(KIND) go test -count=1 -timeout 40m -tags e2e -v ./test/kind/ 2>&1 | grep --line-buffered -vE "^=== (RUN|PAUSE|CONT)"
 	KIND_NODE_IMAGE=$(E2E_NODE_IMAGE) go test -count=1 -timeout 5m -tags e2e ./test/framework/dockerproxy/
 	$(MAKE) e2e-api
 
@@ -110,7 +110,7 @@ e2e: e2e-image tools generate
 # (an addon provider) from images built here, CAPD workload clusters of real
 # kubelets (test/capi).
 e2e-capi: e2e-image capi-tools tools generate
-	KIND_NODE_IMAGE=$(E2E_NODE_IMAGE) KIND=$(KIND) CLUSTERCTL=$(CLUSTERCTL) go test -count=1 -timeout 40m -tags e2e -v ./test/capi/ 2>&1 | grep -vE "^=== (RUN|PAUSE|CONT)"
+	KIND_NODE_IMAGE=$(E2E_NODE_IMAGE) KIND=$(KIND) CLUSTERCTL=$(CLUSTERCTL) go test -count=1 -timeout 40m -tags e2e -v ./test/capi/ 2>&1 | grep --line-buffered -vE "^=== (RUN|PAUSE|CONT)"
 
 # Capi: Cluster API mode to try: the management cluster of e2e-capi with a
 # workload cluster of real kubelets and the sample workload, in the

@@ -1,14 +1,16 @@
 package inplace
 
 import (
-	"fmt"
+	"context"
 	"os"
 	"path/filepath"
+	"time"
 
 	runtimecatalog "sigs.k8s.io/cluster-api/api/runtime/catalog"
 	runtimehooksv1 "sigs.k8s.io/cluster-api/api/runtime/hooks/v1alpha1"
 	"sigs.k8s.io/cluster-api/exp/runtime/server"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
 )
 
 // Handler names, as an ExtensionConfig's status lists them (with
@@ -32,11 +34,6 @@ func Serve(mgr ctrl.Manager, port int, certDir, clientCA string, e *Extension) e
 	if err := runtimehooksv1.AddToCatalog(catalog); err != nil {
 		return err
 	}
-	if clientCA != "" {
-		if _, err := os.Stat(filepath.Join(certDir, clientCA)); err != nil {
-			return fmt.Errorf("the client CA bundle that Cluster API's client certificate must chain to: %w (mount it at --in-place-updates-cert-dir, as config/in-place-updates does; --in-place-updates-insecure-allow-any-client serves any client)", err)
-		}
-	}
 	srv, err := server.New(server.Options{Catalog: catalog, Port: port, CertDir: certDir, ClientCAName: clientCA})
 	if err != nil {
 		return err
@@ -50,5 +47,58 @@ func Serve(mgr ctrl.Manager, port int, certDir, clientCA string, e *Extension) e
 			return err
 		}
 	}
-	return mgr.Add(srv)
+	files := []string{"tls.crt", "tls.key"}
+	if clientCA != "" {
+		files = append(files, clientCA)
+	}
+	return mgr.Add(&waitForFiles{Runnable: srv, dir: certDir, files: files, poll: certPoll})
+}
+
+// certPoll is how often the hooks look for their certificate files.
+var certPoll = 5 * time.Second
+
+// waitForFiles starts its Runnable once every file is in dir. The
+// manager's certificate and Cluster API's CA arrive in a Secret that is
+// made after the manager is installed (clusterctl init --addon nodecycle,
+// then config/in-place-updates/registration) and mounted as an optional
+// volume: until then the hooks wait, and the rest of the manager runs.
+type waitForFiles struct {
+	manager.Runnable
+	dir   string
+	files []string
+	poll  time.Duration
+}
+
+// NeedLeaderElection is false: every replica serves the hooks.
+func (w *waitForFiles) NeedLeaderElection() bool { return false }
+
+func (w *waitForFiles) Start(ctx context.Context) error {
+	log := ctrl.LoggerFrom(ctx).WithName("in-place-updates")
+	for logged := false; ; logged = true {
+		missing := w.missing()
+		if len(missing) == 0 {
+			break
+		}
+		if !logged {
+			log.Info("The in-place update hooks wait for their certificate and client CA (the Secret nodecycle-in-place-updates-cert of config/in-place-updates/registration)",
+				"dir", w.dir, "missing", missing)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(w.poll):
+		}
+	}
+	log.Info("Serving Cluster API's in-place update hooks", "dir", w.dir)
+	return w.Runnable.Start(ctx)
+}
+
+func (w *waitForFiles) missing() []string {
+	var out []string
+	for _, f := range w.files {
+		if _, err := os.Stat(filepath.Join(w.dir, f)); err != nil {
+			out = append(out, f)
+		}
+	}
+	return out
 }

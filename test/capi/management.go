@@ -45,12 +45,12 @@ func Clusterctl() (string, error) {
 // socket as its nodes' /var/run/docker.sock, loads the images, writes
 // clusterctl's local repository and runs clusterctl init with every
 // provider, nodecycle as an addon.
-func Up(ctx context.Context, name string, out io.Writer) (m *Management, err error) {
+func Up(ctx context.Context, name string, out io.Writer) (_ *Management, err error) {
 	step := func(s string) { fmt.Fprintf(out, "==> %s %s\n", time.Now().Format("15:04:05"), s) }
 	if _, err := Clusterctl(); err != nil {
 		return nil, err
 	}
-	m = &Management{Version: fmt.Sprintf("v0.1.%d", time.Now().Unix()), log: out}
+	m := &Management{Version: fmt.Sprintf("v0.1.%d", time.Now().Unix()), log: out}
 	if m.dir, err = os.MkdirTemp("", "nodecycle-capi-"); err != nil {
 		return nil, err
 	}

@@ -77,7 +77,8 @@ func Repository(ctx context.Context, dir, version, nodecycleImage string) (strin
 		if err != nil {
 			return "", err
 		}
-		components, err := withImage(kustomized, p.image+":"+CAPIVersion)
+		// clusterctl wants image names in their canonical form.
+		components, err := withImage(kustomized, "docker.io/"+p.image+":"+CAPIVersion)
 		if err != nil {
 			return "", fmt.Errorf("%s: %w", p.label, err)
 		}
@@ -207,7 +208,7 @@ func certManagerManifest() ([]byte, error) {
 		return nil, err
 	}
 	out.WriteString("---\n")
-	out.Write(bytes.ReplaceAll(rest, []byte("CERT_MANAGER_VERSION"), []byte(CertManagerVersion)))
+	out.Write(bytes.ReplaceAll(rest, []byte("nodecycle/cert-manager:CERT_MANAGER_VERSION"), []byte("docker.io/"+CertManagerImage())))
 	return out.Bytes(), nil
 }
 
