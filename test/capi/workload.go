@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -166,7 +167,7 @@ spec:
 ` + machineHealthCheck
 
 // bootstrapTemplate is the workers' KubeadmConfigTemplate {{template}},
-// with {{files}} (the KubeadmConfig's files, YAML, or []).
+// with {{files}} (a files line, or nothing).
 const bootstrapTemplate = `apiVersion: bootstrap.cluster.x-k8s.io/v1beta2
 kind: KubeadmConfigTemplate
 metadata:
@@ -174,8 +175,7 @@ metadata:
   namespace: {{namespace}}
 spec:
   template:
-    spec:
-      files: {{files}}
+    spec:{{files}}
       joinConfiguration:
         nodeRegistration:
           ignorePreflightErrors: [all]
@@ -185,8 +185,11 @@ spec:
 `
 
 // BootstrapTemplate is the workers' KubeadmConfigTemplate name with files
-// (YAML of KubeadmConfig's files, or []).
+// (YAML of KubeadmConfig's files, flow style, or "" for none).
 func BootstrapTemplate(name, namespace, files string) string {
+	if files != "" {
+		files = "\n      files: " + files
+	}
 	return strings.NewReplacer("{{template}}", name, "{{namespace}}", namespace, "{{files}}", files).Replace(bootstrapTemplate)
 }
 
@@ -202,9 +205,11 @@ func (m *Management) CreateWorkload(ctx context.Context, spec WorkloadSpec, time
 		return nil, err
 	}
 	version := nodeImage[strings.LastIndex(nodeImage, ":")+1:]
-	lbRepository, lbTag, _ := strings.Cut(LoadBalancerImage, ":")
+	// CAPD's load balancer image is <imageRepository>/haproxy:<imageTag>.
+	lbName, lbTag, _ := strings.Cut(LoadBalancerImage, ":")
+	lbRepository := path.Dir(lbName)
 	manifest := strings.NewReplacer(
-		"{{bootstrapTemplate}}", BootstrapTemplate(spec.Name+"-md-0", "default", "[]"),
+		"{{bootstrapTemplate}}", BootstrapTemplate(spec.Name+"-md-0", "default", ""),
 		"{{name}}", spec.Name, "{{namespace}}", "default", "{{version}}", version,
 		"{{nodeImage}}", nodeImage, "{{preload}}", m.Image+", "+kind.SampleImage,
 		"{{lbRepository}}", lbRepository, "{{lbTag}}", lbTag,
