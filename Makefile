@@ -18,6 +18,7 @@ HELM_VERSION := v3.22.0
 KIND_VERSION := v0.33.0
 NODE_ETCD_VERSION := v3.7.0
 COREDNS_VERSION := v1.14.6
+CRICTL_VERSION := v1.37.0
 PAUSE_VERSION := 3.10.2
 # Cluster API's core manager, run as a process by the in-place update tests
 # (its RuntimeSDK client is internal to Cluster API): the go.mod version.
@@ -35,6 +36,7 @@ HELM := $(CACHE)/helm-$(HELM_VERSION)/helm
 KIND := $(CACHE)/kind-$(KIND_VERSION)/kind
 NODE_ETCD := $(CACHE)/etcd-$(NODE_ETCD_VERSION)/etcd
 COREDNS := $(CACHE)/coredns-$(COREDNS_VERSION)/coredns
+CRICTL := $(CACHE)/crictl-$(CRICTL_VERSION)/crictl
 PAUSE := $(CACHE)/pause-$(PAUSE_VERSION)/pause
 CAPI_MANAGER := $(CACHE)/cluster-api-$(CAPI_VERSION)/manager
 # Cluster API's providers for a management cluster of real nodes (core,
@@ -132,7 +134,7 @@ e2e-dockerfile: tools generate
 
 # The kind node image for Kubernetes $(KUBE_VERSION), built with no registry
 # (hack/kind/node-image.sh); a second run with the same inputs takes seconds.
-e2e-image: $(addprefix $(NODE_BIN)/,$(NODE_KUBE_TOOLS) etcd coredns pause kind)
+e2e-image: $(addprefix $(NODE_BIN)/,$(NODE_KUBE_TOOLS) etcd coredns pause kind crictl)
 	hack/kind/node-image.sh $(E2E_NODE_IMAGE) $(NODE_BIN) $(KUBE_VERSION)
 
 # Kind: a kind cluster of real kubelets named nodecycle with nodecycle
@@ -241,7 +243,7 @@ KUBE_LDFLAGS := $(TOOL_LDFLAGS) $(foreach pkg,k8s.io/component-base/version k8s.
 	-X $(pkg).gitVersion=$(KUBE_VERSION) -X $(pkg).gitMajor=1 -X $(pkg).gitMinor=$(KUBE_MINOR) -X $(pkg).gitTreeState=clean)
 KUBE_TOOLS := kube-apiserver kube-controller-manager kube-scheduler kubectl
 # The built binaries are kept, never treated as intermediate files.
-.PRECIOUS: $(addprefix $(KUBE_DIR)/,$(KUBE_TOOLS) $(NODE_KUBE_TOOLS)) $(KUBE_NEXT_DIR)/kube-apiserver $(KUBE_NEXT_DIR)/kube-controller-manager $(ETCD_DIR)/etcd $(KWOK) $(HELM) $(CAPI_MANAGER) $(KIND) $(NODE_ETCD) $(COREDNS) $(PAUSE)
+.PRECIOUS: $(addprefix $(KUBE_DIR)/,$(KUBE_TOOLS) $(NODE_KUBE_TOOLS)) $(KUBE_NEXT_DIR)/kube-apiserver $(KUBE_NEXT_DIR)/kube-controller-manager $(ETCD_DIR)/etcd $(KWOK) $(HELM) $(CAPI_MANAGER) $(KIND) $(NODE_ETCD) $(COREDNS) $(PAUSE) $(CRICTL)
 
 # Everything .ci/run needs built, for one parallel make (make -j3 ci-tools):
 # go builds leave a core idle while they link or download.
@@ -349,6 +351,10 @@ $(COREDNS):
 	@echo "Building CoreDNS $(COREDNS_VERSION) into $(dir $@) (a few minutes, once)"
 	cd hack/tools/coredns && go build -ldflags "$(TOOL_LDFLAGS)" -o $@ github.com/coredns/coredns
 
+$(CRICTL):
+	@echo "Building crictl $(CRICTL_VERSION) into $(dir $@) (about 1 minute, once)"
+	cd hack/tools/crictl && go build -ldflags "$(TOOL_LDFLAGS) -X sigs.k8s.io/cri-tools/pkg/version.Version=$(CRICTL_VERSION)" -o $@ sigs.k8s.io/cri-tools/cmd/crictl
+
 # The pause container of kubeadm's images: Kubernetes' own pause.c, static.
 $(PAUSE):
 	mkdir -p $(dir $@)
@@ -360,6 +366,8 @@ $(NODE_BIN)/kind: $(KIND)
 $(NODE_BIN)/etcd: $(NODE_ETCD)
 	mkdir -p $(NODE_BIN) && ln -sf $< $@
 $(NODE_BIN)/coredns: $(COREDNS)
+	mkdir -p $(NODE_BIN) && ln -sf $< $@
+$(NODE_BIN)/crictl: $(CRICTL)
 	mkdir -p $(NODE_BIN) && ln -sf $< $@
 $(NODE_BIN)/pause: $(PAUSE)
 	mkdir -p $(NODE_BIN) && ln -sf $< $@

@@ -4,10 +4,11 @@
 #
 # BIN_DIR holds binaries built here from source (make e2e-image builds them):
 # kubelet, kubeadm, kubectl, kube-apiserver, kube-controller-manager,
-# kube-scheduler, kube-proxy, etcd, coredns, pause and kind (whose module
-# holds kind's node files). The image is:
+# kube-scheduler, kube-proxy, etcd, coredns, pause, crictl and kind (whose
+# module holds kind's node files). The image is:
 #   - a Debian rootfs made by debootstrap (systemd, Debian's containerd, runc
 #     and CNI plugins), cached as a tarball in $CACHE;
+#   - kubelet, kubeadm, kubectl and crictl (CAPD runs it in a new node);
 #   - kind's node files (entrypoint, kubelet and containerd units) from the
 #     kind module, and hack/kind/node (nodecycle's entrypoint step, the pod
 #     network, the containerd configuration);
@@ -35,13 +36,13 @@ quiet_build() {
 command -v docker >/dev/null || { echo "hack/kind/node-image.sh: docker is not installed; the node image is built with a Docker engine" >&2; exit 1; }
 timeout 30 docker version --format '{{.Server.Version}}' >/dev/null 2>&1 ||
   { echo "hack/kind/node-image.sh: the Docker engine does not answer (docker version failed); start dockerd" >&2; exit 1; }
-for b in kubelet kubeadm kubectl kube-apiserver kube-controller-manager kube-scheduler kube-proxy etcd coredns pause kind; do
+for b in kubelet kubeadm kubectl kube-apiserver kube-controller-manager kube-scheduler kube-proxy etcd coredns pause kind crictl; do
   [ -x "$bin/$b" ] || { echo "hack/kind/node-image.sh: $bin/$b is missing (make e2e-image builds it)" >&2; exit 1; }
 done
 kind_dir=$(cd hack/tools/kind && go list -m -f '{{.Dir}}' sigs.k8s.io/kind)/images/base/files
 
 # The key of every input: a node image with this key is not built again.
-key=$( { echo "$suite $packages $kube_version"; cat "$0" hack/kind/node/*; "$bin/kind" version; "$bin/etcd" --version | sed -n 1p; "$bin/coredns" -version | sed -n 1p; } | sha256sum | cut -c1-16)
+key=$( { echo "$suite $packages $kube_version"; cat "$0" hack/kind/node/*; "$bin/kind" version; "$bin/etcd" --version | sed -n 1p; "$bin/coredns" -version | sed -n 1p; "$bin/crictl" --version; } | sha256sum | cut -c1-16)
 if [ "$(docker image inspect --format '{{index .Config.Labels "io.nodecycle.kind-node-key"}}' "$image" 2>/dev/null)" = "$key" ]; then
   log "$image is up to date (key $key)"
   exit 0
@@ -114,6 +115,7 @@ cp hack/kind/node/containerd.toml "$ctx/etc/containerd/config.toml"
 cp hack/kind/node/default-cni.yaml "$ctx/kind/manifests/default-cni.yaml"
 echo "$kube_version" >"$ctx/kind/version"
 for b in kubelet kubeadm kubectl; do cp "$bin/$b" "$ctx/usr/bin/$b"; done
+cp "$bin/crictl" "$ctx/usr/local/bin/crictl"
 chmod -R a+rX "$ctx"
 cat >"$work/Dockerfile" <<EOF
 FROM $base
