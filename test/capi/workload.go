@@ -220,8 +220,17 @@ func (m *Management) CreateWorkload(ctx context.Context, spec WorkloadSpec, time
 		return nil, err
 	}
 	m.workloads = append(m.workloads, spec.Name)
-	if _, err := m.Kubectl(ctx, "apply", "-f", file); err != nil {
-		return nil, err
+	// Cluster API's webhooks may still be moving to the pod that presents
+	// the client certificate: apply again until they answer.
+	for attempt := 0; ; attempt++ {
+		_, err := m.Kubectl(ctx, "apply", "-f", file)
+		if err == nil {
+			break
+		}
+		if attempt == 12 || !strings.Contains(err.Error(), "failed calling webhook") {
+			return nil, err
+		}
+		time.Sleep(10 * time.Second)
 	}
 	w := &Workload{Cluster: &kind.Cluster{Name: spec.Name, Kubeconfig: filepath.Join(m.dir, spec.Name+".kubeconfig")}, Namespace: "default"}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
