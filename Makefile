@@ -69,7 +69,7 @@ IMAGE_BASE ?= scratch
 SHELL := /bin/bash
 .SHELLFLAGS := -o pipefail -ec
 
-.PHONY: capi capi-tools e2e-capi docs bench-check all build image release e2e e2e-image e2e-api e2e-dockerfile kind kind-delete bench-kind test unit lint mutate mutate-ci ci-tools fuzz bench bench-fleet bench-scale sandbox generate manifests tools verify-generated clean-tools
+.PHONY: capi capi-tools e2e-capi bench-capi docs bench-check all build image release e2e e2e-image e2e-api e2e-dockerfile kind kind-delete bench-kind test unit lint mutate mutate-ci ci-tools fuzz bench bench-fleet bench-scale sandbox generate manifests tools verify-generated clean-tools
 
 all: build
 
@@ -113,6 +113,15 @@ e2e: e2e-image tools generate
 # kubelets (test/capi).
 e2e-capi: e2e-image capi-tools tools generate
 	KIND_NODE_IMAGE=$(E2E_NODE_IMAGE) KIND=$(KIND) CLUSTERCTL=$(CLUSTERCTL) go test -count=1 -timeout 40m -tags e2e -v ./test/capi/ 2>&1 | grep --line-buffered -vE "^=== (RUN|PAUSE|CONT)"
+
+# Bench-capi: the timelines of e2e-capi's scenarios on real Machines (each
+# step from the watches of both clusters, nodecycle's own share noted),
+# kept in bin/bench-capi.txt.
+bench-capi: e2e-image capi-tools tools generate
+	mkdir -p bin
+	KIND_NODE_IMAGE=$(E2E_NODE_IMAGE) KIND=$(KIND) CLUSTERCTL=$(CLUSTERCTL) go test -count=1 -timeout 40m -tags e2e -v ./test/capi/ > bin/bench-capi.log 2>&1 || { tail -50 bin/bench-capi.log; exit 1; }
+	sed -n '/^Timelines/,$$p' bin/bench-capi.log | grep -v "^\(PASS\|ok \)" > bin/bench-capi.txt
+	cat bin/bench-capi.txt
 
 # Capi: Cluster API mode to try: the management cluster of e2e-capi with a
 # workload cluster of real kubelets and the sample workload, in the
@@ -247,7 +256,7 @@ KUBE_TOOLS := kube-apiserver kube-controller-manager kube-scheduler kubectl
 
 # Everything .ci/run needs built, for one parallel make (make -j3 ci-tools):
 # go builds leave a core idle while they link or download.
-ci-tools: tools e2e-image $(GOLANGCI_LINT) $(CONTROLLER_GEN)
+ci-tools: tools e2e-image capi-tools $(GOLANGCI_LINT) $(CONTROLLER_GEN)
 
 tools: $(ASSETS)/kube-apiserver $(ASSETS)/etcd $(ASSETS)/kubectl $(ASSETS)/kube-controller-manager $(ASSETS)/kube-scheduler $(ASSETS)/kwok $(ASSETS)/helm $(ASSETS)/cluster-api-manager \
 	$(NEXT_ASSETS)/kube-apiserver $(NEXT_ASSETS)/kube-controller-manager $(NEXT_ASSETS)/etcd

@@ -55,9 +55,27 @@ version=$(tar -xOf "$rootfs_tar" ./var/lib/dpkg/status | awk '/^Package: haproxy
 base=nodecycle/haproxy-rootfs:$(echo "$suite $packages" | sha256sum | cut -c1-12)
 docker image inspect "$base" >/dev/null 2>&1 || docker import "$rootfs_tar" "$base" >/dev/null
 log "building $image from $base (haproxy $version)"
+# CAPD's configuration says maxconn 100000, for which haproxy wants 200030
+# file descriptors; an engine whose containers' hard limit is lower (and
+# that may not raise it: no CAP_SYS_RESOURCE) makes every reload fail
+# ("Cannot raise FD limit"). -n, which takes precedence over maxconn,
+# keeps the connections within what the container may open.
+ctx=$(mktemp -d)
+cat >"$ctx/haproxy-entrypoint" <<'SH'
+#!/bin/sh
+hard=$(ulimit -Hn)
+n=100000
+if [ "$hard" != unlimited ] && [ $(((hard - 100) / 2)) -lt $n ]; then
+  n=$(((hard - 100) / 2))
+fi
+exec haproxy -sf 7 -W -db -n "$n" -f /usr/local/etc/haproxy/haproxy.cfg
+SH
+chmod 0755 "$ctx/haproxy-entrypoint"
 printf '%s\n' "FROM $base" \
+  'COPY haproxy-entrypoint /usr/local/bin/haproxy-entrypoint' \
   'STOPSIGNAL SIGUSR1' \
-  'ENTRYPOINT ["haproxy", "-sf", "7", "-W", "-db", "-f", "/usr/local/etc/haproxy/haproxy.cfg"]' \
-  "LABEL io.nodecycle.haproxy-key=$key org.opencontainers.image.version=$version" |
-  DOCKER_BUILDKIT=0 docker build --quiet -t "$image" - >/dev/null
+  'ENTRYPOINT ["/usr/local/bin/haproxy-entrypoint"]' \
+  "LABEL io.nodecycle.haproxy-key=$key org.opencontainers.image.version=$version" >"$ctx/Dockerfile"
+DOCKER_BUILDKIT=0 docker build --quiet -t "$image" "$ctx" >/dev/null
+rm -rf "$ctx"
 log "built $image"

@@ -43,8 +43,7 @@ type WorkloadSpec struct {
 // the nodecycle kind node image as its Machines' image and CAPD's load
 // balancer image built here. Its pods' network is the node image's (each
 // node's CNI bridge, routes to the others' ranges in 10.244.0.0/16).
-// kubeadm's preflight checks that assume a machine (swap, kernel modules,
-// memory) are off: the nodes are containers, as kind's are.
+// CAPD turns off kubeadm's preflight checks that assume a machine.
 const workloadTemplate = `apiVersion: cluster.x-k8s.io/v1beta2
 kind: Cluster
 metadata:
@@ -109,13 +108,11 @@ spec:
         certSANs: [localhost, 127.0.0.1]
     initConfiguration:
       nodeRegistration:
-        ignorePreflightErrors: [all]
         kubeletExtraArgs:
         - name: eviction-hard
           value: nodefs.available<0%,nodefs.inodesFree<0%,imagefs.available<0%
     joinConfiguration:
       nodeRegistration:
-        ignorePreflightErrors: [all]
         kubeletExtraArgs:
         - name: eviction-hard
           value: nodefs.available<0%,nodefs.inodesFree<0%,imagefs.available<0%
@@ -178,7 +175,6 @@ spec:
     spec:{{files}}
       joinConfiguration:
         nodeRegistration:
-          ignorePreflightErrors: [all]
           kubeletExtraArgs:
           - name: eviction-hard
             value: nodefs.available<0%,nodefs.inodesFree<0%,imagefs.available<0%
