@@ -43,7 +43,7 @@ func run(m *testing.M) int {
 	}
 	// What docs/clusterapi.md tells a user to do after clusterctl init: let
 	// the manager work on the Clusters of a namespace.
-	if _, err := mgmt.Kubectl(ctx, "create", "rolebinding", "nodecycle-manager", "-n", "default",
+	if _, err = mgmt.Kubectl(ctx, "create", "rolebinding", "nodecycle-manager", "-n", "default",
 		"--clusterrole", "nodecycle-manager-namespace", "--serviceaccount", "nodecycle-system:nodecycle-manager"); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -99,7 +99,7 @@ func testReboot(t *testing.T) {
 	}
 	defer nw.Stop()
 	start := time.Now()
-	if err := work.RequireReboot(ctx, node); err != nil {
+	if err = work.RequireReboot(ctx, node); err != nil {
 		t.Fatal(err)
 	}
 	nc, err := waitCycle(ctx, node, start, 8*time.Minute)
@@ -129,7 +129,7 @@ func testReboot(t *testing.T) {
 			t.Errorf("%s: cordoned at %v, though only %s needed a reboot", other, c, node)
 		}
 	}
-	if err := work.WaitAvailable(ctx); err != nil {
+	if err = work.WaitAvailable(ctx); err != nil {
 		t.Errorf("sample-deployment not whole again: %v", err)
 	}
 	tl := newTimeline("reboot of "+node, start)

@@ -27,8 +27,8 @@ type Management struct {
 	dir       string
 	config    string   // clusterctl's configuration
 	workloads []string // the workload clusters' names
-	proxy  *dockerproxy.Proxy
-	log    io.Writer
+	proxy     *dockerproxy.Proxy
+	log       io.Writer
 }
 
 // Clusterctl is the clusterctl binary of make capi-tools: CLUSTERCTL, as
@@ -47,7 +47,7 @@ func Clusterctl() (string, error) {
 // provider, nodecycle as an addon.
 func Up(ctx context.Context, name string, out io.Writer) (_ *Management, err error) {
 	step := func(s string) { fmt.Fprintf(out, "==> %s %s\n", time.Now().Format("15:04:05"), s) }
-	if _, err := Clusterctl(); err != nil {
+	if _, err = Clusterctl(); err != nil {
 		return nil, err
 	}
 	m := &Management{Version: fmt.Sprintf("v0.1.%d", time.Now().Unix()), log: out}
@@ -70,7 +70,7 @@ func Up(ctx context.Context, name string, out io.Writer) (_ *Management, err err
 		return nil, err
 	}
 	// CAPD runs as a user that is not root.
-	if err := os.Chmod(socket, 0o666); err != nil {
+	if err = os.Chmod(socket, 0o666); err != nil {
 		return nil, err
 	}
 	step("creating the kind management cluster " + name)
@@ -78,7 +78,7 @@ func Up(ctx context.Context, name string, out io.Writer) (_ *Management, err err
 		return nil, err
 	}
 	step("loading the providers', cert-manager's and nodecycle's images")
-	if err := m.Load(ctx, append(ProviderImages(), m.Image)...); err != nil {
+	if err = m.Load(ctx, append(ProviderImages(), m.Image)...); err != nil {
 		return nil, err
 	}
 	step("writing clusterctl's local repository")

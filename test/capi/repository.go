@@ -73,18 +73,8 @@ func Repository(ctx context.Context, dir, version, nodecycleImage string) (strin
 		return "", err
 	}
 	for _, p := range providers {
-		kustomized, err := kustomize(ctx, filepath.Join(toolsModuleDir("capi", p.module), p.config))
-		if err != nil {
-			return "", err
-		}
-		// clusterctl wants image names in their canonical form.
-		components, err := withImage(kustomized, "docker.io/"+p.image+":"+CAPIVersion)
-		if err != nil {
-			return "", fmt.Errorf("%s: %w", p.label, err)
-		}
-		// Every provider is released with core's version and contract.
-		url, err := write(dir, p.label, CAPIVersion, p.file, components, coreMetadata)
-		if err != nil {
+		var url string
+		if url, err = writeProvider(ctx, dir, p, coreMetadata); err != nil {
 			return "", err
 		}
 		fmt.Fprintf(&config, "- name: %s\n  type: %s\n  url: %s\n", p.name, p.kind, url)
@@ -120,6 +110,22 @@ func Repository(ctx context.Context, dir, version, nodecycleImage string) (strin
 
 	file := filepath.Join(dir, "clusterctl.yaml")
 	return file, os.WriteFile(file, []byte(config.String()), 0o644)
+}
+
+// writeProvider writes p's components, from its kustomize configuration
+// with the image built here, and core's metadata (every provider is
+// released with core's version and contract), and returns their URL.
+func writeProvider(ctx context.Context, dir string, p provider, metadata []byte) (string, error) {
+	kustomized, err := kustomize(ctx, filepath.Join(toolsModuleDir("capi", p.module), p.config))
+	if err != nil {
+		return "", err
+	}
+	// clusterctl wants image names in their canonical form.
+	components, err := withImage(kustomized, "docker.io/"+p.image+":"+CAPIVersion)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", p.label, err)
+	}
+	return write(dir, p.label, CAPIVersion, p.file, components, metadata)
 }
 
 // write puts a provider's components (and metadata, if any) where
@@ -192,12 +198,12 @@ func certManagerManifest() ([]byte, error) {
 	dir := filepath.Join(toolsModuleDir("certmanager", "github.com/cert-manager/cert-manager"), "deploy", "crds")
 	crds, err := filepath.Glob(filepath.Join(dir, "*.yaml"))
 	if err != nil || len(crds) == 0 {
-		return nil, fmt.Errorf("cert-manager's CRDs are not in %s (make capi-tools downloads the module): %v", dir, err)
+		return nil, fmt.Errorf("cert-manager's CRDs are not in %s (make capi-tools downloads the module): %w", dir, err)
 	}
 	var out bytes.Buffer
 	for _, f := range crds {
-		b, err := os.ReadFile(f)
-		if err != nil {
+		var b []byte
+		if b, err = os.ReadFile(f); err != nil {
 			return nil, err
 		}
 		out.WriteString("---\n")

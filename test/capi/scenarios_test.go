@@ -79,20 +79,20 @@ func testInPlaceUpdate(t *testing.T) {
 
 	files := fmt.Sprintf("[{path: %s, content: %q, permissions: \"0644\"}]", updatedFile, updatedText)
 	template := filepath.Join(t.TempDir(), "template.yaml")
-	if err := writeFile(template, BootstrapTemplate(md+"-v2", work.Namespace, files)); err != nil {
+	if err = writeFile(template, BootstrapTemplate(md+"-v2", work.Namespace, files)); err != nil {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	if _, err := mgmt.Kubectl(ctx, "apply", "-f", template); err != nil {
+	if _, err = mgmt.Kubectl(ctx, "apply", "-f", template); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := mgmt.Kubectl(ctx, "-n", work.Namespace, "patch", "machinedeployment", md, "--type=merge",
+	if _, err = mgmt.Kubectl(ctx, "-n", work.Namespace, "patch", "machinedeployment", md, "--type=merge",
 		"-p", `{"spec":{"template":{"spec":{"bootstrap":{"configRef":{"name":"`+md+`-v2"}}}}}}`); err != nil {
 		t.Fatal(err)
 	}
 	err = wait.PollUntilContextTimeout(ctx, 2*time.Second, 12*time.Minute, false, func(ctx context.Context) (bool, error) {
-		now, err := workerMachines(ctx)
-		if err != nil || len(now) != len(machines) {
+		now, werr := workerMachines(ctx)
+		if werr != nil || len(now) != len(machines) {
 			return false, nil
 		}
 		for node, m := range now {
@@ -185,7 +185,7 @@ func testReplace(t *testing.T) {
 	}
 	defer nw.Stop()
 	start := time.Now()
-	if err := work.RequireReboot(ctx, node); err != nil {
+	if err = work.RequireReboot(ctx, node); err != nil {
 		t.Fatal(err)
 	}
 	nc, err := waitCycle(ctx, node, start, 12*time.Minute)
@@ -196,10 +196,10 @@ func testReplace(t *testing.T) {
 		t.Fatalf("NodeCycle %s ended %s: %s", nc.Name, nc.Status.Phase, nc.Status.Message)
 	}
 	err = wait.PollUntilContextTimeout(ctx, 2*time.Second, 10*time.Minute, true, func(ctx context.Context) (bool, error) {
-		ready, err := work.readyNodes(ctx)
+		ready, rerr := work.readyNodes(ctx)
 		now, _ := workerMachines(ctx)
 		_, oldThere := now[node]
-		return err == nil && ready == len(machines)+1 && len(now) == len(machines) && !oldThere, nil
+		return rerr == nil && ready == len(machines)+1 && len(now) == len(machines) && !oldThere, nil
 	})
 	if err != nil {
 		t.Fatalf("no new worker Ready: %v\nMachines: %s", err, mw.summary())
@@ -275,11 +275,12 @@ func testDeadNode(t *testing.T) {
 	}
 	defer nw.Stop()
 	// The container may not start again: the reboot ends it for good.
-	if out, err := exec.CommandContext(ctx, "docker", "update", "--restart=no", node).CombinedOutput(); err != nil {
+	var out []byte
+	if out, err = exec.CommandContext(ctx, "docker", "update", "--restart=no", node).CombinedOutput(); err != nil {
 		t.Fatalf("docker update: %v\n%s", err, out)
 	}
 	start := time.Now()
-	if err := work.RequireReboot(ctx, node); err != nil {
+	if err = work.RequireReboot(ctx, node); err != nil {
 		t.Fatal(err)
 	}
 	nc, err := waitCycle(ctx, node, start, 8*time.Minute)

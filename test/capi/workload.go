@@ -245,7 +245,7 @@ func (m *Management) CreateWorkload(ctx context.Context, spec WorkloadSpec, time
 		select {
 		case <-ctx.Done():
 			status, _ := m.Clusterctl(context.Background(), "describe", "cluster", spec.Name, "--show-conditions", "all")
-			return nil, fmt.Errorf("workload cluster %s not ready in %s: %v\n%s", spec.Name, timeout, err, status)
+			return nil, fmt.Errorf("workload cluster %s not ready in %s: %w\n%s", spec.Name, timeout, err, status)
 		case <-time.After(5 * time.Second):
 		}
 	}

@@ -38,7 +38,7 @@ func run() error {
 		return err
 	}
 	defer m.Delete()
-	if _, err := m.Kubectl(setup, "create", "rolebinding", "nodecycle-manager", "-n", "default",
+	if _, err = m.Kubectl(setup, "create", "rolebinding", "nodecycle-manager", "-n", "default",
 		"--clusterrole", "nodecycle-manager-namespace", "--serviceaccount", "nodecycle-system:nodecycle-manager"); err != nil {
 		return err
 	}
