@@ -256,7 +256,7 @@ KUBE_TOOLS := kube-apiserver kube-controller-manager kube-scheduler kubectl
 
 # Everything .ci/run needs built, for one parallel make (make -j3 ci-tools):
 # go builds leave a core idle while they link or download.
-ci-tools: tools e2e-image capi-tools $(GOLANGCI_LINT) $(CONTROLLER_GEN)
+ci-tools: tools e2e-image $(GOLANGCI_LINT) $(CONTROLLER_GEN)
 
 tools: $(ASSETS)/kube-apiserver $(ASSETS)/etcd $(ASSETS)/kubectl $(ASSETS)/kube-controller-manager $(ASSETS)/kube-scheduler $(ASSETS)/kwok $(ASSETS)/helm $(ASSETS)/cluster-api-manager \
 	$(NEXT_ASSETS)/kube-apiserver $(NEXT_ASSETS)/kube-controller-manager $(NEXT_ASSETS)/etcd

@@ -56,25 +56,28 @@ base=nodecycle/haproxy-rootfs:$(echo "$suite $packages" | sha256sum | cut -c1-12
 docker image inspect "$base" >/dev/null 2>&1 || docker import "$rootfs_tar" "$base" >/dev/null
 log "building $image from $base (haproxy $version)"
 # CAPD's configuration says maxconn 100000, for which haproxy wants 200030
-# file descriptors; an engine whose containers' hard limit is lower (and
-# that may not raise it: no CAP_SYS_RESOURCE) makes every reload fail
-# ("Cannot raise FD limit"). -n, which takes precedence over maxconn,
-# keeps the connections within what the container may open.
+# file descriptors; on an engine whose containers' hard limit is lower and
+# may not be raised (no CAP_SYS_RESOURCE), every reload fails ("Cannot
+# raise FD limit"). CAPD starts the container with its own command
+# (haproxy from PATH), so /usr/local/sbin/haproxy, first in PATH, runs
+# Debian's haproxy with -n (which takes precedence over maxconn) within
+# what the container may open; haproxy's master re-executes the same
+# arguments on every reload.
 ctx=$(mktemp -d)
-cat >"$ctx/haproxy-entrypoint" <<'SH'
+cat >"$ctx/haproxy" <<'SH'
 #!/bin/sh
 hard=$(ulimit -Hn)
 n=100000
 if [ "$hard" != unlimited ] && [ $(((hard - 100) / 2)) -lt $n ]; then
   n=$(((hard - 100) / 2))
 fi
-exec haproxy -sf 7 -W -db -n "$n" -f /usr/local/etc/haproxy/haproxy.cfg
+exec /usr/sbin/haproxy -n "$n" "$@"
 SH
-chmod 0755 "$ctx/haproxy-entrypoint"
+chmod 0755 "$ctx/haproxy"
 printf '%s\n' "FROM $base" \
-  'COPY haproxy-entrypoint /usr/local/bin/haproxy-entrypoint' \
+  'COPY haproxy /usr/local/sbin/haproxy' \
   'STOPSIGNAL SIGUSR1' \
-  'ENTRYPOINT ["/usr/local/bin/haproxy-entrypoint"]' \
+  'ENTRYPOINT ["haproxy", "-sf", "7", "-W", "-db", "-f", "/usr/local/etc/haproxy/haproxy.cfg"]' \
   "LABEL io.nodecycle.haproxy-key=$key org.opencontainers.image.version=$version" >"$ctx/Dockerfile"
 DOCKER_BUILDKIT=0 docker build --quiet -t "$image" "$ctx" >/dev/null
 rm -rf "$ctx"
