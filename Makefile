@@ -38,13 +38,13 @@ NODE_ETCD := $(CACHE)/etcd-$(NODE_ETCD_VERSION)/etcd
 COREDNS := $(CACHE)/coredns-$(COREDNS_VERSION)/coredns
 CRICTL := $(CACHE)/crictl-$(CRICTL_VERSION)/crictl
 PAUSE := $(CACHE)/pause-$(PAUSE_VERSION)/pause
-CAPI_MANAGER := $(CACHE)/cluster-api-$(CAPI_VERSION)/manager
 # Cluster API's providers for a management cluster of real nodes (core,
 # kubeadm bootstrap and control plane, CAPD: the go.mod version, built
 # static from hack/tools/capi) and CAPD's load balancer image
 # (hack/capd/haproxy-image.sh).
 CAPI_DIR := $(CACHE)/cluster-api-$(CAPI_VERSION)
-CAPI_PROVIDERS := $(CAPI_DIR)/static/core $(CAPI_DIR)/static/kubeadm-bootstrap $(CAPI_DIR)/static/kubeadm-control-plane $(CAPI_DIR)/static/capd
+CAPI_MANAGER := $(CAPI_DIR)/static/core
+CAPI_PROVIDERS := $(CAPI_MANAGER) $(CAPI_DIR)/static/kubeadm-bootstrap $(CAPI_DIR)/static/kubeadm-control-plane $(CAPI_DIR)/static/capd
 CAPD_HAPROXY_IMAGE ?= nodecycle/haproxy:2.6
 CLUSTERCTL := $(CAPI_DIR)/clusterctl
 # cert-manager's controllers and CA injector (hack/tools/certmanager).
@@ -307,10 +307,6 @@ $(HELM):
 $(ASSETS)/helm: $(HELM)
 	mkdir -p $(ASSETS) && ln -sf $< $@
 
-$(CAPI_MANAGER):
-	@echo "Building Cluster API's core manager $(CAPI_VERSION) into $(dir $@) (about 5 minutes, once)"
-	go build -ldflags "$(TOOL_LDFLAGS)" -o $@ sigs.k8s.io/cluster-api/core
-
 # The providers of a real management cluster and cert-manager, built
 # static, three at a time with make -j3, and their images (FROM scratch),
 # clusterctl, and CAPD's load balancer image.
@@ -327,7 +323,9 @@ $(CLUSTERCTL):
 $(CERT_MANAGER):
 	cd hack/tools/certmanager && CGO_ENABLED=0 go build -ldflags "$(TOOL_LDFLAGS)" -o $@ .
 
-$(CAPI_DIR)/static/core:
+# The core manager is also the in-process tests' (test/framework/localkube).
+$(CAPI_MANAGER):
+	@echo "Building Cluster API's core manager $(CAPI_VERSION) into $(dir $@) (about 5 minutes, once)"
 	cd hack/tools/capi && CGO_ENABLED=0 go build -ldflags "$(TOOL_LDFLAGS)" -o $@ sigs.k8s.io/cluster-api/core
 $(CAPI_DIR)/static/kubeadm-bootstrap:
 	cd hack/tools/capi && CGO_ENABLED=0 go build -ldflags "$(TOOL_LDFLAGS)" -o $@ sigs.k8s.io/cluster-api/bootstrap/kubeadm

@@ -138,6 +138,7 @@ func New(ctx context.Context, cfg *rest.Config, o *Options, clk clock.PassiveClo
 	}
 	ncr := nodecycle.New(mgr.GetClient(), mgr.GetAPIReader(), recorder, clk, o.Controllers, clusters, registry, nodecycle.NewMetrics(reg, clusters))
 	ncr.Requests = requests
+	nodecycle.RegisterGateMetrics(reg, mgr.GetClient(), o.Controllers.Freezes, clk)
 	if err := ncr.SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("setting up controllers: %w", err)
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
 	"github.com/nodecycle/nodecycle/internal/flagenv"
+	"github.com/nodecycle/nodecycle/internal/gates"
 	"github.com/nodecycle/nodecycle/internal/inplace"
 	"github.com/nodecycle/nodecycle/internal/nodeupdate"
 	"github.com/nodecycle/nodecycle/internal/notify"
@@ -172,6 +173,19 @@ func (o *Options) flagSet(usage io.Writer) (*flag.FlagSet, rawFlags) {
 				}
 				c.AlertmanagerURLs = append(c.AlertmanagerURLs, u)
 			}
+		}
+		return nil
+	})
+	fs.Func("freeze", "Change freezes of every cluster: START,END,REASON, the times RFC 3339 with their offsets (2026-12-19T18:00:00+01:00), at most 31 days apart; no new maintenance starts in one. Several: repeat the flag, or separate them with ';'. Empty: none.", func(v string) error {
+		for part := range strings.SplitSeq(v, ";") {
+			if strings.TrimSpace(part) == "" {
+				continue
+			}
+			f, err := gates.ParseFreezeFlag(part)
+			if err != nil {
+				return err
+			}
+			c.Freezes = append(c.Freezes, f)
 		}
 		return nil
 	})

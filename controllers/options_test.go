@@ -28,6 +28,8 @@ func TestParseOptionsRejectsBadInput(t *testing.T) {
 		{"stray argument", []string{"reboot"}, nil, "unexpected arguments"},
 		{"backoff above max", []string{"--retry-backoff=2h", "--max-retry-backoff=1h"}, nil, "retry backoff"},
 		{"malformed env", nil, map[string]string{"NODECYCLE_DRAIN_TIMEOUT": "soon"}, "NODECYCLE_DRAIN_TIMEOUT"},
+		{"freeze without a reason", []string{"--freeze=2026-12-19T18:00:00Z,2026-12-20T18:00:00Z"}, nil, "START,END,REASON"},
+		{"freeze of a year", nil, map[string]string{"NODECYCLE_FREEZE": "2026-12-19T18:00:00Z,2027-12-20T18:00:00Z,typo"}, "more than 31 days"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -61,6 +63,16 @@ func TestParseOptionsDefaultsAndFlags(t *testing.T) {
 	}
 	if o.Controllers.NodeSelector.String() != "pool=workers" || o.Controllers.Drain.Timeout.Duration != 90*time.Second || o.LeaderElectNS != "ops" {
 		t.Fatalf("flags not applied: %+v", o.Controllers)
+	}
+	// Freezes: the flag repeated, or several in one value (the clusterctl
+	// variable's); empty is none.
+	o, err = ParseOptions([]string{"--freeze=2026-12-19T18:00:00+01:00,2027-01-04T08:00:00+01:00,holidays; 2027-03-01T00:00:00Z,2027-03-02T00:00:00Z,audit",
+		"--freeze=2027-04-01T00:00:00Z,2027-04-02T00:00:00Z,move", "--freeze="}, noEnv, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := o.Controllers.Freezes; len(f) != 3 || f[0].Reason != "holidays" || f[1].Start != "2027-03-01T00:00:00Z" || f[2].Reason != "move" {
+		t.Fatalf("freezes %+v", f)
 	}
 }
 

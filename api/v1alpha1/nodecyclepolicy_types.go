@@ -81,6 +81,16 @@ type Gates struct {
 	// +optional
 	MaintenanceWindows []MaintenanceWindow `json:"maintenanceWindows,omitempty"`
 
+	// Freezes: no new maintenance starts inside one of these periods (a
+	// change freeze); a maintenance past its cordon finishes. A NodeCycle
+	// reads the freezes of its policy as the policy is now, so that a
+	// freeze added or lifted applies at once, and those of the manager
+	// (--freeze). Windows and freezes compose: both must allow.
+	// +optional
+	// +kubebuilder:validation:MaxItems=64
+	// +listType=atomic
+	Freezes []Freeze `json:"freezes,omitempty"`
+
 	// BlockingPodSelectors: while a pod on the node matches one of them,
 	// maintenance of the node does not start.
 	// +optional
@@ -117,6 +127,30 @@ type Gates struct {
 	// --taint-waiting-nodes (false).
 	// +optional
 	TaintWhileWaiting *bool `json:"taintWhileWaiting,omitempty"`
+}
+
+// Freeze is a period in which no new maintenance starts. It lasts at most
+// 31 days unless marked long, which catches a mistyped year.
+// +kubebuilder:validation:XValidation:rule="!self.start.matches('^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$') || !self.end.matches('^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$') || timestamp(self.end) > timestamp(self.start)",message="end must be after start"
+// +kubebuilder:validation:XValidation:rule="!self.start.matches('^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$') || !self.end.matches('^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$') || (has(self.long) && self.long) || timestamp(self.end) - timestamp(self.start) <= duration('744h')",message="a freeze of more than 31 days needs long: true"
+type Freeze struct {
+	// Start is RFC 3339 with its offset from UTC: 2026-12-19T18:00:00+01:00.
+	// +kubebuilder:validation:MaxLength=40
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$')",message="must be an RFC 3339 time with its offset, e.g. 2026-12-19T18:00:00+01:00"
+	Start string `json:"start"`
+	// End is RFC 3339 with its offset from UTC; maintenance may start again
+	// from then.
+	// +kubebuilder:validation:MaxLength=40
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$')",message="must be an RFC 3339 time with its offset, e.g. 2027-01-04T08:00:00+01:00"
+	End string `json:"end"`
+	// Reason is shown while the freeze holds maintenance: "frozen until
+	// <end>: <reason>".
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=256
+	Reason string `json:"reason"`
+	// Long allows a freeze of more than 31 days.
+	// +optional
+	Long bool `json:"long,omitempty"`
 }
 
 // AlertGate names an Alertmanager and the alerts that block maintenance.

@@ -82,6 +82,9 @@ const (
 	ReasonNodeCycleCreated Reason = "NodeCycleCreated"
 	// Event: the NodeCycle took a maintenance slot.
 	ReasonMaintenanceStarted Reason = "MaintenanceStarted"
+	// Event: a freeze holds the maintenance: frozen until when, and why
+	// (once per freeze).
+	ReasonFrozen Reason = "Frozen"
 	// Event: nodecycle cordoned the node.
 	ReasonCordoned Reason = "Cordoned"
 	// Event: someone else had cordoned it; it stays cordoned.
@@ -194,6 +197,8 @@ const (
 	ReasonInvalidMaintenanceWindow Reason = "InvalidMaintenanceWindow"
 	// `status.reason`: the policy's gate does not parse.
 	ReasonInvalidBlockingPodSelector Reason = "InvalidBlockingPodSelector"
+	// `status.reason`: a freeze of the policy or of the manager does not parse.
+	ReasonInvalidFreeze Reason = "InvalidFreeze"
 	// `status.reason`: a status edited into a phase the strategy does not have.
 	ReasonUnknownPhase Reason = "UnknownPhase"
 	// `status.reason`: a duration stored in the NodeCycle's spec is not one

@@ -62,6 +62,7 @@ func (r *Reconciler) admissionChecks() []admissionCheck {
 		clusterNotPaused,
 		r.window,
 		r.slotLikelyFree,
+		r.notFrozen,
 		r.notPaused,
 		r.settled,
 		r.healthyBudgets,

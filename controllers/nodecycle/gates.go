@@ -38,6 +38,43 @@ func (r *Reconciler) window(_ context.Context, s *scope) (bool, time.Duration, e
 	return false, 0, nil
 }
 
+// notFrozen holds the NodeCycle inside a freeze of the manager (--freeze)
+// or of its policy, read as the policy is now (the NodeCycle's own copy
+// when the policy is gone), and tells it once with an Event.
+func (r *Reconciler) notFrozen(ctx context.Context, s *scope) (bool, time.Duration, error) {
+	freezes := append([]v1alpha1.Freeze(nil), r.Config.Freezes...)
+	own := s.nc.Spec.Freezes
+	if s.nc.Spec.Policy != "" {
+		p := &v1alpha1.NodeCyclePolicy{}
+		err := r.Client.Get(ctx, client.ObjectKey{Namespace: s.nc.Namespace, Name: s.nc.Spec.Policy}, p)
+		if err != nil && !apierrors.IsNotFound(err) {
+			return false, 0, fmt.Errorf("reading policy %s: %w", s.nc.Spec.Policy, err)
+		}
+		if err == nil {
+			own = p.Spec.Freezes
+		}
+	}
+	frozen, until, reason, err := gates.Frozen(append(freezes, own...), s.now)
+	if err != nil {
+		s.finish(v1alpha1.PhaseFailed, v1alpha1.ReasonInvalidFreeze, fmt.Sprintf("Policy %s: %v", s.nc.Spec.Policy, err))
+		return true, 0, nil
+	}
+	if !frozen {
+		return false, 0, nil
+	}
+	msg := FrozenMessage(until, reason)
+	if s.before.Status.Message != msg {
+		s.event(corev1.EventTypeNormal, v1alpha1.ReasonFrozen, "%s", msg)
+	}
+	s.nc.Status.Message = msg
+	return true, until.Sub(s.now), nil
+}
+
+// FrozenMessage is what a NodeCycle held by a freeze says.
+func FrozenMessage(until time.Time, reason string) string {
+	return fmt.Sprintf("Waiting: frozen until %s: %s", until.UTC().Format(time.RFC3339), reason)
+}
+
 // notPaused holds the NodeCycle while the annotation nodecycle.io/paused
 // is on the manager's Namespace (all of nodecycle) or on the NodeCycle's
 // policy. (A Cluster API Cluster's pause is its Target's.) Both are read

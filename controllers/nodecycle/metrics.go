@@ -2,12 +2,16 @@ package nodecycle
 
 import (
 	"context"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/utils/clock"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
 	"github.com/nodecycle/nodecycle/internal/cluster"
 	"github.com/nodecycle/nodecycle/internal/cycles"
+	"github.com/nodecycle/nodecycle/internal/gates"
 	"github.com/nodecycle/nodecycle/internal/nodes"
 )
 
@@ -89,5 +93,67 @@ func (m *Metrics) finished(strategy v1alpha1.Strategy, nc *v1alpha1.NodeCycle) {
 	m.operations.WithLabelValues(string(strategy), string(st.Phase)).Inc()
 	if st.StartTime != nil && st.CompletionTime != nil {
 		m.duration.WithLabelValues(string(strategy), string(st.Phase)).Observe(st.CompletionTime.Sub(st.StartTime.Time).Seconds())
+	}
+}
+
+var gateClosedDesc = prometheus.NewDesc("nodecycle_gate_closed",
+	"1 while a time gate holds new maintenance, else 0: gate freeze (policy \"\": the manager's --freeze, for every cluster) or window (the policy's maintenance windows are closed).",
+	[]string{"gate", "policy"}, nil)
+
+var untilOpeningDesc = prometheus.NewDesc("nodecycle_seconds_until_next_opening",
+	"Seconds until a time gate opens again (the end of the freeze, the next maintenance window); 0 while it is open.",
+	[]string{"gate", "policy"}, nil)
+
+// RegisterGateMetrics registers the gauges of the time gates (freezes and
+// maintenance windows), computed at scrape time from the manager's freezes
+// and the NodeCyclePolicies read from reader (the manager's cache).
+func RegisterGateMetrics(reg prometheus.Registerer, reader client.Reader, freezes []v1alpha1.Freeze, clk clock.PassiveClock) {
+	reg.MustRegister(&gateCollector{reader: reader, freezes: freezes, clock: clk})
+}
+
+type gateCollector struct {
+	reader  client.Reader
+	freezes []v1alpha1.Freeze
+	clock   clock.PassiveClock
+}
+
+func (c *gateCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- gateClosedDesc
+	ch <- untilOpeningDesc
+}
+
+func (c *gateCollector) Collect(ch chan<- prometheus.Metric) {
+	now := c.clock.Now()
+	gauge := func(gate, policy string, closed bool, opens time.Time) {
+		v, until := 0.0, 0.0
+		if closed {
+			v, until = 1, max(opens.Sub(now).Seconds(), 0)
+		}
+		ch <- prometheus.MustNewConstMetric(gateClosedDesc, prometheus.GaugeValue, v, gate, policy)
+		ch <- prometheus.MustNewConstMetric(untilOpeningDesc, prometheus.GaugeValue, until, gate, policy)
+	}
+	if len(c.freezes) > 0 {
+		frozen, until, _, _ := gates.Frozen(c.freezes, now)
+		gauge("freeze", "", frozen, until)
+	}
+	if c.reader == nil {
+		return
+	}
+	var policies v1alpha1.NodeCyclePolicyList
+	if err := c.reader.List(context.Background(), &policies); err != nil {
+		ch <- prometheus.NewInvalidMetric(gateClosedDesc, err)
+		return
+	}
+	for _, p := range policies.Items {
+		name := p.Namespace + "/" + p.Name
+		if len(p.Spec.Freezes) > 0 {
+			// An invalid freeze holds too (its NodeCycles fail): closed.
+			frozen, until, _, err := gates.Frozen(p.Spec.Freezes, now)
+			gauge("freeze", name, frozen || err != nil, until)
+		}
+		if len(p.Spec.MaintenanceWindows) > 0 {
+			open, next, err := gates.InWindow(p.Spec.MaintenanceWindows, now)
+			gauge("window", name, !open || err != nil, next)
+		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 
+	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -49,6 +50,9 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		For(&v1alpha1.NodeCycle{}).
 		// A NodeCycle that leaves its slot lets the waiting ones of its cluster go.
 		Watches(&v1alpha1.NodeCycle{}, handler.EnqueueRequestsFromMapFunc(r.waitingInCluster), builder.WithPredicates(slotFreed)).
+		// A policy whose gates change (a freeze lifted, a pause removed)
+		// lets its waiting NodeCycles look again at once.
+		Watches(&v1alpha1.NodeCyclePolicy{}, handler.EnqueueRequestsFromMapFunc(r.waitingOfPolicy), builder.WithPredicates(gatesChanged)).
 		WithOptions(controller.Options{MaxConcurrentReconciles: 4})
 	b = r.Clusters.Watch(b, r.nodeEvents, r.openInCluster)
 	if r.drainWatch != nil {
@@ -130,6 +134,35 @@ func (r *Reconciler) openInCluster(ctx context.Context, o client.Object) []recon
 func (r *Reconciler) waitingInCluster(ctx context.Context, o client.Object) []reconcile.Request {
 	freed := o.(*v1alpha1.NodeCycle)
 	return r.inCluster(ctx, freed.Namespace, freed.Spec.ClusterName, waiting)
+}
+
+// gatesChanged passes policies whose freezes or pause changed (the gates
+// a NodeCycle reads from its policy as it is now).
+var gatesChanged = predicate.Funcs{
+	CreateFunc: func(event.CreateEvent) bool { return false },
+	UpdateFunc: func(e event.UpdateEvent) bool {
+		o, n := e.ObjectOld.(*v1alpha1.NodeCyclePolicy), e.ObjectNew.(*v1alpha1.NodeCyclePolicy)
+		_, op := o.Annotations[v1alpha1.AnnotationPaused]
+		_, np := n.Annotations[v1alpha1.AnnotationPaused]
+		return op != np || !equality.Semantic.DeepEqual(o.Spec.Freezes, n.Spec.Freezes)
+	},
+	DeleteFunc:  func(event.DeleteEvent) bool { return true },
+	GenericFunc: func(event.GenericEvent) bool { return false },
+}
+
+// waitingOfPolicy enqueues the waiting NodeCycles of a policy.
+func (r *Reconciler) waitingOfPolicy(ctx context.Context, o client.Object) []reconcile.Request {
+	var list v1alpha1.NodeCycleList
+	if err := r.Client.List(ctx, &list, client.InNamespace(o.GetNamespace())); err != nil {
+		return nil
+	}
+	var reqs []reconcile.Request
+	for i := range list.Items {
+		if nc := &list.Items[i]; nc.Spec.Policy == o.GetName() && waiting(nc.Status.Phase) {
+			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(nc)})
+		}
+	}
+	return reqs
 }
 
 func waiting(p v1alpha1.Phase) bool { return p == "" || p == v1alpha1.PhasePending }

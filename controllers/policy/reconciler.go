@@ -91,6 +91,9 @@ func (r *Reconciler) validate(ctx context.Context, p *v1alpha1.NodeCyclePolicy) 
 	if err := gates.Validate(p.Spec.MaintenanceWindows); err != nil {
 		errs = append(errs, err)
 	}
+	if err := gates.ValidateFreezes(p.Spec.Freezes); err != nil {
+		errs = append(errs, err)
+	}
 	if _, _, err := gates.BlockingPod(nil, p.Spec.BlockingPodSelectors); err != nil {
 		errs = append(errs, err)
 	}

@@ -29,6 +29,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
+	"github.com/nodecycle/nodecycle/internal/gates"
 	"github.com/nodecycle/nodecycle/internal/printable"
 )
 
@@ -232,6 +233,13 @@ func (p *plugin) status(ctx context.Context) error {
 	for _, s := range pauses {
 		fmt.Fprintf(p.out, "Paused: %s\n", printable.String(s))
 	}
+	frozen, err := p.frozen(ctx, time.Now())
+	if err != nil {
+		return err
+	}
+	for _, s := range frozen {
+		fmt.Fprintf(p.out, "Frozen: %s\n", printable.String(s))
+	}
 	var list v1alpha1.NodeCycleList
 	if err := p.c.List(ctx, &list, client.InNamespace(p.o.namespace)); err != nil {
 		return fmt.Errorf("listing NodeCycles in namespace %s: %w", p.o.namespace, err)
@@ -269,6 +277,25 @@ func (p *plugin) status(ctx context.Context) error {
 		fmt.Fprintln(tw, strings.Join(fields, "\t"))
 	}
 	return tw.Flush()
+}
+
+// frozen lists the policies of the namespace in a freeze now: until when
+// and why. (The manager's own --freeze shows in its NodeCycles' messages.)
+func (p *plugin) frozen(ctx context.Context, now time.Time) ([]string, error) {
+	var policies v1alpha1.NodeCyclePolicyList
+	if err := p.c.List(ctx, &policies, client.InNamespace(p.o.namespace)); err != nil {
+		return nil, fmt.Errorf("listing NodeCyclePolicies: %w", err)
+	}
+	var out []string
+	for _, pol := range policies.Items {
+		switch frozen, until, why, err := gates.Frozen(pol.Spec.Freezes, now); {
+		case err != nil:
+			out = append(out, fmt.Sprintf("NodeCyclePolicy %s: invalid freeze, its NodeCycles fail: %v", pol.Name, err))
+		case frozen:
+			out = append(out, fmt.Sprintf("NodeCyclePolicy %s: frozen until %s: %s", pol.Name, until.UTC().Format(time.RFC3339), why))
+		}
+	}
+	return out, nil
 }
 
 // pauses lists the pauses that hold NodeCycles of the namespace: its own

@@ -45,6 +45,9 @@ type Config struct {
 	// maintenance (a policy's settleTime, waitForHealthyPodDisruptionBudgets).
 	SettleTime         time.Duration
 	WaitForHealthyPDBs bool
+	// Freezes hold new maintenance of every cluster (--freeze), besides
+	// those of the policies.
+	Freezes []v1alpha1.Freeze
 	// TaintWaitingNodes is the default of a policy's taintWhileWaiting.
 	TaintWaitingNodes bool
 	// ExcludeFromMedik8s puts medik8s' exclude-from-remediation label on a

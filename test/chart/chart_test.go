@@ -79,6 +79,7 @@ func TestValues(t *testing.T) {
 	got := objects(t, tool(t, "helm", "template", "nc", chartDir, "--namespace", "maintenance",
 		"--set", "image.repository=registry.example.com/nodecycle", "--set", "image.tag=v9.9.9",
 		"--set", "manager.flags.drain-timeout=5m", "--set", "manager.flags.node-selector=pool=a",
+		"--set", `manager.flags.freeze={2026-12-19T18:00:00+01:00\,2027-01-04T08:00:00+01:00\,holidays,2027-03-01T00:00:00Z\,2027-03-02T00:00:00Z\,audit}`,
 		"--set-string", "agent.flags.sentinel-command=test -f /var/run/reboot-required: yes"))
 	for key, obj := range got {
 		u := unstructured.Unstructured{Object: obj}
@@ -115,7 +116,8 @@ func TestValues(t *testing.T) {
 			}
 		}
 	}
-	check("Deployment/maintenance/nodecycle-manager", "--namespace=$(POD_NAMESPACE)", "--drain-timeout=5m", "--node-selector=pool=a")
+	check("Deployment/maintenance/nodecycle-manager", "--namespace=$(POD_NAMESPACE)", "--drain-timeout=5m", "--node-selector=pool=a",
+		"--freeze=2026-12-19T18:00:00+01:00,2027-01-04T08:00:00+01:00,holidays", "--freeze=2027-03-01T00:00:00Z,2027-03-02T00:00:00Z,audit")
 	check("DaemonSet/maintenance/nodecycle-agent", "--sentinel-command=test -f /var/run/reboot-required: yes")
 
 	// Without a tag, the chart's appVersion.

@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"bytes"
 	"fmt"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
+	"github.com/nodecycle/nodecycle/internal/kubectlplugin"
 	"github.com/nodecycle/nodecycle/test/framework/peers"
 	"github.com/nodecycle/nodecycle/test/framework/sim"
 )
@@ -91,6 +93,53 @@ var _ = Describe("Gates", func() {
 		By("the backup finishes")
 		Expect(env.Client.Delete(c.ctx, backup, client.GracePeriodSeconds(0))).To(Succeed())
 		Eventually(c.phases, 2*time.Minute).Should(Equal(map[string][]v1alpha1.Phase{node: {v1alpha1.PhaseSucceeded}}))
+	})
+})
+
+var _ = Describe("Freezes", func() {
+	It("holds new maintenance in a policy's freeze, says until when and why, and goes on when it is lifted", func() {
+		c := newCluster("gate-freeze", 2)
+		end := time.Now().Add(72 * time.Hour).Truncate(time.Second)
+		policy := &v1alpha1.NodeCyclePolicy{
+			ObjectMeta: metav1.ObjectMeta{Name: "holidays", Namespace: c.name},
+			Spec: v1alpha1.NodeCyclePolicySpec{Gates: v1alpha1.Gates{Freezes: []v1alpha1.Freeze{{
+				Start: time.Now().Add(-time.Hour).Format(time.RFC3339), End: end.Format(time.RFC3339), Reason: "holiday change freeze",
+			}}}},
+		}
+		Expect(env.Client.Create(c.ctx, policy)).To(Succeed())
+		c.agents[c.node(1)].requireReboot()
+		stop := startManager(c.managerFlags()...)
+		defer stop()
+
+		want := "Waiting: frozen until " + end.UTC().Format(time.RFC3339) + ": holiday change freeze"
+		Eventually(func() string { return c.messageOf(c.node(1)) }).Should(Equal(want))
+		Consistently(func() v1alpha1.Phase { return c.cycleOf(c.node(1)).Status.Phase }, 2*time.Second).Should(Equal(v1alpha1.PhasePending))
+		Eventually(func() []string { return eventReasons(c.node(1)) }).Should(ContainElement(string(v1alpha1.ReasonFrozen)))
+		var out bytes.Buffer
+		Expect(kubectlplugin.Run(c.ctx, []string{"status", "-n", c.name}, &out,
+			func(string, string) (client.Client, error) { return env.Client, nil })).To(Succeed())
+		Expect(out.String()).To(ContainSubstring("Frozen: NodeCyclePolicy holidays: frozen until " + end.UTC().Format(time.RFC3339) + ": holiday change freeze"))
+		maxCordoned, _ := c.inv.snapshot()
+		Expect(maxCordoned).To(Equal(0))
+
+		By("lifting the freeze")
+		Expect(env.Client.Get(c.ctx, client.ObjectKeyFromObject(policy), policy)).To(Succeed())
+		policy.Spec.Freezes = nil
+		Expect(env.Client.Update(c.ctx, policy)).To(Succeed())
+		Eventually(c.phases, 2*time.Minute).Should(Equal(map[string][]v1alpha1.Phase{c.node(1): {v1alpha1.PhaseSucceeded}}))
+	})
+
+	It("holds every cluster in the manager's --freeze until it ends", func() {
+		c := newCluster("gate-freeze-all", 1)
+		end := time.Now().Add(8 * time.Second)
+		c.agents[c.node(1)].requireReboot()
+		stop := startManager(c.managerFlags("--freeze=" + time.Now().Add(-time.Minute).Format(time.RFC3339) + "," + end.Format(time.RFC3339) + ",datacenter move")...)
+		defer stop()
+
+		Eventually(func() string { return c.messageOf(c.node(1)) }).Should(HaveSuffix(": datacenter move"))
+		Expect(c.cycleOf(c.node(1)).Status.Phase).To(Equal(v1alpha1.PhasePending))
+		Eventually(c.phases, 2*time.Minute).Should(Equal(map[string][]v1alpha1.Phase{c.node(1): {v1alpha1.PhaseSucceeded}}))
+		Expect(c.cycleOf(c.node(1)).Status.StartTime.Time).To(BeTemporally(">=", end.Truncate(time.Second)))
 	})
 })
 

@@ -42,6 +42,9 @@ var _ = Describe("The CRDs refuse bad input at kubectl apply", func() {
 			"spec":     base,
 		}}
 	}
+	freeze := func(start, end, reason string) map[string]any {
+		return map[string]any{"start": start, "end": end, "reason": reason}
+	}
 	// refused creates obj and expects the API server to refuse it with a
 	// message containing want ("" means: to accept it).
 	refused := func(obj *unstructured.Unstructured, want string) {
@@ -60,6 +63,13 @@ var _ = Describe("The CRDs refuse bad input at kubectl apply", func() {
 		Entry("rebootTimeout over 30 days", map[string]any{"rebootTimeout": "721h"}, "must be a duration from 1s to 720h"),
 		Entry("powerTimeout too long to parse", map[string]any{"powerCycle": map[string]any{"provider": "ipmi", "powerTimeout": "99999999999999h"}}, "powerTimeout"),
 		Entry("a step twice (H9)", map[string]any{"strategies": []any{"reboot", "reboot"}}, "Duplicate value"),
+		Entry("a freeze without an offset", map[string]any{"freezes": []any{freeze("2026-12-19T18:00:00", "2027-01-04T08:00:00+01:00", "holidays")}}, "must be an RFC 3339 time with its offset"),
+		Entry("a freeze on a day that does not exist", map[string]any{"freezes": []any{freeze("2026-13-19T18:00:00Z", "2027-01-04T08:00:00Z", "holidays")}}, "must be an RFC 3339 time"),
+		Entry("a freeze that ends before it starts", map[string]any{"freezes": []any{freeze("2027-01-04T08:00:00Z", "2026-12-19T18:00:00Z", "holidays")}}, "end must be after start"),
+		Entry("a freeze of a year, not marked long", map[string]any{"freezes": []any{freeze("2026-12-19T18:00:00Z", "2027-12-19T18:00:00Z", "holidays")}}, "more than 31 days needs long: true"),
+		Entry("a freeze without a reason", map[string]any{"freezes": []any{freeze("2026-12-19T18:00:00Z", "2026-12-20T18:00:00Z", "")}}, "reason"),
+		Entry("good freezes", map[string]any{"freezes": []any{freeze("2026-12-19T18:00:00+01:00", "2027-01-04T08:00:00+01:00", "holidays"),
+			map[string]any{"start": "2027-01-01T00:00:00Z", "end": "2028-01-01T00:00:00Z", "reason": "the big migration", "long": true}}}, ""),
 		Entry("good durations", map[string]any{"drainTimeout": "20m", "rebootTimeout": "1h30m", "strategies": []any{"reboot", "power-cycle"},
 			"powerCycle": map[string]any{"provider": "ipmi", "powerTimeout": "5m", "softOffTimeout": "0s"}}, ""),
 	)

@@ -17,6 +17,7 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/utils/clock"
 	"sigs.k8s.io/yaml"
 
 	"github.com/nodecycle/nodecycle/controllers/nodecycle"
@@ -263,6 +264,7 @@ var metricName = regexp.MustCompile(`\b(nodecycle_[a-z_]+|leader_election_master
 func TestMetricNames(t *testing.T) {
 	var cs collectors
 	nodecycle.NewMetrics(&cs, nil)
+	nodecycle.RegisterGateMetrics(&cs, nil, nil, clock.RealClock{})
 	agent.NewMetrics(&cs)
 	exported := map[string]bool{"leader_election_master_status": true} // controller-runtime's, with leader election
 	for _, c := range cs {
