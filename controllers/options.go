@@ -176,9 +176,9 @@ func (o *Options) flagSet(usage io.Writer) (*flag.FlagSet, rawFlags) {
 		}
 		return nil
 	})
-	fs.Func("freeze", "Change freezes of every cluster: START,END,REASON, the times RFC 3339 with their offsets (2026-12-19T18:00:00+01:00), at most 31 days apart; no new maintenance starts in one. Several: repeat the flag, or separate them with ';'. Empty: none.", func(v string) error {
+	fs.Func("freeze", "Change freezes of every cluster: START,END,REASON, the times RFC 3339 with their offsets (2026-12-19T18:00:00+01:00), at most 31 days apart; no new maintenance starts in one. Several: repeat the flag, or separate them with ';'. Empty or none: none.", func(v string) error {
 		for part := range strings.SplitSeq(v, ";") {
-			if strings.TrimSpace(part) == "" {
+			if p := strings.TrimSpace(part); p == "" || p == "none" {
 				continue
 			}
 			f, err := gates.ParseFreezeFlag(part)

@@ -67,7 +67,7 @@ func TestParseOptionsDefaultsAndFlags(t *testing.T) {
 	// Freezes: the flag repeated, or several in one value (the clusterctl
 	// variable's); empty is none.
 	o, err = ParseOptions([]string{"--freeze=2026-12-19T18:00:00+01:00,2027-01-04T08:00:00+01:00,holidays; 2027-03-01T00:00:00Z,2027-03-02T00:00:00Z,audit",
-		"--freeze=2027-04-01T00:00:00Z,2027-04-02T00:00:00Z,move", "--freeze="}, noEnv, io.Discard)
+		"--freeze=2027-04-01T00:00:00Z,2027-04-02T00:00:00Z,move", "--freeze=", "--freeze=none"}, noEnv, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}

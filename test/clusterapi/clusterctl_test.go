@@ -67,7 +67,7 @@ var _ = Describe("The clusterctl addon provider", func() {
 		Expect(err).NotTo(HaveOccurred())
 		components, err := c.GenerateProvider(ctx, "nodecycle:v0.1.0", clusterctlv1.AddonProviderType, clusterctlclient.ComponentsOptions{TargetNamespace: target})
 		Expect(err).NotTo(HaveOccurred())
-		Expect(components.Variables()).To(ContainElements("NODECYCLE_IMAGE", "NODECYCLE_AGENT_IMAGE", "NODECYCLE_MAX_CONCURRENT", "NODECYCLE_REPLICAS", "NODECYCLE_MEMORY_LIMIT", "NODECYCLE_IN_PLACE_UPDATES_PORT", "NODECYCLE_NAMESPACE"))
+		Expect(components.Variables()).To(ContainElements("NODECYCLE_IMAGE", "NODECYCLE_AGENT_IMAGE", "NODECYCLE_MAX_CONCURRENT", "NODECYCLE_REPLICAS", "NODECYCLE_MEMORY_LIMIT", "NODECYCLE_IN_PLACE_UPDATES_PORT", "NODECYCLE_FREEZE", "NODECYCLE_NAMESPACE"))
 		policy := false
 		for _, o := range components.Objs() {
 			if o.GetKind() == "ValidatingAdmissionPolicy" && o.GetName() == "nodecycle-requests" {
