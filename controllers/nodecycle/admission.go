@@ -68,6 +68,7 @@ func (r *Reconciler) admissionChecks() []admissionCheck {
 		r.healthyBudgets,
 		r.noBlockingAlerts,
 		r.noBlockingPods,
+		agentBack,
 		strategiesReady,
 	}
 }
@@ -161,6 +162,24 @@ func (r *Reconciler) slotLikelyFree(ctx context.Context, s *scope) (bool, time.D
 		return true, slotPollInterval, nil
 	}
 	return false, 0, nil
+}
+
+// agentBack holds a NodeCycle that starts with the in-place reboot while no
+// Ready agent runs on its node (a node just rebooted, whose agent is not
+// back yet), for up to its reboot timeout from its creation: cordoning and
+// draining a node whose reboot cannot be asked would be for nothing. After
+// that it goes on, and the reboot's own check fails or escalates it.
+func agentBack(ctx context.Context, s *scope) (bool, time.Duration, error) {
+	st, ok := s.table[s.currentName()].(*reboot)
+	if !ok || s.now.Sub(s.nc.CreationTimestamp.Time) >= s.nc.Spec.RebootTimeout.Duration {
+		return false, 0, nil
+	}
+	ready, err := st.agentReady(ctx, s.workload().Reader, s.node.Name)
+	if err != nil || ready {
+		return false, 0, err
+	}
+	s.nc.Status.Message = fmt.Sprintf("Waiting for a Ready nodecycle agent pod (%s) on the node", st.agentSelector)
+	return true, gatePollInterval, nil
 }
 
 // strategiesReady runs every strategy's Check: one that fails ends the

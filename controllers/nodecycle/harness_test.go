@@ -162,7 +162,8 @@ func (h *harness) open(ladder ...v1alpha1.Strategy) *v1alpha1.NodeCycle {
 	spec.PowerCycle = &v1alpha1.PowerCycleSpec{Provider: "memory", Machines: map[string]string{testNode: testNode},
 		PowerTimeout: v1alpha1.NewDuration(5 * time.Minute), SoftOffTimeout: v1alpha1.NewDuration(time.Minute)}
 	spec.BootID, spec.Attempt, spec.MachineName = "boot-1", 1, h.machine
-	nc := &v1alpha1.NodeCycle{ObjectMeta: metav1.ObjectMeta{Namespace: testNamespace, Name: testCycle, UID: "uid-1"}, Spec: spec}
+	nc := &v1alpha1.NodeCycle{ObjectMeta: metav1.ObjectMeta{Namespace: testNamespace, Name: testCycle, UID: "uid-1",
+		CreationTimestamp: metav1.NewTime(h.clock.Now())}, Spec: spec}
 	h.create(nc)
 	return nc
 }

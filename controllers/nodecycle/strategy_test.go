@@ -3,6 +3,7 @@ package nodecycle
 import (
 	"context"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -37,6 +38,23 @@ func TestEscalation(t *testing.T) {
 		if _, asked := h.node().Annotations[v1alpha1.AnnotationRebootRequest]; asked {
 			t.Error("a reboot was requested from a node without a Ready agent")
 		}
+	})
+	t.Run("an agent not back yet is waited for before the cordon", func(t *testing.T) {
+		h := newHarness(t)
+		if err := h.c.Delete(h.ctx, agentPod(testNode)); err != nil {
+			t.Fatal(err)
+		}
+		h.open(v1alpha1.StrategyReboot)
+		for range 3 {
+			h.settle()
+			h.clock.Step(gatePollInterval)
+		}
+		nc := h.cycle()
+		if nc.Status.Phase != v1alpha1.PhasePending || !strings.HasPrefix(nc.Status.Message, "Waiting for a Ready nodecycle agent pod") || h.node().Spec.Unschedulable {
+			t.Fatalf("phase %s (%s), cordoned %t: want Pending, not cordoned", nc.Status.Phase, nc.Status.Message, h.node().Spec.Unschedulable)
+		}
+		h.create(agentPod(testNode))
+		h.runUntil(v1alpha1.PhaseWaitingForNodeReady)
 	})
 	t.Run("the last step fails", func(t *testing.T) {
 		h := newHarness(t)
