@@ -32,15 +32,19 @@ func Quarantined(node *corev1.Node) bool {
 // needs a reboot again right after each of its last QuarantineAfter
 // verified reboots: each Succeeded NodeCycle produced the boot the next
 // one (or the current need) was for, within LoopWindow of its completion.
-// A node already quarantined stays so while the chain holds, however long
-// ago its last reboot was. history is newest first.
+// Only reboots the node asked for count: one that a person requested, an
+// in-place update or a remediation ends the chain (a sentinel that comes
+// back right after an update's reboot is the node's first ask). A node
+// already quarantined stays so while the chain holds, however long ago
+// its last reboot was. history is newest first.
 func (r *Opener) rebootLoop(node *corev1.Node, history []v1alpha1.NodeCycle) []string {
 	boot, seen := nodes.BootID(node), r.Clock.Now()
 	var loop []string
 	for i := range history {
 		nc := &history[i]
 		st := nc.Status
-		if st.Phase != v1alpha1.PhaseSucceeded || st.BootIDAfter != boot || st.CompletionTime == nil {
+		if st.Phase != v1alpha1.PhaseSucceeded || st.BootIDAfter != boot || st.CompletionTime == nil ||
+			nc.Spec.Request != nil || nc.Spec.Update != nil || nc.Spec.Remediation != "" {
 			break
 		}
 		if seen.Sub(st.CompletionTime.Time) > r.Config.LoopWindow && (i > 0 || !Quarantined(node)) {

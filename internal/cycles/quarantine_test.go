@@ -132,6 +132,21 @@ func TestARebootLoopIsQuarantined(t *testing.T) {
 		t.Fatalf("MaintenanceInProgress = %+v, want QuarantineLifted", cond)
 	}
 
+	t.Run("a reboot the node did not ask for is no loop", func(t *testing.T) {
+		// A reboot, then Cluster API's in-place update at once, then the
+		// sentinel again: the update's reboot was not the node's ask.
+		update := finished("n1-b-1", "boot-2", "boot-3", v1alpha1.PhaseSucceeded, t0.Add(6*time.Minute), t0.Add(11*time.Minute))
+		update.Spec.Request = &v1alpha1.RequestSpec{}
+		update.Spec.Update = &v1alpha1.UpdateSpec{ID: "u1"}
+		o, sc, c := newTestOpener(t0.Add(12*time.Minute), needsReboot("boot-3", "boot-3"), first, update)
+		if got := reconcileNode(t, o, sc, c); len(got) != 3 {
+			t.Fatalf("an update's reboot was taken for a loop: %+v", specs(got))
+		}
+		if Quarantined(getNode(t, c)) {
+			t.Fatal("quarantined")
+		}
+	})
+
 	t.Run("needs a week apart", func(t *testing.T) {
 		weekly := finished("n1-b-1", "boot-2", "boot-3", v1alpha1.PhaseSucceeded, t0.Add(7*24*time.Hour), t0.Add(7*24*time.Hour+5*time.Minute))
 		o, sc, c := newTestOpener(t0.Add(14*24*time.Hour), needsReboot("boot-3", "boot-3"), first, weekly)
