@@ -179,7 +179,7 @@ func agentBack(ctx context.Context, s *scope) (bool, time.Duration, error) {
 		return false, 0, err
 	}
 	s.nc.Status.Message = fmt.Sprintf("Waiting for a Ready nodecycle agent pod (%s) on the node", st.agentSelector)
-	return true, gatePollInterval, nil
+	return true, agentPollInterval, nil
 }
 
 // strategiesReady runs every strategy's Check: one that fails ends the

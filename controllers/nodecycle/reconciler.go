@@ -35,6 +35,10 @@ const (
 	// gatePollInterval: blocking pods and alerts are not watched, so a
 	// blocked NodeCycle looks again this often.
 	gatePollInterval = 10 * time.Second
+	// agentPollInterval: a NodeCycle waiting for the node's agent looks
+	// again this often (a cache read); the first look at a cluster whose
+	// pod cache has just started may see no agent yet.
+	agentPollInterval = 2 * time.Second
 	// conflictRetry: a write that lost to another writer is tried again
 	// after this long, on the object read again.
 	conflictRetry = 10 * time.Millisecond

@@ -46,8 +46,10 @@ func TestEscalation(t *testing.T) {
 		}
 		h.open(v1alpha1.StrategyReboot)
 		for range 3 {
-			h.settle()
-			h.clock.Step(gatePollInterval)
+			if res := h.settle(); res.RequeueAfter != agentPollInterval {
+				t.Fatalf("requeue after %s, want %s", res.RequeueAfter, agentPollInterval)
+			}
+			h.clock.Step(agentPollInterval)
 		}
 		nc := h.cycle()
 		if nc.Status.Phase != v1alpha1.PhasePending || !strings.HasPrefix(nc.Status.Message, "Waiting for a Ready nodecycle agent pod") || h.node().Spec.Unschedulable {
