@@ -141,7 +141,9 @@ func (c *gateCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	var policies v1alpha1.NodeCyclePolicyList
 	if err := c.reader.List(context.Background(), &policies); err != nil {
-		ch <- prometheus.NewInvalidMetric(gateClosedDesc, err)
+		// Before the cache has started (a scrape right after the start):
+		// the policies' gauges come with the next scrape; an invalid
+		// metric would fail the whole scrape.
 		return
 	}
 	for _, p := range policies.Items {

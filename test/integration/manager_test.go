@@ -227,7 +227,7 @@ var _ = Describe("Manager", func() {
 		Expect(maxCordoned).To(Equal(0))
 	})
 
-	It("requests an in-place reboot only while a Ready agent pod runs on the node", func() {
+	It("requests an in-place reboot only while a Ready agent pod runs on the node, waiting for one before the cordon", func() {
 		c := newCluster("agentpod", 2)
 		for _, a := range c.agents {
 			a.requireReboot()
@@ -245,14 +245,24 @@ var _ = Describe("Manager", func() {
 		defer stop()
 
 		Eventually(c.phases).Should(Equal(map[string][]v1alpha1.Phase{
-			c.node(1): {v1alpha1.PhaseSucceeded}, c.node(2): {v1alpha1.PhaseFailed},
+			c.node(1): {v1alpha1.PhaseSucceeded}, c.node(2): {v1alpha1.PhasePending},
 		}))
-		nc := c.cycleOf(c.node(2))
-		Expect(nc.Status.Reason).To(Equal(v1alpha1.ReasonAgentNotReady))
-		Expect(nc.Status.Message).To(ContainSubstring("No Ready nodecycle agent pod (app=nodecycle-agent) runs on the node"))
+		Eventually(func() string { return c.messageOf(c.node(2)) }).Should(Equal("Waiting for a Ready nodecycle agent pod (app=nodecycle-agent) on the node"))
+		Consistently(func() bool { return c.getNode(c.node(2)).Spec.Unschedulable }, 2*time.Second).Should(BeFalse(), "a node without an agent is not cordoned")
 		_, requested := c.inv.snapshot()
 		Expect(requested).NotTo(HaveKey(c.node(2)), "no reboot was requested from a node without an agent")
 		Expect(c.agents[c.node(2)].reboots()).To(Equal(0))
+
+		By("its agent coming back")
+		Expect(env.Client.Create(c.ctx, &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: "agent-2", Namespace: c.name, Labels: map[string]string{"app": "nodecycle-agent"},
+				OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "DaemonSet", Name: "nodecycle-agent", UID: "0d7f3a8e-1111-4222-8333-944455556666", Controller: ptr.To(true)}}},
+			Spec: corev1.PodSpec{NodeName: c.node(2), TerminationGracePeriodSeconds: ptr.To(int64(0)),
+				Containers: []corev1.Container{{Name: "agent", Image: "nodecycle"}}},
+		})).To(Succeed())
+		Eventually(c.phases, 2*time.Minute).Should(Equal(map[string][]v1alpha1.Phase{
+			c.node(1): {v1alpha1.PhaseSucceeded}, c.node(2): {v1alpha1.PhaseSucceeded},
+		}))
 		c.expectNothingCordoned()
 	})
 
