@@ -235,12 +235,7 @@ var _ = Describe("Manager", func() {
 		// Node 1 has a Ready agent pod (the simulated kubelet runs it); node 2
 		// has none. Like the real one it belongs to a DaemonSet, so the drain
 		// leaves it running.
-		Expect(env.Client.Create(c.ctx, &corev1.Pod{
-			ObjectMeta: metav1.ObjectMeta{Name: "agent-1", Namespace: c.name, Labels: map[string]string{"app": "nodecycle-agent"},
-				OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "DaemonSet", Name: "nodecycle-agent", UID: "0d7f3a8e-1111-4222-8333-944455556666", Controller: ptr.To(true)}}},
-			Spec: corev1.PodSpec{NodeName: c.node(1), TerminationGracePeriodSeconds: ptr.To(int64(0)),
-				Containers: []corev1.Container{{Name: "agent", Image: "nodecycle"}}},
-		})).To(Succeed())
+		createAgentPod(c, 1)
 		stop := startManager(c.managerFlags("--agent-pod-selector=app=nodecycle-agent", "--retry-backoff=1h")...)
 		defer stop()
 
@@ -254,12 +249,7 @@ var _ = Describe("Manager", func() {
 		Expect(c.agents[c.node(2)].reboots()).To(Equal(0))
 
 		By("its agent coming back")
-		Expect(env.Client.Create(c.ctx, &corev1.Pod{
-			ObjectMeta: metav1.ObjectMeta{Name: "agent-2", Namespace: c.name, Labels: map[string]string{"app": "nodecycle-agent"},
-				OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "DaemonSet", Name: "nodecycle-agent", UID: "0d7f3a8e-1111-4222-8333-944455556666", Controller: ptr.To(true)}}},
-			Spec: corev1.PodSpec{NodeName: c.node(2), TerminationGracePeriodSeconds: ptr.To(int64(0)),
-				Containers: []corev1.Container{{Name: "agent", Image: "nodecycle"}}},
-		})).To(Succeed())
+		createAgentPod(c, 2)
 		Eventually(c.phases, 2*time.Minute).Should(Equal(map[string][]v1alpha1.Phase{
 			c.node(1): {v1alpha1.PhaseSucceeded}, c.node(2): {v1alpha1.PhaseSucceeded},
 		}))
@@ -325,3 +315,15 @@ var _ = Describe("Manager", func() {
 		Entry("after the reboot request", v1alpha1.PhaseWaitingForNodeReady),
 	)
 })
+
+// createAgentPod runs an agent pod on node i of c (the simulated kubelet
+// makes it Ready). Like the real one it belongs to a DaemonSet, so the
+// drain leaves it running.
+func createAgentPod(c *cluster, i int) {
+	Expect(env.Client.Create(c.ctx, &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("agent-%d", i), Namespace: c.name, Labels: map[string]string{"app": "nodecycle-agent"},
+			OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "DaemonSet", Name: "nodecycle-agent", UID: "0d7f3a8e-1111-4222-8333-944455556666", Controller: ptr.To(true)}}},
+		Spec: corev1.PodSpec{NodeName: c.node(i), TerminationGracePeriodSeconds: ptr.To(int64(0)),
+			Containers: []corev1.Container{{Name: "agent", Image: "nodecycle"}}},
+	})).To(Succeed())
+}
