@@ -12,7 +12,7 @@ import (
 
 // reasonArg is the position of the reason among the arguments of the calls
 // that record one.
-var reasonArg = map[string]int{"event": 1, "fail": 0, "finish": 1, "escalateOrFail": 0, "Eventf": 3, "SetMaintenanceCondition": 4}
+var reasonArg = map[string]int{"event": 1, "fail": 0, "finish": 1, "escalateOrFail": 0, "Eventf": 3, "SetMaintenanceCondition": 4, "waitFor": 0, "condition": 2}
 
 // Every reason the manager writes is a constant of the API package (and
 // so in docs/reference.md): no call passes a string literal as a reason.

@@ -25,8 +25,10 @@ const (
 	// step passes within one reconcile, so the condition is not written for it
 	// (one Node write less per cycle).
 	ReasonCordoning Reason = "Cordoning"
-	// `MaintenanceInProgress=True`: its pods are being evicted (the `Cordoned`
-	// Event says the drain begins).
+	// `MaintenanceInProgress=True`, `DrainInProgress=True`: its pods are being
+	// evicted (the `Cordoned` Event says the drain begins; the message names
+	// the pods left and what holds each: a PodDisruptionBudget, an eviction
+	// responder).
 	ReasonDraining Reason = "Draining"
 	// Event: the agent was asked to reboot (the condition says
 	// `WaitingForNodeReady` from then on).
@@ -53,8 +55,14 @@ const (
 	// Node to be Ready.
 	ReasonWaitingForReplacement Reason = "WaitingForReplacement"
 
-	// `MaintenanceInProgress=False`: a NodeCycle waits (slot, window, gate).
+	// `MaintenanceInProgress=False`, `DrainInProgress=False`, `Drained=False`:
+	// a NodeCycle waits (slot, window, gate); `MaintenancePlanned=True` says
+	// for what.
 	ReasonMaintenancePending Reason = "MaintenancePending"
+	// `MaintenanceInProgress`, `MaintenancePlanned`, `DrainInProgress`,
+	// `Drained` all False: no NodeCycle works on the node any more (its
+	// NodeCycle was deleted, or ended while the manager was away).
+	ReasonNoMaintenance Reason = "NoMaintenance"
 	// `MaintenanceInProgress=False`, Event: done and verified.
 	ReasonMaintenanceCompleted Reason = "MaintenanceCompleted"
 	// `MaintenanceInProgress=False`, Warning Event: failed; the message says
@@ -74,16 +82,47 @@ const (
 	ReasonQuarantineLifted Reason = "QuarantineLifted"
 )
 
+// Reasons of the MaintenancePlanned condition, True while a NodeCycle waits
+// for the node: what it waits for (the message says more and, for a window
+// or a freeze, until when). False says `MaintenanceStarted` once the
+// maintenance took its slot, then the end's reason.
+const (
+	// `MaintenancePlanned=True`: another node of the cluster (or of the
+	// topology zone) holds the maintenance slot.
+	ReasonWaitingForSlot Reason = "WaitingForSlot"
+	// `MaintenancePlanned=True`: outside the maintenance windows; the message
+	// says when the next opens.
+	ReasonOutsideMaintenanceWindow Reason = "OutsideMaintenanceWindow"
+	// `MaintenancePlanned=True`: nodecycle, the NodeCyclePolicy or the
+	// Cluster API Cluster is paused.
+	ReasonPaused Reason = "Paused"
+	// `MaintenancePlanned=True`: the cluster settles after the last node's
+	// maintenance (`settleTime`).
+	ReasonSettling Reason = "Settling"
+	// `MaintenancePlanned=True`: PodDisruptionBudgets of the node's pods are
+	// not healthy.
+	ReasonPodDisruptionBudgetsUnhealthy Reason = "PodDisruptionBudgetsUnhealthy"
+	// `MaintenancePlanned=True`: a blocking alert fires, or Alertmanager
+	// cannot say (fail closed).
+	ReasonBlockingAlerts Reason = "BlockingAlerts"
+	// `MaintenancePlanned=True`: a blocking pod runs on the node.
+	ReasonBlockingPod Reason = "BlockingPod"
+	// `MaintenancePlanned=True`: the node is not Ready yet, or its agent
+	// pod is not (after a reboot).
+	ReasonNodeNotReady Reason = "NodeNotReady"
+)
+
 // Reasons of Events about a node's maintenance (on the Node, or in Cluster
 // API mode on its Machine).
 const (
 	// Event: a node needs a reboot; a NodeCycle was opened (or an on-demand
 	// request was accepted).
 	ReasonNodeCycleCreated Reason = "NodeCycleCreated"
-	// Event: the NodeCycle took a maintenance slot.
+	// Event, `MaintenancePlanned=False`: the NodeCycle took a maintenance
+	// slot.
 	ReasonMaintenanceStarted Reason = "MaintenanceStarted"
-	// Event: a freeze holds the maintenance: frozen until when, and why
-	// (once per freeze).
+	// Event, `MaintenancePlanned=True`: a freeze holds the maintenance:
+	// frozen until when, and why (the Event once per freeze).
 	ReasonFrozen Reason = "Frozen"
 	// Event: nodecycle cordoned the node.
 	ReasonCordoned Reason = "Cordoned"
@@ -100,7 +139,7 @@ const (
 	// Event: the drain ended (timeout, refusal, NodeCycle deleted) with
 	// EvictionRequests open; they were withdrawn.
 	ReasonEvictionsWithdrawn Reason = "EvictionsWithdrawn"
-	// Event: no pod left to evict.
+	// Event, `Drained=True`, `DrainInProgress=False`: no pod left to evict.
 	ReasonDrained Reason = "Drained"
 	// Warning Event: the drain timeout passed with `deleteAfterTimeout`: the
 	// pods left were deleted and the maintenance went on.

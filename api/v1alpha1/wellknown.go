@@ -9,6 +9,21 @@ const (
 	ConditionRebootRequired = "RebootRequired"
 	// ConditionMaintenanceInProgress is the Node condition written only by the manager.
 	ConditionMaintenanceInProgress = "MaintenanceInProgress"
+	// ConditionMaintenancePlanned is a Kubernetes node lifecycle condition
+	// (core/v1 from Kubernetes 1.37, KEP-5683, "set and cleared by the
+	// admin"), written only by the manager, in the same patch as
+	// MaintenanceInProgress: True while a NodeCycle waits for the node, the
+	// reason saying what it waits for.
+	ConditionMaintenancePlanned = "MaintenancePlanned"
+	// ConditionDrainInProgress is a Kubernetes node lifecycle condition
+	// written only by the manager: True while nodecycle drains the node, the
+	// message naming the pods left and what holds them.
+	ConditionDrainInProgress = "DrainInProgress"
+	// ConditionDrained is a Kubernetes node lifecycle condition written only
+	// by the manager: True from the end of nodecycle's drain to the end of
+	// the maintenance. The three, and MaintenanceInProgress, are False once
+	// no NodeCycle works on the node.
+	ConditionDrained = "Drained"
 	// ConditionValid is the NodeCyclePolicy condition that says whether the
 	// policy can be used.
 	ConditionValid = "Valid"

@@ -133,7 +133,7 @@ func pending(_ context.Context, s *scope) (bool, time.Duration, error) {
 // remediation's very reason.
 func nodeReady(_ context.Context, s *scope) (bool, time.Duration, error) {
 	if !nodes.IsReady(s.node) && s.nc.Spec.Remediation == "" {
-		s.nc.Status.Message = "Waiting for the node to be Ready before starting"
+		s.waitFor(v1alpha1.ReasonNodeNotReady, "Waiting for the node to be Ready before starting")
 		return true, slotPollInterval, nil
 	}
 	return false, 0, nil
@@ -146,7 +146,7 @@ func clusterNotPaused(ctx context.Context, s *scope) (bool, time.Duration, error
 	if err != nil || why == "" {
 		return err != nil, 0, err
 	}
-	s.nc.Status.Message = "Waiting: " + why
+	s.waitFor(v1alpha1.ReasonPaused, "Waiting: "+why)
 	return true, slotPollInterval, nil
 }
 
@@ -178,7 +178,7 @@ func agentBack(ctx context.Context, s *scope) (bool, time.Duration, error) {
 	if err != nil || ready {
 		return false, 0, err
 	}
-	s.nc.Status.Message = fmt.Sprintf("Waiting for a Ready nodecycle agent pod (%s) on the node", st.agentSelector)
+	s.waitFor(v1alpha1.ReasonNodeNotReady, fmt.Sprintf("Waiting for a Ready nodecycle agent pod (%s) on the node", st.agentSelector))
 	return true, agentPollInterval, nil
 }
 

@@ -32,7 +32,7 @@ func (r *Reconciler) window(_ context.Context, s *scope) (bool, time.Duration, e
 		return true, 0, nil
 	}
 	if !open {
-		s.nc.Status.Message = fmt.Sprintf("Outside the maintenance windows; the next opens at %s", next.UTC().Format(time.RFC3339))
+		s.waitFor(v1alpha1.ReasonOutsideMaintenanceWindow, fmt.Sprintf("Outside the maintenance windows; the next opens at %s", next.UTC().Format(time.RFC3339)))
 		return true, next.Sub(s.now), nil
 	}
 	return false, 0, nil
@@ -66,7 +66,7 @@ func (r *Reconciler) notFrozen(ctx context.Context, s *scope) (bool, time.Durati
 	if s.before.Status.Message != msg {
 		s.event(corev1.EventTypeNormal, v1alpha1.ReasonFrozen, "%s", msg)
 	}
-	s.nc.Status.Message = msg
+	s.waitFor(v1alpha1.ReasonFrozen, msg)
 	return true, until.Sub(s.now), nil
 }
 
@@ -84,7 +84,7 @@ func (r *Reconciler) notPaused(ctx context.Context, s *scope) (bool, time.Durati
 	if err != nil || why == "" {
 		return err != nil, 0, err
 	}
-	s.nc.Status.Message = "Waiting: paused, " + why
+	s.waitFor(v1alpha1.ReasonPaused, "Waiting: paused, "+why)
 	return true, slotPollInterval, nil
 }
 
@@ -140,8 +140,8 @@ func (r *Reconciler) settled(ctx context.Context, s *scope) (bool, time.Duration
 	if since >= settle.Duration {
 		return false, 0, nil
 	}
-	s.nc.Status.Message = fmt.Sprintf("Waiting: settling for %s after the maintenance of node %s ended at %s",
-		settle.Duration, last.Spec.NodeName, last.Status.CompletionTime.UTC().Format(time.RFC3339))
+	s.waitFor(v1alpha1.ReasonSettling, fmt.Sprintf("Waiting: settling for %s after the maintenance of node %s ended at %s",
+		settle.Duration, last.Spec.NodeName, last.Status.CompletionTime.UTC().Format(time.RFC3339)))
 	return true, settle.Duration - since, nil
 }
 
@@ -169,7 +169,7 @@ func (r *Reconciler) healthyBudgets(ctx context.Context, s *scope) (bool, time.D
 	if len(unhealthy) > 5 {
 		unhealthy = append(unhealthy[:5], fmt.Sprintf("and %d more", len(unhealthy)-5))
 	}
-	s.nc.Status.Message = "Waiting: PodDisruptionBudgets not healthy yet: " + strings.Join(unhealthy, ", ")
+	s.waitFor(v1alpha1.ReasonPodDisruptionBudgetsUnhealthy, "Waiting: PodDisruptionBudgets not healthy yet: "+strings.Join(unhealthy, ", "))
 	return true, gatePollInterval, nil
 }
 
@@ -182,16 +182,16 @@ func (r *Reconciler) noBlockingAlerts(ctx context.Context, s *scope) (bool, time
 		return false, 0, nil
 	}
 	if notAllowed := gates.AlertmanagerAllowed(alerts, s.nc.Namespace, r.Config.Namespace, r.Config.AlertmanagerURLs); notAllowed != nil {
-		s.nc.Status.Message = fmt.Sprintf("Waiting: %v", notAllowed)
+		s.waitFor(v1alpha1.ReasonBlockingAlerts, fmt.Sprintf("Waiting: %v", notAllowed))
 		return true, gatePollInterval, nil
 	}
 	firing, err := gates.BlockingAlerts(ctx, nil, alerts)
 	switch {
 	case err != nil:
-		s.nc.Status.Message = fmt.Sprintf("Waiting: %v", err)
+		s.waitFor(v1alpha1.ReasonBlockingAlerts, fmt.Sprintf("Waiting: %v", err))
 		return true, gatePollInterval, nil
 	case len(firing) > 0:
-		s.nc.Status.Message = fmt.Sprintf("Waiting: blocking alerts are firing: %s", strings.Join(firing, ", "))
+		s.waitFor(v1alpha1.ReasonBlockingAlerts, "Waiting: blocking alerts are firing: "+strings.Join(firing, ", "))
 		return true, gatePollInterval, nil
 	}
 	return false, 0, nil
@@ -210,7 +210,7 @@ func (r *Reconciler) noBlockingPods(ctx context.Context, s *scope) (bool, time.D
 		return true, 0, nil
 	}
 	if blocker != "" {
-		s.nc.Status.Message = fmt.Sprintf("Waiting: pod %s runs on the node (%s)", blocker, why)
+		s.waitFor(v1alpha1.ReasonBlockingPod, fmt.Sprintf("Waiting: pod %s runs on the node (%s)", blocker, why))
 		return true, gatePollInterval, nil
 	}
 	return false, 0, nil

@@ -27,6 +27,9 @@ type scope struct {
 	now    time.Time
 	table  Table
 	events []pendingEvent
+	// waiting is what a Pending NodeCycle waits for, as the reason of the
+	// Node's MaintenancePlanned (set with its message by waitFor).
+	waiting v1alpha1.Reason
 }
 
 type pendingEvent struct {
@@ -57,6 +60,12 @@ func (s *scope) event(eventType string, reason v1alpha1.Reason, format string, a
 // whatever their messages say.
 func (s *scope) eventAbout(related runtime.Object, eventType string, reason v1alpha1.Reason, format string, args ...any) {
 	s.events = append(s.events, pendingEvent{eventType: eventType, reason: reason, message: fmt.Sprintf(format, args...), related: related})
+}
+
+// waitFor holds the NodeCycle in Pending for reason, which message tells.
+func (s *scope) waitFor(reason v1alpha1.Reason, message string) {
+	s.waiting = reason
+	s.nc.Status.Message = message
 }
 
 // discard forgets what the reconcile changed since the last save.

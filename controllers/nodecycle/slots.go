@@ -54,14 +54,14 @@ const waitingForSlot = "Waiting for a maintenance slot ("
 // every node that goes through maintenance.
 func (r *Reconciler) waitForSlot(s *scope, c slots, queued bool) {
 	if c.zoneBusy != "" {
-		s.nc.Status.Message = fmt.Sprintf("Waiting for a maintenance slot: %s (at most one per %s)", c.zoneBusy, r.Config.TopologyKey)
+		s.waitFor(v1alpha1.ReasonWaitingForSlot, fmt.Sprintf("Waiting for a maintenance slot: %s (at most one per %s)", c.zoneBusy, r.Config.TopologyKey))
 		return
 	}
 	taken := c.taken
 	if queued {
 		taken = min(taken+c.ahead, c.max)
 	}
-	s.nc.Status.Message = fmt.Sprintf("%s%d of %d taken; kubectl get nodecycles shows which)", waitingForSlot, taken, c.max)
+	s.waitFor(v1alpha1.ReasonWaitingForSlot, fmt.Sprintf("%s%d of %d taken; kubectl get nodecycles shows which)", waitingForSlot, taken, c.max))
 }
 
 // countSlots counts the slots of the NodeCycle's cluster: the NodeCycles

@@ -43,62 +43,136 @@ func (r *Reconciler) save(ctx context.Context, s *scope) error {
 	return nil
 }
 
-// leaving writes MaintenanceInProgress=False before the reconcile's save ends
-// the NodeCycle, which frees its slot: the next node's True must never
-// overlap this one's.
+// leaving writes the Node's conditions of the end before the reconcile's
+// save ends the NodeCycle, which frees its slot: the next node's
+// MaintenanceInProgress=True must never overlap this one's.
 func (r *Reconciler) leaving(ctx context.Context, s *scope) error {
 	if s.node == nil || !s.nc.Status.Phase.Terminal() || s.before.Status.Phase.Terminal() {
 		return nil
 	}
-	return r.setCondition(ctx, s)
+	return r.setConditions(ctx, s)
 }
 
 // publish tells the operator, after the reconcile is saved: Events on the Node
-// (or its Machine) and the Node's MaintenanceInProgress condition.
+// (or its Machine) and the Node's conditions.
 func (r *Reconciler) publish(ctx context.Context, s *scope) {
 	s.publishEvents()
 	if s.node == nil {
 		return
 	}
-	if err := r.setCondition(ctx, s); err != nil {
-		logf.FromContext(ctx).Error(err, "Updating node condition")
+	if err := r.setConditions(ctx, s); err != nil {
+		logf.FromContext(ctx).Error(err, "Updating node conditions")
 	}
 }
 
-// setCondition writes the Node's MaintenanceInProgress for the NodeCycle's
-// phase, only when it says something new. Each write is a Node status
-// patch, so: a quiet phase (one that passes within a reconcile or two:
-// Cordoning, Rebooting, Uncordoning) is not written, and a message alone
-// (drain progress, a wait's detail) refreshes the condition at most every
-// messageRefresh. Status and reason are always written at once.
-func (r *Reconciler) setCondition(ctx context.Context, s *scope) error {
-	status, reason := corev1.ConditionFalse, v1alpha1.ReasonMaintenancePending
+// setConditions writes the Node's lifecycle conditions (MaintenancePlanned,
+// DrainInProgress, Drained, MaintenanceInProgress) for the NodeCycle's
+// phase, in one Node status patch, only when they say something new. So: a
+// quiet phase (one that passes within a reconcile or two: Cordoning,
+// Rebooting, Uncordoning) is not written, and a message alone (drain
+// progress, a wait's detail) is written at most every messageRefresh; while
+// the drain runs, its condition is rewritten at least every drainHeartbeat
+// (its heartbeat says the drain is alive). Status and reason are always
+// written at once.
+func (r *Reconciler) setConditions(ctx context.Context, s *scope) error {
 	spec, known := s.phase()
-	switch p := s.nc.Status.Phase; {
-	case spec.Quiet:
+	if spec.Quiet {
 		return nil
+	}
+	var write []corev1.NodeCondition
+	due := false
+	for _, w := range s.lifecycle(spec, known) {
+		c := nodes.Condition(s.node, w.Type)
+		if nodes.SameCondition(c, w) {
+			if w.Type == v1alpha1.ConditionDrainInProgress && w.Status == corev1.ConditionTrue && s.now.Sub(c.LastHeartbeatTime.Time) >= drainHeartbeat {
+				write, due = append(write, w), true
+			}
+			continue
+		}
+		write = append(write, w)
+		if c == nil || c.Status != w.Status || c.Reason != w.Reason || s.now.Sub(c.LastHeartbeatTime.Time) >= messageRefresh {
+			due = true
+		}
+	}
+	if !due {
+		return nil
+	}
+	return nodes.PatchConditions(ctx, s.workload().Client, s.node, write, s.now)
+}
+
+// lifecycle is what the Node's lifecycle conditions say in the NodeCycle's
+// phase (see ConditionMaintenancePlanned).
+func (s *scope) lifecycle(spec PhaseSpec, known bool) []corev1.NodeCondition {
+	p := s.nc.Status.Phase
+	msg := s.nc.Status.Message
+	end := v1alpha1.ReasonMaintenancePending // also the reason of what has not begun
+	switch p {
+	case v1alpha1.PhaseSucceeded:
+		end = v1alpha1.ReasonMaintenanceCompleted
+	case v1alpha1.PhaseFailed:
+		end = v1alpha1.ReasonMaintenanceFailed
+	case v1alpha1.PhaseSkipped:
+		end = v1alpha1.ReasonMaintenanceSkipped
+	}
+	planned := condition(v1alpha1.ConditionMaintenancePlanned, false, end, "")
+	draining := condition(v1alpha1.ConditionDrainInProgress, false, end, "")
+	drained := condition(v1alpha1.ConditionDrained, false, end, "")
+	inProgress := condition(v1alpha1.ConditionMaintenanceInProgress, false, end, msg)
+	switch {
+	case p == "" || p == v1alpha1.PhasePending:
+		why := s.waiting
+		if why == "" {
+			why = v1alpha1.ReasonMaintenancePending
+		}
+		planned = condition(v1alpha1.ConditionMaintenancePlanned, true, why, msg)
 	case p.Active():
-		status, reason = corev1.ConditionTrue, spec.Reason
+		reason := spec.Reason
 		if !known {
 			reason = v1alpha1.Reason(p)
 		}
-	case p == v1alpha1.PhaseSucceeded:
-		reason = v1alpha1.ReasonMaintenanceCompleted
-	case p == v1alpha1.PhaseFailed:
-		reason = v1alpha1.ReasonMaintenanceFailed
-	case p == v1alpha1.PhaseSkipped:
-		reason = v1alpha1.ReasonMaintenanceSkipped
+		planned = condition(v1alpha1.ConditionMaintenancePlanned, false, v1alpha1.ReasonMaintenanceStarted, "")
+		inProgress = condition(v1alpha1.ConditionMaintenanceInProgress, true, reason, msg)
+		switch {
+		case p == v1alpha1.PhaseDraining:
+			draining = condition(v1alpha1.ConditionDrainInProgress, true, v1alpha1.ReasonDraining, msg)
+			drained = condition(v1alpha1.ConditionDrained, false, v1alpha1.ReasonDraining, "")
+		case s.drainedFirst():
+			draining = condition(v1alpha1.ConditionDrainInProgress, false, v1alpha1.ReasonDrained, "")
+			drained = condition(v1alpha1.ConditionDrained, true, v1alpha1.ReasonDrained, "Drained by nodecycle; cordoned until the maintenance ends")
+		default: // a strategy that takes the node away drains it its own way
+			draining = condition(v1alpha1.ConditionDrainInProgress, false, reason, "")
+			drained = condition(v1alpha1.ConditionDrained, false, reason, "")
+		}
 	}
-	if c := nodes.Condition(s.node, v1alpha1.ConditionMaintenanceInProgress); c != nil && c.Status == status &&
-		c.Reason == string(reason) && s.now.Sub(c.LastHeartbeatTime.Time) < messageRefresh {
-		return nil
+	return []corev1.NodeCondition{planned, draining, drained, inProgress}
+}
+
+// drainedFirst says whether nodecycle drained the node before its
+// strategy began: the ladder's first strategy keeps the node (an
+// escalation keeps the node drained).
+func (s *scope) drainedFirst() bool {
+	if len(s.nc.Spec.Strategies) == 0 {
+		return false
 	}
-	return nodes.SetMaintenanceCondition(ctx, s.workload().Client, s.node, status, reason, s.nc.Status.Message, s.now)
+	st, ok := s.table[s.nc.Spec.Strategies[0]]
+	return ok && st.InPlace()
+}
+
+func condition(t corev1.NodeConditionType, status bool, reason v1alpha1.Reason, message string) corev1.NodeCondition {
+	st := corev1.ConditionFalse
+	if status {
+		st = corev1.ConditionTrue
+	}
+	return corev1.NodeCondition{Type: t, Status: st, Reason: string(reason), Message: message}
 }
 
 // messageRefresh is how often a condition whose status and reason stay is
-// rewritten for a new message.
-const messageRefresh = 10 * time.Second
+// rewritten for a new message; drainHeartbeat, how often DrainInProgress=True
+// is rewritten when nothing changed.
+const (
+	messageRefresh = 10 * time.Second
+	drainHeartbeat = 30 * time.Second
+)
 
 // publishEvents records the reconcile's Events. A reconcile whose save lost to a
 // conflict publishes them too: what it did to the cluster (a cordon lifted,

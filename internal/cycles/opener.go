@@ -158,7 +158,8 @@ func (r *Opener) backoff(node *corev1.Node, last *v1alpha1.NodeCycle) time.Durat
 }
 
 // cleanUpLeftovers undoes what nodecycle left on a node that no NodeCycle is
-// working on: a reboot request nobody waits for, and nodecycle's cordon once
+// working on: a reboot request nobody waits for, lifecycle conditions still
+// True (a NodeCycle deleted while it waited or worked), and nodecycle's cordon once
 // the node is Ready; but not while the last NodeCycle's reboot is pending
 // (acknowledged, the node still on its old boot). It reads the NodeCycles
 // from the API server first: the cache may not show one created a moment
@@ -167,7 +168,8 @@ func (r *Opener) cleanUpLeftovers(ctx context.Context, sc Scope, node *corev1.No
 	_, request := node.Annotations[v1alpha1.AnnotationRebootRequest]
 	_, cordoned := node.Annotations[v1alpha1.AnnotationCordonedBy]
 	tainted := nodes.HasWaitingTaint(node)
-	if !request && !tainted && (!cordoned || !nodes.IsReady(node)) {
+	stale := nodes.InMaintenance(node)
+	if !request && !tainted && !stale && (!cordoned || !nodes.IsReady(node)) {
 		return nil
 	}
 	if len(history) > 0 && RebootPending(node, &history[0]) {
@@ -188,6 +190,17 @@ func (r *Opener) cleanUpLeftovers(ctx context.Context, sc Scope, node *corev1.No
 			return fmt.Errorf("taking the waiting taint off node %s: %w", node.Name, err)
 		}
 		log.Info("Took off the waiting taint no NodeCycle waits for")
+	}
+	if stale {
+		want := make([]corev1.NodeCondition, len(nodes.LifecycleConditions))
+		for i, t := range nodes.LifecycleConditions {
+			want[i] = corev1.NodeCondition{Type: t, Status: corev1.ConditionFalse, Reason: string(v1alpha1.ReasonNoMaintenance),
+				Message: "No NodeCycle works on the node"}
+		}
+		if err := nodes.SetConditions(ctx, sc.W.Client, node, want, r.Clock.Now()); err != nil {
+			return err
+		}
+		log.Info("Cleared the maintenance conditions no NodeCycle stands behind")
 	}
 	if request {
 		if err := nodes.SetAnnotations(ctx, sc.W.Client, node, map[string]*string{v1alpha1.AnnotationRebootRequest: nil, v1alpha1.AnnotationRebootSignature: nil}); err != nil {

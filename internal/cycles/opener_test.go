@@ -153,3 +153,33 @@ func TestALeftWaitingTaintIsTakenOff(t *testing.T) {
 		t.Fatalf("taints %v, want only the other one", n.Spec.Taints)
 	}
 }
+
+// The lifecycle conditions of a NodeCycle deleted while it waited (or
+// worked) are cleared once no NodeCycle works on the node; the kubelet's
+// stay as they are.
+func TestLeftLifecycleConditionsAreCleared(t *testing.T) {
+	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1"},
+		Status: corev1.NodeStatus{NodeInfo: corev1.NodeSystemInfo{BootID: "boot-1"}, Conditions: []corev1.NodeCondition{
+			{Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "KubeletReady"},
+			{Type: v1alpha1.ConditionMaintenancePlanned, Status: corev1.ConditionTrue, Reason: string(v1alpha1.ReasonWaitingForSlot)},
+			{Type: v1alpha1.ConditionMaintenanceInProgress, Status: corev1.ConditionFalse, Reason: string(v1alpha1.ReasonMaintenancePending)},
+		}}}
+	waiting := &v1alpha1.NodeCycle{ObjectMeta: metav1.ObjectMeta{Namespace: testNamespace, Name: "n1-a-1"},
+		Spec: v1alpha1.NodeCycleSpec{NodeName: "n1", BootID: "boot-1", Attempt: 1}, Status: v1alpha1.NodeCycleStatus{Phase: v1alpha1.PhasePending}}
+	o, sc, c := newTestOpener(metav1.Now().Time, node, waiting)
+	if n := settleNode(t, o, sc, c, "n1"); !nodes.IsConditionTrue(n, v1alpha1.ConditionMaintenancePlanned) {
+		t.Fatal("MaintenancePlanned of a waiting NodeCycle was cleared")
+	}
+	if err := c.Delete(context.Background(), waiting); err != nil {
+		t.Fatal(err)
+	}
+	n := settleNode(t, o, sc, c, "n1")
+	for _, typ := range nodes.LifecycleConditions {
+		if got := nodes.Condition(n, typ); got == nil || got.Status != corev1.ConditionFalse || got.Reason != string(v1alpha1.ReasonNoMaintenance) {
+			t.Errorf("%s: %+v, want False/NoMaintenance", typ, got)
+		}
+	}
+	if !nodes.IsReady(n) || nodes.Condition(n, corev1.NodeReady).Reason != "KubeletReady" {
+		t.Errorf("Ready changed: %+v", nodes.Condition(n, corev1.NodeReady))
+	}
+}

@@ -40,12 +40,22 @@ func SameCondition(c *corev1.NodeCondition, want corev1.NodeCondition) bool {
 // type, so the other conditions (kubelet's, other controllers') are untouched.
 // The transition time moves only when the status changes.
 func ConditionPatch(current *corev1.NodeCondition, want corev1.NodeCondition, now time.Time) []byte {
-	want.LastHeartbeatTime = metav1.NewTime(now)
-	want.LastTransitionTime = metav1.NewTime(now)
-	if current != nil && current.Status == want.Status && !current.LastTransitionTime.IsZero() {
-		want.LastTransitionTime = current.LastTransitionTime
+	return ConditionsPatch([]*corev1.NodeCondition{current}, []corev1.NodeCondition{want}, now)
+}
+
+// ConditionsPatch is ConditionPatch for several conditions at once:
+// current[i] is the Node's condition of want[i]'s type (nil: none yet).
+func ConditionsPatch(current []*corev1.NodeCondition, want []corev1.NodeCondition, now time.Time) []byte {
+	out := make([]corev1.NodeCondition, len(want))
+	for i, w := range want {
+		w.LastHeartbeatTime = metav1.NewTime(now)
+		w.LastTransitionTime = metav1.NewTime(now)
+		if c := current[i]; c != nil && c.Status == w.Status && !c.LastTransitionTime.IsZero() {
+			w.LastTransitionTime = c.LastTransitionTime
+		}
+		out[i] = w
 	}
-	patch := map[string]any{"status": map[string]any{"conditions": []corev1.NodeCondition{want}}}
+	patch := map[string]any{"status": map[string]any{"conditions": out}}
 	b, _ := json.Marshal(patch) // a map of API types always marshals
 	return b
 }

@@ -198,21 +198,61 @@ func SetAnnotations(ctx context.Context, c client.Client, obj client.Object, set
 // SetMaintenanceCondition writes the MaintenanceInProgress condition on the
 // Node when it says something new.
 func SetMaintenanceCondition(ctx context.Context, c client.Client, node *corev1.Node, status corev1.ConditionStatus, reason v1alpha1.Reason, message string, now time.Time) error {
-	want := corev1.NodeCondition{Type: v1alpha1.ConditionMaintenanceInProgress, Status: status, Reason: string(reason), Message: message}
-	current := Condition(node, v1alpha1.ConditionMaintenanceInProgress)
-	if SameCondition(current, want) {
+	return SetConditions(ctx, c, node, []corev1.NodeCondition{{Type: v1alpha1.ConditionMaintenanceInProgress, Status: status, Reason: string(reason), Message: message}}, now)
+}
+
+// SetConditions writes, in one patch of the Node's status, the conditions
+// of want that say something new; none: no write.
+func SetConditions(ctx context.Context, c client.Client, node *corev1.Node, want []corev1.NodeCondition, now time.Time) error {
+	var changed []corev1.NodeCondition
+	for _, w := range want {
+		if !SameCondition(Condition(node, w.Type), w) {
+			changed = append(changed, w)
+		}
+	}
+	if len(changed) == 0 {
 		return nil
 	}
-	patch := ConditionPatch(current, want, now)
+	return PatchConditions(ctx, c, node, changed, now)
+}
+
+// PatchConditions writes the conditions in one patch of the Node's status,
+// their heartbeat now.
+func PatchConditions(ctx context.Context, c client.Client, node *corev1.Node, conditions []corev1.NodeCondition, now time.Time) error {
+	current := make([]*corev1.NodeCondition, len(conditions))
+	for i, w := range conditions {
+		current[i] = Condition(node, w.Type)
+	}
+	patch := ConditionsPatch(current, conditions, now)
 	if err := c.Status().Patch(ctx, node, client.RawPatch(types.StrategicMergePatchType, patch)); err != nil {
-		return fmt.Errorf("setting condition %s on node %s: %w", v1alpha1.ConditionMaintenanceInProgress, node.Name, err)
+		return fmt.Errorf("setting conditions on node %s: %w", node.Name, err)
 	}
 	return nil
 }
 
+// LifecycleConditions are the Node conditions the manager writes about a
+// node's maintenance: nodecycle's own MaintenanceInProgress and
+// Kubernetes' node lifecycle conditions.
+var LifecycleConditions = []corev1.NodeConditionType{
+	v1alpha1.ConditionMaintenancePlanned,
+	v1alpha1.ConditionDrainInProgress,
+	v1alpha1.ConditionDrained,
+	v1alpha1.ConditionMaintenanceInProgress,
+}
+
+// InMaintenance reports whether one of the LifecycleConditions is True on the node.
+func InMaintenance(node *corev1.Node) bool {
+	for _, t := range LifecycleConditions {
+		if IsConditionTrue(node, t) {
+			return true
+		}
+	}
+	return false
+}
+
 // Strip is a cache transform that keeps of a Node only what nodecycle
 // reads (its metadata without managed fields, spec, the boot ID, and the
-// conditions Ready, RebootRequired and MaintenanceInProgress): the image
+// conditions Ready, RebootRequired and the LifecycleConditions): the image
 // list, managed fields, capacity, addresses and the kubelet's other
 // conditions are most of a Node's size, times every Node of every
 // cluster. nodecycle only patches Nodes (never updates them whole), so what
@@ -236,6 +276,9 @@ var keptConditions = map[corev1.NodeConditionType]bool{
 	corev1.NodeReady:                        true,
 	v1alpha1.ConditionRebootRequired:        true,
 	v1alpha1.ConditionMaintenanceInProgress: true,
+	v1alpha1.ConditionMaintenancePlanned:    true,
+	v1alpha1.ConditionDrainInProgress:       true,
+	v1alpha1.ConditionDrained:               true,
 }
 
 // IndexCordonedBy is the cache index of Nodes that carry nodecycle's cordon.

@@ -8,10 +8,12 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
+	"github.com/nodecycle/nodecycle/internal/nodes"
 	"github.com/nodecycle/nodecycle/test/framework/sim"
 )
 
@@ -23,8 +25,15 @@ var _ = Describe("In-place reboot of a Cluster API node", func() {
 		nodeName := target.Status.NodeRef.Name
 		kubelet := startKubelet(env.Config, 3*time.Second)
 		// Cluster API's own MachineHealthCheck: a node NotReady for 1s is
-		// unhealthy, and its Machine would be replaced.
-		Expect(k8s.Create(ctx, sim.MachineHealthCheck(ns, cluster, "pool", ""))).To(Succeed())
+		// unhealthy, and its Machine would be replaced. It is also
+		// misconfigured as users do: a node in maintenance (nodecycle's
+		// condition, Kubernetes' lifecycle ones) for 1s is "unhealthy" too.
+		mhc := sim.MachineHealthCheck(ns, cluster, "pool", "")
+		for _, t := range []corev1.NodeConditionType{v1alpha1.ConditionMaintenanceInProgress, v1alpha1.ConditionDrainInProgress, v1alpha1.ConditionDrained} {
+			mhc.Spec.Checks.UnhealthyNodeConditions = append(mhc.Spec.Checks.UnhealthyNodeConditions,
+				clusterv1.UnhealthyNodeCondition{Type: t, Status: corev1.ConditionTrue, TimeoutSeconds: ptr.To(int32(1))})
+		}
+		Expect(k8s.Create(ctx, mhc)).To(Succeed())
 		machineHealthy := func(name string) func(g Gomega) {
 			return func(g Gomega) {
 				m := &clusterv1.Machine{}
@@ -60,7 +69,13 @@ var _ = Describe("In-place reboot of a Cluster API node", func() {
 		Expect(m.Annotations).To(HaveKeyWithValue(v1alpha1.AnnotationSkipRemediationBy, ns+"/"+nc.Name))
 		Expect(nc.Spec.MachineName).To(Equal(target.Name))
 
-		By("the node is down for longer than the MachineHealthCheck allows, and its Machine stays")
+		By("the node is down, and in maintenance, for longer than the MachineHealthCheck allows, and its Machine stays")
+		Eventually(func(g Gomega) {
+			node := &corev1.Node{}
+			g.Expect(k8s.Get(ctx, client.ObjectKey{Name: nodeName}, node)).To(Succeed())
+			g.Expect(nodes.IsConditionTrue(node, v1alpha1.ConditionMaintenanceInProgress)).To(BeTrue())
+			g.Expect(nodes.IsConditionTrue(node, v1alpha1.ConditionDrained)).To(BeTrue())
+		}).Should(Succeed())
 		Consistently(func(g Gomega) {
 			rebooting := &clusterv1.Machine{}
 			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(&target), rebooting)).To(Succeed())

@@ -1,0 +1,83 @@
+package nodecycle
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/nodecycle/nodecycle/api/v1alpha1"
+	"github.com/nodecycle/nodecycle/internal/nodes"
+)
+
+// Kubernetes' node lifecycle conditions follow the NodeCycle:
+// MaintenancePlanned while it waits (saying for what), DrainInProgress while
+// the drain runs (its heartbeat rewritten while nothing else changes),
+// Drained from the end of the drain, and all of them False at the end.
+func TestLifecycleConditions(t *testing.T) {
+	h := newHarness(t)
+	h.cfg.Freezes = []v1alpha1.Freeze{{Start: epoch.Add(-time.Minute).Format(time.RFC3339), End: epoch.Add(time.Hour).Format(time.RFC3339), Reason: "release"}}
+	h.restart()
+	h.create(workloadPod("stuck", testNode, "demo/keep"))
+	h.open()
+	res := h.settle()
+	h.wantConditions("waiting", "True/Frozen", "False/MaintenancePending", "False/MaintenancePending", "False/MaintenancePending")
+	if c := nodes.Condition(h.node(), v1alpha1.ConditionMaintenancePlanned); !strings.Contains(c.Message, "frozen until") {
+		t.Errorf("MaintenancePlanned's message %q does not say until when", c.Message)
+	}
+
+	h.clock.Step(res.RequeueAfter)
+	h.runUntil(v1alpha1.PhaseDraining)
+	h.settle()
+	h.wantConditions("draining", "False/MaintenanceStarted", "True/Draining", "False/Draining", "True/Draining")
+	h.clock.Step(messageRefresh) // the drain's latest message is written
+	h.settle()
+	draining := nodes.Condition(h.node(), v1alpha1.ConditionDrainInProgress)
+	if !strings.Contains(draining.Message, "demo/stuck") {
+		t.Errorf("DrainInProgress's message %q does not name the pod left", draining.Message)
+	}
+	h.clock.Step(drainHeartbeat - time.Second)
+	h.reconcile()
+	if got := nodes.Condition(h.node(), v1alpha1.ConditionDrainInProgress); got.Message != draining.Message || !got.LastHeartbeatTime.Equal(&draining.LastHeartbeatTime) {
+		t.Fatalf("DrainInProgress rewritten with nothing new: %q at %s", got.Message, got.LastHeartbeatTime)
+	}
+	h.clock.Step(time.Second)
+	h.reconcile()
+	if got := nodes.Condition(h.node(), v1alpha1.ConditionDrainInProgress).LastHeartbeatTime; !got.After(draining.LastHeartbeatTime.Time) {
+		t.Errorf("DrainInProgress's heartbeat %s not rewritten after %s", got, drainHeartbeat)
+	}
+
+	pod := &corev1.Pod{}
+	if err := h.c.Get(h.ctx, client.ObjectKey{Namespace: "demo", Name: "stuck"}, pod); err == nil {
+		pod.Finalizers = nil
+		if err := h.c.Update(h.ctx, pod); err != nil {
+			t.Fatal(err)
+		}
+		_ = h.c.Delete(h.ctx, pod)
+	}
+	h.runUntil(v1alpha1.PhaseWaitingForNodeReady)
+	h.settle()
+	h.wantConditions("rebooting", "False/MaintenanceStarted", "False/Drained", "True/Drained", "True/WaitingForNodeReady")
+
+	h.boot("boot-2")
+	h.runUntil(v1alpha1.PhaseSucceeded)
+	h.wantConditions("done", "False/MaintenanceCompleted", "False/MaintenanceCompleted", "False/MaintenanceCompleted", "False/MaintenanceCompleted")
+}
+
+// wantConditions checks the node's MaintenancePlanned, DrainInProgress,
+// Drained and MaintenanceInProgress, each as "Status/Reason".
+func (h *harness) wantConditions(when string, want ...string) {
+	h.t.Helper()
+	n := h.node()
+	for i, t := range nodes.LifecycleConditions {
+		got := "absent"
+		if c := nodes.Condition(n, t); c != nil {
+			got = string(c.Status) + "/" + c.Reason
+		}
+		if got != want[i] {
+			h.t.Errorf("%s: %s is %s, want %s", when, t, got, want[i])
+		}
+	}
+}
