@@ -28,7 +28,9 @@ var _ = Describe("Node lifecycle conditions", func() {
 		defer stop()
 
 		Eventually(c.phases, time.Minute).Should(Equal(map[string][]v1alpha1.Phase{node: {v1alpha1.PhaseDraining}}))
-		Eventually(func() string { return h.seen(v1alpha1.PhaseDraining, "False/MaintenanceStarted True/Draining False/Draining True/Draining") }, 6*time.Second).
+		Eventually(func() string {
+			return h.seen(v1alpha1.PhaseDraining, "False/MaintenanceStarted True/Draining False/Draining True/Draining")
+		}, 6*time.Second).
 			Should(BeEmpty())
 		Expect(nodes.Condition(c.getNode(node), v1alpha1.ConditionDrainInProgress).Message).To(ContainSubstring("blocked by PDB"))
 		relaxPDB(c, "web")
