@@ -12,6 +12,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
 	"github.com/nodecycle/nodecycle/internal/nodes"
 )
@@ -21,7 +23,13 @@ var _ = Describe("Node lifecycle conditions", func() {
 		c := newCluster("lifecycle", 2)
 		node := c.node(1)
 		c.deploy("web", 2, 0)
-		h := recordLifecycle(c.ctx, node, func() v1alpha1.Phase { return c.cycleOf(node).Status.Phase })
+		h := recordLifecycle(c.ctx, node, func() v1alpha1.Phase {
+			var list v1alpha1.NodeCycleList
+			if err := env.Client.List(c.ctx, &list, client.InNamespace(c.name)); err != nil || len(list.Items) == 0 {
+				return ""
+			}
+			return list.Items[0].Status.Phase
+		})
 		c.agents[node].requireReboot()
 		freeze := fmt.Sprintf("--freeze=%s,%s,lifecycle test", time.Now().Add(-time.Minute).Format(time.RFC3339), time.Now().Add(4*time.Second).Format(time.RFC3339))
 		stop := startManager(c.managerFlags(freeze)...)
