@@ -193,9 +193,16 @@ func (r *Reconciler) uncordon(ctx context.Context, s *scope) (reconcile.Result, 
 			return reconcile.Result{}, err
 		}
 	}
+	s.finish(outcome, "", message)
+	// MachineHealthChecks are let back only once the node's conditions say
+	// the maintenance ended: one that (wrongly) counts MaintenanceInProgress
+	// or Drained as unhealthy would otherwise find them True for long past
+	// its timeout, and remediate a node that is fine.
+	if err := r.leaving(ctx, s); err != nil {
+		return reconcile.Result{}, err
+	}
 	if err := s.target.ResumeRemediation(ctx, cycles.Owner(s.nc)); err != nil {
 		return reconcile.Result{}, err
 	}
-	s.finish(outcome, "", message)
 	return reconcile.Result{}, nil
 }

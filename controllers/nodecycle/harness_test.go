@@ -52,6 +52,8 @@ type harness struct {
 	cfg    settings.Config
 	// machine makes the node a Cluster API Machine's (Target.Machine).
 	machine string
+	// resumed, when set, is called as a Machine's remediation resumes.
+	resumed func()
 	// intercept plays the API server's refusals.
 	intercept interceptor.Funcs
 }
@@ -101,7 +103,7 @@ func (h *harness) restart(strategies ...Strategy) {
 	local := cluster.Local{W: cluster.Workload{Client: h.c, Reader: h.c, AgentNamespace: testNamespace}, Recorder: h.events}
 	var clusters cluster.Clusters = local
 	if h.machine != "" {
-		clusters = machineClusters{Local: local, machine: h.machine}
+		clusters = machineClusters{Local: local, machine: h.machine, resumed: h.resumed}
 	}
 	h.r = New(h.c, h.c, h.events, h.clock, h.cfg, clusters, registry, NewMetrics(nil, clusters))
 	for _, s := range strategies {

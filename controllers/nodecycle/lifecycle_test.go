@@ -1,6 +1,7 @@
 package nodecycle
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -80,4 +81,38 @@ func (h *harness) wantConditions(when string, want ...string) {
 			h.t.Errorf("%s: %s is %s, want %s", when, t, got, want[i])
 		}
 	}
+}
+
+// A MachineHealthCheck is let back on the Machine (skip-remediation lifted)
+// only once the node's conditions say the maintenance ended: one that
+// counts MaintenanceInProgress or Drained as unhealthy must not find them
+// True, long past its timeout, without nodecycle's skip-remediation.
+func TestRemediationResumesAfterTheConditionsEnd(t *testing.T) {
+	h := newHarness(t, withMachine())
+	resumes := 0
+	h.resumed = func() {
+		resumes++
+		if nodes.InMaintenance(h.node()) {
+			t.Errorf("remediation resumed while the node's conditions say maintenance: %s", lifecycleOf(h.node()))
+		}
+	}
+	h.restart()
+	h.createMachine(testMachine, "ms-1", "")
+	h.open()
+	h.runUntil(v1alpha1.PhaseWaitingForNodeReady)
+	h.boot("boot-2")
+	h.runUntil(v1alpha1.PhaseSucceeded)
+	if resumes == 0 {
+		t.Fatal("the remediation never resumed")
+	}
+}
+
+func lifecycleOf(n *corev1.Node) string {
+	var out []string
+	for _, typ := range nodes.LifecycleConditions {
+		if c := nodes.Condition(n, typ); c != nil {
+			out = append(out, fmt.Sprintf("%s=%s", typ, c.Status))
+		}
+	}
+	return strings.Join(out, " ")
 }

@@ -99,16 +99,26 @@ func (p *memPower) calledWith(what string) int {
 type machineClusters struct {
 	cluster.Local
 	machine string
+	// resumed, when set, is called as the remediation of the Machine resumes.
+	resumed func()
 }
 
 func (m machineClusters) Target(ctx context.Context, nc *v1alpha1.NodeCycle) (cluster.Target, error) {
 	t, err := m.Local.Target(ctx, nc)
-	return machineTarget{Target: t, machine: m.machine}, err
+	return machineTarget{Target: t, machine: m.machine, resumed: m.resumed}, err
 }
 
 type machineTarget struct {
 	cluster.Target
 	machine string
+	resumed func()
 }
 
 func (t machineTarget) Machine() string { return t.machine }
+
+func (t machineTarget) ResumeRemediation(ctx context.Context, owner string) error {
+	if t.resumed != nil {
+		t.resumed()
+	}
+	return t.Target.ResumeRemediation(ctx, owner)
+}
