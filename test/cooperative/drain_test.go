@@ -83,7 +83,8 @@ func TestResponderThatNeverAnswersTimesOutAndIsWithdrawn(t *testing.T) {
 	}).Should(Succeed())
 	c.g.Expect(c.terminating(db)).To(BeFalse(), "a withdrawn eviction leaves the pod")
 	c.g.Expect(c.cordoned()).To(BeFalse())
-	c.g.Expect(nc.Finalizers).NotTo(ContainElement(v1alpha1.FinalizerWithdrawEvictions))
+	// Released right after the save that ended the NodeCycle.
+	c.g.Eventually(func() []string { return c.cycle().Finalizers }).ShouldNot(ContainElement(v1alpha1.FinalizerWithdrawEvictions))
 }
 
 // A pod without responders is evicted by the cluster's imperative evictor,
