@@ -65,6 +65,13 @@ func TestLifecycleConditions(t *testing.T) {
 	h.boot("boot-2")
 	h.runUntil(v1alpha1.PhaseSucceeded)
 	h.wantConditions("done", "False/MaintenanceCompleted", "False/MaintenanceCompleted", "False/MaintenanceCompleted", "False/MaintenanceCompleted")
+	// A patch leaves out an empty message: each condition says the end, not
+	// what it said while True.
+	for _, typ := range nodes.LifecycleConditions {
+		if c := nodes.Condition(h.node(), typ); c.Message != h.cycle().Status.Message {
+			t.Errorf("%s's message at the end: %q", typ, c.Message)
+		}
+	}
 }
 
 // wantConditions checks the node's MaintenancePlanned, DrainInProgress,

@@ -114,9 +114,11 @@ func (s *scope) lifecycle(spec PhaseSpec, known bool) []corev1.NodeCondition {
 	case v1alpha1.PhaseSkipped:
 		end = v1alpha1.ReasonMaintenanceSkipped
 	}
-	planned := condition(v1alpha1.ConditionMaintenancePlanned, false, end, "")
-	draining := condition(v1alpha1.ConditionDrainInProgress, false, end, "")
-	drained := condition(v1alpha1.ConditionDrained, false, end, "")
+	// Every condition gets a message: an empty one would leave the last
+	// one in place (a patch omits it).
+	planned := condition(v1alpha1.ConditionMaintenancePlanned, false, end, msg)
+	draining := condition(v1alpha1.ConditionDrainInProgress, false, end, msg)
+	drained := condition(v1alpha1.ConditionDrained, false, end, msg)
 	inProgress := condition(v1alpha1.ConditionMaintenanceInProgress, false, end, msg)
 	switch {
 	case p == "" || p == v1alpha1.PhasePending:
@@ -125,27 +127,34 @@ func (s *scope) lifecycle(spec PhaseSpec, known bool) []corev1.NodeCondition {
 			why = v1alpha1.ReasonMaintenancePending
 		}
 		planned = condition(v1alpha1.ConditionMaintenancePlanned, true, why, msg)
+		draining = condition(v1alpha1.ConditionDrainInProgress, false, end, notStarted)
+		drained = condition(v1alpha1.ConditionDrained, false, end, notStarted)
 	case p.Active():
 		reason := spec.Reason
 		if !known {
 			reason = v1alpha1.Reason(p)
 		}
-		planned = condition(v1alpha1.ConditionMaintenancePlanned, false, v1alpha1.ReasonMaintenanceStarted, "")
+		planned = condition(v1alpha1.ConditionMaintenancePlanned, false, v1alpha1.ReasonMaintenanceStarted, "The maintenance started")
 		inProgress = condition(v1alpha1.ConditionMaintenanceInProgress, true, reason, msg)
 		switch {
 		case p == v1alpha1.PhaseDraining:
 			draining = condition(v1alpha1.ConditionDrainInProgress, true, v1alpha1.ReasonDraining, msg)
-			drained = condition(v1alpha1.ConditionDrained, false, v1alpha1.ReasonDraining, "")
+			drained = condition(v1alpha1.ConditionDrained, false, v1alpha1.ReasonDraining, "The drain runs")
 		case s.drainedFirst():
-			draining = condition(v1alpha1.ConditionDrainInProgress, false, v1alpha1.ReasonDrained, "")
+			draining = condition(v1alpha1.ConditionDrainInProgress, false, v1alpha1.ReasonDrained, "The drain is done")
 			drained = condition(v1alpha1.ConditionDrained, true, v1alpha1.ReasonDrained, "Drained by nodecycle; cordoned until the maintenance ends")
 		default: // a strategy that takes the node away drains it its own way
-			draining = condition(v1alpha1.ConditionDrainInProgress, false, reason, "")
-			drained = condition(v1alpha1.ConditionDrained, false, reason, "")
+			draining = condition(v1alpha1.ConditionDrainInProgress, false, reason, byStrategy)
+			drained = condition(v1alpha1.ConditionDrained, false, reason, byStrategy)
 		}
 	}
 	return []corev1.NodeCondition{planned, draining, drained, inProgress}
 }
+
+const (
+	notStarted = "The maintenance has not started"
+	byStrategy = "The strategy takes the node away; nodecycle does not drain it"
+)
 
 // drainedFirst says whether nodecycle drained the node before its
 // strategy began: the ladder's first strategy keeps the node (an
