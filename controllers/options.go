@@ -191,7 +191,21 @@ func (o *Options) flagSet(usage io.Writer) (*flag.FlagSet, rawFlags) {
 	})
 	fs.BoolVar(&c.TaintWaitingNodes, "taint-waiting-nodes", false, "A node waiting for its maintenance carries the taint "+v1alpha1.TaintMaintenancePending+":PreferNoSchedule, so that pods evicted elsewhere avoid it; the cordon takes it off (a policy's taintWhileWaiting overrides it).")
 	fs.BoolVar(&c.ExcludeFromMedik8s, "medik8s-exclude-from-remediation", false, "Put medik8s' label "+settings.LabelMedik8sExclude+"=true on a node with the cordon (removed with the uncordon), so that medik8s does not remediate a node that is only rebooting.")
-	fs.BoolVar(&c.WaitForDaemonSetPods, "wait-for-daemonset-pods", false, "Uncordon a rebooted node only once its DaemonSet pods are Ready again (a policy's waitForPods overrides it).")
+	fs.BoolVar(&c.WaitForDaemonSetPods, "wait-for-daemonset-pods", def.WaitForDaemonSetPods, "Uncordon a rebooted node only once its DaemonSet pods are Ready again, those that were Ready when its maintenance began (a policy's waitForPods overrides it).")
+	fs.Func("startup-taints", "Comma-separated taint keys (a key ending in / is a prefix) that must be gone from a rebooted node before its uncordon; empty: none. Default: "+strings.Join(def.StartupTaints, ","), func(v string) error {
+		c.StartupTaints = nil
+		for k := range strings.SplitSeq(v, ",") {
+			if k = strings.TrimSpace(k); k == "" {
+				continue
+			}
+			if err := settings.ValidTaintKey(k); err != nil {
+				return fmt.Errorf("%q: %w", k, err)
+			}
+			c.StartupTaints = append(c.StartupTaints, k)
+		}
+		return nil
+	})
+	fs.DurationVar(&c.PodsReadyTimeout, "wait-for-pods-timeout", def.PodsReadyTimeout, "Time limit of the wait for a rebooted node's pods and startup taints; then its NodeCycle fails PodsNotReady (or StartupTaintsNotRemoved) and the node is uncordoned.")
 	fs.DurationVar(&c.HookTimeout, "hook-timeout", def.HookTimeout, "Time limit of each wait for pre-reboot.hook.nodecycle.io/* and post-reboot.hook.nodecycle.io/* annotations on a node in maintenance.")
 	fs.BoolVar(&o.ClusterAPI, "cluster-api", false, "Run in a Cluster API management cluster: handle the nodes of every workload Cluster (opted in by nodecycle.io/strategy on their MachineDeployments) instead of this cluster's.")
 	fs.BoolVar(&o.InstallAgent, "install-agent", true, "Cluster API mode: install the agent (config/workload, built in) in every workload Cluster labelled "+v1alpha1.LabelAgent+"=enabled, in any namespace, with server-side apply; re-applied every 10 minutes.")

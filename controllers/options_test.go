@@ -30,6 +30,9 @@ func TestParseOptionsRejectsBadInput(t *testing.T) {
 		{"malformed env", nil, map[string]string{"NODECYCLE_DRAIN_TIMEOUT": "soon"}, "NODECYCLE_DRAIN_TIMEOUT"},
 		{"freeze without a reason", []string{"--freeze=2026-12-19T18:00:00Z,2026-12-20T18:00:00Z"}, nil, "START,END,REASON"},
 		{"freeze of a year", nil, map[string]string{"NODECYCLE_FREEZE": "2026-12-19T18:00:00Z,2027-12-20T18:00:00Z,typo"}, "more than 31 days"},
+		{"startup taint not a key", []string{"--startup-taints=node.kubernetes.io/not-ready,bad key"}, nil, `invalid value "node.kubernetes.io/not-ready,bad key" for flag -startup-taints: "bad key": not a taint key`},
+		{"startup taint prefix not a domain", []string{"--startup-taints=Readiness_/"}, nil, "a key prefix must be a DNS subdomain"},
+		{"zero pods timeout", []string{"--wait-for-pods-timeout=0s"}, nil, "wait for pods timeout must be positive"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -56,6 +59,25 @@ func TestParseOptionsDefaultsAndFlags(t *testing.T) {
 	}
 	if !c.NodeSelector.Empty() || o.LeaderElectNS != "nodecycle-system" {
 		t.Fatalf("unexpected defaults: selector %q, lease namespace %q", c.NodeSelector, o.LeaderElectNS)
+	}
+	// A node returns to service only when it can serve: on by default.
+	if !c.WaitForDaemonSetPods || c.PodsReadyTimeout != 10*time.Minute || strings.Join(c.StartupTaints, ",") !=
+		"node.kubernetes.io/not-ready,node.kubernetes.io/unreachable,node.kubernetes.io/network-unavailable,node.cloudprovider.kubernetes.io/uninitialized,readiness.k8s.io/" {
+		t.Fatalf("unexpected defaults: wait for DaemonSet pods %t, startup taints %q, timeout %s", c.WaitForDaemonSetPods, c.StartupTaints, c.PodsReadyTimeout)
+	}
+	o, err = ParseOptions([]string{"--startup-taints=", "--wait-for-daemonset-pods=false"}, noEnv, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.Controllers.StartupTaints != nil || o.Controllers.WaitForDaemonSetPods || o.Controllers.CycleSpec("n1", nil).WaitForPods != nil {
+		t.Fatalf("the wait is not off: %q %t", o.Controllers.StartupTaints, o.Controllers.WaitForDaemonSetPods)
+	}
+	o, err = ParseOptions([]string{"--startup-taints= example.com/cni-not-ready , storage.example.com/"}, noEnv, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(o.Controllers.StartupTaints, ","); got != "example.com/cni-not-ready,storage.example.com/" {
+		t.Fatalf("startup taints %q", got)
 	}
 	o, err = ParseOptions([]string{"--node-selector=pool=workers", "--drain-timeout=90s", "--namespace=ops"}, noEnv, io.Discard)
 	if err != nil {

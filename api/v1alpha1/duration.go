@@ -122,6 +122,9 @@ func (s *NodeCycleSpec) DurationErr() error {
 	if s.Hooks != nil {
 		fields["spec.hooks.timeout"] = s.Hooks.Timeout
 	}
+	if s.WaitForPods != nil {
+		fields["spec.waitForPods.timeout"] = s.WaitForPods.Timeout
+	}
 	s.PowerCycle.durations("spec.", fields)
 	return durationErrs(fields)
 }
@@ -135,6 +138,9 @@ func (s *NodeCyclePolicySpec) DurationErr() error {
 	}
 	if s.Hooks != nil {
 		fields["spec.hooks.timeout"] = s.Hooks.Timeout
+	}
+	if s.WaitForPods != nil {
+		fields["spec.waitForPods.timeout"] = s.WaitForPods.Timeout
 	}
 	s.PowerCycle.durations("spec.", fields)
 	return durationErrs(fields)

@@ -40,7 +40,8 @@ const (
 	PhaseWaitingForPreRebootHooks  Phase = "WaitingForPreRebootHooks"
 	PhaseWaitingForPostRebootHooks Phase = "WaitingForPostRebootHooks"
 	// PhaseWaitingForPods: after the proof of reboot, the node's DaemonSet
-	// pods (or a selector's) are not Ready yet; entered only when asked for.
+	// pods (or a selector's) are not Ready yet, or a startup taint is still
+	// on the node (spec.waitForPods).
 	PhaseWaitingForPods Phase = "WaitingForPods"
 	// Phases of the replace strategy, which never uncordons: the node goes.
 	PhaseDeletingMachine       Phase = "DeletingMachine"
@@ -171,9 +172,10 @@ type NodeCycleSpec struct {
 	Update *UpdateSpec `json:"update,omitempty"`
 
 	// WaitForPods: after the proof of reboot, the node is uncordoned only
-	// once these pods on it are Ready (again, since the maintenance began);
-	// they have the hook timeout, then the NodeCycle fails PodsNotReady and
-	// the node is uncordoned.
+	// once these pods on it are Ready (again, since the maintenance began)
+	// and its startup taints are gone, within its timeout; then the
+	// NodeCycle fails PodsNotReady (or StartupTaintsNotRemoved) and the
+	// node is uncordoned.
 	// +optional
 	WaitForPods *PodsReadySpec `json:"waitForPods,omitempty"`
 }
@@ -262,15 +264,38 @@ func (s *NodeCycleSpec) Unresolved() bool {
 	return s.Request != nil && len(s.Strategies) == 0
 }
 
-// PodsReadySpec picks the pods on a rebooted node that must be Ready before
-// it takes other pods again.
+// PodsReadySpec says when a rebooted node can serve again: which of its
+// pods must be Ready on the new boot and which taints must be gone before
+// it takes other pods. A pod that was not Ready when the maintenance began
+// is not waited for (it did not serve before either).
 type PodsReadySpec struct {
-	// DaemonSetPods: the node's DaemonSet pods (CNI, storage and log agents).
+	// DaemonSetPods: the node's DaemonSet pods (kube-proxy, CNI, storage
+	// and log agents, nodecycle's agent).
 	// +optional
 	DaemonSetPods bool `json:"daemonSetPods,omitempty"`
-	// PodSelector: the node's pods it selects.
+	// PodSelector: the node's pods it selects (with DaemonSetPods, those
+	// too).
 	// +optional
 	PodSelector *metav1.LabelSelector `json:"podSelector,omitempty"`
+	// StartupTaints: taint keys that must be gone from the node (set by a
+	// CNI, a cloud provider or node-readiness-controller's rules until the
+	// node is ready for them); a key ending in "/" matches every key with
+	// that prefix. Default: the manager's --startup-taints.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:items:MaxLength=317
+	// +kubebuilder:validation:items:Pattern=`^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$`
+	StartupTaints []string `json:"startupTaints,omitempty"`
+	// Timeout bounds the wait; then the NodeCycle fails PodsNotReady (or
+	// StartupTaintsNotRemoved) and the node, Ready, is uncordoned. Default:
+	// the manager's --wait-for-pods-timeout (10m).
+	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('720h')",message="must be a duration from 1s to 720h"
+	Timeout *Duration `json:"timeout,omitempty"`
 }
 
 // HookSpec says how nodecycle waits for other controllers around a reboot
@@ -406,6 +431,15 @@ type NodeCycleStatus struct {
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern=`^[0-9]{4}-[0-9]{2}-[0-9]{2}T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]\.[0-9]{6}(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$`
 	StartTime *metav1.MicroTime `json:"startTime,omitempty"`
+
+	// StartupTaintsAtStart are the startup taints of spec.waitForPods that
+	// were on the node when the maintenance began: not waited for after
+	// the reboot (the node served with them before).
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=317
+	StartupTaintsAtStart []string `json:"startupTaintsAtStart,omitempty"`
 
 	// PhaseStartTime is when the current phase began; timeouts count from it.
 	// +optional

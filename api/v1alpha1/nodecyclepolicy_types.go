@@ -64,8 +64,11 @@ type NodeCyclePolicySpec struct {
 	// +optional
 	Hooks *HookSpec `json:"hooks,omitempty"`
 
-	// WaitForPods: the pods that must be Ready on a rebooted node before it
-	// is uncordoned. Default: the manager's --wait-for-daemonset-pods.
+	// WaitForPods: the pods that must be Ready, and the taints that must be
+	// gone, on a rebooted node before it is uncordoned. Default: the
+	// manager's --wait-for-daemonset-pods, --startup-taints and
+	// --wait-for-pods-timeout; a startupTaints or timeout left out here is
+	// the manager's, and `waitForPods: {}` waits for no pod.
 	// +optional
 	WaitForPods *PodsReadySpec `json:"waitForPods,omitempty"`
 

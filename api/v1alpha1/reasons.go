@@ -46,8 +46,9 @@ const (
 	// names them.
 	ReasonWaitingForHooks Reason = "WaitingForHooks"
 	// `MaintenanceInProgress=True`: the rebooted node waits for its DaemonSet
-	// pods (or a selector's) to be Ready again before the uncordon (see "Ready
-	// before the uncordon, healthy before the next node").
+	// pods (or a selector's) to be Ready again and its startup taints to be
+	// gone before the uncordon (see "Ready before the uncordon, healthy
+	// before the next node").
 	ReasonWaitingForPods Reason = "WaitingForPods"
 	// `MaintenanceInProgress=True`: Cluster API: its Machine is being deleted.
 	ReasonDeletingMachine Reason = "DeletingMachine"
@@ -208,8 +209,12 @@ const (
 	// timeout: the node rebooted and stays cordoned until they are released.
 	ReasonPostRebootHookTimeout Reason = "PostRebootHookTimeout"
 	// Warning Event, `status.reason`: the pods of `waitForPods` were not Ready
-	// on the new boot within the hook timeout; the node is uncordoned.
+	// on the new boot within its timeout; the node is uncordoned.
 	ReasonPodsNotReady Reason = "PodsNotReady"
+	// Warning Event, `status.reason`: a startup taint of `waitForPods` was
+	// still on the rebooted node at its timeout; the node is uncordoned
+	// (the taint keeps pods away until its owner removes it).
+	ReasonStartupTaintsNotRemoved Reason = "StartupTaintsNotRemoved"
 	// Warning Event, `status.reason`: no new boot and `Ready` in time.
 	ReasonRebootTimeout Reason = "RebootTimeout"
 	// Warning Event, `status.reason`: no Ready agent pod on the node.

@@ -627,6 +627,11 @@ func (in *NodeCycleStatus) DeepCopyInto(out *NodeCycleStatus) {
 		in, out := &in.StartTime, &out.StartTime
 		*out = (*in).DeepCopy()
 	}
+	if in.StartupTaintsAtStart != nil {
+		in, out := &in.StartupTaintsAtStart, &out.StartupTaintsAtStart
+		*out = make([]string, len(*in))
+		copy(*out, *in)
+	}
 	if in.PhaseStartTime != nil {
 		in, out := &in.PhaseStartTime, &out.PhaseStartTime
 		*out = (*in).DeepCopy()
@@ -679,6 +684,16 @@ func (in *PodsReadySpec) DeepCopyInto(out *PodsReadySpec) {
 		in, out := &in.PodSelector, &out.PodSelector
 		*out = new(v1.LabelSelector)
 		(*in).DeepCopyInto(*out)
+	}
+	if in.StartupTaints != nil {
+		in, out := &in.StartupTaints, &out.StartupTaints
+		*out = make([]string, len(*in))
+		copy(*out, *in)
+	}
+	if in.Timeout != nil {
+		in, out := &in.Timeout, &out.Timeout
+		*out = new(Duration)
+		**out = **in
 	}
 }
 

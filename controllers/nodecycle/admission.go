@@ -213,6 +213,9 @@ func (r *Reconciler) takeSlot(ctx context.Context, s *scope) (reconcile.Result, 
 	}
 	now := metav1.NewMicroTime(s.now)
 	s.nc.Status.StartTime = &now
+	if w := s.nc.Spec.WaitForPods; w != nil && s.node != nil {
+		s.nc.Status.StartupTaintsAtStart = startupTaints(s.node, w.StartupTaints, nil)
+	}
 	s.moveTo(v1alpha1.PhaseCordoning, "Cordoning the node")
 	s.event(corev1.EventTypeNormal, v1alpha1.ReasonMaintenanceStarted, "Maintenance started (strategy %s, attempt %d)", ladderString(s.nc.Spec.Strategies), s.nc.Spec.Attempt)
 	if err := r.save(ctx, s); err != nil {

@@ -67,8 +67,8 @@ func (r *Reconciler) cordon(ctx context.Context, s *scope) (reconcile.Result, er
 // drain evicts what it may now, without blocking, and requeues until the node is
 // empty or the drain timeout passes.
 func (r *Reconciler) drain(ctx context.Context, s *scope) (reconcile.Result, error) {
-	if r.drainWatch != nil {
-		r.drainWatch.ensure(ctx, s)
+	if r.podWatch != nil {
+		r.podWatch.ensure(ctx, s)
 	}
 	rules, err := s.target.DrainRules(ctx)
 	if err != nil {

@@ -274,12 +274,36 @@ func (h *harness) editNode2(name string, f func(*corev1.Node)) {
 	}
 }
 
-// boot makes the node run a new boot, Ready.
+// boot makes the node run a new boot, Ready, with its agent pod started
+// again and Ready on it (its other pods are the test's business).
 func (h *harness) boot(id string) {
 	h.editNode(func(n *corev1.Node) {
 		n.Status.NodeInfo.BootID = id
 		setCondition(n, corev1.NodeReady, corev1.ConditionTrue)
 	})
+	agent := &corev1.Pod{}
+	if err := h.c.Get(h.ctx, client.ObjectKey{Namespace: testNamespace, Name: "agent-" + testNode}, agent); err == nil {
+		setPodReady(h, agent, corev1.ConditionTrue)
+	}
+}
+
+// pod reads a pod.
+func (h *harness) pod(namespace, name string) *corev1.Pod {
+	h.t.Helper()
+	p := &corev1.Pod{}
+	if err := h.c.Get(h.ctx, client.ObjectKey{Namespace: namespace, Name: name}, p); err != nil {
+		h.t.Fatalf("reading pod %s: %v", name, err)
+	}
+	return p
+}
+
+// setPodReady writes the pod's Ready condition as of the harness' now.
+func setPodReady(h *harness, p *corev1.Pod, st corev1.ConditionStatus) {
+	h.t.Helper()
+	p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: st, LastTransitionTime: metav1.NewTime(h.clock.Now())}}
+	if err := h.c.Status().Update(h.ctx, p); err != nil {
+		h.t.Fatalf("updating pod %s: %v", p.Name, err)
+	}
 }
 
 func setCondition(n *corev1.Node, t corev1.NodeConditionType, s corev1.ConditionStatus) {

@@ -19,54 +19,72 @@ import (
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
 )
 
-// drainWatch ends a drain as soon as its last pod is gone, instead of at
-// the next poll: while a NodeCycle drains, one metadata-only watch of the
-// pods of its node (field-selected on spec.nodeName: never a cache of all
-// pods) wakes the NodeCycle up when a pod is deleted. A watch that ends is
-// started again by the next reconcile; the poll stays as a fallback.
+// podWatch ends a drain as soon as its last pod is gone, and the wait for a
+// rebooted node's pods as soon as they are Ready, instead of at the next
+// poll: while a NodeCycle drains or waits for its node's pods, one
+// metadata-only watch of the pods of its node (field-selected on
+// spec.nodeName: never a cache of all pods) wakes the NodeCycle up when a
+// pod is deleted (a drain) or changes (a wait for Ready). A watch that
+// ends is started again by the next reconcile; the poll stays as a
+// fallback.
 //
 // A watch is opened outside the mutex and within openTimeout: a workload
 // cluster that does not answer holds up only its own reconcile, for a
 // bounded time, never another cluster's.
-type drainWatch struct {
+type podWatch struct {
 	mu          sync.Mutex
-	running     map[types.NamespacedName]context.CancelFunc
+	running     map[types.NamespacedName]runningWatch
 	events      chan event.GenericEvent
 	openTimeout time.Duration
 }
 
-// watchOpenTimeout bounds the opening of a drain's watch.
+// runningWatch is a watch's cancel and whether it wakes on every change.
+type runningWatch struct {
+	cancel  context.CancelFunc
+	changes bool
+}
+
+// watchOpenTimeout bounds the opening of a pod watch.
 const watchOpenTimeout = 10 * time.Second
 
-func newDrainWatch() *drainWatch {
-	return &drainWatch{running: map[types.NamespacedName]context.CancelFunc{}, events: make(chan event.GenericEvent, 64), openTimeout: watchOpenTimeout}
+func newPodWatch() *podWatch {
+	return &podWatch{running: map[types.NamespacedName]runningWatch{}, events: make(chan event.GenericEvent, 64), openTimeout: watchOpenTimeout}
+}
+
+// watched says whether a NodeCycle in phase p has its node's pods watched.
+func watched(p v1alpha1.Phase) bool {
+	return p == v1alpha1.PhaseDraining || p == v1alpha1.PhaseWaitingForPods
 }
 
 // ensure runs the watch of nc's node, unless it runs already or the
-// cluster offers no way to watch.
-func (d *drainWatch) ensure(ctx context.Context, s *scope) {
+// cluster offers no way to watch. While the NodeCycle waits for pods, every
+// change of a pod wakes it; while it drains, a deletion.
+func (d *podWatch) ensure(ctx context.Context, s *scope) {
 	if cfg := s.workload().Config; cfg != nil {
-		d.watch(ctx, types.NamespacedName{Namespace: s.nc.Namespace, Name: s.nc.Name}, cfg, s.node.Name)
+		d.watch(ctx, types.NamespacedName{Namespace: s.nc.Namespace, Name: s.nc.Name}, cfg, s.node.Name, s.nc.Status.Phase == v1alpha1.PhaseWaitingForPods)
 	}
 }
 
-// watch runs the watch of the pods on node for the NodeCycle key.
-func (d *drainWatch) watch(ctx context.Context, key types.NamespacedName, cfg *rest.Config, node string) {
+// watch runs the watch of the pods on node for the NodeCycle key; changes
+// says whether any change wakes it, or only a deletion.
+func (d *podWatch) watch(ctx context.Context, key types.NamespacedName, cfg *rest.Config, node string, changes bool) {
 	mc, err := metadata.NewForConfig(cfg)
 	if err != nil {
-		logf.FromContext(ctx).Error(err, "Watching the pods being drained; the drain polls instead")
+		logf.FromContext(ctx).Error(err, "Watching the pods of the node; polling instead")
 		return
 	}
 	// Claim the key, then open the watch without the lock: stop and
 	// stopAll cancel an opening watch too.
 	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	d.mu.Lock()
-	if _, ok := d.running[key]; ok {
+	if w, ok := d.running[key]; ok && w.changes == changes {
 		d.mu.Unlock()
 		cancel()
 		return
+	} else if ok {
+		w.cancel() // a watch of the other kind: replaced
 	}
-	d.running[key] = cancel
+	d.running[key] = runningWatch{cancel: cancel, changes: changes}
 	d.mu.Unlock()
 	deadline := time.AfterFunc(d.openTimeout, cancel)
 	w, err := mc.Resource(corev1.SchemeGroupVersion.WithResource("pods")).Watch(wctx, metav1.ListOptions{
@@ -77,17 +95,17 @@ func (d *drainWatch) watch(ctx context.Context, key types.NamespacedName, cfg *r
 		err = fmt.Errorf("not open within %s", d.openTimeout)
 	}
 	if err != nil {
-		d.forget(key)
+		d.forget(key, changes)
 		cancel()
-		logf.FromContext(ctx).Error(err, "Watching the pods being drained; the drain polls instead")
+		logf.FromContext(ctx).Error(err, "Watching the pods of the node; polling instead")
 		return
 	}
 	wake := &v1alpha1.NodeCycle{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name}}
 	go func() {
-		defer d.forget(key)
+		defer d.forget(key, changes)
 		defer cancel()
 		for ev := range w.ResultChan() {
-			if ev.Type == watch.Deleted {
+			if ev.Type == watch.Deleted || (changes && ev.Type == watch.Modified) {
 				select {
 				case d.events <- event.GenericEvent{Object: wake}:
 				default: // a wake-up is pending already
@@ -97,22 +115,23 @@ func (d *drainWatch) watch(ctx context.Context, key types.NamespacedName, cfg *r
 	}()
 }
 
-// stop ends the watch of a NodeCycle that no longer drains.
-func (d *drainWatch) stop(key types.NamespacedName) {
+// stop ends the watch of a NodeCycle that no longer drains nor waits for
+// pods.
+func (d *podWatch) stop(key types.NamespacedName) {
 	d.mu.Lock()
-	stop, ok := d.running[key]
+	w, ok := d.running[key]
 	d.mu.Unlock()
 	if ok {
-		stop()
+		w.cancel()
 	}
 }
 
 // stopAll ends every watch: the manager stops.
-func (d *drainWatch) stopAll() {
+func (d *podWatch) stopAll() {
 	d.mu.Lock()
 	stops := make([]context.CancelFunc, 0, len(d.running))
-	for _, stop := range d.running {
-		stops = append(stops, stop)
+	for _, w := range d.running {
+		stops = append(stops, w.cancel)
 	}
 	d.mu.Unlock()
 	for _, stop := range stops {
@@ -120,8 +139,11 @@ func (d *drainWatch) stopAll() {
 	}
 }
 
-func (d *drainWatch) forget(key types.NamespacedName) {
+// forget drops the watch of key when it is still the one of that kind.
+func (d *podWatch) forget(key types.NamespacedName, changes bool) {
 	d.mu.Lock()
-	delete(d.running, key)
+	if w, ok := d.running[key]; ok && w.changes == changes {
+		delete(d.running, key)
+	}
 	d.mu.Unlock()
 }

@@ -2,6 +2,7 @@ package nodecycle
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -30,13 +31,13 @@ func hangingCluster(t *testing.T) (*rest.Config, <-chan string) {
 // N7: a workload cluster that does not answer the drain's watch holds up
 // neither the other clusters' watches (the mutex is not held while a watch
 // opens) nor itself for longer than the open timeout.
-func TestDrainWatchOpensOutsideTheLockWithADeadline(t *testing.T) {
-	d := newDrainWatch()
+func TestPodWatchOpensOutsideTheLockWithADeadline(t *testing.T) {
+	d := newPodWatch()
 	d.openTimeout = time.Hour // only stopAll ends the opening below
 	slow, requests := hangingCluster(t)
 	opened := make(chan struct{})
 	go func() {
-		d.watch(context.Background(), types.NamespacedName{Namespace: "team-a", Name: "slow"}, slow, "worker-1")
+		d.watch(context.Background(), types.NamespacedName{Namespace: "team-a", Name: "slow"}, slow, "worker-1", false)
 		close(opened)
 	}()
 	<-requests // the watch is being opened
@@ -44,7 +45,7 @@ func TestDrainWatchOpensOutsideTheLockWithADeadline(t *testing.T) {
 	other, otherRequests := hangingCluster(t)
 	otherDone := make(chan struct{})
 	go func() {
-		d.watch(context.Background(), types.NamespacedName{Namespace: "team-b", Name: "other"}, other, "worker-1")
+		d.watch(context.Background(), types.NamespacedName{Namespace: "team-b", Name: "other"}, other, "worker-1", false)
 		close(otherDone)
 	}()
 	select {
@@ -65,7 +66,7 @@ func TestDrainWatchOpensOutsideTheLockWithADeadline(t *testing.T) {
 	d.openTimeout = 100 * time.Millisecond
 	done := make(chan struct{})
 	go func() {
-		d.watch(context.Background(), types.NamespacedName{Namespace: "team-a", Name: "slow"}, slow, "worker-1")
+		d.watch(context.Background(), types.NamespacedName{Namespace: "team-a", Name: "slow"}, slow, "worker-1", false)
 		close(done)
 	}()
 	select {
@@ -77,5 +78,60 @@ func TestDrainWatchOpensOutsideTheLockWithADeadline(t *testing.T) {
 	defer d.mu.Unlock()
 	if len(d.running) != 0 {
 		t.Fatalf("watches that never opened are still counted as running: %v", d.running)
+	}
+}
+
+// watchingCluster is a workload cluster's API server whose pod watches send
+// the events the test puts in send, as newline-delimited JSON.
+func watchingCluster(t *testing.T) (*rest.Config, chan<- string) {
+	send := make(chan string, 16)
+	done := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusOK)
+		w.(http.Flusher).Flush()
+		for {
+			select {
+			case <-r.Context().Done():
+				return
+			case <-done:
+				return
+			case typ := <-send:
+				_, _ = fmt.Fprintf(w, `{"type":%q,"object":{"kind":"PartialObjectMetadata","apiVersion":"meta.k8s.io/v1","metadata":{"name":"kube-proxy-x","namespace":"kube-system","resourceVersion":"2"}}}`+"\n", typ)
+				w.(http.Flusher).Flush()
+			}
+		}
+	}))
+	t.Cleanup(func() { close(done); srv.Close() })
+	return &rest.Config{Host: srv.URL}, send
+}
+
+// A drain is woken when a pod goes; a wait for Ready pods when a pod
+// changes (its Ready condition did).
+func TestPodWatchWakesOnWhatThePhaseWaitsFor(t *testing.T) {
+	for _, tc := range []struct {
+		changes bool
+		wakes   map[string]bool
+	}{
+		{changes: false, wakes: map[string]bool{"MODIFIED": false, "DELETED": true}},
+		{changes: true, wakes: map[string]bool{"MODIFIED": true, "DELETED": true}},
+	} {
+		d := newPodWatch()
+		cfg, send := watchingCluster(t)
+		d.watch(context.Background(), types.NamespacedName{Namespace: "team-a", Name: "nc"}, cfg, "worker-1", tc.changes)
+		for _, typ := range []string{"MODIFIED", "DELETED"} {
+			send <- typ
+			select {
+			case <-d.events:
+				if !tc.wakes[typ] {
+					t.Errorf("changes=%t: woken by %s", tc.changes, typ)
+				}
+			case <-time.After(2 * time.Second):
+				if tc.wakes[typ] {
+					t.Errorf("changes=%t: not woken by %s", tc.changes, typ)
+				}
+			}
+		}
+		d.stopAll()
 	}
 }

@@ -117,16 +117,16 @@ func (s *scope) clearRebootRequest(ctx context.Context) error {
 }
 
 // afterProof goes on from the proof of reboot: to the wait for the node's
-// pods (spec.waitForPods), then to its post-reboot hooks, then to the
+// pods and startup taints (spec.waitForPods), then to its post-reboot hooks, then to the
 // uncordon.
 func (s *scope) afterProof(ctx context.Context) (reconcile.Result, error) {
 	if s.nc.Spec.WaitForPods != nil {
-		waiting, err := podsNotReady(ctx, s)
+		waiting, err := notReadyToServe(ctx, s)
 		if err != nil {
 			return reconcile.Result{}, err
 		}
-		if len(waiting) > 0 {
-			s.moveTo(v1alpha1.PhaseWaitingForPods, podsMessage(waiting, s.hookTimeout()))
+		if !waiting.none() {
+			s.moveTo(v1alpha1.PhaseWaitingForPods, podsMessage(waiting, s.podsTimeout()))
 			return reconcile.Result{RequeueAfter: podsPollInterval}, nil
 		}
 	}

@@ -70,8 +70,9 @@ type Reconciler struct {
 	// wait for each other: their slots are counted apart.
 	admission sync.Map // namespace/cluster -> *sync.Mutex
 
-	// drainWatch wakes a draining NodeCycle when a pod of its node goes.
-	drainWatch *drainWatch
+	// podWatch wakes a draining NodeCycle when a pod of its node goes, and
+	// one waiting for its node's pods when one changes.
+	podWatch *podWatch
 
 	// serves is what each cluster's discovery said of EvictionRequests
 	// (namespace/cluster -> served); responders, the eviction responder
@@ -90,7 +91,7 @@ func New(c client.Client, apiReader client.Reader, rec events.EventRecorder, clk
 	return &Reconciler{
 		Client: c, APIReader: apiReader, Recorder: rec, Clock: clk, Config: cfg, Metrics: m, Clusters: clusters,
 		Strategies: DefaultStrategies(cfg, c, &powersettings.Cache{Registry: registry, Secrets: apiReader, SecretsNamespace: cfg.Namespace}),
-		drainWatch: newDrainWatch(),
+		podWatch:   newPodWatch(),
 	}
 }
 
@@ -106,8 +107,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	if last, ok := r.saved.Load(req.NamespacedName); ok && olderThan(nc.ResourceVersion, last.(string)) {
 		return reconcile.Result{RequeueAfter: conflictRetry}, nil
 	}
-	if r.drainWatch != nil && (nc.Status.Phase != v1alpha1.PhaseDraining || !nc.DeletionTimestamp.IsZero()) {
-		r.drainWatch.stop(req.NamespacedName)
+	if r.podWatch != nil && (!watched(nc.Status.Phase) || !nc.DeletionTimestamp.IsZero()) {
+		r.podWatch.stop(req.NamespacedName)
 	}
 	if nc.Status.Phase.Terminal() {
 		if err := r.releaseFinalizers(ctx, nc, nil); err != nil {
@@ -189,8 +190,8 @@ func (r *Reconciler) conclude(ctx context.Context, s *scope, result reconcile.Re
 		return reconcile.Result{}, err
 	}
 	r.publish(ctx, s)
-	if r.drainWatch != nil && s.nc.Status.Phase != v1alpha1.PhaseDraining {
-		r.drainWatch.stop(client.ObjectKeyFromObject(s.nc))
+	if r.podWatch != nil && !watched(s.nc.Status.Phase) {
+		r.podWatch.stop(client.ObjectKeyFromObject(s.nc))
 	}
 	if err := r.releaseFinalizers(ctx, s.nc, r.finalizersHeld(s)); err != nil {
 		return reconcile.Result{}, err

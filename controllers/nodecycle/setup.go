@@ -55,12 +55,12 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&v1alpha1.NodeCyclePolicy{}, handler.EnqueueRequestsFromMapFunc(r.waitingOfPolicy), builder.WithPredicates(gatesChanged)).
 		WithOptions(controller.Options{MaxConcurrentReconciles: 4})
 	b = r.Clusters.Watch(b, r.nodeEvents, r.openInCluster)
-	if r.drainWatch != nil {
-		b = b.WatchesRawSource(source.Channel(r.drainWatch.events, &handler.EnqueueRequestForObject{}))
+	if r.podWatch != nil {
+		b = b.WatchesRawSource(source.Channel(r.podWatch.events, &handler.EnqueueRequestForObject{}))
 		// The watches outlive no manager.
 		if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
 			<-ctx.Done()
-			r.drainWatch.stopAll()
+			r.podWatch.stopAll()
 			return nil
 		})); err != nil {
 			return err

@@ -3,6 +3,7 @@ package settings
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -57,6 +58,11 @@ type Config struct {
 	// WaitForDaemonSetPods: a rebooted node is uncordoned only once its
 	// DaemonSet pods are Ready again (a policy's waitForPods overrides it).
 	WaitForDaemonSetPods bool
+	// StartupTaints: taint keys (a key ending in "/" is a prefix) that must
+	// be gone from a rebooted node before its uncordon.
+	StartupTaints []string
+	// PodsReadyTimeout bounds the wait for the pods and startup taints.
+	PodsReadyTimeout time.Duration
 	// RetryBackoff is the wait after a failed operation before the node is
 	// tried again; it doubles with every failure of the same boot, up to
 	// MaxRetryBackoff.
@@ -96,16 +102,20 @@ func DefaultConfig() Config {
 			DeleteEmptyDirData: true,
 			EvictUnmanagedPods: true,
 		},
-		RebootTimeout:      15 * time.Minute,
-		ReplaceTimeout:     30 * time.Minute,
-		HookTimeout:        30 * time.Minute,
-		RetryBackoff:       5 * time.Minute,
-		MaxRetryBackoff:    time.Hour,
-		HistoryLimit:       5,
-		QuarantineAfter:    2,
-		LoopWindow:         time.Hour,
-		GoneMachineHistory: 7 * 24 * time.Hour,
-		AgentSelector:      labels.SelectorFromSet(labels.Set{"app.kubernetes.io/name": "nodecycle", "app.kubernetes.io/component": "agent"}),
+		RebootTimeout:  15 * time.Minute,
+		ReplaceTimeout: 30 * time.Minute,
+		HookTimeout:    30 * time.Minute,
+		// A node is uncordoned only once it can serve again.
+		WaitForDaemonSetPods: true,
+		StartupTaints:        slices.Clone(DefaultStartupTaints),
+		PodsReadyTimeout:     10 * time.Minute,
+		RetryBackoff:         5 * time.Minute,
+		MaxRetryBackoff:      time.Hour,
+		HistoryLimit:         5,
+		QuarantineAfter:      2,
+		LoopWindow:           time.Hour,
+		GoneMachineHistory:   7 * 24 * time.Hour,
+		AgentSelector:        labels.SelectorFromSet(labels.Set{"app.kubernetes.io/name": "nodecycle", "app.kubernetes.io/component": "agent"}),
 	}
 }
 
@@ -145,6 +155,14 @@ func (c Config) Validate() error {
 	}
 	if c.HookTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("hook timeout must be positive, got %s", c.HookTimeout))
+	}
+	if c.PodsReadyTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("wait for pods timeout must be positive, got %s", c.PodsReadyTimeout))
+	}
+	for _, k := range c.StartupTaints {
+		if err := ValidTaintKey(k); err != nil {
+			errs = append(errs, fmt.Errorf("startup taint %q: %w", k, err))
+		}
 	}
 	if c.RetryBackoff <= 0 || c.MaxRetryBackoff < c.RetryBackoff {
 		errs = append(errs, fmt.Errorf("retry backoff must be positive and at most the max retry backoff, got %s and %s", c.RetryBackoff, c.MaxRetryBackoff))
@@ -216,8 +234,9 @@ func (c Config) cycleSpec(node string, policy *v1alpha1.NodeCyclePolicy) v1alpha
 	if c.TaintWaitingNodes {
 		spec.TaintWhileWaiting = ptr.To(true)
 	}
-	if c.WaitForDaemonSetPods {
-		spec.WaitForPods = &v1alpha1.PodsReadySpec{DaemonSetPods: true}
+	if c.WaitForDaemonSetPods || len(c.StartupTaints) > 0 {
+		spec.WaitForPods = &v1alpha1.PodsReadySpec{DaemonSetPods: c.WaitForDaemonSetPods, StartupTaints: slices.Clone(c.StartupTaints),
+			Timeout: ptr.To(v1alpha1.NewDuration(c.PodsReadyTimeout))}
 	}
 	if policy == nil {
 		return spec
@@ -255,6 +274,12 @@ func (c Config) cycleSpec(node string, policy *v1alpha1.NodeCyclePolicy) v1alpha
 	}
 	if p.WaitForPods != nil {
 		spec.WaitForPods = p.WaitForPods.DeepCopy()
+		if spec.WaitForPods.StartupTaints == nil {
+			spec.WaitForPods.StartupTaints = slices.Clone(c.StartupTaints)
+		}
+		if spec.WaitForPods.Timeout == nil {
+			spec.WaitForPods.Timeout = ptr.To(v1alpha1.NewDuration(c.PodsReadyTimeout))
+		}
 	}
 	if p.Hooks != nil {
 		if p.Hooks.Timeout != nil {

@@ -1,6 +1,7 @@
 package settings
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -8,6 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/utils/ptr"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
 )
@@ -67,5 +69,32 @@ func TestExcludeFromMedik8s(t *testing.T) {
 		if got := c.CycleSpec("n1", p).Hooks.Labels; got[LabelMedik8sExclude] != "true" || (p != nil && got["maint"] != "true") {
 			t.Fatalf("policy %v: labels %v", p != nil, got)
 		}
+	}
+}
+
+// Every NodeCycle waits for its node to serve again; a policy's waitForPods
+// picks its own pods and keeps the manager's startup taints and timeout
+// unless it names its own.
+func TestWaitForPodsDefaultsAndPolicy(t *testing.T) {
+	c := DefaultConfig()
+	w := c.CycleSpec("n1", nil).WaitForPods
+	if w == nil || !w.DaemonSetPods || w.PodSelector != nil || !slices.Equal(w.StartupTaints, DefaultStartupTaints) || w.Timeout.Duration != 10*time.Minute {
+		t.Fatalf("default waitForPods %+v", w)
+	}
+	sel := &metav1.LabelSelector{MatchLabels: map[string]string{"app": "ceph-osd"}}
+	policy := &v1alpha1.NodeCyclePolicy{Spec: v1alpha1.NodeCyclePolicySpec{WaitForPods: &v1alpha1.PodsReadySpec{PodSelector: sel}}}
+	w = c.CycleSpec("n1", policy).WaitForPods
+	if w.DaemonSetPods || w.PodSelector == nil || !slices.Equal(w.StartupTaints, DefaultStartupTaints) || w.Timeout.Duration != 10*time.Minute {
+		t.Fatalf("policy's waitForPods %+v", w)
+	}
+	policy.Spec.WaitForPods = &v1alpha1.PodsReadySpec{StartupTaints: []string{"example.com/cni"}, Timeout: ptr.To(v1alpha1.NewDuration(time.Minute))}
+	w = c.CycleSpec("n1", policy).WaitForPods
+	if !slices.Equal(w.StartupTaints, []string{"example.com/cni"}) || w.Timeout.Duration != time.Minute {
+		t.Fatalf("policy's waitForPods %+v", w)
+	}
+	// The NodeCycle's list is its own: the manager's stays.
+	w.StartupTaints[0] = "changed"
+	if c.StartupTaints[0] != DefaultStartupTaints[0] || DefaultStartupTaints[0] != "node.kubernetes.io/not-ready" {
+		t.Fatalf("manager's list changed: %q", c.StartupTaints)
 	}
 }

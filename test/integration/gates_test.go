@@ -229,10 +229,10 @@ var _ = Describe("Alert gate", func() {
 })
 
 var _ = Describe("Ready before the uncordon", func() {
-	It("with --wait-for-daemonset-pods, keeps the rebooted node cordoned until its DaemonSet pod is Ready on the new boot", func() {
+	It("keeps the rebooted node cordoned until its DaemonSet pod is Ready on the new boot and its startup taints are gone", func() {
 		c := newCluster("pods-ready", 1)
 		node := c.node(1)
-		labels := map[string]string{"app": "cni"}
+		labels := map[string]string{"app": "cni", sim.LabelRestartByTest: "true"}
 		ds := &appsv1.DaemonSet{
 			ObjectMeta: metav1.ObjectMeta{Name: "cni", Namespace: c.name},
 			Spec: appsv1.DaemonSetSpec{
@@ -258,12 +258,22 @@ var _ = Describe("Ready before the uncordon", func() {
 		}).Should(Succeed())
 
 		c.agents[node].requireReboot()
-		stop := startManager(c.managerFlags("--wait-for-daemonset-pods")...)
+		stop := startManager(c.managerFlags()...) // the default: wait for DaemonSet pods and startup taints
 		defer stop()
 		// Rebooted, Ready, but the pod's Ready dates from the old boot.
 		Eventually(c.phases, time.Minute).Should(Equal(map[string][]v1alpha1.Phase{node: {v1alpha1.PhaseWaitingForPods}}))
-		Expect(c.messageOf(node)).To(ContainSubstring(fmt.Sprintf("waiting for pods to be Ready: %s/%s", c.name, pod.Name)))
+		// (the API server's not-ready taint of a new Node stays here, with no
+		// node lifecycle controller: it was there before the maintenance)
+		Expect(c.messageOf(node)).To(HaveSuffix(fmt.Sprintf("waiting for pods to be Ready: %s/%s (timeout 10m0s)", c.name, pod.Name)))
 		Consistently(func() bool { return c.getNode(node).Spec.Unschedulable }, 2*time.Second).Should(BeTrue())
+
+		By("a CNI taints the node until its network is up")
+		n := c.getNode(node)
+		untainted := n.DeepCopy()
+		n.Spec.Taints = append(n.Spec.Taints, corev1.Taint{Key: "node.kubernetes.io/network-unavailable", Effect: corev1.TaintEffectNoSchedule})
+		Expect(env.Client.Patch(c.ctx, n, client.MergeFrom(untainted))).To(Succeed())
+		Eventually(func() string { return c.messageOf(node) }).Should(ContainSubstring(fmt.Sprintf(
+			"waiting for pods to be Ready: %s/%s; startup taints to be removed: node.kubernetes.io/network-unavailable (timeout 10m0s)", c.name, pod.Name)))
 
 		By("the kubelet starts the pod on the new boot")
 		Expect(env.Client.Get(c.ctx, client.ObjectKeyFromObject(&pod), &pod)).To(Succeed())
@@ -273,6 +283,15 @@ var _ = Describe("Ready before the uncordon", func() {
 			}
 		}
 		Expect(env.Client.Status().Update(c.ctx, &pod)).To(Succeed())
+		Eventually(func() string { return c.messageOf(node) }).Should(HaveSuffix(
+			"waiting for startup taints to be removed: node.kubernetes.io/network-unavailable (timeout 10m0s)"))
+		Consistently(func() bool { return c.getNode(node).Spec.Unschedulable }, 2*time.Second).Should(BeTrue())
+
+		By("the network is up")
+		n = c.getNode(node)
+		tainted := n.DeepCopy()
+		n.Spec.Taints = untainted.Spec.Taints
+		Expect(env.Client.Patch(c.ctx, n, client.MergeFrom(tainted))).To(Succeed())
 		Eventually(c.phases, time.Minute).Should(Equal(map[string][]v1alpha1.Phase{node: {v1alpha1.PhaseSucceeded}}))
 		Expect(c.getNode(node).Spec.Unschedulable).To(BeFalse())
 	})

@@ -166,6 +166,11 @@ func testSeed(t *testing.T) {
 	if len(before.pods) == 0 {
 		t.Fatalf("no sample pod on %s to drain", target)
 	}
+	pw, err := cluster.WatchPods(ctx, target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pw.Stop()
 	nw, tl, start := begin(t, ctx, "\n%s needs a reboot: touch %s\n", target, SentinelPath)
 	defer nw.Stop()
 	if err := cluster.RequireReboot(ctx, target); err != nil {
@@ -183,6 +188,7 @@ func testSeed(t *testing.T) {
 		t.Errorf("more than one node unschedulable: %v", o)
 	}
 	t.Logf("sentinel -> uncordoned %.1fs; NodeCycle phases: %s", nw.First(target, MarkUncordoned).Sub(start).Seconds(), phases(nc))
+	checkServingBeforeUncordon(t, nw, pw, target)
 
 	describe, err := cluster.Kubectl(ctx, "describe", "node", target)
 	if err != nil {
@@ -192,6 +198,35 @@ func testSeed(t *testing.T) {
 		string(v1alpha1.ReasonCordoned), string(v1alpha1.ReasonRebootVerified), string(v1alpha1.ReasonUncordoned)} {
 		if !strings.Contains(describe, want) {
 			t.Errorf("kubectl describe node %s does not show %s:\n%s", target, want, describe)
+		}
+	}
+}
+
+// checkServingBeforeUncordon checks that the rebooted node was uncordoned
+// only after kube-proxy's and the agent's pods on it were Ready again on
+// the new boot (both from watches).
+func checkServingBeforeUncordon(t *testing.T, nw *NodeWatch, pw *PodWatch, node string) {
+	t.Helper()
+	newBoot, uncordoned := nw.First(node, MarkNewBootID), nw.First(node, MarkUncordoned)
+	for what, pick := range map[string]func(*corev1.Pod) bool{
+		"kube-proxy": func(p *corev1.Pod) bool {
+			return p.Namespace == "kube-system" && strings.HasPrefix(p.Name, "kube-proxy-")
+		},
+		"agent": func(p *corev1.Pod) bool { return p.Labels["app.kubernetes.io/component"] == "agent" },
+	} {
+		pods := pw.Pods(pick)
+		if len(pods) != 1 {
+			t.Errorf("%s: %d %s pods seen on the node: %v", node, len(pods), what, pods)
+			continue
+		}
+		ready := pw.ReadyAfter(pods[0], newBoot)
+		switch {
+		case ready.IsZero():
+			t.Errorf("%s: %s pod %s never seen Ready on the new boot", node, what, pods[0])
+		case !uncordoned.After(ready):
+			t.Errorf("%s: uncordoned at %s, before its %s pod %s was Ready at %s", node, uncordoned.Format(time.StampMilli), what, pods[0], ready.Format(time.StampMilli))
+		default:
+			t.Logf("%s: new boot ID -> %s pod Ready %.1fs -> uncordoned %.3fs later", node, what, ready.Sub(newBoot).Seconds(), uncordoned.Sub(ready).Seconds())
 		}
 	}
 }

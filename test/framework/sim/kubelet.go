@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/uuid"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -111,11 +112,7 @@ func (k *Kubelet) runPods(ctx context.Context) {
 				p.Status.Phase = corev1.PodRunning
 				p.Status.StartTime = &now
 				p.Status.PodIP = "10.0.0.1"
-				p.Status.Conditions = []corev1.PodCondition{
-					{Type: corev1.PodReady, Status: corev1.ConditionTrue, LastTransitionTime: now},
-					{Type: corev1.ContainersReady, Status: corev1.ConditionTrue, LastTransitionTime: now},
-					{Type: corev1.PodScheduled, Status: corev1.ConditionTrue, LastTransitionTime: now},
-				}
+				p.Status.Conditions = runningConditions(now)
 				_, _ = pods.UpdateStatus(ctx, p, metav1.UpdateOptions{})
 			}
 		}
@@ -170,8 +167,48 @@ func SetNodeStatus(ctx context.Context, c kubernetes.Interface, name, bootID str
 		return nil
 	}
 	info := fmt.Sprintf(`{"status":{"nodeInfo":{"bootID":%q}}}`, bootID)
-	_, err := c.CoreV1().Nodes().Patch(ctx, name, types.StrategicMergePatchType, []byte(info), metav1.PatchOptions{}, "status")
-	return err
+	if _, err := c.CoreV1().Nodes().Patch(ctx, name, types.StrategicMergePatchType, []byte(info), metav1.PatchOptions{}, "status"); err != nil {
+		return err
+	}
+	if ready {
+		return restartPods(ctx, c, name)
+	}
+	return nil
+}
+
+// runningConditions are a running pod's conditions, Ready since now.
+func runningConditions(now metav1.Time) []corev1.PodCondition {
+	return []corev1.PodCondition{
+		{Type: corev1.PodReady, Status: corev1.ConditionTrue, LastTransitionTime: now},
+		{Type: corev1.ContainersReady, Status: corev1.ConditionTrue, LastTransitionTime: now},
+		{Type: corev1.PodScheduled, Status: corev1.ConditionTrue, LastTransitionTime: now},
+	}
+}
+
+// LabelRestartByTest marks a pod that the test, not the simulated kubelet,
+// makes Ready again after a reboot.
+const LabelRestartByTest = "sim.nodecycle.io/restart-by-test"
+
+// restartPods starts the running pods of a node again on its new boot: each
+// is Ready anew, as the kubelet reports them once their containers run
+// again after a reboot.
+func restartPods(ctx context.Context, c kubernetes.Interface, node string) error {
+	pods, err := c.CoreV1().Pods("").List(ctx, metav1.ListOptions{FieldSelector: "spec.nodeName=" + node})
+	if err != nil {
+		return fmt.Errorf("listing pods on node %s: %w", node, err)
+	}
+	now := metav1.Now()
+	for i := range pods.Items {
+		p := &pods.Items[i]
+		if p.Status.Phase != corev1.PodRunning || p.DeletionTimestamp != nil || p.Labels[LabelRestartByTest] == "true" {
+			continue
+		}
+		p.Status.Conditions = runningConditions(now)
+		if _, err := c.CoreV1().Pods(p.Namespace).UpdateStatus(ctx, p, metav1.UpdateOptions{}); err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+			return fmt.Errorf("restarting pod %s/%s: %w", p.Namespace, p.Name, err)
+		}
+	}
+	return nil
 }
 
 // CreateNode creates a Ready node with a boot ID and room for pods, as a
