@@ -173,7 +173,7 @@ func testSeed(t *testing.T) {
 	defer pw.Stop()
 	nw, tl, start := begin(t, ctx, "\n%s needs a reboot: touch %s\n", target, SentinelPath)
 	defer nw.Stop()
-	if err := cluster.RequireReboot(ctx, target); err != nil {
+	if err = cluster.RequireReboot(ctx, target); err != nil {
 		t.Fatal(err)
 	}
 	nc, err := cluster.WaitCycle(ctx, target, start, 8*time.Minute)
