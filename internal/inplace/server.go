@@ -2,6 +2,8 @@ package inplace
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"os"
 	"path/filepath"
 	"time"
@@ -93,11 +95,27 @@ func (w *waitForFiles) Start(ctx context.Context) error {
 	return w.Runnable.Start(ctx)
 }
 
+// missing names the files that are not in dir yet, or not usable yet: a
+// key pair that does not load, a CA file without a certificate (a file
+// being written, seen between its creation and its last byte, is not
+// served: the server would fail to start on it and stop the manager).
 func (w *waitForFiles) missing() []string {
 	var out []string
 	for _, f := range w.files {
 		if _, err := os.Stat(filepath.Join(w.dir, f)); err != nil {
 			out = append(out, f)
+		}
+	}
+	if len(out) > 0 {
+		return out
+	}
+	if _, err := tls.LoadX509KeyPair(filepath.Join(w.dir, "tls.crt"), filepath.Join(w.dir, "tls.key")); err != nil {
+		out = append(out, "tls.crt and tls.key (not a key pair yet: "+err.Error()+")")
+	}
+	for _, f := range w.files[2:] { // the client CA
+		pem, err := os.ReadFile(filepath.Join(w.dir, f))
+		if err != nil || !x509.NewCertPool().AppendCertsFromPEM(pem) {
+			out = append(out, f+" (no certificate yet)")
 		}
 	}
 	return out

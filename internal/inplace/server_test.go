@@ -53,6 +53,19 @@ func TestHooksWaitForTheirCertificate(t *testing.T) {
 		t.Fatal("the hooks listen without a certificate")
 	}
 
+	// Files seen between their creation and their content (a writer that
+	// is not done) are waited for too: the server would not start on them.
+	for _, f := range []string{"ca.crt", "tls.key", "tls.crt"} {
+		if err := os.WriteFile(filepath.Join(dir, f), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case err := <-stopped:
+		t.Fatalf("the manager stopped on certificate files being written: %v", err)
+	case <-time.After(500 * time.Millisecond):
+	}
+
 	ca, caKey := newCert(t, nil, nil, "ca", true)
 	serving, servingKey := newCert(t, ca, caKey, "127.0.0.1", false)
 	client, clientKey := newCert(t, ca, caKey, "capi-controller-manager", false)
