@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
+	"github.com/nodecycle/nodecycle/internal/nodes"
 )
 
 // podsPollInterval is how often the pods of a rebooted node are looked at
@@ -133,7 +134,7 @@ func podsNotReady(ctx context.Context, s *scope) ([]string, error) {
 
 // readySince reports whether the pod is Ready and became so after since.
 func readySince(p *corev1.Pod, since time.Time) bool {
-	c := podReady(p)
+	c := nodes.PodReady(p)
 	return c != nil && c.Status == corev1.ConditionTrue && !c.LastTransitionTime.Time.Before(since)
 }
 
@@ -141,20 +142,11 @@ func readySince(p *corev1.Pod, since time.Time) bool {
 // began and has not changed since: its Ready condition is not True and
 // dates from before since (or it has none and was created before since).
 func notReadyBefore(p *corev1.Pod, since time.Time) bool {
-	c := podReady(p)
+	c := nodes.PodReady(p)
 	if c == nil {
 		return p.CreationTimestamp.Time.Before(since)
 	}
 	return c.Status != corev1.ConditionTrue && c.LastTransitionTime.Time.Before(since)
-}
-
-func podReady(p *corev1.Pod) *corev1.PodCondition {
-	for i := range p.Status.Conditions {
-		if p.Status.Conditions[i].Type == corev1.PodReady {
-			return &p.Status.Conditions[i]
-		}
-	}
-	return nil
 }
 
 // startupTaints lists (sorted) the taints of the node whose key is one of

@@ -66,3 +66,13 @@ func AnnotationsPatch(set map[string]*string) []byte {
 	b, _ := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": set}})
 	return b
 }
+
+// PodReady is the pod's Ready condition, nil when it has none.
+func PodReady(p *corev1.Pod) *corev1.PodCondition {
+	for i := range p.Status.Conditions {
+		if p.Status.Conditions[i].Type == corev1.PodReady {
+			return &p.Status.Conditions[i]
+		}
+	}
+	return nil
+}

@@ -10,6 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/watch"
 
+	"github.com/nodecycle/nodecycle/internal/nodes"
 	"github.com/nodecycle/nodecycle/test/framework/sim"
 )
 
@@ -44,7 +45,7 @@ func (c *Cluster) WatchPods(ctx context.Context, node string) (*PodWatch, error)
 	for i := range list.Items {
 		p := &list.Items[i]
 		pw.pods[p.Namespace+"/"+p.Name] = p
-		if c := podReady(p); c != nil && c.Status == corev1.ConditionTrue {
+		if c := nodes.PodReady(p); c != nil && c.Status == corev1.ConditionTrue {
 			pw.readyT[p.Namespace+"/"+p.Name] = c.LastTransitionTime
 		}
 	}
@@ -64,7 +65,7 @@ func (pw *PodWatch) observe(p *corev1.Pod, now time.Time) {
 	defer pw.mu.Unlock()
 	key := p.Namespace + "/" + p.Name
 	pw.pods[key] = p
-	c := podReady(p)
+	c := nodes.PodReady(p)
 	if c == nil || c.Status != corev1.ConditionTrue {
 		delete(pw.readyT, key)
 		return
@@ -74,15 +75,6 @@ func (pw *PodWatch) observe(p *corev1.Pod, now time.Time) {
 	}
 	pw.readyT[key] = c.LastTransitionTime
 	pw.ready[key] = append(pw.ready[key], now)
-}
-
-func podReady(p *corev1.Pod) *corev1.PodCondition {
-	for i := range p.Status.Conditions {
-		if p.Status.Conditions[i].Type == corev1.PodReady {
-			return &p.Status.Conditions[i]
-		}
-	}
-	return nil
 }
 
 // Pods are the pods seen on the node (namespace/name), with their last
