@@ -161,6 +161,14 @@ func (o *Options) flagSet(usage io.Writer) (*flag.FlagSet, rawFlags) {
 		c.Drain.EvictionRequests = m
 		return nil
 	})
+	fs.Func("drain-failure", "What follows a drain that cannot finish (timeout, or pods it may not evict): uncordon (the node, tried again after --retry-backoff), leave-cordoned (the node stays cordoned, tried again after the backoff) or skip-node (uncordoned and not tried again on its current boot); a policy's drainFailure overrides it.", func(v string) error {
+		a, ok := map[string]v1alpha1.DrainFailureAction{"uncordon": v1alpha1.DrainFailureUncordon, "leave-cordoned": v1alpha1.DrainFailureLeaveCordoned, "skip-node": v1alpha1.DrainFailureSkipNode}[strings.ToLower(v)]
+		if !ok {
+			return fmt.Errorf("%q is not uncordon, leave-cordoned or skip-node", v)
+		}
+		c.Drain.Failure = a
+		return nil
+	})
 	fs.DurationVar(&c.RebootTimeout, "reboot-timeout", def.RebootTimeout, "Time limit from the reboot request to a new boot ID and Ready=True.")
 	fs.DurationVar(&c.SettleTime, "settle-time", 0, "A node's maintenance starts at least this long after the last one in its cluster ended (a policy's settleTime overrides it).")
 	fs.BoolVar(&c.WaitForHealthyPDBs, "wait-for-healthy-pdbs", false, "A node's maintenance starts only while every PodDisruptionBudget of its cluster is healthy (a policy's waitForHealthyPodDisruptionBudgets overrides it).")

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nodecycle/nodecycle/api/v1alpha1"
 )
 
 func noEnv(string) (string, bool) { return "", false }
@@ -33,6 +35,7 @@ func TestParseOptionsRejectsBadInput(t *testing.T) {
 		{"startup taint not a key", []string{"--startup-taints=node.kubernetes.io/not-ready,bad key"}, nil, `invalid value "node.kubernetes.io/not-ready,bad key" for flag -startup-taints: "bad key": not a taint key`},
 		{"startup taint prefix not a domain", []string{"--startup-taints=Readiness_/"}, nil, "a key prefix must be a DNS subdomain"},
 		{"zero pods timeout", []string{"--wait-for-pods-timeout=0s"}, nil, "wait for pods timeout must be positive"},
+		{"unknown drain failure", []string{"--drain-failure=retry"}, nil, `"retry" is not uncordon, leave-cordoned or skip-node`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -64,6 +67,13 @@ func TestParseOptionsDefaultsAndFlags(t *testing.T) {
 	if !c.WaitForDaemonSetPods || c.PodsReadyTimeout != 10*time.Minute || strings.Join(c.StartupTaints, ",") !=
 		"node.kubernetes.io/not-ready,node.kubernetes.io/unreachable,node.kubernetes.io/network-unavailable,node.cloudprovider.kubernetes.io/uninitialized,readiness.k8s.io/" {
 		t.Fatalf("unexpected defaults: wait for DaemonSet pods %t, startup taints %q, timeout %s", c.WaitForDaemonSetPods, c.StartupTaints, c.PodsReadyTimeout)
+	}
+	if c.Drain.Failure != "" {
+		t.Fatalf("drain failure %q by default, want empty (Uncordon)", c.Drain.Failure)
+	}
+	skip, err := ParseOptions(nil, func(k string) (string, bool) { return "skip-node", k == "NODECYCLE_DRAIN_FAILURE" }, io.Discard)
+	if err != nil || skip.Controllers.Drain.Failure != v1alpha1.DrainFailureSkipNode {
+		t.Fatalf("NODECYCLE_DRAIN_FAILURE=skip-node: %v, %+v", err, skip)
 	}
 	o, err = ParseOptions([]string{"--startup-taints=", "--wait-for-daemonset-pods=false"}, noEnv, io.Discard)
 	if err != nil {

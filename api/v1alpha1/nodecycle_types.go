@@ -381,7 +381,30 @@ type DrainSpec struct {
 	// (DrainRefused). Never: through the Eviction API.
 	// +optional
 	EvictionRequests EvictionRequestsMode `json:"evictionRequests,omitempty"`
+
+	// Failure says what follows a drain that cannot finish (DrainTimeout,
+	// DrainRefused). Uncordon (empty too): the node is uncordoned and tried
+	// again after the retry backoff. LeaveCordoned: the node stays cordoned
+	// (its pods left where they are) until a later attempt ends, the node
+	// runs a new boot or stops asking for a reboot, or someone uncordons
+	// it; it is tried again after the backoff. SkipNode: the node is
+	// uncordoned and not tried again on this boot (MaintenanceInProgress
+	// reason NodeSkipped, until the node reboots, stops asking, or the
+	// failed NodeCycle is deleted); the other nodes go on.
+	// +optional
+	Failure DrainFailureAction `json:"failure,omitempty"`
 }
+
+// DrainFailureAction is what follows a drain that cannot finish.
+// +kubebuilder:validation:Enum=Uncordon;LeaveCordoned;SkipNode
+type DrainFailureAction string
+
+// Actions of DrainSpec.Failure.
+const (
+	DrainFailureUncordon      DrainFailureAction = "Uncordon"
+	DrainFailureLeaveCordoned DrainFailureAction = "LeaveCordoned"
+	DrainFailureSkipNode      DrainFailureAction = "SkipNode"
+)
 
 // EvictionRequestsMode says whether a drain goes through EvictionRequests.
 // +kubebuilder:validation:Enum=Auto;Always;Never

@@ -46,6 +46,11 @@ type NodeCyclePolicySpec struct {
 	// +optional
 	DrainEvictionRequests EvictionRequestsMode `json:"drainEvictionRequests,omitempty"`
 
+	// DrainFailure sets the NodeCycle's drain.failure: Uncordon,
+	// LeaveCordoned or SkipNode.
+	// +optional
+	DrainFailure DrainFailureAction `json:"drainFailure,omitempty"`
+
 	// RebootTimeout bounds the wait for a new boot ID and Ready after a
 	// reboot request or a power-on.
 	// +optional

@@ -81,6 +81,13 @@ const (
 	// `MaintenanceInProgress=False`, Event: the quarantined node no longer asks
 	// for a reboot on the same boot, or its last NodeCycle was deleted.
 	ReasonQuarantineLifted Reason = "QuarantineLifted"
+	// `MaintenanceInProgress=False`, Warning Event: the node's drain could not
+	// finish and its drain.failure is SkipNode: it is not tried again on
+	// this boot (see "Undrainable nodes").
+	ReasonNodeSkipped Reason = "NodeSkipped"
+	// `MaintenanceInProgress=False`, Event: the skipped node runs a new boot,
+	// no longer asks for a reboot, or its failed NodeCycle was deleted.
+	ReasonNodeSkipLifted Reason = "NodeSkipLifted"
 )
 
 // Reasons of the MaintenancePlanned condition, True while a NodeCycle waits
@@ -199,6 +206,9 @@ const (
 	ReasonDrainTimeout Reason = "DrainTimeout"
 	// Warning Event, `status.reason`: pods the drain settings forbid evicting.
 	ReasonDrainRefused Reason = "DrainRefused"
+	// Warning Event: the drain could not finish and drain.failure is
+	// LeaveCordoned: the node stays cordoned.
+	ReasonLeftCordoned Reason = "LeftCordoned"
 	// Warning Event, `status.reason`: the drain pod selector does not parse;
 	// nothing was done to the node.
 	ReasonInvalidDrainPodSelector Reason = "InvalidDrainPodSelector"

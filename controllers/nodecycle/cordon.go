@@ -79,7 +79,7 @@ func (r *Reconciler) drain(ctx context.Context, s *scope) (reconcile.Result, err
 		return reconcile.Result{}, err
 	}
 	if refusal != "" {
-		s.fail(v1alpha1.ReasonDrainRefused, refusal)
+		s.drainFailed(v1alpha1.ReasonDrainRefused, refusal)
 		return reconcile.Result{}, nil
 	}
 	if via {
@@ -97,7 +97,7 @@ func (r *Reconciler) drain(ctx context.Context, s *scope) (reconcile.Result, err
 		// failing ends the drain at the timeout as any other.
 		// Each retry (at the controller's back-off) checks the timeout.
 		if elapsed := s.elapsed(); elapsed >= timeout {
-			s.fail(v1alpha1.ReasonDrainTimeout, fmt.Sprintf("Drain did not finish within %s; its last step failed: %v", timeout, err))
+			s.drainFailed(v1alpha1.ReasonDrainTimeout, fmt.Sprintf("Drain did not finish within %s; its last step failed: %v", timeout, err))
 			return reconcile.Result{}, nil
 		}
 		return reconcile.Result{}, err
@@ -112,7 +112,7 @@ func (r *Reconciler) drain(ctx context.Context, s *scope) (reconcile.Result, err
 	}
 	elapsed := s.elapsed()
 	if len(res.Refused) > 0 {
-		s.fail(v1alpha1.ReasonDrainRefused, fmt.Sprintf("Drain cannot finish, pods that the drain settings forbid evicting: %s", res.Summary(5)))
+		s.drainFailed(v1alpha1.ReasonDrainRefused, fmt.Sprintf("Drain cannot finish, pods that the drain settings forbid evicting: %s", res.Summary(5)))
 		return reconcile.Result{}, nil
 	}
 	if res.Done() {
@@ -121,27 +121,64 @@ func (r *Reconciler) drain(ctx context.Context, s *scope) (reconcile.Result, err
 		return s.drained()
 	}
 	if elapsed >= timeout && s.nc.Spec.Drain.DeleteAfterTimeout {
-		// The requests go first, as on any end of the drain: a responder
-		// must not go on working on a pod that is deleted under it.
-		if via {
-			if err := r.withdraw(ctx, s, "the drain timed out: deleteAfterTimeout deletes the pods left"); err != nil {
-				return reconcile.Result{}, err
-			}
-		}
-		deleted, err := d.DeleteRemaining(ctx, s.node.Name, s.nc.Spec.Drain)
-		if err != nil {
-			return reconcile.Result{}, err
-		}
-		s.event(corev1.EventTypeWarning, v1alpha1.ReasonPodsDeleted, "Drain did not finish within %s; deleted the %d pods left (deleteAfterTimeout): %s",
-			timeout, len(deleted), strings.Join(deleted, ", "))
-		return s.drained()
+		return r.deleteAfterTimeout(ctx, s, d, res, via)
 	}
 	if elapsed >= timeout {
-		s.fail(v1alpha1.ReasonDrainTimeout, fmt.Sprintf("Drain did not finish within %s; %d pods still on the node: %s", timeout, len(res.Waiting), res.Summary(5)))
+		s.drainFailed(v1alpha1.ReasonDrainTimeout, fmt.Sprintf("Drain did not finish within %s; %d pods still on the node: %s", timeout, len(res.Waiting), res.Summary(5)))
 		return reconcile.Result{}, nil
 	}
 	s.nc.Status.Message = fmt.Sprintf("Draining: %d pods still on the node: %s", len(res.Waiting), res.Summary(5))
 	return reconcile.Result{RequeueAfter: min(drainPollInterval, timeout-elapsed)}, nil
+}
+
+// deleteAfterTimeout deletes the pods a timed-out drain left
+// (deleteAfterTimeout), then waits until every pod the drain evicted or
+// deleted is gone from the node: a reboot is never requested while one is
+// still there (its containers may still be writing). They get one more
+// drain timeout; then the drain fails DrainTimeout. Pods left that are
+// never removed (WaitCompleted) do not hold the reboot.
+func (r *Reconciler) deleteAfterTimeout(ctx context.Context, s *scope, d drain.Drainer, res drain.Result, via bool) (reconcile.Result, error) {
+	timeout := s.nc.Spec.Drain.Timeout.Duration
+	// The requests go first, as on any end of the drain: a responder
+	// must not go on working on a pod that is deleted under it.
+	if via {
+		if err := r.withdraw(ctx, s, "the drain timed out: deleteAfterTimeout deletes the pods left"); err != nil {
+			return reconcile.Result{}, err
+		}
+	}
+	deleted, err := d.DeleteRemaining(ctx, s.node.Name, s.nc.Spec.Drain)
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+	if len(deleted) > 0 {
+		s.event(corev1.EventTypeWarning, v1alpha1.ReasonPodsDeleted, "Drain did not finish within %s; deleted the %d pods left (deleteAfterTimeout): %s",
+			timeout, len(deleted), strings.Join(deleted, ", "))
+		s.nc.Status.Message = fmt.Sprintf("Drain timed out; waiting for the %d pods deleted (deleteAfterTimeout) to go: %s", len(deleted), strings.Join(deleted, ", "))
+		return reconcile.Result{RequeueAfter: drainPollInterval}, nil
+	}
+	going := drain.Result{Waiting: res.Going()}
+	if len(going.Waiting) == 0 {
+		return s.drained()
+	}
+	if s.elapsed() >= 2*timeout {
+		s.drainFailed(v1alpha1.ReasonDrainTimeout, fmt.Sprintf("Drain did not finish within %s, and %d pods it removed were still on the node %s later: %s",
+			timeout, len(going.Waiting), timeout, going.Summary(5)))
+		return reconcile.Result{}, nil
+	}
+	s.nc.Status.Message = fmt.Sprintf("Drain timed out; waiting for the %d pods it removed to go: %s", len(going.Waiting), going.Summary(5))
+	return reconcile.Result{RequeueAfter: drainPollInterval}, nil
+}
+
+// drainFailed ends a drain that cannot finish the way its drain.failure
+// says; the message says what follows.
+func (s *scope) drainFailed(reason v1alpha1.Reason, message string) {
+	switch s.nc.Spec.Drain.Failure {
+	case v1alpha1.DrainFailureLeaveCordoned:
+		message += "; drain.failure LeaveCordoned: the node stays cordoned and is tried again after the retry backoff"
+	case v1alpha1.DrainFailureSkipNode:
+		message += fmt.Sprintf("; drain.failure SkipNode: the node is uncordoned and not tried again on boot %s (deleting this NodeCycle allows one more attempt)", s.nc.Spec.BootID)
+	}
+	s.fail(reason, message)
 }
 
 // drained goes on from a drained node: to its pre-reboot hooks while one
@@ -169,9 +206,13 @@ func (r *Reconciler) uncordon(ctx context.Context, s *scope) (reconcile.Result, 
 	}
 	_, ours := s.node.Annotations[v1alpha1.AnnotationCordonedBy]
 	held := nodes.Hooks(s.node, v1alpha1.PrefixPostRebootHook)
+	leave := ours && s.nc.Spec.Drain.Failure == v1alpha1.DrainFailureLeaveCordoned && cycles.DrainFailed(s.nc)
 	switch {
 	case ours && s.rebootPending():
 		// The node may still reboot: pods back on it would go down with it.
+	case leave:
+		s.event(corev1.EventTypeWarning, v1alpha1.ReasonLeftCordoned, "Node left cordoned: its drain could not finish and drain.failure is LeaveCordoned; "+
+			"it stays cordoned until a later attempt ends, it runs a new boot or no longer asks for a reboot, or someone uncordons it")
 	case ours && len(held) > 0:
 		// After a failure too: the hooks' owners said the node may not serve yet.
 		message += fmt.Sprintf("; post-reboot hooks still held (%s): the node stays cordoned until they are released", strings.Join(held, ", "))
@@ -188,7 +229,7 @@ func (r *Reconciler) uncordon(ctx context.Context, s *scope) (reconcile.Result, 
 	case s.node.Spec.Unschedulable:
 		message += "; the cordon is not nodecycle's (it was there before maintenance, or nodecycle.io/cordoned-by was removed) and stays cordoned"
 	}
-	if (!ours || !nodes.IsReady(s.node) || len(held) > 0) && !s.rebootPending() {
+	if (!ours || !nodes.IsReady(s.node) || len(held) > 0 || leave) && !s.rebootPending() {
 		if err := s.clearRebootRequest(ctx); err != nil {
 			return reconcile.Result{}, err
 		}

@@ -1,7 +1,6 @@
 package nodecycle
 
 import (
-	"context"
 	"slices"
 	"strings"
 	"testing"
@@ -10,7 +9,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
 	"github.com/nodecycle/nodecycle/internal/nodes"
@@ -165,12 +163,7 @@ func TestHookLabels(t *testing.T) {
 // still protects are deleted (a Warning Event names them) and the reboot
 // goes on, instead of failing DrainTimeout.
 func TestDeleteAfterDrainTimeout(t *testing.T) {
-	h := newHarness(t, withInterceptor(interceptor.Funcs{SubResourceCreate: func(ctx context.Context, c client.Client, sub string, obj client.Object, s client.Object, opts ...client.SubResourceCreateOption) error {
-		if obj.GetName() == "guarded" {
-			return apierrors.NewTooManyRequests("Cannot evict pod as it would violate the pod's disruption budget.", 10)
-		}
-		return c.SubResource(sub).Create(ctx, obj, s, opts...)
-	}}))
+	h := newHarness(t, pdbBlocks("guarded"))
 	h.cfg.Drain.DeleteAfterTimeout = true
 	h.create(workloadPod("guarded", testNode))
 	h.open()

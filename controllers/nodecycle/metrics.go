@@ -56,6 +56,10 @@ var quarantinedDesc = prometheus.NewDesc("nodecycle_nodes_quarantined",
 	"Nodes quarantined in a reboot loop (MaintenanceInProgress reason Quarantined), per cluster.",
 	[]string{"cluster"}, nil)
 
+var skippedDesc = prometheus.NewDesc("nodecycle_nodes_skipped",
+	"Nodes left alone on their current boot after a drain that could not finish (drain.failure SkipNode; MaintenanceInProgress reason NodeSkipped), per cluster.",
+	[]string{"cluster"}, nil)
+
 // rebootRequiredCollector computes the per-cluster node gauges from the
 // Node caches at scrape time.
 type rebootRequiredCollector struct{ clusters cluster.Clusters }
@@ -63,6 +67,7 @@ type rebootRequiredCollector struct{ clusters cluster.Clusters }
 func (c *rebootRequiredCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- rebootRequiredDesc
 	ch <- quarantinedDesc
+	ch <- skippedDesc
 }
 
 func (c *rebootRequiredCollector) Collect(ch chan<- prometheus.Metric) {
@@ -72,17 +77,16 @@ func (c *rebootRequiredCollector) Collect(ch chan<- prometheus.Metric) {
 		return
 	}
 	for cluster, list := range byCluster {
-		required, quarantined := 0, 0
+		required, held := 0, map[v1alpha1.Reason]int{}
 		for i := range list {
 			if nodes.IsConditionTrue(&list[i], v1alpha1.ConditionRebootRequired) {
 				required++
 			}
-			if cycles.Quarantined(&list[i]) {
-				quarantined++
-			}
+			held[cycles.Held(&list[i])]++
 		}
 		ch <- prometheus.MustNewConstMetric(rebootRequiredDesc, prometheus.GaugeValue, float64(required), cluster)
-		ch <- prometheus.MustNewConstMetric(quarantinedDesc, prometheus.GaugeValue, float64(quarantined), cluster)
+		ch <- prometheus.MustNewConstMetric(quarantinedDesc, prometheus.GaugeValue, float64(held[v1alpha1.ReasonQuarantined]), cluster)
+		ch <- prometheus.MustNewConstMetric(skippedDesc, prometheus.GaugeValue, float64(held[v1alpha1.ReasonNodeSkipped]), cluster)
 	}
 }
 

@@ -63,7 +63,7 @@ func (r *Opener) Settle(ctx context.Context, sc Scope, node *corev1.Node) (cycle
 		return nil, false, err
 	}
 	if !Requested(node) {
-		return nil, false, r.liftQuarantine(ctx, sc, node, "the node no longer asks for a reboot on its current boot")
+		return nil, false, r.release(ctx, sc, node, "the node no longer asks for a reboot on its current boot")
 	}
 	if ok, _, _ := r.Config.Eligibility(node); !ok {
 		return nil, false, nil
@@ -71,7 +71,16 @@ func (r *Opener) Settle(ctx context.Context, sc Scope, node *corev1.Node) (cycle
 	if loop := r.rebootLoop(node, cycles); loop != nil {
 		return nil, false, r.quarantine(ctx, sc, node, loop)
 	}
-	if err := r.liftQuarantine(ctx, sc, node, "the NodeCycles of the loop were deleted"); err != nil {
+	if failed := skippedBy(node, cycles); failed != nil {
+		return nil, false, r.hold(ctx, sc, node, v1alpha1.ReasonNodeSkipped, fmt.Sprintf(
+			"The drain could not finish (NodeCycle %s/%s: %s) and its drain.failure is SkipNode: not tried again on this boot. "+
+				"Deleting that NodeCycle allows one more attempt", failed.Namespace, failed.Name, failed.Status.Reason))
+	}
+	why := "the NodeCycles of the loop were deleted"
+	if Skipped(node) {
+		why = "the NodeCycle whose drain could not finish was deleted, or the node runs a new boot"
+	}
+	if err := r.release(ctx, sc, node, why); err != nil {
 		return nil, false, err
 	}
 	return cycles, true, nil
@@ -210,7 +219,9 @@ func (r *Opener) cleanUpLeftovers(ctx context.Context, sc Scope, node *corev1.No
 	}
 	// Post-reboot hooks still held (their wait timed out): the cordon stays
 	// until they are released.
-	if cordoned && nodes.IsReady(node) && len(nodes.Hooks(node, v1alpha1.PrefixPostRebootHook)) == 0 {
+	// A cordon left on purpose after a drain that could not finish
+	// (LeaveCordoned) stays while it stands for something.
+	if cordoned && nodes.IsReady(node) && len(nodes.Hooks(node, v1alpha1.PrefixPostRebootHook)) == 0 && !leftCordoned(node, history) {
 		owner := node.Annotations[v1alpha1.AnnotationCordonedBy]
 		if err := nodes.Uncordon(ctx, sc.W.Client, node); err != nil {
 			return fmt.Errorf("uncordoning node %s: %w", node.Name, client.IgnoreNotFound(err))

@@ -21,12 +21,28 @@ func Requested(node *corev1.Node) bool {
 		node.Annotations[v1alpha1.AnnotationCheckedBoot] == nodes.BootID(node)
 }
 
+// Held returns why the node is held out of maintenance on its current
+// boot (MaintenanceInProgress reason Quarantined or NodeSkipped), or ""
+// when it is not.
+func Held(node *corev1.Node) v1alpha1.Reason {
+	c := nodes.Condition(node, v1alpha1.ConditionMaintenanceInProgress)
+	if c == nil {
+		return ""
+	}
+	switch r := v1alpha1.Reason(c.Reason); r {
+	case v1alpha1.ReasonQuarantined, v1alpha1.ReasonNodeSkipped:
+		return r
+	}
+	return ""
+}
+
 // Quarantined reports whether the node's MaintenanceInProgress condition
 // says it is quarantined.
-func Quarantined(node *corev1.Node) bool {
-	c := nodes.Condition(node, v1alpha1.ConditionMaintenanceInProgress)
-	return c != nil && c.Reason == string(v1alpha1.ReasonQuarantined)
-}
+func Quarantined(node *corev1.Node) bool { return Held(node) == v1alpha1.ReasonQuarantined }
+
+// Skipped reports whether the node's MaintenanceInProgress condition says
+// it is skipped after a drain that could not finish.
+func Skipped(node *corev1.Node) bool { return Held(node) == v1alpha1.ReasonNodeSkipped }
 
 // rebootLoop returns the node's last NodeCycles (newest first) when it
 // needs a reboot again right after each of its last QuarantineAfter
@@ -59,31 +75,74 @@ func (r *Opener) rebootLoop(node *corev1.Node, history []v1alpha1.NodeCycle) []s
 	return loop[:r.Config.QuarantineAfter]
 }
 
-// quarantine marks a node in a reboot loop; the condition changes (and the
-// Warning Event is recorded) once.
+// quarantine marks a node in a reboot loop.
 func (r *Opener) quarantine(ctx context.Context, sc Scope, node *corev1.Node, loop []string) error {
-	if Quarantined(node) {
+	return r.hold(ctx, sc, node, v1alpha1.ReasonQuarantined, fmt.Sprintf("RebootRequired is True again right after each of the last %d verified reboots (NodeCycles %s); "+
+		"not rebooting it again. Fix what asks for the reboot; deleting NodeCycle %s/%s allows one more attempt",
+		len(loop), strings.Join(loop, ", "), sc.Namespace, loop[0]))
+}
+
+// hold marks the node held out of maintenance for reason; the condition
+// changes (and the Warning Event is recorded) once.
+func (r *Opener) hold(ctx context.Context, sc Scope, node *corev1.Node, reason v1alpha1.Reason, msg string) error {
+	if Held(node) == reason {
 		return nil
 	}
-	msg := fmt.Sprintf("RebootRequired is True again right after each of the last %d verified reboots (NodeCycles %s); "+
-		"not rebooting it again. Fix what asks for the reboot; deleting NodeCycle %s/%s allows one more attempt",
-		len(loop), strings.Join(loop, ", "), sc.Namespace, loop[0])
-	if err := nodes.SetMaintenanceCondition(ctx, sc.W.Client, node, corev1.ConditionFalse, v1alpha1.ReasonQuarantined, msg, r.Clock.Now()); err != nil {
+	if err := nodes.SetMaintenanceCondition(ctx, sc.W.Client, node, corev1.ConditionFalse, reason, msg, r.Clock.Now()); err != nil {
 		return err
 	}
-	sc.Events.Eventf(node, nil, corev1.EventTypeWarning, v1alpha1.ReasonQuarantined, "Quarantine", "%s", msg)
+	sc.Events.Eventf(node, nil, corev1.EventTypeWarning, reason, "Hold", "%s", msg)
 	return nil
 }
 
-// liftQuarantine clears the quarantine of a node that left its loop.
-func (r *Opener) liftQuarantine(ctx context.Context, sc Scope, node *corev1.Node, why string) error {
-	if !Quarantined(node) {
+// release clears the hold of a node that no longer warrants it.
+func (r *Opener) release(ctx context.Context, sc Scope, node *corev1.Node, why string) error {
+	lifted, what := v1alpha1.ReasonQuarantineLifted, "Quarantine"
+	switch Held(node) {
+	case "":
 		return nil
+	case v1alpha1.ReasonNodeSkipped:
+		lifted, what = v1alpha1.ReasonNodeSkipLifted, "Skip"
 	}
-	msg := "Quarantine lifted: " + why
-	if err := nodes.SetMaintenanceCondition(ctx, sc.W.Client, node, corev1.ConditionFalse, v1alpha1.ReasonQuarantineLifted, msg, r.Clock.Now()); err != nil {
+	msg := what + " lifted: " + why
+	if err := nodes.SetMaintenanceCondition(ctx, sc.W.Client, node, corev1.ConditionFalse, lifted, msg, r.Clock.Now()); err != nil {
 		return err
 	}
-	sc.Events.Eventf(node, nil, corev1.EventTypeNormal, v1alpha1.ReasonQuarantineLifted, "Quarantine", "%s", msg)
+	sc.Events.Eventf(node, nil, corev1.EventTypeNormal, lifted, "Hold", "%s", msg)
 	return nil
+}
+
+// DrainFailed says whether the NodeCycle failed because its drain could
+// not finish.
+func DrainFailed(nc *v1alpha1.NodeCycle) bool {
+	st := nc.Status
+	return (st.Phase == v1alpha1.PhaseFailed || st.Outcome == v1alpha1.PhaseFailed) &&
+		(st.Reason == v1alpha1.ReasonDrainTimeout || st.Reason == v1alpha1.ReasonDrainRefused)
+}
+
+// skippedBy returns the node's last NodeCycle when its drain could not
+// finish on the boot the node still runs and its drain.failure is SkipNode.
+// history is newest first.
+func skippedBy(node *corev1.Node, history []v1alpha1.NodeCycle) *v1alpha1.NodeCycle {
+	if len(history) == 0 {
+		return nil
+	}
+	last := &history[0]
+	if last.Spec.Drain.Failure != v1alpha1.DrainFailureSkipNode || !DrainFailed(last) || last.Spec.BootID != nodes.BootID(node) {
+		return nil
+	}
+	return last
+}
+
+// leftCordoned says whether the node's cordon is the one its last
+// NodeCycle left on purpose (drain.failure LeaveCordoned) and still
+// stands for: the node runs the same boot and still asks for a reboot.
+func leftCordoned(node *corev1.Node, history []v1alpha1.NodeCycle) bool {
+	if len(history) == 0 {
+		return false
+	}
+	last := &history[0]
+	return last.Spec.Drain.Failure == v1alpha1.DrainFailureLeaveCordoned && DrainFailed(last) &&
+		last.Spec.BootID == nodes.BootID(node) && Requested(node) &&
+		node.Annotations[v1alpha1.AnnotationCordonedBy] == Owner(last)
 }

@@ -145,7 +145,7 @@ func (d *Drainer) Step(ctx context.Context, nodeName string, opts v1alpha1.Drain
 				continue // deleted long ago: its node may never confirm it gone
 			}
 			res.Evictable++
-			res.Waiting = append(res.Waiting, PodState{Pod: key, Reason: "terminating"})
+			res.Waiting = append(res.Waiting, PodState{Pod: key, Reason: ReasonTerminating})
 			continue
 		}
 		res.Evictable++
@@ -303,5 +303,22 @@ func (d *Drainer) blockingPDBs(ctx context.Context, pod *corev1.Pod) string {
 	return "blocked by " + strings.Join(names, ", ")
 }
 
-// ReasonEvicted is the Waiting reason of a pod whose eviction this step accepted.
-const ReasonEvicted = "evicted, terminating"
+// Waiting reasons of pods that are going away: ReasonEvicted for a pod
+// whose eviction this step accepted, ReasonTerminating for one whose
+// deletion began before.
+const (
+	ReasonEvicted     = "evicted, terminating"
+	ReasonTerminating = "terminating"
+)
+
+// Going returns the pods left that are being deleted: evicted, or deleted
+// otherwise, and still on the node.
+func (r Result) Going() []PodState {
+	var going []PodState
+	for _, p := range r.Waiting {
+		if p.Reason == ReasonEvicted || p.Reason == ReasonTerminating {
+			going = append(going, p)
+		}
+	}
+	return going
+}

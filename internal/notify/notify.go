@@ -97,7 +97,8 @@ func New(secrets client.Reader, namespace, secretName string, reasons []v1alpha1
 // ParseReasons reads a comma-separated list of Event reasons.
 func ParseReasons(list string) ([]v1alpha1.Reason, error) {
 	known := map[v1alpha1.Reason]bool{v1alpha1.ReasonNodeCycleCreated: true, v1alpha1.ReasonRebootVerified: true, v1alpha1.ReasonQuarantineLifted: true,
-		v1alpha1.ReasonRequestRefused: true, v1alpha1.ReasonMachineDeleted: true, v1alpha1.ReasonPodsDeleted: true, v1alpha1.ReasonUncordoned: true}
+		v1alpha1.ReasonRequestRefused: true, v1alpha1.ReasonMachineDeleted: true, v1alpha1.ReasonPodsDeleted: true, v1alpha1.ReasonUncordoned: true,
+		v1alpha1.ReasonNodeSkipped: true, v1alpha1.ReasonNodeSkipLifted: true, v1alpha1.ReasonLeftCordoned: true}
 	for _, r := range DefaultReasons {
 		known[r] = true
 	}

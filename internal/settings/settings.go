@@ -264,6 +264,9 @@ func (c Config) cycleSpec(node string, policy *v1alpha1.NodeCyclePolicy) v1alpha
 	if p.DrainEvictionRequests != "" {
 		spec.Drain.EvictionRequests = p.DrainEvictionRequests
 	}
+	if p.DrainFailure != "" {
+		spec.Drain.Failure = p.DrainFailure
+	}
 	if p.PowerCycle != nil {
 		spec.PowerCycle = p.PowerCycle.DeepCopy()
 		// The NodeCycle carries its own node's machine, not the whole table.

@@ -98,3 +98,18 @@ func TestWaitForPodsDefaultsAndPolicy(t *testing.T) {
 		t.Fatalf("manager's list changed: %q", c.StartupTaints)
 	}
 }
+
+// A policy's drainFailure overrides the manager's --drain-failure; left
+// out, the manager's stays.
+func TestDrainFailureFromThePolicy(t *testing.T) {
+	c := DefaultConfig()
+	c.Drain.Failure = v1alpha1.DrainFailureLeaveCordoned
+	policy := &v1alpha1.NodeCyclePolicy{}
+	if got := c.CycleSpec("n1", policy).Drain.Failure; got != v1alpha1.DrainFailureLeaveCordoned {
+		t.Fatalf("policy without drainFailure: %q, want the manager's LeaveCordoned", got)
+	}
+	policy.Spec.DrainFailure = v1alpha1.DrainFailureSkipNode
+	if got := c.CycleSpec("n1", policy).Drain.Failure; got != v1alpha1.DrainFailureSkipNode {
+		t.Fatalf("policy with drainFailure SkipNode: %q", got)
+	}
+}

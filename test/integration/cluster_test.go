@@ -76,6 +76,12 @@ func (c *cluster) managerFlags(extra ...string) []string {
 // maxUnavailable disruptions, and waits until every replica is available.
 func (c *cluster) deploy(name string, replicas int32, maxUnavailable int) {
 	GinkgoHelper()
+	c.deployOn(map[string]string{runLabel: c.name}, name, replicas, maxUnavailable)
+}
+
+// deployOn is deploy on the nodes nodeSelector selects.
+func (c *cluster) deployOn(nodeSelector map[string]string, name string, replicas int32, maxUnavailable int) {
+	GinkgoHelper()
 	podLabels := map[string]string{"app": name}
 	dep := &appsv1.Deployment{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: c.name},
@@ -85,7 +91,7 @@ func (c *cluster) deploy(name string, replicas int32, maxUnavailable int) {
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{Labels: podLabels},
 				Spec: corev1.PodSpec{
-					NodeSelector: map[string]string{runLabel: c.name},
+					NodeSelector: nodeSelector,
 					// Nodes registered through the API carry the not-ready
 					// taint until a node lifecycle controller lifts it.
 					Tolerations: []corev1.Toleration{{Key: corev1.TaintNodeNotReady, Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule}},
@@ -202,7 +208,7 @@ func (c *cluster) expectNothingCordoned() {
 }
 
 // counterValue reads one series of a counter from a registry.
-func counterValue(reg *prometheus.Registry, name string, labels map[string]string) float64 {
+func metricValue(reg *prometheus.Registry, name string, labels map[string]string) float64 {
 	GinkgoHelper()
 	families, err := reg.Gather()
 	Expect(err).NotTo(HaveOccurred())
@@ -216,7 +222,7 @@ func counterValue(reg *prometheus.Registry, name string, labels map[string]strin
 				match = match && labels[l.GetName()] == l.GetValue()
 			}
 			if match {
-				return m.GetCounter().GetValue()
+				return m.GetCounter().GetValue() + m.GetGauge().GetValue()
 			}
 		}
 	}

@@ -97,7 +97,7 @@ var _ = Describe("Manager", func() {
 		Expect(requested).NotTo(HaveKey("roll-excluded"))
 
 		By("the metrics count what happened")
-		Expect(counterValue(metrics, "nodecycle_operations_total", map[string]string{"strategy": "reboot", "result": "Succeeded"})).To(Equal(3.0))
+		Expect(metricValue(metrics, "nodecycle_operations_total", map[string]string{"strategy": "reboot", "result": "Succeeded"})).To(Equal(3.0))
 		families, err := metrics.Gather()
 		Expect(err).NotTo(HaveOccurred())
 		names := map[string]bool{}

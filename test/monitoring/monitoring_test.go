@@ -166,6 +166,14 @@ func TestAlerts(t *testing.T) {
 				rendered("NodeCycleNodeQuarantined", "{{ $value }}", "2", "{{ $labels.cluster }}", "default/prod")}}},
 		}},
 		{Interval: "1m", InputSeries: []series{
+			{`nodecycle_nodes_skipped{cluster="default/prod"}`, "0 0 1 1 1 1"},
+		}, AlertRuleTests: []alertTest{
+			{"2m", "NodeCycleNodeSkipped", none},
+			{"4m", "NodeCycleNodeSkipped", []expAlert{{
+				map[string]string{"severity": "warning", "cluster": "default/prod"},
+				rendered("NodeCycleNodeSkipped", "{{ $value }}", "1", "{{ $labels.cluster }}", "default/prod")}}},
+		}},
+		{Interval: "1m", InputSeries: []series{
 			{`nodecycle_agent_reboot_required{pod="nodecycle-agent-a",instance="10.0.0.1:8080"}`, "-1x30"},
 		}, AlertRuleTests: []alertTest{
 			{"10m", "NodeCycleAgentCheckFailing", none},
