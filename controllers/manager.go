@@ -145,6 +145,7 @@ func New(ctx context.Context, cfg *rest.Config, o *Options, clk clock.PassiveClo
 	if err := (&policy.Reconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: recorder, Providers: registry, Namespace: o.Controllers.Namespace,
 		AlertmanagerURLs: o.Controllers.AlertmanagerURLs,
+		PrometheusURLs:   o.Controllers.PrometheusURLs,
 	}).SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("setting up policy controller: %w", err)
 	}

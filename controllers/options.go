@@ -172,18 +172,8 @@ func (o *Options) flagSet(usage io.Writer) (*flag.FlagSet, rawFlags) {
 	fs.DurationVar(&c.RebootTimeout, "reboot-timeout", def.RebootTimeout, "Time limit from the reboot request to a new boot ID and Ready=True.")
 	fs.DurationVar(&c.SettleTime, "settle-time", 0, "A node's maintenance starts at least this long after the last one in its cluster ended (a policy's settleTime overrides it).")
 	fs.BoolVar(&c.WaitForHealthyPDBs, "wait-for-healthy-pdbs", false, "A node's maintenance starts only while every PodDisruptionBudget of its cluster is healthy (a policy's waitForHealthyPodDisruptionBudgets overrides it).")
-	fs.Func("alertmanager-urls", "Comma-separated base URLs of the Alertmanagers that NodeCyclePolicies of namespaces other than the manager's may name in blockingAlerts (the manager's own namespace may name any); empty: none.", func(v string) error {
-		c.AlertmanagerURLs = nil
-		for u := range strings.SplitSeq(v, ",") {
-			if u = strings.TrimSpace(u); u != "" {
-				if !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
-					return fmt.Errorf("%q is not an http(s) URL", u)
-				}
-				c.AlertmanagerURLs = append(c.AlertmanagerURLs, u)
-			}
-		}
-		return nil
-	})
+	fs.Func("alertmanager-urls", "Comma-separated base URLs of the Alertmanagers that NodeCyclePolicies of namespaces other than the manager's may name in blockingAlerts (the manager's own namespace may name any); empty: none.", urlList(&c.AlertmanagerURLs))
+	fs.Func("prometheus-urls", "Comma-separated base URLs of the Prometheus query APIs that NodeCyclePolicies of namespaces other than the manager's may name in blockingQueries (the manager's own namespace may name any); empty: none.", urlList(&c.PrometheusURLs))
 	fs.Func("freeze", "Change freezes of every cluster: START,END,REASON, the times RFC 3339 with their offsets (2026-12-19T18:00:00+01:00), at most 31 days apart; no new maintenance starts in one. Several: repeat the flag, or separate them with ';'. Empty or none: none.", func(v string) error {
 		for part := range strings.SplitSeq(v, ";") {
 			if p := strings.TrimSpace(part); p == "" || p == "none" {
@@ -316,4 +306,20 @@ func (p *InPlaceOptions) complete(clusterAPI bool) error {
 		return fmt.Errorf("invalid --in-place-update-paths: %w", err)
 	}
 	return nil
+}
+
+// urlList parses a flag's comma-separated http(s) URLs into list.
+func urlList(list *[]string) func(string) error {
+	return func(v string) error {
+		*list = nil
+		for u := range strings.SplitSeq(v, ",") {
+			if u = strings.TrimSpace(u); u != "" {
+				if !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
+					return fmt.Errorf("%q is not an http(s) URL", u)
+				}
+				*list = append(*list, u)
+			}
+		}
+		return nil
+	}
 }

@@ -35,6 +35,7 @@ func TestParseOptionsRejectsBadInput(t *testing.T) {
 		{"startup taint not a key", []string{"--startup-taints=node.kubernetes.io/not-ready,bad key"}, nil, `invalid value "node.kubernetes.io/not-ready,bad key" for flag -startup-taints: "bad key": not a taint key`},
 		{"startup taint prefix not a domain", []string{"--startup-taints=Readiness_/"}, nil, "a key prefix must be a DNS subdomain"},
 		{"zero pods timeout", []string{"--wait-for-pods-timeout=0s"}, nil, "wait for pods timeout must be positive"},
+		{"prometheus URL without a scheme", []string{"--prometheus-urls=http://ok:9090,prometheus:9090"}, nil, `"prometheus:9090" is not an http(s) URL`},
 		{"unknown drain failure", []string{"--drain-failure=retry"}, nil, `"retry" is not uncordon, leave-cordoned or skip-node`},
 	}
 	for _, tc := range cases {

@@ -110,6 +110,16 @@ type Gates struct {
 	// +optional
 	BlockingAlerts *AlertGate `json:"blockingAlerts,omitempty"`
 
+	// BlockingQueries: while one of these PromQL queries returns a sample
+	// (above its threshold, when set) for at least its `for`, maintenance
+	// does not start; the NodeCycle names the query and the values. When
+	// Prometheus cannot be asked, or the query fails, maintenance does not
+	// start either.
+	// +optional
+	// +kubebuilder:validation:MaxItems=16
+	// +listType=atomic
+	BlockingQueries []QueryGate `json:"blockingQueries,omitempty"`
+
 	// SettleTime: a node's maintenance starts at least this long after the
 	// last maintenance in its cluster ended, so that what it disturbed
 	// settles first. Default: the manager's --settle-time (0, none).
@@ -171,6 +181,36 @@ type AlertGate struct {
 	// means every active alert blocks.
 	// +optional
 	Matchers []string `json:"matchers,omitempty"`
+}
+
+// QueryGate is a PromQL query whose samples hold new maintenance.
+type QueryGate struct {
+	// PrometheusURL is the base URL of a Prometheus-compatible query API
+	// (Prometheus, Thanos Query, Mimir's /prometheus), e.g.
+	// http://prometheus.monitoring:9090.
+	// +kubebuilder:validation:Pattern=`^https?://`
+	// +kubebuilder:validation:MaxLength=512
+	PrometheusURL string `json:"prometheusURL"`
+	// Query is an instant PromQL expression: each series it returns is a
+	// reason not to start.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=4096
+	Query string `json:"query"`
+	// Threshold: only samples above it hold maintenance; unset, any sample
+	// does. A decimal number such as 0.5 or 1e-3.
+	// +optional
+	// +kubebuilder:validation:Pattern=`^[-+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]+)?$`
+	// +kubebuilder:validation:MaxLength=64
+	Threshold string `json:"threshold,omitempty"`
+	// For: a series holds maintenance only once it has been returned (above
+	// the threshold) at every step of the last `for`, as an alerting rule's
+	// `for`; 0 or unset: at the moment of the check.
+	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="duration(self) <= duration('24h')",message="must be a duration up to 24h"
+	For *Duration `json:"for,omitempty"`
 }
 
 // MaintenanceWindow is a daily time range on some days of the week. A range

@@ -113,6 +113,14 @@ const (
 	// `MaintenancePlanned=True`: a blocking alert fires, or Alertmanager
 	// cannot say (fail closed).
 	ReasonBlockingAlerts Reason = "BlockingAlerts"
+	// `MaintenancePlanned=True`: a PromQL query of `blockingQueries` returns
+	// samples (above its threshold, for its `for`); the message names the
+	// query and the values.
+	ReasonBlockingQuery Reason = "BlockingQuery"
+	// `MaintenancePlanned=True`: Prometheus did not answer a query of
+	// `blockingQueries`, or the query failed (fail closed: what cannot be
+	// checked is not known to be quiet).
+	ReasonQueryUnavailable Reason = "QueryUnavailable"
 	// `MaintenancePlanned=True`: a blocking pod runs on the node.
 	ReasonBlockingPod Reason = "BlockingPod"
 	// `MaintenancePlanned=True`: the node is not Ready yet, or its agent

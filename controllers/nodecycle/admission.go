@@ -67,6 +67,7 @@ func (r *Reconciler) admissionChecks() []admissionCheck {
 		r.settled,
 		r.healthyBudgets,
 		r.noBlockingAlerts,
+		r.noBlockingQueries,
 		r.noBlockingPods,
 		agentBack,
 		strategiesReady,

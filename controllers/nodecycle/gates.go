@@ -197,6 +197,50 @@ func (r *Reconciler) noBlockingAlerts(ctx context.Context, s *scope) (bool, time
 	return false, 0, nil
 }
 
+// noBlockingQueries holds a maintenance while a query of the policy's
+// blockingQueries returns series (above its threshold, for its `for`), and
+// while one cannot be asked (fail closed, with its own reason).
+func (r *Reconciler) noBlockingQueries(ctx context.Context, s *scope) (bool, time.Duration, error) {
+	for i := range s.nc.Spec.BlockingQueries {
+		q := &s.nc.Spec.BlockingQueries[i]
+		field := fmt.Sprintf("blockingQueries[%d].prometheusURL", i)
+		if notAllowed := gates.URLAllowed(field, q.PrometheusURL, "--prometheus-urls", s.nc.Namespace, r.Config.Namespace, r.Config.PrometheusURLs); notAllowed != nil {
+			s.waitFor(v1alpha1.ReasonQueryUnavailable, fmt.Sprintf("Waiting: %v", notAllowed))
+			return true, gatePollInterval, nil
+		}
+		series, err := gates.BlockingSeries(ctx, nil, q, s.now)
+		if err != nil {
+			s.waitFor(v1alpha1.ReasonQueryUnavailable, fmt.Sprintf("Waiting: %v", err))
+			return true, gatePollInterval, nil
+		}
+		if len(series) > 0 {
+			s.waitFor(v1alpha1.ReasonBlockingQuery, "Waiting: "+queryMessage(q, series))
+			return true, gatePollInterval, nil
+		}
+	}
+	return false, 0, nil
+}
+
+// queryMessage says which query holds maintenance, and with what values.
+func queryMessage(q *v1alpha1.QueryGate, series []gates.Series) string {
+	cond := "returns"
+	if q.Threshold != "" {
+		cond += " above " + q.Threshold
+	}
+	if q.For != nil && q.For.Duration > 0 {
+		cond += " for " + q.For.String()
+	}
+	shown := make([]string, 0, 6)
+	for i, v := range series {
+		if i == 5 {
+			shown = append(shown, fmt.Sprintf("and %d more", len(series)-5))
+			break
+		}
+		shown = append(shown, v.String())
+	}
+	return fmt.Sprintf("query %q on %s %s: %s", q.Query, q.PrometheusURL, cond, strings.Join(shown, ", "))
+}
+
 // noBlockingPods holds a maintenance while a pod on the node is selected by
 // a blocking selector or annotated nodecycle.io/do-not-disrupt=true.
 func (r *Reconciler) noBlockingPods(ctx context.Context, s *scope) (bool, time.Duration, error) {

@@ -35,6 +35,8 @@ type Reconciler struct {
 	Namespace string
 	// AlertmanagerURLs are the Alertmanagers other namespaces may name.
 	AlertmanagerURLs []string
+	// PrometheusURLs are the Prometheus query APIs other namespaces may name.
+	PrometheusURLs []string
 }
 
 // Reconcile implements reconcile.Reconciler.
@@ -99,6 +101,11 @@ func (r *Reconciler) validate(ctx context.Context, p *v1alpha1.NodeCyclePolicy) 
 	}
 	if err := gates.AlertmanagerAllowed(p.Spec.BlockingAlerts, p.Namespace, r.Namespace, r.AlertmanagerURLs); err != nil {
 		errs = append(errs, err)
+	}
+	for i, q := range p.Spec.BlockingQueries {
+		if err := gates.URLAllowed(fmt.Sprintf("blockingQueries[%d].prometheusURL", i), q.PrometheusURL, "--prometheus-urls", p.Namespace, r.Namespace, r.PrometheusURLs); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if slices.Contains(p.Spec.Strategies, v1alpha1.StrategyPowerCycle) && p.Spec.PowerCycle == nil {
 		errs = append(errs, errors.New("strategy power-cycle needs spec.powerCycle"))

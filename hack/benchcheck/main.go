@@ -22,6 +22,7 @@ type target struct {
 
 var targets = []target{
 	{"BenchmarkSentinelToCordon", "cordon-p50-ms", "sentinel -> cordon, p50 (ms)", 100},
+	{"BenchmarkSentinelToCordonQueryGate", "cordon-p50-ms", "sentinel -> cordon with a PromQL gate, p50 (ms)", 100},
 	{"BenchmarkManagerDeadTime", "dead-p50-ms", "overhead per node: uncordon -> next cordon, p50 (ms)", 50},
 	{"BenchmarkWritesPerCycle", "writes/cycle", "API writes per in-place cycle, manager + agents", 25},
 	{"BenchmarkDetectionLatency", "p99-ms", "detection: sentinel -> RebootRequired=True, p99 (ms)", 1000},

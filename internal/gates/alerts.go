@@ -14,22 +14,30 @@ import (
 )
 
 // AlertmanagerAllowed says whether a policy or NodeCycle of namespace may
-// have the manager ask the gate's Alertmanager: any, in the manager's own
-// namespace (the operator's); elsewhere only one of allowed (the manager's
-// --alertmanager-urls), so that a tenant cannot make the manager request
-// URLs of their choosing inside its network and read the status codes
-// back from the NodeCycle's message.
+// have the manager ask the gate's Alertmanager: see URLAllowed.
 func AlertmanagerAllowed(g *v1alpha1.AlertGate, namespace, managerNamespace string, allowed []string) error {
-	if g == nil || namespace == managerNamespace {
+	if g == nil {
 		return nil
 	}
-	want := strings.TrimSuffix(g.AlertmanagerURL, "/")
+	return URLAllowed("blockingAlerts.alertmanagerURL", g.AlertmanagerURL, "--alertmanager-urls", namespace, managerNamespace, allowed)
+}
+
+// URLAllowed says whether a policy or NodeCycle of namespace may have the
+// manager ask u (its field): any, in the manager's own namespace (the
+// operator's); elsewhere only one of allowed (the manager's flag), so that
+// a tenant cannot make the manager request URLs of their choosing inside
+// its network and read the status codes back from the NodeCycle's message.
+func URLAllowed(field, u, flag, namespace, managerNamespace string, allowed []string) error {
+	if namespace == managerNamespace {
+		return nil
+	}
+	want := strings.TrimSuffix(u, "/")
 	for _, a := range allowed {
 		if strings.TrimSuffix(a, "/") == want {
 			return nil
 		}
 	}
-	return fmt.Errorf("blockingAlerts.alertmanagerURL %s may not be used by namespace %s: the manager's --alertmanager-urls allows %s", g.AlertmanagerURL, namespace, orNone(allowed))
+	return fmt.Errorf("%s %s may not be used by namespace %s: the manager's %s allows %s", field, u, namespace, flag, orNone(allowed))
 }
 
 func orNone(list []string) string {

@@ -33,6 +33,9 @@ type Config struct {
 	// other than Namespace may name in blockingAlerts; the manager asks no
 	// other URL for them.
 	AlertmanagerURLs []string
+	// PrometheusURLs are the Prometheus query APIs that policies of
+	// namespaces other than Namespace may name in blockingQueries.
+	PrometheusURLs []string
 	// Drain holds the drain settings copied into each new NodeCycle.
 	Drain v1alpha1.DrainSpec
 	// RebootTimeout bounds the wait for a new boot ID and Ready.

@@ -139,7 +139,11 @@ func BenchmarkManagerDeadTime(b *testing.B) {
 // from watches of the Nodes and the NodeCycles, into detect (sentinel ->
 // RebootRequired=True), open (-> the NodeCycle created), admit (-> its
 // phase Cordoning) and cordon (-> the node unschedulable).
-func BenchmarkSentinelToCordon(b *testing.B) {
+func BenchmarkSentinelToCordon(b *testing.B) { sentinelToCordon(b, nil) }
+
+// sentinelToCordon runs the seed's scenario b.N times; before, when set,
+// prepares each run's namespace before the manager starts.
+func sentinelToCordon(b *testing.B, before func(ctx context.Context, run string)) {
 	const nodeCount = 10
 	var lat, detect, open, admit, cordon []time.Duration
 	for range b.N {
@@ -147,6 +151,9 @@ func BenchmarkSentinelToCordon(b *testing.B) {
 		ctx, cancel := context.WithCancel(context.Background())
 		run := fmt.Sprintf("bench-cordon-%d", runs)
 		sel, sentinels := benchNodes(ctx, b, run, nodeCount, 500*time.Millisecond, nil, 0)
+		if before != nil {
+			before(ctx, run)
+		}
 		startBenchManager(ctx, b, run, env.Config)
 		w, err := env.Clientset.CoreV1().Nodes().Watch(ctx, metav1.ListOptions{LabelSelector: sel.String()})
 		if err != nil {
