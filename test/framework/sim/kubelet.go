@@ -193,7 +193,11 @@ const LabelRestartByTest = "sim.nodecycle.io/restart-by-test"
 // is Ready anew, as the kubelet reports them once their containers run
 // again after a reboot.
 func restartPods(ctx context.Context, c kubernetes.Interface, node string) error {
-	pods, err := c.CoreV1().Pods("").List(ctx, metav1.ListOptions{FieldSelector: "spec.nodeName=" + node})
+	// From the watch cache, as a kubelet reads its pods: a consistent list
+	// waits for the cache to catch up with etcd, and kept the API server's
+	// next consistent lists (the manager's admission) waiting with it: the
+	// seed's sentinel -> cordon went from 34 ms to 110 ms in the benchmark.
+	pods, err := c.CoreV1().Pods("").List(ctx, metav1.ListOptions{FieldSelector: "spec.nodeName=" + node, ResourceVersion: "0"})
 	if err != nil {
 		return fmt.Errorf("listing pods on node %s: %w", node, err)
 	}
