@@ -169,6 +169,7 @@ func (o *Options) flagSet(usage io.Writer) (*flag.FlagSet, rawFlags) {
 		c.Drain.Failure = a
 		return nil
 	})
+	fs.BoolVar(&c.ControlPlanesLast, "control-planes-last", def.ControlPlanesLast, "A control-plane node's maintenance starts only once no worker of its cluster is in or waiting for maintenance.")
 	fs.DurationVar(&c.RebootTimeout, "reboot-timeout", def.RebootTimeout, "Time limit from the reboot request to a new boot ID and Ready=True.")
 	fs.DurationVar(&c.SettleTime, "settle-time", 0, "A node's maintenance starts at least this long after the last one in its cluster ended (a policy's settleTime overrides it).")
 	fs.BoolVar(&c.WaitForHealthyPDBs, "wait-for-healthy-pdbs", false, "A node's maintenance starts only while every PodDisruptionBudget of its cluster is healthy (a policy's waitForHealthyPodDisruptionBudgets overrides it).")

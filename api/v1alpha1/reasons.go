@@ -117,6 +117,13 @@ const (
 	// samples (above its threshold, for its `for`); the message names the
 	// query and the values.
 	ReasonBlockingQuery Reason = "BlockingQuery"
+	// `MaintenancePlanned=True`: a control-plane node waits until no worker of
+	// its cluster is in or waiting for maintenance (`--control-planes-last`).
+	ReasonWaitingForWorkers Reason = "WaitingForWorkers"
+	// `MaintenancePlanned=True`: another control-plane node of the cluster does
+	// not serve (not Ready, its etcd or kube-apiserver pod not Ready, or not an
+	// endpoint of the kubernetes Service); the message names it and why.
+	ReasonControlPlaneUnhealthy Reason = "ControlPlaneUnhealthy"
 	// `MaintenancePlanned=True`: Prometheus did not answer a query of
 	// `blockingQueries`, or the query failed (fail closed: what cannot be
 	// checked is not known to be quiet).

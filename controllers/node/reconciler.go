@@ -47,13 +47,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	// A control-plane node is cycled alone, as in Cluster API mode: two
 	// etcd members down at once can cost quorum, whatever --max-concurrent
 	// says.
-	_, spec.ControlPlane = node.Labels[LabelControlPlane]
+	_, spec.ControlPlane = node.Labels[nodes.LabelControlPlane]
 	return r.OpenCycle(ctx, sc, node, history, spec)
 }
-
-// LabelControlPlane marks the nodes of a cluster's control plane (kubeadm
-// and most installers set it).
-const LabelControlPlane = "node-role.kubernetes.io/control-plane"
 
 // SetupWithManager registers the Reconciler.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
@@ -109,6 +105,6 @@ func (r *Reconciler) Resolve(ctx context.Context, nc *v1alpha1.NodeCycle) (v1alp
 		return nc.Spec, cycles.Refusef("%v", err)
 	}
 	spec := r.Config.CycleSpec(node.Name, policy)
-	_, spec.ControlPlane = node.Labels[LabelControlPlane]
+	_, spec.ControlPlane = node.Labels[nodes.LabelControlPlane]
 	return cycles.ResolveRequest(nc, node, spec)
 }

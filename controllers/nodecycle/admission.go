@@ -61,6 +61,7 @@ func (r *Reconciler) admissionChecks() []admissionCheck {
 		nodeReady,
 		clusterNotPaused,
 		r.window,
+		r.workersFirst,
 		r.slotLikelyFree,
 		r.notFrozen,
 		r.notPaused,
@@ -69,6 +70,7 @@ func (r *Reconciler) admissionChecks() []admissionCheck {
 		r.noBlockingAlerts,
 		r.noBlockingQueries,
 		r.noBlockingPods,
+		r.controlPlaneHealthy,
 		agentBack,
 		strategiesReady,
 	}

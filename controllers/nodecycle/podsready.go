@@ -185,10 +185,10 @@ func podsMessage(waiting notServing, timeout time.Duration) string {
 	return fmt.Sprintf("Node rebooted and Ready; before the uncordon, waiting for %s (timeout %s)", waiting, timeout)
 }
 
-// summary names at most five pods.
-func summary(pods []string) string {
-	if len(pods) > 5 {
-		return strings.Join(pods[:5], ", ") + fmt.Sprintf(" and %d more", len(pods)-5)
+// summary names at most five items, and says how many more there are.
+func summary(items []string) string {
+	if len(items) > 5 {
+		return strings.Join(items[:5], ", ") + fmt.Sprintf(" and %d more", len(items)-5)
 	}
-	return strings.Join(pods, ", ")
+	return strings.Join(items, ", ")
 }

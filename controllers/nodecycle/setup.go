@@ -32,6 +32,7 @@ import (
 // +kubebuilder:rbac:groups=lifecycle.k8s.io,resources=evictionrequests,verbs=get;list;create;patch;delete
 // +kubebuilder:rbac:groups=lifecycle.k8s.io,resources=evictions,verbs=list
 // +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list
+// +kubebuilder:rbac:groups=discovery.k8s.io,resources=endpointslices,verbs=list
 // +kubebuilder:rbac:groups="";events.k8s.io,resources=events,verbs=create;patch;update
 // +kubebuilder:rbac:groups=nodecycle.io,resources=nodecyclepolicies,verbs=get;list;watch
 // +kubebuilder:rbac:groups=nodecycle.io,resources=nodecyclepolicies/status,verbs=get;update;patch

@@ -76,3 +76,7 @@ func PodReady(p *corev1.Pod) *corev1.PodCondition {
 	}
 	return nil
 }
+
+// LabelControlPlane marks the nodes of a cluster's control plane (kubeadm
+// and most installers set it).
+const LabelControlPlane = "node-role.kubernetes.io/control-plane"

@@ -36,6 +36,9 @@ type Config struct {
 	// PrometheusURLs are the Prometheus query APIs that policies of
 	// namespaces other than Namespace may name in blockingQueries.
 	PrometheusURLs []string
+	// ControlPlanesLast holds a control-plane node's maintenance until no
+	// worker of its cluster is in or waiting for maintenance.
+	ControlPlanesLast bool
 	// Drain holds the drain settings copied into each new NodeCycle.
 	Drain v1alpha1.DrainSpec
 	// RebootTimeout bounds the wait for a new boot ID and Ready.
@@ -112,6 +115,7 @@ func DefaultConfig() Config {
 		WaitForDaemonSetPods: true,
 		StartupTaints:        slices.Clone(DefaultStartupTaints),
 		PodsReadyTimeout:     10 * time.Minute,
+		ControlPlanesLast:    true,
 		RetryBackoff:         5 * time.Minute,
 		MaxRetryBackoff:      time.Hour,
 		HistoryLimit:         5,

@@ -276,13 +276,7 @@ var _ = Describe("Ready before the uncordon", func() {
 			"waiting for pods to be Ready: %s/%s; startup taints to be removed: node.kubernetes.io/network-unavailable (timeout 10m0s)", c.name, pod.Name)))
 
 		By("the kubelet starts the pod on the new boot")
-		Expect(env.Client.Get(c.ctx, client.ObjectKeyFromObject(&pod), &pod)).To(Succeed())
-		for i := range pod.Status.Conditions {
-			if pod.Status.Conditions[i].Type == corev1.PodReady {
-				pod.Status.Conditions[i].LastTransitionTime = metav1.Now()
-			}
-		}
-		Expect(env.Client.Status().Update(c.ctx, &pod)).To(Succeed())
+		c.setPodReady(&pod, corev1.ConditionTrue)
 		Eventually(func() string { return c.messageOf(node) }).Should(HaveSuffix(
 			"waiting for startup taints to be removed: node.kubernetes.io/network-unavailable (timeout 10m0s)"))
 		Consistently(func() bool { return c.getNode(node).Spec.Unschedulable }, 2*time.Second).Should(BeTrue())
