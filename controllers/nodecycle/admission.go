@@ -71,6 +71,7 @@ func (r *Reconciler) admissionChecks() []admissionCheck {
 		r.noBlockingQueries,
 		r.noBlockingPods,
 		r.controlPlaneHealthy,
+		r.kubeadmControlPlaneReady,
 		agentBack,
 		strategiesReady,
 	}

@@ -10,6 +10,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
@@ -21,7 +24,9 @@ import (
 // every other control-plane node serves: Ready, its etcd and kube-apiserver
 // static pods Ready (where the cluster runs them as pods, as kubeadm does),
 // and its address an endpoint of the kubernetes Service (where the Service
-// lists the control-plane nodes' addresses). Taking one member of a
+// lists the control-plane nodes' addresses); a KubeadmControlPlane's
+// Machine only while it reports etcd and its components healthy and
+// neither rolls out nor remediates. Taking one member of a
 // three-member stacked etcd down while another is unhealthy loses quorum.
 
 // workersFirst holds a control-plane node's NodeCycle while a NodeCycle of
@@ -145,3 +150,71 @@ func hasEndpoint(n *corev1.Node, endpoints map[string]bool) bool {
 }
 
 func isTrue(c *corev1.PodCondition) bool { return c != nil && c.Status == corev1.ConditionTrue }
+
+// kubeadmControlPlaneGV is the version of KubeadmControlPlane read: its
+// v1beta2 conditions say RollingOut and Remediating.
+var kubeadmControlPlaneGV = schema.GroupVersion{Group: "controlplane.cluster.x-k8s.io", Version: "v1beta2"}
+
+// kubeadmControlPlaneReady holds a control-plane Machine's NodeCycle while
+// its KubeadmControlPlane does not report etcd and the control-plane
+// components healthy, or rolls out, or remediates: the control plane's own
+// controller is changing its Machines, or says it cannot lose one.
+func (r *Reconciler) kubeadmControlPlaneReady(ctx context.Context, s *scope) (bool, time.Duration, error) {
+	if !s.nc.Spec.ControlPlane || s.nc.Spec.MachineName == "" {
+		return false, 0, nil
+	}
+	m := &clusterv1.Machine{}
+	if err := r.Client.Get(ctx, client.ObjectKey{Namespace: s.nc.Namespace, Name: s.nc.Spec.MachineName}, m); err != nil {
+		return false, 0, client.IgnoreNotFound(err)
+	}
+	ref := metav1.GetControllerOf(m)
+	if ref == nil || ref.Kind != "KubeadmControlPlane" {
+		return false, 0, nil
+	}
+	kcp := &unstructured.Unstructured{}
+	kcp.SetGroupVersionKind(kubeadmControlPlaneGV.WithKind(ref.Kind))
+	if err := r.Client.Get(ctx, client.ObjectKey{Namespace: m.Namespace, Name: ref.Name}, kcp); err != nil {
+		return false, 0, fmt.Errorf("reading KubeadmControlPlane %s: %w", ref.Name, err)
+	}
+	if problems := kcpProblems(kcp); len(problems) > 0 {
+		s.waitFor(v1alpha1.ReasonControlPlaneUnhealthy, fmt.Sprintf("Waiting: KubeadmControlPlane %s: %s", ref.Name, strings.Join(problems, "; ")))
+		return true, gatePollInterval, nil
+	}
+	return false, 0, nil
+}
+
+// kcpProblems says which of the KubeadmControlPlane's conditions keep its
+// Machines from maintenance: EtcdClusterHealthy or
+// ControlPlaneComponentsHealthy not True (or not reported), RollingOut or
+// Remediating True.
+func kcpProblems(kcp *unstructured.Unstructured) []string {
+	conds, _, _ := unstructured.NestedSlice(kcp.Object, "status", "conditions")
+	status, message := map[string]string{}, map[string]string{}
+	for _, c := range conds {
+		m, ok := c.(map[string]any)
+		if !ok {
+			continue
+		}
+		t, _ := m["type"].(string)
+		status[t], _ = m["status"].(string)
+		message[t], _ = m["message"].(string)
+	}
+	var problems []string
+	for _, c := range []struct {
+		condition, want string
+	}{{"EtcdClusterHealthy", "True"}, {"ControlPlaneComponentsHealthy", "True"}, {"RollingOut", "False"}, {"Remediating", "False"}} {
+		got, reported := status[c.condition]
+		switch {
+		case !reported && c.want == "False":
+		case !reported:
+			problems = append(problems, c.condition+" not reported")
+		case got != c.want:
+			p := c.condition + " is " + got
+			if msg := strings.TrimSpace(message[c.condition]); msg != "" {
+				p += " (" + strings.Join(strings.Fields(msg), " ") + ")"
+			}
+			problems = append(problems, p)
+		}
+	}
+	return problems
+}

@@ -7,6 +7,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
 	"github.com/nodecycle/nodecycle/internal/nodes"
@@ -106,4 +107,36 @@ func TestControlPlanesGoAfterTheWorkers(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.runUntil(v1alpha1.PhaseWaitingForNodeReady)
+}
+
+// A KubeadmControlPlane lets its Machines go only while etcd and its
+// components are healthy and it neither rolls out nor remediates.
+func TestKubeadmControlPlaneProblems(t *testing.T) {
+	kcp := func(conds ...map[string]any) *unstructured.Unstructured {
+		list := make([]any, len(conds))
+		for i, c := range conds {
+			list[i] = c
+		}
+		return &unstructured.Unstructured{Object: map[string]any{"status": map[string]any{"conditions": list}}}
+	}
+	cond := func(t, st, msg string) map[string]any { return map[string]any{"type": t, "status": st, "message": msg} }
+	healthy := []map[string]any{cond("EtcdClusterHealthy", "True", ""), cond("ControlPlaneComponentsHealthy", "True", ""),
+		cond("RollingOut", "False", ""), cond("Remediating", "False", "")}
+	for _, tc := range []struct {
+		name string
+		kcp  *unstructured.Unstructured
+		want string
+	}{
+		{"healthy", kcp(healthy...), "[]"},
+		{"healthy, never rolled out", kcp(healthy[:2]...), "[]"},
+		{"no status yet", kcp(), "[EtcdClusterHealthy not reported ControlPlaneComponentsHealthy not reported]"},
+		{"etcd unhealthy", kcp(cond("EtcdClusterHealthy", "False", "* Machine cp-2:\n  * EtcdMemberHealthy: etcd member is unhealthy"), healthy[1]),
+			"[EtcdClusterHealthy is False (* Machine cp-2: * EtcdMemberHealthy: etcd member is unhealthy)]"},
+		{"rolling out and remediating", kcp(healthy[0], healthy[1], cond("RollingOut", "True", "Rolling out 1 not up-to-date replicas"), cond("Remediating", "True", "")),
+			"[RollingOut is True (Rolling out 1 not up-to-date replicas) Remediating is True]"},
+	} {
+		if got := fmt.Sprint(kcpProblems(tc.kcp)); got != tc.want {
+			t.Errorf("%s: %s, want %s", tc.name, got, tc.want)
+		}
+	}
 }

@@ -95,7 +95,9 @@ func ClusterAPICRDs() (envtest.CRDInstallOptions, error) {
 	}
 	dir := mod + "/core/config/crd/bases"
 	return envtest.CRDInstallOptions{
-		Paths:              []string{dir},
+		// With the KubeadmControlPlane's, whose conditions a test sets as
+		// its controller would.
+		Paths:              []string{dir, mod + "/controlplane/kubeadm/config/crd/bases/controlplane.cluster.x-k8s.io_kubeadmcontrolplanes.yaml"},
 		ErrorIfPathMissing: true,
 		CRDs: []*apiextensionsv1.CustomResourceDefinition{
 			builder.GenericBootstrapConfigCRD.DeepCopy(), builder.GenericBootstrapConfigTemplateCRD.DeepCopy(),

@@ -100,12 +100,36 @@ func (c *ClusterAPIControllers) CreateMachineDeploymentWith(ctx context.Context,
 func (c *ClusterAPIControllers) CreateControlPlaneMachine(ctx context.Context, namespace, cluster, name string, annotations map[string]string) (*clusterv1.Machine, error) {
 	cp := &unstructured.Unstructured{}
 	cp.SetGroupVersionKind(controlPlaneGVK)
+	cp.SetAnnotations(annotations)
+	return c.createControlPlaneMachine(ctx, namespace, cluster, name, cp)
+}
+
+// KubeadmControlPlaneGVK is the KubeadmControlPlane a test creates with
+// CreateKubeadmControlPlaneMachine; no controller runs for it: the test
+// writes its conditions.
+var KubeadmControlPlaneGVK = schema.GroupVersionKind{Group: "controlplane.cluster.x-k8s.io", Version: "v1beta2", Kind: "KubeadmControlPlane"}
+
+// CreateKubeadmControlPlaneMachine creates a control-plane Machine owned by
+// a KubeadmControlPlane of one replica carrying annotations.
+func (c *ClusterAPIControllers) CreateKubeadmControlPlaneMachine(ctx context.Context, namespace, cluster, name string, annotations map[string]string) (*clusterv1.Machine, error) {
+	cp := &unstructured.Unstructured{Object: map[string]any{"spec": map[string]any{
+		"replicas": int64(1), "version": "v1.37.2",
+		"machineTemplate": map[string]any{"spec": map[string]any{"infrastructureRef": map[string]any{
+			"apiGroup": infraMachineGVK.Group, "kind": infraMachineGVK.Kind + "Template", "name": name}}},
+	}}}
+	cp.SetGroupVersionKind(KubeadmControlPlaneGVK)
+	cp.SetAnnotations(annotations)
+	return c.createControlPlaneMachine(ctx, namespace, cluster, name, cp)
+}
+
+// createControlPlaneMachine creates cp and a Machine it controls.
+func (c *ClusterAPIControllers) createControlPlaneMachine(ctx context.Context, namespace, cluster, name string, cp *unstructured.Unstructured) (*clusterv1.Machine, error) {
 	cp.SetNamespace(namespace)
 	cp.SetName(name)
-	cp.SetAnnotations(annotations)
 	if err := c.Client.Create(ctx, cp); err != nil {
 		return nil, fmt.Errorf("creating control plane object: %w", err)
 	}
+	gvk := cp.GroupVersionKind()
 	for _, gvk := range []schema.GroupVersionKind{infraMachineGVK, bootstrapGVK} {
 		u := &unstructured.Unstructured{Object: map[string]any{"spec": map[string]any{}}}
 		u.SetGroupVersionKind(gvk)
@@ -120,7 +144,7 @@ func (c *ClusterAPIControllers) CreateControlPlaneMachine(ctx context.Context, n
 			Namespace: namespace, Name: name,
 			Labels: map[string]string{clusterv1.ClusterNameLabel: cluster, clusterv1.MachineControlPlaneLabel: ""},
 			OwnerReferences: []metav1.OwnerReference{{
-				APIVersion: controlPlaneGVK.GroupVersion().String(), Kind: controlPlaneGVK.Kind, Name: name, UID: cp.GetUID(), Controller: ptr.To(true),
+				APIVersion: gvk.GroupVersion().String(), Kind: gvk.Kind, Name: name, UID: cp.GetUID(), Controller: ptr.To(true),
 			}},
 		},
 		Spec: clusterv1.MachineSpec{
