@@ -53,7 +53,7 @@ var _ = Describe("Installation with kubectl apply -k config/clusterapi", func() 
 			return nil
 		}
 		workload := map[string]bool{"nodes": true, "nodes/status": true, "pods": true, "pods/eviction": true, "poddisruptionbudgets": true,
-			"evictionrequests": true, "evictions": true}
+			"evictionrequests": true, "evictions": true, "endpointslices": true}
 		var want []rbacv1.PolicyRule
 		for _, r := range role(string(generated)) {
 			// A generated rule may join workload and management resources
