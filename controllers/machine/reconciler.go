@@ -201,6 +201,8 @@ func (r *Reconciler) releaseRemediation(ctx context.Context, m *clusterv1.Machin
 		switch err := r.Client.Get(ctx, key, nc); {
 		case err == nil && !nc.Status.Phase.Terminal():
 			return nil // still at work
+		case err == nil && nc.Status.CompletionTime != nil && r.Clock.Now().Sub(nc.Status.CompletionTime.Time) < cycles.RemediationResumeDelay:
+			return nil // its NodeCycle lifts it, a moment after its end
 		case err != nil && !apierrors.IsNotFound(err):
 			return err
 		}

@@ -236,14 +236,31 @@ func (r *Reconciler) uncordon(ctx context.Context, s *scope) (reconcile.Result, 
 	}
 	s.finish(outcome, "", message)
 	// MachineHealthChecks are let back only once the node's conditions say
-	// the maintenance ended: one that (wrongly) counts MaintenanceInProgress
-	// or Drained as unhealthy would otherwise find them True for long past
-	// its timeout, and remediate a node that is fine.
+	// the maintenance ended, and a while after (resumeRemediation): one that
+	// (wrongly) counts MaintenanceInProgress or Drained as unhealthy would
+	// otherwise find them True for long past its timeout, and remediate a
+	// node that is fine.
 	if err := r.leaving(ctx, s); err != nil {
 		return reconcile.Result{}, err
 	}
-	if err := s.target.ResumeRemediation(ctx, cycles.Owner(s.nc)); err != nil {
-		return reconcile.Result{}, err
+	return reconcile.Result{RequeueAfter: cycles.RemediationResumeDelay}, nil
+}
+
+// resumeRemediation lifts the skip-remediation of a finished NodeCycle's
+// Machine, cycles.RemediationResumeDelay after its end; it says how long to wait
+// before that.
+func (r *Reconciler) resumeRemediation(ctx context.Context, nc *v1alpha1.NodeCycle) (time.Duration, error) {
+	if nc.Spec.MachineName == "" || nc.Status.CompletionTime == nil {
+		return 0, nil
 	}
-	return reconcile.Result{}, nil
+	if left := nc.Status.CompletionTime.Add(cycles.RemediationResumeDelay).Sub(r.Clock.Now()); left > 0 {
+		return left, nil
+	}
+	target, err := r.Clusters.Target(ctx, nc)
+	if err != nil {
+		// The cluster cannot be reached (or is gone): the Machine
+		// reconciler lifts the marker of a finished NodeCycle.
+		return 0, nil
+	}
+	return 0, target.ResumeRemediation(ctx, cycles.Owner(nc))
 }

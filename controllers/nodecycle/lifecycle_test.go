@@ -10,6 +10,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
+	"github.com/nodecycle/nodecycle/internal/cycles"
 	"github.com/nodecycle/nodecycle/internal/nodes"
 )
 
@@ -91,9 +92,11 @@ func (h *harness) wantConditions(when string, want ...string) {
 }
 
 // A MachineHealthCheck is let back on the Machine (skip-remediation lifted)
-// only once the node's conditions say the maintenance ended: one that
-// counts MaintenanceInProgress or Drained as unhealthy must not find them
-// True, long past its timeout, without nodecycle's skip-remediation.
+// only once the node's conditions say the maintenance ended, and
+// cycles.RemediationResumeDelay after: one that counts
+// MaintenanceInProgress or Drained as unhealthy must not find them True,
+// long past its timeout, without nodecycle's skip-remediation (its cache of
+// the node may lag its cache of the Machine).
 func TestRemediationResumesAfterTheConditionsEnd(t *testing.T) {
 	h := newHarness(t, withMachine())
 	resumes := 0
@@ -102,6 +105,9 @@ func TestRemediationResumesAfterTheConditionsEnd(t *testing.T) {
 		if nodes.InMaintenance(h.node()) {
 			t.Errorf("remediation resumed while the node's conditions say maintenance: %s", lifecycleOf(h.node()))
 		}
+		if done := h.cycle().Status.CompletionTime; done == nil || h.clock.Since(done.Time) < cycles.RemediationResumeDelay {
+			t.Errorf("remediation resumed %v after the end, before %s", done, cycles.RemediationResumeDelay)
+		}
 	}
 	h.restart()
 	h.createMachine(testMachine, "ms-1", "")
@@ -109,8 +115,14 @@ func TestRemediationResumesAfterTheConditionsEnd(t *testing.T) {
 	h.runUntil(v1alpha1.PhaseWaitingForNodeReady)
 	h.boot("boot-2")
 	h.runUntil(v1alpha1.PhaseSucceeded)
-	if resumes == 0 {
-		t.Fatal("the remediation never resumed")
+	res := h.reconcile()
+	if resumes != 0 || res.RequeueAfter != cycles.RemediationResumeDelay {
+		t.Fatalf("resumed %d times at the end; requeued after %s", resumes, res.RequeueAfter)
+	}
+	h.clock.Step(res.RequeueAfter)
+	h.reconcile()
+	if resumes != 1 {
+		t.Fatalf("the remediation resumed %d times after the delay", resumes)
 	}
 }
 

@@ -114,6 +114,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		if err := r.releaseFinalizers(ctx, nc, nil); err != nil {
 			return reconcile.Result{}, err
 		}
+		if wait, err := r.resumeRemediation(ctx, nc); err != nil || wait > 0 {
+			return reconcile.Result{RequeueAfter: wait}, err
+		}
 		return r.expire(ctx, nc)
 	}
 	log := logf.FromContext(ctx).WithValues("Node", klog.KRef("", nc.Spec.NodeName), "phase", nc.Status.Phase)

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"sort"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -129,3 +130,12 @@ func RebootPending(node *corev1.Node, nc *v1alpha1.NodeCycle) bool {
 // Owner is how a NodeCycle signs what it leaves on a Node or Machine
 // (nodecycle's cordon, its skip-remediation): namespace/name.
 func Owner(nc *v1alpha1.NodeCycle) string { return nc.Namespace + "/" + nc.Name }
+
+// RemediationResumeDelay is how long after a NodeCycle ended, its node's
+// lifecycle conditions cleared, nodecycle lifts the skip-remediation it set
+// on the Machine. A MachineHealthCheck reads the node from its own cache of
+// the workload cluster, the Machine from another: lifted at once, the
+// Machine's change can reach it before the node's, and it would see the
+// maintenance conditions still True past its timeout (a Machine deleted
+// right after a verified reboot, seen under load).
+const RemediationResumeDelay = 10 * time.Second
