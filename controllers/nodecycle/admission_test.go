@@ -106,6 +106,7 @@ func TestSlots(t *testing.T) {
 	t.Run("a control-plane node waits for every other", func(t *testing.T) {
 		h := newHarness(t)
 		h.cfg.MaxConcurrent = 3
+		h.cfg.ControlPlanesLast = false // the slot rule alone, whatever the order
 		h.restart()
 		h.create(&v1alpha1.NodeCycle{ObjectMeta: metav1.ObjectMeta{Namespace: testNamespace, Name: "other"},
 			Spec: v1alpha1.NodeCycleSpec{NodeName: "worker-2", Strategies: []v1alpha1.Strategy{v1alpha1.StrategyReboot}}})
@@ -121,8 +122,8 @@ func TestSlots(t *testing.T) {
 			t.Fatal(err)
 		}
 		h.settle()
-		if p := h.cycle().Status.Phase; p != v1alpha1.PhasePending {
-			t.Fatalf("control-plane node in %s while another node holds a slot", p)
+		if nc := h.cycle(); nc.Status.Phase != v1alpha1.PhasePending || !strings.Contains(nc.Status.Message, "3 of 3 taken") {
+			t.Fatalf("control-plane node in %s (%s) while another node holds a slot", nc.Status.Phase, nc.Status.Message)
 		}
 	})
 }

@@ -236,13 +236,11 @@ func (r *Reconciler) uncordon(ctx context.Context, s *scope) (reconcile.Result, 
 	}
 	s.finish(outcome, "", message)
 	// MachineHealthChecks are let back only once the node's conditions say
-	// the maintenance ended, and a while after (resumeRemediation): one that
+	// the maintenance ended (written before the save that ends the
+	// NodeCycle: conclude), and a while after (resumeRemediation): one that
 	// (wrongly) counts MaintenanceInProgress or Drained as unhealthy would
 	// otherwise find them True for long past its timeout, and remediate a
 	// node that is fine.
-	if err := r.leaving(ctx, s); err != nil {
-		return reconcile.Result{}, err
-	}
 	return reconcile.Result{RequeueAfter: cycles.RemediationResumeDelay}, nil
 }
 

@@ -1,6 +1,7 @@
 package nodecycle
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"testing"
@@ -8,6 +9,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	"github.com/nodecycle/nodecycle/api/v1alpha1"
 	"github.com/nodecycle/nodecycle/internal/cycles"
@@ -134,4 +136,28 @@ func lifecycleOf(n *corev1.Node) string {
 		}
 	}
 	return strings.Join(out, " ")
+}
+
+// The node's lifecycle conditions say the maintenance ended before the
+// save that ends the NodeCycle and frees its slot: the next node's
+// MaintenanceInProgress=True never overlaps this one's.
+func TestConditionsEndBeforeTheSlotIsFreed(t *testing.T) {
+	var h *harness
+	ends := 0
+	h = newHarness(t, withInterceptor(interceptor.Funcs{SubResourcePatch: func(ctx context.Context, c client.Client, sub string, obj client.Object, patch client.Patch, opts ...client.SubResourcePatchOption) error {
+		if nc, ok := obj.(*v1alpha1.NodeCycle); ok && nc.Status.Phase.Terminal() {
+			ends++
+			if nodes.InMaintenance(h.node()) {
+				t.Errorf("NodeCycle ended %s while the node's conditions say maintenance: %s", nc.Status.Phase, lifecycleOf(h.node()))
+			}
+		}
+		return c.SubResource(sub).Patch(ctx, obj, patch, opts...)
+	}}))
+	h.open()
+	h.runUntil(v1alpha1.PhaseWaitingForNodeReady)
+	h.boot("boot-2")
+	h.runUntil(v1alpha1.PhaseSucceeded)
+	if ends == 0 {
+		t.Fatal("the NodeCycle's end was never saved through a status patch")
+	}
 }
